@@ -1,0 +1,1 @@
+// layernorm kernels (to be written)

@@ -1,0 +1,1 @@
+// mlp kernels (to be written)

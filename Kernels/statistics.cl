@@ -1,0 +1,1 @@
+// statistics kernels (to be written)

@@ -1,0 +1,1 @@
+// svd kernels (to be written)

@@ -1,0 +1,1 @@
+// tensor kernels (to be written)

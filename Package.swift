@@ -1,0 +1,42 @@
+// swift-tools-version: 6.0
+// ViTForge: fine-tune and structurally prune Vision Transformers on OpenCL GPUs, with a CPU backend.
+// Layers (arrows point down only): vitforge (CLI) → ViTForgePrune → ViTForgeTrain → ViTForgeModel → ViTForgeDevice.
+import PackageDescription
+
+let package = Package(
+    name: "ViTForge",
+    products: [
+        .executable(name: "vitforge", targets: ["vitforge"]),
+        .library(name: "ViTForgeDevice", targets: ["ViTForgeDevice"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // OpenCL (ocl-icd) + CLBlast's C API.
+        .systemLibrary(name: "COpenCL", pkgConfig: "OpenCL",
+                       providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers", "libclblast-dev"])]),
+        // CBLAS from OpenBLAS (pkg-config adds the openblas-pthread include folder).
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // OpenCL C sources, embedded into the binary at build time.
+        .target(name: "Kernels", path: "Kernels",
+                exclude: ["README.md"],
+                resources: [
+                    .embedInCode("tensor.cl"),
+                    .embedInCode("layernorm.cl"),
+                    .embedInCode("softmax.cl"),
+                    .embedInCode("mlp.cl"),
+                    .embedInCode("loss.cl"),
+                    .embedInCode("statistics.cl"),
+                    .embedInCode("optimizer.cl"),
+                    .embedInCode("svd.cl"),
+                ]),
+        .target(name: "ViTForgeDevice", dependencies: ["COpenCL", "CBLAS", "Kernels"]),
+        .executableTarget(name: "vitforge", dependencies: [
+            "ViTForgeDevice",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "vitforge"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,253 @@
+/// The device layer's one interface: buffers owned by a backend, and the fixed list of operations the model,
+/// the trainer and the pruning methods need. The model calls nothing else, so the same code runs on the CPU
+/// (OpenBLAS + Swift loops) and on OpenCL (CLBlast + `Kernels/*.cl`).
+///
+/// Conventions, the same for every operation:
+/// - Tensors are row-major float32; sizes and offsets are counted in elements, never bytes.
+/// - Index and label buffers hold `Int32` (4 bytes, like `Float`), uploaded with `upload(_:[Int32]…)`.
+/// - Forward operations *write* their outputs. Backward operations *accumulate* (`+=`) into every gradient they
+///   produce, as in llm.c: the caller zeroes gradient buffers once per step, and a tensor used twice (the residual
+///   stream) simply receives both contributions.
+/// - Operations are enqueued in order; nothing waits for the device except `download`, the reductions that return a
+///   value to the host (`sum`, `sumOfSquares`, `normalize`), and `synchronize`.
+public protocol Backend: AnyObject {
+    /// A short description for logs and reports: `cpu (OpenBLAS, 2 threads)`, `opencl:0.0 NVIDIA H100 …`.
+    var name: String { get }
+    var kind: BackendKind { get }
+
+    // MARK: Buffers
+
+    /// A buffer of `count` 4-byte elements, owned by this backend. Contents are undefined until written.
+    func allocate(_ count: Int) throws -> Buffer
+    func upload(_ values: UnsafeBufferPointer<Float>, to buffer: Buffer, offset: Int) throws
+    func upload(_ values: UnsafeBufferPointer<Int32>, to buffer: Buffer, offset: Int) throws
+    func download(_ buffer: Buffer, offset: Int, into values: UnsafeMutableBufferPointer<Float>) throws
+    /// `dst[dstOffset ..< dstOffset+count] = src[srcOffset ..< srcOffset+count]`.
+    func copy(_ src: Buffer, srcOffset: Int, to dst: Buffer, dstOffset: Int, count: Int) throws
+    /// `buffer[offset ..< offset+count] = value`.
+    func fill(_ buffer: Buffer, value: Float, offset: Int, count: Int) throws
+    /// Waits until every enqueued operation has finished (for timing; results are ordered without it).
+    func synchronize() throws
+
+    // MARK: Matrix products
+
+    /// `C = alpha·op(A)·op(B) + beta·C` with `op(A)` m×k, `op(B)` k×n, `C` m×n (leading dimensions and element
+    /// offsets in `spec`).
+    func gemm(_ spec: GemmSpec, a: Buffer, b: Buffer, c: Buffer) throws
+    /// `spec.batch` independent products; matrix `i` starts at `offset + i·stride` in each buffer (attention:
+    /// one product per image for one head).
+    func gemmStridedBatched(_ spec: GemmSpec, a: Buffer, b: Buffer, c: Buffer) throws
+
+    // MARK: Elementwise and row operations
+
+    /// `x[r, c] += bias[c]` for x [rows, cols].
+    func addBias(_ x: Buffer, bias: Buffer, rows: Int, cols: Int) throws
+    /// Bias gradient: `dBias[c] += Σ_r dOut[r, c]`.
+    func addBiasBackward(dOut: Buffer, dBias: Buffer, rows: Int, cols: Int) throws
+    /// Residual add: `out[i] = a[i] + b[i]` (`out` may alias `a` or `b`).
+    func add(_ a: Buffer, _ b: Buffer, out: Buffer, count: Int) throws
+    /// `y[i] += alpha·x[i]`: the residual's backward, and gradient accumulation.
+    func axpy(alpha: Float, x: Buffer, y: Buffer, count: Int) throws
+    /// `x[i] *= alpha`.
+    func scale(_ x: Buffer, by alpha: Float, count: Int) throws
+
+    /// `out = (x − mean)·rstd·gamma + beta` per row of x [rows, cols]; saves `mean` and `rstd` [rows] for backward.
+    func layerNormForward(x: Buffer, gamma: Buffer, beta: Buffer, out: Buffer, mean: Buffer, rstd: Buffer,
+                          rows: Int, cols: Int, eps: Float) throws
+    /// Accumulates `dX`, `dGamma`, `dBeta` from `dOut`, using the saved `mean`/`rstd`.
+    func layerNormBackward(dOut: Buffer, x: Buffer, gamma: Buffer, mean: Buffer, rstd: Buffer,
+                           dX: Buffer, dGamma: Buffer, dBeta: Buffer, rows: Int, cols: Int) throws
+
+    /// `out[r, :] = softmax(scale · x[r, :])` (`out` may alias `x`).
+    func softmaxForward(x: Buffer, out: Buffer, rows: Int, cols: Int, scale: Float) throws
+    /// `dX[r, c] += scale · y[r, c] · (dOut[r, c] − Σ_j dOut[r, j]·y[r, j])` with `y` the forward output.
+    func softmaxBackward(dOut: Buffer, out: Buffer, dX: Buffer, rows: Int, cols: Int, scale: Float) throws
+
+    /// `out[r, c] = gelu(x[r, c] + bias[c])` with the exact (erf) GELU, as PyTorch's default `nn.GELU()`.
+    func biasGeluForward(x: Buffer, bias: Buffer, out: Buffer, rows: Int, cols: Int) throws
+    /// `dX[r, c] += gelu'(x[r, c] + bias[c]) · dOut[r, c]` (the bias gradient is `addBiasBackward` of that).
+    func biasGeluBackward(dOut: Buffer, x: Buffer, bias: Buffer, dX: Buffer, rows: Int, cols: Int) throws
+
+    // MARK: Losses
+
+    /// Cross-entropy with label smoothing ε: target `y = (1−ε)·onehot(label) + ε/classes`;
+    /// `losses[r] = −Σ_c y_c·log softmax(logits[r])_c`, and `probs` = the softmax, for backward.
+    /// `labels` holds `Int32` class indices.
+    func crossEntropyForward(logits: Buffer, labels: Buffer, probs: Buffer, losses: Buffer,
+                             rows: Int, classes: Int, smoothing: Float) throws
+    /// `dLogits[r, c] += scale · (probs[r, c] − y[r, c])` (`scale` = dLoss/dlosses[r], e.g. 1/rows for the mean).
+    func crossEntropyBackward(probs: Buffer, labels: Buffer, dLogits: Buffer,
+                              rows: Int, classes: Int, smoothing: Float, scale: Float) throws
+    /// Knowledge distillation at temperature T (Hinton et al. 2015): with `ps = softmax(student/T)` and
+    /// `pt = softmax(teacher/T)`, `losses[r] = T²·KL(pt ‖ ps) = T²·Σ_c pt·(log pt − log ps)`.
+    /// Saves both softmaxes for backward.
+    func distillationForward(student: Buffer, teacher: Buffer, studentProbs: Buffer, teacherProbs: Buffer,
+                             losses: Buffer, rows: Int, classes: Int, temperature: Float) throws
+    /// `dStudent[r, c] += scale · T · (ps[r, c] − pt[r, c])` (the teacher gets no gradient).
+    func distillationBackward(studentProbs: Buffer, teacherProbs: Buffer, dStudent: Buffer,
+                              rows: Int, classes: Int, temperature: Float, scale: Float) throws
+
+    // MARK: Statistics and reductions
+
+    /// Merges the rows of x [rows, cols] into running per-column statistics kept in float64.
+    /// `state` holds `ColumnStatistics.stateCount(cols)` elements: float64 mean[cols] then float64 M2[cols]
+    /// (Chan et al.'s parallel update), and `countBefore` is how many rows were merged before this call.
+    /// Start from a zero-filled state with `countBefore = 0`.
+    func columnStatisticsAccumulate(x: Buffer, rows: Int, cols: Int, state: Buffer, countBefore: Int) throws
+    /// Population mean and variance (ddof 0) of everything merged into `state` (`count` rows), as float32.
+    func columnStatisticsFinalize(state: Buffer, cols: Int, count: Int, mean: Buffer, variance: Buffer) throws
+    /// `Σ x[i]`, accumulated in float64, returned to the host (waits for the device).
+    func sum(_ x: Buffer, count: Int) throws -> Double
+    /// `Σ x[i]²`, accumulated in float64 (gradient-norm clipping, normalisation).
+    func sumOfSquares(_ x: Buffer, count: Int) throws -> Double
+
+    // MARK: Optimizer and masks
+
+    /// One AdamW step (decoupled weight decay, bias-corrected moments, as `torch.optim.AdamW`) on `count`
+    /// elements. Where `mask` is given and `mask[i] == 0`, parameter and moments stay untouched (pruned weights).
+    func adamwStep(param: Buffer, grad: Buffer, m: Buffer, v: Buffer, mask: Buffer?, count: Int,
+                   hyper: AdamWHyperparameters) throws
+    /// Multiplies the rows (`axis: .rows`, mask [rows]) or the columns (`axis: .columns`, mask [cols]) of
+    /// x [rows, cols] by a mask.
+    func applyMask(_ x: Buffer, mask: Buffer, rows: Int, cols: Int, axis: MaskAxis) throws
+
+    // MARK: Gather / scatter (surgery, im2col, token selection)
+
+    /// `dst[i] = src[indices[i]]` for `i < count` (`indices`: Int32 element indices into `src`).
+    func gather(src: Buffer, indices: Buffer, dst: Buffer, count: Int) throws
+    /// The adjoint of `gather`: `dst[indices[i]] += src[i]`. Indices must be unique (no write conflicts).
+    func scatterAdd(src: Buffer, indices: Buffer, dst: Buffer, count: Int) throws
+
+    // MARK: Power iteration / randomized SVD steps
+
+    /// Gram matrix `out = Aᵀ·A` (cols × cols) of a [rows, cols].
+    func gram(_ a: Buffer, rows: Int, cols: Int, out: Buffer) throws
+    /// `y = A·x` (a [rows, cols], x [cols], y [rows]) or, transposed, `y = Aᵀ·x` (x [rows], y [cols]).
+    func matVec(_ a: Buffer, rows: Int, cols: Int, x: Buffer, y: Buffer, transposed: Bool) throws
+    /// Scales x to unit L2 norm and returns the norm it had (a zero vector is left as is and 0 returned).
+    func normalize(_ x: Buffer, count: Int) throws -> Double
+}
+
+public enum BackendKind: String, Sendable {
+    case cpu
+    case openCL = "opencl"
+}
+
+public enum MaskAxis: Sendable {
+    case rows
+    case columns
+}
+
+/// A block of device memory owned by one backend; `count` elements of 4 bytes.
+/// Backends subclass it; handing a buffer to another backend is a programming error and traps.
+open class Buffer {
+    public let count: Int
+    public init(count: Int) { self.count = count }
+}
+
+/// Shape and layout of one (or a strided batch of) row-major GEMM `C = alpha·op(A)·op(B) + beta·C`.
+public struct GemmSpec: Sendable, Equatable {
+    public var transA: Bool
+    public var transB: Bool
+    public var m: Int
+    public var n: Int
+    public var k: Int
+    public var alpha: Float
+    public var beta: Float
+    /// Leading dimensions (row strides) of A, B, C as stored (before the transpose is applied).
+    public var lda: Int
+    public var ldb: Int
+    public var ldc: Int
+    public var offsetA = 0
+    public var offsetB = 0
+    public var offsetC = 0
+    /// Element distance between consecutive matrices of a strided batch, and how many there are.
+    public var strideA = 0
+    public var strideB = 0
+    public var strideC = 0
+    public var batch = 1
+
+    /// A dense product with the natural leading dimensions: A is stored m×k (k×m when `transA`), B k×n (n×k when
+    /// `transB`), C m×n.
+    public init(m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false,
+                alpha: Float = 1, beta: Float = 0) {
+        self.transA = transA
+        self.transB = transB
+        self.m = m
+        self.n = n
+        self.k = k
+        self.alpha = alpha
+        self.beta = beta
+        self.lda = transA ? m : k
+        self.ldb = transB ? k : n
+        self.ldc = n
+    }
+
+    /// Elements of A, B and C that matrix `batch − 1` reaches; used to check buffer bounds.
+    public var extentA: Int { offsetA + (batch - 1) * strideA + (transA ? (k - 1) * lda + m : (m - 1) * lda + k) }
+    public var extentB: Int { offsetB + (batch - 1) * strideB + (transB ? (n - 1) * ldb + k : (k - 1) * ldb + n) }
+    public var extentC: Int { offsetC + (batch - 1) * strideC + (m - 1) * ldc + n }
+    /// Floating-point operations of the whole (batched) product: 2·m·n·k per matrix.
+    public var flops: Double { 2 * Double(m) * Double(n) * Double(k) * Double(batch) }
+}
+
+public struct AdamWHyperparameters: Sendable, Equatable {
+    public var learningRate: Float
+    public var beta1: Float
+    public var beta2: Float
+    public var eps: Float
+    /// Decoupled weight decay for this tensor; 0 for biases, norms and position/class tokens.
+    public var weightDecay: Float
+    /// 1-based step number, for the bias corrections `1 − βᵗ`.
+    public var step: Int
+
+    public init(learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
+                weightDecay: Float = 0, step: Int) {
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.weightDecay = weightDecay
+        self.step = step
+    }
+}
+
+public enum ColumnStatistics {
+    /// Elements (4 bytes each) of a statistics state for `cols` columns: float64 mean and M2 per column.
+    public static func stateCount(_ cols: Int) -> Int { 4 * cols }
+}
+
+extension Backend {
+    /// Allocates a buffer holding `values`.
+    public func makeBuffer(_ values: [Float]) throws -> Buffer {
+        let buffer = try allocate(values.count)
+        try values.withUnsafeBufferPointer { try upload($0, to: buffer, offset: 0) }
+        return buffer
+    }
+
+    /// Allocates a buffer holding the indices or labels `values`.
+    public func makeBuffer(_ values: [Int32]) throws -> Buffer {
+        let buffer = try allocate(values.count)
+        try values.withUnsafeBufferPointer { try upload($0, to: buffer, offset: 0) }
+        return buffer
+    }
+
+    /// A zero-filled buffer.
+    public func zeros(_ count: Int) throws -> Buffer {
+        let buffer = try allocate(count)
+        try fill(buffer, value: 0, offset: 0, count: count)
+        return buffer
+    }
+
+    /// The first `count` elements of a buffer (all of it by default), copied to the host.
+    public func read(_ buffer: Buffer, count: Int? = nil) throws -> [Float] {
+        let n = count ?? buffer.count
+        var values = [Float](repeating: 0, count: n)
+        try values.withUnsafeMutableBufferPointer { try download(buffer, offset: 0, into: $0) }
+        return values
+    }
+
+    public func write(_ values: [Float], to buffer: Buffer, offset: Int = 0) throws {
+        try values.withUnsafeBufferPointer { try upload($0, to: buffer, offset: offset) }
+    }
+}
