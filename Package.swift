@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .executable(name: "vitforge", targets: ["vitforge"]),
         .library(name: "ViTForgeDevice", targets: ["ViTForgeDevice"]),
+        .library(name: "ViTForgeModel", targets: ["ViTForgeModel"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -32,11 +33,14 @@ let package = Package(
                     .embedInCode("svd.cl"),
                 ]),
         .target(name: "ViTForgeDevice", dependencies: ["COpenCL", "CBLAS", "Kernels"]),
+        // ViT config, timm parameter names, safetensors I/O, MAC/parameter counts (forward/backward come later).
+        .target(name: "ViTForgeModel", dependencies: ["ViTForgeDevice"]),
         .executableTarget(name: "vitforge", dependencies: [
             "ViTForgeDevice",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "vitforge"]),
+        .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,0 +1,193 @@
+import Foundation
+
+/// How the classifier reads the token sequence (timm `global_pool`).
+public enum Pooling: String, Codable, Sendable {
+    /// `x[:, 0]` after the final `norm` (the class token).
+    case token
+    /// Mean over the patch tokens, prefix tokens excluded, then `fc_norm` (timm's `norm` is Identity then).
+    case avg
+}
+
+/// One transformer block's widths. Pruning changes them per block; the residual width is shared by all blocks.
+public struct BlockConfig: Codable, Equatable, Sendable {
+    public var heads: Int
+    /// Width of each head's query and key (they meet in `q·kᵀ`, so they are pruned together).
+    public var qkDim: Int
+    /// Width of each head's value, which may differ from `qkDim` after pruning.
+    public var vDim: Int
+    public var mlpHidden: Int
+    /// Multiplies `q·kᵀ` before the softmax. The original model's `qkDim^-0.5`, kept when `qkDim` is pruned so the
+    /// pruned model computes what the masked full model computes (REFERENCE.md §1.3, §6 risk 1).
+    public var attentionScale: Double
+
+    public init(heads: Int, qkDim: Int, vDim: Int, mlpHidden: Int, attentionScale: Double? = nil) {
+        self.heads = heads
+        self.qkDim = qkDim
+        self.vDim = vDim
+        self.mlpHidden = mlpHidden
+        self.attentionScale = attentionScale ?? 1 / Double(qkDim).squareRoot()
+    }
+
+    /// Rows of the fused `attn.qkv` weight: q (heads·qkDim), then k (heads·qkDim), then v (heads·vDim).
+    public var qkvRows: Int { heads * (2 * qkDim + vDim) }
+    /// Columns of `attn.proj.weight`: the merged heads' values.
+    public var attentionWidth: Int { heads * vDim }
+}
+
+/// A Vision Transformer as timm's `VisionTransformer` (and DeiT's `VisionTransformerDistilled`) builds it, with the
+/// per-block widths a pruned model needs. Stored as JSON under the safetensors metadata key `vitforge.config`.
+public struct ViTConfig: Codable, Equatable, Sendable {
+    /// Bumped when a field changes meaning; readers refuse versions they do not know.
+    public static let currentVersion = 1
+    /// The safetensors `__metadata__` key holding this configuration as a JSON string.
+    public static let metadataKey = "vitforge.config"
+
+    public var version: Int = ViTConfig.currentVersion
+    /// Side of the square input image, in pixels.
+    public var imageSize: Int
+    /// Side of the square patch (the patch-embedding convolution's kernel and stride).
+    public var patchSize: Int
+    public var inChannels: Int
+    public var classes: Int
+    /// The embedding (residual stream) width, timm's `embed_dim`.
+    public var residualWidth: Int
+    public var blocks: [BlockConfig]
+    /// Whether `attn.qkv` has a bias (timm `qkv_bias`); the same for every block.
+    public var qkvBias: Bool
+    public var pooling: Pooling
+    public var classToken: Bool
+    /// DeiT's distillation token and second head (`dist_token`, `head_dist`); inference averages the two heads.
+    public var distillationToken: Bool
+    public var layerNormEps: Double
+
+    public init(imageSize: Int, patchSize: Int, inChannels: Int, classes: Int, residualWidth: Int,
+                blocks: [BlockConfig], qkvBias: Bool = true, pooling: Pooling = .token, classToken: Bool = true,
+                distillationToken: Bool = false, layerNormEps: Double = 1e-6) {
+        self.imageSize = imageSize
+        self.patchSize = patchSize
+        self.inChannels = inChannels
+        self.classes = classes
+        self.residualWidth = residualWidth
+        self.blocks = blocks
+        self.qkvBias = qkvBias
+        self.pooling = pooling
+        self.classToken = classToken
+        self.distillationToken = distillationToken
+        self.layerNormEps = layerNormEps
+    }
+
+    /// A uniform timm model: `depth` blocks of `heads` heads of `embedDim / heads`, MLP `mlpRatio · embedDim`.
+    public static func timm(imageSize: Int, patchSize: Int, inChannels: Int = 3, classes: Int, embedDim: Int,
+                            depth: Int, heads: Int, mlpRatio: Double = 4, qkvBias: Bool = true,
+                            pooling: Pooling = .token, classToken: Bool = true,
+                            distillationToken: Bool = false) -> ViTConfig {
+        let headDim = embedDim / max(heads, 1)
+        let block = BlockConfig(heads: heads, qkDim: headDim, vDim: headDim,
+                                mlpHidden: Int((Double(embedDim) * mlpRatio).rounded()))
+        return ViTConfig(imageSize: imageSize, patchSize: patchSize, inChannels: inChannels, classes: classes,
+                         residualWidth: embedDim, blocks: Array(repeating: block, count: depth), qkvBias: qkvBias,
+                         pooling: pooling, classToken: classToken, distillationToken: distillationToken)
+    }
+
+    public var depth: Int { blocks.count }
+    public var gridSize: Int { imageSize / patchSize }
+    public var patchCount: Int { gridSize * gridSize }
+    /// Class and distillation tokens, in front of the patch tokens.
+    public var prefixTokens: Int { (classToken ? 1 : 0) + (distillationToken ? 1 : 0) }
+    public var tokens: Int { patchCount + prefixTokens }
+    /// Elements of one patch as the im2col GEMM sees it, `(c, ky, kx)` order.
+    public var patchElements: Int { inChannels * patchSize * patchSize }
+    /// `norm` for token pooling, `fc_norm` for average pooling.
+    public var finalNormName: String { pooling == .token ? "norm" : "fc_norm" }
+
+    /// Whether timm itself could build this model: every block has the same widths, `qkDim == vDim`, the width
+    /// splits evenly, and the scale is timm's `head_dim^-0.5`.
+    public var isPlainTimm: Bool {
+        guard let first = blocks.first else { return false }
+        return blocks.allSatisfy { $0 == first } && first.qkDim == first.vDim
+            && first.attentionScale == 1 / Double(first.qkDim).squareRoot()
+    }
+
+    /// Every reason this configuration cannot describe a model, as one sentence (nil when it can).
+    public func problem() -> String? {
+        if version != Self.currentVersion { return "version \(version) (this build reads \(Self.currentVersion))" }
+        if imageSize < 1 || patchSize < 1 || inChannels < 1 || classes < 1 || residualWidth < 1 {
+            return "image size, patch size, input channels, classes and residual width must be positive"
+        }
+        if imageSize % patchSize != 0 { return "image size \(imageSize) is not a multiple of patch size \(patchSize)" }
+        if blocks.isEmpty { return "no blocks" }
+        if pooling == .token && !classToken { return "token pooling needs a class token" }
+        if distillationToken && (!classToken || pooling != .token) {
+            return "a distillation token needs a class token and token pooling (DeiT)"
+        }
+        if !(layerNormEps > 0) || !layerNormEps.isFinite { return "LayerNorm eps must be positive" }
+        for (index, block) in blocks.enumerated() {
+            if block.heads < 1 || block.qkDim < 1 || block.vDim < 1 || block.mlpHidden < 1 {
+                return "block \(index): heads, qkDim, vDim and mlpHidden must be at least 1 "
+                    + "(a method that empties a block removes the block)"
+            }
+            if !(block.attentionScale > 0) || !block.attentionScale.isFinite {
+                return "block \(index): attention scale must be positive and finite"
+            }
+        }
+        return nil
+    }
+
+    // MARK: JSON
+
+    /// The JSON text stored under `vitforge.config` (keys sorted, so equal configs give equal files).
+    public func jsonString() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        // Encoding plain structs of numbers, strings and booleans cannot fail; the fallback keeps this total.
+        guard let data = try? encoder.encode(self), let text = String(data: data, encoding: .utf8) else { return "{}" }
+        return text
+    }
+
+    /// Parses and checks a `vitforge.config` string; `file` names the model file in errors.
+    public static func fromJSON(_ text: String, file: String) throws -> ViTConfig {
+        let config: ViTConfig
+        do {
+            config = try JSONDecoder().decode(ViTConfig.self, from: Data(text.utf8))
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw ModelFileError(file: file, .invalidConfig(
+                "\(metadataKey) has no \"\(key.stringValue)\"\(codingPathText(context.codingPath))"))
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            throw ModelFileError(file: file, .invalidConfig(
+                "\(metadataKey): wrong type\(codingPathText(context.codingPath))"))
+        } catch let DecodingError.dataCorrupted(context) {
+            throw ModelFileError(file: file, .invalidConfig(
+                "\(metadataKey) is not valid: \(context.debugDescription)\(codingPathText(context.codingPath))"))
+        } catch {
+            throw ModelFileError(file: file, .invalidConfig("\(metadataKey) cannot be read"))
+        }
+        if let problem = config.problem() { throw ModelFileError(file: file, .invalidConfig(problem)) }
+        return config
+    }
+
+    private static func codingPathText(_ path: [CodingKey]) -> String {
+        path.isEmpty ? "" : " at " + path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+    }
+
+    // `version` has a default, so configs written by hand may leave it out.
+    private enum CodingKeys: String, CodingKey {
+        case version, imageSize, patchSize, inChannels, classes, residualWidth, blocks, qkvBias, pooling
+        case classToken, distillationToken, layerNormEps
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        version = try container.decodeIfPresent(Int.self, forKey: .version) ?? Self.currentVersion
+        imageSize = try container.decode(Int.self, forKey: .imageSize)
+        patchSize = try container.decode(Int.self, forKey: .patchSize)
+        inChannels = try container.decode(Int.self, forKey: .inChannels)
+        classes = try container.decode(Int.self, forKey: .classes)
+        residualWidth = try container.decode(Int.self, forKey: .residualWidth)
+        blocks = try container.decode([BlockConfig].self, forKey: .blocks)
+        qkvBias = try container.decode(Bool.self, forKey: .qkvBias)
+        pooling = try container.decode(Pooling.self, forKey: .pooling)
+        classToken = try container.decode(Bool.self, forKey: .classToken)
+        distillationToken = try container.decodeIfPresent(Bool.self, forKey: .distillationToken) ?? false
+        layerNormEps = try container.decodeIfPresent(Double.self, forKey: .layerNormEps) ?? 1e-6
+    }
+}
