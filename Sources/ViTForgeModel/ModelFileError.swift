@@ -122,23 +122,8 @@ public struct ModelFileError: Error, CustomStringConvertible, Equatable, Sendabl
     }
 }
 
-/// A name in double quotes, with quotes and control characters escaped so the error stays one line.
+/// A name in double quotes, escaped as a JSON string literal, so quotes and control characters in a key cannot
+/// break the error's single line.
 func quoted(_ name: String) -> String {
-    var out = "\""
-    for scalar in name.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 {
-                out += "\\u{\(String(scalar.value, radix: 16))}"
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out + "\""
+    jsonStringLiteral(name)
 }

@@ -316,13 +316,25 @@ public struct SafetensorsFile: Sendable {
 
     /// A one-line Python command that converts a checkpoint without ever loading it into ViTForge:
     /// `weights_only=True` keeps torch's unpickler from running arbitrary code, the wrappers timm and DeiT use
-    /// (`model`, `state_dict`) are unwrapped, and tensors are made contiguous as `save_file` requires.
+    /// (`model`, `state_dict`) are unwrapped, and tensors are made contiguous as `save_file` requires. The output
+    /// never names the input (a pickle misnamed `.safetensors` gets `.converted.safetensors`).
     static func conversionCommand(for path: String) -> String {
         let base = (path as NSString).deletingPathExtension
-        let output = base + ".safetensors"
-        return "python3 -c \"import torch, safetensors.torch as st; d = torch.load('\(path)', map_location='cpu', "
+        let output = path.hasSuffix(".safetensors") ? base + ".converted.safetensors" : base + ".safetensors"
+        func pythonLiteral(_ text: String) -> String {
+            "'" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
+        }
+        let code = "import torch, safetensors.torch as st; d = torch.load(\(pythonLiteral(path)), map_location='cpu', "
             + "weights_only=True); d = d.get('model', d.get('state_dict', d)); "
-            + "st.save_file({k: v.contiguous() for k, v in d.items()}, '\(output)', metadata={'format': 'pt'})\""
+            + "st.save_file({k: v.contiguous() for k, v in d.items()}, \(pythonLiteral(output)), "
+            + "metadata={'format': 'pt'})"
+        // Inside shell double quotes only \ " $ ` are special.
+        var shellQuoted = ""
+        for character in code {
+            if "\\\"$`".contains(character) { shellQuoted.append("\\") }
+            shellQuoted.append(character)
+        }
+        return "python3 -c \"" + shellQuoted + "\""
     }
 
     static func ioMessage(_ error: Error) -> String {

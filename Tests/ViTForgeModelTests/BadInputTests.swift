@@ -72,6 +72,11 @@ let badInputs: [BadInput] = [
             {"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}
             """, data: eightBytes + [0, 0, 0, 0])
     }, key: "b") { $0 == .hole(previous: "a", bytes: 4) },
+    BadInput(name: "data not starting at offset 0", bytes: {
+        rawSafetensors(header: """
+            {"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}
+            """, data: eightBytes)
+    }, key: "a") { $0 == .hole(previous: nil, bytes: 4) },
     BadInput(name: "bytes after the last tensor", bytes: {
         rawSafetensors(header: """
             {"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}
@@ -179,6 +184,11 @@ struct BadInputTests {
         #expect(line.contains("save_file"))
         #expect(line.contains(folder.path("deit.safetensors")))
         #expect(!line.contains("\n"))
+        // A pickle misnamed .safetensors: the suggested output must not be the input itself.
+        let misnamed = folder.path("model.safetensors")
+        try Data([0x80, 0x04, 0x95]).write(to: URL(fileURLWithPath: misnamed))
+        let misnamedLine = try #require(modelFileError { _ = try SafetensorsFile(path: misnamed) }).description
+        #expect(misnamedLine.contains(folder.path("model.converted.safetensors")))
     }
 
     @Test func missingFileIsOneLine() {
