@@ -42,6 +42,11 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     /// The safetensors `__metadata__` key holding this configuration as a JSON string.
     public static let metadataKey = "vitforge.config"
 
+    /// Limits checked by `problem()`; see there.
+    public static let maximumSide = 1 << 14
+    public static let maximumWidth = 1 << 16
+    public static let maximumDepth = 1 << 10
+
     public var version: Int = ViTConfig.currentVersion
     /// Side of the square input image, in pixels.
     public var imageSize: Int
@@ -114,6 +119,17 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         if imageSize < 1 || patchSize < 1 || inChannels < 1 || classes < 1 || residualWidth < 1 {
             return "image size, patch size, input channels, classes and residual width must be positive"
         }
+        // Bounds far above any real ViT (ViT-22B: width 6144, MLP 24576) that keep every shape, parameter and MAC
+        // product inside Int, so a hostile header declaring zero-byte tensors of huge shape cannot trap a count.
+        if imageSize > Self.maximumSide || patchSize > Self.maximumSide || inChannels > Self.maximumSide {
+            return "image size, patch size and input channels must be at most \(Self.maximumSide)"
+        }
+        if patchElements > Self.maximumWidth || patchCount > Self.maximumWidth {
+            return "patches of \(patchElements) elements, \(patchCount) per image: above the limit \(Self.maximumWidth)"
+        }
+        if residualWidth > Self.maximumWidth || classes > Self.maximumWidth || blocks.count > Self.maximumDepth {
+            return "residual width, classes (at most \(Self.maximumWidth)) or depth (at most \(Self.maximumDepth)) too large"
+        }
         if imageSize % patchSize != 0 { return "image size \(imageSize) is not a multiple of patch size \(patchSize)" }
         if blocks.isEmpty { return "no blocks" }
         if pooling == .token && !classToken { return "token pooling needs a class token" }
@@ -125,6 +141,10 @@ public struct ViTConfig: Codable, Equatable, Sendable {
             if block.heads < 1 || block.qkDim < 1 || block.vDim < 1 || block.mlpHidden < 1 {
                 return "block \(index): heads, qkDim, vDim and mlpHidden must be at least 1 "
                     + "(a method that empties a block removes the block)"
+            }
+            if block.heads > Self.maximumWidth || block.qkDim > Self.maximumWidth || block.vDim > Self.maximumWidth
+                || block.qkvRows > Self.maximumWidth * 4 || block.mlpHidden > Self.maximumWidth * 4 {
+                return "block \(index): widths above ViTForge's limits"
             }
             if !(block.attentionScale > 0) || !block.attentionScale.isFinite {
                 return "block \(index): attention scale must be positive and finite"

@@ -23,7 +23,9 @@ extension ViTConfig {
     public static func infer(from file: SafetensorsFile, heads: Int? = nil) throws
         -> (config: ViTConfig, headsSource: HeadsSource) {
         let path = file.path
-        if let heads, heads < 1 { throw ModelFileError(file: path, .invalidConfig("--heads must be at least 1")) }
+        if let heads, heads < 1 || heads > maximumWidth {
+            throw ModelFileError(file: path, .invalidConfig("--heads must be between 1 and \(maximumWidth)"))
+        }
         try refuseUnsupportedVariants(file)
 
         if let stored = file.metadata[metadataKey] {
@@ -39,6 +41,10 @@ extension ViTConfig {
             let found = try file.shape(name)
             guard found.count == rank else {
                 throw ModelFileError(file: path, key: name, .invalidEntry("rank \(found.count) where \(rank) expected"))
+            }
+            // Bounded before any arithmetic; `problem()` applies the model's own limits afterwards.
+            guard found.allSatisfy({ $0 <= maximumWidth * 4 }) else {
+                throw ModelFileError(file: path, key: name, .invalidConfig("shape \(found) is beyond ViTForge's limits"))
             }
             return found
         }

@@ -136,6 +136,16 @@ let badInputs: [BadInput] = [
             tensors = tensors.map { NamedTensor(name: "vit.encoder.layer." + $0.name, shape: $0.shape, values: $0.values) }
         }
     }, key: nil) { if case .unsupportedVariant = $0 { return true } else { return false } },
+    BadInput(name: "huge zero-byte shape", bytes: {
+        rawSafetensors(header: """
+            {"patch_embed.proj.weight":{"dtype":"F32","shape":[1099511627776,0,16,16],"data_offsets":[0,0]}}
+            """)
+    }, key: "patch_embed.proj.weight") { if case .invalidConfig = $0 { return true } else { return false } },
+    BadInput(name: "huge stored config", bytes: {
+        var config = prunedConfig()
+        config.residualWidth = 1 << 40
+        return try editedFixture(metadata: [ViTConfig.metadataKey: config.jsonString()]) { _ in }
+    }, key: nil, heads: nil) { if case .invalidConfig = $0 { return true } else { return false } },
     BadInput(name: "invalid stored config", bytes: {
         try editedFixture(metadata: [ViTConfig.metadataKey: "{\"imageSize\": 28}"]) { _ in }
     }, key: nil) { if case .invalidConfig = $0 { return true } else { return false } },
