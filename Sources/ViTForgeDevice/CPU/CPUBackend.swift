@@ -13,15 +13,24 @@ import Glibc
 public final class CPUBackend: Backend {
     /// Workers for the Swift loops, and OpenBLAS's thread count outside `gemmStridedBatched`.
     public let threads: Int
+    let parallelThreshold: Int
 
     public var name: String { "cpu (OpenBLAS, \(threads) thread\(threads == 1 ? "" : "s"))" }
     public var kind: BackendKind { .cpu }
 
     /// `threads` defaults to the machine's online core count; values below 1 are treated as 1.
     /// Sets OpenBLAS's (process-wide) thread count to the same number.
-    public init(threads: Int? = nil) {
+    public convenience init(threads: Int? = nil) {
+        self.init(threads: threads, parallelThreshold: 1 << 16)
+    }
+
+    /// `parallelThreshold`: below this many elements of work an operation runs on the calling thread. Waking a
+    /// second worker costs a few microseconds, about what 2 cores save on 64 Ki simple float operations. Tests
+    /// pass 0 to send every loop, however small, through the chunked parallel path.
+    init(threads: Int?, parallelThreshold: Int) {
         let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         self.threads = max(1, threads ?? cores)
+        self.parallelThreshold = parallelThreshold
         openblas_set_num_threads(Int32(self.threads))
     }
 
@@ -111,10 +120,6 @@ public final class CPUBackend: Backend {
         }
     }
 
-    /// Below this many elements of work an operation runs on the calling thread: waking a second worker costs a
-    /// few microseconds, about what 2 cores save on 64 Ki simple float operations.
-    static let parallelThreshold = 1 << 16
-
     /// Calls `body` on contiguous chunks of `0 ..< items`, one chunk per worker when `items · costPerItem` is big
     /// enough to pay for the workers, else once with the whole range.
     func parallelChunks(_ items: Int, costPerItem: Int, _ body: (Range<Int>) -> Void) {
@@ -124,7 +129,7 @@ public final class CPUBackend: Backend {
     /// As above, also passing the chunk's number (`0 ..< threads`), for per-worker partial results.
     func parallelChunks(_ items: Int, costPerItem: Int, _ body: (_ chunk: Int, Range<Int>) -> Void) {
         let workers = min(threads, items)
-        guard workers > 1, items * max(1, costPerItem) >= Self.parallelThreshold else {
+        guard workers > 1, items * max(1, costPerItem) >= parallelThreshold else {
             if items > 0 { body(0, 0 ..< items) }
             return
         }
