@@ -1,0 +1,128 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Elementwise and per-row operations whose rows are independent: bias, residual, scaling, masks, GELU.
+// Inner loops run over unsafe pointers with no calls, which the compiler vectorises by itself.
+
+extension CPUBackend {
+    public func addBias(_ x: Buffer, bias: Buffer, rows: Int, cols: Int) throws {
+        try requireSizes("addBias", ["rows": rows, "cols": cols])
+        let x = try range(x, count: rows * cols, "addBias", "x")
+        let bias = try range(bias, count: cols, "addBias", "bias")
+        parallelChunks(rows, costPerItem: cols) { rowRange in
+            for r in rowRange {
+                let row = x + r * cols
+                for c in 0 ..< cols { row[c] += bias[c] }
+            }
+        }
+    }
+
+    public func addBiasBackward(dOut: Buffer, dBias: Buffer, rows: Int, cols: Int) throws {
+        try requireSizes("addBiasBackward", ["rows": rows, "cols": cols])
+        let dOut = try range(dOut, count: rows * cols, "addBiasBackward", "dOut")
+        let dBias = try range(dBias, count: cols, "addBiasBackward", "dBias")
+        // Split over columns so that each worker owns its share of dBias; float64 sums over the rows.
+        parallelChunks(cols, costPerItem: rows) { colRange in
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: colRange.count) { sums in
+                sums.initialize(repeating: 0)
+                for r in 0 ..< rows {
+                    let row = dOut + r * cols + colRange.lowerBound
+                    for j in 0 ..< colRange.count { sums[j] += Double(row[j]) }
+                }
+                for j in 0 ..< colRange.count { dBias[colRange.lowerBound + j] += Float(sums[j]) }
+            }
+        }
+    }
+
+    public func add(_ a: Buffer, _ b: Buffer, out: Buffer, count: Int) throws {
+        try requireSizes("add", ["count": count])
+        let a = try range(a, count: count, "add", "a")
+        let b = try range(b, count: count, "add", "b")
+        let out = try range(out, count: count, "add", "out")
+        parallelChunks(count, costPerItem: 1) { elements in
+            for i in elements { out[i] = a[i] + b[i] }
+        }
+    }
+
+    public func axpy(alpha: Float, x: Buffer, y: Buffer, count: Int) throws {
+        try requireSizes("axpy", ["count": count])
+        let x = try range(x, count: count, "axpy", "x")
+        let y = try range(y, count: count, "axpy", "y")
+        parallelChunks(count, costPerItem: 1) { elements in
+            for i in elements { y[i] += alpha * x[i] }
+        }
+    }
+
+    public func scale(_ x: Buffer, by alpha: Float, count: Int) throws {
+        try requireSizes("scale", ["count": count])
+        let x = try range(x, count: count, "scale", "x")
+        parallelChunks(count, costPerItem: 1) { elements in
+            for i in elements { x[i] *= alpha }
+        }
+    }
+
+    public func applyMask(_ x: Buffer, mask: Buffer, rows: Int, cols: Int, axis: MaskAxis) throws {
+        try requireSizes("applyMask", ["rows": rows, "cols": cols])
+        let x = try range(x, count: rows * cols, "applyMask", "x")
+        switch axis {
+        case .rows:
+            let mask = try range(mask, count: rows, "applyMask", "mask (rows)")
+            parallelChunks(rows, costPerItem: cols) { rowRange in
+                for r in rowRange {
+                    let row = x + r * cols
+                    let factor = mask[r]
+                    for c in 0 ..< cols { row[c] *= factor }
+                }
+            }
+        case .columns:
+            let mask = try range(mask, count: cols, "applyMask", "mask (columns)")
+            parallelChunks(rows, costPerItem: cols) { rowRange in
+                for r in rowRange {
+                    let row = x + r * cols
+                    for c in 0 ..< cols { row[c] *= mask[c] }
+                }
+            }
+        }
+    }
+
+    public func biasGeluForward(x: Buffer, bias: Buffer, out: Buffer, rows: Int, cols: Int) throws {
+        try requireSizes("biasGeluForward", ["rows": rows, "cols": cols])
+        let x = try range(x, count: rows * cols, "biasGeluForward", "x")
+        let bias = try range(bias, count: cols, "biasGeluForward", "bias")
+        let out = try range(out, count: rows * cols, "biasGeluForward", "out")
+        // erff is a call per element (not vectorised): ~20 ns each, so even small matrices pay for 2 workers.
+        parallelChunks(rows, costPerItem: 16 * cols) { rowRange in
+            for r in rowRange {
+                let input = x + r * cols
+                let output = out + r * cols
+                for c in 0 ..< cols {
+                    let u = input[c] + bias[c]
+                    output[c] = 0.5 * u * (1 + erff(u * Float(0.5).squareRoot()))
+                }
+            }
+        }
+    }
+
+    public func biasGeluBackward(dOut: Buffer, x: Buffer, bias: Buffer, dX: Buffer, rows: Int, cols: Int) throws {
+        try requireSizes("biasGeluBackward", ["rows": rows, "cols": cols])
+        let dOut = try range(dOut, count: rows * cols, "biasGeluBackward", "dOut")
+        let x = try range(x, count: rows * cols, "biasGeluBackward", "x")
+        let bias = try range(bias, count: cols, "biasGeluBackward", "bias")
+        let dX = try range(dX, count: rows * cols, "biasGeluBackward", "dX")
+        let inverseSqrt2 = Float(0.5).squareRoot()
+        let inverseSqrt2Pi = 1 / (2 * Float.pi).squareRoot()
+        parallelChunks(rows, costPerItem: 32 * cols) { rowRange in
+            for r in rowRange {
+                let offset = r * cols
+                for c in 0 ..< cols {
+                    let u = x[offset + c] + bias[c]
+                    // d/du [u·Φ(u)] = Φ(u) + u·φ(u)
+                    let cdf = 0.5 * (1 + erff(u * inverseSqrt2))
+                    let density = inverseSqrt2Pi * expf(-0.5 * u * u)
+                    dX[offset + c] += (cdf + u * density) * dOut[offset + c]
+                }
+            }
+        }
+    }
+}

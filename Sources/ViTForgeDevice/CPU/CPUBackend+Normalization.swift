@@ -1,0 +1,185 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// LayerNorm and softmax: one row at a time, row statistics in float64.
+
+extension CPUBackend {
+    public func layerNormForward(x: Buffer, gamma: Buffer, beta: Buffer, out: Buffer, mean: Buffer, rstd: Buffer,
+                                 rows: Int, cols: Int, eps: Float) throws
+    {
+        let operation = "layerNormForward"
+        try requireSizes(operation, ["rows": rows, "cols": cols])
+        let x = try range(x, count: rows * cols, operation, "x")
+        let gamma = try range(gamma, count: cols, operation, "gamma")
+        let beta = try range(beta, count: cols, operation, "beta")
+        let out = try range(out, count: rows * cols, operation, "out")
+        let mean = try range(mean, count: rows, operation, "mean")
+        let rstd = try range(rstd, count: rows, operation, "rstd")
+        guard cols > 0 else { return }
+        parallelChunks(rows, costPerItem: 4 * cols) { rowRange in
+            for r in rowRange {
+                let input = x + r * cols
+                let output = out + r * cols
+                // Two passes (mean, then squared deviations): the one-pass E[x²] − E[x]² cancels badly for
+                // activations with a large mean.
+                let rowMean = sumAsDouble(input, cols) / Double(cols)
+                var squares = 0.0
+                for c in 0 ..< cols {
+                    let deviation = Double(input[c]) - rowMean
+                    squares += deviation * deviation
+                }
+                let rowRstd = 1 / (squares / Double(cols) + Double(eps)).squareRoot()
+                mean[r] = Float(rowMean)
+                rstd[r] = Float(rowRstd)
+                let m = Float(rowMean)
+                let s = Float(rowRstd)
+                for c in 0 ..< cols { output[c] = (input[c] - m) * s * gamma[c] + beta[c] }
+            }
+        }
+    }
+
+    public func layerNormBackward(dOut: Buffer, x: Buffer, gamma: Buffer, mean: Buffer, rstd: Buffer,
+                                  dX: Buffer, dGamma: Buffer, dBeta: Buffer, rows: Int, cols: Int) throws
+    {
+        let operation = "layerNormBackward"
+        try requireSizes(operation, ["rows": rows, "cols": cols])
+        let dOut = try range(dOut, count: rows * cols, operation, "dOut")
+        let x = try range(x, count: rows * cols, operation, "x")
+        let gamma = try range(gamma, count: cols, operation, "gamma")
+        let mean = try range(mean, count: rows, operation, "mean")
+        let rstd = try range(rstd, count: rows, operation, "rstd")
+        let dX = try range(dX, count: rows * cols, operation, "dX")
+        let dGamma = try range(dGamma, count: cols, operation, "dGamma")
+        let dBeta = try range(dBeta, count: cols, operation, "dBeta")
+        guard cols > 0 else { return }
+
+        // dX, row by row: with x̂ = (x − mean)·rstd and g = dOut·gamma,
+        // dX = rstd · (g − mean(g) − x̂·mean(g·x̂)).
+        parallelChunks(rows, costPerItem: 6 * cols) { rowRange in
+            for r in rowRange {
+                let offset = r * cols
+                let m = mean[r]
+                let s = rstd[r]
+                var sumG = 0.0
+                var sumGXhat = 0.0
+                for c in 0 ..< cols {
+                    let g = Double(dOut[offset + c] * gamma[c])
+                    sumG += g
+                    sumGXhat += g * Double((x[offset + c] - m) * s)
+                }
+                let meanG = Float(sumG / Double(cols))
+                let meanGXhat = Float(sumGXhat / Double(cols))
+                for c in 0 ..< cols {
+                    let xhat = (x[offset + c] - m) * s
+                    dX[offset + c] += s * (dOut[offset + c] * gamma[c] - meanG - xhat * meanGXhat)
+                }
+            }
+        }
+        // dGamma and dBeta sum over the rows: split over columns so each worker owns its share, float64 sums.
+        parallelChunks(cols, costPerItem: 3 * rows) { colRange in
+            let width = colRange.count
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * width) { sums in
+                sums.initialize(repeating: 0)
+                for r in 0 ..< rows {
+                    let offset = r * cols + colRange.lowerBound
+                    let m = mean[r]
+                    let s = rstd[r]
+                    for j in 0 ..< width {
+                        let d = dOut[offset + j]
+                        sums[j] += Double(d * (x[offset + j] - m) * s)
+                        sums[width + j] += Double(d)
+                    }
+                }
+                for j in 0 ..< width {
+                    dGamma[colRange.lowerBound + j] += Float(sums[j])
+                    dBeta[colRange.lowerBound + j] += Float(sums[width + j])
+                }
+            }
+        }
+    }
+
+    public func softmaxForward(x: Buffer, out: Buffer, rows: Int, cols: Int, scale: Float) throws {
+        try requireSizes("softmaxForward", ["rows": rows, "cols": cols])
+        let x = try range(x, count: rows * cols, "softmaxForward", "x")
+        let out = try range(out, count: rows * cols, "softmaxForward", "out")
+        guard cols > 0 else { return }
+        parallelChunks(rows, costPerItem: 8 * cols) { rowRange in
+            for r in rowRange {
+                let input = x + r * cols
+                let output = out + r * cols
+                // Subtracting the row's maximum keeps expf in range; `out` may alias `x`, so each element is read
+                // before it is written.
+                var maximum = -Float.infinity
+                for c in 0 ..< cols { maximum = max(maximum, scale * input[c]) }
+                var total = 0.0
+                for c in 0 ..< cols {
+                    let e = expf(scale * input[c] - maximum)
+                    output[c] = e
+                    total += Double(e)
+                }
+                let inverse = Float(1 / total)
+                for c in 0 ..< cols { output[c] *= inverse }
+            }
+        }
+    }
+
+    public func softmaxBackward(dOut: Buffer, out: Buffer, dX: Buffer, rows: Int, cols: Int, scale: Float) throws {
+        try requireSizes("softmaxBackward", ["rows": rows, "cols": cols])
+        let dOut = try range(dOut, count: rows * cols, "softmaxBackward", "dOut")
+        let y = try range(out, count: rows * cols, "softmaxBackward", "out")
+        let dX = try range(dX, count: rows * cols, "softmaxBackward", "dX")
+        parallelChunks(rows, costPerItem: 4 * cols) { rowRange in
+            for r in rowRange {
+                let offset = r * cols
+                var dot = 0.0
+                for c in 0 ..< cols { dot += Double(dOut[offset + c] * y[offset + c]) }
+                let rowDot = Float(dot)
+                for c in 0 ..< cols {
+                    dX[offset + c] += scale * y[offset + c] * (dOut[offset + c] - rowDot)
+                }
+            }
+        }
+    }
+}
+
+/// `Σ p[i]` in float64, with 4 independent partial sums: the compiler keeps a floating-point sum in order (no
+/// vectorising), and 4 chains hide the add latency.
+@inline(__always)
+func sumAsDouble(_ p: UnsafePointer<Float>, _ count: Int) -> Double {
+    var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    var i = 0
+    while i + 4 <= count {
+        s0 += Double(p[i])
+        s1 += Double(p[i + 1])
+        s2 += Double(p[i + 2])
+        s3 += Double(p[i + 3])
+        i += 4
+    }
+    while i < count {
+        s0 += Double(p[i])
+        i += 1
+    }
+    return (s0 + s1) + (s2 + s3)
+}
+
+/// `Σ p[i]²` in float64, as `sumAsDouble`.
+@inline(__always)
+func sumOfSquaresAsDouble(_ p: UnsafePointer<Float>, _ count: Int) -> Double {
+    var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    var i = 0
+    while i + 4 <= count {
+        let v0 = Double(p[i]), v1 = Double(p[i + 1]), v2 = Double(p[i + 2]), v3 = Double(p[i + 3])
+        s0 += v0 * v0
+        s1 += v1 * v1
+        s2 += v2 * v2
+        s3 += v3 * v3
+        i += 4
+    }
+    while i < count {
+        let v = Double(p[i])
+        s0 += v * v
+        i += 1
+    }
+    return (s0 + s1) + (s2 + s3)
+}

@@ -1,0 +1,116 @@
+import CBLAS
+
+// Column statistics, reductions, and the linear algebra of power iteration. Everything summed over many samples
+// is summed in float64.
+
+extension CPUBackend {
+    public func columnStatisticsAccumulate(x: Buffer, rows: Int, cols: Int, state: Buffer, countBefore: Int) throws {
+        let operation = "columnStatisticsAccumulate"
+        try requireSizes(operation, ["rows": rows, "cols": cols, "countBefore": countBefore])
+        let x = try range(x, count: rows * cols, operation, "x")
+        let state = try float64Range(state, doubles: 2 * cols, operation, "state")
+        guard rows > 0 else { return }
+        let countA = Double(countBefore)
+        let countB = Double(rows)
+        let total = countA + countB
+        // Each worker owns a share of the columns; the batch's own mean and M2 are two passes over its rows,
+        // then merged into the running state (Chan, Golub & LeVeque 1979):
+        // δ = mean_B − mean_A, mean = mean_A + δ·n_B/n, M2 = M2_A + M2_B + δ²·n_A·n_B/n.
+        parallelChunks(cols, costPerItem: 3 * rows) { colRange in
+            let width = colRange.count
+            let first = colRange.lowerBound
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * width) { scratch in
+                scratch.initialize(repeating: 0)
+                for r in 0 ..< rows {
+                    let row = x + r * cols + first
+                    for j in 0 ..< width { scratch[j] += Double(row[j]) }
+                }
+                for j in 0 ..< width { scratch[j] /= countB }
+                for r in 0 ..< rows {
+                    let row = x + r * cols + first
+                    for j in 0 ..< width {
+                        let deviation = Double(row[j]) - scratch[j]
+                        scratch[width + j] += deviation * deviation
+                    }
+                }
+                for j in 0 ..< width {
+                    let meanA = state[first + j]
+                    let m2A = state[cols + first + j]
+                    let delta = scratch[j] - meanA
+                    state[first + j] = meanA + delta * countB / total
+                    state[cols + first + j] = m2A + scratch[width + j] + delta * delta * countA * countB / total
+                }
+            }
+        }
+    }
+
+    public func columnStatisticsFinalize(state: Buffer, cols: Int, count: Int, mean: Buffer, variance: Buffer) throws {
+        let operation = "columnStatisticsFinalize"
+        try requireSizes(operation, ["cols": cols])
+        guard count > 0 else {
+            throw BackendError.invalidArgument("\(operation): count \(count) must be positive (no rows merged)")
+        }
+        let state = try float64Range(state, doubles: 2 * cols, operation, "state")
+        let mean = try range(mean, count: cols, operation, "mean")
+        let variance = try range(variance, count: cols, operation, "variance")
+        for c in 0 ..< cols {
+            mean[c] = Float(state[c])
+            variance[c] = Float(state[cols + c] / Double(count))
+        }
+    }
+
+    public func sum(_ x: Buffer, count: Int) throws -> Double {
+        try requireSizes("sum", ["count": count])
+        let x = try range(x, count: count, "sum", "x")
+        return parallelSum(count) { elements in sumAsDouble(x + elements.lowerBound, elements.count) }
+    }
+
+    public func sumOfSquares(_ x: Buffer, count: Int) throws -> Double {
+        try requireSizes("sumOfSquares", ["count": count])
+        let x = try range(x, count: count, "sumOfSquares", "x")
+        return parallelSum(count) { elements in sumOfSquaresAsDouble(x + elements.lowerBound, elements.count) }
+    }
+
+    public func gram(_ a: Buffer, rows: Int, cols: Int, out: Buffer) throws {
+        try requireSizes("gram", ["rows": rows, "cols": cols])
+        let a = try range(a, count: rows * cols, "gram", "a")
+        let out = try range(out, count: cols * cols, "gram", "out")
+        guard cols > 0 else { return }
+        // Aᵀ·A as one GEMM (ssyrk would do half the flops but fills only one triangle).
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, blasInt(cols), blasInt(cols), blasInt(rows),
+                    1, a, blasInt(cols), a, blasInt(cols), 0, out, blasInt(cols))
+    }
+
+    public func matVec(_ a: Buffer, rows: Int, cols: Int, x: Buffer, y: Buffer, transposed: Bool) throws {
+        try requireSizes("matVec", ["rows": rows, "cols": cols])
+        let a = try range(a, count: rows * cols, "matVec", "a")
+        let x = try range(x, count: transposed ? rows : cols, "matVec", "x")
+        let y = try range(y, count: transposed ? cols : rows, "matVec", "y")
+        guard rows > 0, cols > 0 else {
+            // An empty sum: y is all zeros.
+            y.update(repeating: 0, count: transposed ? cols : rows)
+            return
+        }
+        cblas_sgemv(CblasRowMajor, transposed ? CblasTrans : CblasNoTrans, blasInt(rows), blasInt(cols),
+                    1, a, blasInt(cols), x, 1, 0, y, 1)
+    }
+
+    public func normalize(_ x: Buffer, count: Int) throws -> Double {
+        let norm = try sumOfSquares(x, count: count).squareRoot()
+        guard norm > 0 else { return 0 }
+        try scale(x, by: Float(1 / norm), count: count)
+        return norm
+    }
+
+    /// Sums `partial` over one chunk per worker; the chunks' float64 partial sums are then added in order, so the
+    /// result does not depend on which worker finishes first.
+    private func parallelSum(_ count: Int, _ partial: (Range<Int>) -> Double) -> Double {
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: threads) { partials in
+            partials.initialize(repeating: 0)
+            parallelChunks(count, costPerItem: 1) { chunk, elements in partials[chunk] = partial(elements) }
+            var total = 0.0
+            for value in partials { total += value }
+            return total
+        }
+    }
+}

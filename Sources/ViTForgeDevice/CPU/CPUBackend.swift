@@ -1,0 +1,177 @@
+import CBLAS
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The CPU backend: OpenBLAS for the matrix products, Swift loops over unsafe pointers for everything else.
+/// Every operation runs synchronously on the calling thread (splitting big ones over `threads` Dispatch workers),
+/// so `synchronize` has nothing to wait for.
+///
+/// The operations are spread over one file per family (`CPUBackend+Gemm.swift`, `+Rows`, `+Losses`, …); this file
+/// holds the buffers, the argument checks and the parallel loop they all share.
+public final class CPUBackend: Backend {
+    /// Workers for the Swift loops, and OpenBLAS's thread count outside `gemmStridedBatched`.
+    public let threads: Int
+    let parallelThreshold: Int
+
+    public var name: String { "cpu (OpenBLAS, \(threads) thread\(threads == 1 ? "" : "s"))" }
+    public var kind: BackendKind { .cpu }
+
+    /// `threads` defaults to the machine's online core count; values below 1 are treated as 1.
+    /// Sets OpenBLAS's (process-wide) thread count to the same number.
+    public convenience init(threads: Int? = nil) {
+        self.init(threads: threads, parallelThreshold: 1 << 16)
+    }
+
+    /// `parallelThreshold`: below this many elements of work an operation runs on the calling thread. Waking a
+    /// second worker costs a few microseconds, about what 2 cores save on 64 Ki simple float operations. Tests
+    /// pass 0 to send every loop, however small, through the chunked parallel path.
+    init(threads: Int?, parallelThreshold: Int) {
+        let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        self.threads = max(1, threads ?? cores)
+        self.parallelThreshold = parallelThreshold
+        openblas_set_num_threads(Int32(self.threads))
+    }
+
+    // MARK: Buffers
+
+    public func allocate(_ count: Int) throws -> Buffer {
+        guard count >= 0 else { throw BackendError.invalidArgument("allocate: count \(count) is negative") }
+        return CPUBuffer(count: count)
+    }
+
+    public func upload(_ values: UnsafeBufferPointer<Float>, to buffer: Buffer, offset: Int) throws {
+        let destination = try range(buffer, offset: offset, count: values.count, "upload", "buffer")
+        guard let source = values.baseAddress, !values.isEmpty else { return }
+        destination.update(from: source, count: values.count)
+    }
+
+    public func upload(_ values: UnsafeBufferPointer<Int32>, to buffer: Buffer, offset: Int) throws {
+        let destination = try range(buffer, offset: offset, count: values.count, "upload", "buffer")
+        guard let source = values.baseAddress, !values.isEmpty else { return }
+        // Int32 and Float are both 4 bytes: the bits are stored as they are and read back as Int32 by the
+        // operations that take index or label buffers.
+        UnsafeMutableRawPointer(destination).copyMemory(from: source, byteCount: 4 * values.count)
+    }
+
+    public func download(_ buffer: Buffer, offset: Int, into values: UnsafeMutableBufferPointer<Float>) throws {
+        let source = try range(buffer, offset: offset, count: values.count, "download", "buffer")
+        guard let destination = values.baseAddress, !values.isEmpty else { return }
+        destination.update(from: source, count: values.count)
+    }
+
+    public func copy(_ src: Buffer, srcOffset: Int, to dst: Buffer, dstOffset: Int, count: Int) throws {
+        let source = try range(src, offset: srcOffset, count: count, "copy", "src")
+        let destination = try range(dst, offset: dstOffset, count: count, "copy", "dst")
+        // memmove semantics: a copy within one buffer may overlap.
+        UnsafeMutableRawPointer(destination).copyMemory(from: source, byteCount: 4 * count)
+    }
+
+    public func fill(_ buffer: Buffer, value: Float, offset: Int, count: Int) throws {
+        let destination = try range(buffer, offset: offset, count: count, "fill", "buffer")
+        destination.update(repeating: value, count: count)
+    }
+
+    public func synchronize() throws {}
+
+    // MARK: Shared by the operation files
+
+    /// The buffer's storage; a buffer of another backend is a programming error (see `Buffer`).
+    @inline(__always)
+    func storage(_ buffer: Buffer) -> CPUBuffer {
+        guard let cpuBuffer = buffer as? CPUBuffer else {
+            preconditionFailure("a \(type(of: buffer)) was handed to the CPU backend")
+        }
+        return cpuBuffer
+    }
+
+    /// Elements `offset ..< offset + count` of `buffer`, or `invalidArgument` naming the operation and the argument.
+    func range(_ buffer: Buffer, offset: Int = 0, count: Int, _ operation: String, _ argument: String) throws
+        -> UnsafeMutablePointer<Float>
+    {
+        guard offset >= 0, count >= 0 else {
+            throw BackendError.invalidArgument(
+                "\(operation): \(argument) offset \(offset) and count \(count) must not be negative")
+        }
+        guard offset + count <= buffer.count else {
+            throw BackendError.invalidArgument(
+                "\(operation): \(argument) holds \(buffer.count) elements, needs \(offset + count)")
+        }
+        return storage(buffer).pointer + offset
+    }
+
+    /// The first `count` elements of `buffer`, read as the Int32 they were uploaded as.
+    func int32Range(_ buffer: Buffer, count: Int, _ operation: String, _ argument: String) throws -> Int32Elements {
+        Int32Elements(raw: UnsafeRawPointer(try range(buffer, count: count, operation, argument)))
+    }
+
+    /// The first `doubles` float64 values of `buffer` (2 float-sized elements each).
+    func float64Range(_ buffer: Buffer, doubles: Int, _ operation: String, _ argument: String) throws
+        -> Float64Elements
+    {
+        Float64Elements(raw: UnsafeMutableRawPointer(try range(buffer, count: 2 * doubles, operation, argument)))
+    }
+
+    /// Throws unless every size is ≥ 0 (sizes of 0 are valid and do nothing).
+    func requireSizes(_ operation: String, _ sizes: KeyValuePairs<String, Int>) throws {
+        for (name, value) in sizes where value < 0 {
+            throw BackendError.invalidArgument("\(operation): \(name) \(value) is negative")
+        }
+    }
+
+    /// Calls `body` on contiguous chunks of `0 ..< items`, one chunk per worker when `items · costPerItem` is big
+    /// enough to pay for the workers, else once with the whole range.
+    func parallelChunks(_ items: Int, costPerItem: Int, _ body: (Range<Int>) -> Void) {
+        parallelChunks(items, costPerItem: costPerItem) { _, chunk in body(chunk) }
+    }
+
+    /// As above, also passing the chunk's number (`0 ..< threads`), for per-worker partial results.
+    func parallelChunks(_ items: Int, costPerItem: Int, _ body: (_ chunk: Int, Range<Int>) -> Void) {
+        let workers = min(threads, items)
+        guard workers > 1, items * max(1, costPerItem) >= parallelThreshold else {
+            if items > 0 { body(0, 0 ..< items) }
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            body(worker, items * worker / workers ..< items * (worker + 1) / workers)
+        }
+    }
+}
+
+/// A CPU buffer: `count` floats in one 64-byte aligned allocation (a cache line, and an AVX-512 vector).
+public final class CPUBuffer: Buffer {
+    public let pointer: UnsafeMutablePointer<Float>
+
+    override init(count: Int) {
+        // One element at least, so that an empty buffer still has a valid pointer.
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: 4 * max(1, count), alignment: 64)
+        pointer = raw.bindMemory(to: Float.self, capacity: max(1, count))
+        super.init(count: count)
+    }
+
+    deinit {
+        pointer.deallocate()
+    }
+}
+
+/// Int32 values stored in float memory. Raw loads are how Swift allows reading memory bound to `Float` as another
+/// trivial type of the same size; `assumingMemoryBound(to: Int32.self)` would break its aliasing rules.
+struct Int32Elements {
+    let raw: UnsafeRawPointer
+
+    @inline(__always)
+    subscript(index: Int) -> Int32 { raw.load(fromByteOffset: 4 * index, as: Int32.self) }
+}
+
+/// Float64 values stored in float memory (column-statistics state), read and written with raw loads and stores.
+/// The buffer's 64-byte alignment keeps every Double aligned.
+struct Float64Elements {
+    let raw: UnsafeMutableRawPointer
+
+    @inline(__always)
+    subscript(index: Int) -> Double {
+        get { raw.load(fromByteOffset: 8 * index, as: Double.self) }
+        nonmutating set { raw.storeBytes(of: newValue, toByteOffset: 8 * index, as: Double.self) }
+    }
+}
