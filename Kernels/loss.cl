@@ -1,4 +1,4 @@
-// Classification losses, one row (image) per work-item. Log-probabilities are formed as (z − max) − log Σ exp(z − max)
+// Classification losses, one row (image) per work-item. Log-probabilities are formed as (z − max) − log Σ exp_vectorizable(z − max)
 // rather than log(softmax): log of an underflowed probability would be −Inf and 0·(−Inf) = NaN in the sums.
 
 // Cross-entropy against y = (1−ε)·onehot(label) + ε/C:
@@ -16,7 +16,7 @@ __kernel void cross_entropy_forward(__global const float* logits, __global const
     acc_t sum_shifted = 0;
     for (int c = 0; c < classes; c++) {
         float shifted = z[c] - max_value;
-        float e = exp(shifted);
+        float e = exp_vectorizable(shifted);
         p[c] = e;
         total += e;
         sum_shifted += shifted;
@@ -33,9 +33,9 @@ __kernel void cross_entropy_forward(__global const float* logits, __global const
 
 __kernel void cross_entropy_backward(__global const float* probs, __global const int* labels,
                                      __global float* dlogits, int rows, int classes, float smoothing, float scale) {
-    size_t i = get_global_id(0);
-    if (i >= (size_t)rows * classes) return;
-    int r = i / classes, c = i % classes;
+    int c = get_global_id(0), r = get_global_id(1);
+    if (c >= classes || r >= rows) return;
+    size_t i = (size_t)r * classes + c;
     int label = labels[r];
     if (label < 0 || label >= classes) { dlogits[i] = NAN; return; }
     float target = (c == label ? 1.0f - smoothing : 0.0f) + smoothing / classes;
@@ -57,8 +57,8 @@ __kernel void distillation_forward(__global const float* student, __global const
     }
     float total_s = 0, total_t = 0;
     for (int c = 0; c < classes; c++) {
-        float es = exp(student[base + c] * inv_t - max_s);
-        float et = exp(teacher[base + c] * inv_t - max_t);
+        float es = exp_vectorizable(student[base + c] * inv_t - max_s);
+        float et = exp_vectorizable(teacher[base + c] * inv_t - max_t);
         student_probs[base + c] = es;
         teacher_probs[base + c] = et;
         total_s += es;

@@ -12,7 +12,7 @@ __kernel void softmax_forward(__global const float* x, __global float* out, int 
     for (int c = 0; c < cols; c++) max_value = fmax(max_value, scale * xr[c]);
     float total = 0;
     for (int c = 0; c < cols; c++) {
-        float e = exp(scale * xr[c] - max_value);
+        float e = exp_vectorizable(scale * xr[c] - max_value);
         yr[c] = e;
         total += e;
     }

@@ -278,7 +278,7 @@ public final class OpenCLBackend: Backend {
 
     public func addBias(_ x: Buffer, bias: Buffer, rows: Int, cols: Int) throws {
         let count = try size(rows, cols, "addBias")
-        try launch(.addBias, global: count, [
+        try launch(.addBias, columns: cols, rows: rows, [
             .buffer(try checked(x, "addBias", "x", count: count)),
             .buffer(try checked(bias, "addBias", "bias", count: cols)), try .int(rows), try .int(cols),
         ])
@@ -364,7 +364,7 @@ public final class OpenCLBackend: Backend {
     public func biasGeluForward(x: Buffer, bias: Buffer, out: Buffer, rows: Int, cols: Int) throws {
         let op = "biasGeluForward"
         let count = try size(rows, cols, op)
-        try launch(.biasGeluForward, global: count, [
+        try launch(.biasGeluForward, columns: cols, rows: rows, [
             .buffer(try checked(x, op, "x", count: count)), .buffer(try checked(bias, op, "bias", count: cols)),
             .buffer(try checked(out, op, "out", count: count)), try .int(rows), try .int(cols),
         ])
@@ -373,7 +373,7 @@ public final class OpenCLBackend: Backend {
     public func biasGeluBackward(dOut: Buffer, x: Buffer, bias: Buffer, dX: Buffer, rows: Int, cols: Int) throws {
         let op = "biasGeluBackward"
         let count = try size(rows, cols, op)
-        try launch(.biasGeluBackward, global: count, [
+        try launch(.biasGeluBackward, columns: cols, rows: rows, [
             .buffer(try checked(dOut, op, "dOut", count: count)), .buffer(try checked(x, op, "x", count: count)),
             .buffer(try checked(bias, op, "bias", count: cols)), .buffer(try checked(dX, op, "dX", count: count)),
             try .int(rows), try .int(cols),
@@ -399,7 +399,7 @@ public final class OpenCLBackend: Backend {
                                      rows: Int, classes: Int, smoothing: Float, scale: Float) throws {
         let op = "crossEntropyBackward"
         let count = try size(rows, classes, op)
-        try launch(.crossEntropyBackward, global: count, [
+        try launch(.crossEntropyBackward, columns: classes, rows: rows, [
             .buffer(try checked(probs, op, "probs", count: count)),
             .buffer(try checked(labels, op, "labels", count: rows)),
             .buffer(try checked(dLogits, op, "dLogits", count: count)), try .int(rows), try .int(classes),
@@ -516,7 +516,7 @@ public final class OpenCLBackend: Backend {
     public func applyMask(_ x: Buffer, mask: Buffer, rows: Int, cols: Int, axis: MaskAxis) throws {
         let op = "applyMask"
         let count = try size(rows, cols, op)
-        try launch(.applyMask, global: count, [
+        try launch(.applyMask, columns: cols, rows: rows, [
             .buffer(try checked(x, op, "x", count: count)),
             .buffer(try checked(mask, op, "mask", count: axis == .rows ? rows : cols)), try .int(rows),
             try .int(cols), .int32(axis == .columns ? 1 : 0),
@@ -590,11 +590,18 @@ public final class OpenCLBackend: Backend {
 
     /// Enqueues `kernel` over `global` work-items (rounded up to the local size; the kernels check bounds).
     private func launch(_ name: KernelName, global: Int, _ arguments: [KernelArgument]) throws {
+        try launch(name, columns: global, rows: 1, arguments)
+    }
+
+    /// Enqueues `kernel` over a 2-D range: dimension 0 = `columns` (rounded up to the local size), dimension 1 =
+    /// `rows`, with work-groups of (local size × 1).
+    private func launch(_ name: KernelName, columns: Int, rows: Int, _ arguments: [KernelArgument]) throws {
         guard let kernel = kernels[name] else {
             throw BackendError.unsupported("\(name.rawValue) is not available on \(device.name)")
         }
-        guard global > 0 else { return }
-        _ = try KernelArgument.int(global, "work size")
+        guard columns > 0, rows > 0 else { return }
+        _ = try KernelArgument.int(columns, "work size")
+        _ = try KernelArgument.int(rows, "work size")
         for (index, argument) in arguments.enumerated() {
             let status: cl_int
             switch argument {
@@ -610,10 +617,10 @@ public final class OpenCLBackend: Backend {
             try checkCL(status, "clSetKernelArg(\(name.rawValue), \(index))")
         }
         let local = try localSize(name, kernel)
-        var globalSize = (global + local - 1) / local * local
-        var localSizeValue = local
-        try checkCL(clEnqueueNDRangeKernel(queue, kernel, 1, nil, &globalSize, &localSizeValue, 0, nil, nil),
-                    "clEnqueueNDRangeKernel")
+        var globalSize = [(columns + local - 1) / local * local, rows]
+        var localSizeValue = [local, 1]
+        try checkCL(clEnqueueNDRangeKernel(queue, kernel, rows == 1 ? 1 : 2, nil, &globalSize, &localSizeValue, 0,
+                                           nil, nil), "clEnqueueNDRangeKernel")
     }
 
     /// `localSize`, or less where the device or the compiled kernel cannot take that many work-items.
