@@ -5,5 +5,9 @@ struct VitForge: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vitforge",
         abstract: "Fine-tune and structurally prune Vision Transformers on OpenCL GPUs or the CPU.",
-        subcommands: [])
+        discussion: """
+            Every command takes --device (auto, cpu, opencl, opencl:P.D; default: $VITFORGE_DEVICE, else auto) \
+            and --seed. `vitforge devices` lists what is available and what auto picks.
+            """,
+        subcommands: [DevicesCommand.self])
 }

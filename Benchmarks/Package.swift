@@ -1,0 +1,13 @@
+// swift-tools-version: 6.0
+// Benchmarks live in their own package so that neither `swift build` nor `swift test` of the product builds them.
+// Run from the repository root:  swift run -c release --package-path Benchmarks gemm-bench
+import PackageDescription
+
+let package = Package(
+    name: "ViTForgeBenchmarks",
+    dependencies: [.package(name: "ViTForge", path: "..")],
+    targets: [
+        .executableTarget(name: "gemm-bench", dependencies: [.product(name: "ViTForgeDevice", package: "ViTForge")]),
+    ],
+    swiftLanguageModes: [.v5]
+)

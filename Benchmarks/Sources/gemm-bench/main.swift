@@ -1,0 +1,159 @@
+// GEMM throughput at DeiT-Tiny's shapes (batch 64 → 12608 tokens): the CPU backend and every OpenCL device against
+// bare OpenBLAS (`cblas_sgemm`), measured in the same run. Usage:
+//   swift run -c release --package-path Benchmarks gemm-bench [--repeats N] [--no-opencl] [--device opencl:P.D]
+import ViTForgeDevice
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Shape {
+    let name: String
+    let spec: GemmSpec
+}
+
+func attentionSpec() -> GemmSpec {
+    // 192 = 64 images × 3 heads of (197×64)·(197×64)ᵀ, as scores = q·kᵀ.
+    var spec = GemmSpec(m: 197, n: 197, k: 64, transB: true)
+    spec.batch = 192
+    spec.strideA = 197 * 64
+    spec.strideB = 197 * 64
+    spec.strideC = 197 * 197
+    return spec
+}
+
+let shapes = [
+    Shape(name: "qkv  12608x192->576", spec: GemmSpec(m: 12608, n: 576, k: 192)),
+    Shape(name: "fc1  12608x192->768", spec: GemmSpec(m: 12608, n: 768, k: 192)),
+    Shape(name: "fc2  12608x768->192", spec: GemmSpec(m: 12608, n: 192, k: 768)),
+    Shape(name: "attn 192x(197x64.64x197)", spec: attentionSpec()),
+]
+
+func now() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
+}
+
+/// Median seconds of `repeats` runs after one warm-up run.
+func median(repeats: Int, _ body: () throws -> Void) rethrows -> Double {
+    try body()
+    var times: [Double] = []
+    for _ in 0..<repeats {
+        let start = now()
+        try body()
+        times.append(now() - start)
+    }
+    return times.sorted()[times.count / 2]
+}
+
+func sizes(_ spec: GemmSpec) -> (a: Int, b: Int, c: Int) {
+    (spec.extentA, spec.extentB, spec.extentC)
+}
+
+func randomValues(_ count: Int, seed: UInt64) -> [Float] {
+    var state = seed
+    return (0..<count).map { _ in
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(Int32(truncatingIfNeeded: state >> 33)) / Float(Int32.max) * 0.5
+    }
+}
+
+/// Bare OpenBLAS: one `cblas_sgemm` per matrix of the batch, with OpenBLAS's own threads.
+func bareOpenBLAS(_ spec: GemmSpec, repeats: Int) -> Double {
+    let (countA, countB, countC) = sizes(spec)
+    let a = randomValues(countA, seed: 1), b = randomValues(countB, seed: 2)
+    var c = [Float](repeating: 0, count: countC)
+    return a.withUnsafeBufferPointer { a in
+        b.withUnsafeBufferPointer { b in
+            c.withUnsafeMutableBufferPointer { c in
+                median(repeats: repeats) {
+                    for i in 0..<spec.batch {
+                        OpenBLAS.sgemm(transA: spec.transA, transB: spec.transB, m: spec.m, n: spec.n, k: spec.k,
+                                       alpha: spec.alpha, a: a.baseAddress! + i * spec.strideA, lda: spec.lda,
+                                       b: b.baseAddress! + i * spec.strideB, ldb: spec.ldb, beta: spec.beta,
+                                       c: c.baseAddress! + i * spec.strideC, ldc: spec.ldc)
+                    }
+                }
+            }
+        }
+    }
+}
+
+func backendSeconds(_ backend: Backend, _ spec: GemmSpec, repeats: Int) throws -> Double {
+    let (countA, countB, countC) = sizes(spec)
+    let a = try backend.makeBuffer(randomValues(countA, seed: 1))
+    let b = try backend.makeBuffer(randomValues(countB, seed: 2))
+    let c = try backend.zeros(countC)
+    return try median(repeats: repeats) {
+        if spec.batch > 1 {
+            try backend.gemmStridedBatched(spec, a: a, b: b, c: c)
+        } else {
+            try backend.gemm(spec, a: a, b: b, c: c)
+        }
+        try backend.synchronize()
+    }
+}
+
+func format(_ value: Double, _ decimals: Int = 1) -> String {
+    var scale = 1.0
+    for _ in 0..<decimals { scale *= 10 }
+    let rounded = (value * scale).rounded() / scale
+    var text = "\(rounded)"
+    if let dot = text.firstIndex(of: "."), text.distance(from: dot, to: text.endIndex) - 1 < decimals {
+        text += String(repeating: "0", count: decimals - (text.distance(from: dot, to: text.endIndex) - 1))
+    }
+    return text
+}
+
+func pad(_ text: String, _ width: Int) -> String {
+    text.count >= width ? text : String(repeating: " ", count: width - text.count) + text
+}
+
+var repeats = 5
+var includeOpenCL = true
+var openCLSpec: String?
+var arguments = CommandLine.arguments.dropFirst().makeIterator()
+while let argument = arguments.next() {
+    switch argument {
+    case "--repeats": repeats = Int(arguments.next() ?? "") ?? repeats
+    case "--no-opencl": includeOpenCL = false
+    case "--device": openCLSpec = arguments.next()
+    default:
+        fputs("usage: gemm-bench [--repeats N] [--no-opencl] [--device opencl:P.D]\n", stderr)
+        exit(2)
+    }
+}
+
+var backends: [Backend] = [CPUBackend()]
+if includeOpenCL {
+    do {
+        let devices = try OpenCLRuntime.devices()
+        let chosen = openCLSpec.map { spec in devices.filter { $0.spec == spec } } ?? devices
+        for device in chosen { backends.append(try OpenCLBackend(device: device)) }
+    } catch {
+        fputs("OpenCL skipped: \(error)\n", stderr)
+    }
+}
+
+print("GEMM GFLOP/s, median of \(repeats) after warm-up; OpenBLAS core \(OpenBLAS.coreName), \(OpenBLAS.threads) threads")
+print("ratio = backend / bare OpenBLAS in the same run")
+for shape in shapes {
+    let flops = shape.spec.flops
+    let bare = flops / bareOpenBLAS(shape.spec, repeats: repeats) / 1e9
+    print("\(shape.name)")
+    print("  \("bare cblas_sgemm loop".padding(toLength: 44))\(pad(format(bare), 8)) GFLOP/s")
+    for backend in backends {
+        do {
+            let gflops = flops / (try backendSeconds(backend, shape.spec, repeats: repeats)) / 1e9
+            print("  \(backend.name.padding(toLength: 44))\(pad(format(gflops), 8)) GFLOP/s  ratio \(format(gflops / bare, 2))")
+        } catch {
+            print("  \(backend.name): failed: \(error)")
+        }
+    }
+}
+
+extension String {
+    func padding(toLength width: Int) -> String {
+        count >= width ? String(prefix(width - 1)) + " " : self + String(repeating: " ", count: width - count)
+    }
+}

@@ -1,0 +1,255 @@
+import ViTForgeDevice
+
+/// A Vision Transformer on a backend: the parameters as device buffers named exactly as timm's keys, a forward
+/// pass that keeps what backward needs (`ActivationCache`), and a hand-written backward that accumulates into
+/// per-parameter gradient buffers (llm.c style: every layer's forward and backward live side by side in `Layers/`).
+/// Per-block widths come from the config, so pruned models run through the same code.
+public final class VisionTransformer {
+    public let config: ViTConfig
+    public let backend: Backend
+    /// Device copies of the parameters, by timm name.
+    public private(set) var parameters: [String: Buffer] = [:]
+    /// d loss / d parameter, by timm name; allocated by the first `zeroGradients()`.
+    public private(set) var gradients: [String: Buffer] = [:]
+    private var cache: ActivationCache?
+    var currentCache: ActivationCache? { cache }
+
+    public init(weights: ViTWeights, backend: Backend) throws {
+        self.config = weights.config
+        self.backend = backend
+        for spec in config.parameterSpecs() {
+            guard let tensor = weights[spec.name] else {
+                throw ModelFileError(file: weights.sourcePath ?? "model", key: spec.name, .missingKey)
+            }
+            parameters[spec.name] = try backend.makeBuffer(tensor.values)
+        }
+    }
+
+    /// The current parameters, copied back to the host (to save, or to compare).
+    public func hostWeights() throws -> ViTWeights {
+        var tensors: [String: HostTensor] = [:]
+        for spec in config.parameterSpecs() {
+            tensors[spec.name] = HostTensor(shape: spec.shape,
+                                            values: try backend.read(parameter(spec.name), count: spec.elementCount))
+        }
+        return try ViTWeights(config: config, tensors: tensors)
+    }
+
+    /// Replaces one parameter's values (same shape).
+    public func setParameter(_ name: String, _ values: [Float]) throws {
+        try backend.write(values, to: parameter(name))
+    }
+
+    public func zeroGradients() throws {
+        for spec in config.parameterSpecs() {
+            if gradients[spec.name] == nil { gradients[spec.name] = try backend.allocate(spec.elementCount) }
+            try backend.fill(gradient(spec.name), value: 0, offset: 0, count: spec.elementCount)
+        }
+    }
+
+    func parameter(_ name: String) throws -> Buffer {
+        guard let buffer = parameters[name] else { throw BackendError.invalidArgument("model has no parameter \(name)") }
+        return buffer
+    }
+
+    func gradient(_ name: String) throws -> Buffer {
+        guard let buffer = gradients[name] else {
+            throw BackendError.invalidArgument("no gradient for \(name): call zeroGradients() before backward")
+        }
+        return buffer
+    }
+
+    // MARK: Forward
+
+    /// Logits [batch, classes] for normalised images [batch, channels, imageSize, imageSize] already on the device.
+    /// The returned buffer belongs to the model and is overwritten by the next forward.
+    @discardableResult
+    public func forward(images: Buffer, batch: Int) throws -> Buffer {
+        let cache = try activationCache(batch: batch)
+        let c = config
+        let rows = cache.rows
+        let width = c.residualWidth
+        try PatchEmbedding.forward(backend, images: images, weights: embeddingWeights(parameter),
+                                   plan: cache.embedding, tokens: cache.residual[0])
+        for (index, block) in c.blocks.enumerated() {
+            let names = BlockNames(index)
+            let blockCache = cache.blocks[index]
+            let input = cache.residual[2 * index]
+            let middle = cache.residual[2 * index + 1]
+            let output = cache.residual[2 * index + 2]
+            try backend.layerNormForward(x: input, gamma: parameter(names.norm1Weight), beta: parameter(names.norm1Bias),
+                                         out: blockCache.norm1, mean: blockCache.norm1Mean, rstd: blockCache.norm1Rstd,
+                                         rows: rows, cols: width, eps: Float(c.layerNormEps))
+            try Attention.forward(backend, x: blockCache.norm1, weights: attentionWeights(names, parameter),
+                                  shape: attentionShape(block, batch: batch), cache: blockCache.attention,
+                                  out: cache.branchOut)
+            try backend.add(input, cache.branchOut, out: middle, count: rows * width)
+            try backend.layerNormForward(x: middle, gamma: parameter(names.norm2Weight), beta: parameter(names.norm2Bias),
+                                         out: blockCache.norm2, mean: blockCache.norm2Mean, rstd: blockCache.norm2Rstd,
+                                         rows: rows, cols: width, eps: Float(c.layerNormEps))
+            try MLP.forward(backend, x: blockCache.norm2, weights: mlpWeights(names, parameter), rows: rows,
+                            width: width, hidden: block.mlpHidden, cache: blockCache.mlp, out: cache.branchOut)
+            try backend.add(middle, cache.branchOut, out: output, count: rows * width)
+        }
+        try headForward(cache)
+        return cache.logits
+    }
+
+    /// The MLP hidden activations (post-GELU, [batch·tokens, mlpHidden]) of block `index` from the last forward.
+    public func mlpHiddenActivations(block index: Int) throws -> Buffer {
+        guard let cache, index < cache.blocks.count else {
+            throw BackendError.invalidArgument("no forward has run, or block \(index) does not exist")
+        }
+        return cache.blocks[index].mlp.hidden
+    }
+
+    /// Rows (batch·tokens) of the last forward.
+    public var lastRows: Int { cache?.rows ?? 0 }
+
+    private func headForward(_ cache: ActivationCache) throws {
+        let c = config
+        let batch = cache.batch
+        let width = c.residualWidth
+        let norm = c.finalNormName
+        for (index, head) in cache.heads.enumerated() {
+            if c.pooling == .avg {
+                try TokenPooling.averageForward(backend, x: cache.residual.last!, plan: cache.pooling, pooled: head.pooled)
+            } else {
+                try TokenPooling.selectForward(backend, x: cache.residual.last!, token: index, plan: cache.pooling,
+                                               pooled: head.pooled)
+            }
+            try backend.layerNormForward(x: head.pooled, gamma: parameter(norm + ".weight"),
+                                         beta: parameter(norm + ".bias"), out: head.normed, mean: head.mean,
+                                         rstd: head.rstd, rows: batch, cols: width, eps: Float(c.layerNormEps))
+            let headName = index == 0 ? "head" : "head_dist"
+            try Linear.forward(backend, x: head.normed, weight: parameter(headName + ".weight"),
+                               bias: parameter(headName + ".bias"), out: head.logits, rows: batch,
+                               inFeatures: width, outFeatures: c.classes)
+        }
+        if cache.heads.count == 2 {
+            // DeiT at inference: the average of the class-token head and the distillation head.
+            try backend.add(cache.heads[0].logits, cache.heads[1].logits, out: cache.logits, count: batch * c.classes)
+            try backend.scale(cache.logits, by: 0.5, count: batch * c.classes)
+        } else {
+            try backend.copy(cache.heads[0].logits, srcOffset: 0, to: cache.logits, dstOffset: 0,
+                             count: batch * c.classes)
+        }
+    }
+
+    // MARK: Backward
+
+    /// Accumulates d loss / d parameter into `gradients` given d loss / d logits [batch, classes] of the last
+    /// forward (for a distilled DeiT, the logits are the average of its two heads, so each head gets half).
+    public func backward(dLogits: Buffer) throws {
+        guard let cache else { throw BackendError.invalidArgument("backward without a forward") }
+        let c = config
+        let batch = cache.batch
+        let rows = cache.rows
+        let width = c.residualWidth
+        let norm = c.finalNormName
+        let dResidual = cache.dResidual
+        try backend.fill(dResidual, value: 0, offset: 0, count: rows * width)
+        let headShare: Float = cache.heads.count == 2 ? 0.5 : 1
+        for (index, head) in cache.heads.enumerated() {
+            let headName = index == 0 ? "head" : "head_dist"
+            try backend.fill(cache.dHeadLogits, value: 0, offset: 0, count: batch * c.classes)
+            try backend.axpy(alpha: headShare, x: dLogits, y: cache.dHeadLogits, count: batch * c.classes)
+            try backend.fill(cache.dNormed, value: 0, offset: 0, count: batch * width)
+            try backend.fill(cache.dPooled, value: 0, offset: 0, count: batch * width)
+            try Linear.backward(backend, dOut: cache.dHeadLogits, x: head.normed, weight: parameter(headName + ".weight"),
+                                dX: cache.dNormed, dWeight: gradient(headName + ".weight"),
+                                dBias: gradient(headName + ".bias"), rows: batch, inFeatures: width,
+                                outFeatures: c.classes)
+            try backend.layerNormBackward(dOut: cache.dNormed, x: head.pooled, gamma: parameter(norm + ".weight"),
+                                          mean: head.mean, rstd: head.rstd, dX: cache.dPooled,
+                                          dGamma: gradient(norm + ".weight"), dBeta: gradient(norm + ".bias"),
+                                          rows: batch, cols: width)
+            if c.pooling == .avg {
+                try TokenPooling.averageBackward(backend, dPooled: cache.dPooled, plan: cache.pooling, dX: dResidual)
+            } else {
+                try TokenPooling.selectBackward(backend, dPooled: cache.dPooled, token: index, plan: cache.pooling,
+                                                dX: dResidual)
+            }
+        }
+        for (index, block) in c.blocks.enumerated().reversed() {
+            let names = BlockNames(index)
+            let blockCache = cache.blocks[index]
+            // dResidual holds d(block output); each branch adds its contribution through its LayerNorm, and the
+            // identity path carries dResidual through unchanged (LayerNorm backward accumulates into it).
+            try backend.fill(cache.dNormedTokens, value: 0, offset: 0, count: rows * width)
+            try MLP.backward(backend, dOut: dResidual, x: blockCache.norm2, weights: mlpWeights(names, parameter),
+                             gradients: mlpWeights(names, gradient), rows: rows, width: width,
+                             hidden: block.mlpHidden, cache: blockCache.mlp, dHidden: cache.dHidden,
+                             dPreActivation: cache.dPreActivation, dX: cache.dNormedTokens)
+            try backend.layerNormBackward(dOut: cache.dNormedTokens, x: cache.residual[2 * index + 1],
+                                          gamma: parameter(names.norm2Weight), mean: blockCache.norm2Mean,
+                                          rstd: blockCache.norm2Rstd, dX: dResidual,
+                                          dGamma: gradient(names.norm2Weight), dBeta: gradient(names.norm2Bias),
+                                          rows: rows, cols: width)
+            try backend.fill(cache.dNormedTokens, value: 0, offset: 0, count: rows * width)
+            try Attention.backward(backend, dOut: dResidual, x: blockCache.norm1,
+                                   weights: attentionWeights(names, parameter),
+                                   gradients: attentionWeights(names, gradient),
+                                   shape: attentionShape(block, batch: batch), cache: blockCache.attention,
+                                   scratch: cache.attentionScratch, dX: cache.dNormedTokens)
+            try backend.layerNormBackward(dOut: cache.dNormedTokens, x: cache.residual[2 * index],
+                                          gamma: parameter(names.norm1Weight), mean: blockCache.norm1Mean,
+                                          rstd: blockCache.norm1Rstd, dX: dResidual,
+                                          dGamma: gradient(names.norm1Weight), dBeta: gradient(names.norm1Bias),
+                                          rows: rows, cols: width)
+        }
+        try PatchEmbedding.backward(backend, dTokens: dResidual, weights: embeddingWeights(parameter),
+                                    gradients: embeddingWeights(gradient), plan: cache.embedding)
+    }
+
+    // MARK: Plumbing
+
+    private func activationCache(batch: Int) throws -> ActivationCache {
+        if let cache, cache.batch == batch { return cache }
+        cache = nil  // release the old batch size's buffers before allocating the new ones
+        let made = try ActivationCache(backend, config: config, batch: batch)
+        cache = made
+        return made
+    }
+
+    func attentionShape(_ block: BlockConfig, batch: Int) -> AttentionShape {
+        AttentionShape(batch: batch, tokens: config.tokens, width: config.residualWidth, heads: block.heads,
+                       qkDim: block.qkDim, vDim: block.vDim, scale: Float(block.attentionScale))
+    }
+
+    private func embeddingWeights(_ lookup: (String) throws -> Buffer) throws -> PatchEmbeddingWeights {
+        var prefix: [Buffer] = []
+        if config.classToken { prefix.append(try lookup("cls_token")) }
+        if config.distillationToken { prefix.append(try lookup("dist_token")) }
+        return PatchEmbeddingWeights(projWeight: try lookup("patch_embed.proj.weight"),
+                                     projBias: try lookup("patch_embed.proj.bias"), prefixTokens: prefix,
+                                     posEmbed: try lookup("pos_embed"))
+    }
+
+    private func attentionWeights(_ names: BlockNames, _ lookup: (String) throws -> Buffer) throws -> AttentionWeights {
+        AttentionWeights(qkvWeight: try lookup(names.qkvWeight),
+                         qkvBias: config.qkvBias ? try lookup(names.qkvBias) : nil,
+                         projWeight: try lookup(names.projWeight), projBias: try lookup(names.projBias))
+    }
+
+    private func mlpWeights(_ names: BlockNames, _ lookup: (String) throws -> Buffer) throws -> MLPWeights {
+        MLPWeights(fc1Weight: try lookup(names.fc1Weight), fc1Bias: try lookup(names.fc1Bias),
+                   fc2Weight: try lookup(names.fc2Weight), fc2Bias: try lookup(names.fc2Bias))
+    }
+}
+
+/// timm's parameter names of block `i`.
+struct BlockNames {
+    let norm1Weight, norm1Bias, qkvWeight, qkvBias, projWeight, projBias: String
+    let norm2Weight, norm2Bias, fc1Weight, fc1Bias, fc2Weight, fc2Bias: String
+
+    init(_ index: Int) {
+        let p = "blocks.\(index)."
+        norm1Weight = p + "norm1.weight"; norm1Bias = p + "norm1.bias"
+        qkvWeight = p + "attn.qkv.weight"; qkvBias = p + "attn.qkv.bias"
+        projWeight = p + "attn.proj.weight"; projBias = p + "attn.proj.bias"
+        norm2Weight = p + "norm2.weight"; norm2Bias = p + "norm2.bias"
+        fc1Weight = p + "mlp.fc1.weight"; fc1Bias = p + "mlp.fc1.bias"
+        fc2Weight = p + "mlp.fc2.weight"; fc2Bias = p + "mlp.fc2.bias"
+    }
+}

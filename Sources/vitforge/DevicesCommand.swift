@@ -1,0 +1,81 @@
+import ArgumentParser
+import ViTForgeDevice
+
+/// Lists every compute device and which one `--device auto` picks.
+struct DevicesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "devices",
+        abstract: "List the CPU backend and every OpenCL platform and device, and which one auto picks.",
+        discussion: """
+            With --check, builds the kernels and runs a small GEMM on the device selected by --device (or on every \
+            device when --device is not given), and reports whether it works.
+            """)
+
+    @OptionGroup var common: CommonOptions
+
+    @Flag(help: "Build the kernels and run a small GEMM on the selected device(s).")
+    var check = false
+
+    func run() throws {
+        try reportingErrors {
+            let request = try common.deviceRequest()
+            var openCLDevices: [OpenCLDeviceInfo] = []
+            var openCLProblem: String?
+            do { openCLDevices = try OpenCLRuntime.devices() } catch { openCLProblem = "\(error)" }
+
+            print("cpu          CPU backend: OpenBLAS \(OpenBLAS.coreName), \(OpenBLAS.threads) threads (always available)")
+            if let openCLProblem { print("OpenCL:      \(openCLProblem)") }
+            var platform = -1
+            for device in openCLDevices {
+                if device.platformIndex != platform {
+                    platform = device.platformIndex
+                    print("platform \(platform): \(device.platformName)")
+                }
+                let memory = String(format1: Double(device.globalMemoryBytes) / 1_073_741_824)
+                print("""
+                    \(device.spec.padding(12)) \(device.name)
+                                 vendor \(device.vendor); type \(device.type.rawValue); \(memory) GiB global memory; \
+                    \(device.computeUnits) compute units; \(device.openCLVersion); driver \(device.driverVersion); \
+                    fp64 \(device.supportsFloat64 ? "yes" : "no")
+                    """)
+            }
+            let autoPick = DeviceSelection.autoChoice(from: openCLDevices)
+            print("auto picks:  \(autoPick.map { "\($0.spec) (\($0.name))" } ?? "cpu (no OpenCL GPU found)")")
+
+            guard check else { return }
+            let requests: [DeviceRequest]
+            if common.device != nil || request != .auto {
+                requests = [request]
+            } else {
+                requests = [.cpu] + openCLDevices.map { .openCL(platform: $0.platformIndex, device: $0.deviceIndex) }
+            }
+            for request in requests {
+                let backend = try DeviceSelection.makeBackend(request)
+                let error = try DeviceCheck.run(on: backend)
+                print("check \(request): \(backend.name): ok (GEMM max error \(String(format1e: error)))")
+            }
+        }
+    }
+}
+
+extension String {
+    func padding(_ width: Int) -> String {
+        count >= width ? self : self + String(repeating: " ", count: width - count)
+    }
+
+    /// One decimal place, without Foundation's `String(format:)`.
+    init(format1 value: Double) {
+        let tenths = Int((value * 10).rounded())
+        self = "\(tenths / 10).\(abs(tenths % 10))"
+    }
+
+    /// Scientific notation with one decimal.
+    init(format1e value: Double) {
+        guard value > 0, value.isFinite else { self = "\(value)"; return }
+        var exponent = 0
+        var mantissa = value
+        while mantissa >= 10 { mantissa /= 10; exponent += 1 }
+        while mantissa < 1 { mantissa *= 10; exponent -= 1 }
+        self = "\(String(format1: mantissa))e\(exponent)"
+    }
+}
