@@ -22,8 +22,11 @@ public final class OpenCLBuffer: Buffer {
 /// The OpenCL implementation of `Backend`: GEMMs through CLBlast, every other operation through the hand-written
 /// kernels of `Kernels/*.cl`, all enqueued in order on the device's one queue.
 ///
-/// Not thread-safe: one backend belongs to one task (kernel arguments are set, then enqueued, on shared
-/// `cl_kernel` objects). Several backends on the same device share its context, queue and built program.
+/// Calls from several threads are safe (the test suite runs its cases in parallel): setting a kernel's arguments
+/// and enqueueing it happen under `launchLock`, because `cl_kernel` arguments are shared state, and a reduction's
+/// launch and read-back under `reductionLock`, because its partial sums live in one scratch buffer. Operations from
+/// different threads interleave on the one in-order queue. Several backends on the same device share its context,
+/// queue and built program.
 public final class OpenCLBackend: Backend {
     public let name: String
     public var kind: BackendKind { .openCL }
@@ -45,6 +48,8 @@ public final class OpenCLBackend: Backend {
     private var localSizes: [KernelName: Int] = [:]
     /// Float64 partial sums of `sum`/`sumOfSquares` (`reductionGroups` doubles), allocated on first use.
     private var reductionPartials: OpenCLBuffer?
+    private let launchLock = ProcessLock()
+    private let reductionLock = ProcessLock()
 
     enum KernelName: String, CaseIterable {
         case addBias = "add_bias", columnSumAccumulate = "column_sum_accumulate", add, axpy, scale
@@ -472,6 +477,10 @@ public final class OpenCLBackend: Backend {
         try requireFloat64(operation)
         let xMemory = try checked(x, operation, "x", count: count)
         if count == 0 { return 0 }
+        return try reductionLock.withLock { try reduceLocked(xMemory, count: count, squared: squared) }
+    }
+
+    private func reduceLocked(_ xMemory: cl_mem, count: Int, squared: Bool) throws -> Double {
         let groups = min(Self.reductionGroups, (count + Self.localSize - 1) / Self.localSize)
         let partials: OpenCLBuffer
         if let existing = reductionPartials {
@@ -602,6 +611,11 @@ public final class OpenCLBackend: Backend {
         guard columns > 0, rows > 0 else { return }
         _ = try KernelArgument.int(columns, "work size")
         _ = try KernelArgument.int(rows, "work size")
+        try launchLock.withLock { try launchLocked(name, kernel, columns: columns, rows: rows, arguments) }
+    }
+
+    private func launchLocked(_ name: KernelName, _ kernel: cl_kernel, columns: Int, rows: Int,
+                              _ arguments: [KernelArgument]) throws {
         for (index, argument) in arguments.enumerated() {
             let status: cl_int
             switch argument {
@@ -624,6 +638,7 @@ public final class OpenCLBackend: Backend {
     }
 
     /// `localSize`, or less where the device or the compiled kernel cannot take that many work-items.
+    /// Called under `launchLock` (it caches into `localSizes`).
     private func localSize(_ name: KernelName, _ kernel: cl_kernel) throws -> Int {
         if let known = localSizes[name] { return known }
         var limit = 0
