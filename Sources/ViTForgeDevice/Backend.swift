@@ -10,6 +10,11 @@
 ///   stream) simply receives both contributions.
 /// - Operations are enqueued in order; nothing waits for the device except `download`, the reductions that return a
 ///   value to the host (`sum`, `sumOfSquares`, `normalize`), and `synchronize`.
+/// - Output ranges never overlap input ranges unless an operation says so (`copy` within one buffer, the matrices
+///   C of a strided batch, `scatterAdd`'s indices: all must be disjoint).
+/// - Calls may come from several threads (Swift Testing runs cases in parallel); both backends serialise what must
+///   be serialised (OpenCL's set-argument + enqueue, CLBlast 1.5.3's cache). Training drives one backend from one
+///   thread.
 public protocol Backend: AnyObject {
     /// A short description for logs and reports: `cpu (OpenBLAS, 2 threads)`, `opencl:0.0 NVIDIA H100 …`.
     var name: String { get }
@@ -94,7 +99,7 @@ public protocol Backend: AnyObject {
     /// (Chan et al.'s parallel update), and `countBefore` is how many rows were merged before this call.
     /// Start from a zero-filled state with `countBefore = 0`.
     func columnStatisticsAccumulate(x: Buffer, rows: Int, cols: Int, state: Buffer, countBefore: Int) throws
-    /// Population mean and variance (ddof 0) of everything merged into `state` (`count` rows), as float32.
+    /// Population mean and variance (ddof 0) of everything merged into `state` (`count` ≥ 1 rows), as float32.
     func columnStatisticsFinalize(state: Buffer, cols: Int, count: Int, mean: Buffer, variance: Buffer) throws
     /// `Σ x[i]`, accumulated in float64, returned to the host (waits for the device).
     func sum(_ x: Buffer, count: Int) throws -> Double
@@ -178,9 +183,10 @@ public struct GemmSpec: Sendable, Equatable {
         self.k = k
         self.alpha = alpha
         self.beta = beta
-        self.lda = transA ? m : k
-        self.ldb = transB ? k : n
-        self.ldc = n
+        // BLAS requires leading dimensions ≥ 1 even for empty matrices.
+        self.lda = max(transA ? m : k, 1)
+        self.ldb = max(transB ? k : n, 1)
+        self.ldc = max(n, 1)
     }
 
     /// Elements of A, B and C that matrix `batch − 1` reaches; used to check buffer bounds.

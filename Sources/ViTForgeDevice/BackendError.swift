@@ -2,7 +2,7 @@
 public enum BackendError: Error, CustomStringConvertible, Equatable {
     /// An OpenCL call returned an error code: `clEnqueueNDRangeKernel: CL_OUT_OF_RESOURCES (-5)`.
     case openCL(call: String, code: Int32)
-    /// A CLBlast routine returned a status: `CLBlastSgemm: CLBlastInvalidLeadDimA (-1027)`.
+    /// A CLBlast routine returned a status: `CLBlastSgemm: CLBlastInvalidLeadDimA (-1016)`.
     case clblast(call: String, status: Int32)
     /// The kernels did not compile; `log` is the first lines of the build log.
     case kernelBuild(device: String, log: String)
