@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "vitforge", targets: ["vitforge"]),
         .library(name: "ViTForgeDevice", targets: ["ViTForgeDevice"]),
         .library(name: "ViTForgeModel", targets: ["ViTForgeModel"]),
+        .library(name: "ViTForgeData", targets: ["ViTForgeData"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -19,6 +20,8 @@ let package = Package(
                        providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers", "libclblast-dev"])]),
         // CBLAS from OpenBLAS (pkg-config adds the openblas-pthread include folder).
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // zlib, for gzipped IDX files (gzread also reads plain files).
+        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
         // OpenCL C sources, embedded into the binary at build time.
         .target(name: "Kernels", path: "Kernels",
                 exclude: ["README.md"],
@@ -35,12 +38,19 @@ let package = Package(
         .target(name: "ViTForgeDevice", dependencies: ["COpenCL", "CBLAS", "Kernels"]),
         // ViT config, timm parameter names, safetensors I/O, MAC/parameter counts (forward/backward come later).
         .target(name: "ViTForgeModel", dependencies: ["ViTForgeDevice"]),
+        // Data sets beside the model layer (neither imports the other): IDX files, class subsets, image preparation.
+        .target(name: "ViTForgeData", dependencies: ["CZlib"]),
         .executableTarget(name: "vitforge", dependencies: [
             "ViTForgeDevice",
+            "ViTForgeModel",
+            "ViTForgeData",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "vitforge"]),
         .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel"]),
+        .testTarget(name: "ViTForgeDataTests", dependencies: ["ViTForgeData"]),
+        // Runs the built `vitforge` binary as a subprocess (the dependency makes `swift build`/`swift test` build it).
+        .testTarget(name: "vitforgeCLITests", dependencies: ["vitforge", "ViTForgeModel", "ViTForgeData"]),
     ],
     swiftLanguageModes: [.v5]
 )
