@@ -39,7 +39,7 @@ struct CommandResult {
 
 /// Runs `vitforge arguments…` to completion. Output goes through files, not pipes, so a long report cannot block
 /// the child on a full pipe.
-func vitforge(_ arguments: [String]) throws -> CommandResult {
+func vitforge(_ arguments: [String], environment extra: [String: String] = [:]) throws -> CommandResult {
     let folder = try TemporaryFolder()
     defer { folder.remove() }
     let outPath = folder.path("stdout"), errPath = folder.path("stderr")
@@ -49,8 +49,9 @@ func vitforge(_ arguments: [String]) throws -> CommandResult {
     process.executableURL = URL(fileURLWithPath: vitforgeBinary)
     process.arguments = arguments
     var environment = ProcessInfo.processInfo.environment
-    environment["POCL_CACHE_DIR"] = "/tmp/pocl-cache"
+    environment["POCL_CACHE_DIR"] = environment["POCL_CACHE_DIR"] ?? "/tmp/pocl-cache"
     environment.removeValue(forKey: "VITFORGE_DEVICE")
+    environment.merge(extra) { _, new in new }
     process.environment = environment
     let outHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
     let errHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
