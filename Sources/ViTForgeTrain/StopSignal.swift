@@ -23,7 +23,8 @@ public enum StopSignal {
         reset()
         var action = sigaction()
         action.__sigaction_handler.sa_handler = { _ in StopSignal.flag.store(true, ordering: .relaxed) }
-        action.sa_flags = Int32(SA_RESETHAND)
+        // SA_RESETHAND is 0x80000000: the sign bit of the C int field, not a value Int32(_:) accepts.
+        action.sa_flags = Int32(truncatingIfNeeded: SA_RESETHAND)
         sigemptyset(&action.sa_mask)
         sigaction(SIGINT, &action, nil)
     }

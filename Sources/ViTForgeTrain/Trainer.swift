@@ -315,9 +315,10 @@ public final class Trainer {
             state.history.bestMetric = validation.metric
             state.history.bestEpoch = epochNumber
             if let bestPath = checkpoints.bestPath {
-                try model.hostWeights().save(to: bestPath, metadata: [
-                    "vitforge.epoch": String(epochNumber), "vitforge.metric": String(validation.metric),
-                ])
+                try SafetensorsWriter.write(model.hostWeights().namedTensors(), metadata: [
+                    ViTConfig.metadataKey: model.config.jsonString(), "vitforge.epoch": String(epochNumber),
+                    "vitforge.metric": String(validation.metric),
+                ], to: bestPath, protecting: checkpoints.protectedInputs)
             }
         }
         state.epoch += 1

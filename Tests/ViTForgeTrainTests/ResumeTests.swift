@@ -153,6 +153,22 @@ struct ResumeTests {
         #expect(try Checkpoint.read(path: path).metadata.state.step == 3)
     }
 
+    /// In this suite because `run()` reads the process-wide flag; the suite is serialized and the only one that runs.
+    @Test("SIGINT raises the stop flag; the handler resets itself so a second Ctrl-C kills")
+    func interruptHandler() throws {
+        StopSignal.installInterruptHandler()
+        #expect(!StopSignal.isRequested)
+        // Process-directed, as Ctrl-C is: test worker threads block SIGINT, so `raise` would leave it pending.
+        kill(getpid(), SIGINT)
+        for _ in 0 ..< 200 where !StopSignal.isRequested { usleep(5000) }
+        #expect(StopSignal.isRequested)
+        var current = sigaction()
+        sigaction(SIGINT, nil, &current)
+        let handler = current.__sigaction_handler.sa_handler.map { unsafeBitCast($0, to: Int.self) } ?? 0
+        #expect(handler == 0, "SA_RESETHAND restored the default action (SIG_DFL = 0)")
+        StopSignal.reset()
+    }
+
     @Test("settings that cannot train are refused")
     func badSettings() throws {
         let model = try VisionTransformer(weights: randomWeights(Self.config, seed: 1), backend: TrainTestBackends.cpu)
