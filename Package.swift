@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "ViTForgeDevice", targets: ["ViTForgeDevice"]),
         .library(name: "ViTForgeModel", targets: ["ViTForgeModel"]),
         .library(name: "ViTForgeData", targets: ["ViTForgeData"]),
+        .library(name: "ViTForgeTrain", targets: ["ViTForgeTrain"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -36,14 +37,17 @@ let package = Package(
                     .embedInCode("svd.cl"),
                 ]),
         .target(name: "ViTForgeDevice", dependencies: ["COpenCL", "CBLAS", "Kernels"]),
-        // ViT config, timm parameter names, safetensors I/O, MAC/parameter counts (forward/backward come later).
+        // ViT config, timm parameter names, safetensors I/O, forward/backward on a Backend, MAC/parameter counts.
         .target(name: "ViTForgeModel", dependencies: ["ViTForgeDevice"]),
         // Data sets beside the model layer (neither imports the other): IDX files, class subsets, image preparation.
         .target(name: "ViTForgeData", dependencies: ["CZlib"]),
+        // Losses (CE, KD), AdamW + schedules, the training loop, checkpoints and resume, progress lines.
+        .target(name: "ViTForgeTrain", dependencies: ["ViTForgeModel", "ViTForgeData"]),
         .executableTarget(name: "vitforge", dependencies: [
             "ViTForgeDevice",
             "ViTForgeModel",
             "ViTForgeData",
+            "ViTForgeTrain",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "vitforge"]),
@@ -51,6 +55,7 @@ let package = Package(
         .testTarget(name: "ViTForgeDataTests", dependencies: ["ViTForgeData"]),
         // Runs the built `vitforge` binary as a subprocess (the dependency makes `swift build`/`swift test` build it).
         .testTarget(name: "vitforgeCLITests", dependencies: ["vitforge", "ViTForgeModel", "ViTForgeData"]),
+        .testTarget(name: "ViTForgeTrainTests", dependencies: ["ViTForgeTrain"]),
     ],
     swiftLanguageModes: [.v5]
 )
