@@ -55,7 +55,8 @@ let package = Package(
         ]),
         .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "vitforge"]),
         .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel"]),
-        .testTarget(name: "ViTForgeDataTests", dependencies: ["ViTForgeData"]),
+        // CImageDecode's encoders write the tests' PNG/JPEG files.
+        .testTarget(name: "ViTForgeDataTests", dependencies: ["ViTForgeData", "CImageDecode"]),
         // Runs the built `vitforge` binary as a subprocess (the dependency makes `swift build`/`swift test` build it).
         .testTarget(name: "vitforgeCLITests", dependencies: ["vitforge", "ViTForgeModel", "ViTForgeData"]),
     ],
