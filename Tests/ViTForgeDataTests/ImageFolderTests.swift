@@ -153,7 +153,20 @@ struct ImageFolderTests {
         let whole = try folder.bytes("good.png")
         try folder.write("cut.png", Array(whole.prefix(whole.count - 20)))
         try folder.write("empty.jpg", [])
-        let cases: [(String, String)] = [("cut.png", "PNG:"), ("empty.jpg", "neither a PNG nor a JPEG")]
+        // Noise makes the scan data most of the file, so the cut lands inside it: libjpeg would fill the rest grey.
+        var random = DataRandom(seed: 1, purpose: .order, 0, 0)
+        let noise = (0..<(48 * 48)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        try folder.jpeg("noise.jpg", width: 48, height: 48, channels: 1, pixels: noise, quality: 90)
+        let jpeg = try folder.bytes("noise.jpg")
+        try folder.write("cut.jpg", Array(jpeg.prefix(jpeg.count * 3 / 4)))
+        try folder.png("noise.png", width: 48, height: 48, channels: 1, pixels: noise)
+        let png = try folder.bytes("noise.png")
+        try folder.write("cut-data.png", Array(png.prefix(png.count * 3 / 4)))
+        _ = try DecodedImage(file: folder.path + "/noise.jpg")
+        #expect(try DecodedImage(file: folder.path + "/noise.png").pixels == noise)
+        let cases: [(String, String)] = [("cut.png", "PNG:"), ("empty.jpg", "neither a PNG nor a JPEG"),
+                                         ("cut.jpg", "JPEG: truncated file (premature end of data)"),
+                                         ("cut-data.png", "PNG: truncated file")]
         for (name, reason) in cases {
             #expect(throws: DataFileError.self) { try DecodedImage(file: folder.path + "/" + name) }
             do { _ = try DecodedImage(file: folder.path + "/" + name) } catch {
