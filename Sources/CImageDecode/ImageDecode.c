@@ -142,6 +142,15 @@ static void jpeg_message(j_common_ptr cinfo, int level) {
     if (level == -1 && cinfo->err->msg_code == JWRN_JPEG_EOF) state->ended_early = 1;
 }
 
+// libjpeg's default error_exit calls exit(); ours longjmps back into the function that called setjmp.
+static struct jpeg_error_mgr *jpeg_errors(jpeg_state *state) {
+    memset(state, 0, sizeof *state);
+    struct jpeg_error_mgr *errors = jpeg_std_error(&state->base);
+    state->base.error_exit = jpeg_error_jump;
+    state->base.emit_message = jpeg_message;
+    return errors;
+}
+
 int vf_decode_jpeg(const unsigned char *bytes, size_t size, vf_image *image, char *message, size_t message_size) {
     if (size < 3 || bytes[0] != 0xFF || bytes[1] != 0xD8) {
         set_message(message, message_size, "JPEG: not a JPEG file (SOI marker missing)");
@@ -149,10 +158,7 @@ int vf_decode_jpeg(const unsigned char *bytes, size_t size, vf_image *image, cha
     }
     struct jpeg_decompress_struct cinfo;
     jpeg_state state;
-    memset(&state, 0, sizeof state);
-    cinfo.err = jpeg_std_error(&state.base);
-    state.base.error_exit = jpeg_error_jump;
-    state.base.emit_message = jpeg_message;
+    cinfo.err = jpeg_errors(&state);
     unsigned char *volatile pixels = NULL;
     if (setjmp(state.jump)) {
         set_message(message, message_size, state.message);
@@ -229,10 +235,7 @@ int vf_encode_jpeg(const char *path, const unsigned char *pixels, int width, int
     }
     struct jpeg_compress_struct cinfo;
     jpeg_state state;
-    memset(&state, 0, sizeof state);
-    cinfo.err = jpeg_std_error(&state.base);
-    state.base.error_exit = jpeg_error_jump;
-    state.base.emit_message = jpeg_message;
+    cinfo.err = jpeg_errors(&state);
     if (setjmp(state.jump)) {
         set_message(message, message_size, state.message);
         jpeg_destroy_compress(&cinfo);
