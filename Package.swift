@@ -23,6 +23,12 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         // zlib, for gzipped IDX files (gzread also reads plain files).
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+        // libpng and libjpeg-turbo (classic libjpeg API), for ImageFolder data sets.
+        .systemLibrary(name: "CPNG", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", providers: [.apt(["libjpeg62-turbo-dev"])]),
+        // PNG/JPEG decoding in C: both libraries report errors by longjmp, which Swift cannot catch.
+        .target(name: "CImageDecode", dependencies: ["CPNG", "CJPEG"],
+                linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
         // OpenCL C sources, embedded into the binary at build time.
         .target(name: "Kernels", path: "Kernels",
                 exclude: ["README.md"],
@@ -39,8 +45,9 @@ let package = Package(
         .target(name: "ViTForgeDevice", dependencies: ["COpenCL", "CBLAS", "Kernels"]),
         // ViT config, timm parameter names, safetensors I/O, forward/backward on a Backend, MAC/parameter counts.
         .target(name: "ViTForgeModel", dependencies: ["ViTForgeDevice"]),
-        // Data sets beside the model layer (neither imports the other): IDX files, class subsets, image preparation.
-        .target(name: "ViTForgeData", dependencies: ["CZlib"]),
+        // Data sets beside the model layer (neither imports the other): IDX files, ImageFolders (PNG/JPEG), class
+        // subsets, validation splits, augmentation, image preparation, prefetching batches.
+        .target(name: "ViTForgeData", dependencies: ["CZlib", "CImageDecode"]),
         // Losses (CE, KD), AdamW + schedules, the training loop, checkpoints and resume, progress lines.
         .target(name: "ViTForgeTrain", dependencies: ["ViTForgeModel", "ViTForgeData"]),
         .executableTarget(name: "vitforge", dependencies: [
@@ -52,7 +59,8 @@ let package = Package(
         ]),
         .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "vitforge"]),
         .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel"]),
-        .testTarget(name: "ViTForgeDataTests", dependencies: ["ViTForgeData"]),
+        // CImageDecode's encoders write the tests' PNG/JPEG files.
+        .testTarget(name: "ViTForgeDataTests", dependencies: ["ViTForgeData", "CImageDecode"]),
         // Runs the built `vitforge` binary as a subprocess (the dependency makes `swift build`/`swift test` build it).
         .testTarget(name: "vitforgeCLITests", dependencies: ["vitforge", "ViTForgeModel", "ViTForgeData"]),
         .testTarget(name: "ViTForgeTrainTests", dependencies: ["ViTForgeTrain"]),

@@ -26,6 +26,8 @@ public struct DataFileError: Error, CustomStringConvertible, Equatable, Sendable
         case countMismatch(images: Int, labels: Int, imagesFile: String)
         /// A request the data cannot satisfy (a class that has no images, an unknown split).
         case invalidRequest(String)
+        /// A PNG or JPEG that does not decode; `message` is the decoder's reason.
+        case corruptImage(String)
     }
 
     public var description: String {
@@ -51,6 +53,8 @@ public struct DataFileError: Error, CustomStringConvertible, Equatable, Sendable
             return "\(labels) labels, but \(imagesFile) holds \(images) images"
         case let .invalidRequest(message):
             return message
+        case let .corruptImage(message):
+            return "corrupt image: " + message
         }
     }
 }
