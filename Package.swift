@@ -36,7 +36,7 @@ let package = Package(
         // ViT config, timm parameter names, safetensors I/O, MAC/parameter counts (forward/backward come later).
         .target(name: "ViTForgeModel", dependencies: ["ViTForgeDevice"]),
         .executableTarget(name: "vitforge", dependencies: [
-            "ViTForgeDevice",
+            "ViTForgeDevice", "ViTForgeModel",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "vitforge"]),
