@@ -1,6 +1,9 @@
 // GEMM throughput at DeiT-Tiny's shapes (batch 64 → 12608 tokens): the CPU backend and every OpenCL device against
 // bare OpenBLAS (`cblas_sgemm`), measured in the same run. Usage:
 //   swift run -c release --package-path Benchmarks gemm-bench [--repeats N] [--no-opencl] [--device opencl:P.D]
+//   swift run -c release --package-path Benchmarks gemm-bench --model M.safetensors [--heads H] [--batch B] [--json]
+// The --model mode times every GEMM of that model's forward pass at that batch with bare OpenBLAS and prints the
+// bound it sets: images/s if the forward did nothing but those GEMMs (see ModelBound.swift).
 import ViTForgeDevice
 #if canImport(Glibc)
 import Glibc
@@ -112,15 +115,34 @@ func pad(_ text: String, _ width: Int) -> String {
 var repeats = 5
 var includeOpenCL = true
 var openCLSpec: String?
+var modelPath: String?
+var modelHeads: Int?
+var modelBatch = 64
+var printJSON = false
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
     case "--repeats": repeats = Int(arguments.next() ?? "") ?? repeats
     case "--no-opencl": includeOpenCL = false
     case "--device": openCLSpec = arguments.next()
+    case "--model": modelPath = arguments.next()
+    case "--heads": modelHeads = Int(arguments.next() ?? "")
+    case "--batch": modelBatch = Int(arguments.next() ?? "") ?? modelBatch
+    case "--json": printJSON = true
     default:
-        fputs("usage: gemm-bench [--repeats N] [--no-opencl] [--device opencl:P.D]\n", stderr)
+        fputs("usage: gemm-bench [--repeats N] [--no-opencl] [--device opencl:P.D]\n"
+              + "       gemm-bench --model M.safetensors [--heads H] [--batch B] [--repeats N] [--json]\n", stderr)
         exit(2)
+    }
+}
+
+if let modelPath {
+    do {
+        try modelBound(path: modelPath, heads: modelHeads, batch: modelBatch, repeats: repeats, json: printJSON)
+        exit(0)
+    } catch {
+        fputs("error: \(error)\n", stderr)
+        exit(1)
     }
 }
 
