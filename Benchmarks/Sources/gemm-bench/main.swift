@@ -9,6 +9,9 @@ import ViTForgeDevice
 import Glibc
 #endif
 
+/// OpenBLAS's own thread count at start-up, before a `CPUBackend` sets it to 1: what a plain BLAS user gets.
+let bareThreads = OpenBLAS.threads
+
 struct Shape {
     let name: String
     let spec: GemmSpec
@@ -63,6 +66,9 @@ func randomValues(_ count: Int, seed: UInt64) -> [Float] {
 
 /// Bare OpenBLAS: one `cblas_sgemm` per matrix of the batch, with OpenBLAS's own threads.
 func bareOpenBLAS(_ spec: GemmSpec, repeats: Int) -> Double {
+    let saved = OpenBLAS.threads
+    OpenBLAS.threads = bareThreads
+    defer { OpenBLAS.threads = saved }
     let (countA, countB, countC) = sizes(spec)
     let a = randomValues(countA, seed: 1), b = randomValues(countB, seed: 2)
     var c = [Float](repeating: 0, count: countC)
@@ -157,7 +163,7 @@ if includeOpenCL {
     }
 }
 
-print("GEMM GFLOP/s, median of \(repeats) after warm-up; OpenBLAS core \(OpenBLAS.coreName), \(OpenBLAS.threads) threads")
+print("GEMM GFLOP/s, median of \(repeats) after warm-up; OpenBLAS core \(OpenBLAS.coreName), \(bareThreads) threads")
 print("ratio = backend / bare OpenBLAS in the same run")
 for shape in shapes {
     let flops = shape.spec.flops
