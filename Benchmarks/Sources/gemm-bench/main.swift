@@ -1,10 +1,16 @@
 // GEMM throughput at DeiT-Tiny's shapes (batch 64 → 12608 tokens): the CPU backend and every OpenCL device against
 // bare OpenBLAS (`cblas_sgemm`), measured in the same run. Usage:
 //   swift run -c release --package-path Benchmarks gemm-bench [--repeats N] [--no-opencl] [--device opencl:P.D]
+//   swift run -c release --package-path Benchmarks gemm-bench --model M.safetensors [--heads H] [--batch B] [--json]
+// The --model mode times every GEMM of that model's forward pass at that batch with bare OpenBLAS and prints the
+// bound it sets: images/s if the forward did nothing but those GEMMs (see ModelBound.swift).
 import ViTForgeDevice
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// OpenBLAS's own thread count at start-up, before a `CPUBackend` sets it to 1: what a plain BLAS user gets.
+let bareThreads = OpenBLAS.threads
 
 struct Shape {
     let name: String
@@ -65,6 +71,11 @@ final class BareOpenBLASGemm {
 
     func run() {
         let spec = self.spec
+        // The CPU backend runs OpenBLAS single-threaded (it splits work itself); a plain BLAS user has the start-up
+        // thread count.
+        let saved = OpenBLAS.threads
+        OpenBLAS.threads = bareThreads
+        defer { OpenBLAS.threads = saved }
         a.withUnsafeBufferPointer { a in
             b.withUnsafeBufferPointer { b in
                 c.withUnsafeMutableBufferPointer { c in
@@ -128,15 +139,34 @@ func pad(_ text: String, _ width: Int) -> String {
 var repeats = 5
 var includeOpenCL = true
 var openCLSpec: String?
+var modelPath: String?
+var modelHeads: Int?
+var modelBatch = 64
+var printJSON = false
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
     case "--repeats": repeats = Int(arguments.next() ?? "") ?? repeats
     case "--no-opencl": includeOpenCL = false
     case "--device": openCLSpec = arguments.next()
+    case "--model": modelPath = arguments.next()
+    case "--heads": modelHeads = Int(arguments.next() ?? "")
+    case "--batch": modelBatch = Int(arguments.next() ?? "") ?? modelBatch
+    case "--json": printJSON = true
     default:
-        fputs("usage: gemm-bench [--repeats N] [--no-opencl] [--device opencl:P.D]\n", stderr)
+        fputs("usage: gemm-bench [--repeats N] [--no-opencl] [--device opencl:P.D]\n"
+              + "       gemm-bench --model M.safetensors [--heads H] [--batch B] [--repeats N] [--json]\n", stderr)
         exit(2)
+    }
+}
+
+if let modelPath {
+    do {
+        try modelBound(path: modelPath, heads: modelHeads, batch: modelBatch, repeats: repeats, json: printJSON)
+        exit(0)
+    } catch {
+        fputs("error: \(error)\n", stderr)
+        exit(1)
     }
 }
 
@@ -151,7 +181,7 @@ if includeOpenCL {
     }
 }
 
-print("GEMM GFLOP/s, median of \(repeats) interleaved runs after a warm-up; OpenBLAS core \(OpenBLAS.coreName), \(OpenBLAS.threads) threads")
+print("GEMM GFLOP/s, median of \(repeats) interleaved runs after a warm-up; OpenBLAS core \(OpenBLAS.coreName), \(bareThreads) threads")
 print("ratio = backend / bare OpenBLAS in the same run")
 for shape in shapes {
     let flops = shape.spec.flops
@@ -180,4 +210,16 @@ extension String {
     func padding(toLength width: Int) -> String {
         count >= width ? String(prefix(width - 1)) + " " : self + String(repeating: " ", count: width - count)
     }
+}
+
+/// Median seconds of `repeats` runs after one warm-up run.
+func median(repeats: Int, _ body: () throws -> Void) rethrows -> Double {
+    try body()
+    var times: [Double] = []
+    for _ in 0..<repeats {
+        let start = now()
+        try body()
+        times.append(now() - start)
+    }
+    return times.sorted()[times.count / 2]
 }
