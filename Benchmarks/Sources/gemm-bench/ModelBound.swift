@@ -61,7 +61,8 @@ func forwardGemms(_ c: ViTConfig, batch: Int) -> [ForwardGemm] {
 /// what a plain BLAS user would write; the bound takes the faster, so it is not weakened by OpenBLAS's poor
 /// threading of small products.
 func bareSeconds(_ spec: GemmSpec, repeats: Int, threads: Int) -> Double {
-    let looped = bareOpenBLAS(spec, repeats: repeats)
+    let bare = BareOpenBLASGemm(spec)
+    let looped = median(repeats: repeats) { bare.run() }
     guard spec.batch >= threads, threads > 1 else { return looped }
     let (countA, countB, countC) = sizes(spec)
     let a = randomValues(countA, seed: 1), b = randomValues(countB, seed: 2)
