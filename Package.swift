@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "vitforge", targets: ["vitforge"]),
         .library(name: "ViTForgeDevice", targets: ["ViTForgeDevice"]),
         .library(name: "ViTForgeModel", targets: ["ViTForgeModel"]),
+        .library(name: "ViTForgePrune", targets: ["ViTForgePrune"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -35,12 +36,15 @@ let package = Package(
         .target(name: "ViTForgeDevice", dependencies: ["COpenCL", "CBLAS", "Kernels"]),
         // ViT config, timm parameter names, safetensors I/O, MAC/parameter counts (forward/backward come later).
         .target(name: "ViTForgeModel", dependencies: ["ViTForgeDevice"]),
+        // Channel spaces, dependency groups, importance, budgets, surgery and the pruning methods.
+        .target(name: "ViTForgePrune", dependencies: ["ViTForgeModel", "ViTForgeDevice"]),
         .executableTarget(name: "vitforge", dependencies: [
-            "ViTForgeDevice",
+            "ViTForgeDevice", "ViTForgeModel", "ViTForgePrune",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "vitforge"]),
         .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel"]),
+        .testTarget(name: "ViTForgePruneTests", dependencies: ["ViTForgePrune", "ViTForgeModel", "ViTForgeDevice"]),
     ],
     swiftLanguageModes: [.v5]
 )
