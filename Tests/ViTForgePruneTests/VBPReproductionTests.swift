@@ -42,8 +42,22 @@ enum FashionMNIST {
 /// VBP without fine-tuning on fm-vit-c at 50% of MLP neurons, 2000 calibration images, against the plain-PyTorch
 /// numbers in `baselines-shared.json`: accuracy on all 10,000 test images within 0.3 points, per-block widths
 /// within ±2, parameter counts equal.
+///
+/// The four 10,000-image evaluations take ~13 s each in an optimised build but ~66 s each in a debug build (the
+/// CPU backend's Swift loops, mostly erf-GELU, are unoptimised there), so a debug `swift test` checks only what the
+/// statistics decide (widths, parameter counts: ~25 s); the accuracies run in an optimised build
+/// (`swift test -c release -Xswiftc -enable-testing --filter VBPReproduction`: ~60 s) or with
+/// VITFORGE_FULL_REPRODUCTION=1.
 @Suite(.serialized)
 struct VBPReproductionTests {
+    static var evaluatesAccuracy: Bool {
+        #if DEBUG
+        return ProcessInfo.processInfo.environment["VITFORGE_FULL_REPRODUCTION"] == "1"
+        #else
+        return true
+        #endif
+    }
+
     struct Baseline: Decodable {
         let test_acc: Double
         let mlp_widths: [Int]
@@ -96,7 +110,11 @@ struct VBPReproductionTests {
         let weights = try ViTWeights.load(path: fixture("fm-vit-c.safetensors"), heads: 2)
         let backend = CPUBackend()
         let calibration = try FashionMNIST.load("train", limit: 2000)
-        let test = try FashionMNIST.load("t10k", limit: 10_000)
+        let test = Self.evaluatesAccuracy ? try FashionMNIST.load("t10k", limit: 10_000) : nil
+        if test == nil {
+            print("VBP reproduction: debug build, checking widths and parameter counts only; accuracies need an "
+                  + "optimised build or VITFORGE_FULL_REPRODUCTION=1")
+        }
         let model = try VisionTransformer(weights: weights, backend: backend)
         let statistics = try VarianceBasedPruning.statistics(of: model, images: calibration, batchSize: 100)
         #expect(statistics.observations == 2000 * 50)
@@ -108,10 +126,12 @@ struct VBPReproductionTests {
                 let key = "vbp_50pct_\(scope == .block ? "per_block" : "global")_\(fold ? "with" : "without")_bias_fold"
                 let baseline = try #require(Self.baselines[key])
                 let pruned = try VarianceBasedPruning.prune(weights, plan: plan, statistics: statistics, biasFold: fold)
-                let accuracy = try Self.accuracy(pruned, on: test, backend: backend)
                 let widths = pruned.config.blocks.map(\.mlpHidden)
-                print("\(key): accuracy \(accuracy) (PyTorch \(baseline.test_acc)), widths \(widths) (PyTorch \(baseline.mlp_widths)), params \(pruned.config.parameterCount)")
-                #expect(abs(accuracy - baseline.test_acc) <= 0.003, "\(key): \(accuracy) vs \(baseline.test_acc)")
+                if let test {
+                    let accuracy = try Self.accuracy(pruned, on: test, backend: backend)
+                    print("\(key): accuracy \(accuracy) (PyTorch \(baseline.test_acc)), widths \(widths) (PyTorch \(baseline.mlp_widths)), params \(pruned.config.parameterCount)")
+                    #expect(abs(accuracy - baseline.test_acc) <= 0.003, "\(key): \(accuracy) vs \(baseline.test_acc)")
+                }
                 #expect(zip(widths, baseline.mlp_widths).allSatisfy { abs($0 - $1) <= 2 }, "\(key): \(widths)")
                 #expect(pruned.config.parameterCount == baseline.params)
             }
