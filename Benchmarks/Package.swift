@@ -7,7 +7,10 @@ let package = Package(
     name: "ViTForgeBenchmarks",
     dependencies: [.package(name: "ViTForge", path: "..")],
     targets: [
-        .executableTarget(name: "gemm-bench", dependencies: [.product(name: "ViTForgeDevice", package: "ViTForge")]),
+        .executableTarget(name: "gemm-bench", dependencies: [
+            .product(name: "ViTForgeDevice", package: "ViTForge"),
+            .product(name: "ViTForgeModel", package: "ViTForge"),
+        ]),
     ],
     swiftLanguageModes: [.v5]
 )

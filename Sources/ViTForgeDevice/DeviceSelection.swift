@@ -88,7 +88,10 @@ public enum DeviceSelection {
                 return CPUBackend()
             }
         case let .openCL(platform, device):
-            let devices = try OpenCLRuntime.devices()
+            let devices: [OpenCLDeviceInfo]
+            do { devices = try OpenCLRuntime.devices() } catch {
+                throw BackendError.noOpenCLDevice("--device \(request): \(error)")
+            }
             let chosen: OpenCLDeviceInfo
             if let platform, let device {
                 guard let match = devices.first(where: { $0.platformIndex == platform && $0.deviceIndex == device })

@@ -307,11 +307,20 @@ public struct SafetensorsFile: Sendable {
 
     /// `false` for a raw pickle (protocol 2+ starts with the PROTO opcode 0x80), `true` for the zip archive
     /// `torch.save` writes since PyTorch 1.6, nil for anything else.
+    /// A safetensors file whose header length has 0x80 as its low byte (1 in 32 of the 8-byte-padded lengths) also
+    /// starts with 0x80, so a first byte of 0x80 only means pickle when the bytes do not read as a header length
+    /// followed by `{` inside the file.
     static func pickleKind(_ bytes: Data) -> Bool? {
         guard let first = bytes.first else { return nil }
-        if first == 0x80 { return false }
+        if first == 0x80 && !looksLikeSafetensors(bytes) { return false }
         if bytes.count >= 4, bytes.prefix(4).elementsEqual([0x50, 0x4B, 0x03, 0x04]) { return true }
         return nil
+    }
+
+    private static func looksLikeSafetensors(_ bytes: Data) -> Bool {
+        guard bytes.count >= 9 else { return false }
+        let headerLength = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        return headerLength <= UInt64(bytes.count - 8) && bytes[bytes.startIndex + 8] == UInt8(ascii: "{")
     }
 
     /// A one-line Python command that converts a checkpoint without ever loading it into ViTForge:

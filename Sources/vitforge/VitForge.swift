@@ -9,5 +9,6 @@ struct VitForge: ParsableCommand {
             Every command takes --device (auto, cpu, opencl, opencl:P.D; default: $VITFORGE_DEVICE, else auto) \
             and --seed. `vitforge devices` lists what is available and what auto picks.
             """,
-        subcommands: [DevicesCommand.self, GroupsCommand.self])
+        subcommands: [DevicesCommand.self, InfoCommand.self, InferCommand.self, GradCommand.self, EvalCommand.self,
+                      TrainCommand.self, BenchCommand.self, GroupsCommand.self])
 }

@@ -163,7 +163,7 @@ struct BackendOpTests {
         var strideTooFar = GemmSpec(m: 1, n: 1, k: 13)
         strideTooFar.strideB = 13
         strideTooFar.batch = 3
-        let calls: [(String, () throws -> Void)] = [
+        var calls: [(String, () throws -> Void)] = [
             ("gemm, C one element short", { try device.gemm(tooSmallC, a: large, b: large, c: large) }),
             ("gemm, lda shorter than a row of A", { try device.gemm(shortLda, a: large, b: large, c: large) }),
             ("gemmStridedBatched, B's stride past its end",
@@ -176,15 +176,22 @@ struct BackendOpTests {
                 try device.layerNormForward(x: small, gamma: small, beta: small, out: small, mean: small, rstd: small,
                                             rows: -1, cols: 37, eps: 1e-6)
             }),
-            ("crossEntropyForward with a label equal to classes", {
-                try device.crossEntropyForward(logits: large, labels: labels, probs: large, losses: small, rows: 2,
-                                               classes: 37, smoothing: 0)
-            }),
-            ("gather with a negative index", { try device.gather(src: small, indices: outOfRange, dst: small, count: 2) }),
-            ("scatterAdd with an index past dst", {
-                try device.scatterAdd(src: small, indices: labels, dst: small, count: 2)
-            }),
         ]
+        // The values inside index and label buffers are checked where they are host memory. On a device they are
+        // device memory, and checking them would cost a download per call, so the OpenCL kernels bound-check each
+        // index instead (an out-of-range gather reads NaN, scatterAdd skips it) — see OpenCLBackendTests.
+        if device.kind == .cpu {
+            calls += [
+                ("crossEntropyForward with a label equal to classes", {
+                    try device.crossEntropyForward(logits: large, labels: labels, probs: large, losses: small, rows: 2,
+                                                   classes: 37, smoothing: 0)
+                }),
+                ("gather with a negative index", { try device.gather(src: small, indices: outOfRange, dst: small, count: 2) }),
+                ("scatterAdd with an index past dst", {
+                    try device.scatterAdd(src: small, indices: labels, dst: small, count: 2)
+                }),
+            ]
+        }
         for (what, call) in calls {
             do {
                 try call()

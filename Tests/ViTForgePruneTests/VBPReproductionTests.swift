@@ -1,41 +1,24 @@
 import Foundation
 import Testing
+import ViTForgeData
 import ViTForgeDevice
 import ViTForgeModel
 @testable import ViTForgePrune
 
-/// Fashion-MNIST from the Debian package, read by a minimal test-only IDX reader (the real one is ViTForgeData's,
-/// not on this branch yet): `gzip -dc` through `Process`, big-endian header, pixels x/255 then (x − 0.2860)/0.3530.
+/// Fashion-MNIST from the Debian package, through ViTForgeData's IDX reader; pixels x/255 then
+/// (x − 0.2860)/0.3530, as the fixtures were trained.
 enum FashionMNIST {
     static let folder = "/usr/share/datasets/fashion-mnist"
     static var present: Bool { FileManager.default.fileExists(atPath: folder + "/t10k-images-idx3-ubyte.gz") }
 
-    static func gunzip(_ path: String) throws -> [UInt8] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", "gzip -dc \"$0\"", path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return [UInt8](data)
-    }
-
-    static func bigEndian(_ bytes: [UInt8], _ at: Int) -> Int {
-        (0..<4).reduce(0) { $0 << 8 | Int(bytes[at + $1]) }
-    }
-
     /// The first `limit` images of a split, normalised, and their labels.
     static func load(_ split: String, limit: Int) throws -> InMemoryImages {
-        let images = try gunzip("\(folder)/\(split)-images-idx3-ubyte.gz")
-        let labels = try gunzip("\(folder)/\(split)-labels-idx1-ubyte.gz")
-        guard bigEndian(images, 0) == 0x803, bigEndian(labels, 0) == 0x801 else {
-            throw PruneError.invalidCalibration("\(split): not IDX image/label files")
-        }
-        let count = min(limit, bigEndian(images, 4), bigEndian(labels, 4))
-        let pixels = images[16..<(16 + count * 784)].map { (Float($0) / 255 - 0.2860) / 0.3530 }
-        return try InMemoryImages(images: pixels, labels: labels[8..<(8 + count)].map { Int32($0) }, imageElements: 784)
+        let images = try IDXFile(path: "\(folder)/\(split)-images-idx3-ubyte.gz", magic: IDXFile.imagesMagic, kind: "images")
+        let labels = try IDXFile(path: "\(folder)/\(split)-labels-idx1-ubyte.gz", magic: IDXFile.labelsMagic, kind: "labels")
+        let count = min(limit, images.dimensions[0], labels.dimensions[0])
+        let mean = Float(ImagePreparation.fashionMNISTMean), std = Float(ImagePreparation.fashionMNISTStd)
+        let pixels = images.bytes[0..<(count * 784)].map { (Float($0) / 255 - mean) / std }
+        return try InMemoryImages(images: pixels, labels: labels.bytes[0..<count].map { Int32($0) }, imageElements: 784)
     }
 }
 

@@ -1,10 +1,16 @@
 // GEMM throughput at DeiT-Tiny's shapes (batch 64 → 12608 tokens): the CPU backend and every OpenCL device against
 // bare OpenBLAS (`cblas_sgemm`), measured in the same run. Usage:
 //   swift run -c release --package-path Benchmarks gemm-bench [--repeats N] [--no-opencl] [--device opencl:P.D]
+//   swift run -c release --package-path Benchmarks gemm-bench --model M.safetensors [--heads H] [--batch B] [--json]
+// The --model mode times every GEMM of that model's forward pass at that batch with bare OpenBLAS and prints the
+// bound it sets: images/s if the forward did nothing but those GEMMs (see ModelBound.swift).
 import ViTForgeDevice
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// OpenBLAS's own thread count at start-up, before a `CPUBackend` sets it to 1: what a plain BLAS user gets.
+let bareThreads = OpenBLAS.threads
 
 struct Shape {
     let name: String
@@ -34,18 +40,6 @@ func now() -> Double {
     return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
 }
 
-/// Median seconds of `repeats` runs after one warm-up run.
-func median(repeats: Int, _ body: () throws -> Void) rethrows -> Double {
-    try body()
-    var times: [Double] = []
-    for _ in 0..<repeats {
-        let start = now()
-        try body()
-        times.append(now() - start)
-    }
-    return times.sorted()[times.count / 2]
-}
-
 func sizes(_ spec: GemmSpec) -> (a: Int, b: Int, c: Int) {
     (spec.extentA, spec.extentB, spec.extentC)
 }
@@ -58,15 +52,33 @@ func randomValues(_ count: Int, seed: UInt64) -> [Float] {
     }
 }
 
+/// A timed GEMM: `prepare` allocates and fills its operands once; the returned closure runs one (batched) product
+/// and waits for it.
+typealias TimedGemm = () throws -> Void
+
 /// Bare OpenBLAS: one `cblas_sgemm` per matrix of the batch, with OpenBLAS's own threads.
-func bareOpenBLAS(_ spec: GemmSpec, repeats: Int) -> Double {
-    let (countA, countB, countC) = sizes(spec)
-    let a = randomValues(countA, seed: 1), b = randomValues(countB, seed: 2)
-    var c = [Float](repeating: 0, count: countC)
-    return a.withUnsafeBufferPointer { a in
-        b.withUnsafeBufferPointer { b in
-            c.withUnsafeMutableBufferPointer { c in
-                median(repeats: repeats) {
+final class BareOpenBLASGemm {
+    let spec: GemmSpec
+    var a: [Float], b: [Float], c: [Float]
+
+    init(_ spec: GemmSpec) {
+        self.spec = spec
+        let (countA, countB, countC) = sizes(spec)
+        a = randomValues(countA, seed: 1)
+        b = randomValues(countB, seed: 2)
+        c = [Float](repeating: 0, count: countC)
+    }
+
+    func run() {
+        let spec = self.spec
+        // The CPU backend runs OpenBLAS single-threaded (it splits work itself); a plain BLAS user has the start-up
+        // thread count.
+        let saved = OpenBLAS.threads
+        OpenBLAS.threads = bareThreads
+        defer { OpenBLAS.threads = saved }
+        a.withUnsafeBufferPointer { a in
+            b.withUnsafeBufferPointer { b in
+                c.withUnsafeMutableBufferPointer { c in
                     for i in 0..<spec.batch {
                         OpenBLAS.sgemm(transA: spec.transA, transB: spec.transB, m: spec.m, n: spec.n, k: spec.k,
                                        alpha: spec.alpha, a: a.baseAddress! + i * spec.strideA, lda: spec.lda,
@@ -79,12 +91,12 @@ func bareOpenBLAS(_ spec: GemmSpec, repeats: Int) -> Double {
     }
 }
 
-func backendSeconds(_ backend: Backend, _ spec: GemmSpec, repeats: Int) throws -> Double {
+func backendGemm(_ backend: Backend, _ spec: GemmSpec) throws -> TimedGemm {
     let (countA, countB, countC) = sizes(spec)
     let a = try backend.makeBuffer(randomValues(countA, seed: 1))
     let b = try backend.makeBuffer(randomValues(countB, seed: 2))
     let c = try backend.zeros(countC)
-    return try median(repeats: repeats) {
+    return {
         if spec.batch > 1 {
             try backend.gemmStridedBatched(spec, a: a, b: b, c: c)
         } else {
@@ -92,6 +104,21 @@ func backendSeconds(_ backend: Backend, _ spec: GemmSpec, repeats: Int) throws -
         }
         try backend.synchronize()
     }
+}
+
+/// Runs the contenders interleaved (one run of each per round, after one warm-up round) and returns each one's
+/// median seconds: on a shared, noisy machine a load spike then hits every contender alike, so ratios stay fair.
+func interleavedMedians(_ contenders: [TimedGemm], repeats: Int) throws -> [Double] {
+    for run in contenders { try run() }
+    var times = [[Double]](repeating: [], count: contenders.count)
+    for _ in 0..<repeats {
+        for (index, run) in contenders.enumerated() {
+            let start = now()
+            try run()
+            times[index].append(now() - start)
+        }
+    }
+    return times.map { $0.sorted()[$0.count / 2] }
 }
 
 func format(_ value: Double, _ decimals: Int = 1) -> String {
@@ -112,15 +139,34 @@ func pad(_ text: String, _ width: Int) -> String {
 var repeats = 5
 var includeOpenCL = true
 var openCLSpec: String?
+var modelPath: String?
+var modelHeads: Int?
+var modelBatch = 64
+var printJSON = false
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
     case "--repeats": repeats = Int(arguments.next() ?? "") ?? repeats
     case "--no-opencl": includeOpenCL = false
     case "--device": openCLSpec = arguments.next()
+    case "--model": modelPath = arguments.next()
+    case "--heads": modelHeads = Int(arguments.next() ?? "")
+    case "--batch": modelBatch = Int(arguments.next() ?? "") ?? modelBatch
+    case "--json": printJSON = true
     default:
-        fputs("usage: gemm-bench [--repeats N] [--no-opencl] [--device opencl:P.D]\n", stderr)
+        fputs("usage: gemm-bench [--repeats N] [--no-opencl] [--device opencl:P.D]\n"
+              + "       gemm-bench --model M.safetensors [--heads H] [--batch B] [--repeats N] [--json]\n", stderr)
         exit(2)
+    }
+}
+
+if let modelPath {
+    do {
+        try modelBound(path: modelPath, heads: modelHeads, batch: modelBatch, repeats: repeats, json: printJSON)
+        exit(0)
+    } catch {
+        fputs("error: \(error)\n", stderr)
+        exit(1)
     }
 }
 
@@ -135,20 +181,28 @@ if includeOpenCL {
     }
 }
 
-print("GEMM GFLOP/s, median of \(repeats) after warm-up; OpenBLAS core \(OpenBLAS.coreName), \(OpenBLAS.threads) threads")
+print("GEMM GFLOP/s, median of \(repeats) interleaved runs after a warm-up; OpenBLAS core \(OpenBLAS.coreName), \(bareThreads) threads")
 print("ratio = backend / bare OpenBLAS in the same run")
 for shape in shapes {
     let flops = shape.spec.flops
-    let bare = flops / bareOpenBLAS(shape.spec, repeats: repeats) / 1e9
-    print("\(shape.name)")
-    print("  \("bare cblas_sgemm loop".padding(toLength: 44))\(pad(format(bare), 8)) GFLOP/s")
+    let bare = BareOpenBLASGemm(shape.spec)
+    var contenders: [TimedGemm] = [{ bare.run() }]
+    var names = ["bare cblas_sgemm loop"]
     for backend in backends {
         do {
-            let gflops = flops / (try backendSeconds(backend, shape.spec, repeats: repeats)) / 1e9
-            print("  \(backend.name.padding(toLength: 44))\(pad(format(gflops), 8)) GFLOP/s  ratio \(format(gflops / bare, 2))")
+            contenders.append(try backendGemm(backend, shape.spec))
+            names.append(backend.name)
         } catch {
             print("  \(backend.name): failed: \(error)")
         }
+    }
+    let medians = try interleavedMedians(contenders, repeats: repeats)
+    let bareGflops = flops / medians[0] / 1e9
+    print("\(shape.name)")
+    for (name, seconds) in zip(names, medians) {
+        let gflops = flops / seconds / 1e9
+        let ratio = name == names[0] ? "" : "  ratio \(format(gflops / bareGflops, 2))"
+        print("  \(name.padding(toLength: 44))\(pad(format(gflops), 8)) GFLOP/s\(ratio)")
     }
 }
 
@@ -156,4 +210,16 @@ extension String {
     func padding(toLength width: Int) -> String {
         count >= width ? String(prefix(width - 1)) + " " : self + String(repeating: " ", count: width - count)
     }
+}
+
+/// Median seconds of `repeats` runs after one warm-up run.
+func median(repeats: Int, _ body: () throws -> Void) rethrows -> Double {
+    try body()
+    var times: [Double] = []
+    for _ in 0..<repeats {
+        let start = now()
+        try body()
+        times.append(now() - start)
+    }
+    return times.sorted()[times.count / 2]
 }

@@ -2,33 +2,59 @@ import CBLAS
 import Dispatch
 
 extension CPUBackend {
+    /// Below this many multiply-accumulates a product runs on the calling thread: ~2.5·10⁵ MACs take ~20 µs on one
+    /// core, several times what waking a second worker costs. Tests that split every loop (threshold 0) split every
+    /// product too, so the block offsets are checked on odd sizes and every transpose.
+    private var parallelGemmMacs: Int { parallelThreshold == 0 ? 0 : 1 << 18 }
+
     public func gemm(_ spec: GemmSpec, a: Buffer, b: Buffer, c: Buffer) throws {
         var single = spec
         single.batch = 1
         guard let operands = try gemmOperands(single, a: a, b: b, c: c, "gemm") else { return }
-        sgemm(single, operands.a, operands.b, operands.c)
+        let workers = min(threads, max(single.m, single.n))
+        guard workers > 1, single.m * single.n * single.k >= parallelGemmMacs else {
+            sgemm(single, operands.a, operands.b, operands.c)
+            return
+        }
+        // OpenBLAS runs single-threaded (see `init`); the product is split into one block of C per worker, along
+        // the longer of m and n (no split of k, so no reduction). Each block is an ordinary sgemm on a sub-matrix.
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            var part = single
+            var pointerA = operands.a
+            var pointerB = operands.b
+            var pointerC = operands.c
+            if single.m >= single.n {
+                let first = single.m * worker / workers
+                part.m = single.m * (worker + 1) / workers - first
+                pointerA += single.transA ? first : first * single.lda  // rows of op(A)
+                pointerC += first * single.ldc
+            } else {
+                let first = single.n * worker / workers
+                part.n = single.n * (worker + 1) / workers - first
+                pointerB += single.transB ? first * single.ldb : first  // columns of op(B)
+                pointerC += first
+            }
+            if part.m > 0, part.n > 0 { sgemm(part, pointerA, pointerB, pointerC) }
+        }
     }
 
     public func gemmStridedBatched(_ spec: GemmSpec, a: Buffer, b: Buffer, c: Buffer) throws {
         guard let operands = try gemmOperands(spec, a: a, b: b, c: c, "gemmStridedBatched") else { return }
-        guard threads > 1, spec.batch > 1 else {
+        let workers = min(threads, spec.batch)
+        guard workers > 1, spec.m * spec.n * spec.k * spec.batch >= parallelGemmMacs else {
             for i in 0 ..< spec.batch {
                 sgemm(spec, operands.a + i * spec.strideA, operands.b + i * spec.strideB, operands.c + i * spec.strideC)
             }
             return
         }
-        // Attention's products (197×64·64×197) are too small for OpenBLAS to thread well. Measured at
-        // 192×(197×64·64×197) on 2 cores: single-threaded OpenBLAS on each Dispatch worker gave 115 GFLOP/s against
-        // 87 for a loop of 2-threaded calls (P·V 192×(197×197·197×64): 107 against 67), and was never slower when
-        // another process held a core. The batch goes in 4 chunks per thread, so a worker slowed by another process
-        // does not hold the others up. OpenBLAS's thread count is process-wide; it is restored afterwards.
-        // The C matrices of a batch must not overlap (they are written concurrently).
-        openblas_set_num_threads(1)
-        defer { openblas_set_num_threads(Int32(threads)) }
+        // Attention's products (197×64·64×197) are too small for OpenBLAS to thread well: measured at
+        // 192×(197×64·64×197) on 2 cores, one single-threaded OpenBLAS per Dispatch worker, each taking a contiguous
+        // share of the batch, is about 2× faster than a loop of 2-threaded calls (REFERENCE.md §7.3, and the
+        // numbers in this branch's report). The C matrices of a batch must not overlap (they are written
+        // concurrently).
         let batch = spec.batch
-        let chunks = min(batch, 4 * threads)
-        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-            for i in batch * chunk / chunks ..< batch * (chunk + 1) / chunks {
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            for i in batch * worker / workers ..< batch * (worker + 1) / workers {
                 sgemm(spec, operands.a + i * spec.strideA, operands.b + i * spec.strideB, operands.c + i * spec.strideC)
             }
         }

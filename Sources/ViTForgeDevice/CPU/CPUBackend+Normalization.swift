@@ -108,22 +108,41 @@ extension CPUBackend {
         let x = try range(x, count: rows * cols, "softmaxForward", "x")
         let out = try range(out, count: rows * cols, "softmaxForward", "out")
         guard cols > 0 else { return }
-        parallelChunks(rows, costPerItem: 8 * cols) { rowRange in
+        // Vectorised exp (CPUBackend+VectorMath.swift); 8 float32 partial sums per row, added in float64.
+        parallelChunks(rows, costPerItem: 4 * cols) { rowRange in
             for r in rowRange {
                 let input = x + r * cols
                 let output = out + r * cols
-                // Subtracting the row's maximum keeps expf in range; `out` may alias `x`, so each element is read
+                let full = cols & ~7
+                let tail = cols - full
+                // Subtracting the row's maximum keeps exp in range; `out` may alias `x`, so each element is read
                 // before it is written.
-                var maximum = -Float.infinity
-                for c in 0 ..< cols { maximum = max(maximum, scale * input[c]) }
+                var maxima = FloatVector(repeating: -.infinity)
+                var c = 0
+                while c < full {
+                    let v = scale * loadVector(input + c)
+                    maxima = maxima.replacing(with: v, where: v .> maxima)
+                    c += 8
+                }
+                var maximum = maxima.max()
+                for i in full ..< cols { maximum = max(maximum, scale * input[i]) }
+                var sums = FloatVector()
+                c = 0
+                while c < full {
+                    let e = vectorExp(scale * loadVector(input + c) - maximum)
+                    storeVector(e, output + c)
+                    sums += e
+                    c += 8
+                }
                 var total = 0.0
-                for c in 0 ..< cols {
-                    let e = expf(scale * input[c] - maximum)
-                    output[c] = e
-                    total += Double(e)
+                for lane in 0 ..< 8 { total += Double(sums[lane]) }
+                if tail > 0 {
+                    let e = vectorExp(scale * loadPartialVector(input + full, tail) - maximum)
+                    storePartialVector(e, output + full, tail)
+                    for lane in 0 ..< tail { total += Double(e[lane]) }
                 }
                 let inverse = Float(1 / total)
-                for c in 0 ..< cols { output[c] *= inverse }
+                for i in 0 ..< cols { output[i] *= inverse }
             }
         }
     }
@@ -133,11 +152,20 @@ extension CPUBackend {
         let dOut = try range(dOut, count: rows * cols, "softmaxBackward", "dOut")
         let y = try range(out, count: rows * cols, "softmaxBackward", "out")
         let dX = try range(dX, count: rows * cols, "softmaxBackward", "dX")
+        let full = cols & ~7
         parallelChunks(rows, costPerItem: 4 * cols) { rowRange in
             for r in rowRange {
                 let offset = r * cols
+                // 8 float32 partial dot products, added in float64.
+                var dots = FloatVector()
+                var c = 0
+                while c < full {
+                    dots += loadVector(dOut + offset + c) * loadVector(y + offset + c)
+                    c += 8
+                }
                 var dot = 0.0
-                for c in 0 ..< cols { dot += Double(dOut[offset + c] * y[offset + c]) }
+                for lane in 0 ..< 8 { dot += Double(dots[lane]) }
+                for i in full ..< cols { dot += Double(dOut[offset + i] * y[offset + i]) }
                 let rowDot = Float(dot)
                 for c in 0 ..< cols {
                     dX[offset + c] += scale * y[offset + c] * (dOut[offset + c] - rowDot)

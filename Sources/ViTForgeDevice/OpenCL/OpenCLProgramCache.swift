@@ -124,7 +124,7 @@ final class OpenCLDeviceContext: @unchecked Sendable {
             throw BackendError.openCL(call: "clCreateProgramWithSource", code: status)
         }
         var device = self.device
-        let buildStatus = clBuildProgram(program, 1, &device, options, nil, nil)
+        let buildStatus = withStandardErrorSilenced { clBuildProgram(program, 1, &device, options, nil, nil) }
         if buildStatus != CL_SUCCESS {
             let log = buildLog(program)
             clReleaseProgram(program)
@@ -303,4 +303,26 @@ struct KernelBinaryStore {
         for index in 0 ..< 8 { value |= UInt64(bytes[offset + index]) << UInt64(8 * index) }
         return value
     }
+}
+
+/// Runs `body` with file descriptor 2 pointed at /dev/null. Some drivers' compilers (PoCL's clang) print their
+/// own diagnostics ("1 error generated.") to the process's stderr while building; the build log already carries
+/// them, and the user should see one line from us, not the compiler's chatter.
+private func withStandardErrorSilenced<T>(_ body: () -> T) -> T {
+    fflush(stderr)
+    let saved = dup(2)
+    let null = open("/dev/null", O_WRONLY)
+    guard saved >= 0, null >= 0 else {
+        if saved >= 0 { close(saved) }
+        if null >= 0 { close(null) }
+        return body()
+    }
+    dup2(null, 2)
+    close(null)
+    defer {
+        fflush(stderr)
+        dup2(saved, 2)
+        close(saved)
+    }
+    return body()
 }

@@ -1,0 +1,262 @@
+#include "CImageDecode.h"
+
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <png.h>
+#include <jpeglib.h>
+#include <jerror.h>
+
+static void set_message(char *message, size_t message_size, const char *text) {
+    if (message == NULL || message_size == 0) return;
+    snprintf(message, message_size, "%s", text);
+}
+
+static int check_size(int width, int height, char *message, size_t message_size) {
+    if (width <= 0 || height <= 0 || width > VF_MAX_SIDE || height > VF_MAX_SIDE) {
+        char text[96];
+        snprintf(text, sizeof text, "image size %dx%d is empty or beyond %d pixels a side", width, height, VF_MAX_SIDE);
+        set_message(message, message_size, text);
+        return 0;
+    }
+    return 1;
+}
+
+// MARK: PNG
+
+typedef struct png_state {
+    const unsigned char *bytes;
+    size_t size;
+    size_t offset;
+    char message[256];
+} png_state;
+
+static void png_error_jump(png_structp png, png_const_charp text) {
+    png_state *state = (png_state *)png_get_error_ptr(png);
+    snprintf(state->message, sizeof state->message, "PNG: %s", text);
+    png_longjmp(png, 1);
+}
+
+// libpng's warnings (unknown chunks, a bad sRGB profile) do not make the pixels wrong; keep stderr clean.
+static void png_warning_ignore(png_structp png, png_const_charp text) {
+    (void)png;
+    (void)text;
+}
+
+static void png_read_memory(png_structp png, png_bytep out, size_t count) {
+    png_state *state = (png_state *)png_get_io_ptr(png);
+    if (count > state->size - state->offset) png_error(png, "truncated file (data ends early)");
+    memcpy(out, state->bytes + state->offset, count);
+    state->offset += count;
+}
+
+int vf_decode_png(const unsigned char *bytes, size_t size, vf_image *image, char *message, size_t message_size) {
+    if (size < 8 || png_sig_cmp(bytes, 0, 8) != 0) {
+        set_message(message, message_size, "PNG: not a PNG file (signature missing)");
+        return 1;
+    }
+    png_state state = {bytes, size, 0, {0}};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &state, png_error_jump, png_warning_ignore);
+    if (png == NULL) {
+        set_message(message, message_size, "PNG: out of memory");
+        return 1;
+    }
+    png_infop info = png_create_info_struct(png);
+    // Written after setjmp and read after the longjmp, hence volatile.
+    unsigned char *volatile pixels = NULL;
+    png_bytep *volatile rows = NULL;
+    if (info == NULL || setjmp(png_jmpbuf(png))) {
+        set_message(message, message_size, info == NULL ? "PNG: out of memory" : state.message);
+        free(pixels);
+        free(rows);
+        png_destroy_read_struct(&png, info == NULL ? NULL : &info, NULL);
+        return 1;
+    }
+    png_set_user_limits(png, VF_MAX_SIDE, VF_MAX_SIDE);
+    png_set_read_fn(png, &state, png_read_memory);
+    png_read_info(png, info);
+    int width = (int)png_get_image_width(png, info);
+    int height = (int)png_get_image_height(png, info);
+    int color_type = png_get_color_type(png, info);
+    int bit_depth = png_get_bit_depth(png, info);
+    if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+    // PIL keeps the high byte of 16-bit samples; so does png_set_strip_16 (the simplified API would instead treat
+    // 16-bit data as linear light and re-encode it as sRGB, giving different pixels than torchvision sees).
+    if (bit_depth == 16) png_set_strip_16(png);
+    if (color_type & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    int channels = png_get_channels(png, info);
+    size_t row_bytes = png_get_rowbytes(png, info);
+    if (!check_size(width, height, message, message_size)) {
+        png_destroy_read_struct(&png, &info, NULL);
+        return 1;
+    }
+    if ((channels != 1 && channels != 3) || row_bytes != (size_t)width * (size_t)channels) {
+        char text[96];
+        snprintf(text, sizeof text, "PNG: unexpected layout after conversion (%d channels, %zu bytes a row)",
+                 channels, row_bytes);
+        set_message(message, message_size, text);
+        png_destroy_read_struct(&png, &info, NULL);
+        return 1;
+    }
+    pixels = malloc(row_bytes * (size_t)height);
+    rows = malloc(sizeof(png_bytep) * (size_t)height);
+    if (pixels == NULL || rows == NULL) png_error(png, "out of memory");
+    for (int y = 0; y < height; y++) rows[y] = pixels + (size_t)y * row_bytes;
+    png_read_image(png, rows);
+    // Not png_read_end: PIL does not require the chunks after the pixels either, and the pixels are complete here.
+    free(rows);
+    png_destroy_read_struct(&png, &info, NULL);
+    image->pixels = pixels;
+    image->width = width;
+    image->height = height;
+    image->channels = channels;
+    return 0;
+}
+
+// MARK: JPEG
+
+typedef struct jpeg_state {
+    struct jpeg_error_mgr base;
+    jmp_buf jump;
+    int ended_early;
+    char message[JMSG_LENGTH_MAX + 16];
+} jpeg_state;
+
+static void jpeg_error_jump(j_common_ptr cinfo) {
+    jpeg_state *state = (jpeg_state *)cinfo->err;
+    char text[JMSG_LENGTH_MAX];
+    (*cinfo->err->format_message)(cinfo, text);
+    snprintf(state->message, sizeof state->message, "JPEG: %s", text);
+    longjmp(state->jump, 1);
+}
+
+// Warnings (level −1) are mostly harmless ("extraneous bytes before marker"), but a premature end means libjpeg
+// filled the rest of the image with grey: that is a truncated file, and PIL refuses it too.
+static void jpeg_message(j_common_ptr cinfo, int level) {
+    jpeg_state *state = (jpeg_state *)cinfo->err;
+    if (level == -1 && cinfo->err->msg_code == JWRN_JPEG_EOF) state->ended_early = 1;
+}
+
+// libjpeg's default error_exit calls exit(); ours longjmps back into the function that called setjmp.
+static struct jpeg_error_mgr *jpeg_errors(jpeg_state *state) {
+    memset(state, 0, sizeof *state);
+    struct jpeg_error_mgr *errors = jpeg_std_error(&state->base);
+    state->base.error_exit = jpeg_error_jump;
+    state->base.emit_message = jpeg_message;
+    return errors;
+}
+
+int vf_decode_jpeg(const unsigned char *bytes, size_t size, vf_image *image, char *message, size_t message_size) {
+    if (size < 3 || bytes[0] != 0xFF || bytes[1] != 0xD8) {
+        set_message(message, message_size, "JPEG: not a JPEG file (SOI marker missing)");
+        return 1;
+    }
+    struct jpeg_decompress_struct cinfo;
+    jpeg_state state;
+    cinfo.err = jpeg_errors(&state);
+    unsigned char *volatile pixels = NULL;
+    if (setjmp(state.jump)) {
+        set_message(message, message_size, state.message);
+        free(pixels);
+        jpeg_destroy_decompress(&cinfo);
+        return 1;
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, bytes, (unsigned long)size);
+    jpeg_read_header(&cinfo, TRUE);
+    cinfo.out_color_space = cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    if (!check_size((int)cinfo.image_width, (int)cinfo.image_height, message, message_size)) {
+        jpeg_destroy_decompress(&cinfo);
+        return 1;
+    }
+    jpeg_start_decompress(&cinfo);
+    int width = (int)cinfo.output_width;
+    int height = (int)cinfo.output_height;
+    int channels = cinfo.output_components;
+    size_t row_bytes = (size_t)width * (size_t)channels;
+    pixels = malloc(row_bytes * (size_t)height);
+    if (pixels == NULL) ERREXIT(&cinfo, JERR_OUT_OF_MEMORY);
+    while (cinfo.output_scanline < cinfo.output_height && !state.ended_early) {
+        JSAMPROW row = pixels + (size_t)cinfo.output_scanline * row_bytes;
+        jpeg_read_scanlines(&cinfo, &row, 1);
+    }
+    if (state.ended_early) {
+        set_message(message, message_size, "JPEG: truncated file (premature end of data)");
+        free(pixels);
+        jpeg_destroy_decompress(&cinfo);
+        return 1;
+    }
+    jpeg_finish_decompress(&cinfo);
+    jpeg_destroy_decompress(&cinfo);
+    image->pixels = pixels;
+    image->width = width;
+    image->height = height;
+    image->channels = channels;
+    return 0;
+}
+
+void vf_image_free(vf_image *image) {
+    if (image == NULL) return;
+    free(image->pixels);
+    image->pixels = NULL;
+}
+
+// MARK: Encoding (test support)
+
+int vf_encode_png(const char *path, const unsigned char *pixels, int width, int height, int channels,
+                  char *message, size_t message_size) {
+    png_image png;
+    memset(&png, 0, sizeof png);
+    png.version = PNG_IMAGE_VERSION;
+    png.width = (png_uint_32)width;
+    png.height = (png_uint_32)height;
+    png.format = channels == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
+    if (!png_image_write_to_file(&png, path, 0, pixels, 0, NULL)) {
+        char text[320];
+        snprintf(text, sizeof text, "PNG: %s", png.message);
+        set_message(message, message_size, text);
+        png_image_free(&png);
+        return 1;
+    }
+    return 0;
+}
+
+int vf_encode_jpeg(const char *path, const unsigned char *pixels, int width, int height, int channels, int quality,
+                   char *message, size_t message_size) {
+    FILE *volatile file = fopen(path, "wb");
+    if (file == NULL) {
+        set_message(message, message_size, "JPEG: cannot create the file");
+        return 1;
+    }
+    struct jpeg_compress_struct cinfo;
+    jpeg_state state;
+    cinfo.err = jpeg_errors(&state);
+    if (setjmp(state.jump)) {
+        set_message(message, message_size, state.message);
+        jpeg_destroy_compress(&cinfo);
+        fclose(file);
+        return 1;
+    }
+    jpeg_create_compress(&cinfo);
+    jpeg_stdio_dest(&cinfo, file);
+    cinfo.image_width = (JDIMENSION)width;
+    cinfo.image_height = (JDIMENSION)height;
+    cinfo.input_components = channels;
+    cinfo.in_color_space = channels == 3 ? JCS_RGB : JCS_GRAYSCALE;
+    jpeg_set_defaults(&cinfo);
+    jpeg_set_quality(&cinfo, quality, TRUE);
+    jpeg_start_compress(&cinfo, TRUE);
+    size_t row_bytes = (size_t)width * (size_t)channels;
+    while (cinfo.next_scanline < cinfo.image_height) {
+        JSAMPROW row = (JSAMPROW)(pixels + (size_t)cinfo.next_scanline * row_bytes);
+        jpeg_write_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    return fclose(file) == 0 ? 0 : (set_message(message, message_size, "JPEG: cannot write the file"), 1);
+}

@@ -1,0 +1,45 @@
+// PNG and JPEG decoding (and, for tests, encoding) that reports failures as a return code and a message instead of
+// libpng's and libjpeg's default longjmp/exit: Swift cannot catch a longjmp, so the setjmp lives here in C.
+#ifndef VITFORGE_CIMAGEDECODE_H
+#define VITFORGE_CIMAGEDECODE_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Decoded 8-bit pixels, row-major [height, width, channels], channels 1 (grey) or 3 (RGB). Free with
+/// vf_image_free.
+typedef struct vf_image {
+    unsigned char *pixels;
+    int width;
+    int height;
+    int channels;
+} vf_image;
+
+/// Largest side accepted, so a hostile header cannot ask for more memory than a machine has.
+#define VF_MAX_SIDE 32768
+
+/// Decode a PNG held in memory. Palette, low bit depths and 16 bits become 8-bit grey or RGB; an alpha channel is
+/// dropped without compositing (what PIL's convert("RGB") does for torchvision's ImageFolder). Returns 0 on success;
+/// otherwise non-zero, *image untouched, and a one-line reason in message (always NUL-terminated).
+int vf_decode_png(const unsigned char *bytes, size_t size, vf_image *image, char *message, size_t message_size);
+
+/// Decode a JPEG held in memory to grey (one-component files) or RGB. A file that ends early is an error, not
+/// libjpeg's grey fill. Same return convention as vf_decode_png.
+int vf_decode_jpeg(const unsigned char *bytes, size_t size, vf_image *image, char *message, size_t message_size);
+
+void vf_image_free(vf_image *image);
+
+/// Test support: write [height, width, channels] 8-bit pixels (channels 1 or 3) as a PNG or a JPEG file.
+int vf_encode_png(const char *path, const unsigned char *pixels, int width, int height, int channels,
+                  char *message, size_t message_size);
+int vf_encode_jpeg(const char *path, const unsigned char *pixels, int width, int height, int channels, int quality,
+                   char *message, size_t message_size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,286 @@
+import Foundation
+
+/// A labelled image set as a model sees it: `count` images, each prepared on demand (resized, channels converted,
+/// normalised, optionally augmented) into `elementsPerImage` floats, with its class label. A view on shared
+/// storage: subsets and splits copy indices, never pixels.
+public struct Dataset: Sendable {
+    /// The decoded images this view selects from.
+    public let store: ImageStore
+    /// [count]: which stored image each position shows, in stored order.
+    public let members: [Int]
+    /// [count]: each position's label as training sees it (remapped to 0..<k after a remapping subset).
+    public let labels: [Int32]
+    /// Names by label: all the store's classes, or the subset's when its labels were remapped.
+    public let classNames: [String]
+    public let preparation: ImagePreparation
+    /// For messages: `fashion-mnist train`, `photos/val`, ...
+    public let name: String
+
+    /// Every stored image, with the store's labels.
+    public init(store: ImageStore, preparation: ImagePreparation, name: String) throws {
+        try self.init(store: store, members: Array(0..<store.count), labels: store.labels,
+                      classNames: store.classNames, preparation: preparation, name: name)
+    }
+
+    init(store: ImageStore, members: [Int], labels: [Int32], classNames: [String], preparation: ImagePreparation,
+         name: String) throws {
+        if let index = members.first(where: { !preparation.accepts(sourceChannels: store.shapes[$0].channels) }) {
+            throw DataFileError(file: store.name(of: index), .invalidRequest(
+                "a \(store.shapes[index].channels)-channel image cannot feed a \(preparation.channels)-channel model"))
+        }
+        self.store = store
+        self.members = members
+        self.labels = labels
+        self.classNames = classNames
+        self.preparation = preparation
+        self.name = name
+    }
+
+    public var count: Int { members.count }
+    /// Number of classes the labels index (a model's head size for this data).
+    public var classCount: Int { classNames.count }
+    public var elementsPerImage: Int { preparation.elementsPerImage }
+
+    public func label(_ position: Int) -> Int { Int(labels[position]) }
+
+    /// Image `position` prepared for the model: [channels, side, side].
+    public func image(_ position: Int, augmentation: ImageAugmentation = .identity) -> [Float] {
+        [Float](unsafeUninitializedCapacity: elementsPerImage) { buffer, initialised in
+            if let base = buffer.baseAddress { writeImage(position, augmentation: augmentation, into: base) }
+            initialised = elementsPerImage
+        }
+    }
+
+    /// Writes image `position` to `output` [channels, side, side].
+    public func writeImage(_ position: Int, augmentation: ImageAugmentation, into output: UnsafeMutablePointer<Float>) {
+        store.withImage(members[position]) { preparation.prepare($0, augmentation: augmentation, into: output) }
+    }
+
+    /// Writes images `positions`, unaugmented, to `output` [positions.count, channels, side, side] (evaluation).
+    public func prepare(_ positions: some Collection<Int>, into output: UnsafeMutableBufferPointer<Float>) {
+        precondition(output.count >= positions.count * elementsPerImage, "output too small for the batch")
+        guard let base = output.baseAddress else { return }
+        for (slot, position) in positions.enumerated() {
+            writeImage(position, augmentation: .identity, into: base + slot * elementsPerImage)
+        }
+    }
+
+    /// The file (or data set and index) image `position` came from, for messages.
+    public func source(of position: Int) -> String { store.name(of: members[position]) }
+
+    /// The images whose class is in `classes` (indices into `classNames`), in stored order. With `remap`, labels
+    /// become positions in `classes` as given (`5,7,9` → 0, 1, 2) and `classNames` shrinks to theirs, for a
+    /// model with a k-class head; without, labels and class names stay as they are (a model with all classes).
+    /// A class index outside the data set or without images here is an error.
+    public func subset(classes: [Int], remap: Bool) throws -> Dataset {
+        guard !classes.isEmpty else { throw DataFileError(file: name, .invalidRequest("--classes: an empty class list")) }
+        guard Set(classes).count == classes.count else {
+            throw DataFileError(file: name, .invalidRequest("--classes lists a class twice"))
+        }
+        var newLabel = [Int32](repeating: -1, count: classCount)
+        for (position, label) in classes.enumerated() {
+            guard label >= 0 && label < classCount else {
+                throw DataFileError(file: name, .invalidRequest(
+                    "--classes: class \(label) does not exist (the data has classes 0...\(classCount - 1))"))
+            }
+            newLabel[label] = Int32(remap ? position : label)
+        }
+        var positions: [Int] = []
+        var present = Set<Int32>()
+        for position in 0..<count where newLabel[Int(labels[position])] >= 0 {
+            positions.append(position)
+            present.insert(labels[position])
+        }
+        if let missing = classes.first(where: { !present.contains(Int32($0)) }) {
+            throw DataFileError(file: name, .invalidRequest("--classes: no images of class \(missing) (\(classNames[missing]))"))
+        }
+        return try Dataset(store: store, members: positions.map { members[$0] },
+                           labels: positions.map { newLabel[Int(labels[$0])] },
+                           classNames: remap ? classes.map { classNames[$0] } : classNames,
+                           preparation: preparation, name: name)
+    }
+
+    /// Carves a held-out validation set from this (training) set, stratified: in every class, a seeded shuffle of
+    /// its images picks round(fraction · class size) of them for validation (at least one image stays in
+    /// training). Both parts keep stored order; the split depends only on (seed, fraction, the labels).
+    public func splitValidation(fraction: Double, seed: UInt64) throws -> (training: Dataset, validation: Dataset) {
+        guard fraction > 0 && fraction < 1 else {
+            throw DataFileError(file: name, .invalidRequest("validation fraction \(fraction) is not between 0 and 1"))
+        }
+        var byClass: [Int32: [Int]] = [:]
+        for position in 0..<count { byClass[labels[position], default: []].append(position) }
+        var isValidation = [Bool](repeating: false, count: count)
+        for label in byClass.keys.sorted() {
+            guard let positions = byClass[label] else { continue }
+            let taken = min(positions.count - 1, Int((Double(positions.count) * fraction).rounded()))
+            guard taken > 0 else { continue }
+            var random = DataRandom(seed: seed, purpose: .validationSplit, Int(label), 0)
+            for slot in random.permutation(positions.count).prefix(taken) { isValidation[positions[slot]] = true }
+        }
+        let validation = (0..<count).filter { isValidation[$0] }
+        guard !validation.isEmpty else {
+            throw DataFileError(file: name, .invalidRequest(
+                "validation fraction \(fraction) of \(count) images leaves no validation image"))
+        }
+        let training = (0..<count).filter { !isValidation[$0] }
+        return (try view(training, name: name), try view(validation, name: name + " (validation)"))
+    }
+
+    private func view(_ positions: [Int], name: String) throws -> Dataset {
+        try Dataset(store: store, members: positions.map { members[$0] }, labels: positions.map { labels[$0] },
+                    classNames: classNames, preparation: preparation, name: name)
+    }
+}
+
+/// The parts of a data set a run uses. `validation` is carved from training (or an ImageFolder's `val` folder),
+/// never taken from `test`.
+public struct DatasetSplits: Sendable {
+    public var training: Dataset
+    public var validation: Dataset?
+    public var test: Dataset?
+}
+
+/// How to load a data set for a model.
+public struct DatasetOptions: Sendable {
+    /// The model's input channels and image side.
+    public var channels: Int
+    public var side: Int
+    /// Per-channel (or one for all channels) normalisation; nil takes the data set's default (Fashion-MNIST's
+    /// statistics for IDX data, ImageNet's for ImageFolders).
+    public var means: [Double]?
+    public var stds: [Double]?
+    /// Keep only these classes (`--classes 5,7,9`), and whether to renumber them 0..<k.
+    public var classes: [Int]?
+    public var remapLabels: Bool
+    /// Share of each training class held out for validation (0: none, or an ImageFolder's `val` folder).
+    public var validationFraction: Double
+    /// Seed of the validation split.
+    public var seed: UInt64
+    public var onCorrupt: CorruptImagePolicy
+    /// Receives one line per skipped image.
+    public var warn: @Sendable (String) -> Void
+
+    public init(channels: Int, side: Int, means: [Double]? = nil, stds: [Double]? = nil, classes: [Int]? = nil,
+                remapLabels: Bool = false, validationFraction: Double = 0, seed: UInt64 = 0,
+                onCorrupt: CorruptImagePolicy = .fail,
+                warn: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) {
+        self.channels = channels
+        self.side = side
+        self.means = means
+        self.stds = stds
+        self.classes = classes
+        self.remapLabels = remapLabels
+        self.validationFraction = validationFraction
+        self.seed = seed
+        self.onCorrupt = onCorrupt
+        self.warn = warn
+    }
+}
+
+/// What a `--data` argument names.
+public enum DataSource: Equatable, Sendable {
+    /// `fashion-mnist`: the Debian package's IDX files.
+    case fashionMNIST
+    /// A folder of `{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`.
+    case idxFolder(String)
+    /// An ImageFolder with `train` (and optionally `val`, `test`) sub-folders, each one folder per class.
+    case imageFolderSplits(String)
+    /// A single ImageFolder (one folder per class): training data only.
+    case imageFolder(String)
+
+    /// `fashion-mnist`, or a folder: IDX when it holds `train-images-idx3-ubyte[.gz]` or `t10k-...`, an ImageFolder
+    /// with splits when it has a `train` sub-folder, otherwise a single ImageFolder.
+    public static func resolve(_ argument: String) throws -> DataSource {
+        if argument == IDXDataset.fashionMNISTName { return .fashionMNIST }
+        guard ImageFolder.isDirectory(argument) else {
+            throw DataFileError(file: argument, .invalidRequest(
+                "not a folder (expected fashion-mnist, a folder of IDX files or an ImageFolder)"))
+        }
+        let idxNames = ["train-images-idx3-ubyte", "t10k-images-idx3-ubyte"].flatMap { [$0, $0 + ".gz"] }
+        if idxNames.contains(where: { FileManager.default.fileExists(atPath: ImageFolder.join(argument, $0)) }) {
+            return .idxFolder(argument)
+        }
+        if ImageFolder.isDirectory(ImageFolder.join(argument, "train")) { return .imageFolderSplits(argument) }
+        return .imageFolder(argument)
+    }
+}
+
+extension Dataset {
+    /// Loads `argument` (see `DataSource.resolve`) for a model: training (minus any validation share), validation,
+    /// and test where the data has one. Class subsets apply to every split.
+    public static func load(_ argument: String, options: DatasetOptions) throws -> DatasetSplits {
+        let source = try DataSource.resolve(argument)
+        let trainingStore: ImageStore
+        var validationStore: ImageStore?
+        var testStore: ImageStore?
+        var isImageFolder = true
+        var names = (training: argument, validation: argument + "/val", test: argument)
+        switch source {
+        case .fashionMNIST, .idxFolder:
+            isImageFolder = false
+            trainingStore = ImageStore(try IDXDataset.load(argument, split: .train), origin: argument)
+            testStore = ImageStore(try IDXDataset.load(argument, split: .test), origin: argument)
+            names = (argument + " train", argument + " train", argument + " test")
+        case let .imageFolderSplits(folder):
+            let train = ImageFolder.join(folder, "train")
+            trainingStore = try ImageFolder.load(train, onCorrupt: options.onCorrupt, warn: options.warn)
+            for (split, assign) in [("val", 0), ("test", 1)] {
+                let path = ImageFolder.join(folder, split)
+                guard ImageFolder.isDirectory(path) else { continue }
+                let store = try ImageFolder.load(path, classNames: trainingStore.classNames, onCorrupt: options.onCorrupt,
+                                                 warn: options.warn)
+                if assign == 0 { validationStore = store } else { testStore = store }
+            }
+            names = (train, ImageFolder.join(folder, "val"), ImageFolder.join(folder, "test"))
+        case let .imageFolder(folder):
+            trainingStore = try ImageFolder.load(folder, onCorrupt: options.onCorrupt, warn: options.warn)
+        }
+
+        let preparation = try makePreparation(options, isImageFolder: isImageFolder, origin: argument)
+        func restrict(_ dataset: Dataset) throws -> Dataset {
+            guard let classes = options.classes else { return dataset }
+            return try dataset.subset(classes: classes, remap: options.remapLabels)
+        }
+        var training = try restrict(try Dataset(store: trainingStore, preparation: preparation, name: names.training))
+        var validation = try validationStore.map {
+            try restrict(try Dataset(store: $0, preparation: preparation, name: names.validation))
+        }
+        if options.validationFraction > 0 {
+            let split = try training.splitValidation(fraction: options.validationFraction, seed: options.seed)
+            training = split.training
+            validation = split.validation
+        }
+        let test = try testStore.map { try restrict(try Dataset(store: $0, preparation: preparation, name: names.test)) }
+        return DatasetSplits(training: training, validation: validation, test: test)
+    }
+
+    /// The options' normalisation, or the data set's default: Fashion-MNIST's statistics for IDX data, ImageNet's
+    /// (timm's channel average for a one-channel model) for ImageFolders. One value applies to every channel.
+    static func makePreparation(_ options: DatasetOptions, isImageFolder: Bool, origin: String) throws -> ImagePreparation {
+        let channels = options.channels
+        guard channels >= 1 && options.side >= 1 else {
+            throw DataFileError(file: origin, .invalidRequest("model input \(channels)×\(options.side)² is empty"))
+        }
+        let defaults: (means: [Double], stds: [Double])
+        if !isImageFolder {
+            defaults = ([ImagePreparation.fashionMNISTMean], [ImagePreparation.fashionMNISTStd])
+        } else if channels == 3 {
+            defaults = (ImagePreparation.imageNetMeans, ImagePreparation.imageNetStds)
+        } else {
+            defaults = ([ImagePreparation.imageNetGreyMean], [ImagePreparation.imageNetGreyStd])
+        }
+        func perChannel(_ values: [Double], _ what: String) throws -> [Double] {
+            guard values.allSatisfy({ $0.isFinite }) else {
+                throw DataFileError(file: origin, .invalidRequest("\(what) \(values) is not finite"))
+            }
+            if values.count == channels { return values }
+            if values.count == 1 { return Array(repeating: values[0], count: channels) }
+            throw DataFileError(file: origin, .invalidRequest(
+                "\(what) has \(values.count) values; the model has \(channels) channels (give 1 or \(channels))"))
+        }
+        let means = try perChannel(options.means ?? defaults.means, "mean")
+        let stds = try perChannel(options.stds ?? defaults.stds, "std")
+        guard stds.allSatisfy({ $0 > 0 }) else { throw DataFileError(file: origin, .invalidRequest("std \(stds) must be positive")) }
+        return ImagePreparation(means: means, stds: stds, channels: channels, side: options.side)
+    }
+}

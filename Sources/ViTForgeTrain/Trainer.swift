@@ -1,0 +1,401 @@
+import Foundation
+import ViTForgeDevice
+import ViTForgeModel
+
+/// Where training images come from. The data layer adapts its readers to this; the trainer never sees files.
+///
+/// Batch `index` of `epoch` must be a pure function of (`dataSeed`, `epoch`, `index`) — shuffling and augmentation
+/// included — so that a resumed run can seek straight to the batch it stopped at and see the same pixels.
+public protocol TrainingBatches: AnyObject {
+    /// Batches in every epoch (the last may be partial).
+    var batchesPerEpoch: Int { get }
+    /// The most images one batch holds.
+    var maximumBatch: Int { get }
+    /// Floats per image, `channels · imageSize · imageSize` of the model.
+    var imageElements: Int { get }
+    /// The seed of the data order and augmentation, recorded in checkpoints.
+    var dataSeed: UInt64 { get }
+    /// Writes batch `index` (0 ..< batchesPerEpoch) of `epoch` (0-based): normalised images [n, C, H, W] into the
+    /// front of `images` and their class indices into `labels`; returns n (1 ... maximumBatch). The buffers hold
+    /// `maximumBatch` images and are reused for every batch, so nothing is allocated per step.
+    func fill(epoch: Int, index: Int, images: UnsafeMutableBufferPointer<Float>,
+              labels: UnsafeMutableBufferPointer<Int32>) throws -> Int
+}
+
+/// The hyper-parameters of a run; a checkpoint only resumes under the same settings.
+public struct TrainingSettings: Codable, Equatable, Sendable {
+    public var epochs: Int
+    /// Peak learning rate (after warm-up).
+    public var learningRate: Double
+    /// The cosine's floor.
+    public var minimumLearningRate: Double
+    /// Share of all steps spent warming up (rounded down to whole steps).
+    public var warmupFraction: Double
+    public var optimizer: AdamWSettings
+    public var labelSmoothing: Double
+    /// Global L2 gradient-norm limit; nil does not clip.
+    public var gradientClipNorm: Double?
+    /// Knowledge distillation from the teacher given to the trainer; nil trains on labels only.
+    public var distillation: DistillationSettings?
+
+    /// The fixture recipe (`training` in fm-vit-c.json): AdamW lr 1e-3, wd 0.05, 5% warm-up then cosine to 0.
+    public init(epochs: Int, learningRate: Double = 1e-3, minimumLearningRate: Double = 0,
+                warmupFraction: Double = 0.05, optimizer: AdamWSettings = AdamWSettings(), labelSmoothing: Double = 0,
+                gradientClipNorm: Double? = nil, distillation: DistillationSettings? = nil) {
+        self.epochs = epochs
+        self.learningRate = learningRate
+        self.minimumLearningRate = minimumLearningRate
+        self.warmupFraction = warmupFraction
+        self.optimizer = optimizer
+        self.labelSmoothing = labelSmoothing
+        self.gradientClipNorm = gradientClipNorm
+        self.distillation = distillation
+    }
+
+    /// Why these settings cannot train, or nil.
+    public func problem() -> String? {
+        if epochs < 1 { return "epochs \(epochs) must be at least 1" }
+        if !(learningRate > 0) || !learningRate.isFinite { return "learning rate \(learningRate) must be positive" }
+        if !(minimumLearningRate >= 0) || minimumLearningRate > learningRate {
+            return "minimum learning rate \(minimumLearningRate) must lie in [0, \(learningRate)]"
+        }
+        if !(0...1).contains(warmupFraction) { return "warm-up fraction \(warmupFraction) must lie in [0, 1]" }
+        let o = optimizer
+        if !(0..<1).contains(o.beta1) || !(0..<1).contains(o.beta2) { return "AdamW betas must lie in [0, 1)" }
+        if !(o.eps > 0) || !(o.weightDecay >= 0) { return "AdamW eps must be positive and weight decay ≥ 0" }
+        if let clip = gradientClipNorm, !(clip > 0) { return "gradient clip norm \(clip) must be positive" }
+        return nil
+    }
+}
+
+/// A validation result from the caller's evaluation callback.
+public struct Evaluation: Codable, Equatable, Sendable {
+    /// Higher is better; chooses the best checkpoint (usually the validation accuracy).
+    public var metric: Double
+    public var accuracy: Double?
+    public var loss: Double?
+
+    public init(metric: Double, accuracy: Double? = nil, loss: Double? = nil) {
+        self.metric = metric
+        self.accuracy = accuracy
+        self.loss = loss
+    }
+}
+
+/// One finished epoch, for the JSON log.
+public struct EpochRecord: Codable, Equatable, Sendable {
+    /// 1-based, as printed.
+    public var epoch: Int
+    /// Optimizer steps completed at the end of the epoch.
+    public var step: Int
+    /// Mean training loss over the epoch's images.
+    public var trainLoss: Double
+    /// Learning rate of the epoch's last step.
+    public var learningRate: Double
+    public var seconds: Double
+    public var imagesPerSecond: Double
+    public var validation: Evaluation?
+}
+
+public struct TrainingHistory: Codable, Equatable, Sendable {
+    public var epochs: [EpochRecord] = []
+    /// The epoch (1-based) whose weights the best checkpoint holds, and its metric.
+    public var bestEpoch: Int?
+    public var bestMetric: Double?
+
+    public init() {}
+}
+
+/// Which checkpoints a run writes.
+public struct CheckpointPolicy: Sendable {
+    /// The resumable checkpoint (model + optimizer + state): every `everySteps` steps, at every epoch's end, when a
+    /// stop is requested, and at the end of the run.
+    public var lastPath: String?
+    /// The model (plain weights file, loadable by every command) after the epoch with the best validation metric.
+    public var bestPath: String?
+    /// 0 writes `lastPath` only at epoch ends, on stop and at the end.
+    public var everySteps: Int
+    /// Files the checkpoints must never overwrite (the run's input model).
+    public var protectedInputs: [String]
+
+    public init(lastPath: String? = nil, bestPath: String? = nil, everySteps: Int = 0,
+                protectedInputs: [String] = []) {
+        self.lastPath = lastPath
+        self.bestPath = bestPath
+        self.everySteps = everySteps
+        self.protectedInputs = protectedInputs
+    }
+}
+
+/// How `run()` ended.
+public struct TrainingOutcome: Sendable {
+    public var history: TrainingHistory
+    /// True when a stop request (Ctrl-C) ended the run early; the last checkpoint then holds the position.
+    public var stopped: Bool
+}
+
+/// The training loop: per step zero gradients, forward/backward of `TrainingLoss` (cross-entropy, optionally with
+/// distillation), optional gradient clipping, AdamW at the schedule's learning rate. Between steps it writes
+/// checkpoints and honours stop requests; after each epoch it evaluates, records history and keeps the best model.
+///
+/// Every buffer a step uses (device images/labels, host staging, loss buffers, moments) is allocated here, once.
+/// A run resumed from a checkpoint continues with bit-identical weights on a deterministic backend: the schedule is a
+/// function of the step, batches a function of (seed, epoch, index), and everything else is in the checkpoint.
+public final class Trainer {
+    public let model: VisionTransformer
+    public let batches: TrainingBatches
+    public let settings: TrainingSettings
+    public let optimizer: AdamW
+    public let loss: TrainingLoss
+    public let schedule: LearningRateSchedule
+    public var checkpoints: CheckpointPolicy
+    /// The run's generator, checkpointed (see `TrainingRandom`).
+    public var random: TrainingRandom
+    public private(set) var state = TrainingState()
+
+    /// Called after every step (on the training thread).
+    public var onProgress: ((TrainingProgress) -> Void)?
+    /// Called after every epoch with the model and the 1-based epoch; its metric picks the best checkpoint.
+    public var evaluate: ((VisionTransformer, Int) throws -> Evaluation)?
+
+    private let backend: Backend
+    private let deviceImages: Buffer   // [maximumBatch, C, H, W]
+    private let deviceLabels: Buffer   // [maximumBatch] Int32
+    private var hostImages: [Float]    // [maximumBatch, C, H, W]
+    private var hostLabels: [Int32]    // [maximumBatch]
+    private let gradientBuffers: [(Buffer, Int)]
+    private var stopRequested = false
+    // This process's segment of the run, for images/s and ETA.
+    private var segmentStart: UInt64 = 0
+    private var segmentSteps = 0
+    private var segmentImages = 0
+
+    public var totalSteps: Int { settings.epochs * batches.batchesPerEpoch }
+
+    public init(model: VisionTransformer, batches: TrainingBatches, settings: TrainingSettings,
+                teacher: VisionTransformer? = nil, seed: UInt64 = 0,
+                checkpoints: CheckpointPolicy = CheckpointPolicy()) throws {
+        if let problem = settings.problem() { throw TrainingError.invalidSettings(problem) }
+        let config = model.config
+        let imageElements = config.inChannels * config.imageSize * config.imageSize
+        guard batches.imageElements == imageElements else {
+            throw TrainingError.batches("images of \(batches.imageElements) floats, the model takes \(imageElements) "
+                                        + "(\(config.inChannels)×\(config.imageSize)×\(config.imageSize))")
+        }
+        guard batches.batchesPerEpoch >= 1, batches.maximumBatch >= 1 else {
+            throw TrainingError.batches("\(batches.batchesPerEpoch) batches of at most \(batches.maximumBatch) images")
+        }
+        if settings.distillation != nil && teacher == nil {
+            throw TrainingError.invalidSettings("distillation settings given without a teacher model")
+        }
+        self.model = model
+        self.batches = batches
+        self.settings = settings
+        self.checkpoints = checkpoints
+        backend = model.backend
+        random = TrainingRandom(seed: seed)
+        optimizer = try AdamW(model: model, settings: settings.optimizer)
+        loss = try TrainingLoss(backend: backend, classes: config.classes, maximumBatch: batches.maximumBatch,
+                                smoothing: settings.labelSmoothing, teacher: teacher,
+                                distillation: settings.distillation)
+        let totalSteps = settings.epochs * batches.batchesPerEpoch
+        schedule = LearningRateSchedule(peak: settings.learningRate, warmupFraction: settings.warmupFraction,
+                                        totalSteps: totalSteps, floor: settings.minimumLearningRate)
+        deviceImages = try backend.allocate(batches.maximumBatch * imageElements)
+        deviceLabels = try backend.allocate(batches.maximumBatch)
+        hostImages = [Float](repeating: 0, count: batches.maximumBatch * imageElements)
+        hostLabels = [Int32](repeating: 0, count: batches.maximumBatch)
+        gradientBuffers = try GradientClipping.gradientBuffers(of: model)
+        state.dataSeed = String(batches.dataSeed)
+        state.batchesPerEpoch = batches.batchesPerEpoch
+    }
+
+    /// Asks the loop to checkpoint and return before its next step (from the training thread, e.g. a progress
+    /// callback; a signal handler uses `StopSignal`).
+    public func requestStop() { stopRequested = true }
+
+    // MARK: Loop
+
+    /// Trains until the last epoch is done or a stop is requested; from where `resume` left the state, if called.
+    public func run() throws -> TrainingOutcome {
+        stopRequested = false
+        segmentStart = DispatchTime.now().uptimeNanoseconds
+        segmentSteps = 0
+        segmentImages = 0
+        while state.epoch < settings.epochs {
+            if stopRequested || StopSignal.isRequested {
+                try writeLastCheckpoint()
+                return TrainingOutcome(history: state.history, stopped: true)
+            }
+            if state.batchInEpoch >= batches.batchesPerEpoch {
+                try finishEpoch()
+                continue
+            }
+            _ = try step()
+            if checkpoints.everySteps > 0 && state.step % checkpoints.everySteps == 0 {
+                try writeLastCheckpoint()
+            }
+        }
+        try writeLastCheckpoint()
+        return TrainingOutcome(history: state.history, stopped: false)
+    }
+
+    /// One optimizer step on the next batch; advances the position. `run()` calls this; tests and benchmarks may too.
+    @discardableResult
+    public func step() throws -> LossValue {
+        guard state.epoch < settings.epochs, state.batchInEpoch < batches.batchesPerEpoch else {
+            throw TrainingError.invalidState("step past the end of the run or of epoch \(state.epoch + 1)")
+        }
+        let started = DispatchTime.now().uptimeNanoseconds
+        let (epoch, index) = (state.epoch, state.batchInEpoch)
+        let imageElements = batches.imageElements
+        let maximumBatch = batches.maximumBatch
+        let count = try hostImages.withUnsafeMutableBufferPointer { images in
+            try hostLabels.withUnsafeMutableBufferPointer { labels in
+                try batches.fill(epoch: epoch, index: index, images: images, labels: labels)
+            }
+        }
+        guard count >= 1, count <= maximumBatch else {
+            throw TrainingError.batches("batch \(index) of epoch \(epoch + 1) has \(count) images "
+                                        + "(1 ... \(maximumBatch) expected)")
+        }
+        try hostImages.withUnsafeBufferPointer {
+            try backend.upload(UnsafeBufferPointer(rebasing: $0[0 ..< count * imageElements]), to: deviceImages,
+                               offset: 0)
+        }
+        try hostLabels.withUnsafeBufferPointer {
+            try backend.upload(UnsafeBufferPointer(rebasing: $0[0 ..< count]), to: deviceLabels, offset: 0)
+        }
+
+        // The gradient buffers looked up once at init (model.zeroGradients() would rebuild the name list every step).
+        for (gradient, count) in gradientBuffers { try backend.fill(gradient, value: 0, offset: 0, count: count) }
+        let value = try loss.evaluate(student: model, images: deviceImages, labels: deviceLabels, batch: count,
+                                      backward: true)
+        guard value.total.isFinite else {
+            throw TrainingError.invalidState("loss is \(value.total) at step \(state.step + 1) (epoch \(epoch + 1), "
+                                             + "batch \(index + 1)): training diverged; lower the learning rate")
+        }
+        if let maxNorm = settings.gradientClipNorm {
+            try GradientClipping.clip(gradientBuffers, maxNorm: maxNorm, backend: backend)
+        }
+        let learningRate = schedule.learningRate(step: state.step)
+        try optimizer.step(learningRate: learningRate)
+
+        state.step += 1
+        state.batchInEpoch += 1
+        state.epochLossSum += value.total * Double(count)
+        state.epochImages += count
+        let now = DispatchTime.now().uptimeNanoseconds
+        state.epochSeconds += Double(now - started) / 1e9
+        segmentSteps += 1
+        segmentImages += count
+        if let onProgress {
+            let elapsed = Double(now - segmentStart) / 1e9
+            let secondsPerStep = elapsed / Double(segmentSteps)
+            onProgress(TrainingProgress(
+                step: state.step, totalSteps: totalSteps, epoch: epoch + 1, epochs: settings.epochs,
+                batchInEpoch: state.batchInEpoch, batchesPerEpoch: batches.batchesPerEpoch, loss: value.total,
+                learningRate: learningRate, imagesPerSecond: elapsed > 0 ? Double(segmentImages) / elapsed : 0,
+                etaSeconds: secondsPerStep * Double(totalSteps - state.step)))
+        }
+        return value
+    }
+
+    private func finishEpoch() throws {
+        let epochNumber = state.epoch + 1
+        let validation = try evaluate?(model, epochNumber)
+        let record = EpochRecord(
+            epoch: epochNumber, step: state.step,
+            trainLoss: state.epochImages > 0 ? state.epochLossSum / Double(state.epochImages) : 0,
+            learningRate: schedule.learningRate(step: max(state.step - 1, 0)), seconds: state.epochSeconds,
+            imagesPerSecond: state.epochSeconds > 0 ? Double(state.epochImages) / state.epochSeconds : 0,
+            validation: validation)
+        state.history.epochs.append(record)
+        if let validation, validation.metric > (state.history.bestMetric ?? -.infinity) {
+            state.history.bestMetric = validation.metric
+            state.history.bestEpoch = epochNumber
+            if let bestPath = checkpoints.bestPath {
+                try SafetensorsWriter.write(model.hostWeights().namedTensors(), metadata: [
+                    ViTConfig.metadataKey: model.config.jsonString(), "vitforge.epoch": String(epochNumber),
+                    "vitforge.metric": String(validation.metric),
+                ], to: bestPath, protecting: checkpoints.protectedInputs)
+            }
+        }
+        state.epoch += 1
+        state.batchInEpoch = 0
+        state.epochLossSum = 0
+        state.epochImages = 0
+        state.epochSeconds = 0
+        if state.epoch < settings.epochs { try writeLastCheckpoint() }
+    }
+
+    // MARK: Checkpoints
+
+    private func writeLastCheckpoint() throws {
+        if let path = checkpoints.lastPath { try saveCheckpoint(to: path) }
+    }
+
+    /// Writes the resumable checkpoint (model, moments, masks, position, generator, history) to `path`.
+    public func saveCheckpoint(to path: String) throws {
+        state.random = random.words
+        try Checkpoint.write(model: model, optimizer: optimizer,
+                             metadata: Checkpoint.Metadata(settings: settings, state: state), to: path,
+                             protecting: checkpoints.protectedInputs)
+    }
+
+    /// Restores model, optimizer, position and generator from a checkpoint written by a run with the same model
+    /// configuration, settings and data (seed and batches per epoch); `run()` then continues where it stopped.
+    public func resume(from path: String) throws {
+        let checkpoint = try Checkpoint.read(path: path)
+        let saved = checkpoint.metadata
+        guard checkpoint.weights.config == model.config else {
+            throw TrainingError.checkpoint(file: path, "written for another model configuration")
+        }
+        if saved.settings != settings {
+            throw TrainingError.checkpoint(file: path, "written with other hyper-parameters ("
+                                           + Self.differences(saved.settings, settings) + ")")
+        }
+        guard saved.state.dataSeed == String(batches.dataSeed),
+              saved.state.batchesPerEpoch == batches.batchesPerEpoch else {
+            throw TrainingError.checkpoint(file: path, "written for other data: seed \(saved.state.dataSeed), "
+                + "\(saved.state.batchesPerEpoch) batches per epoch; this run has seed \(batches.dataSeed), "
+                + "\(batches.batchesPerEpoch)")
+        }
+        guard let restoredRandom = TrainingRandom(words: saved.state.random) else {
+            throw TrainingError.checkpoint(file: path, "generator state is not four UInt64 words")
+        }
+        guard saved.state.step >= 0, saved.state.epoch >= 0, saved.state.batchInEpoch >= 0,
+              saved.state.batchInEpoch <= batches.batchesPerEpoch else {
+            throw TrainingError.checkpoint(file: path, "position (step \(saved.state.step), epoch "
+                                           + "\(saved.state.epoch), batch \(saved.state.batchInEpoch)) is invalid")
+        }
+        for spec in model.config.parameterSpecs() {
+            guard let values = checkpoint.weights[spec.name]?.values,
+                  let firstMoment = checkpoint.firstMoments[spec.name],
+                  let secondMoment = checkpoint.secondMoments[spec.name] else {
+                throw TrainingError.checkpoint(file: path, "missing state for \(spec.name)")
+            }
+            try model.setParameter(spec.name, values)
+            try optimizer.restore(spec.name, firstMoment: firstMoment, secondMoment: secondMoment)
+            try optimizer.setMask(spec.name, checkpoint.masks[spec.name])
+        }
+        optimizer.stepCount = saved.state.step
+        random = restoredRandom
+        state = saved.state
+    }
+
+    /// The top-level settings that differ, `name checkpoint→run`, for one error line.
+    static func differences(_ a: TrainingSettings, _ b: TrainingSettings) -> String {
+        func fields(_ settings: TrainingSettings) -> [String: String] {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            guard let data = try? encoder.encode(settings),
+                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [:] }
+            return object.mapValues { "\($0)" }
+        }
+        let (left, right) = (fields(a), fields(b))
+        return Set(left.keys).union(right.keys).sorted().compactMap { key in
+            left[key] == right[key] ? nil : "\(key) \(left[key] ?? "none") → \(right[key] ?? "none")"
+        }.joined(separator: ", ")
+    }
+}

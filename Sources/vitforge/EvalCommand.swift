@@ -1,0 +1,131 @@
+import ArgumentParser
+import Foundation
+import ViTForgeData
+import ViTForgeModel
+
+extension DataSplit: ExpressibleByArgument {}
+
+/// Accuracy and per-class accuracy of a model on an IDX data set's split.
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Measure a model's accuracy and per-class accuracy on a data set split.",
+        discussion: """
+            Pixels are x/255, then (x − mean)/std (Fashion-MNIST's statistics by default). A model with several \
+            input channels gets the grey channel repeated; a model whose image size differs from the data's gets \
+            the images resized bilinearly (PyTorch's align_corners=False). With --classes only the images of those \
+            classes are evaluated; predictions are still the argmax over all of the model's classes.
+            """)
+
+    @Option(help: "The model (safetensors, timm key names).")
+    var model: String
+
+    @Option(help: "fashion-mnist (the Debian package's files) or a folder of IDX files ({train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]).")
+    var data = IDXDataset.fashionMNISTName
+
+    @Option(help: "Which split to evaluate: test or train.")
+    var split = DataSplit.test
+
+    @Option(help: ArgumentHelp("Evaluate only the images of these classes, comma-separated (e.g. 5,7,9).",
+                               valueName: "list"))
+    var classes: String?
+
+    @Option(help: "Write the results as JSON here (atomically): accuracy, per_class, images, model, device, seconds.")
+    var json: String?
+
+    @Option(help: "Mean subtracted after x/255.")
+    var mean = ImagePreparation.fashionMNISTMean
+
+    @Option(help: "Standard deviation divided by after subtracting the mean.")
+    var std = ImagePreparation.fashionMNISTStd
+
+    @OptionGroup var heads: HeadsOption
+    @OptionGroup var batch: BatchSizeOption
+    @OptionGroup var common: CommonOptions
+
+    /// `--classes` parsed; nil when not given.
+    private var classSubset: [Int]? {
+        get throws {
+            guard let classes else { return nil }
+            let parts = classes.split(separator: ",", omittingEmptySubsequences: false)
+                .map { $0.trimmingCharacters(in: .whitespaces) }
+            let values = try parts.map { part -> Int in
+                guard let value = Int(part), value >= 0 else {
+                    throw ValidationError("--classes: \"\(part)\" is not a class index (expected e.g. 5,7,9)")
+                }
+                return value
+            }
+            guard Set(values).count == values.count else { throw ValidationError("--classes lists a class twice") }
+            return values
+        }
+    }
+
+    func validate() throws {
+        _ = try classSubset
+        if !(std > 0) || !std.isFinite || !mean.isFinite { throw ValidationError("--std must be positive, --mean finite") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let started = ContinuousClock.now
+            let weights = try ViTWeights.load(path: model, heads: heads.heads)
+            let config = weights.config
+            let images = try IDXDataset.load(data, split: split)
+            if images.classCount > config.classes {
+                throw DataFileError(file: data, .invalidRequest(
+                    "labels go up to \(images.classCount - 1), but the model \(model) has \(config.classes) classes"))
+            }
+            let subset = try classSubset
+            for label in subset ?? [] where !images.labels.contains(where: { Int($0) == label }) {
+                throw DataFileError(file: data, .invalidRequest("--classes: the \(split) split has no images of class \(label)"))
+            }
+            let indices = images.indices(ofClasses: subset.map(Set.init))
+            let preparation = ImagePreparation(mean: mean, std: std, channels: config.inChannels, side: config.imageSize)
+            let backend = try common.makeBackend()
+            let vit = try VisionTransformer(weights: weights, backend: backend)
+
+            var tally = ClassificationTally(classes: config.classes)
+            try vit.logits(count: indices.count, batchSize: batch.batchSize, prepare: { range, staging in
+                preparation.prepare(images, indices: indices[range], into: staging)
+            }, consume: { range, logits in
+                tally.record(labels: indices[range].map { Int(images.labels[$0]) }, logits: logits,
+                             logitsPerImage: config.classes)
+            })
+            let seconds = (ContinuousClock.now - started).seconds
+
+            print("class  name          images  accuracy")
+            var perClass: [String: Double] = [:]
+            for label in 0..<tally.classes {
+                guard let accuracy = tally.accuracy(ofClass: label) else { continue }
+                perClass[String(label)] = accuracy
+                print([String(label).padding(6), images.className(label).padding(13),
+                       String(tally.seen[label]).padding(7), percent(accuracy)].joined(separator: " "))
+            }
+            print("all    \("".padding(13)) \(String(tally.images).padding(7)) \(percent(tally.accuracy))")
+            print("\(model) on \(data) \(split.rawValue) split, \(backend.name): "
+                + "\(tally.correctImages)/\(tally.images) correct in \(String(format1: seconds)) s")
+
+            if let json {
+                let report: [String: Any] = [
+                    "accuracy": tally.accuracy, "per_class": perClass, "images": tally.images,
+                    "correct": tally.correctImages, "model": model, "data": data, "split": split.rawValue,
+                    "classes": subset ?? Array(0..<tally.classes), "device": backend.name, "seconds": seconds,
+                    "command": CommandLine.arguments.joined(separator: " "),
+                ]
+                let text = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
+                try AtomicFile.write(text, to: json, protecting: [model])
+            }
+        }
+    }
+
+    private func percent(_ fraction: Double) -> String {
+        String(format1: fraction * 100) + "%"
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let parts = components
+        return Double(parts.seconds) + Double(parts.attoseconds) * 1e-18
+    }
+}

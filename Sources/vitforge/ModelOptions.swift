@@ -1,0 +1,24 @@
+import ArgumentParser
+import ViTForgeModel
+
+/// `--heads`, shared by the commands that read a model.
+struct HeadsOption: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "Attention heads per block, for a plain timm file whose shapes cannot tell (stored config, else known widths).",
+        valueName: "heads"))
+    var heads: Int?
+
+    func validate() throws {
+        if let heads, heads < 1 { throw ValidationError("--heads must be at least 1") }
+    }
+}
+
+/// `--batch-size`, shared by the commands that run the model over many images.
+struct BatchSizeOption: ParsableArguments {
+    @Option(help: "Images per forward pass (the last batch may be smaller).")
+    var batchSize = 64
+
+    func validate() throws {
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+    }
+}

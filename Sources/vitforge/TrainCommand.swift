@@ -1,0 +1,204 @@
+import ArgumentParser
+import Foundation
+import ViTForgeData
+import ViTForgeModel
+import ViTForgeTrain
+
+/// Fine-tunes a checkpoint or trains a ViT from scratch, with checkpoints that resume bit-exactly.
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a ViT (from scratch, or fine-tune a checkpoint), optionally distilling from a teacher.",
+        discussion: """
+            Defaults are the Fashion-MNIST recipe of the fixtures: AdamW lr 1e-3, weight decay 0.05, batch 128, \
+            5% linear warm-up then cosine to 0, ±2 px translation + horizontal flip, 7 epochs.
+            A checkpoint (model + optimizer moments + step + RNG and data position) is written to \
+            OUT.checkpoint.safetensors every --checkpoint-every steps, at each epoch's end and on Ctrl-C; \
+            --resume continues from it and ends bit-identical to an uninterrupted run.
+            """)
+
+    @Option(help: "Training data: fashion-mnist, a folder of IDX files, or an ImageFolder (one folder per class, or train/val/test of those).")
+    var data = IDXDataset.fashionMNISTName
+
+    @Option(name: .customLong("init"), help: "Start from this model (safetensors, timm key names): fine-tuning.")
+    var initModel: String?
+
+    @Option(help: "Start from random weights with this config (JSON as stored in vitforge.config).")
+    var config: String?
+
+    @Option(help: ArgumentHelp("Start from random weights of a named shape: \(Architectures.names.joined(separator: ", ")).",
+                               valueName: "name"))
+    var arch: String?
+
+    @Option(help: "Epochs to train.")
+    var epochs = 7
+
+    @Option(help: "Where to write the trained model (the last epoch's weights).")
+    var out: String
+
+    @Option(help: "Teacher model for knowledge distillation (loss = (1−α)·CE + α·T²·KL).")
+    var teacher: String?
+
+    @Option(help: "Distillation weight α.")
+    var alpha = 0.5
+
+    @Option(help: "Distillation temperature T.")
+    var temperature = 4.0
+
+    @Option(help: ArgumentHelp("Train only on these classes, comma-separated (e.g. 5,7,9).", valueName: "list"))
+    var classes: String?
+
+    @Flag(help: "With --classes: renumber the kept classes 0..<k (the model then needs k outputs).")
+    var remapLabels = false
+
+    @Option(help: "Share of each training class held out for validation, which picks the best checkpoint (never the test set).")
+    var valFraction = 0.0
+
+    @Option(help: "Images per step.")
+    var batchSize = 128
+
+    @Option(help: "Peak learning rate.")
+    var lr = 1e-3
+
+    @Option(help: "Final learning rate of the cosine.")
+    var minLr = 0.0
+
+    @Option(help: "Share of the steps spent in linear warm-up.")
+    var warmup = 0.05
+
+    @Option(help: "Decoupled weight decay (not on biases, norms, position/class tokens).")
+    var weightDecay = 0.05
+
+    @Option(help: "Label smoothing of the cross-entropy.")
+    var labelSmoothing = 0.0
+
+    @Option(help: "Clip the global gradient L2 norm to this value.")
+    var clipGrad: Double?
+
+    @Option(help: "Random translation of ±N pixels (0 turns it off).")
+    var translate = 2
+
+    @Option(help: "Probability of a horizontal flip.")
+    var flip = 0.5
+
+    @Option(help: "Write a checkpoint every N steps (0: only at epoch ends and on Ctrl-C).")
+    var checkpointEvery = 200
+
+    @Flag(help: "Continue from OUT.checkpoint.safetensors.")
+    var resume = false
+
+    @Option(help: "Write the training history (per epoch: loss, lr, accuracy, seconds) as JSON here.")
+    var log: String?
+
+    @Option(help: "Stop after this many steps, leaving a checkpoint to resume from (for tests and time-boxed runs).")
+    var stopAfterSteps: Int?
+
+    @OptionGroup var heads: HeadsOption
+    @OptionGroup var common: CommonOptions
+
+    var checkpointPath: String { out + ".checkpoint.safetensors" }
+
+    func validate() throws {
+        let sources = [initModel, config, arch].compactMap { $0 }
+        if sources.count > 1 { throw ValidationError("give one of --init, --config, --arch") }
+        if let arch, Architectures.named(arch) == nil {
+            throw ValidationError("--arch \(arch): unknown; known: \(Architectures.names.joined(separator: ", "))")
+        }
+        if epochs < 1 { throw ValidationError("--epochs must be at least 1") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        _ = try parseClassList(classes)
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let weights = try startingWeights()
+            let config = weights.config
+            let backend = try common.makeBackend()
+            let options = DatasetOptions(channels: config.inChannels, side: config.imageSize,
+                                         classes: try parseClassList(classes), remapLabels: remapLabels,
+                                         validationFraction: valFraction, seed: common.seed)
+            let splits = try Dataset.load(data, options: options)
+            if splits.training.classCount > config.classes {
+                throw ValidationError("\(data) has \(splits.training.classCount) classes; the model has \(config.classes) outputs")
+            }
+            let loader = try BatchLoader(dataset: splits.training, batchSize: batchSize, seed: common.seed,
+                                         augmentation: AugmentationRecipe(maximumShift: translate, flipProbability: flip))
+            let model = try VisionTransformer(weights: weights, backend: backend)
+            let teacherModel = try teacher.map {
+                try VisionTransformer(weights: ViTWeights.load(path: $0, heads: nil), backend: backend)
+            }
+            let settings = TrainingSettings(
+                epochs: epochs, learningRate: lr, minimumLearningRate: minLr, warmupFraction: warmup,
+                optimizer: AdamWSettings(weightDecay: weightDecay), labelSmoothing: labelSmoothing,
+                gradientClipNorm: clipGrad,
+                distillation: teacher == nil ? nil : DistillationSettings(alpha: alpha, temperature: temperature))
+            let protected = [initModel, teacher, self.config].compactMap { $0 }
+            let trainer = try Trainer(
+                model: model, batches: loader, settings: settings, teacher: teacherModel, seed: common.seed,
+                checkpoints: CheckpointPolicy(lastPath: checkpointPath,
+                                              bestPath: splits.validation == nil ? nil : out + ".best.safetensors",
+                                              everySteps: checkpointEvery, protectedInputs: protected))
+            if resume { try trainer.resume(from: checkpointPath) }
+
+            let progress = ProgressPrinter()
+            let stopAfter = stopAfterSteps
+            trainer.onProgress = { report in
+                progress.report(report)
+                if let stopAfter, report.step >= stopAfter { trainer.requestStop() }
+            }
+            let evaluationBatch = max(batchSize, 256)
+            trainer.evaluate = { model, epoch in
+                let test = try splits.test.map { try Evaluator.tally(model, on: $0, batchSize: evaluationBatch) }
+                let validation = try splits.validation.map {
+                    try Evaluator.tally(model, on: $0, batchSize: evaluationBatch)
+                }
+                progress.finish()
+                var line = "epoch \(epoch)/\(epochs):"
+                if let validation { line += " validation \(String(format1: validation.accuracy * 100))%" }
+                if let test { line += " test \(String(format1: test.accuracy * 100))%" }
+                print(line)
+                let metric = validation?.accuracy ?? test?.accuracy ?? 0
+                return Evaluation(metric: metric, accuracy: validation?.accuracy ?? test?.accuracy)
+            }
+            StopSignal.installInterruptHandler()
+            let outcome = try trainer.run()
+            progress.finish()
+            if let log {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try AtomicFile.write(try encoder.encode(outcome.history), to: log, protecting: protected)
+            }
+            if outcome.stopped {
+                print("stopped at step \(trainer.state.step); resume with --resume (checkpoint \(checkpointPath))")
+                throw ExitCode(130)
+            }
+            try model.hostWeights().save(to: out)
+            print("wrote \(out)")
+        }
+    }
+
+    private func startingWeights() throws -> ViTWeights {
+        if let initModel { return try ViTWeights.load(path: initModel, heads: heads.heads) }
+        let config: ViTConfig
+        if let path = self.config {
+            config = try ViTConfig.fromJSON(String(contentsOfFile: path, encoding: .utf8), file: path)
+        } else {
+            config = Architectures.named(arch ?? "fm-vit-c") ?? Architectures.all[0].config
+        }
+        return try ViTWeights.initialized(config: config, seed: common.seed)
+    }
+}
+
+/// `5,7,9` → [5, 7, 9]; nil when not given.
+func parseClassList(_ text: String?) throws -> [Int]? {
+    guard let text else { return nil }
+    let values = try text.split(separator: ",", omittingEmptySubsequences: false).map { part -> Int in
+        let trimmed = part.trimmingCharacters(in: .whitespaces)
+        guard let value = Int(trimmed), value >= 0 else {
+            throw ValidationError("--classes: \"\(trimmed)\" is not a class index (expected e.g. 5,7,9)")
+        }
+        return value
+    }
+    guard Set(values).count == values.count else { throw ValidationError("--classes lists a class twice") }
+    return values
+}

@@ -1,0 +1,54 @@
+import Testing
+@testable import ViTForgeDevice
+
+/// `--device` parsing and the rules for which device `auto` and plain `opencl` pick.
+struct DeviceSelectionTests {
+    @Test("device strings parse", arguments: [
+        ("auto", DeviceRequest.auto), ("cpu", .cpu), ("CPU", .cpu), ("opencl", .openCL(platform: nil, device: nil)),
+        ("opencl:0.0", .openCL(platform: 0, device: 0)), ("opencl:2.13", .openCL(platform: 2, device: 13)),
+    ])
+    func parses(text: String, expected: DeviceRequest) throws {
+        #expect(try DeviceRequest(parsing: text) == expected)
+    }
+
+    @Test("bad device strings give one line naming the string",
+          arguments: ["", "gpu0", "opencl:", "opencl:1", "opencl:a.b", "opencl:-1.0", "opencl:0.0.0", "cuda"])
+    func rejects(text: String) {
+        do {
+            _ = try DeviceRequest(parsing: text)
+            Issue.record("'\(text)' was accepted")
+        } catch {
+            let message = "\(error)"
+            #expect(message.contains("'\(text)'"))
+            #expect(!message.contains("\n"))
+        }
+    }
+
+    static func device(_ index: Int, _ type: OpenCLDeviceType, memoryGiB: UInt64) -> OpenCLDeviceInfo {
+        OpenCLDeviceInfo(platformIndex: 0, deviceIndex: index, platformName: "p", name: "d\(index)", vendor: "v",
+                         type: type, globalMemoryBytes: memoryGiB << 30, computeUnits: 2, openCLVersion: "OpenCL 3.0",
+                         driverVersion: "1", supportsFloat64: true)
+    }
+
+    @Test("auto never picks an OpenCL CPU device (PoCL); it picks the GPU with the most memory")
+    func autoChoice() {
+        let pocl = Self.device(0, .cpu, memoryGiB: 64)
+        #expect(DeviceSelection.autoChoice(from: [pocl]) == nil)
+        let small = Self.device(1, .gpu, memoryGiB: 8), large = Self.device(2, .gpu, memoryGiB: 80)
+        #expect(DeviceSelection.autoChoice(from: [pocl, small, large])?.deviceIndex == 2)
+        // Plain `opencl` was asked for explicitly: a CPU device is acceptable when there is no GPU.
+        #expect(DeviceSelection.explicitChoice(from: [pocl])?.deviceIndex == 0)
+        #expect(DeviceSelection.explicitChoice(from: [pocl, small])?.deviceIndex == 1)
+    }
+
+    @Test("a device that does not exist fails with one line listing what exists")
+    func missingDevice() {
+        do {
+            _ = try DeviceSelection.makeBackend(.openCL(platform: 9, device: 9))
+            Issue.record("opencl:9.9 was accepted")
+        } catch {
+            #expect("\(error)".contains("opencl:9.9"))
+            #expect(!"\(error)".contains("\n"))
+        }
+    }
+}
