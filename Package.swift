@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "ViTForgeModel", targets: ["ViTForgeModel"]),
         .library(name: "ViTForgeData", targets: ["ViTForgeData"]),
         .library(name: "ViTForgeTrain", targets: ["ViTForgeTrain"]),
+        .library(name: "ViTForgePrune", targets: ["ViTForgePrune"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -50,11 +51,14 @@ let package = Package(
         .target(name: "ViTForgeData", dependencies: ["CZlib", "CImageDecode"]),
         // Losses (CE, KD), AdamW + schedules, the training loop, checkpoints and resume, progress lines.
         .target(name: "ViTForgeTrain", dependencies: ["ViTForgeModel", "ViTForgeData"]),
+        // Channel spaces, dependency groups, importance, budgets, surgery and the pruning methods.
+        .target(name: "ViTForgePrune", dependencies: ["ViTForgeModel", "ViTForgeDevice"]),
         .executableTarget(name: "vitforge", dependencies: [
             "ViTForgeDevice",
             "ViTForgeModel",
             "ViTForgeData",
             "ViTForgeTrain",
+            "ViTForgePrune",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "vitforge"]),
@@ -64,6 +68,8 @@ let package = Package(
         // Runs the built `vitforge` binary as a subprocess (the dependency makes `swift build`/`swift test` build it).
         .testTarget(name: "vitforgeCLITests", dependencies: ["vitforge", "ViTForgeModel", "ViTForgeData"]),
         .testTarget(name: "ViTForgeTrainTests", dependencies: ["ViTForgeTrain"]),
+        .testTarget(name: "ViTForgePruneTests",
+                    dependencies: ["ViTForgePrune", "ViTForgeModel", "ViTForgeDevice", "ViTForgeData"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -10,5 +10,5 @@ struct VitForge: ParsableCommand {
             and --seed. `vitforge devices` lists what is available and what auto picks.
             """,
         subcommands: [DevicesCommand.self, InfoCommand.self, InferCommand.self, GradCommand.self, EvalCommand.self,
-                      TrainCommand.self, BenchCommand.self])
+                      TrainCommand.self, BenchCommand.self, GroupsCommand.self])
 }

@@ -1,0 +1,178 @@
+import ViTForgeModel
+
+/// The kinds of channel space, over all blocks: what `--keep-mlp`, `--keep-heads`, `--keep-residual` address.
+public enum SpaceFamily: String, CaseIterable, Sendable {
+    case residual, heads, qkDims, vDims, mlpHidden
+
+    public func contains(_ kind: SpaceKind) -> Bool {
+        switch (self, kind) {
+        case (.residual, .residual), (.heads, .heads), (.qkDims, .qkDims), (.vDims, .vDims),
+             (.mlpHidden, .mlpHidden): return true
+        default: return false
+        }
+    }
+}
+
+/// How much to keep. Fractions are of the original model, kept (not removed): `--keep-mlp 0.5` keeps half the MLP
+/// neurons. A target (`--target-params` / `--target-macs`, fraction of the original kept) is met by bisection on
+/// the method's native ratio (METHODS.md §6.2), with this package's own counter (`ViTConfig.cost()`).
+public struct Budget: Equatable, Sendable {
+    public enum Target: Equatable, Sendable {
+        case params(Double)
+        case macs(Double)
+    }
+
+    public var keepFractions: [SpaceFamily: Double]
+    public var target: Target?
+    /// Keep counts in multiples of this (at least it, at most all), for GEMM-friendly widths.
+    public var roundTo: Int
+
+    public init(keepMLP: Double? = nil, keepHeads: Double? = nil, keepResidual: Double? = nil,
+                target: Target? = nil, roundTo: Int = 1) {
+        var fractions: [SpaceFamily: Double] = [:]
+        fractions[.mlpHidden] = keepMLP
+        fractions[.heads] = keepHeads
+        fractions[.residual] = keepResidual
+        keepFractions = fractions
+        self.target = target
+        self.roundTo = roundTo
+    }
+
+    public func validate() throws {
+        for (family, fraction) in keepFractions where !(fraction > 0 && fraction <= 1) {
+            throw PruneError.invalidBudget("keep fraction \(fraction) for \(family.rawValue) must be in (0, 1]")
+        }
+        switch target {
+        case .params(let r)?, .macs(let r)?:
+            if !(r > 0 && r <= 1) { throw PruneError.invalidBudget("target \(r) must be in (0, 1]") }
+        case nil: break
+        }
+        if roundTo < 1 { throw PruneError.invalidBudget("round-to \(roundTo) must be at least 1") }
+    }
+
+    /// Resolves the budget to a keep plan. `planFor` is the method's plan for keep fractions per family (it must
+    /// keep more as a fraction grows). Without a target the given fractions are used as they are; with one, the
+    /// `nativeFamilies` share one fraction, found by bisection so that the pruned cost is as close to the target as
+    /// the discrete widths allow, while fixed fractions of other families stay.
+    public func solve(config: ViTConfig, nativeFamilies: [SpaceFamily],
+                      planFor: ([SpaceFamily: Double]) throws -> KeepPlan) throws -> (KeepPlan, BudgetOutcome) {
+        try validate()
+        guard let target else {
+            let plan = try planFor(keepFractions)
+            return (plan, try BudgetOutcome(original: config, plan: plan, nativeRatio: nil, target: nil))
+        }
+        if let clash = nativeFamilies.first(where: { keepFractions[$0] != nil }) {
+            throw PruneError.invalidBudget("a target and a keep fraction for \(clash.rawValue) at once")
+        }
+        let originalCost = config.cost()
+        func fraction(_ plan: KeepPlan) throws -> Double {
+            let cost = try plan.prunedConfig(of: config).cost()
+            switch target {
+            case .params: return Double(cost.parameters) / Double(originalCost.parameters)
+            case .macs: return Double(cost.macs) / Double(originalCost.macs)
+            }
+        }
+        let goal: Double
+        switch target { case .params(let r), .macs(let r): goal = r }
+        func planAt(_ ratio: Double) throws -> KeepPlan {
+            var fractions = keepFractions
+            for family in nativeFamilies { fractions[family] = ratio }
+            return try planFor(fractions)
+        }
+        var low = 0.0, high = 1.0
+        var best = (ratio: 1.0, plan: try planAt(1), error: Double.infinity)
+        best.error = abs(try fraction(best.plan) - goal)
+        // 40 halvings reach 1e-12, far below one channel's share of any real model.
+        for _ in 0..<40 {
+            let middle = (low + high) / 2
+            let plan = try planAt(middle)
+            let achieved = try fraction(plan)
+            if abs(achieved - goal) < best.error { best = (middle, plan, abs(achieved - goal)) }
+            if achieved < goal { low = middle } else { high = middle }
+        }
+        return (best.plan, try BudgetOutcome(original: config, plan: best.plan, nativeRatio: best.ratio, target: target))
+    }
+}
+
+/// What a budget achieved: the pruned widths and their cost against the original's.
+public struct BudgetOutcome: Equatable, Sendable {
+    public var config: ViTConfig
+    /// The fraction the bisection settled on (nil when the fractions were given).
+    public var nativeRatio: Double?
+    public var target: Budget.Target?
+    public var originalParameters: Int
+    public var originalMacs: Int
+    public var parameters: Int
+    public var macs: Int
+
+    public init(original: ViTConfig, plan: KeepPlan, nativeRatio: Double?, target: Budget.Target?) throws {
+        config = try plan.prunedConfig(of: original)
+        self.nativeRatio = nativeRatio
+        self.target = target
+        let before = original.cost(), after = config.cost()
+        originalParameters = before.parameters
+        originalMacs = before.macs
+        parameters = after.parameters
+        macs = after.macs
+    }
+
+    public var parameterFraction: Double { Double(parameters) / Double(originalParameters) }
+    public var macFraction: Double { Double(macs) / Double(originalMacs) }
+
+    /// One line per fact, for the CLI and reports.
+    public var summary: String {
+        func percent(_ x: Double) -> String { String(Double(Int((x * 1000).rounded())) / 10) + "%" }
+        var lines = [
+            "params \(parameters) of \(originalParameters) (\(percent(parameterFraction)))",
+            "MACs \(macs) of \(originalMacs) (\(percent(macFraction)))",
+            "residual width \(config.residualWidth); per block heads×qk/v, MLP: "
+                + config.blocks.map { "\($0.heads)×\($0.qkDim)/\($0.vDim), \($0.mlpHidden)" }.joined(separator: "; "),
+        ]
+        if let nativeRatio { lines.append("native keep ratio \(nativeRatio)") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Scores for some channel spaces of a model, turned into keep plans for any fractions: what every score-based
+/// method (magnitude, Taylor, random, VBP) shares between scoring and surgery.
+public struct ScoredSpaces {
+    public let config: ViTConfig
+    public let spaces: [ChannelSpace]
+    public let scores: [SpaceKind: [Double]]
+    public var scope: RankingScope
+    public var roundTo: Int
+
+    public init(config: ViTConfig, spaces: [ChannelSpace], scores: [SpaceKind: [Double]],
+                scope: RankingScope = .global, roundTo: Int = 1) {
+        self.config = config
+        self.spaces = spaces
+        self.scores = scores
+        self.scope = scope
+        self.roundTo = roundTo
+    }
+
+    /// Scores every space of `families` with `criterion`.
+    public init(config: ViTConfig, families: [SpaceFamily], scope: RankingScope = .global, roundTo: Int = 1,
+                criterion: (ChannelSpace) throws -> [Double]) throws {
+        let spaces = try config.channelSpaces().filter { space in families.contains { $0.contains(space.kind) } }
+        var scores: [SpaceKind: [Double]] = [:]
+        for space in spaces { scores[space.kind] = try criterion(space) }
+        self.init(config: config, spaces: spaces, scores: scores, scope: scope, roundTo: roundTo)
+    }
+
+    /// Keeps the best `fractions[family]` of each family's groups (families without a fraction: everything).
+    public func plan(_ fractions: [SpaceFamily: Double]) throws -> KeepPlan {
+        var plan = KeepPlan(keepingAllOf: config)
+        for family in SpaceFamily.allCases {
+            guard let fraction = fractions[family] else { continue }
+            let members = spaces.filter { family.contains($0.kind) }
+            guard !members.isEmpty else {
+                throw PruneError.invalidBudget("no scores for \(family.rawValue): this method does not prune it")
+            }
+            let kept = try Selection.keep(spaces: members, scores: members.map { scores[$0.kind] ?? [] },
+                                          keepFraction: fraction, scope: scope, roundTo: roundTo)
+            for (kind, indices) in kept { try plan.keep(indices, in: kind, of: config) }
+        }
+        return plan
+    }
+}

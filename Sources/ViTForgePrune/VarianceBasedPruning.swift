@@ -1,0 +1,140 @@
+import ViTForgeDevice
+import ViTForgeModel
+
+/// Variance-Based Pruning (Berisha, Mehnert, Condurache, ICCV 2025; METHODS.md §1): MLP hidden neurons whose
+/// post-GELU output barely varies behave like constants. Score each neuron by the variance of its output over
+/// calibration data, remove the lowest-variance neurons (one global ranking over all blocks by default), and replace
+/// each removed neuron by its mean, folded into `fc2.bias`. Fine-tuning with distillation follows in the trainer.
+public enum VarianceBasedPruning {
+    public struct Options: Equatable, Sendable {
+        /// Share of all MLP neurons kept (VBP's ratio p is `1 − keepFraction`).
+        public var keepFraction: Double
+        public var scope: RankingScope
+        /// Mean-shift compensation (§1.b); off reproduces the paper's "variance without mean shift" ablation.
+        public var biasFold: Bool
+        public var roundTo: Int
+
+        public init(keepFraction: Double = 0.5, scope: RankingScope = .global, biasFold: Bool = true,
+                    roundTo: Int = 1) {
+            self.keepFraction = keepFraction
+            self.scope = scope
+            self.biasFold = biasFold
+            self.roundTo = roundTo
+        }
+    }
+
+    /// Per block, per neuron: mean and population variance (ddof 0) of the post-GELU activation over every token of
+    /// every calibration image. Ranking does not depend on ddof (every neuron sees the same count).
+    public struct NeuronStatistics: Equatable, Sendable {
+        public var mean: [[Double]]
+        public var variance: [[Double]]
+        /// Tokens observed per neuron.
+        public var observations: Int
+
+        public init(mean: [[Double]], variance: [[Double]], observations: Int) {
+            self.mean = mean
+            self.variance = variance
+            self.observations = observations
+        }
+    }
+
+    // MARK: 1. Score: activation statistics
+
+    /// Runs the model over the first `limit` calibration images (all when nil), in order, and merges every block's
+    /// post-GELU activations [batch·tokens, mlpHidden] into float64 running statistics on the device (Chan's
+    /// parallel update, the batched form of Welford's algorithm in §1.b).
+    public static func statistics(of model: VisionTransformer, images: CalibrationImages, limit: Int? = nil,
+                                  batchSize: Int = 64) throws -> NeuronStatistics {
+        let backend = model.backend
+        let blocks = model.config.blocks
+        let states = try blocks.map { try backend.zeros(ColumnStatistics.stateCount($0.mlpHidden)) }
+        var observations = 0
+        try images.forEachBatch(limit: limit, batchSize: batchSize) { pixels, _, count in
+            try model.forward(images: backend.makeBuffer(pixels), batch: count)
+            let rows = model.lastRows
+            for (b, block) in blocks.enumerated() {
+                try backend.columnStatisticsAccumulate(x: model.mlpHiddenActivations(block: b), rows: rows,
+                                                       cols: block.mlpHidden, state: states[b],
+                                                       countBefore: observations)
+            }
+            observations += rows
+        }
+        var means: [[Double]] = [], variances: [[Double]] = []
+        for (b, block) in blocks.enumerated() {
+            // The state is float64 mean[cols] then float64 M2[cols] (Backend.columnStatisticsAccumulate); read it
+            // as doubles so the bias fold gets the float64 mean, not finalize's float32 copy.
+            let raw = try backend.read(states[b], count: ColumnStatistics.stateCount(block.mlpHidden))
+            let doubles = raw.withUnsafeBytes { Array($0.bindMemory(to: Double.self)) }
+            means.append(Array(doubles[0..<block.mlpHidden]))
+            variances.append(doubles[block.mlpHidden..<(2 * block.mlpHidden)].map { $0 / Double(observations) })
+        }
+        return NeuronStatistics(mean: means, variance: variances, observations: observations)
+    }
+
+    // MARK: 2. Select: lowest variance removed
+
+    /// The variance scores as `ScoredSpaces` over every block's MLP, for any keep fraction or budget.
+    public static func scoredSpaces(config: ViTConfig, statistics: NeuronStatistics, scope: RankingScope,
+                                    roundTo: Int = 1) throws -> ScoredSpaces {
+        guard statistics.variance.count == config.depth,
+              zip(statistics.variance, config.blocks).allSatisfy({ $0.count == $1.mlpHidden }) else {
+            throw PruneError.planMismatch("statistics do not match the model's MLP widths")
+        }
+        return try ScoredSpaces(config: config, families: [.mlpHidden], scope: scope, roundTo: roundTo) { space in
+            statistics.variance[space.kind.block ?? 0]
+        }
+    }
+
+    // MARK: 3. Compensate and cut
+
+    /// `b2 + W2[:, removed] · mean[removed]` in float64 (§1.b): the pruned block then equals the full block with
+    /// each removed neuron held at its mean. `fc2Weight` is [width, mlpHidden].
+    public static func foldedBias(fc2Weight: HostTensor, fc2Bias: [Float], removed: [Int], mean: [Double]) -> [Double] {
+        let width = fc2Weight.shape[0], hidden = fc2Weight.shape[1]
+        return (0..<width).map { row in
+            var sum = Double(fc2Bias[row])
+            for j in removed { sum += Double(fc2Weight.values[row * hidden + j]) * mean[j] }
+            return sum
+        }
+    }
+
+    /// Folds the removed neurons' means into `fc2.bias` (when `biasFold`), then cuts to `plan`.
+    public static func prune(_ weights: ViTWeights, plan: KeepPlan, statistics: NeuronStatistics,
+                             biasFold: Bool) throws -> ViTWeights {
+        var compensated = weights
+        if biasFold {
+            for (b, block) in weights.config.blocks.enumerated() {
+                let kept = Set(plan.blocks[b].mlpHidden)
+                let removed = (0..<block.mlpHidden).filter { !kept.contains($0) }
+                guard !removed.isEmpty, let w2 = weights["blocks.\(b).mlp.fc2.weight"],
+                      let b2 = weights["blocks.\(b).mlp.fc2.bias"] else { continue }
+                let bias = foldedBias(fc2Weight: w2, fc2Bias: b2.values, removed: removed, mean: statistics.mean[b])
+                try compensated.setValues("blocks.\(b).mlp.fc2.bias", bias.map { Float($0) })
+            }
+        }
+        return try Surgery.prune(compensated, plan: plan)
+    }
+
+    public struct Result {
+        public var weights: ViTWeights
+        public var plan: KeepPlan
+        public var outcome: BudgetOutcome
+        public var statistics: NeuronStatistics
+    }
+
+    /// The whole method without fine-tuning: statistics → ranking → (budget) → fold → surgery. A budget with a
+    /// target solves for the keep fraction of MLP neurons; otherwise `options.keepFraction` (or the budget's
+    /// `--keep-mlp`) is used.
+    public static func run(_ weights: ViTWeights, backend: Backend, images: CalibrationImages, limit: Int? = nil,
+                           batchSize: Int = 64, options: Options = Options(), budget: Budget? = nil) throws -> Result {
+        let model = try VisionTransformer(weights: weights, backend: backend)
+        let statistics = try statistics(of: model, images: images, limit: limit, batchSize: batchSize)
+        let scored = try scoredSpaces(config: weights.config, statistics: statistics, scope: options.scope,
+                                      roundTo: budget?.roundTo ?? options.roundTo)
+        var resolved = budget ?? Budget(keepMLP: options.keepFraction)
+        if resolved.target == nil && resolved.keepFractions.isEmpty { resolved.keepFractions[.mlpHidden] = options.keepFraction }
+        let (plan, outcome) = try resolved.solve(config: weights.config, nativeFamilies: [.mlpHidden], planFor: scored.plan)
+        let pruned = try prune(weights, plan: plan, statistics: statistics, biasFold: options.biasFold)
+        return Result(weights: pruned, plan: plan, outcome: outcome, statistics: statistics)
+    }
+}

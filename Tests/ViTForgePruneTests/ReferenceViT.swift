@@ -1,0 +1,244 @@
+import Foundation
+
+/// A Vision Transformer in float64, written as plainly as possible (nested loops, timm's semantics, timm's key
+/// names), so that it is obviously right. Copied from the model tests (test targets cannot import each other) and
+/// extended with `masks`: the full model with removed channels masked, which a pruned model must equal.
+///
+/// Masked semantics: removed residual channels are zero everywhere in the residual stream and every LayerNorm
+/// normalises over the kept channels only (what a physically smaller LayerNorm computes); a removed head
+/// contributes nothing; removed q/k dims are zero in both q and k (the scale is unchanged); removed v dims are zero;
+/// a removed MLP neuron outputs 0, or its clamp value (VBP's mean).
+struct ReferenceViT {
+    struct BlockMasks {
+        var heads: [Bool]
+        /// [head][dim]
+        var qk: [[Bool]]
+        var v: [[Bool]]
+        var mlp: [Bool]
+        /// What a removed MLP neuron outputs instead (nil: 0).
+        var mlpClamp: [Double]?
+    }
+
+    struct Masks {
+        var residual: [Bool]
+        var blocks: [BlockMasks]
+    }
+
+    var masks: Masks?
+    struct Block {
+        var heads: Int
+        var qkDim: Int
+        var vDim: Int
+        var hidden: Int
+        var scale: Double
+    }
+
+    var channels: Int
+    var imageSize: Int
+    var patch: Int
+    var width: Int
+    var classes: Int
+    var avgPooling: Bool
+    var distilled: Bool
+    var qkvBias: Bool
+    var eps: Double = 1e-6
+    var blocks: [Block]
+    var parameters: [String: [Double]]
+
+    var prefixTokens: Int { distilled ? 2 : 1 }
+    var grid: Int { imageSize / patch }
+    var tokens: Int { prefixTokens + grid * grid }
+
+    /// Every parameter's timm name and shape.
+    func shapes() -> [(String, [Int])] {
+        var list: [(String, [Int])] = [
+            ("patch_embed.proj.weight", [width, channels, patch, patch]), ("patch_embed.proj.bias", [width]),
+            ("cls_token", [1, 1, width]),
+        ]
+        if distilled { list.append(("dist_token", [1, 1, width])) }
+        list.append(("pos_embed", [1, tokens, width]))
+        for (i, b) in blocks.enumerated() {
+            let p = "blocks.\(i)."
+            let qkv = b.heads * (2 * b.qkDim + b.vDim)
+            list += [
+                (p + "norm1.weight", [width]), (p + "norm1.bias", [width]),
+                (p + "attn.qkv.weight", [qkv, width]),
+            ]
+            if qkvBias { list.append((p + "attn.qkv.bias", [qkv])) }
+            list += [
+                (p + "attn.proj.weight", [width, b.heads * b.vDim]), (p + "attn.proj.bias", [width]),
+                (p + "norm2.weight", [width]), (p + "norm2.bias", [width]),
+                (p + "mlp.fc1.weight", [b.hidden, width]), (p + "mlp.fc1.bias", [b.hidden]),
+                (p + "mlp.fc2.weight", [width, b.hidden]), (p + "mlp.fc2.bias", [width]),
+            ]
+        }
+        let finalNorm = avgPooling ? "fc_norm" : "norm"
+        list += [(finalNorm + ".weight", [width]), (finalNorm + ".bias", [width]),
+                 ("head.weight", [classes, width]), ("head.bias", [classes])]
+        if distilled { list += [("head_dist.weight", [classes, width]), ("head_dist.bias", [classes])] }
+        return list
+    }
+
+    func p(_ name: String) -> [Double] {
+        guard let value = parameters[name] else { fatalError("reference model has no \(name)") }
+        return value
+    }
+
+    static func layerNorm(_ x: [Double], _ gamma: [Double], _ beta: [Double], eps: Double) -> [Double] {
+        layerNorm(x, gamma, beta, eps: eps, keep: nil)
+    }
+
+    /// LayerNorm over the kept channels only; removed channels come out 0.
+    static func layerNorm(_ x: [Double], _ gamma: [Double], _ beta: [Double], eps: Double, keep: [Bool]?) -> [Double] {
+        let kept = x.indices.filter { keep?[$0] ?? true }
+        let n = Double(kept.count)
+        let mean = kept.reduce(0) { $0 + x[$1] } / n
+        let variance = kept.reduce(0) { $0 + (x[$1] - mean) * (x[$1] - mean) } / n
+        let rstd = 1 / (variance + eps).squareRoot()
+        return x.indices.map { (keep?[$0] ?? true) ? (x[$0] - mean) * rstd * gamma[$0] + beta[$0] : 0 }
+    }
+
+    func norm(_ x: [Double], _ name: String) -> [Double] {
+        Self.layerNorm(x, p(name + ".weight"), p(name + ".bias"), eps: eps, keep: masks?.residual)
+    }
+
+    /// Zeroes removed residual channels.
+    func residualMasked(_ x: [Double]) -> [Double] {
+        guard let keep = masks?.residual else { return x }
+        return x.indices.map { keep[$0] ? x[$0] : 0 }
+    }
+
+    /// y[o] = Σ_i W[o, i]·x[i] + b[o] with W [out, in].
+    static func linear(_ x: [Double], _ weight: [Double], _ bias: [Double]?, outFeatures: Int) -> [Double] {
+        let inFeatures = x.count
+        return (0..<outFeatures).map { o in
+            var sum = bias?[o] ?? 0
+            for i in 0..<inFeatures { sum += weight[o * inFeatures + i] * x[i] }
+            return sum
+        }
+    }
+
+    static func gelu(_ x: Double) -> Double { 0.5 * x * (1 + erf(x / 2.0.squareRoot())) }
+
+    /// Logits [batch, classes] for images [batch, channels, size, size].
+    func logits(_ images: [Double], batch: Int) -> [[Double]] {
+        (0..<batch).map { image in
+            let imageCount = channels * imageSize * imageSize
+            let pixels = Array(images[(image * imageCount)..<((image + 1) * imageCount)])
+            return logitsOfOne(pixels)
+        }
+    }
+
+    func logitsOfOne(_ pixels: [Double]) -> [Double] {
+        let convWeight = p("patch_embed.proj.weight"), convBias = p("patch_embed.proj.bias")
+        let pos = p("pos_embed")
+        var x: [[Double]] = []
+        x.append(p("cls_token"))
+        if distilled { x.append(p("dist_token")) }
+        for gy in 0..<grid {
+            for gx in 0..<grid {
+                var token = [Double](repeating: 0, count: width)
+                for d in 0..<width {
+                    var sum = convBias[d]
+                    for c in 0..<channels {
+                        for ky in 0..<patch {
+                            for kx in 0..<patch {
+                                let w = convWeight[((d * channels + c) * patch + ky) * patch + kx]
+                                sum += w * pixels[(c * imageSize + gy * patch + ky) * imageSize + gx * patch + kx]
+                            }
+                        }
+                    }
+                    token[d] = sum
+                }
+                x.append(token)
+            }
+        }
+        for t in 0..<tokens { for d in 0..<width { x[t][d] += pos[t * width + d] } }
+        x = x.map(residualMasked)
+
+        for (i, block) in blocks.enumerated() {
+            let prefix = "blocks.\(i)."
+            let blockMasks = masks?.blocks[i]
+            let normed = x.map { norm($0, prefix + "norm1") }
+            let qkvFeatures = block.heads * (2 * block.qkDim + block.vDim)
+            var qkv = normed.map {
+                Self.linear($0, p(prefix + "attn.qkv.weight"), qkvBias ? p(prefix + "attn.qkv.bias") : nil,
+                            outFeatures: qkvFeatures)
+            }
+            var merged = [[Double]](repeating: [Double](repeating: 0, count: block.heads * block.vDim), count: tokens)
+            if let blockMasks {
+                for t in 0..<tokens {
+                    for h in 0..<block.heads {
+                        for d in 0..<block.qkDim where !(blockMasks.heads[h] && blockMasks.qk[h][d]) {
+                            qkv[t][h * block.qkDim + d] = 0
+                            qkv[t][block.heads * block.qkDim + h * block.qkDim + d] = 0
+                        }
+                        for d in 0..<block.vDim where !(blockMasks.heads[h] && blockMasks.v[h][d]) {
+                            qkv[t][2 * block.heads * block.qkDim + h * block.vDim + d] = 0
+                        }
+                    }
+                }
+            }
+            for h in 0..<block.heads where blockMasks?.heads[h] ?? true {
+                let qStart = h * block.qkDim
+                let kStart = block.heads * block.qkDim + h * block.qkDim
+                let vStart = 2 * block.heads * block.qkDim + h * block.vDim
+                for t in 0..<tokens {
+                    var scores = (0..<tokens).map { u -> Double in
+                        var dot = 0.0
+                        for d in 0..<block.qkDim { dot += qkv[t][qStart + d] * qkv[u][kStart + d] }
+                        return dot * block.scale
+                    }
+                    let maximum = scores.max() ?? 0
+                    scores = scores.map { exp($0 - maximum) }
+                    let total = scores.reduce(0, +)
+                    for u in 0..<tokens {
+                        let weight = scores[u] / total
+                        for d in 0..<block.vDim { merged[t][h * block.vDim + d] += weight * qkv[u][vStart + d] }
+                    }
+                }
+            }
+            for t in 0..<tokens {
+                let projected = residualMasked(Self.linear(merged[t], p(prefix + "attn.proj.weight"),
+                                                           p(prefix + "attn.proj.bias"), outFeatures: width))
+                for d in 0..<width { x[t][d] += projected[d] }
+            }
+            for t in 0..<tokens {
+                let n2 = norm(x[t], prefix + "norm2")
+                var hidden = Self.linear(n2, p(prefix + "mlp.fc1.weight"), p(prefix + "mlp.fc1.bias"),
+                                         outFeatures: block.hidden).map(Self.gelu)
+                if let blockMasks {
+                    for j in 0..<block.hidden where !blockMasks.mlp[j] { hidden[j] = blockMasks.mlpClamp?[j] ?? 0 }
+                }
+                let out = residualMasked(Self.linear(hidden, p(prefix + "mlp.fc2.weight"), p(prefix + "mlp.fc2.bias"),
+                                                     outFeatures: width))
+                for d in 0..<width { x[t][d] += out[d] }
+            }
+        }
+
+        if avgPooling {
+            var pooled = [Double](repeating: 0, count: width)
+            for t in prefixTokens..<tokens { for d in 0..<width { pooled[d] += x[t][d] / Double(tokens - prefixTokens) } }
+            let normed = norm(pooled, "fc_norm")
+            return Self.linear(normed, p("head.weight"), p("head.bias"), outFeatures: classes)
+        }
+        let cls = norm(x[0], "norm")
+        let logits = Self.linear(cls, p("head.weight"), p("head.bias"), outFeatures: classes)
+        guard distilled else { return logits }
+        let dist = norm(x[1], "norm")
+        let distLogits = Self.linear(dist, p("head_dist.weight"), p("head_dist.bias"), outFeatures: classes)
+        return zip(logits, distLogits).map { ($0 + $1) / 2 }
+    }
+
+    /// Mean cross-entropy (no smoothing) of the logits against `labels`.
+    func loss(_ images: [Double], labels: [Int], batch: Int) -> Double {
+        let all = logits(images, batch: batch)
+        var total = 0.0
+        for (row, label) in zip(all, labels) {
+            let maximum = row.max() ?? 0
+            let logSum = log(row.reduce(0) { $0 + exp($1 - maximum) }) + maximum
+            total += logSum - row[label]
+        }
+        return total / Double(batch)
+    }
+}

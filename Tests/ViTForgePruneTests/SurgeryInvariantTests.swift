@@ -1,0 +1,129 @@
+import Foundation
+import Testing
+import ViTForgeDevice
+import ViTForgeModel
+@testable import ViTForgePrune
+
+/// The surgery invariant: a pruned model computes exactly what the full model computes with the removed channels
+/// masked (residual width: with every LayerNorm over the kept channels only). Random keep-sets in every space, alone
+/// and combined, on three irregular model variants; float64 reference (1e-9) and the float32 CPU model (1e-4).
+struct SurgeryInvariantTests {
+    enum Spaces: String, CaseIterable, Sendable {
+        case residual, heads, qkDims, vDims, mlpHidden, all
+    }
+
+    /// A random plan restricting the chosen spaces, built through `KeepPlan.keep(_:in:of:)` with group indices.
+    static func randomPlan(_ config: ViTConfig, _ spaces: Spaces, generator: inout SeededGenerator) throws -> KeepPlan {
+        var plan = KeepPlan(keepingAllOf: config)
+        if spaces == .residual || spaces == .all {
+            let size = config.residualWidth
+            try plan.keep(generator.subset(of: size, count: generator.keepCount(size)), in: .residual, of: config)
+        }
+        for (b, block) in config.blocks.enumerated() {
+            if spaces == .heads || spaces == .all {
+                try plan.keep(generator.subset(of: block.heads, count: generator.keepCount(block.heads)),
+                              in: .heads(block: b), of: config)
+            }
+            // Every head keeps the same number of dims (one width per block), each its own random set.
+            if spaces == .qkDims || spaces == .all {
+                let count = generator.keepCount(block.qkDim)
+                let kept = (0..<block.heads).flatMap { h in
+                    generator.subset(of: block.qkDim, count: count).map { h * block.qkDim + $0 }
+                }
+                try plan.keep(kept, in: .qkDims(block: b), of: config)
+            }
+            if spaces == .vDims || spaces == .all {
+                let count = generator.keepCount(block.vDim)
+                let kept = (0..<block.heads).flatMap { h in
+                    generator.subset(of: block.vDim, count: count).map { h * block.vDim + $0 }
+                }
+                try plan.keep(kept, in: .vDims(block: b), of: config)
+            }
+            if spaces == .mlpHidden || spaces == .all {
+                try plan.keep(generator.subset(of: block.mlpHidden, count: generator.keepCount(block.mlpHidden)),
+                              in: .mlpHidden(block: b), of: config)
+            }
+        }
+        return plan
+    }
+
+    @Test("pruned model == masked full model", arguments: Variant.allCases, Spaces.allCases)
+    func prunedEqualsMasked(variant: Variant, spaces: Spaces) throws {
+        for trial in 0..<3 {
+            var generator = SeededGenerator(seed: 0xC0FFEE ^ UInt64(trial) << 8 ^ spaces.rawValue.hashStable
+                                            ^ variant.rawValue.hashStable)
+            let config = irregularConfig(variant)
+            let weights = try randomWeights(config, generator: &generator)
+            let plan = try Self.randomPlan(config, spaces, generator: &generator)
+            let pruned = try Surgery.prune(weights, plan: plan)
+            let batch = 2
+            let images = randomImages(config, batch: batch, generator: &generator)
+            let doubles = images.map(Double.init)
+
+            let expected = reference(weights, masks: masks(for: plan, of: config)).logits(doubles, batch: batch).flatMap { $0 }
+            let prunedReference = reference(pruned).logits(doubles, batch: batch).flatMap { $0 }
+            let float64Error = maxDifference(prunedReference, expected)
+            #expect(float64Error < 1e-9, "\(variant) \(spaces) trial \(trial): float64 error \(float64Error)")
+            let float32Error = maxDifference(try cpuLogits(pruned, images: images, batch: batch), expected)
+            #expect(float32Error < 1e-4, "\(variant) \(spaces) trial \(trial): CPU float32 error \(float32Error)")
+
+            // Masking must matter, or the test would pass for a surgery that keeps everything.
+            let unmasked = reference(weights).logits(doubles, batch: batch).flatMap { $0 }
+            #expect(maxDifference(unmasked, expected) > 1e-6, "\(variant) \(spaces): the masks changed nothing")
+            // Widths and scales recorded in the config; the scale is the original's.
+            for (b, block) in pruned.config.blocks.enumerated() {
+                #expect(block.attentionScale == config.blocks[b].attentionScale)
+                #expect(block.heads == plan.blocks[b].heads.count && block.mlpHidden == plan.blocks[b].mlpHidden.count)
+            }
+            #expect(pruned.config.residualWidth == plan.residual.count)
+        }
+    }
+
+    @Test func surgeryKeepingEverythingIsIdentity() throws {
+        var generator = SeededGenerator(seed: 3)
+        let weights = try randomWeights(irregularConfig(.distilled), generator: &generator)
+        #expect(try Surgery.prune(weights, plan: KeepPlan(keepingAllOf: weights.config)) == weights)
+    }
+
+    @Test func prunedModelRoundTripsThroughSafetensors() throws {
+        var generator = SeededGenerator(seed: 4)
+        let config = irregularConfig(.tokenPooling)
+        let weights = try randomWeights(config, generator: &generator)
+        let pruned = try Surgery.prune(weights, plan: Self.randomPlan(config, .all, generator: &generator))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("vitforge-prune-\(UUID()).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try pruned.save(to: path)
+        let loaded = try ViTWeights.load(path: path)
+        #expect(loaded == pruned)
+    }
+
+    @Test func refusesToEmptyASpace() throws {
+        let config = irregularConfig(.tokenPooling)
+        var generator = SeededGenerator(seed: 5)
+        let weights = try randomWeights(config, generator: &generator)
+        let cases: [(SpaceKind, String)] = [(.heads(block: 1), "heads"), (.mlpHidden(block: 0), "MLP"),
+                                            (.residual, "residual"), (.qkDims(block: 2), "q/k"), (.vDims(block: 0), "v")]
+        for (kind, word) in cases {
+            var plan = KeepPlan(keepingAllOf: config)
+            try plan.keep([], in: kind, of: config)
+            do {
+                _ = try Surgery.prune(weights, plan: plan)
+                Issue.record("\(kind): emptied without an error")
+            } catch let error as PruneError {
+                guard case .emptySpace = error else { Issue.record("\(kind): \(error)"); continue }
+                #expect(error.description.contains(word), "\(error)")
+            }
+        }
+    }
+
+    @Test func refusesUnequalHeadWidths() throws {
+        let config = irregularConfig(.tokenPooling)
+        var plan = KeepPlan(keepingAllOf: config)
+        try plan.keep([0, 1, 4], in: .qkDims(block: 0), of: config)  // head 0 keeps 2 dims, head 1 keeps 1, head 2 none
+        #expect(throws: PruneError.self) { try plan.prunedConfig(of: config) }
+        var other = KeepPlan(keepingAllOf: config)
+        try other.keep([0, 4], in: .qkDims(block: 0), of: config)    // head 0: dim 0, head 1: dim 0, head 2: none
+        #expect(throws: PruneError.self) { try other.prunedConfig(of: config) }
+        #expect(throws: PruneError.self) { try other.keep([99], in: .mlpHidden(block: 0), of: config) }
+    }
+}

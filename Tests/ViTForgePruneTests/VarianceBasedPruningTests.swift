@@ -1,0 +1,109 @@
+import Foundation
+import Testing
+import ViTForgeDevice
+import ViTForgeModel
+@testable import ViTForgePrune
+
+/// VBP's exactness claims (METHODS.md §1.b, §6.4): the statistics are the population mean/variance of the post-GELU
+/// activations over every token, and the bias fold makes the pruned model equal the full model with each removed
+/// neuron clamped to its mean.
+struct VarianceBasedPruningTests {
+    struct Setup {
+        let weights: ViTWeights
+        let images: InMemoryImages
+        let statistics: VarianceBasedPruning.NeuronStatistics
+    }
+
+    static func setup(_ variant: Variant, imageCount: Int = 5, batchSize: Int = 2) throws -> Setup {
+        var generator = SeededGenerator(seed: 0xB1A5 ^ variant.rawValue.hashStable)
+        let config = irregularConfig(variant)
+        let weights = try randomWeights(config, generator: &generator)
+        let pixels = randomImages(config, batch: imageCount, generator: &generator)
+        let images = try InMemoryImages(images: pixels, labels: [Int32](repeating: 0, count: imageCount),
+                                        imageElements: pixels.count / imageCount)
+        let model = try VisionTransformer(weights: weights, backend: CPUBackend())
+        // Uneven batches (2, 2, 1) exercise the running merge.
+        let statistics = try VarianceBasedPruning.statistics(of: model, images: images, batchSize: batchSize)
+        return Setup(weights: weights, images: images, statistics: statistics)
+    }
+
+    @Test("statistics equal a direct float64 mean/variance over all tokens", arguments: Variant.allCases)
+    func statisticsAreDirect(variant: Variant) throws {
+        let setup = try Self.setup(variant)
+        let backend = CPUBackend()
+        let model = try VisionTransformer(weights: setup.weights, backend: backend)
+        try model.forward(images: backend.makeBuffer(setup.images.images), batch: setup.images.count)
+        let rows = model.lastRows
+        #expect(setup.statistics.observations == rows)
+        for (b, block) in setup.weights.config.blocks.enumerated() {
+            let hidden = try backend.read(model.mlpHiddenActivations(block: b), count: rows * block.mlpHidden)
+            for j in 0..<block.mlpHidden {
+                let column = (0..<rows).map { Double(hidden[$0 * block.mlpHidden + j]) }
+                let mean = column.reduce(0, +) / Double(rows)
+                let variance = column.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(rows)
+                #expect(abs(setup.statistics.mean[b][j] - mean) < 1e-6)
+                #expect(abs(setup.statistics.variance[b][j] - variance) < 1e-6)
+            }
+        }
+    }
+
+    @Test("bias fold is exact: pruned == full with removed neurons clamped to their means",
+          arguments: Variant.allCases, [RankingScope.global, .block])
+    func biasFoldIsExact(variant: Variant, scope: RankingScope) throws {
+        let setup = try Self.setup(variant)
+        let config = setup.weights.config
+        let scored = try VarianceBasedPruning.scoredSpaces(config: config, statistics: setup.statistics, scope: scope)
+        let plan = try scored.plan([.mlpHidden: 0.5])
+        var generator = SeededGenerator(seed: 11)
+        let batch = 2
+        let images = randomImages(config, batch: batch, generator: &generator)
+        let doubles = images.map(Double.init)
+        let clamped = reference(setup.weights, masks: masks(for: plan, of: config, clamps: setup.statistics.mean))
+            .logits(doubles, batch: batch).flatMap { $0 }
+
+        // float64: surgery without the fold, then the float64 folded bias put into the pruned reference.
+        let cut = try Surgery.prune(setup.weights, plan: plan)
+        var overrides: [String: [Double]] = [:]
+        for (b, block) in config.blocks.enumerated() {
+            let kept = Set(plan.blocks[b].mlpHidden)
+            overrides["blocks.\(b).mlp.fc2.bias"] = VarianceBasedPruning.foldedBias(
+                fc2Weight: setup.weights["blocks.\(b).mlp.fc2.weight"]!,
+                fc2Bias: setup.weights["blocks.\(b).mlp.fc2.bias"]!.values,
+                removed: (0..<block.mlpHidden).filter { !kept.contains($0) }, mean: setup.statistics.mean[b])
+        }
+        let float64Error = maxDifference(reference(cut, overrides: overrides).logits(doubles, batch: batch).flatMap { $0 },
+                                         clamped)
+        #expect(float64Error < 1e-9, "\(variant) \(scope): float64 error \(float64Error)")
+
+        // The method's own path (bias stored as float32), through the reference and the CPU model.
+        let pruned = try VarianceBasedPruning.prune(setup.weights, plan: plan, statistics: setup.statistics,
+                                                    biasFold: true)
+        #expect(maxDifference(reference(pruned).logits(doubles, batch: batch).flatMap { $0 }, clamped) < 1e-5)
+        #expect(maxDifference(try cpuLogits(pruned, images: images, batch: batch), clamped) < 1e-4)
+
+        // Without the fold the pruned model is the zero-masked one, which differs from the clamped one.
+        let unfolded = try VarianceBasedPruning.prune(setup.weights, plan: plan, statistics: setup.statistics,
+                                                      biasFold: false)
+        let zeroed = reference(setup.weights, masks: masks(for: plan, of: config)).logits(doubles, batch: batch).flatMap { $0 }
+        #expect(maxDifference(reference(unfolded).logits(doubles, batch: batch).flatMap { $0 }, zeroed) < 1e-9)
+        #expect(maxDifference(zeroed, clamped) > 1e-6)
+    }
+
+    @Test func globalRankingRemovesTheLowestVariances() throws {
+        let setup = try Self.setup(.tokenPooling)
+        let config = setup.weights.config
+        let plan = try VarianceBasedPruning.scoredSpaces(config: config, statistics: setup.statistics, scope: .global)
+            .plan([.mlpHidden: 0.5])
+        let all = setup.statistics.variance.enumerated().flatMap { b, list in list.enumerated().map { (b, $0.offset, $0.element) } }
+        let keepCount = Int((0.5 * Double(all.count)).rounded())
+        let kept = Set(plan.blocks.enumerated().flatMap { b, keep in keep.mlpHidden.map { "\(b).\($0)" } })
+        #expect(kept.count == keepCount)
+        let threshold = all.map(\.2).sorted(by: >)[keepCount - 1]
+        for (b, j, variance) in all {
+            #expect(kept.contains("\(b).\(j)") == (variance >= threshold), "block \(b) neuron \(j)")
+        }
+        let perBlock = try VarianceBasedPruning.scoredSpaces(config: config, statistics: setup.statistics, scope: .block)
+            .plan([.mlpHidden: 0.5])
+        #expect(perBlock.blocks.map(\.mlpHidden.count) == config.blocks.map { Int((Double($0.mlpHidden) / 2).rounded()) })
+    }
+}
