@@ -52,7 +52,7 @@ let package = Package(
         // Losses (CE, KD), AdamW + schedules, the training loop, checkpoints and resume, progress lines.
         .target(name: "ViTForgeTrain", dependencies: ["ViTForgeModel", "ViTForgeData"]),
         // Channel spaces, dependency groups, importance, budgets, surgery and the pruning methods.
-        .target(name: "ViTForgePrune", dependencies: ["ViTForgeModel", "ViTForgeDevice"]),
+        .target(name: "ViTForgePrune", dependencies: ["ViTForgeTrain", "ViTForgeModel", "ViTForgeDevice"]),
         .executableTarget(name: "vitforge", dependencies: [
             "ViTForgeDevice",
             "ViTForgeModel",

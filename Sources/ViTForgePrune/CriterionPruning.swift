@@ -1,0 +1,51 @@
+import ViTForgeDevice
+import ViTForgeModel
+
+/// The baselines: score every group of the spaces the budget names with a plain criterion, keep the best, cut.
+/// No compensation, so the pruned model equals the full model with the removed channels zeroed.
+public enum CriterionPruning {
+    public enum Criterion: Equatable, Sendable {
+        /// L1 or L2 norm of the group's weights.
+        case magnitude(Importance.Norm)
+        /// |Σ w·∂L/∂w| over the group, gradients summed over the calibration images.
+        case taylor
+        /// Seeded random scores: the floor every criterion must beat.
+        case random(seed: UInt64)
+    }
+
+    public struct Result {
+        public var weights: ViTWeights
+        public var plan: KeepPlan
+        public var outcome: BudgetOutcome
+    }
+
+    /// Families the budget prunes: the ones with a keep fraction, else (a target alone) the MLP neurons.
+    static func families(of budget: Budget) -> [SpaceFamily] {
+        let named = SpaceFamily.allCases.filter { budget.keepFractions[$0] != nil }
+        return named.isEmpty ? [.mlpHidden] : named
+    }
+
+    public static func run(_ weights: ViTWeights, backend: Backend, criterion: Criterion, budget: Budget,
+                           scope: RankingScope = .global, images: CalibrationImages? = nil, limit: Int? = nil,
+                           batchSize: Int = 64) throws -> Result {
+        var gradients: [String: [Float]] = [:]
+        if criterion == .taylor {
+            guard let images else { throw PruneError.invalidCalibration("Taylor importance needs calibration images") }
+            let model = try VisionTransformer(weights: weights, backend: backend)
+            gradients = try Importance.accumulatedGradients(of: model, images: images, limit: limit, batchSize: batchSize)
+        }
+        var families = families(of: budget)
+        if budget.target != nil && !families.contains(.mlpHidden) { families.append(.mlpHidden) }
+        let scored = try ScoredSpaces(config: weights.config, families: families, scope: scope,
+                                      roundTo: budget.roundTo) { space in
+            switch criterion {
+            case let .magnitude(norm): return Importance.magnitude(space, weights: weights, norm: norm)
+            case .taylor: return Importance.taylor(space, weights: weights, gradients: gradients)
+            case let .random(seed): return Importance.random(space, seed: seed)
+            }
+        }
+        let (plan, outcome) = try budget.solve(config: weights.config, nativeFamilies: [.mlpHidden],
+                                               planFor: scored.plan)
+        return Result(weights: try Surgery.prune(weights, plan: plan), plan: plan, outcome: outcome)
+    }
+}
