@@ -2,6 +2,9 @@ import ArgumentParser
 
 @main
 struct VitForge: ParsableCommand {
+    /// Recorded in every report.
+    static let version = "0.1.0"
+
     static let configuration = CommandConfiguration(
         commandName: "vitforge",
         abstract: "Fine-tune and structurally prune Vision Transformers on OpenCL GPUs or the CPU.",
@@ -9,6 +12,7 @@ struct VitForge: ParsableCommand {
             Every command takes --device (auto, cpu, opencl, opencl:P.D; default: $VITFORGE_DEVICE, else auto) \
             and --seed. `vitforge devices` lists what is available and what auto picks.
             """,
+        version: version,
         subcommands: [DevicesCommand.self, InfoCommand.self, InferCommand.self, GradCommand.self, EvalCommand.self,
-                      TrainCommand.self, BenchCommand.self, GroupsCommand.self])
+                      TrainCommand.self, PruneCommand.self, GroupsCommand.self, BenchCommand.self])
 }

@@ -1,0 +1,77 @@
+import Foundation
+import ViTForgeModel
+
+/// What `vitforge prune` (and the demo) write to `--report`: enough to reproduce the run and to compare it with
+/// other runs without re-measuring. Keys follow DESIGN.md (`params`, `macs`, `accuracy` for original and pruned).
+public struct PruneReport: Codable, Sendable {
+    public struct ModelSummary: Codable, Sendable {
+        public var path: String
+        public var params: Int
+        public var macs: Int
+        /// Test accuracy (on `--classes` images when given); nil when not measured.
+        public var accuracy: Double?
+        public var perBlock: [BlockWidths]
+        public var latency: [InferenceTiming]
+
+        enum CodingKeys: String, CodingKey {
+            case path, params, macs, accuracy, latency
+            case perBlock = "per_block"
+        }
+    }
+
+    public struct BlockWidths: Codable, Sendable {
+        public var heads: Int
+        public var qkDim: Int
+        public var vDim: Int
+        public var mlpHidden: Int
+        public var attentionScale: Double
+
+        enum CodingKeys: String, CodingKey {
+            case heads
+            case qkDim = "qk_dim"
+            case vDim = "v_dim"
+            case mlpHidden = "mlp_hidden"
+            case attentionScale = "attention_scale"
+        }
+    }
+
+    public var command: String
+    public var version: String
+    public var device: String
+    public var seed: UInt64
+    public var method: String
+    public var budget: String
+    public var original: ModelSummary
+    public var pruned: ModelSummary
+    /// Accuracy right after surgery (no fine-tuning) and after fine-tuning; the latter nil without fine-tuning.
+    public var accuracyAfterPruning: Double?
+    public var accuracyAfterFineTuning: Double?
+    public var paramsFraction: Double
+    public var macsFraction: Double
+    public var finetuneEpochs: Int
+    public var distill: Bool
+    /// Wall time of each phase, seconds.
+    public var seconds: [String: Double]
+
+    enum CodingKeys: String, CodingKey {
+        case command, version, device, seed, method, budget, original, pruned, seconds, distill
+        case accuracyAfterPruning = "accuracy_after_pruning"
+        case accuracyAfterFineTuning = "accuracy_after_finetuning"
+        case paramsFraction = "params_fraction"
+        case macsFraction = "macs_fraction"
+        case finetuneEpochs = "finetune_epochs"
+    }
+
+    public static func widths(_ config: ViTConfig) -> [BlockWidths] {
+        config.blocks.map {
+            BlockWidths(heads: $0.heads, qkDim: $0.qkDim, vDim: $0.vDim, mlpHidden: $0.mlpHidden,
+                        attentionScale: $0.attentionScale)
+        }
+    }
+
+    public func jsonData() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try encoder.encode(self)
+    }
+}
