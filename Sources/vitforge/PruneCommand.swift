@@ -148,6 +148,7 @@ struct PruneCommand: ParsableCommand {
                 throw ExitCode(130)
             }
             try outcome.weights.save(to: out)
+            try? FileManager.default.removeItem(atPath: out + ".checkpoint.safetensors")
             var report = outcome.report
             report.seconds["total"] = Date().timeIntervalSince(started)
             if let path = self.report {

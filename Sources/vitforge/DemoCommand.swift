@@ -1,0 +1,149 @@
+import ArgumentParser
+import Foundation
+import ViTForgeData
+import ViTForgeDevice
+import ViTForgeModel
+import ViTForgePrune
+import ViTForgeTrain
+
+/// The embedded default, end to end: train a small ViT on Fashion-MNIST, prune it with VBP to half its MLP width,
+/// fine-tune briefly with distillation, and compare.
+struct DemoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Train a small ViT on Fashion-MNIST, prune half its MLP with VBP, distil briefly, and compare.",
+        discussion: """
+            Needs only the Debian package dataset-fashion-mnist. Writes OUT-DIR/model.safetensors (the trained \
+            model), OUT-DIR/pruned.safetensors, OUT-DIR/report.json and OUT-DIR/report.html, and prints a table of \
+            accuracy, params, MACs and images/s before and after. Training and fine-tuning checkpoint as they go; \
+            after Ctrl-C, run the same command with --resume.
+            """)
+
+    @Option(help: "Start from this trained model instead of training one (must take 1×28×28 images, 10 classes).")
+    var model: String?
+
+    @Option(help: "Shape of the model trained from scratch (see `vitforge train --help`).")
+    var arch = "fm-vit-c"
+
+    @Option(help: "Epochs of training from scratch (ignored with --model).")
+    var epochs = 2
+
+    @Option(help: "Fraction of MLP neurons VBP keeps.")
+    var keepMlp = 0.5
+
+    @Option(help: "Training images whose MLP activations VBP measures.")
+    var calibImages = 10_000
+
+    @Option(help: "Epochs of distillation fine-tuning after pruning.")
+    var finetuneEpochs = 1
+
+    @Option(help: "Folder for the models and reports.")
+    var outDir = "vitforge-demo"
+
+    @Flag(help: "Continue an interrupted demo from its checkpoints.")
+    var resume = false
+
+    @OptionGroup var common: CommonOptions
+
+    func run() throws {
+        try reportingErrors {
+            let started = Date()
+            try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
+            let modelPath = (outDir as NSString).appendingPathComponent("model.safetensors")
+            let prunedPath = (outDir as NSString).appendingPathComponent("pruned.safetensors")
+            let reportPath = (outDir as NSString).appendingPathComponent("report.json")
+            let htmlPath = (outDir as NSString).appendingPathComponent("report.html")
+            let backend = try common.makeBackend()
+            print("device: \(backend.name)")
+
+            let original: ViTWeights
+            let sourcePath: String
+            if let model {
+                original = try ViTWeights.load(path: model)
+                sourcePath = model
+            } else if resume == false || !FileManager.default.fileExists(atPath: modelPath)
+                        || FileManager.default.fileExists(atPath: modelPath + ".checkpoint.safetensors") {
+                guard let config = Architectures.named(arch) else {
+                    throw ValidationError("--arch \(arch): unknown; known: \(Architectures.names.joined(separator: ", "))")
+                }
+                original = try train(config: config, to: modelPath, backend: backend)
+                sourcePath = modelPath
+            } else {
+                print("step 1/3: using the model trained earlier, \(modelPath)")
+                original = try ViTWeights.load(path: modelPath)
+                sourcePath = modelPath
+            }
+
+            print("step 2/3: VBP to \(Int(keepMlp * 100))% of the MLP neurons, then \(finetuneEpochs) epoch(s) of distillation")
+            let config = original.config
+            let splits = try Dataset.load(IDXDataset.fashionMNISTName, options: DatasetOptions(
+                channels: config.inChannels, side: config.imageSize, seed: common.seed))
+            let progress = ProgressPrinter()
+            let pipeline = PruningPipeline(
+                method: .vbp, budget: Budget(keepMLP: keepMlp), calibrationImages: calibImages,
+                fineTuning: FineTuning(epochs: finetuneEpochs, distill: true, seed: common.seed,
+                                       checkpointPath: prunedPath + ".checkpoint.safetensors",
+                                       resume: resume && FileManager.default.fileExists(
+                                           atPath: prunedPath + ".checkpoint.safetensors"),
+                                       protectedInputs: [sourcePath]),
+                latencyBatches: [1, 64, 256], seed: common.seed)
+            let outcome = try pipeline.run(
+                original: original, originalPath: sourcePath, prunedPath: prunedPath, data: splits, backend: backend,
+                command: CommandLine.arguments.joined(separator: " "), version: VitForge.version,
+                hooks: .init(log: { print("  " + $0) }, progress: { progress.report($0) }))
+            progress.finish()
+            if outcome.stopped {
+                print("interrupted; continue with `vitforge demo --resume --out-dir \(outDir)`")
+                throw ExitCode(130)
+            }
+            try outcome.weights.save(to: prunedPath)
+            try? FileManager.default.removeItem(atPath: prunedPath + ".checkpoint.safetensors")
+            var report = outcome.report
+            report.seconds["total"] = Date().timeIntervalSince(started)
+            try AtomicFile.write(report.jsonData(), to: reportPath)
+            try AtomicFile.write(Data(HTMLReport.page(report, title: "ViTForge demo: VBP on Fashion-MNIST").utf8),
+                                 to: htmlPath)
+            print("step 3/3: compare")
+            printComparison(report)
+            print("wrote \(modelPath), \(prunedPath), \(reportPath), \(htmlPath) in "
+                  + "\(String(format1: report.seconds["total"] ?? 0)) s")
+        }
+    }
+
+    /// Step 1: the fixture recipe (AdamW 1e-3, wd 0.05, batch 128, warm-up + cosine, ±2 px + flip), shortened.
+    private func train(config: ViTConfig, to path: String, backend: Backend) throws -> ViTWeights {
+        let checkpoint = path + ".checkpoint.safetensors"
+        print("step 1/3: train \(arch) from scratch on Fashion-MNIST for \(epochs) epoch(s)")
+        let splits = try Dataset.load(IDXDataset.fashionMNISTName, options: DatasetOptions(
+            channels: config.inChannels, side: config.imageSize, seed: common.seed))
+        let loader = try BatchLoader(dataset: splits.training, batchSize: 128, seed: common.seed,
+                                     augmentation: .fashionMNISTFixture)
+        let model = try VisionTransformer(weights: ViTWeights.initialized(config: config, seed: common.seed),
+                                          backend: backend)
+        let trainer = try Trainer(model: model, batches: loader, settings: TrainingSettings(epochs: epochs),
+                                  seed: common.seed,
+                                  checkpoints: CheckpointPolicy(lastPath: checkpoint, everySteps: 200))
+        if resume && FileManager.default.fileExists(atPath: checkpoint) { try trainer.resume(from: checkpoint) }
+        let progress = ProgressPrinter()
+        trainer.onProgress = { progress.report($0) }
+        if let test = splits.test {
+            trainer.evaluate = { model, epoch in
+                let accuracy = try Evaluator.tally(model, on: test, batchSize: 256).accuracy
+                progress.finish()
+                print("  epoch \(epoch)/\(epochs): test accuracy \(String(format1: accuracy * 100))%")
+                return Evaluation(metric: accuracy, accuracy: accuracy)
+            }
+        }
+        StopSignal.installInterruptHandler()
+        let outcome = try trainer.run()
+        progress.finish()
+        if outcome.stopped {
+            print("interrupted; continue with `vitforge demo --resume --out-dir \(outDir)`")
+            throw ExitCode(130)
+        }
+        let weights = try model.hostWeights()
+        try weights.save(to: path)
+        try? FileManager.default.removeItem(atPath: checkpoint)
+        return weights
+    }
+}
