@@ -29,6 +29,8 @@ struct CommonOptions: ParsableArguments {
 /// Runs a command body so that any failure ends as one line on stderr (`error: …`) and exit status 1, instead of
 /// a stack of wrapped errors.
 func reportingErrors(_ body: () throws -> Void) throws {
+    // Line-buffer stdout even into a file or pipe, so results interleave in order with the progress lines on stderr.
+    setvbuf(stdout, nil, _IOLBF, 0)
     do {
         try body()
     } catch let error as ExitCode {
