@@ -102,17 +102,18 @@ enum Attention {
                            rows: s.rows, inFeatures: s.mergedFeatures, outFeatures: s.width)
     }
 
-    /// Accumulates dX and the weight gradients from dOut [rows, width].
+    /// Accumulates dX (or, with `overwriteDX`, writes it) and the weight gradients from dOut [rows, width].
+    ///
+    /// The scratch is written, not accumulated, so none of it is zero-filled: dMerged by proj's backward GEMM, and
+    /// dQKV by the per-head dQ, dK and dV products (beta 0), which together cover every column of every row once.
     static func backward(_ backend: Backend, dOut: Buffer, x: Buffer, weights: AttentionWeights,
                          gradients: AttentionWeights, shape: AttentionShape, cache: AttentionCache,
-                         scratch: AttentionGradientScratch, dX: Buffer) throws {
+                         scratch: AttentionGradientScratch, dX: Buffer, overwriteDX: Bool = false) throws {
         let s = shape
         let n = s.tokens
-        try backend.fill(scratch.dMerged, value: 0, offset: 0, count: s.rows * s.mergedFeatures)
-        try backend.fill(scratch.dQKV, value: 0, offset: 0, count: s.rows * s.qkvFeatures)
         try Linear.backward(backend, dOut: dOut, x: cache.merged, weight: weights.projWeight,
                             dX: scratch.dMerged, dWeight: gradients.projWeight, dBias: gradients.projBias,
-                            rows: s.rows, inFeatures: s.mergedFeatures, outFeatures: s.width)
+                            rows: s.rows, inFeatures: s.mergedFeatures, outFeatures: s.width, overwriteDX: true)
         for head in 0..<s.heads {
             let probabilityOffset = head * s.batch * n * n
             // dProbs_h = dMerged_h · v_hᵀ
@@ -127,8 +128,8 @@ enum Attention {
             dProbs.strideC = n * n
             dProbs.batch = s.batch
             try backend.gemmStridedBatched(dProbs, a: scratch.dMerged, b: cache.qkv, c: scratch.dProbabilities)
-            // dV_h += probs_hᵀ · dMerged_h
-            var dV = GemmSpec(m: n, n: s.vDim, k: n, transA: true, beta: 1)
+            // dV_h = probs_hᵀ · dMerged_h
+            var dV = GemmSpec(m: n, n: s.vDim, k: n, transA: true)
             dV.ldb = s.mergedFeatures
             dV.ldc = s.qkvFeatures
             dV.offsetA = probabilityOffset
@@ -145,8 +146,8 @@ enum Attention {
         try backend.softmaxBackward(dOut: scratch.dProbabilities, out: cache.probabilities, dX: scratch.dScores,
                                     rows: s.heads * s.batch * n, cols: n, scale: s.scale)
         for head in 0..<s.heads {
-            // dQ_h += dScores_h · k_h ;  dK_h += dScores_hᵀ · q_h
-            var dQ = GemmSpec(m: n, n: s.qkDim, k: n, beta: 1)
+            // dQ_h = dScores_h · k_h ;  dK_h = dScores_hᵀ · q_h
+            var dQ = GemmSpec(m: n, n: s.qkDim, k: n)
             dQ.ldb = s.qkvFeatures
             dQ.ldc = s.qkvFeatures
             dQ.offsetA = head * s.batch * n * n
@@ -165,6 +166,6 @@ enum Attention {
         }
         try Linear.backward(backend, dOut: scratch.dQKV, x: x, weight: weights.qkvWeight,
                             dX: dX, dWeight: gradients.qkvWeight, dBias: gradients.qkvBias,
-                            rows: s.rows, inFeatures: s.width, outFeatures: s.qkvFeatures)
+                            rows: s.rows, inFeatures: s.width, outFeatures: s.qkvFeatures, overwriteDX: overwriteDX)
     }
 }
