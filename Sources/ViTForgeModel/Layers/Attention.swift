@@ -104,13 +104,15 @@ enum Attention {
 
     /// Accumulates dX (or, with `overwriteDX`, writes it) and the weight gradients from dOut [rows, width].
     ///
-    /// The scratch is written, not accumulated, so none of it is zero-filled: dMerged by proj's backward GEMM, and
-    /// dQKV by the per-head dQ, dK and dV products (beta 0), which together cover every column of every row once.
+    /// dMerged is written by proj's backward GEMM (beta 0), not zero-filled and accumulated. dQKV is still
+    /// zero-filled: its per-head dQ, dK, dV products are 50×48 blocks (fm-vit-c), where OpenBLAS's beta-0 pass costs
+    /// ~0.8 µs a call (3072 calls a step), more than one fill of the whole buffer.
     static func backward(_ backend: Backend, dOut: Buffer, x: Buffer, weights: AttentionWeights,
                          gradients: AttentionWeights, shape: AttentionShape, cache: AttentionCache,
                          scratch: AttentionGradientScratch, dX: Buffer, overwriteDX: Bool = false) throws {
         let s = shape
         let n = s.tokens
+        try backend.fill(scratch.dQKV, value: 0, offset: 0, count: s.rows * s.qkvFeatures)
         try Linear.backward(backend, dOut: dOut, x: cache.merged, weight: weights.projWeight,
                             dX: scratch.dMerged, dWeight: gradients.projWeight, dBias: gradients.projBias,
                             rows: s.rows, inFeatures: s.mergedFeatures, outFeatures: s.width, overwriteDX: true)
@@ -128,8 +130,8 @@ enum Attention {
             dProbs.strideC = n * n
             dProbs.batch = s.batch
             try backend.gemmStridedBatched(dProbs, a: scratch.dMerged, b: cache.qkv, c: scratch.dProbabilities)
-            // dV_h = probs_hᵀ · dMerged_h
-            var dV = GemmSpec(m: n, n: s.vDim, k: n, transA: true)
+            // dV_h += probs_hᵀ · dMerged_h
+            var dV = GemmSpec(m: n, n: s.vDim, k: n, transA: true, beta: 1)
             dV.ldb = s.mergedFeatures
             dV.ldc = s.qkvFeatures
             dV.offsetA = probabilityOffset
@@ -146,8 +148,8 @@ enum Attention {
         try backend.softmaxBackward(dOut: scratch.dProbabilities, out: cache.probabilities, dX: scratch.dScores,
                                     rows: s.heads * s.batch * n, cols: n, scale: s.scale)
         for head in 0..<s.heads {
-            // dQ_h = dScores_h · k_h ;  dK_h = dScores_hᵀ · q_h
-            var dQ = GemmSpec(m: n, n: s.qkDim, k: n)
+            // dQ_h += dScores_h · k_h ;  dK_h += dScores_hᵀ · q_h
+            var dQ = GemmSpec(m: n, n: s.qkDim, k: n, beta: 1)
             dQ.ldb = s.qkvFeatures
             dQ.ldc = s.qkvFeatures
             dQ.offsetA = head * s.batch * n * n
