@@ -8,8 +8,9 @@ import Foundation
 /// written for 256-bit vectors. Swift has no per-function target attributes, and the default x86-64 target is SSE2:
 /// every SIMD8 op became two 4-lane halves and every `replacing(with:where:)` an and/andn/or blend, and vectorExp
 /// alone took 9% of an fm-vit-c training step (perf). When the building machine has AVX2 + FMA (every machine this
-/// project builds and runs on; the binary is built where it runs), the target is compiled for Haswell's feature set:
-/// fm-vit-c batch-128 train step 507 → 439 ms median, interleaved runs on the shared 2-core EPYC (Zen 3).
+/// project builds and runs on; the binary is built where it runs), the target is compiled for Haswell's feature set.
+/// Measured with the whole binary built that way: fm-vit-c batch-128 train step 507 → 439 ms median, interleaved
+/// runs on the shared 2-core EPYC (Zen 3); results are unchanged (Swift does not contract to FMA by itself).
 /// `VITFORGE_PORTABLE_BUILD=1` builds for baseline x86-64 instead (a binary for an older machine).
 let deviceSwiftSettings: [SwiftSetting] = {
     #if arch(x86_64) && os(Linux)
