@@ -176,22 +176,21 @@ public final class VisionTransformer {
             let blockCache = cache.blocks[index]
             // dResidual holds d(block output); each branch adds its contribution through its LayerNorm, and the
             // identity path carries dResidual through unchanged (LayerNorm backward accumulates into it).
-            try backend.fill(cache.dNormedTokens, value: 0, offset: 0, count: rows * width)
+            // Each branch writes dNormedTokens whole (overwriteDX) instead of adding to a zero-filled buffer.
             try MLP.backward(backend, dOut: dResidual, x: blockCache.norm2, weights: mlpWeights(names, parameter),
                              gradients: mlpWeights(names, gradient), rows: rows, width: width,
                              hidden: block.mlpHidden, cache: blockCache.mlp, dHidden: cache.dHidden,
-                             dPreActivation: cache.dPreActivation, dX: cache.dNormedTokens)
+                             dPreActivation: cache.dPreActivation, dX: cache.dNormedTokens, overwriteDX: true)
             try backend.layerNormBackward(dOut: cache.dNormedTokens, x: cache.residual[2 * index + 1],
                                           gamma: parameter(names.norm2Weight), mean: blockCache.norm2Mean,
                                           rstd: blockCache.norm2Rstd, dX: dResidual,
                                           dGamma: gradient(names.norm2Weight), dBeta: gradient(names.norm2Bias),
                                           rows: rows, cols: width)
-            try backend.fill(cache.dNormedTokens, value: 0, offset: 0, count: rows * width)
             try Attention.backward(backend, dOut: dResidual, x: blockCache.norm1,
                                    weights: attentionWeights(names, parameter),
                                    gradients: attentionWeights(names, gradient),
                                    shape: attentionShape(block, batch: batch), cache: blockCache.attention,
-                                   scratch: cache.attentionScratch, dX: cache.dNormedTokens)
+                                   scratch: cache.attentionScratch, dX: cache.dNormedTokens, overwriteDX: true)
             try backend.layerNormBackward(dOut: cache.dNormedTokens, x: cache.residual[2 * index],
                                           gamma: parameter(names.norm1Weight), mean: blockCache.norm1Mean,
                                           rstd: blockCache.norm1Rstd, dX: dResidual,

@@ -24,13 +24,30 @@ extension CPUBackend {
         let dBias = try range(dBias, count: cols, "addBiasBackward", "dBias")
         // Split over columns so that each worker owns its share of dBias; float64 sums over the rows.
         parallelChunks(cols, costPerItem: rows) { colRange in
-            withUnsafeTemporaryAllocation(of: Double.self, capacity: colRange.count) { sums in
-                sums.initialize(repeating: 0)
-                for r in 0 ..< rows {
-                    let row = dOut + r * cols + colRange.lowerBound
-                    for j in 0 ..< colRange.count { sums[j] += Double(row[j]) }
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: colRange.count) { buffer in
+                let sums = buffer.baseAddress!
+                let width = colRange.count
+                sums.initialize(repeating: 0, count: width)
+                // Four rows per pass over the sums: one row at a time loaded and stored every float64 sum once per
+                // row (3.4% of an fm-vit-c training step, perf, for 22 M elements a step). The four rows are added
+                // in float64 first (exact for most values: two floats' sum fits a double), then to the sum.
+                var r = 0
+                while r + 4 <= rows {
+                    let row0 = dOut + r * cols + colRange.lowerBound
+                    let row1 = row0 + cols
+                    let row2 = row1 + cols
+                    let row3 = row2 + cols
+                    for j in 0 ..< width {
+                        sums[j] += (Double(row0[j]) + Double(row1[j])) + (Double(row2[j]) + Double(row3[j]))
+                    }
+                    r += 4
                 }
-                for j in 0 ..< colRange.count { dBias[colRange.lowerBound + j] += Float(sums[j]) }
+                while r < rows {
+                    let row = dOut + r * cols + colRange.lowerBound
+                    for j in 0 ..< width { sums[j] += Double(row[j]) }
+                    r += 1
+                }
+                for j in 0 ..< width { dBias[colRange.lowerBound + j] += Float(sums[j]) }
             }
         }
     }

@@ -60,17 +60,34 @@ extension CPUBackend {
 
         // dX, row by row: with x̂ = (x − mean)·rstd and g = dOut·gamma,
         // dX = rstd · (g − mean(g) − x̂·mean(g·x̂)).
+        // The two row sums are 8 float32 partial sums per row (cols/8 terms each), added in float64, as in softmax:
+        // one float64 chain per element was latency-bound and the largest non-GEMM cost of an fm-vit-c training
+        // step after GELU (perf: 2.9% of the step for this loop, 1.8% for the column loop below, before).
+        let full = cols & ~7
         parallelChunks(rows, costPerItem: 6 * cols) { rowRange in
             for r in rowRange {
                 let offset = r * cols
                 let m = mean[r]
                 let s = rstd[r]
+                var sumsG = FloatVector()
+                var sumsGXhat = FloatVector()
+                var c = 0
+                while c < full {
+                    let g = loadVector(dOut + offset + c) * loadVector(gamma + c)
+                    sumsG += g
+                    sumsGXhat += g * ((loadVector(x + offset + c) - m) * s)
+                    c += 8
+                }
                 var sumG = 0.0
                 var sumGXhat = 0.0
-                for c in 0 ..< cols {
-                    let g = Double(dOut[offset + c] * gamma[c])
-                    sumG += g
-                    sumGXhat += g * Double((x[offset + c] - m) * s)
+                for lane in 0 ..< 8 {
+                    sumG += Double(sumsG[lane])
+                    sumGXhat += Double(sumsGXhat[lane])
+                }
+                for c in full ..< cols {
+                    let g = dOut[offset + c] * gamma[c]
+                    sumG += Double(g)
+                    sumGXhat += Double(g * ((x[offset + c] - m) * s))
                 }
                 let meanG = Float(sumG / Double(cols))
                 let meanGXhat = Float(sumGXhat / Double(cols))
@@ -80,24 +97,31 @@ extension CPUBackend {
                 }
             }
         }
-        // dGamma and dBeta sum over the rows: split over columns so each worker owns its share, float64 sums.
+        // dGamma and dBeta sum over the rows: split over columns so each worker owns its share, float64 sums (two
+        // separate scratch arrays, so that the compiler sees no overlap and vectorises the column loop).
         parallelChunks(cols, costPerItem: 3 * rows) { colRange in
             let width = colRange.count
-            withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * width) { sums in
-                sums.initialize(repeating: 0)
-                for r in 0 ..< rows {
-                    let offset = r * cols + colRange.lowerBound
-                    let m = mean[r]
-                    let s = rstd[r]
-                    for j in 0 ..< width {
-                        let d = dOut[offset + j]
-                        sums[j] += Double(d * (x[offset + j] - m) * s)
-                        sums[width + j] += Double(d)
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: width) { sumsGamma in
+                withUnsafeTemporaryAllocation(of: Double.self, capacity: width) { sumsBeta in
+                    let gammaSums = sumsGamma.baseAddress!
+                    let betaSums = sumsBeta.baseAddress!
+                    gammaSums.initialize(repeating: 0, count: width)
+                    betaSums.initialize(repeating: 0, count: width)
+                    for r in 0 ..< rows {
+                        let rowOut = dOut + r * cols + colRange.lowerBound
+                        let rowX = x + r * cols + colRange.lowerBound
+                        let m = mean[r]
+                        let s = rstd[r]
+                        for j in 0 ..< width {
+                            let d = rowOut[j]
+                            gammaSums[j] += Double(d * (rowX[j] - m) * s)
+                            betaSums[j] += Double(d)
+                        }
                     }
-                }
-                for j in 0 ..< width {
-                    dGamma[colRange.lowerBound + j] += Float(sums[j])
-                    dBeta[colRange.lowerBound + j] += Float(sums[width + j])
+                    for j in 0 ..< width {
+                        dGamma[colRange.lowerBound + j] += Float(gammaSums[j])
+                        dBeta[colRange.lowerBound + j] += Float(betaSums[j])
+                    }
                 }
             }
         }

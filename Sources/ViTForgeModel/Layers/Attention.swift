@@ -102,17 +102,20 @@ enum Attention {
                            rows: s.rows, inFeatures: s.mergedFeatures, outFeatures: s.width)
     }
 
-    /// Accumulates dX and the weight gradients from dOut [rows, width].
+    /// Accumulates dX (or, with `overwriteDX`, writes it) and the weight gradients from dOut [rows, width].
+    ///
+    /// dMerged is written by proj's backward GEMM (beta 0), not zero-filled and accumulated. dQKV is still
+    /// zero-filled: its per-head dQ, dK, dV products are 50×48 blocks (fm-vit-c), where OpenBLAS's beta-0 pass costs
+    /// ~0.8 µs a call (3072 calls a step), more than one fill of the whole buffer.
     static func backward(_ backend: Backend, dOut: Buffer, x: Buffer, weights: AttentionWeights,
                          gradients: AttentionWeights, shape: AttentionShape, cache: AttentionCache,
-                         scratch: AttentionGradientScratch, dX: Buffer) throws {
+                         scratch: AttentionGradientScratch, dX: Buffer, overwriteDX: Bool = false) throws {
         let s = shape
         let n = s.tokens
-        try backend.fill(scratch.dMerged, value: 0, offset: 0, count: s.rows * s.mergedFeatures)
         try backend.fill(scratch.dQKV, value: 0, offset: 0, count: s.rows * s.qkvFeatures)
         try Linear.backward(backend, dOut: dOut, x: cache.merged, weight: weights.projWeight,
                             dX: scratch.dMerged, dWeight: gradients.projWeight, dBias: gradients.projBias,
-                            rows: s.rows, inFeatures: s.mergedFeatures, outFeatures: s.width)
+                            rows: s.rows, inFeatures: s.mergedFeatures, outFeatures: s.width, overwriteDX: true)
         for head in 0..<s.heads {
             let probabilityOffset = head * s.batch * n * n
             // dProbs_h = dMerged_h · v_hᵀ
@@ -165,6 +168,6 @@ enum Attention {
         }
         try Linear.backward(backend, dOut: scratch.dQKV, x: x, weight: weights.qkvWeight,
                             dX: dX, dWeight: gradients.qkvWeight, dBias: gradients.qkvBias,
-                            rows: s.rows, inFeatures: s.width, outFeatures: s.qkvFeatures)
+                            rows: s.rows, inFeatures: s.width, outFeatures: s.qkvFeatures, overwriteDX: overwriteDX)
     }
 }

@@ -30,19 +30,21 @@ enum MLP {
                            rows: rows, inFeatures: hidden, outFeatures: width)
     }
 
-    /// Accumulates dX and the weight gradients; `dHidden` and `dPreActivation` are scratch [rows, hidden].
+    /// Accumulates dX (or, with `overwriteDX`, writes it) and the weight gradients; `dHidden` and `dPreActivation`
+    /// are scratch [rows, hidden].
     static func backward(_ backend: Backend, dOut: Buffer, x: Buffer, weights: MLPWeights, gradients: MLPWeights,
                          rows: Int, width: Int, hidden: Int, cache: MLPCache,
-                         dHidden: Buffer, dPreActivation: Buffer, dX: Buffer) throws {
-        try backend.fill(dHidden, value: 0, offset: 0, count: rows * hidden)
+                         dHidden: Buffer, dPreActivation: Buffer, dX: Buffer, overwriteDX: Bool = false) throws {
+        // dHidden is written whole by fc2's backward GEMM (beta 0); biasGeluBackward accumulates, so
+        // dPreActivation still starts from zero.
         try backend.fill(dPreActivation, value: 0, offset: 0, count: rows * hidden)
         try Linear.backward(backend, dOut: dOut, x: cache.hidden, weight: weights.fc2Weight,
                             dX: dHidden, dWeight: gradients.fc2Weight, dBias: gradients.fc2Bias,
-                            rows: rows, inFeatures: hidden, outFeatures: width)
+                            rows: rows, inFeatures: hidden, outFeatures: width, overwriteDX: true)
         try backend.biasGeluBackward(dOut: dHidden, x: cache.preActivation, bias: weights.fc1Bias,
                                      dX: dPreActivation, rows: rows, cols: hidden)
         try Linear.backward(backend, dOut: dPreActivation, x: x, weight: weights.fc1Weight,
                             dX: dX, dWeight: gradients.fc1Weight, dBias: gradients.fc1Bias,
-                            rows: rows, inFeatures: width, outFeatures: hidden)
+                            rows: rows, inFeatures: width, outFeatures: hidden, overwriteDX: overwriteDX)
     }
 }
