@@ -32,13 +32,14 @@ extension ViTWeights {
     }
 }
 
-/// SplitMix64 (Steele, Lea & Flood 2014) with the few distributions initialisation needs.
-struct SplitMix {
-    var state: UInt64
+/// SplitMix64 (Steele, Lea & Flood 2014) with the few distributions initialisation and random pruning need: our
+/// own generator, so that results are reproducible from `--seed` whatever the standard library does.
+public struct SplitMix {
+    public var state: UInt64
 
-    init(seed: UInt64) { state = seed }
+    public init(seed: UInt64) { state = seed }
 
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -47,16 +48,16 @@ struct SplitMix {
     }
 
     /// Uniform in [0, 1).
-    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+    public mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 
     /// Standard normal (Box–Muller).
-    mutating func normal() -> Double {
+    public mutating func normal() -> Double {
         let u = max(unit(), Double.leastNormalMagnitude)
         return (-2 * log(u)).squareRoot() * cos(2 * Double.pi * unit())
     }
 
     /// Standard normal restricted to [−2, 2] by rejection, as `torch.nn.init.trunc_normal_(a=-2σ, b=2σ)`.
-    mutating func truncatedNormal() -> Double {
+    public mutating func truncatedNormal() -> Double {
         while true {
             let value = normal()
             if abs(value) <= 2 { return value }

@@ -42,8 +42,8 @@ public enum Importance {
 
     /// Seeded uniform scores (the random baseline); the same seed gives the same scores for the same space.
     public static func random(_ space: ChannelSpace, seed: UInt64) -> [Double] {
-        var generator = SplitMix64(seed: seed ^ UInt64(truncatingIfNeeded: space.kind.description.hashStable))
-        return space.groups.map { _ in generator.nextUnit() }
+        var generator = SplitMix(seed: seed ^ UInt64(truncatingIfNeeded: space.kind.description.hashStable))
+        return space.groups.map { _ in generator.unit() }
     }
 
     /// d(mean cross-entropy)/d parameter, summed over consecutive batches of the first `limit` calibration images.
@@ -144,23 +144,6 @@ public enum Selection {
     static func topIndices(_ scores: [Double], count: Int) -> [Int] {
         scores.indices.sorted { (scores[$0], -$0) > (scores[$1], -$1) }.prefix(count).sorted()
     }
-}
-
-/// SplitMix64: a tiny seeded generator, so random pruning is reproducible from `--seed`.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }
 
 extension String {
