@@ -262,8 +262,9 @@ struct DuplicateKey: Error {
     var key: String
 }
 
-/// JSON text for a string, escaped per RFC 8259 (used by the writer, whose output the parser above must accept).
-func jsonStringLiteral(_ text: String) -> String {
+/// JSON text for a string, escaped per RFC 8259 (used by the writer, whose output the parser above must accept,
+/// and by hand-assembled JSON reports).
+public func jsonStringLiteral(_ text: String) -> String {
     var out = "\""
     for scalar in text.unicodeScalars {
         switch scalar {

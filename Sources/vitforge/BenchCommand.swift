@@ -103,7 +103,7 @@ struct BenchCommand: ParsableCommand {
             }
             print("device: \(deviceName)")
             if let json {
-                let text = "{\"device\": \(jsonString(deviceName)), \"results\": [\n"
+                let text = "{\"device\": \(jsonStringLiteral(deviceName)), \"results\": [\n"
                     + rows.map { "  " + $0.jsonObject(device: nil) }.joined(separator: ",\n") + "\n]}\n"
                 try SafetensorsWriter.writeAtomically(to: json) { descriptor in
                     let bytes = Array(text.utf8)
@@ -184,8 +184,8 @@ struct BenchRow {
 
     func jsonObject(device: String?) -> String {
         var fields: [String] = []
-        if let device { fields.append("\"device\": \(jsonString(device))") }
-        fields += ["\"model\": \(jsonString(model))", "\"batch\": \(batch)", "\"mode\": \(jsonString(mode))",
+        if let device { fields.append("\"device\": \(jsonStringLiteral(device))") }
+        fields += ["\"model\": \(jsonStringLiteral(model))", "\"batch\": \(batch)", "\"mode\": \(jsonStringLiteral(mode))",
                    "\"images_per_second\": \(imagesPerSecond)", "\"latency_ms_median\": \(latencyMedianMs)",
                    "\"latency_ms_min\": \(latencyMinMs)", "\"gflops_per_second\": \(gflopsPerSecond)",
                    "\"peak_memory_mb\": \(peakMemoryMB)"]
@@ -314,25 +314,6 @@ struct SplitMix64 {
     }
 }
 
-func jsonString(_ text: String) -> String {
-    var escaped = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": escaped += "\\\""
-        case "\\": escaped += "\\\\"
-        case "\n": escaped += "\\n"
-        case "\t": escaped += "\\t"
-        default:
-            if scalar.value < 0x20 {
-                let hex = String(scalar.value, radix: 16)
-                escaped += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            } else {
-                escaped.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return escaped + "\""
-}
 
 private func pad(_ text: String, _ width: Int) -> String {
     text.count >= width ? text : String(repeating: " ", count: width - text.count) + text
