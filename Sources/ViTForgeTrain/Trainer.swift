@@ -68,17 +68,22 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     }
 }
 
-/// A validation result from the caller's evaluation callback.
+/// The caller's per-epoch evaluation.
 public struct Evaluation: Codable, Equatable, Sendable {
-    /// Higher is better; chooses the best checkpoint (usually the validation accuracy).
-    public var metric: Double
+    /// Higher is better; chooses the best checkpoint. Nil when the run has no validation data: test numbers are
+    /// reported, never used to choose.
+    public var metric: Double?
+    /// Validation accuracy.
     public var accuracy: Double?
     public var loss: Double?
+    /// Test accuracy, for the log only.
+    public var testAccuracy: Double?
 
-    public init(metric: Double, accuracy: Double? = nil, loss: Double? = nil) {
+    public init(metric: Double?, accuracy: Double? = nil, loss: Double? = nil, testAccuracy: Double? = nil) {
         self.metric = metric
         self.accuracy = accuracy
         self.loss = loss
+        self.testAccuracy = testAccuracy
     }
 }
 
@@ -311,13 +316,13 @@ public final class Trainer {
             imagesPerSecond: state.epochSeconds > 0 ? Double(state.epochImages) / state.epochSeconds : 0,
             validation: validation)
         state.history.epochs.append(record)
-        if let validation, validation.metric > (state.history.bestMetric ?? -.infinity) {
-            state.history.bestMetric = validation.metric
+        if let metric = validation?.metric, metric > (state.history.bestMetric ?? -.infinity) {
+            state.history.bestMetric = metric
             state.history.bestEpoch = epochNumber
             if let bestPath = checkpoints.bestPath {
                 try SafetensorsWriter.write(model.hostWeights().namedTensors(), metadata: [
                     ViTConfig.metadataKey: model.config.jsonString(), "vitforge.epoch": String(epochNumber),
-                    "vitforge.metric": String(validation.metric),
+                    "vitforge.metric": String(metric),
                 ], to: bestPath, protecting: checkpoints.protectedInputs)
             }
         }

@@ -131,7 +131,7 @@ struct DemoCommand: ParsableCommand {
                 let accuracy = try Evaluator.tally(model, on: test, batchSize: 256).accuracy
                 progress.finish()
                 print("  epoch \(epoch)/\(epochs): test accuracy \(String(format1: accuracy * 100))%")
-                return Evaluation(metric: accuracy, accuracy: accuracy)
+                return Evaluation(metric: nil, testAccuracy: accuracy)
             }
         }
         StopSignal.installInterruptHandler()

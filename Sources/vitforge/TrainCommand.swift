@@ -157,8 +157,8 @@ struct TrainCommand: ParsableCommand {
                 if let validation { line += " validation \(String(format1: validation.accuracy * 100))%" }
                 if let test { line += " test \(String(format1: test.accuracy * 100))%" }
                 print(line)
-                let metric = validation?.accuracy ?? test?.accuracy ?? 0
-                return Evaluation(metric: metric, accuracy: validation?.accuracy ?? test?.accuracy)
+                return Evaluation(metric: validation?.accuracy, accuracy: validation?.accuracy,
+                                  testAccuracy: test?.accuracy)
             }
             StopSignal.installInterruptHandler()
             let outcome = try trainer.run()
