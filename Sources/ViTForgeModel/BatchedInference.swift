@@ -23,7 +23,7 @@ extension VisionTransformer {
                 try prepare(range, UnsafeMutableBufferPointer(rebasing: host[0..<elements]))
                 try backend.upload(UnsafeBufferPointer(rebasing: host[0..<elements]), to: images, offset: 0)
             }
-            let output = try forward(images: images, batch: range.count)
+            let output = try forward(images: images, batch: range.count, keepingActivations: false)
             let classes = range.count * config.classes
             try logits.withUnsafeMutableBufferPointer { host in
                 let part = UnsafeMutableBufferPointer(rebasing: host[0..<classes])

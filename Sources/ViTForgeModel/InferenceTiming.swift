@@ -26,13 +26,13 @@ extension VisionTransformer {
         }
         let images = try backend.makeBuffer(pixels)
         for _ in 0..<warmup {
-            try forward(images: images, batch: batch)
+            try forward(images: images, batch: batch, keepingActivations: false)
             try backend.synchronize()
         }
         var seconds: [Double] = []
         for _ in 0..<max(runs, 1) {
             let start = DispatchTime.now().uptimeNanoseconds
-            try forward(images: images, batch: batch)
+            try forward(images: images, batch: batch, keepingActivations: false)
             try backend.synchronize()
             seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
         }

@@ -1,7 +1,7 @@
 import ViTForgeDevice
 
 /// A Vision Transformer on a backend: the parameters as device buffers named exactly as timm's keys, a forward
-/// pass that keeps what backward needs (`ActivationCache`), and a hand-written backward that accumulates into
+/// pass that keeps what backward needs (`ActivationCache`) or, for inference, only one block's worth, and a hand-written backward that accumulates into
 /// per-parameter gradient buffers (llm.c style: every layer's forward and backward live side by side in `Layers/`).
 /// Per-block widths come from the config, so pruned models run through the same code.
 public final class VisionTransformer {
@@ -11,8 +11,15 @@ public final class VisionTransformer {
     public private(set) var parameters: [String: Buffer] = [:]
     /// d loss / d parameter, by timm name; allocated by the first `zeroGradients()`.
     public private(set) var gradients: [String: Buffer] = [:]
+    /// The training-layout cache of the last forward that kept activations, and the inference-layout one; each is
+    /// rebuilt when the batch size changes. Kept apart so evaluating between training steps does not reallocate.
     private var cache: ActivationCache?
-    var currentCache: ActivationCache? { cache }
+    private var inferenceCache: ActivationCache?
+    /// Whether the last forward kept activations, i.e. whether `backward` may run now.
+    private var lastForwardKeptActivations = false
+    var currentCache: ActivationCache? { lastForwardKeptActivations ? cache : nil }
+    /// The cache the last forward wrote, of either layout.
+    var lastForwardCache: ActivationCache? { lastForwardKeptActivations ? cache : inferenceCache }
 
     public init(weights: ViTWeights, backend: Backend) throws {
         self.config = weights.config
@@ -63,20 +70,23 @@ public final class VisionTransformer {
 
     /// Logits [batch, classes] for normalised images [batch, channels, imageSize, imageSize] already on the device.
     /// The returned buffer belongs to the model and is overwritten by the next forward.
+    /// `keepingActivations: false` is inference: every block reuses one set of buffers (a fraction of the memory),
+    /// and `backward` and `mlpHiddenActivations` refuse to run until the next forward that keeps them.
     @discardableResult
-    public func forward(images: Buffer, batch: Int) throws -> Buffer {
-        let cache = try activationCache(batch: batch)
+    public func forward(images: Buffer, batch: Int, keepingActivations: Bool = true) throws -> Buffer {
+        let cache = try activationCache(batch: batch, keepingActivations: keepingActivations)
+        lastForwardKeptActivations = keepingActivations
         let c = config
         let rows = cache.rows
         let width = c.residualWidth
         try PatchEmbedding.forward(backend, images: images, weights: embeddingWeights(parameter),
-                                   plan: cache.embedding, tokens: cache.residual[0])
+                                   plan: cache.embedding, tokens: cache.residual(0))
         for (index, block) in c.blocks.enumerated() {
             let names = BlockNames(index)
-            let blockCache = cache.blocks[index]
-            let input = cache.residual[2 * index]
-            let middle = cache.residual[2 * index + 1]
-            let output = cache.residual[2 * index + 2]
+            let blockCache = cache.block(index)
+            let input = cache.residual(2 * index)
+            let middle = cache.residual(2 * index + 1)
+            let output = cache.residual(2 * index + 2)
             try backend.layerNormForward(x: input, gamma: parameter(names.norm1Weight), beta: parameter(names.norm1Bias),
                                          out: blockCache.norm1, mean: blockCache.norm1Mean, rstd: blockCache.norm1Rstd,
                                          rows: rows, cols: width, eps: Float(c.layerNormEps))
@@ -95,27 +105,29 @@ public final class VisionTransformer {
         return cache.logits
     }
 
-    /// The MLP hidden activations (post-GELU, [batch·tokens, mlpHidden]) of block `index` from the last forward.
+    /// The MLP hidden activations (post-GELU, [batch·tokens, mlpHidden]) of block `index` from the last forward,
+    /// which must have kept its activations.
     public func mlpHiddenActivations(block index: Int) throws -> Buffer {
-        guard let cache, index < cache.blocks.count else {
-            throw BackendError.invalidArgument("no forward has run, or block \(index) does not exist")
+        guard let cache = currentCache, index < config.depth else {
+            throw BackendError.invalidArgument("no forward that kept activations has run, or block \(index) does not exist")
         }
-        return cache.blocks[index].mlp.hidden
+        return cache.block(index).mlp.hidden
     }
 
-    /// Rows (batch·tokens) of the last forward.
-    public var lastRows: Int { cache?.rows ?? 0 }
+    /// Rows (batch·tokens) of the last forward that kept activations.
+    public var lastRows: Int { currentCache?.rows ?? 0 }
 
     private func headForward(_ cache: ActivationCache) throws {
         let c = config
         let batch = cache.batch
         let width = c.residualWidth
         let norm = c.finalNormName
+        let tokens = cache.residual(2 * c.depth)
         for (index, head) in cache.heads.enumerated() {
             if c.pooling == .avg {
-                try TokenPooling.averageForward(backend, x: cache.residual.last!, plan: cache.pooling, pooled: head.pooled)
+                try TokenPooling.averageForward(backend, x: tokens, plan: cache.pooling, pooled: head.pooled)
             } else {
-                try TokenPooling.selectForward(backend, x: cache.residual.last!, token: index, plan: cache.pooling,
+                try TokenPooling.selectForward(backend, x: tokens, token: index, plan: cache.pooling,
                                                pooled: head.pooled)
             }
             try backend.layerNormForward(x: head.pooled, gamma: parameter(norm + ".weight"),
@@ -141,47 +153,49 @@ public final class VisionTransformer {
     /// Accumulates d loss / d parameter into `gradients` given d loss / d logits [batch, classes] of the last
     /// forward (for a distilled DeiT, the logits are the average of its two heads, so each head gets half).
     public func backward(dLogits: Buffer) throws {
-        guard let cache else { throw BackendError.invalidArgument("backward without a forward") }
+        guard let cache = currentCache, let scratch = cache.gradients else {
+            throw BackendError.invalidArgument("backward without a forward that kept its activations")
+        }
         let c = config
         let batch = cache.batch
         let rows = cache.rows
         let width = c.residualWidth
         let norm = c.finalNormName
-        let dResidual = cache.dResidual
+        let dResidual = scratch.dResidual
         try backend.fill(dResidual, value: 0, offset: 0, count: rows * width)
         let headShare: Float = cache.heads.count == 2 ? 0.5 : 1
         for (index, head) in cache.heads.enumerated() {
             let headName = index == 0 ? "head" : "head_dist"
-            try backend.fill(cache.dHeadLogits, value: 0, offset: 0, count: batch * c.classes)
-            try backend.axpy(alpha: headShare, x: dLogits, y: cache.dHeadLogits, count: batch * c.classes)
-            try backend.fill(cache.dNormed, value: 0, offset: 0, count: batch * width)
-            try backend.fill(cache.dPooled, value: 0, offset: 0, count: batch * width)
-            try Linear.backward(backend, dOut: cache.dHeadLogits, x: head.normed, weight: parameter(headName + ".weight"),
-                                dX: cache.dNormed, dWeight: gradient(headName + ".weight"),
+            try backend.fill(scratch.dHeadLogits, value: 0, offset: 0, count: batch * c.classes)
+            try backend.axpy(alpha: headShare, x: dLogits, y: scratch.dHeadLogits, count: batch * c.classes)
+            try backend.fill(scratch.dNormed, value: 0, offset: 0, count: batch * width)
+            try backend.fill(scratch.dPooled, value: 0, offset: 0, count: batch * width)
+            try Linear.backward(backend, dOut: scratch.dHeadLogits, x: head.normed, weight: parameter(headName + ".weight"),
+                                dX: scratch.dNormed, dWeight: gradient(headName + ".weight"),
                                 dBias: gradient(headName + ".bias"), rows: batch, inFeatures: width,
                                 outFeatures: c.classes)
-            try backend.layerNormBackward(dOut: cache.dNormed, x: head.pooled, gamma: parameter(norm + ".weight"),
-                                          mean: head.mean, rstd: head.rstd, dX: cache.dPooled,
+            try backend.layerNormBackward(dOut: scratch.dNormed, x: head.pooled, gamma: parameter(norm + ".weight"),
+                                          mean: head.mean, rstd: head.rstd, dX: scratch.dPooled,
                                           dGamma: gradient(norm + ".weight"), dBeta: gradient(norm + ".bias"),
                                           rows: batch, cols: width)
             if c.pooling == .avg {
-                try TokenPooling.averageBackward(backend, dPooled: cache.dPooled, plan: cache.pooling, dX: dResidual)
+                try TokenPooling.averageBackward(backend, dPooled: scratch.dPooled, plan: cache.pooling, dX: dResidual)
             } else {
-                try TokenPooling.selectBackward(backend, dPooled: cache.dPooled, token: index, plan: cache.pooling,
+                try TokenPooling.selectBackward(backend, dPooled: scratch.dPooled, token: index, plan: cache.pooling,
                                                 dX: dResidual)
             }
         }
         for (index, block) in c.blocks.enumerated().reversed() {
             let names = BlockNames(index)
-            let blockCache = cache.blocks[index]
+            let blockCache = cache.block(index)
             // dResidual holds d(block output); each branch adds its contribution through its LayerNorm, and the
             // identity path carries dResidual through unchanged (LayerNorm backward accumulates into it).
             // Each branch writes dNormedTokens whole (overwriteDX) instead of adding to a zero-filled buffer.
             try MLP.backward(backend, dOut: dResidual, x: blockCache.norm2, weights: mlpWeights(names, parameter),
                              gradients: mlpWeights(names, gradient), rows: rows, width: width,
-                             hidden: block.mlpHidden, cache: blockCache.mlp, dHidden: cache.dHidden,
-                             dPreActivation: cache.dPreActivation, dX: cache.dNormedTokens, overwriteDX: true)
-            try backend.layerNormBackward(dOut: cache.dNormedTokens, x: cache.residual[2 * index + 1],
+                             hidden: block.mlpHidden, cache: blockCache.mlp, dHidden: scratch.dHidden,
+                             dPreActivation: scratch.dPreActivation, dX: scratch.dNormedTokens, overwriteDX: true)
+            try backend.layerNormBackward(dOut: scratch.dNormedTokens, x: cache.residual(2 * index + 1),
                                           gamma: parameter(names.norm2Weight), mean: blockCache.norm2Mean,
                                           rstd: blockCache.norm2Rstd, dX: dResidual,
                                           dGamma: gradient(names.norm2Weight), dBeta: gradient(names.norm2Bias),
@@ -190,8 +204,8 @@ public final class VisionTransformer {
                                    weights: attentionWeights(names, parameter),
                                    gradients: attentionWeights(names, gradient),
                                    shape: attentionShape(block, batch: batch), cache: blockCache.attention,
-                                   scratch: cache.attentionScratch, dX: cache.dNormedTokens, overwriteDX: true)
-            try backend.layerNormBackward(dOut: cache.dNormedTokens, x: cache.residual[2 * index],
+                                   scratch: scratch.attention, dX: scratch.dNormedTokens, overwriteDX: true)
+            try backend.layerNormBackward(dOut: scratch.dNormedTokens, x: cache.residual(2 * index),
                                           gamma: parameter(names.norm1Weight), mean: blockCache.norm1Mean,
                                           rstd: blockCache.norm1Rstd, dX: dResidual,
                                           dGamma: gradient(names.norm1Weight), dBeta: gradient(names.norm1Bias),
@@ -203,11 +217,18 @@ public final class VisionTransformer {
 
     // MARK: Plumbing
 
-    private func activationCache(batch: Int) throws -> ActivationCache {
-        if let cache, cache.batch == batch { return cache }
-        cache = nil  // release the old batch size's buffers before allocating the new ones
-        let made = try ActivationCache(backend, config: config, batch: batch)
-        cache = made
+    private func activationCache(batch: Int, keepingActivations: Bool) throws -> ActivationCache {
+        if keepingActivations {
+            if let cache, cache.batch == batch { return cache }
+            cache = nil  // release the old batch size's buffers before allocating the new ones
+            let made = try ActivationCache(backend, config: config, batch: batch, keepsActivations: true)
+            cache = made
+            return made
+        }
+        if let inferenceCache, inferenceCache.batch == batch { return inferenceCache }
+        inferenceCache = nil
+        let made = try ActivationCache(backend, config: config, batch: batch, keepsActivations: false)
+        inferenceCache = made
         return made
     }
 

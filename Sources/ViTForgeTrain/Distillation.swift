@@ -96,10 +96,10 @@ public final class TrainingLoss {
         }
         let logitCount = batch * classes
         if let teacher, distillation != nil {
-            let logits = try teacher.forward(images: images, batch: batch)
+            let logits = try teacher.forward(images: images, batch: batch, keepingActivations: false)
             try backend.copy(logits, srcOffset: 0, to: teacherLogits, dstOffset: 0, count: logitCount)
         }
-        let studentLogits = try student.forward(images: images, batch: batch)
+        let studentLogits = try student.forward(images: images, batch: batch, keepingActivations: backward)
         try backend.crossEntropyForward(logits: studentLogits, labels: labels, probs: probabilities,
                                         losses: crossEntropyLosses, rows: batch, classes: classes,
                                         smoothing: Float(smoothing))

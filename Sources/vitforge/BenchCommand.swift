@@ -256,7 +256,7 @@ enum BenchMeasurement {
             }
         } else {
             step = {
-                try model.forward(images: images, batch: batch)
+                try model.forward(images: images, batch: batch, keepingActivations: false)
                 try backend.synchronize()
             }
         }

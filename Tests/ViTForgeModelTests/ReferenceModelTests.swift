@@ -77,6 +77,29 @@ struct ReferenceModelTests {
         #expect(error < 2e-5, "\(variant) on \(backend.name): max |logit error| \(error)")
     }
 
+    /// Inference shares one block's buffers across all blocks (sized for the widest) and two residual buffers; it
+    /// must compute exactly what the training layout computes, on blocks of different widths, and a backward
+    /// after it must refuse rather than read the shared buffers.
+    @Test("an inference forward equals the training forward bit for bit; backward after it refuses",
+          arguments: Variant.allCases, ModelTestBackends.all)
+    func inferenceLayoutMatchesTrainingLayout(variant: Variant, device: ModelBackend) throws {
+        let problem = try Self.problem(variant, seed: 0x1AFE + UInt64(variant.rawValue.count))
+        let backend = device.backend
+        let vit = try VisionTransformer(weights: problem.weights, backend: backend)
+        let images = try backend.makeBuffer(problem.images)
+        let count = problem.batch * problem.config.classes
+        let training = try backend.read(vit.forward(images: images, batch: problem.batch), count: count)
+        let inference = try backend.read(vit.forward(images: images, batch: problem.batch, keepingActivations: false),
+                                         count: count)
+        #expect(training == inference, "\(variant) on \(backend.name): \(training) vs \(inference)")
+        let expected = problem.reference.logits(problem.images.map(Double.init), batch: problem.batch).flatMap { $0 }
+        let error = zip(inference, expected).map { abs(Double($0) - $1) }.max() ?? .infinity
+        #expect(error < 2e-5, "\(variant) on \(backend.name): max |logit error| \(error)")
+        try vit.zeroGradients()
+        #expect(throws: BackendError.self) { try vit.backward(dLogits: backend.makeBuffer([Float](repeating: 0, count: count))) }
+        #expect(throws: BackendError.self) { try vit.mlpHiddenActivations(block: 0) }
+    }
+
     @Test("every parameter's gradient equals finite differences of the reference loss",
           arguments: Variant.allCases, ModelTestBackends.all)
     func gradientsMatchFiniteDifferences(variant: Variant, device: ModelBackend) throws {
