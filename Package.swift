@@ -87,15 +87,19 @@ let package = Package(
             "ViTForgePrune",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "vitforge"]),
-        .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel"]),
+        // What several test targets share (test targets cannot import each other): the float64 reference ViT and
+        // the seeded random source.
+        .target(name: "ViTForgeTestSupport", dependencies: ["ViTForgeModel"], path: "Tests/ViTForgeTestSupport"),
+        .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "ViTForgeTestSupport", "vitforge"]),
+        .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel", "ViTForgeTestSupport"]),
         // CImageDecode's encoders write the tests' PNG/JPEG files.
         .testTarget(name: "ViTForgeDataTests", dependencies: ["ViTForgeData", "CImageDecode"]),
         // Runs the built `vitforge` binary as a subprocess (the dependency makes `swift build`/`swift test` build it).
         .testTarget(name: "vitforgeCLITests", dependencies: ["vitforge", "ViTForgeModel", "ViTForgeData"]),
         .testTarget(name: "ViTForgeTrainTests", dependencies: ["ViTForgeTrain"]),
         .testTarget(name: "ViTForgePruneTests",
-                    dependencies: ["ViTForgePrune", "ViTForgeModel", "ViTForgeDevice", "ViTForgeData"]),
+                    dependencies: ["ViTForgePrune", "ViTForgeModel", "ViTForgeDevice", "ViTForgeData",
+                                   "ViTForgeTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

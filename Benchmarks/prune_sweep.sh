@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Accuracy of VBP against the magnitude / Taylor / random baselines at several MLP keep ratios, right after pruning
 # and (with FINETUNE_EPOCHS>0) after distillation fine-tuning, plus measured speed-up against the MAC reduction.
-# Usage: bash Benchmarks/prune_sweep.sh [out-dir]      (env: MODELS, METHODS, KEEPS, FINETUNE_EPOCHS, CALIB)
+# Usage: bash Benchmarks/prune_sweep.sh [out-dir]      (env: MODELS, METHODS, KEEPS, FINETUNE_EPOCHS, CALIB, VITFORGE)
 # Prints one table row per run and writes each run's JSON report into out-dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source .ci/env
 out="${1:-out/prune-sweep}"
 mkdir -p "$out"
-bin=.build/release/vitforge
+bin="${VITFORGE:-.build/release/vitforge}"
 [ -x "$bin" ] || swift build -c release
 MODELS="${MODELS:-fm-vit-c:2 fm-vit-b:4}"
 METHODS="${METHODS:-vbp taylor magnitude random}"

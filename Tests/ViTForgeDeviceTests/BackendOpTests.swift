@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Testing
 @testable import ViTForgeDevice
+import ViTForgeTestSupport
 
 // Every operation of `Backend`, on every backend in `TestBackends.all`, against the float64 `Reference`
 // (after ggml's test-backend-ops). To cover a new operation or a new shape, add a row to `OpCase.table`:
@@ -34,9 +35,9 @@ enum Tolerance {
 /// One row of the table.
 struct OpCase: Sendable, CustomTestStringConvertible {
     let name: String
-    let prepare: @Sendable (inout SplitMix64) throws -> PreparedOp
+    let prepare: @Sendable (inout SeededGenerator) throws -> PreparedOp
 
-    init(_ name: String, _ prepare: @escaping @Sendable (inout SplitMix64) throws -> PreparedOp) {
+    init(_ name: String, _ prepare: @escaping @Sendable (inout SeededGenerator) throws -> PreparedOp) {
         self.name = name
         self.prepare = prepare
     }
@@ -46,7 +47,7 @@ struct OpCase: Sendable, CustomTestStringConvertible {
 
     /// Fresh inputs for this row, from its own seed.
     func prepared() throws -> PreparedOp {
-        var generator = SplitMix64(seed: seed)
+        var generator = SeededGenerator(seed: seed)
         return try prepare(&generator)
     }
 }
@@ -105,7 +106,7 @@ struct BackendOpTests {
           arguments: OpCase.table)
     func referenceGradients(row: OpCase) throws {
         let op = try row.prepared()
-        var generator = SplitMix64(seed: row.seed ^ 0xFD)
+        var generator = SeededGenerator(seed: row.seed ^ 0xFD)
         for check in op.gradientChecks {
             try #require(check.analytic.count == check.input.count, "\(row.name): \(check.name) has the wrong size")
             // A sample of coordinates keeps this fast in debug builds; every one is a full forward pass.

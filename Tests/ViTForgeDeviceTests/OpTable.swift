@@ -1,4 +1,5 @@
 @testable import ViTForgeDevice
+import ViTForgeTestSupport
 
 // The rows of `BackendOpTests`: every operation of `Backend`, at odd sizes, with fresh random inputs.
 // Backward rows pre-fill their gradient buffers with random values and expect prefill + contribution, which
@@ -175,7 +176,7 @@ extension OpCase {
 
     /// Random A, B and C a little larger than the spec reaches; the whole C buffer is compared, so elements the
     /// product must not touch (padding, the slack after it) are checked to be left alone.
-    static func gemmOp(_ spec: GemmSpec, batched: Bool, rng: inout SplitMix64) -> PreparedOp {
+    static func gemmOp(_ spec: GemmSpec, batched: Bool, rng: inout SeededGenerator) -> PreparedOp {
         let a = rng.values(max(spec.extentA, 0) + 3)
         let b = rng.values(max(spec.extentB, 0) + 2)
         let c = rng.values(spec.extentC + 5)
@@ -475,7 +476,7 @@ extension OpCase {
 
     /// Random values of the same magnitude as `contribution`, so that an overwrite instead of `+=` (or a
     /// contribution lost under a much larger prefill) shows as an error of order 1.
-    static func prefill(like contribution: [Double], _ rng: inout SplitMix64) -> [Double] {
+    static func prefill(like contribution: [Double], _ rng: inout SeededGenerator) -> [Double] {
         var largest = 0.0
         for value in contribution { largest = max(largest, abs(value)) }
         return rng.values(contribution.count).map { Double(Float($0 * largest)) }

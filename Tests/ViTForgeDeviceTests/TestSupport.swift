@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Testing
 @testable import ViTForgeDevice
+import ViTForgeTestSupport
 
 // MARK: Backends under test
 
@@ -58,32 +59,6 @@ enum TestBackends {
 
 // MARK: Random inputs
 
-/// SplitMix64 (Steele, Lea & Flood 2014): a tiny, good-enough generator, so runs are reproducible from one seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// `count` uniform values in `range`, each exactly representable as a Float, so that the float64 reference and
-    /// the backend start from the very same numbers.
-    mutating func values(_ count: Int, in range: ClosedRange<Float> = -1 ... 1) -> [Double] {
-        (0 ..< count).map { _ in Double(Float.random(in: range, using: &self)) }
-    }
-
-    /// `count` distinct indices from `0 ..< upperBound`, in random order.
-    mutating func distinctIndices(_ count: Int, below upperBound: Int) -> [Int] {
-        Array(Array(0 ..< upperBound).shuffled(using: &self).prefix(count))
-    }
-}
-
 /// The seed of every random input: fixed, so a failure reproduces, and overridable with `VITFORGE_TEST_SEED=<n>`
 /// to run the same tests on other inputs.
 enum TestSeed {
@@ -105,7 +80,7 @@ enum TestSeed {
 // MARK: Moving values between the tests and a backend
 
 extension Backend {
-    /// A buffer holding `values` as Float (they are Float-exact when made by `SplitMix64.values`).
+    /// A buffer holding `values` as Float (they are Float-exact when made by `SeededGenerator.values`).
     func buffer(_ values: [Double]) throws -> Buffer {
         try makeBuffer(values.map { Float($0) })
     }

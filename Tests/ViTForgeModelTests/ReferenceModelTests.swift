@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import ViTForgeDevice
 @testable import ViTForgeModel
+import ViTForgeTestSupport
 
 /// The Swift model against the float64 reference ViT on tiny, deliberately irregular configurations: every block
 /// has its own head count, q/k width ≠ v width, its own MLP width and a custom attention scale (what pruning
@@ -48,15 +49,7 @@ struct ReferenceModelTests {
             doubles[spec.name] = values.map(Double.init)
         }
         let weights = try ViTWeights(config: config, tensors: tensors)
-        let reference = ReferenceViT(
-            channels: config.inChannels, imageSize: config.imageSize, patch: config.patchSize,
-            width: config.residualWidth, classes: config.classes, avgPooling: config.pooling == .avg,
-            distilled: config.distillationToken, qkvBias: config.qkvBias, eps: config.layerNormEps,
-            blocks: config.blocks.map {
-                ReferenceViT.Block(heads: $0.heads, qkDim: $0.qkDim, vDim: $0.vDim, hidden: $0.mlpHidden,
-                                   scale: $0.attentionScale)
-            },
-            parameters: doubles)
+        let reference = ReferenceViT(config: config, parameters: doubles)
         let batch = 3
         let images = (0..<(batch * config.inChannels * config.imageSize * config.imageSize)).map { _ in
             Float(generator.uniform())
@@ -134,22 +127,4 @@ struct ReferenceModelTests {
             }
         }
     }
-}
-
-/// SplitMix64, so every run draws the same "random" model and the failures are reproducible.
-struct SeededGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) * 2 - 1 }
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
 }

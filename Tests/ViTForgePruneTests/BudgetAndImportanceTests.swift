@@ -3,6 +3,7 @@ import Testing
 import ViTForgeDevice
 import ViTForgeModel
 @testable import ViTForgePrune
+import ViTForgeTestSupport
 
 struct DependencyGroupTests {
     @Test("groups cover every prunable axis exactly once", arguments: Variant.allCases)

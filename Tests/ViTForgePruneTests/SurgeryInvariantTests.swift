@@ -3,6 +3,7 @@ import Testing
 import ViTForgeDevice
 import ViTForgeModel
 @testable import ViTForgePrune
+import ViTForgeTestSupport
 
 /// The surgery invariant: a pruned model computes exactly what the full model computes with the removed channels
 /// masked (residual width: with every LayerNorm over the kept channels only). Random keep-sets in every space, alone

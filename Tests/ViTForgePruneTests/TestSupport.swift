@@ -2,40 +2,13 @@ import Foundation
 import ViTForgeDevice
 import ViTForgeModel
 @testable import ViTForgePrune
+import ViTForgeTestSupport
 
 /// `Tests/Fixtures`, next to this test target's folder.
 let fixturesFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Fixtures")
 
 func fixture(_ name: String) -> String { fixturesFolder.appendingPathComponent(name).path }
-
-/// SplitMix64, so every run draws the same "random" model and keep-sets, and failures reproduce.
-struct SeededGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) * 2 - 1 }
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-
-    /// A random subset of `0..<size` with `count` elements, ascending.
-    mutating func subset(of size: Int, count: Int) -> [Int] {
-        var all = Array(0..<size)
-        for i in 0..<count { all.swapAt(i, i + below(size - i)) }
-        return all.prefix(count).sorted()
-    }
-
-    /// A random non-empty proper subset size when possible (`size` 1: 1).
-    mutating func keepCount(_ size: Int) -> Int { size == 1 ? 1 : 1 + below(size - 1) }
-}
 
 enum Variant: String, CaseIterable, Sendable {
     case tokenPooling, averagePooling, distilled
@@ -76,15 +49,7 @@ func reference(_ weights: ViTWeights, overrides: [String: [Double]] = [:], masks
     var doubles: [String: [Double]] = [:]
     for spec in config.parameterSpecs() { doubles[spec.name] = weights[spec.name]?.values.map(Double.init) }
     for (name, values) in overrides { doubles[name] = values }
-    return ReferenceViT(
-        masks: masks, channels: config.inChannels, imageSize: config.imageSize, patch: config.patchSize,
-        width: config.residualWidth, classes: config.classes, avgPooling: config.pooling == .avg,
-        distilled: config.distillationToken, qkvBias: config.qkvBias, eps: config.layerNormEps,
-        blocks: config.blocks.map {
-            ReferenceViT.Block(heads: $0.heads, qkDim: $0.qkDim, vDim: $0.vDim, hidden: $0.mlpHidden,
-                               scale: $0.attentionScale)
-        },
-        parameters: doubles)
+    return ReferenceViT(config: config, parameters: doubles, masks: masks)
 }
 
 /// The masks that make the full model compute what `plan` keeps.

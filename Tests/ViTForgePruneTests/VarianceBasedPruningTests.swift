@@ -3,6 +3,7 @@ import Testing
 import ViTForgeDevice
 import ViTForgeModel
 @testable import ViTForgePrune
+import ViTForgeTestSupport
 
 /// VBP's exactness claims (METHODS.md §1.b, §6.4): the statistics are the population mean/variance of the post-GELU
 /// activations over every token, and the bias fold makes the pruned model equal the full model with each removed

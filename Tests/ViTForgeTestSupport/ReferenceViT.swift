@@ -1,10 +1,45 @@
 import Foundation
+import ViTForgeModel
 
 /// A Vision Transformer in float64, written as plainly as possible (nested loops, timm's semantics, timm's key
-/// names), so that it is obviously right. The Swift model on every backend is compared with it, and its own
-/// gradients are central finite differences of its forward.
-struct ReferenceViT {
-    struct Block {
+/// names), so that it is obviously right. The model tests compare the Swift model on every backend with it (and its
+/// own gradients are central finite differences of its forward); the pruning tests use `masks`: the full model with
+/// removed channels masked, which a pruned model must equal.
+///
+/// Masked semantics: removed residual channels are zero everywhere in the residual stream and every LayerNorm
+/// normalises over the kept channels only (what a physically smaller LayerNorm computes); a removed head
+/// contributes nothing; removed q/k dims are zero in both q and k (the scale is unchanged); removed v dims are zero;
+/// a removed MLP neuron outputs 0, or its clamp value (VBP's mean).
+public struct ReferenceViT {
+    public struct BlockMasks {
+        public var heads: [Bool]
+        /// [head][dim]
+        public var qk: [[Bool]]
+        public var v: [[Bool]]
+        public var mlp: [Bool]
+        /// What a removed MLP neuron outputs instead (nil: 0).
+        public var mlpClamp: [Double]?
+
+        public init(heads: [Bool], qk: [[Bool]], v: [[Bool]], mlp: [Bool], mlpClamp: [Double]?) {
+            self.heads = heads
+            self.qk = qk
+            self.v = v
+            self.mlp = mlp
+            self.mlpClamp = mlpClamp
+        }
+    }
+
+    public struct Masks {
+        public var residual: [Bool]
+        public var blocks: [BlockMasks]
+
+        public init(residual: [Bool], blocks: [BlockMasks]) {
+            self.residual = residual
+            self.blocks = blocks
+        }
+    }
+
+    public struct Block {
         var heads: Int
         var qkDim: Int
         var vDim: Int
@@ -12,6 +47,7 @@ struct ReferenceViT {
         var scale: Double
     }
 
+    public var masks: Masks?
     var channels: Int
     var imageSize: Int
     var patch: Int
@@ -20,16 +56,35 @@ struct ReferenceViT {
     var avgPooling: Bool
     var distilled: Bool
     var qkvBias: Bool
-    var eps: Double = 1e-6
+    var eps: Double
     var blocks: [Block]
-    var parameters: [String: [Double]]
+    /// float64 values by timm name; tests perturb them for finite differences.
+    public var parameters: [String: [Double]]
+
+    /// The reference of a model with `config`'s shape and these float64 parameters.
+    public init(config: ViTConfig, parameters: [String: [Double]], masks: Masks? = nil) {
+        self.masks = masks
+        channels = config.inChannels
+        imageSize = config.imageSize
+        patch = config.patchSize
+        width = config.residualWidth
+        classes = config.classes
+        avgPooling = config.pooling == .avg
+        distilled = config.distillationToken
+        qkvBias = config.qkvBias
+        eps = config.layerNormEps
+        blocks = config.blocks.map {
+            Block(heads: $0.heads, qkDim: $0.qkDim, vDim: $0.vDim, hidden: $0.mlpHidden, scale: $0.attentionScale)
+        }
+        self.parameters = parameters
+    }
 
     var prefixTokens: Int { distilled ? 2 : 1 }
     var grid: Int { imageSize / patch }
     var tokens: Int { prefixTokens + grid * grid }
 
     /// Every parameter's timm name and shape.
-    func shapes() -> [(String, [Int])] {
+    public func shapes() -> [(String, [Int])] {
         var list: [(String, [Int])] = [
             ("patch_embed.proj.weight", [width, channels, patch, patch]), ("patch_embed.proj.bias", [width]),
             ("cls_token", [1, 1, width]),
@@ -63,16 +118,32 @@ struct ReferenceViT {
         return value
     }
 
-    static func layerNorm(_ x: [Double], _ gamma: [Double], _ beta: [Double], eps: Double) -> [Double] {
-        let n = Double(x.count)
-        let mean = x.reduce(0, +) / n
-        let variance = x.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / n
+    public static func layerNorm(_ x: [Double], _ gamma: [Double], _ beta: [Double], eps: Double) -> [Double] {
+        layerNorm(x, gamma, beta, eps: eps, keep: nil)
+    }
+
+    /// LayerNorm over the kept channels only; removed channels come out 0.
+    public static func layerNorm(_ x: [Double], _ gamma: [Double], _ beta: [Double], eps: Double, keep: [Bool]?) -> [Double] {
+        let kept = x.indices.filter { keep?[$0] ?? true }
+        let n = Double(kept.count)
+        let mean = kept.reduce(0) { $0 + x[$1] } / n
+        let variance = kept.reduce(0) { $0 + (x[$1] - mean) * (x[$1] - mean) } / n
         let rstd = 1 / (variance + eps).squareRoot()
-        return x.indices.map { (x[$0] - mean) * rstd * gamma[$0] + beta[$0] }
+        return x.indices.map { (keep?[$0] ?? true) ? (x[$0] - mean) * rstd * gamma[$0] + beta[$0] : 0 }
+    }
+
+    func norm(_ x: [Double], _ name: String) -> [Double] {
+        Self.layerNorm(x, p(name + ".weight"), p(name + ".bias"), eps: eps, keep: masks?.residual)
+    }
+
+    /// Zeroes removed residual channels.
+    func residualMasked(_ x: [Double]) -> [Double] {
+        guard let keep = masks?.residual else { return x }
+        return x.indices.map { keep[$0] ? x[$0] : 0 }
     }
 
     /// y[o] = Σ_i W[o, i]·x[i] + b[o] with W [out, in].
-    static func linear(_ x: [Double], _ weight: [Double], _ bias: [Double]?, outFeatures: Int) -> [Double] {
+    public static func linear(_ x: [Double], _ weight: [Double], _ bias: [Double]?, outFeatures: Int) -> [Double] {
         let inFeatures = x.count
         return (0..<outFeatures).map { o in
             var sum = bias?[o] ?? 0
@@ -81,10 +152,10 @@ struct ReferenceViT {
         }
     }
 
-    static func gelu(_ x: Double) -> Double { 0.5 * x * (1 + erf(x / 2.0.squareRoot())) }
+    public static func gelu(_ x: Double) -> Double { 0.5 * x * (1 + erf(x / 2.0.squareRoot())) }
 
     /// Logits [batch, classes] for images [batch, channels, size, size].
-    func logits(_ images: [Double], batch: Int) -> [[Double]] {
+    public func logits(_ images: [Double], batch: Int) -> [[Double]] {
         (0..<batch).map { image in
             let imageCount = channels * imageSize * imageSize
             let pixels = Array(images[(image * imageCount)..<((image + 1) * imageCount)])
@@ -92,7 +163,7 @@ struct ReferenceViT {
         }
     }
 
-    func logitsOfOne(_ pixels: [Double]) -> [Double] {
+    public func logitsOfOne(_ pixels: [Double]) -> [Double] {
         let convWeight = p("patch_embed.proj.weight"), convBias = p("patch_embed.proj.bias")
         let pos = p("pos_embed")
         var x: [[Double]] = []
@@ -117,17 +188,32 @@ struct ReferenceViT {
             }
         }
         for t in 0..<tokens { for d in 0..<width { x[t][d] += pos[t * width + d] } }
+        x = x.map(residualMasked)
 
         for (i, block) in blocks.enumerated() {
             let prefix = "blocks.\(i)."
-            let normed = x.map { Self.layerNorm($0, p(prefix + "norm1.weight"), p(prefix + "norm1.bias"), eps: eps) }
+            let blockMasks = masks?.blocks[i]
+            let normed = x.map { norm($0, prefix + "norm1") }
             let qkvFeatures = block.heads * (2 * block.qkDim + block.vDim)
-            let qkv = normed.map {
+            var qkv = normed.map {
                 Self.linear($0, p(prefix + "attn.qkv.weight"), qkvBias ? p(prefix + "attn.qkv.bias") : nil,
                             outFeatures: qkvFeatures)
             }
             var merged = [[Double]](repeating: [Double](repeating: 0, count: block.heads * block.vDim), count: tokens)
-            for h in 0..<block.heads {
+            if let blockMasks {
+                for t in 0..<tokens {
+                    for h in 0..<block.heads {
+                        for d in 0..<block.qkDim where !(blockMasks.heads[h] && blockMasks.qk[h][d]) {
+                            qkv[t][h * block.qkDim + d] = 0
+                            qkv[t][block.heads * block.qkDim + h * block.qkDim + d] = 0
+                        }
+                        for d in 0..<block.vDim where !(blockMasks.heads[h] && blockMasks.v[h][d]) {
+                            qkv[t][2 * block.heads * block.qkDim + h * block.vDim + d] = 0
+                        }
+                    }
+                }
+            }
+            for h in 0..<block.heads where blockMasks?.heads[h] ?? true {
                 let qStart = h * block.qkDim
                 let kStart = block.heads * block.qkDim + h * block.qkDim
                 let vStart = 2 * block.heads * block.qkDim + h * block.vDim
@@ -147,16 +233,19 @@ struct ReferenceViT {
                 }
             }
             for t in 0..<tokens {
-                let projected = Self.linear(merged[t], p(prefix + "attn.proj.weight"), p(prefix + "attn.proj.bias"),
-                                            outFeatures: width)
+                let projected = residualMasked(Self.linear(merged[t], p(prefix + "attn.proj.weight"),
+                                                           p(prefix + "attn.proj.bias"), outFeatures: width))
                 for d in 0..<width { x[t][d] += projected[d] }
             }
             for t in 0..<tokens {
-                let n2 = Self.layerNorm(x[t], p(prefix + "norm2.weight"), p(prefix + "norm2.bias"), eps: eps)
-                let hidden = Self.linear(n2, p(prefix + "mlp.fc1.weight"), p(prefix + "mlp.fc1.bias"),
+                let n2 = norm(x[t], prefix + "norm2")
+                var hidden = Self.linear(n2, p(prefix + "mlp.fc1.weight"), p(prefix + "mlp.fc1.bias"),
                                          outFeatures: block.hidden).map(Self.gelu)
-                let out = Self.linear(hidden, p(prefix + "mlp.fc2.weight"), p(prefix + "mlp.fc2.bias"),
-                                      outFeatures: width)
+                if let blockMasks {
+                    for j in 0..<block.hidden where !blockMasks.mlp[j] { hidden[j] = blockMasks.mlpClamp?[j] ?? 0 }
+                }
+                let out = residualMasked(Self.linear(hidden, p(prefix + "mlp.fc2.weight"), p(prefix + "mlp.fc2.bias"),
+                                                     outFeatures: width))
                 for d in 0..<width { x[t][d] += out[d] }
             }
         }
@@ -164,19 +253,19 @@ struct ReferenceViT {
         if avgPooling {
             var pooled = [Double](repeating: 0, count: width)
             for t in prefixTokens..<tokens { for d in 0..<width { pooled[d] += x[t][d] / Double(tokens - prefixTokens) } }
-            let normed = Self.layerNorm(pooled, p("fc_norm.weight"), p("fc_norm.bias"), eps: eps)
+            let normed = norm(pooled, "fc_norm")
             return Self.linear(normed, p("head.weight"), p("head.bias"), outFeatures: classes)
         }
-        let cls = Self.layerNorm(x[0], p("norm.weight"), p("norm.bias"), eps: eps)
+        let cls = norm(x[0], "norm")
         let logits = Self.linear(cls, p("head.weight"), p("head.bias"), outFeatures: classes)
         guard distilled else { return logits }
-        let dist = Self.layerNorm(x[1], p("norm.weight"), p("norm.bias"), eps: eps)
+        let dist = norm(x[1], "norm")
         let distLogits = Self.linear(dist, p("head_dist.weight"), p("head_dist.bias"), outFeatures: classes)
         return zip(logits, distLogits).map { ($0 + $1) / 2 }
     }
 
     /// Mean cross-entropy (no smoothing) of the logits against `labels`.
-    func loss(_ images: [Double], labels: [Int], batch: Int) -> Double {
+    public func loss(_ images: [Double], labels: [Int], batch: Int) -> Double {
         let all = logits(images, batch: batch)
         var total = 0.0
         for (row, label) in zip(all, labels) {
