@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Accuracy of VBP against the magnitude / Taylor / random baselines at several MLP keep ratios, right after pruning
 # and (with FINETUNE_EPOCHS>0) after distillation fine-tuning, plus measured speed-up against the MAC reduction.
-# Usage: bash Benchmarks/prune_sweep.sh [out-dir]      (env: MODELS, METHODS, KEEPS, FINETUNE_EPOCHS, CALIB, VITFORGE)
+# Usage: bash Benchmarks/prune_sweep.sh [out-dir]      (env: MODELS, METHODS, KEEPS, FINETUNE_EPOCHS, CALIB, VITFORGE,
+#        PRUNE_ARGS: extra `vitforge prune` flags, e.g. "--scope block", with TAG naming those runs)
 # Prints one table row per run and writes each run's JSON report into out-dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,18 +16,21 @@ METHODS="${METHODS:-vbp taylor magnitude random}"
 KEEPS="${KEEPS:-0.7 0.5 0.3}"
 FINETUNE_EPOCHS="${FINETUNE_EPOCHS:-0}"
 CALIB="${CALIB:-10000}"
+read -r -a extra <<< "${PRUNE_ARGS:-}"
+tag="${TAG:-}"
 printf "%-9s %-9s %5s %9s %9s %9s %9s %8s %8s %8s\n" model method keep orig_acc pruned ft macs% "x@1" "x@64" "x@256"
 for entry in $MODELS; do
   model="${entry%%:*}"; heads="${entry##*:}"
   for method in $METHODS; do
     for keep in $KEEPS; do
-      report="$out/$model-$method-$keep.json"
+      name="$model-$method$tag-$keep"
+      report="$out/$name.json"
       ft=()
       [ "$FINETUNE_EPOCHS" -gt 0 ] && ft=(--finetune-epochs "$FINETUNE_EPOCHS" --distill)
       "$bin" prune --model "Tests/Fixtures/$model.safetensors" --heads "$heads" --method "$method" \
-        --keep-mlp "$keep" --calib-images "$CALIB" --latency-batches 1,64,256 "${ft[@]}" --device cpu \
-        --out "$out/$model-$method-$keep.safetensors" --report "$report" > "$out/$model-$method-$keep.log" 2>&1
-      python3 - "$report" "$model" "$method" "$keep" <<'PY'
+        --keep-mlp "$keep" --calib-images "$CALIB" --latency-batches 1,64,256 "${ft[@]}" "${extra[@]}" --device cpu \
+        --out "$out/$name.safetensors" --report "$report" > "$out/$name.log" 2>&1
+      python3 - "$report" "$model" "$method$tag" "$keep" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 o, p = r["original"], r["pruned"]
