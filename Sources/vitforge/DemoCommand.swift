@@ -22,6 +22,8 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "Start from this trained model instead of training one (must take 1×28×28 images, 10 classes).")
     var model: String?
 
+    @OptionGroup var heads: HeadsOption
+
     @Option(help: "Shape of the model trained from scratch (see `vitforge train --help`).")
     var arch = "fm-vit-c"
 
@@ -59,7 +61,7 @@ struct DemoCommand: ParsableCommand {
             let original: ViTWeights
             let sourcePath: String
             if let model {
-                original = try ViTWeights.load(path: model)
+                original = try ViTWeights.load(path: model, heads: heads.heads)
                 sourcePath = model
             } else if resume == false || !FileManager.default.fileExists(atPath: modelPath)
                         || FileManager.default.fileExists(atPath: modelPath + ".checkpoint.safetensors") {
