@@ -113,6 +113,9 @@ func interleavedMedians(_ contenders: [TimedGemm], repeats: Int) throws -> [Doub
     var times = [[Double]](repeating: [], count: contenders.count)
     for _ in 0..<repeats {
         for (index, run) in contenders.enumerated() {
+            // After a call with OpenBLAS's own threads, its idle workers spin (sched_yield) for a while; on a
+            // 2-core machine that takes a core from the next contender's second worker. Let them go to sleep first.
+            usleep(150_000)
             let start = now()
             try run()
             times[index].append(now() - start)
