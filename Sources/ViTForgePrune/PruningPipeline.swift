@@ -17,6 +17,8 @@ public struct PruningPipeline {
     public var scope: RankingScope
     /// VBP's mean-shift compensation (METHODS.md §1.b); off only for ablations.
     public var biasFold: Bool
+    /// What VBP ranks neurons by (the paper: variance).
+    public var vbpScore: VarianceBasedPruning.Score
     /// Calibration images (VBP statistics, Taylor gradients), the first N of the training split in order; nil: all.
     public var calibrationImages: Int?
     public var batchSize: Int
@@ -25,12 +27,13 @@ public struct PruningPipeline {
     public var seed: UInt64
 
     public init(method: Method, budget: Budget, scope: RankingScope = .global, biasFold: Bool = true,
-                calibrationImages: Int? = nil, batchSize: Int = 128, fineTuning: FineTuning? = nil,
+                vbpScore: VarianceBasedPruning.Score = .variance, calibrationImages: Int? = nil, batchSize: Int = 128, fineTuning: FineTuning? = nil,
                 latencyBatches: [Int] = [1, 64], seed: UInt64 = 0) {
         self.method = method
         self.budget = budget
         self.scope = scope
         self.biasFold = biasFold
+        self.vbpScore = vbpScore
         self.calibrationImages = calibrationImages
         self.batchSize = batchSize
         self.fineTuning = fineTuning
@@ -81,7 +84,8 @@ public struct PruningPipeline {
             case .vbp:
                 let result = try VarianceBasedPruning.run(
                     original, backend: backend, images: calibration, limit: limit, batchSize: batchSize,
-                    options: VarianceBasedPruning.Options(scope: scope, biasFold: biasFold, roundTo: budget.roundTo),
+                    options: VarianceBasedPruning.Options(scope: scope, biasFold: biasFold, roundTo: budget.roundTo,
+                                                          score: vbpScore),
                     budget: budget)
                 return (result.weights, result.outcome)
             case .magnitude, .taylor, .random:

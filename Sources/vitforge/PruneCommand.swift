@@ -7,6 +7,7 @@ import ViTForgeTrain
 
 extension PruningPipeline.Method: ExpressibleByArgument {}
 extension RankingScope: ExpressibleByArgument {}
+extension VarianceBasedPruning.Score: ExpressibleByArgument {}
 
 /// Structurally prunes a model: the result is physically smaller and loads everywhere with no extra flags.
 struct PruneCommand: ParsableCommand {
@@ -53,6 +54,9 @@ struct PruneCommand: ParsableCommand {
 
     @Flag(help: "VBP without the mean-shift compensation (ablation).")
     var noBiasFold = false
+
+    @Option(help: "VBP's ranking score: variance (the paper) or output-variance (variance × ‖fc2 column‖², the error the mean-shift fold leaves in the block output).")
+    var vbpScore = VarianceBasedPruning.Score.variance
 
     @Option(help: "Calibration images (VBP statistics, Taylor gradients): the first N training images (default: all for VBP, 2048 for Taylor).")
     var calibImages: Int?
@@ -130,7 +134,8 @@ struct PruneCommand: ParsableCommand {
             if method == .taylor { calibration = calibBatches.map { $0 * batchSize } ?? calibImages ?? 2048 }
             let progress = ProgressPrinter()
             let pipeline = PruningPipeline(
-                method: method, budget: budget, scope: scope, biasFold: !noBiasFold, calibrationImages: calibration,
+                method: method, budget: budget, scope: scope, biasFold: !noBiasFold, vbpScore: vbpScore,
+                calibrationImages: calibration,
                 batchSize: batchSize,
                 fineTuning: finetuneEpochs == 0 ? nil : FineTuning(
                     epochs: finetuneEpochs, batchSize: batchSize, learningRate: finetuneLr, distill: distill,

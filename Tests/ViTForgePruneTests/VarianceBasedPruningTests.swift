@@ -107,4 +107,50 @@ struct VarianceBasedPruningTests {
             .plan([.mlpHidden: 0.5])
         #expect(perBlock.blocks.map(\.mlpHidden.count) == config.blocks.map { Int((Double($0.mlpHidden) / 2).rounded()) })
     }
+
+    /// `--vbp-score output-variance`: neurons ranked by σ² · ‖W2[:, j]‖², recomputed here from the weights; the
+    /// fold and the cut are the same as for the paper's score, so only the ranking needs its own check.
+    @Test func outputVarianceRankingRemovesTheLowestOutputVariances() throws {
+        let setup = try Self.setup(.averagePooling)
+        let config = setup.weights.config
+        let scores = try VarianceBasedPruning.scores(setup.weights, statistics: setup.statistics,
+                                                     score: .outputVariance)
+        let plan = try VarianceBasedPruning.scoredSpaces(config: config, scores: scores, scope: .global)
+            .plan([.mlpHidden: 0.5])
+        var all: [(block: Int, neuron: Int, score: Double)] = []
+        for (b, block) in config.blocks.enumerated() {
+            let w2 = setup.weights["blocks.\(b).mlp.fc2.weight"]!
+            for j in 0..<block.mlpHidden {
+                let norm = (0..<config.residualWidth).map { Double(w2.values[$0 * block.mlpHidden + j]) }
+                    .reduce(0) { $0 + $1 * $1 }
+                let expected = setup.statistics.variance[b][j] * norm
+                #expect(abs(scores[b][j] - expected) <= 1e-12 * max(1, expected))
+                all.append((b, j, expected))
+            }
+        }
+        let keepCount = Int((0.5 * Double(all.count)).rounded())
+        let kept = Set(plan.blocks.enumerated().flatMap { b, keep in keep.mlpHidden.map { "\(b).\($0)" } })
+        #expect(kept.count == keepCount)
+        let threshold = all.map(\.score).sorted(by: >)[keepCount - 1]
+        for entry in all {
+            #expect(kept.contains("\(entry.block).\(entry.neuron)") == (entry.score >= threshold),
+                    "block \(entry.block) neuron \(entry.neuron)")
+        }
+        // The lowest-variance neuron, given a huge fc2 column, is removed by the paper's score and kept by this one.
+        let lowest = all.min { setup.statistics.variance[$0.block][$0.neuron] < setup.statistics.variance[$1.block][$1.neuron] }!
+        var boosted = setup.weights
+        let name = "blocks.\(lowest.block).mlp.fc2.weight"
+        var w2 = boosted[name]!.values
+        let hidden = config.blocks[lowest.block].mlpHidden
+        for row in 0..<config.residualWidth { w2[row * hidden + lowest.neuron] *= 1e4 }
+        try boosted.setValues(name, w2)
+        let boostedScores = try VarianceBasedPruning.scores(boosted, statistics: setup.statistics,
+                                                            score: .outputVariance)
+        let outputPlan = try VarianceBasedPruning.scoredSpaces(config: config, scores: boostedScores, scope: .global)
+            .plan([.mlpHidden: 0.5])
+        let paperPlan = try VarianceBasedPruning.scoredSpaces(config: config, statistics: setup.statistics,
+                                                              scope: .global).plan([.mlpHidden: 0.5])
+        #expect(outputPlan.blocks[lowest.block].mlpHidden.contains(lowest.neuron))
+        #expect(!paperPlan.blocks[lowest.block].mlpHidden.contains(lowest.neuron))
+    }
 }
