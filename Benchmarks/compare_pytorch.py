@@ -127,16 +127,32 @@ def run_worker(kind, model, batch, args, onnx_path=None):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_vitforge(args, weights, batch, heads):
+def vitforge_bench(vitforge, weights, batches, heads=None, runs=7, warmup=2, train=False):
+    """`vitforge bench --device cpu` of one model at `batches`; returns its JSON report (one result row per batch)."""
     with tempfile.TemporaryDirectory() as folder:
         report = os.path.join(folder, "bench.json")
-        command = [args.vitforge, "bench", "--device", "cpu", "--model", weights, "--batch", str(batch),
-                   "--warmup", str(args.warmup), "--runs", str(args.runs), "--json", report]
+        command = [vitforge, "bench", "--device", "cpu", "--model", weights,
+                   "--warmup", str(warmup), "--runs", str(runs), "--json", report]
+        for batch in batches:
+            command += ["--batch", str(batch)]
         if heads:
             command += ["--heads", str(heads)]
+        if train:
+            command.append("--train")
         subprocess.run(command, check=True, capture_output=True, text=True)
         with open(report) as f:
-            result = json.load(f)
+            return json.load(f)
+
+
+def write_json(path, data):
+    """Writes `data` as JSON to `path` through a temporary file renamed over it."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def run_vitforge(args, weights, batch, heads, train=False):
+    result = vitforge_bench(args.vitforge, weights, [batch], heads, args.runs, args.warmup, train)
     row = result["results"][0]
     return {"median_s": row["latency_ms_median"] / 1000, "min_s": row["latency_ms_min"] / 1000,
             "peak_mb": row["peak_memory_mb"], "gflops": row.get("gflops_per_second"), "device": result["device"]}
@@ -226,9 +242,7 @@ def main():
               f" {entry['vitforge']['gflops']:17.1f}  {export['exporter']}, max|ort−eager| "
               f"{export['max_abs_diff_vs_eager']:.1e}")
     if args.json:
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(summary, f, indent=1)
-        os.replace(args.json + ".tmp", args.json)
+        write_json(args.json, summary)
         print(f"wrote {args.json}")
 
 

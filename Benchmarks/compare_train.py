@@ -19,10 +19,10 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare_pytorch import FIXTURES, ROOT, THREADS, build_timm_model, peak_rss_mb, time_runs  # noqa: E402
+from compare_pytorch import (FIXTURES, ROOT, THREADS, build_timm_model, peak_rss_mb, run_vitforge,  # noqa: E402
+                             time_runs, write_json)
 
 # name, weights, batch, heads to pass to vitforge (None: inferred), how timm builds it
 MODELS = [
@@ -66,21 +66,6 @@ def run_torch(args, name, batch):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_vitforge(args, weights, batch, heads):
-    with tempfile.TemporaryDirectory() as folder:
-        report = os.path.join(folder, "bench.json")
-        command = [args.vitforge, "bench", "--device", "cpu", "--train", "--model", weights, "--batch", str(batch),
-                   "--warmup", str(args.warmup), "--runs", str(args.runs), "--json", report]
-        if heads:
-            command += ["--heads", str(heads)]
-        subprocess.run(command, check=True, capture_output=True, text=True)
-        with open(report) as f:
-            result = json.load(f)
-    row = result["results"][0]
-    return {"median_s": row["latency_ms_median"] / 1000, "min_s": row["latency_ms_min"] / 1000,
-            "peak_mb": row["peak_memory_mb"], "gflops": row.get("gflops_per_second"), "device": result["device"]}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -105,7 +90,7 @@ def main():
         rounds = []
         for i in range(args.rounds):
             print(f"{name} batch {batch}: round {i + 1}/{args.rounds} …", file=sys.stderr, flush=True)
-            v = run_vitforge(args, weights, batch, heads)
+            v = run_vitforge(args, weights, batch, heads, train=True)
             p = run_torch(args, name, batch)
             rounds.append({"vitforge": v, "pytorch": p, "ratio": p["median_s"] / v["median_s"]})
             print(f"  vitforge {batch / v['median_s']:.1f} images/s, PyTorch {batch / p['median_s']:.1f} images/s,"
@@ -126,9 +111,7 @@ def main():
         print(f"{entry['model']:10} {batch:>5} {v:15.1f} {p:14.1f} {entry['ratio_median']:15.2f}"
               f"   {' '.join(f'{x:.2f}' for x in ratios)}")
     if args.json:
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(summary, f, indent=1)
-        os.replace(args.json + ".tmp", args.json)
+        write_json(args.json, summary)
         print(f"wrote {args.json}")
 
 

@@ -13,25 +13,15 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_pytorch import ROOT, vitforge_bench, write_json  # noqa: E402
 
 
 def bench(vitforge, model, heads, batches, runs, warmup):
-    with tempfile.TemporaryDirectory() as folder:
-        out = os.path.join(folder, "bench.json")
-        command = [vitforge, "bench", "--device", "cpu", "--model", model, "--runs", str(runs),
-                   "--warmup", str(warmup), "--json", out]
-        for batch in batches:
-            command += ["--batch", str(batch)]
-        if heads:
-            command += ["--heads", str(heads)]
-        subprocess.run(command, check=True, capture_output=True, text=True)
-        with open(out) as f:
-            return {row["batch"]: row["images_per_second"] for row in json.load(f)["results"]}
+    report = vitforge_bench(vitforge, model, batches, heads, runs, warmup)
+    return {row["batch"]: row["images_per_second"] for row in report["results"]}
 
 
 def heads_of(report):
@@ -78,9 +68,7 @@ def main():
         cells = " ".join(f"{e['speedup'][str(b)]:7.2f} {e['speedup'][str(b)] / e['mac_ratio']:5.2f}" for b in batches)
         print(f"{os.path.basename(e['pruned'])[-44:]:44} {e['mac_ratio']:9.2f} {cells}")
     if args.json:
-        with open(args.json + ".tmp", "w") as f:
-            json.dump({"batches": batches, "rounds": args.rounds, "runs": args.runs, "models": entries}, f, indent=1)
-        os.replace(args.json + ".tmp", args.json)
+        write_json(args.json, {"batches": batches, "rounds": args.rounds, "runs": args.runs, "models": entries})
 
 
 if __name__ == "__main__":

@@ -42,7 +42,6 @@ final class ActivationCache {
 
     let batch: Int
     let rows: Int
-    let keepsActivations: Bool
     let embedding: PatchEmbeddingPlan
     let pooling: PoolingPlan
     /// The residual stream, [rows, width] each; block i reads step 2i and writes steps 2i+1 (after attention) and
@@ -61,7 +60,6 @@ final class ActivationCache {
 
     init(_ backend: Backend, config c: ViTConfig, batch: Int, keepsActivations: Bool) throws {
         self.batch = batch
-        self.keepsActivations = keepsActivations
         rows = batch * c.tokens
         let width = c.residualWidth
         embedding = try PatchEmbeddingPlan(backend, PatchEmbeddingShape(

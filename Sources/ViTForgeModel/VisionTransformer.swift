@@ -1,8 +1,8 @@
 import ViTForgeDevice
 
 /// A Vision Transformer on a backend: the parameters as device buffers named exactly as timm's keys, a forward
-/// pass that keeps what backward needs (`ActivationCache`) or, for inference, only one block's worth, and a hand-written backward that accumulates into
-/// per-parameter gradient buffers (llm.c style: every layer's forward and backward live side by side in `Layers/`).
+/// pass that keeps what backward needs (`ActivationCache`) or, for inference, only one block's worth, and a
+/// hand-written backward that accumulates into per-parameter gradient buffers (llm.c style: every layer's forward and backward live side by side in `Layers/`).
 /// Per-block widths come from the config, so pruned models run through the same code.
 public final class VisionTransformer {
     public let config: ViTConfig
@@ -11,15 +11,14 @@ public final class VisionTransformer {
     public private(set) var parameters: [String: Buffer] = [:]
     /// d loss / d parameter, by timm name; allocated by the first `zeroGradients()`.
     public private(set) var gradients: [String: Buffer] = [:]
-    /// The training-layout cache of the last forward that kept activations, and the inference-layout one; each is
-    /// rebuilt when the batch size changes. Kept apart so evaluating between training steps does not reallocate.
-    private var cache: ActivationCache?
-    private var inferenceCache: ActivationCache?
+    /// One cache per layout, keyed by "keeps activations" (training: true, inference: false); each is rebuilt when
+    /// the batch size changes. Kept apart so evaluating between training steps does not reallocate.
+    private var caches: [Bool: ActivationCache] = [:]
     /// Whether the last forward kept activations, i.e. whether `backward` may run now.
     private var lastForwardKeptActivations = false
-    var currentCache: ActivationCache? { lastForwardKeptActivations ? cache : nil }
+    var currentCache: ActivationCache? { lastForwardKeptActivations ? caches[true] : nil }
     /// The cache the last forward wrote, of either layout.
-    var lastForwardCache: ActivationCache? { lastForwardKeptActivations ? cache : inferenceCache }
+    var lastForwardCache: ActivationCache? { caches[lastForwardKeptActivations] }
 
     public init(weights: ViTWeights, backend: Backend) throws {
         self.config = weights.config
@@ -218,17 +217,10 @@ public final class VisionTransformer {
     // MARK: Plumbing
 
     private func activationCache(batch: Int, keepingActivations: Bool) throws -> ActivationCache {
-        if keepingActivations {
-            if let cache, cache.batch == batch { return cache }
-            cache = nil  // release the old batch size's buffers before allocating the new ones
-            let made = try ActivationCache(backend, config: config, batch: batch, keepsActivations: true)
-            cache = made
-            return made
-        }
-        if let inferenceCache, inferenceCache.batch == batch { return inferenceCache }
-        inferenceCache = nil
-        let made = try ActivationCache(backend, config: config, batch: batch, keepsActivations: false)
-        inferenceCache = made
+        if let existing = caches[keepingActivations], existing.batch == batch { return existing }
+        caches[keepingActivations] = nil  // release the old batch size's buffers before allocating the new ones
+        let made = try ActivationCache(backend, config: config, batch: batch, keepsActivations: keepingActivations)
+        caches[keepingActivations] = made
         return made
     }
 

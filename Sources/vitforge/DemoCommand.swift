@@ -64,10 +64,8 @@ struct DemoCommand: ParsableCommand {
                 original = try ViTWeights.load(path: model, heads: heads.heads)
                 sourcePath = model
             } else if resume == false || !FileManager.default.fileExists(atPath: modelPath)
-                        || FileManager.default.fileExists(atPath: modelPath + ".checkpoint.safetensors") {
-                guard let config = Architectures.named(arch) else {
-                    throw ValidationError("--arch \(arch): unknown; known: \(Architectures.names.joined(separator: ", "))")
-                }
+                        || FileManager.default.fileExists(atPath: checkpointPath(for: modelPath)) {
+                let config = try architecture(arch)
                 original = try train(config: config, to: modelPath, backend: backend)
                 sourcePath = modelPath
             } else {
@@ -84,9 +82,9 @@ struct DemoCommand: ParsableCommand {
             let pipeline = PruningPipeline(
                 method: .vbp, budget: Budget(keepMLP: keepMlp), calibrationImages: calibImages,
                 fineTuning: FineTuning(epochs: finetuneEpochs, distill: true, seed: common.seed,
-                                       checkpointPath: prunedPath + ".checkpoint.safetensors",
+                                       checkpointPath: checkpointPath(for: prunedPath),
                                        resume: resume && FileManager.default.fileExists(
-                                           atPath: prunedPath + ".checkpoint.safetensors"),
+                                           atPath: checkpointPath(for: prunedPath)),
                                        protectedInputs: [sourcePath]),
                 latencyBatches: [1, 64, 256], seed: common.seed)
             let outcome = try pipeline.run(
@@ -99,7 +97,7 @@ struct DemoCommand: ParsableCommand {
                 throw ExitCode(130)
             }
             try outcome.weights.save(to: prunedPath)
-            try? FileManager.default.removeItem(atPath: prunedPath + ".checkpoint.safetensors")
+            try? FileManager.default.removeItem(atPath: checkpointPath(for: prunedPath))
             var report = outcome.report
             report.seconds["total"] = Date().timeIntervalSince(started)
             try AtomicFile.write(report.jsonData(), to: reportPath)
@@ -114,7 +112,7 @@ struct DemoCommand: ParsableCommand {
 
     /// Step 1: the fixture recipe (AdamW 1e-3, wd 0.05, batch 128, warm-up + cosine, ±2 px + flip), shortened.
     private func train(config: ViTConfig, to path: String, backend: Backend) throws -> ViTWeights {
-        let checkpoint = path + ".checkpoint.safetensors"
+        let checkpoint = checkpointPath(for: path)
         print("step 1/3: train \(arch) from scratch on Fashion-MNIST for \(epochs) epoch(s)")
         let splits = try Dataset.load(IDXDataset.fashionMNISTName, options: DatasetOptions(
             channels: config.inChannels, side: config.imageSize, seed: common.seed))

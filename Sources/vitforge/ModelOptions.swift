@@ -22,3 +22,14 @@ struct BatchSizeOption: ParsableArguments {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
     }
 }
+
+/// The named shape `--arch NAME` asks for, or a one-line error listing the known names.
+func architecture(_ name: String) throws -> ViTConfig {
+    guard let config = Architectures.named(name) else {
+        throw ValidationError("--arch \(name): unknown; known: \(Architectures.names.joined(separator: ", "))")
+    }
+    return config
+}
+
+/// Where a command writing OUT keeps its resumable checkpoint (train, prune and demo all say OUT.checkpoint.safetensors).
+func checkpointPath(for out: String) -> String { out + ".checkpoint.safetensors" }

@@ -140,7 +140,7 @@ struct PruneCommand: ParsableCommand {
                 fineTuning: finetuneEpochs == 0 ? nil : FineTuning(
                     epochs: finetuneEpochs, batchSize: batchSize, learningRate: finetuneLr, distill: distill,
                     alpha: alpha, temperature: temperature, seed: common.seed,
-                    checkpointPath: out + ".checkpoint.safetensors", resume: resume, protectedInputs: [model]),
+                    checkpointPath: checkpointPath(for: out), resume: resume, protectedInputs: [model]),
                 latencyBatches: try parseBatchList(latencyBatches) ?? [1, 64], seed: common.seed)
             StopSignal.installInterruptHandler()
             let outcome = try pipeline.run(
@@ -149,11 +149,11 @@ struct PruneCommand: ParsableCommand {
                 hooks: .init(progress: { progress.report($0) }))
             progress.finish()
             if outcome.stopped {
-                print("interrupted; continue with --resume (checkpoint \(out).checkpoint.safetensors)")
+                print("interrupted; continue with --resume (checkpoint \(checkpointPath(for: out)))")
                 throw ExitCode(130)
             }
             try outcome.weights.save(to: out)
-            try? FileManager.default.removeItem(atPath: out + ".checkpoint.safetensors")
+            try? FileManager.default.removeItem(atPath: checkpointPath(for: out))
             var report = outcome.report
             report.seconds["total"] = Date().timeIntervalSince(started)
             if let path = self.report {

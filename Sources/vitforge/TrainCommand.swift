@@ -96,14 +96,12 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup var heads: HeadsOption
     @OptionGroup var common: CommonOptions
 
-    var checkpointPath: String { out + ".checkpoint.safetensors" }
+    var checkpointPath: String { vitforge.checkpointPath(for: out) }
 
     func validate() throws {
         let sources = [initModel, config, arch].compactMap { $0 }
         if sources.count > 1 { throw ValidationError("give one of --init, --config, --arch") }
-        if let arch, Architectures.named(arch) == nil {
-            throw ValidationError("--arch \(arch): unknown; known: \(Architectures.names.joined(separator: ", "))")
-        }
+        if let arch { _ = try architecture(arch) }
         if epochs < 1 { throw ValidationError("--epochs must be at least 1") }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         _ = try parseClassList(classes)
