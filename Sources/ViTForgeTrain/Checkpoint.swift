@@ -23,18 +23,24 @@ public struct TrainingState: Codable, Equatable, Sendable {
     /// Training seconds spent in the epoch so far, over every resumed segment.
     public var epochSeconds = 0.0
     public var history = TrainingHistory()
+    /// The JSON state of each `TrainingHook`, by hook name (nil when the run has none).
+    public var hooks: [String: String]?
 
     public init() {}
 }
 
 /// What one checkpoint file holds, read back. Tensors: the model's parameters under their timm names (so the file
-/// also loads as a model), `optimizer.m.<name>` and `optimizer.v.<name>` for every parameter, `optimizer.mask.<name>`
-/// for masked ones. Metadata: `vitforge.config` (the model) and `vitforge.checkpoint` (`CheckpointMetadata`).
+/// also loads as a model); for every optimizer slot `optimizer.m.<name>` and `optimizer.v.<name>`, and
+/// `optimizer.mask.<name>` for masked ones; the values of extra slots (masks, multipliers) as `optimizer.slot.<name>`;
+/// hooks' tensors as `hook.<hook>.<key>`. Metadata: `vitforge.config` (the model) and `vitforge.checkpoint`
+/// (`Checkpoint.Metadata`, with the hooks' JSON in `state.hooks`).
 public struct Checkpoint {
     public static let metadataKey = "vitforge.checkpoint"
     public static let firstMomentPrefix = "optimizer.m."
     public static let secondMomentPrefix = "optimizer.v."
     public static let maskPrefix = "optimizer.mask."
+    public static let slotPrefix = "optimizer.slot."
+    public static let hookPrefix = "hook."
 
     /// The JSON under `vitforge.checkpoint`.
     public struct Metadata: Codable, Equatable, Sendable {
@@ -45,24 +51,40 @@ public struct Checkpoint {
     }
 
     public var weights: ViTWeights
+    /// Per slot name (model parameters and extra slots).
     public var firstMoments: [String: [Float]]
     public var secondMoments: [String: [Float]]
     public var masks: [String: [Float]]
+    /// Values of the extra slots, by slot name.
+    public var slotValues: [String: [Float]]
+    /// Hooks' states by hook name (JSON from `metadata.state.hooks`, tensors from `hook.<name>.<key>`).
+    public var hooks: [String: HookState]
     public var metadata: Metadata
 
-    /// Writes model, optimizer and state as one safetensors file, atomically (temporary file + rename), never over
-    /// any of `protecting` (the run's input model).
-    public static func write(model: VisionTransformer, optimizer: AdamW, metadata: Metadata, to path: String,
-                             protecting inputs: [String] = []) throws {
+    /// Writes model, optimizer (every slot), hooks and state as one safetensors file, atomically (temporary file +
+    /// rename), never over any of `protecting` (the run's input model).
+    public static func write(model: VisionTransformer, optimizer: AdamW, hooks: [String: HookState] = [:],
+                             metadata: Metadata, to path: String, protecting inputs: [String] = []) throws {
         var tensors = try model.hostWeights().namedTensors()
-        for spec in model.config.parameterSpecs() {
-            let state = try optimizer.hostState(spec.name)
-            tensors.append(NamedTensor(name: firstMomentPrefix + spec.name, shape: spec.shape,
+        for slot in optimizer.slots {
+            let state = try optimizer.hostState(slot.name)
+            if !slot.isModelParameter {
+                tensors.append(NamedTensor(name: slotPrefix + slot.name, shape: slot.shape,
+                                           floats: try model.backend.read(slot.parameter, count: slot.elementCount)))
+            }
+            tensors.append(NamedTensor(name: firstMomentPrefix + slot.name, shape: slot.shape,
                                        floats: state.firstMoment))
-            tensors.append(NamedTensor(name: secondMomentPrefix + spec.name, shape: spec.shape,
+            tensors.append(NamedTensor(name: secondMomentPrefix + slot.name, shape: slot.shape,
                                        floats: state.secondMoment))
             if let mask = state.mask {
-                tensors.append(NamedTensor(name: maskPrefix + spec.name, shape: spec.shape, floats: mask))
+                tensors.append(NamedTensor(name: maskPrefix + slot.name, shape: slot.shape, floats: mask))
+            }
+        }
+        var metadata = metadata
+        metadata.state.hooks = hooks.isEmpty ? nil : hooks.mapValues(\.json)
+        for (hook, state) in hooks.sorted(by: { $0.key < $1.key }) {
+            for (key, values) in state.tensors.sorted(by: { $0.key < $1.key }) {
+                tensors.append(NamedTensor(name: hookPrefix + hook + "." + key, shape: [values.count], floats: values))
             }
         }
         let encoder = JSONEncoder()
@@ -75,7 +97,7 @@ public struct Checkpoint {
                                     to: path, protecting: inputs)
     }
 
-    /// Reads a checkpoint written by `write`; every parameter must have both moments with its shape.
+    /// Reads a checkpoint written by `write`; every model parameter must have both moments with its shape.
     public static func read(path: String) throws -> Checkpoint {
         let file = try SafetensorsFile(path: path)
         guard let json = file.metadata[metadataKey] else {
@@ -92,29 +114,35 @@ public struct Checkpoint {
                                            + "(this build reads \(Metadata.currentVersion))")
         }
         let weights = try ViTWeights(file: file, allowExtraTensors: true)
-        var firstMoments: [String: [Float]] = [:]
-        var secondMoments: [String: [Float]] = [:]
-        var masks: [String: [Float]] = [:]
         for spec in weights.config.parameterSpecs() {
-            for prefix in [firstMomentPrefix, secondMomentPrefix, maskPrefix] {
+            for prefix in [firstMomentPrefix, secondMomentPrefix] {
                 let name = prefix + spec.name
-                guard let entry = file.entry(name) else {
-                    if prefix == maskPrefix { continue }
-                    throw ModelFileError(file: path, key: name, .missingKey)
-                }
+                guard let entry = file.entry(name) else { throw ModelFileError(file: path, key: name, .missingKey) }
                 guard entry.shape == spec.shape else {
                     throw ModelFileError(file: path, key: name, .wrongShape(expected: spec.shape, actual: entry.shape))
                 }
-                let values = try file.floats(name)
-                switch prefix {
-                case firstMomentPrefix: firstMoments[spec.name] = values
-                case secondMomentPrefix: secondMoments[spec.name] = values
-                default: masks[spec.name] = values
-                }
+            }
+        }
+        var firstMoments: [String: [Float]] = [:], secondMoments: [String: [Float]] = [:]
+        var masks: [String: [Float]] = [:], slotValues: [String: [Float]] = [:]
+        var hooks = (metadata.state.hooks ?? [:]).mapValues { HookState(json: $0) }
+        for name in file.names {
+            func suffix(_ prefix: String) -> String? { name.hasPrefix(prefix) ? String(name.dropFirst(prefix.count)) : nil }
+            if let slot = suffix(firstMomentPrefix) {
+                firstMoments[slot] = try file.floats(name)
+            } else if let slot = suffix(secondMomentPrefix) {
+                secondMoments[slot] = try file.floats(name)
+            } else if let slot = suffix(maskPrefix) {
+                masks[slot] = try file.floats(name)
+            } else if let slot = suffix(slotPrefix) {
+                slotValues[slot] = try file.floats(name)
+            } else if let rest = suffix(hookPrefix), let dot = rest.firstIndex(of: ".") {
+                hooks[String(rest[..<dot]), default: HookState()].tensors[String(rest[rest.index(after: dot)...])]
+                    = try file.floats(name)
             }
         }
         return Checkpoint(weights: weights, firstMoments: firstMoments, secondMoments: secondMoments, masks: masks,
-                          metadata: metadata)
+                          slotValues: slotValues, hooks: hooks, metadata: metadata)
     }
 }
 

@@ -16,11 +16,13 @@ public struct DistillationSettings: Codable, Equatable, Sendable {
 
 /// One step's loss and its parts (means over the batch).
 public struct LossValue: Equatable, Sendable {
-    /// `(1 − α)·crossEntropy + α·distillation` (just `crossEntropy` without a teacher).
+    /// `(1 − α)·crossEntropy + α·distillation` (just `crossEntropy` without a teacher), plus the terms.
     public var total: Double
     public var crossEntropy: Double
     /// `T²·KL(teacher ‖ student)` at temperature T; nil without a teacher.
     public var distillation: Double?
+    /// The value of each `TrainingTerm` of the step, by name (already in `total`).
+    public var terms: [String: Double] = [:]
 }
 
 /// The training objective and its gradient with respect to the student's logits:

@@ -139,15 +139,19 @@ public struct TrainingOutcome: Sendable {
     public var stopped: Bool
 }
 
-/// The training loop: per step zero gradients, forward/backward of `TrainingLoss` (cross-entropy, optionally with
-/// distillation), optional gradient clipping, AdamW at the schedule's learning rate. Between steps it writes
-/// checkpoints and honours stop requests; after each epoch it evaluates, records history and keeps the best model.
+/// The training loop. Per step: zero every optimizer slot's gradient, forward/backward of `TrainingLoss`
+/// (cross-entropy, optionally with distillation), each `TrainingTerm`'s gradient added, optional gradient clipping,
+/// AdamW at the schedule's learning rate, then each `TrainingHook` (which may shrink the model: `replaceModel`).
+/// Between steps it writes checkpoints (hooks' state included) and honours stop requests; after each epoch it
+/// evaluates, records history and keeps the best model. A method opens the step through `terms`, `hooks` and
+/// `optimizer.addSlot`, never by editing this loop.
 ///
 /// Every buffer a step uses (device images/labels, host staging, loss buffers, moments) is allocated here, once.
 /// A run resumed from a checkpoint continues with bit-identical weights on a deterministic backend: the schedule is a
 /// function of the step, batches a function of (seed, epoch, index), and everything else is in the checkpoint.
 public final class Trainer {
-    public let model: VisionTransformer
+    /// The model being trained; a hook may replace it with a smaller one (`replaceModel`).
+    public private(set) var model: VisionTransformer
     public let batches: TrainingBatches
     public let settings: TrainingSettings
     public let optimizer: AdamW
@@ -156,7 +160,11 @@ public final class Trainer {
     public var checkpoints: CheckpointPolicy
     /// The run's generator, checkpointed (see `TrainingRandom`).
     public var random: TrainingRandom
-    public private(set) var state = TrainingState()
+    public internal(set) var state = TrainingState()
+    /// Loss terms beside CE/KD, applied in order every step.
+    public var terms: [any TrainingTerm] = []
+    /// Run after every optimizer step, in order; their state is checkpointed under their names.
+    public var hooks: [any TrainingHook] = []
 
     /// Called after every step (on the training thread).
     public var onProgress: ((TrainingProgress) -> Void)?
@@ -168,7 +176,6 @@ public final class Trainer {
     private let deviceLabels: Buffer   // [maximumBatch] Int32
     private var hostImages: [Float]    // [maximumBatch, C, H, W]
     private var hostLabels: [Int32]    // [maximumBatch]
-    private let gradientBuffers: [(Buffer, Int)]
     private var stopRequested = false
     // This process's segment of the run, for images/s and ETA.
     private var segmentStart: UInt64 = 0
@@ -210,7 +217,6 @@ public final class Trainer {
         deviceLabels = try backend.allocate(batches.maximumBatch)
         hostImages = [Float](repeating: 0, count: batches.maximumBatch * imageElements)
         hostLabels = [Int32](repeating: 0, count: batches.maximumBatch)
-        gradientBuffers = try GradientClipping.gradientBuffers(of: model)
         state.dataSeed = String(batches.dataSeed)
         state.batchesPerEpoch = batches.batchesPerEpoch
     }
@@ -272,16 +278,22 @@ public final class Trainer {
             try backend.upload(UnsafeBufferPointer(rebasing: $0[0 ..< count]), to: deviceLabels, offset: 0)
         }
 
-        // The gradient buffers looked up once at init (model.zeroGradients() would rebuild the name list every step).
-        for (gradient, count) in gradientBuffers { try backend.fill(gradient, value: 0, offset: 0, count: count) }
-        let value = try loss.evaluate(student: model, images: deviceImages, labels: deviceLabels, batch: count,
+        try optimizer.zeroGradients()
+        var value = try loss.evaluate(student: model, images: deviceImages, labels: deviceLabels, batch: count,
                                       backward: true)
+        for term in terms {
+            let termValue = try term.addGradient(self)
+            value.terms[term.name] = termValue
+            value.total += termValue
+        }
         guard value.total.isFinite else {
             throw TrainingError.invalidState("loss is \(value.total) at step \(state.step + 1) (epoch \(epoch + 1), "
                                              + "batch \(index + 1)): training diverged; lower the learning rate")
         }
         if let maxNorm = settings.gradientClipNorm {
-            try GradientClipping.clip(gradientBuffers, maxNorm: maxNorm, backend: backend)
+            // Ascending slots (multipliers) are not part of the descent direction being limited.
+            let clipped = optimizer.slots.filter { $0.learningRateScale > 0 }.map { ($0.gradient, $0.elementCount) }
+            try GradientClipping.clip(clipped, maxNorm: maxNorm, backend: backend)
         }
         let learningRate = schedule.learningRate(step: state.step)
         try optimizer.step(learningRate: learningRate)
@@ -290,6 +302,7 @@ public final class Trainer {
         state.batchInEpoch += 1
         state.epochLossSum += value.total * Double(count)
         state.epochImages += count
+        for hook in hooks { try hook.afterStep(self) }
         let now = DispatchTime.now().uptimeNanoseconds
         state.epochSeconds += Double(now - started) / 1e9
         segmentSteps += 1
@@ -340,21 +353,31 @@ public final class Trainer {
         if let path = checkpoints.lastPath { try saveCheckpoint(to: path) }
     }
 
-    /// Writes the resumable checkpoint (model, moments, masks, position, generator, history) to `path`.
+    /// Writes the resumable checkpoint (model, every optimizer slot, masks, hooks, position, generator, history).
     public func saveCheckpoint(to path: String) throws {
         state.random = random.words
-        try Checkpoint.write(model: model, optimizer: optimizer,
+        var hookStates: [String: HookState] = [:]
+        for hook in hooks { hookStates[hook.name] = try hook.checkpointState() }
+        try Checkpoint.write(model: model, optimizer: optimizer, hooks: hookStates,
                              metadata: Checkpoint.Metadata(settings: settings, state: state), to: path,
                              protecting: checkpoints.protectedInputs)
     }
 
-    /// Restores model, optimizer, position and generator from a checkpoint written by a run with the same model
-    /// configuration, settings and data (seed and batches per epoch); `run()` then continues where it stopped.
+    /// Restores model, optimizer slots, position, generator and hooks from a checkpoint written by a run with the
+    /// same model configuration (or, when a hook changes shapes, a model it shrank), settings and data (seed and
+    /// batches per epoch); `run()` then continues where it stopped. Extra slots and hooks must be added first.
     public func resume(from path: String) throws {
         let checkpoint = try Checkpoint.read(path: path)
         let saved = checkpoint.metadata
-        guard checkpoint.weights.config == model.config else {
-            throw TrainingError.checkpoint(file: path, "written for another model configuration")
+        if checkpoint.weights.config != model.config {
+            let saved = checkpoint.weights.config, current = model.config
+            guard hooks.contains(where: \.changesShape), saved.classes == current.classes,
+                  saved.imageSize == current.imageSize, saved.inChannels == current.inChannels else {
+                throw TrainingError.checkpoint(file: path, "written for another model configuration")
+            }
+            // A hook shrank the model before the checkpoint: continue on the checkpoint's shape.
+            model = try VisionTransformer(weights: checkpoint.weights, backend: backend)
+            try optimizer.attach(model)
         }
         if saved.settings != settings {
             throw TrainingError.checkpoint(file: path, "written with other hyper-parameters ("
@@ -374,19 +397,58 @@ public final class Trainer {
             throw TrainingError.checkpoint(file: path, "position (step \(saved.state.step), epoch "
                                            + "\(saved.state.epoch), batch \(saved.state.batchInEpoch)) is invalid")
         }
-        for spec in model.config.parameterSpecs() {
-            guard let values = checkpoint.weights[spec.name]?.values,
-                  let firstMoment = checkpoint.firstMoments[spec.name],
-                  let secondMoment = checkpoint.secondMoments[spec.name] else {
-                throw TrainingError.checkpoint(file: path, "missing state for \(spec.name)")
+        let savedSlots = Set(checkpoint.firstMoments.keys)
+        let trainedSlots = Set(optimizer.slots.map(\.name))
+        if let unknown = savedSlots.subtracting(trainedSlots).sorted().first {
+            throw TrainingError.checkpoint(file: path, "has optimizer state for \(unknown), which this run does not "
+                                           + "train (another method or options?)")
+        }
+        for slot in optimizer.slots {
+            guard let firstMoment = checkpoint.firstMoments[slot.name],
+                  let secondMoment = checkpoint.secondMoments[slot.name] else {
+                throw TrainingError.checkpoint(file: path, "missing optimizer state for \(slot.name)")
             }
-            try model.setParameter(spec.name, values)
-            try optimizer.restore(spec.name, firstMoment: firstMoment, secondMoment: secondMoment)
-            try optimizer.setMask(spec.name, checkpoint.masks[spec.name])
+            if slot.isModelParameter {
+                guard let values = checkpoint.weights[slot.name]?.values else {
+                    throw TrainingError.checkpoint(file: path, "missing \(slot.name)")
+                }
+                try model.setParameter(slot.name, values)
+            } else {
+                guard let values = checkpoint.slotValues[slot.name], values.count == slot.elementCount else {
+                    throw TrainingError.checkpoint(file: path, "missing or mis-sized values of slot \(slot.name)")
+                }
+                try backend.write(values, to: slot.parameter)
+            }
+            try optimizer.restore(slot.name, firstMoment: firstMoment, secondMoment: secondMoment)
+            try optimizer.setMask(slot.name, checkpoint.masks[slot.name])
         }
         optimizer.stepCount = saved.state.step
         random = restoredRandom
         state = saved.state
+        for hook in hooks {
+            guard let hookState = checkpoint.hooks[hook.name] else {
+                throw TrainingError.checkpoint(file: path, "has no state for hook \(hook.name)")
+            }
+            try hook.restore(hookState, trainer: self)
+        }
+    }
+
+    // MARK: Shape changes
+
+    /// Continues training on `weights`, a physically smaller copy of the current model (a hook pruning mid-run):
+    /// element `i` of parameter `name` in `weights` was element `elementSources[name][i]` of the current model, and
+    /// the optimizer's moments and masks are sliced the same way, so training continues as if the smaller model had
+    /// been trained from the start with exactly these weights and moments. Parameters not in `elementSources` must
+    /// keep their shape. Call between steps (from a hook).
+    public func replaceModel(with weights: ViTWeights, elementSources: [String: [Int]]) throws {
+        let new = weights.config, current = model.config
+        guard new.classes == current.classes, new.imageSize == current.imageSize,
+              new.inChannels == current.inChannels else {
+            throw TrainingError.invalidState("a replacement model must keep classes, image size and channels")
+        }
+        let replacement = try VisionTransformer(weights: weights, backend: backend)
+        try optimizer.reattach(replacement, elementSources: elementSources)
+        model = replacement
     }
 
     /// The top-level settings that differ, `name checkpoint→run`, for one error line.
