@@ -14,12 +14,15 @@ public enum SpaceFamily: String, CaseIterable, Sendable {
 }
 
 /// How much to keep. Fractions are of the original model, kept (not removed): `--keep-mlp 0.5` keeps half the MLP
-/// neurons. A target (`--target-params` / `--target-macs`, fraction of the original kept) is met by bisection on
-/// the method's native ratio (METHODS.md §6.2), with this package's own counter (`ViTConfig.cost()`).
+/// neurons. A target (`--target-params` / `--target-macs`, fraction of the original kept, or `--target-latency`,
+/// milliseconds per batch measured on this device) is met by bisection on the method's native ratio
+/// (METHODS.md §6.2), with this package's own counter (`ViTConfig.cost()`) or a `LatencyMeter`.
 public struct Budget: Equatable, Sendable {
     public enum Target: Equatable, Sendable {
         case params(Double)
         case macs(Double)
+        /// Median inference latency of one batch of `batch` images on the run's device, in milliseconds.
+        case latency(milliseconds: Double, batch: Int)
     }
 
     public var keepFractions: [SpaceFamily: Double]
@@ -45,6 +48,11 @@ public struct Budget: Equatable, Sendable {
         switch target {
         case .params(let r)?, .macs(let r)?:
             if !(r > 0 && r <= 1) { throw PruneError.invalidBudget("target \(r) must be in (0, 1]") }
+        case let .latency(milliseconds, batch)?:
+            if !(milliseconds > 0 && milliseconds.isFinite) {
+                throw PruneError.invalidBudget("target latency \(milliseconds) ms must be positive")
+            }
+            if batch < 1 { throw PruneError.invalidBudget("latency batch \(batch) must be at least 1") }
         case nil: break
         }
         if roundTo < 1 { throw PruneError.invalidBudget("round-to \(roundTo) must be at least 1") }
@@ -53,8 +61,9 @@ public struct Budget: Equatable, Sendable {
     /// Resolves the budget to a keep plan. `planFor` is the method's plan for keep fractions per family (it must
     /// keep more as a fraction grows). Without a target the given fractions are used as they are; with one, the
     /// `nativeFamilies` share one fraction, found by bisection so that the pruned cost is as close to the target as
-    /// the discrete widths allow, while fixed fractions of other families stay.
-    public func solve(config: ViTConfig, nativeFamilies: [SpaceFamily],
+    /// the discrete widths allow, while fixed fractions of other families stay. A latency target needs `latency`,
+    /// which measures a pruned configuration.
+    public func solve(config: ViTConfig, nativeFamilies: [SpaceFamily], latency: LatencyMeter? = nil,
                       planFor: ([SpaceFamily: Double]) throws -> KeepPlan) throws -> (KeepPlan, BudgetOutcome) {
         try validate()
         guard let target else {
@@ -65,32 +74,48 @@ public struct Budget: Equatable, Sendable {
             throw PruneError.invalidBudget("a target and a keep fraction for \(clash.rawValue) at once")
         }
         let originalCost = config.cost()
+        if case .latency = target, latency == nil {
+            throw PruneError.invalidBudget("a latency target needs a device to measure on")
+        }
+        // What the target measures, increasing with the ratio: a cost fraction, or milliseconds.
         func fraction(_ plan: KeepPlan) throws -> Double {
-            let cost = try plan.prunedConfig(of: config).cost()
+            let pruned = try plan.prunedConfig(of: config)
+            let cost = pruned.cost()
             switch target {
             case .params: return Double(cost.parameters) / Double(originalCost.parameters)
             case .macs: return Double(cost.macs) / Double(originalCost.macs)
+            case .latency: return try latency?.milliseconds(pruned) ?? 0
             }
         }
         let goal: Double
-        switch target { case .params(let r), .macs(let r): goal = r }
+        switch target {
+        case .params(let r), .macs(let r): goal = r
+        case .latency(let milliseconds, _): goal = milliseconds
+        }
         func planAt(_ ratio: Double) throws -> KeepPlan {
             var fractions = keepFractions
             for family in nativeFamilies { fractions[family] = ratio }
             return try planFor(fractions)
         }
         var low = 0.0, high = 1.0
-        var best = (ratio: 1.0, plan: try planAt(1), error: Double.infinity)
-        best.error = abs(try fraction(best.plan) - goal)
-        // 40 halvings reach 1e-12, far below one channel's share of any real model.
-        for _ in 0..<40 {
+        var best = (ratio: 1.0, plan: try planAt(1), error: Double.infinity, achieved: 0.0)
+        best.achieved = try fraction(best.plan)
+        best.error = abs(best.achieved - goal)
+        // 40 halvings reach 1e-12, far below one channel's share of any real model. A measured latency is noisy
+        // (±5% on a shared machine) and each measurement costs forwards: 14 halvings resolve the ratio to 1e-4, and
+        // configurations measured once are not measured again.
+        let halvings: Int
+        if case .latency = target { halvings = 14 } else { halvings = 40 }
+        for _ in 0..<halvings {
             let middle = (low + high) / 2
             let plan = try planAt(middle)
             let achieved = try fraction(plan)
-            if abs(achieved - goal) < best.error { best = (middle, plan, abs(achieved - goal)) }
+            if abs(achieved - goal) < best.error { best = (middle, plan, abs(achieved - goal), achieved) }
             if achieved < goal { low = middle } else { high = middle }
         }
-        return (best.plan, try BudgetOutcome(original: config, plan: best.plan, nativeRatio: best.ratio, target: target))
+        var outcome = try BudgetOutcome(original: config, plan: best.plan, nativeRatio: best.ratio, target: target)
+        if case .latency = target { outcome.measuredLatencyMilliseconds = best.achieved }
+        return (best.plan, outcome)
     }
 }
 
@@ -104,6 +129,8 @@ public struct BudgetOutcome: Equatable, Sendable {
     public var originalMacs: Int
     public var parameters: Int
     public var macs: Int
+    /// For a latency target: the pruned shape's latency as measured while solving.
+    public var measuredLatencyMilliseconds: Double?
 
     public init(original: ViTConfig, plan: KeepPlan, nativeRatio: Double?, target: Budget.Target?) throws {
         config = try plan.prunedConfig(of: original)
@@ -129,6 +156,9 @@ public struct BudgetOutcome: Equatable, Sendable {
                 + config.blocks.map { "\($0.heads)×\($0.qkDim)/\($0.vDim), \($0.mlpHidden)" }.joined(separator: "; "),
         ]
         if let nativeRatio { lines.append("native keep ratio \(nativeRatio)") }
+        if case let .latency(milliseconds, batch)? = target, let measured = measuredLatencyMilliseconds {
+            lines.append("latency at batch \(batch): \(measured) ms measured while solving (target \(milliseconds) ms)")
+        }
         return lines.joined(separator: "\n")
     }
 }

@@ -27,7 +27,7 @@ public enum CriterionPruning {
 
     public static func run(_ weights: ViTWeights, backend: Backend, criterion: Criterion, budget: Budget,
                            scope: RankingScope = .global, images: CalibrationImages? = nil, limit: Int? = nil,
-                           batchSize: Int = 64) throws -> Result {
+                           batchSize: Int = 64, latency: LatencyMeter? = nil) throws -> Result {
         var gradients: [String: [Float]] = [:]
         if criterion == .taylor {
             guard let images else { throw PruneError.invalidCalibration("Taylor importance needs calibration images") }
@@ -44,8 +44,57 @@ public enum CriterionPruning {
             case let .random(seed): return Importance.random(space, seed: seed)
             }
         }
-        let (plan, outcome) = try budget.solve(config: weights.config, nativeFamilies: [.mlpHidden],
+        let (plan, outcome) = try budget.solve(config: weights.config, nativeFamilies: [.mlpHidden], latency: latency,
                                                planFor: scored.plan)
         return Result(weights: try Surgery.prune(weights, plan: plan), plan: plan, outcome: outcome)
+    }
+}
+
+extension CriterionPruning {
+    /// The baselines in the pipeline: the budget's families scored by `criterion`, no compensation.
+    static func prune(_ context: PruningContext, criterion: Criterion) throws -> MethodOutcome {
+        let result = try run(context.original, backend: context.backend, criterion: criterion, budget: context.budget,
+                             scope: context.scope, images: context.calibration, limit: context.calibrationLimit,
+                             batchSize: context.batchSize, latency: context.latency)
+        return MethodOutcome(weights: result.weights, outcome: result.outcome)
+    }
+}
+
+/// Baseline: remove the channels whose weights have the smallest L2 norm.
+public struct MagnitudePruning: PruningMethod {
+    public static let name = "magnitude"
+    public static let summary = "baseline: remove the channels with the smallest L2 weight norm"
+    public static let hasTrainingPhase = false
+
+    public init() {}
+
+    public func prune(_ context: PruningContext) throws -> MethodOutcome {
+        try CriterionPruning.prune(context, criterion: .magnitude(.l2))
+    }
+}
+
+/// Baseline: remove the channels with the smallest first-order Taylor estimate |Σ w·∂L/∂w| of the loss change.
+public struct TaylorPruning: PruningMethod {
+    public static let name = "taylor"
+    public static let summary = "baseline: remove the channels with the smallest |Σ w·∂L/∂w| over calibration batches"
+    public static let hasTrainingPhase = false
+
+    public init() {}
+
+    public func prune(_ context: PruningContext) throws -> MethodOutcome {
+        try CriterionPruning.prune(context, criterion: .taylor)
+    }
+}
+
+/// Baseline: remove seeded random channels, the floor every criterion must beat.
+public struct RandomPruning: PruningMethod {
+    public static let name = "random"
+    public static let summary = "baseline: remove seeded random channels (the floor every criterion must beat)"
+    public static let hasTrainingPhase = false
+
+    public init() {}
+
+    public func prune(_ context: PruningContext) throws -> MethodOutcome {
+        try CriterionPruning.prune(context, criterion: .random(seed: context.seed))
     }
 }

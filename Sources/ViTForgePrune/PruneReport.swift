@@ -1,5 +1,6 @@
 import Foundation
 import ViTForgeModel
+import ViTForgeTrain
 
 /// What `vitforge prune` (and the demo) write to `--report`: enough to reproduce the run and to compare it with
 /// other runs without re-measuring. Keys follow DESIGN.md (`params`, `macs`, `accuracy` for original and pruned).
@@ -48,13 +49,19 @@ public struct PruneReport: Codable, Sendable {
     public var accuracyAfterFineTuning: Double?
     public var paramsFraction: Double
     public var macsFraction: Double
+    /// Epochs of the method's own training phase (`--epochs`) and of fine-tuning after the cut.
+    public var epochs: Int
     public var finetuneEpochs: Int
+    /// KD from the unpruned model in every training phase.
     public var distill: Bool
+    /// The method's own training phase, epoch by epoch (nil for methods without one).
+    public var methodHistory: TrainingHistory?
     /// Wall time of each phase, seconds.
     public var seconds: [String: Double]
 
     enum CodingKeys: String, CodingKey {
-        case command, version, device, seed, method, budget, original, pruned, seconds, distill
+        case command, version, device, seed, method, budget, original, pruned, seconds, distill, epochs
+        case methodHistory = "method_history"
         case accuracyAfterPruning = "accuracy_after_pruning"
         case accuracyAfterFineTuning = "accuracy_after_finetuning"
         case paramsFraction = "params_fraction"

@@ -4,44 +4,39 @@ import ViTForgeDevice
 import ViTForgeModel
 import ViTForgeTrain
 
-/// The product's main job, shared by `vitforge prune` and `vitforge demo`: evaluate the original, score and cut
-/// with the chosen method, evaluate, fine-tune (optionally distilling from the original), evaluate, time both
-/// models, and describe it all in a `PruneReport`.
+/// The product's main job, shared by `vitforge prune` and `vitforge demo`, the same for every method: evaluate the
+/// original, run the method (score, select, its own training phase if it has one, cut), evaluate, fine-tune
+/// (optionally distilling from the original), evaluate, time both models, and describe it all in a `PruneReport`.
 public struct PruningPipeline {
-    public enum Method: String, CaseIterable, Sendable {
-        case vbp, magnitude, taylor, random
-    }
-
-    public var method: Method
+    public var method: any PruningMethod
     public var budget: Budget
     public var scope: RankingScope
-    /// VBP's mean-shift compensation (METHODS.md §1.b); off only for ablations.
-    public var biasFold: Bool
-    /// What VBP ranks neurons by (the paper: variance).
-    public var vbpScore: VarianceBasedPruning.Score
     /// Calibration images (VBP statistics, Taylor gradients), the first N of the training split in order; nil: all.
     public var calibrationImages: Int?
     public var batchSize: Int
-    public var fineTuning: FineTuning?
+    /// The method's own training phase (`--epochs`; 0 epochs for methods without one).
+    public var methodTraining: TrainingPhase
+    /// Fine-tuning after the cut (`--finetune-epochs`), nil for none.
+    public var fineTuning: TrainingPhase?
     public var latencyBatches: [Int]
     public var seed: UInt64
 
-    public init(method: Method, budget: Budget, scope: RankingScope = .global, biasFold: Bool = true,
-                vbpScore: VarianceBasedPruning.Score = .variance, calibrationImages: Int? = nil, batchSize: Int = 128, fineTuning: FineTuning? = nil,
-                latencyBatches: [Int] = [1, 64], seed: UInt64 = 0) {
+    public init(method: any PruningMethod, budget: Budget, scope: RankingScope = .global,
+                calibrationImages: Int? = nil, batchSize: Int = 128, methodTraining: TrainingPhase? = nil,
+                fineTuning: TrainingPhase? = nil, latencyBatches: [Int] = [1, 64], seed: UInt64 = 0) {
         self.method = method
         self.budget = budget
         self.scope = scope
-        self.biasFold = biasFold
-        self.vbpScore = vbpScore
         self.calibrationImages = calibrationImages
         self.batchSize = batchSize
+        self.methodTraining = methodTraining ?? TrainingPhase(name: method.name, epochs: 0, batchSize: batchSize,
+                                                              distill: false, seed: seed)
         self.fineTuning = fineTuning
         self.latencyBatches = latencyBatches
         self.seed = seed
     }
 
-    /// Where the phases report to (one line each; fine-tuning's per-step progress goes to `progress`).
+    /// Where the phases report to (one line each; training's per-step progress goes to `progress`).
     public struct Hooks {
         public var log: (String) -> Void
         public var progress: ((TrainingProgress) -> Void)?
@@ -54,13 +49,23 @@ public struct PruningPipeline {
 
     public struct Outcome {
         public var weights: ViTWeights
-        public var report: PruneReport
-        /// Fine-tuning was interrupted (Ctrl-C): a checkpoint exists, nothing final was written.
+        /// Nil when `stopped`.
+        public var report: PruneReport?
+        /// A training phase was interrupted (Ctrl-C): its checkpoint exists, nothing final was written.
         public var stopped: Bool
+    }
+
+    /// Checks the method against the budget and the epochs before any work (one line).
+    public func validate() throws {
+        try budget.validate()
+        if let problem = method.problem(with: budget, epochs: methodTraining.epochs) {
+            throw PruneError.invalidBudget(problem)
+        }
     }
 
     public func run(original: ViTWeights, originalPath: String, prunedPath: String, data: DatasetSplits,
                     backend: Backend, command: String, version: String, hooks: Hooks = Hooks()) throws -> Outcome {
+        try validate()
         var seconds: [String: Double] = [:]
         func timed<T>(_ phase: String, _ body: () throws -> T) rethrows -> T {
             let start = DispatchTime.now().uptimeNanoseconds
@@ -77,45 +82,31 @@ public struct PruningPipeline {
         let originalAccuracy = try timed("evaluate_original") { try accuracy(original) }
         hooks.log("original: \(describe(original.config)), accuracy \(percent(originalAccuracy))")
 
-        let calibration = DatasetCalibrationImages(data.training)
-        let limit = calibrationImages.map { min($0, calibration.count) }
-        let (pruned, outcome): (ViTWeights, BudgetOutcome) = try timed("prune") {
-            switch method {
-            case .vbp:
-                let result = try VarianceBasedPruning.run(
-                    original, backend: backend, images: calibration, limit: limit, batchSize: batchSize,
-                    options: VarianceBasedPruning.Options(scope: scope, biasFold: biasFold, roundTo: budget.roundTo,
-                                                          score: vbpScore),
-                    budget: budget)
-                return (result.weights, result.outcome)
-            case .magnitude, .taylor, .random:
-                let criterion: CriterionPruning.Criterion = method == .magnitude ? .magnitude(.l2)
-                    : method == .taylor ? .taylor : .random(seed: seed)
-                let result = try CriterionPruning.run(original, backend: backend, criterion: criterion, budget: budget,
-                                                      scope: scope, images: calibration, limit: limit,
-                                                      batchSize: batchSize)
-                return (result.weights, result.outcome)
-            }
-        }
-        hooks.log("pruned (\(method.rawValue)): \(outcome.summary)")
+        var latency: LatencyMeter?
+        if case let .latency(_, batch)? = budget.target { latency = LatencyMeter(backend: backend, batch: batch) }
+        let context = PruningContext(
+            original: original, data: data, backend: backend, budget: budget, scope: scope,
+            calibrationImages: calibrationImages, batchSize: batchSize, seed: seed, training: methodTraining,
+            latency: latency, log: hooks.log, progress: hooks.progress)
+        let result = try timed("prune") { try method.prune(context) }
+        if result.stopped { return Outcome(weights: result.weights, report: nil, stopped: true) }
+        let pruned = result.weights
+        hooks.log("pruned (\(method.name)): \(result.outcome.summary)")
         let prunedAccuracy = try timed("evaluate_pruned") { try accuracy(pruned) }
         hooks.log("right after pruning: accuracy \(percent(prunedAccuracy))")
 
         var final = pruned
         var finalAccuracy: Double?
-        var stopped = false
         if let fineTuning, fineTuning.epochs > 0 {
-            let result = try timed("finetune") {
+            let tuned = try timed("finetune") {
                 try fineTuning.run(student: pruned, teacher: original, training: data.training, backend: backend,
                                    progress: hooks.progress)
             }
-            final = result.weights
-            stopped = result.stopped
-            if !stopped {
-                finalAccuracy = try timed("evaluate_finetuned") { try accuracy(final) }
-                hooks.log("after \(fineTuning.epochs) epoch(s) of fine-tuning\(fineTuning.distill ? " with distillation" : ""): "
-                          + "accuracy \(percent(finalAccuracy))")
-            }
+            if tuned.stopped { return Outcome(weights: tuned.weights, report: nil, stopped: true) }
+            final = tuned.weights
+            finalAccuracy = try timed("evaluate_finetuned") { try accuracy(final) }
+            hooks.log("after \(fineTuning.epochs) epoch(s) of fine-tuning"
+                      + "\(fineTuning.distill ? " with distillation" : ""): accuracy \(percent(finalAccuracy))")
         }
 
         let (originalLatency, prunedLatency) = try timed("latency") {
@@ -126,8 +117,8 @@ public struct PruningPipeline {
         }
         let originalCost = original.config.cost(), prunedCost = final.config.cost()
         let report = PruneReport(
-            command: command, version: version, device: backend.name, seed: seed, method: method.rawValue,
-            budget: outcome.summary,
+            command: command, version: version, device: backend.name, seed: seed, method: method.name,
+            budget: result.outcome.summary,
             original: .init(path: originalPath, params: originalCost.parameters, macs: originalCost.macs,
                             accuracy: originalAccuracy, perBlock: PruneReport.widths(original.config),
                             latency: originalLatency),
@@ -137,8 +128,17 @@ public struct PruningPipeline {
             accuracyAfterPruning: prunedAccuracy, accuracyAfterFineTuning: finalAccuracy,
             paramsFraction: Double(prunedCost.parameters) / Double(originalCost.parameters),
             macsFraction: Double(prunedCost.macs) / Double(originalCost.macs),
-            finetuneEpochs: fineTuning?.epochs ?? 0, distill: fineTuning?.distill ?? false, seconds: seconds)
-        return Outcome(weights: final, report: report, stopped: stopped)
+            epochs: methodTraining.epochs, finetuneEpochs: fineTuning?.epochs ?? 0,
+            distill: (methodTraining.epochs > 0 && methodTraining.distill)
+                || (fineTuning.map { $0.epochs > 0 && $0.distill } ?? false),
+            methodHistory: result.history,
+            seconds: seconds)
+        return Outcome(weights: final, report: report, stopped: false)
+    }
+
+    /// The checkpoint files the run's training phases write (to delete once the final model is saved).
+    public var checkpointPaths: [String] {
+        [methodTraining.checkpointPath, fineTuning?.checkpointPath].compactMap { $0 }
     }
 
     private func describe(_ config: ViTConfig) -> String {

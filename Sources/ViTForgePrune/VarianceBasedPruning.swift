@@ -5,7 +5,17 @@ import ViTForgeModel
 /// post-GELU output barely varies behave like constants. Score each neuron by the variance of its output over
 /// calibration data, remove the lowest-variance neurons (one global ranking over all blocks by default), and replace
 /// each removed neuron by its mean, folded into `fc2.bias`. Fine-tuning with distillation follows in the trainer.
-public enum VarianceBasedPruning {
+public struct VarianceBasedPruning: PruningMethod {
+    public static let name = "vbp"
+    public static let summary = "Variance-Based Pruning: remove the MLP neurons whose output varies least, their "
+        + "means folded into fc2's bias"
+    public static let hasTrainingPhase = false
+
+    /// Scope and rounding come from the run's shared settings; the rest from `--vbp-score` and `--no-bias-fold`.
+    public var options: Options
+
+    public init(options: Options = Options()) { self.options = options }
+
     /// What neurons are ranked by.
     public enum Score: String, CaseIterable, Sendable {
         /// σ_j², the paper's score (METHODS.md §1.b).
@@ -167,7 +177,8 @@ public enum VarianceBasedPruning {
     /// target solves for the keep fraction of MLP neurons; otherwise `options.keepFraction` (or the budget's
     /// `--keep-mlp`) is used.
     public static func run(_ weights: ViTWeights, backend: Backend, images: CalibrationImages, limit: Int? = nil,
-                           batchSize: Int = 64, options: Options = Options(), budget: Budget? = nil) throws -> Result {
+                           batchSize: Int = 64, options: Options = Options(), budget: Budget? = nil,
+                           latency: LatencyMeter? = nil) throws -> Result {
         let model = try VisionTransformer(weights: weights, backend: backend)
         let statistics = try statistics(of: model, images: images, limit: limit, batchSize: batchSize)
         let scored = try scoredSpaces(config: weights.config,
@@ -176,8 +187,29 @@ public enum VarianceBasedPruning {
                                       roundTo: budget?.roundTo ?? options.roundTo)
         var resolved = budget ?? Budget(keepMLP: options.keepFraction)
         if resolved.target == nil && resolved.keepFractions.isEmpty { resolved.keepFractions[.mlpHidden] = options.keepFraction }
-        let (plan, outcome) = try resolved.solve(config: weights.config, nativeFamilies: [.mlpHidden], planFor: scored.plan)
+        let (plan, outcome) = try resolved.solve(config: weights.config, nativeFamilies: [.mlpHidden], latency: latency,
+                                                 planFor: scored.plan)
         let pruned = try prune(weights, plan: plan, statistics: statistics, biasFold: options.biasFold)
         return Result(weights: pruned, plan: plan, outcome: outcome, statistics: statistics)
+    }
+
+    // MARK: The method in the pipeline
+
+    public func problem(with budget: Budget, epochs: Int) -> String? {
+        if budget.keepFractions.keys.contains(where: { $0 != .mlpHidden }) {
+            return "vbp prunes MLP neurons only; use --keep-mlp or a target"
+        }
+        if epochs > 0 { return "vbp has no training phase of its own (--epochs); use --finetune-epochs" }
+        return nil
+    }
+
+    public func prune(_ context: PruningContext) throws -> MethodOutcome {
+        var options = self.options
+        options.scope = context.scope
+        options.roundTo = context.budget.roundTo
+        let result = try Self.run(context.original, backend: context.backend, images: context.calibration,
+                                  limit: context.calibrationLimit, batchSize: context.batchSize, options: options,
+                                  budget: context.budget, latency: context.latency)
+        return MethodOutcome(weights: result.weights, outcome: result.outcome)
     }
 }

@@ -80,8 +80,8 @@ struct DemoCommand: ParsableCommand {
                 channels: config.inChannels, side: config.imageSize, seed: common.seed))
             let progress = ProgressPrinter()
             let pipeline = PruningPipeline(
-                method: .vbp, budget: Budget(keepMLP: keepMlp), calibrationImages: calibImages,
-                fineTuning: FineTuning(epochs: finetuneEpochs, distill: true, seed: common.seed,
+                method: VarianceBasedPruning(), budget: Budget(keepMLP: keepMlp), calibrationImages: calibImages,
+                fineTuning: TrainingPhase(epochs: finetuneEpochs, distill: true, seed: common.seed,
                                        checkpointPath: checkpointPath(for: prunedPath),
                                        resume: resume && FileManager.default.fileExists(
                                            atPath: checkpointPath(for: prunedPath)),
@@ -92,13 +92,12 @@ struct DemoCommand: ParsableCommand {
                 command: CommandLine.arguments.joined(separator: " "), version: VitForge.version,
                 hooks: .init(log: { print("  " + $0) }, progress: { progress.report($0) }))
             progress.finish()
-            if outcome.stopped {
+            guard !outcome.stopped, var report = outcome.report else {
                 print("interrupted; continue with `vitforge demo --resume --out-dir \(outDir)`")
                 throw ExitCode(130)
             }
             try outcome.weights.save(to: prunedPath)
             try? FileManager.default.removeItem(atPath: checkpointPath(for: prunedPath))
-            var report = outcome.report
             report.seconds["total"] = Date().timeIntervalSince(started)
             try AtomicFile.write(report.jsonData(), to: reportPath)
             try AtomicFile.write(Data(HTMLReport.page(report, title: "ViTForge demo: VBP on Fashion-MNIST").utf8),

@@ -45,3 +45,49 @@ struct PruneCommandTests {
         #expect(try SafetensorsFile(path: logits).shape("logits") == [16, 10])
     }
 }
+
+/// `--target-latency MS --latency-batch B`: pruned until one batch takes MS on this device.
+struct LatencyTargetTests {
+    static func latencyMs(_ report: String, batch: Int) throws -> (original: Double, pruned: Double) {
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any]
+        func median(_ model: String) -> Double? {
+            ((json?[model] as? [String: Any])?["latency"] as? [[String: Any]])?
+                .first { $0["batch"] as? Int == batch }?["latency_ms_median"] as? Double
+        }
+        return (try #require(median("original")), try #require(median("pruned")))
+    }
+
+    @Test("--target-latency on fm-vit-c: the pruned model's measured latency is within 10% of the target",
+          .enabled(if: PruneCommandTests.fashionMNISTPresent, "Debian package dataset-fashion-mnist is not installed"))
+    func latencyTarget() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let batch = 32
+        // The machine is shared (and other tests run beside this one): a target is relative to the full model's
+        // latency measured in the same process, and a measurement disturbed by a neighbour gets two more tries.
+        var misses: [String] = []
+        for attempt in 1...3 {
+            let probe = folder.path("probe-\(attempt).json")
+            let first = try vitforge([
+                "prune", "--model", fixture("fm-vit-c.safetensors"), "--heads", "2", "--method", "magnitude",
+                "--keep-mlp", "1", "--classes", "7", "--latency-batches", "\(batch)", "--out",
+                folder.path("full.safetensors"), "--report", probe, "--device", "cpu",
+            ])
+            #expect(first.status == 0, "\(first.stderr)")
+            let full = try Self.latencyMs(probe, batch: batch).original
+            let target = 0.7 * full
+            let report = folder.path("report-\(attempt).json")
+            let result = try vitforge([
+                "prune", "--model", fixture("fm-vit-c.safetensors"), "--heads", "2", "--method", "magnitude",
+                "--target-latency", "\(target)", "--latency-batch", "\(batch)", "--classes", "7",
+                "--latency-batches", "\(batch)", "--out", folder.path("pruned.safetensors"), "--report", report,
+                "--device", "cpu",
+            ])
+            #expect(result.status == 0, "\(result.stderr)")
+            let pruned = try Self.latencyMs(report, batch: batch).pruned
+            if abs(pruned - target) <= 0.1 * target { return }
+            misses.append("attempt \(attempt): target \(target) ms (full \(full) ms), pruned \(pruned) ms")
+        }
+        Issue.record("latency missed the target by more than 10% three times: \(misses)")
+    }
+}

@@ -1,0 +1,30 @@
+import ViTForgeDevice
+import ViTForgeModel
+
+/// Measures the inference latency of model shapes on one device, for `--target-latency MS --latency-batch B`: the
+/// only budget that sees what a user deploys against (MACs ignore that LayerNorm, softmax and small GEMMs do not
+/// shrink in proportion). Latency does not depend on the weights' values, so a shape is timed with initialised
+/// weights; each shape is timed once per meter (bisection revisits shapes as it converges).
+public final class LatencyMeter {
+    public let backend: Backend
+    public let batch: Int
+    public let warmup: Int
+    public let runs: Int
+    private var measured: [(config: ViTConfig, milliseconds: Double)] = []
+
+    public init(backend: Backend, batch: Int, warmup: Int = 2, runs: Int = 7) {
+        self.backend = backend
+        self.batch = batch
+        self.warmup = warmup
+        self.runs = runs
+    }
+
+    /// Median latency of one batch through a model of shape `config`, in milliseconds.
+    public func milliseconds(_ config: ViTConfig) throws -> Double {
+        if let known = measured.first(where: { $0.config == config }) { return known.milliseconds }
+        let model = try VisionTransformer(weights: .initialized(config: config, seed: 0), backend: backend)
+        let value = try model.timeInference(batch: batch, warmup: warmup, runs: runs).latencyMsMedian
+        measured.append((config, value))
+        return value
+    }
+}

@@ -1,0 +1,18 @@
+import ArgumentParser
+import ViTForgePrune
+
+/// A method's own flags, one option group per method file (or per family of methods sharing flags). `vitforge
+/// prune` parses every group and asks the one that serves `--method` for the configured method; its flags appear
+/// in `prune --help` under the group's title.
+protocol MethodOptions: ParsableArguments {
+    /// The registered methods (`PruningMethods`) these flags configure.
+    static var methods: [String] { get }
+    /// The method `name`, configured from these flags.
+    func method(named name: String) throws -> any PruningMethod
+    /// Calibration images for `name` when the user gave `requested` (nil: the method's default).
+    func calibrationImages(for name: String, requested: Int?, batchSize: Int) -> Int?
+}
+
+extension MethodOptions {
+    func calibrationImages(for name: String, requested: Int?, batchSize: Int) -> Int? { requested }
+}

@@ -1,0 +1,124 @@
+import ArgumentParser
+import ViTForgeData
+import ViTForgePrune
+
+extension RankingScope: ExpressibleByArgument {}
+
+/// The flags of `vitforge prune` that mean the same for every method. Budgets are fractions KEPT; `--epochs` is the
+/// method's own training phase, `--finetune-epochs` the fine-tuning after the cut, `--distill` KD from the unpruned
+/// model in every training phase of the run.
+struct PruneOptions: ParsableArguments {
+    @Option(help: "The model to prune (safetensors, timm key names).")
+    var model: String
+
+    @Option(help: "Data for calibration, training and evaluation: fashion-mnist, an IDX folder or an ImageFolder.")
+    var data = IDXDataset.fashionMNISTName
+
+    @Option(help: ArgumentHelp("The pruning method: \(PruningMethods.all.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")).",
+                               valueName: "name"))
+    var method = VarianceBasedPruning.name
+
+    @Option(help: "Fraction of MLP neurons to keep.")
+    var keepMlp: Double?
+
+    @Option(help: "Fraction of attention heads to keep.")
+    var keepHeads: Double?
+
+    @Option(help: "Fraction of residual channels to keep.")
+    var keepResidual: Double?
+
+    @Option(help: "Keep this fraction of the original parameters (solved on the method's ratio).")
+    var targetParams: Double?
+
+    @Option(help: "Keep this fraction of the original MACs (solved on the method's ratio).")
+    var targetMacs: Double?
+
+    @Option(help: ArgumentHelp("Prune until one batch of --latency-batch images takes this long on this device "
+                               + "(milliseconds, median of 7 runs; solved by bisection on the method's ratio).",
+                               valueName: "ms"))
+    var targetLatency: Double?
+
+    @Option(help: "Batch size of --target-latency.")
+    var latencyBatch = 1
+
+    @Option(help: "Keep counts in multiples of K (e.g. 8, for GEMM-friendly widths).")
+    var roundTo = 1
+
+    @Option(help: "global: one ranking over all blocks (widths differ per block); block: the same fraction per block.")
+    var scope = RankingScope.global
+
+    @Option(help: "Calibration images (statistics, gradients): the first N training images (default: the method's).")
+    var calibImages: Int?
+
+    @Option(help: ArgumentHelp("Only these classes' images, comma-separated (calibration, training, evaluation).",
+                               valueName: "list"))
+    var classes: String?
+
+    @Option(help: "Epochs of the method's own training phase (methods that train before or while they cut).")
+    var epochs = 0
+
+    @Option(help: "Peak learning rate of the method's own training phase.")
+    var lr = 1e-4
+
+    @Option(help: "Epochs of fine-tuning after the cut (every method).")
+    var finetuneEpochs = 0
+
+    @Option(help: "Peak learning rate of fine-tuning.")
+    var finetuneLr = 1e-4
+
+    @Flag(help: "Knowledge distillation from the unpruned model in every training phase of the run.")
+    var distill = false
+
+    @Option(help: "Distillation weight α.")
+    var alpha = 0.5
+
+    @Option(help: "Distillation temperature T.")
+    var temperature = 2.0
+
+    @Option(help: "Images per batch (calibration, training).")
+    var batchSize = 128
+
+    @Option(help: ArgumentHelp("Batch sizes at which to time both models for the report, comma-separated.",
+                               valueName: "list"))
+    var latencyBatches = "1,64"
+
+    @Option(help: "Where to write the pruned model.")
+    var out: String
+
+    @Option(help: "Write the JSON report here.")
+    var report: String?
+
+    @Flag(help: ArgumentHelp("Continue an interrupted run from its checkpoints (OUT.METHOD.checkpoint.safetensors "
+                             + "for the method's own training, OUT.checkpoint.safetensors for fine-tuning)."))
+    var resume = false
+
+    var budget: Budget {
+        let target: Budget.Target? = targetMacs.map { .macs($0) } ?? targetParams.map { .params($0) }
+            ?? targetLatency.map { .latency(milliseconds: $0, batch: latencyBatch) }
+        var keepMLP = keepMlp
+        if keepMlp == nil && keepHeads == nil && keepResidual == nil && target == nil { keepMLP = 0.5 }
+        return Budget(keepMLP: keepMLP, keepHeads: keepHeads, keepResidual: keepResidual, target: target,
+                      roundTo: roundTo)
+    }
+
+    /// The method's own training phase's checkpoint.
+    var methodCheckpointPath: String { out + ".\(method).checkpoint.safetensors" }
+
+    func validate() throws {
+        if PruningMethods.named(method) == nil {
+            throw ValidationError("--method \(method): unknown; known: \(PruningMethods.names.joined(separator: ", "))")
+        }
+        if [targetMacs, targetParams, targetLatency].compactMap({ $0 }).count > 1 {
+            throw ValidationError("give one of --target-macs, --target-params and --target-latency")
+        }
+        if latencyBatch < 1 { throw ValidationError("--latency-batch must be at least 1") }
+        do { try budget.validate() } catch { throw ValidationError("\(error)") }
+        if epochs < 0 || finetuneEpochs < 0 { throw ValidationError("--epochs and --finetune-epochs must be ≥ 0") }
+        if distill && epochs == 0 && finetuneEpochs == 0 {
+            throw ValidationError("--distill needs a training phase: --epochs or --finetune-epochs ≥ 1")
+        }
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        _ = try parseClassList(classes)
+        _ = try parseBatchList(latencyBatches)
+    }
+}
