@@ -138,6 +138,12 @@ public struct DatasetSplits: Sendable {
     public var training: Dataset
     public var validation: Dataset?
     public var test: Dataset?
+
+    public init(training: Dataset, validation: Dataset? = nil, test: Dataset? = nil) {
+        self.training = training
+        self.validation = validation
+        self.test = test
+    }
 }
 
 /// How to load a data set for a model.

@@ -113,6 +113,14 @@ public struct Budget: Equatable, Sendable {
             if abs(achieved - goal) < best.error { best = (middle, plan, abs(achieved - goal), achieved) }
             if achieved < goal { low = middle } else { high = middle }
         }
+        // A cost target the native families cannot reach even at their smallest widths is an error, not a model
+        // cut to one neuron per block (e.g. 25% of the MACs by MLP pruning alone, when attention is 39% of them).
+        if case .latency = target {} else if best.achieved - goal > 0.01 {
+            let families = nativeFamilies.map(\.rawValue).joined(separator: ", ")
+            throw PruneError.invalidBudget("target \(goal) is out of reach by pruning \(families) alone: the smallest "
+                + "model this method cuts keeps \((best.achieved * 1000).rounded() / 10)%; prune other families too "
+                + "(--keep-heads, --keep-residual) where the method can")
+        }
         var outcome = try BudgetOutcome(original: config, plan: best.plan, nativeRatio: best.ratio, target: target)
         if case .latency = target { outcome.measuredLatencyMilliseconds = best.achieved }
         return (best.plan, outcome)
@@ -133,7 +141,13 @@ public struct BudgetOutcome: Equatable, Sendable {
     public var measuredLatencyMilliseconds: Double?
 
     public init(original: ViTConfig, plan: KeepPlan, nativeRatio: Double?, target: Budget.Target?) throws {
-        config = try plan.prunedConfig(of: original)
+        self.init(original: original, pruned: try plan.prunedConfig(of: original), nativeRatio: nativeRatio,
+                  target: target)
+    }
+
+    /// The outcome of a method that reached `pruned` another way than one plan (pruning while it trains).
+    public init(original: ViTConfig, pruned: ViTConfig, nativeRatio: Double? = nil, target: Budget.Target? = nil) {
+        config = pruned
         self.nativeRatio = nativeRatio
         self.target = target
         let before = original.cost(), after = config.cost()

@@ -190,12 +190,26 @@ public enum Surgery {
         return try ViTWeights(config: pruned, tensors: tensors)
     }
 
+    /// For every parameter `plan` cuts, the index in the unpruned tensor of each element of the pruned one (what
+    /// `Trainer.replaceModel` slices the optimizer's moments with when a method prunes while it trains).
+    public static func elementSources(_ config: ViTConfig, plan: KeepPlan) throws -> [String: [Int]] {
+        _ = try plan.prunedConfig(of: config)
+        var sources: [String: [Int]] = [:]
+        for parameter in try config.parameterAxes() {
+            let keep = parameter.roles.map { plan.keepIndices(along: $0, of: config) }
+            guard keep.contains(where: { $0 != nil }) else { continue }
+            let count = parameter.shape.reduce(1, *)
+            sources[parameter.name] = gather(Array(0..<count), shape: parameter.shape, keep: keep)
+        }
+        return sources
+    }
+
     /// The sub-tensor of `values` (row-major, `shape`) at the kept indices of every axis (nil: all of that axis).
-    static func gather(_ values: [Float], shape: [Int], keep: [[Int]?]) -> [Float] {
+    static func gather<Element>(_ values: [Element], shape: [Int], keep: [[Int]?]) -> [Element] {
         let axes = keep.enumerated().map { $0.element ?? Array(0..<shape[$0.offset]) }
         var strides = [Int](repeating: 1, count: shape.count)
         for axis in stride(from: shape.count - 2, through: 0, by: -1) { strides[axis] = strides[axis + 1] * shape[axis + 1] }
-        var out: [Float] = []
+        var out: [Element] = []
         out.reserveCapacity(axes.reduce(1) { $0 * $1.count })
         guard !shape.isEmpty else { return values }
         values.withUnsafeBufferPointer { source in

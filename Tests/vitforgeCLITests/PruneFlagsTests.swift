@@ -40,8 +40,7 @@ struct PruneFlagsTests {
         #expect(!result.stderr.contains("option group") && !result.stderr.contains("unknown"), "\(result.stderr)")
     }
 
-    @Test("shared flags: unknown method, --epochs for a method without a training phase, two targets, --distill "
-          + "without a training phase are one-line errors")
+    @Test("shared flags: unknown method, --epochs without a training phase, two targets, lone --distill: one-line errors")
     func sharedFlagErrors() throws {
         let model = fixture("fm-vit-c.safetensors")
         let cases: [([String], String)] = [
