@@ -1,6 +1,7 @@
 // swift-tools-version: 6.0
 // ViTForge: fine-tune and structurally prune Vision Transformers on OpenCL GPUs, with a CPU backend.
-// Layers (arrows point down only): vitforge (CLI) → ViTForgePrune → ViTForgeTrain → ViTForgeModel → ViTForgeDevice.
+// Layers (arrows point down only): vitforge (CLI) → ViTForgePrune → ViTForgeTrain → ViTForgeModel → ViTForgeDevice;
+// ViTForgeData beside ViTForgeModel, and ViTForgeRandom under both.
 import PackageDescription
 import Foundation
 
@@ -32,6 +33,7 @@ let package = Package(
     name: "ViTForge",
     products: [
         .executable(name: "vitforge", targets: ["vitforge"]),
+        .library(name: "ViTForgeRandom", targets: ["ViTForgeRandom"]),
         .library(name: "ViTForgeDevice", targets: ["ViTForgeDevice"]),
         .library(name: "ViTForgeModel", targets: ["ViTForgeModel"]),
         .library(name: "ViTForgeData", targets: ["ViTForgeData"]),
@@ -70,16 +72,22 @@ let package = Package(
                 ]),
         .target(name: "ViTForgeDevice", dependencies: ["COpenCL", "CBLAS", "Kernels"],
                 swiftSettings: deviceSwiftSettings),
+        // The one seeded generator (SplitMix64) behind everything reproducible from a seed: initial weights, data
+        // order and augmentation, the training generator's seeding, random pruning, bench inputs. Its own target
+        // because Model and Data both need it and neither may import the other.
+        .target(name: "ViTForgeRandom"),
         // ViT config, timm parameter names, safetensors I/O, forward/backward on a Backend, MAC/parameter counts.
-        .target(name: "ViTForgeModel", dependencies: ["ViTForgeDevice"]),
+        .target(name: "ViTForgeModel", dependencies: ["ViTForgeDevice", "ViTForgeRandom"]),
         // Data sets beside the model layer (neither imports the other): IDX files, ImageFolders (PNG/JPEG), class
         // subsets, validation splits, augmentation, image preparation, prefetching batches.
-        .target(name: "ViTForgeData", dependencies: ["CZlib", "CImageDecode"]),
+        .target(name: "ViTForgeData", dependencies: ["CZlib", "CImageDecode", "ViTForgeRandom"]),
         // Losses (CE, KD), AdamW + schedules, the training loop, checkpoints and resume, progress lines.
-        .target(name: "ViTForgeTrain", dependencies: ["ViTForgeModel", "ViTForgeData"]),
+        .target(name: "ViTForgeTrain", dependencies: ["ViTForgeModel", "ViTForgeData", "ViTForgeRandom"]),
         // Channel spaces, dependency groups, importance, budgets, surgery and the pruning methods.
-        .target(name: "ViTForgePrune", dependencies: ["ViTForgeTrain", "ViTForgeModel", "ViTForgeDevice"]),
+        .target(name: "ViTForgePrune", dependencies: ["ViTForgeTrain", "ViTForgeModel", "ViTForgeData",
+                                                     "ViTForgeDevice", "ViTForgeRandom"]),
         .executableTarget(name: "vitforge", dependencies: [
+            "ViTForgeRandom",
             "ViTForgeDevice",
             "ViTForgeModel",
             "ViTForgeData",
@@ -89,9 +97,9 @@ let package = Package(
         ]),
         // What several test targets share (test targets cannot import each other): the float64 reference ViT and
         // the seeded random source.
-        .target(name: "ViTForgeTestSupport", dependencies: ["ViTForgeModel"], path: "Tests/ViTForgeTestSupport"),
+        .target(name: "ViTForgeTestSupport", dependencies: ["ViTForgeModel", "ViTForgeRandom"], path: "Tests/ViTForgeTestSupport"),
         .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "ViTForgeTestSupport", "vitforge"]),
-        .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel", "ViTForgeTestSupport"]),
+        .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel", "ViTForgeRandom", "ViTForgeTestSupport"]),
         // CImageDecode's encoders write the tests' PNG/JPEG files.
         .testTarget(name: "ViTForgeDataTests", dependencies: ["ViTForgeData", "CImageDecode"]),
         // Runs the built `vitforge` binary as a subprocess (the dependency makes `swift build`/`swift test` build it).

@@ -4,8 +4,9 @@
 A step is forward + cross-entropy backward + one AdamW step, on both sides. PyTorch: timm's model built as in
 compare_pytorch.py from the same safetensors, `model.train()` (dropout is 0 in these models), `torch.optim.AdamW`
 with its defaults (lr 1e-5 here; betas 0.9/0.999, eps 1e-8) and timm's weight-decay groups (0.05 on ndim ≥ 2 except
-pos_embed/cls_token/dist_token, 0 elsewhere), `zero_grad(set_to_none=True)`, 2 threads. vitforge: its bench
-(zero the gradients, forward, cross-entropy backward, `adamwStep` on every parameter buffer).
+pos_embed/cls_token/dist_token, 0 elsewhere), `zero_grad(set_to_none=True)`, 2 threads. vitforge: its bench, one
+`Trainer.step()` of `vitforge train` (upload the batch, zero the gradients, forward, cross-entropy backward, AdamW
+with the trainer's weight-decay groups).
 
 The machine is shared, so the engines are measured alternately, `--rounds` times each, every measurement in its
 own subprocess; the table gives each engine's median images/s over the rounds and the median of the per-round

@@ -25,14 +25,6 @@ __kernel void column_statistics_accumulate(__global const float* x, int rows, in
     state[cols + c] += batch_m2 + delta * delta * (n_a * n_b / n);
 }
 
-__kernel void column_statistics_finalize(__global const double* state, int cols, long count,
-                                         __global float* mean, __global float* variance) {
-    int c = get_global_id(0);
-    if (c >= cols) return;
-    mean[c] = (float)state[c];
-    variance[c] = (float)(state[cols + c] / (double)count);
-}
-
 #define REDUCTION_GROUP_SIZE 64
 
 // Σx or Σx² in float64: each work-item sums a grid-strided slice (consecutive work-items touch consecutive

@@ -90,12 +90,6 @@ __kernel void scale_matrices(__global float* c, int offset, int rows, int cols, 
     c[at] = beta == 0.0f ? 0.0f : beta * c[at];
 }
 
-__kernel void apply_mask(__global float* x, __global const float* mask, int rows, int cols, int by_column) {
-    int c = get_global_id(0), r = get_global_id(1);
-    if (c >= cols || r >= rows) return;
-    x[(size_t)r * cols + c] *= by_column ? mask[c] : mask[r];
-}
-
 // An index outside the source cannot be reported from a kernel; it yields NaN, so the mistake shows up in the
 // first loss or norm instead of as a silent read of another tensor.
 __kernel void gather(__global const float* src, int src_count, __global const int* indices, __global float* dst,

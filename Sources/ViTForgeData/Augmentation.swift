@@ -1,11 +1,13 @@
+import ViTForgeRandom
+
 /// Random choices of the data pipeline as pure functions of (seed, purpose, a, b): the order of epoch e is
 /// `DataRandom(seed, .order, e, 0)`'s shuffle and image i's augmentation in epoch e comes from
 /// `DataRandom(seed, .augmentation, e, i)`, so a run resumed at any step sees the same images, in the same order,
 /// augmented the same way, whatever was computed before and on whichever thread.
 ///
-/// SplitMix64 (Steele, Lea, Flood 2014), written out here rather than Swift's `SystemRandomNumberGenerator` or
-/// `Int.random(in:using:)`, whose algorithms the standard library may change between releases: a checkpoint must
-/// reproduce its data order under a newer compiler too.
+/// A `SplitMix64` stream keyed by the four inputs, with its own `below` and `permutation` rather than
+/// `Int.random(in:using:)` or `shuffled(using:)`, whose algorithms the standard library may change between releases:
+/// a checkpoint must reproduce its data order under a newer compiler too.
 public struct DataRandom: RandomNumberGenerator, Sendable {
     public enum Purpose: UInt64, Sendable {
         case order = 1
@@ -13,22 +15,19 @@ public struct DataRandom: RandomNumberGenerator, Sendable {
         case validationSplit = 3
     }
 
-    private var state: UInt64
+    private var stream: SplitMix64
 
     public init(seed: UInt64, purpose: Purpose, _ a: Int, _ b: Int) {
         // Each input goes through the finaliser before the next is mixed in, so (a, b) and (b, a) differ and
         // neighbouring seeds give unrelated streams.
-        var key = Self.finalise(seed &+ 0x9E37_79B9_7F4A_7C15)
-        key = Self.finalise(key ^ purpose.rawValue)
-        key = Self.finalise(key ^ UInt64(bitPattern: Int64(a)))
-        key = Self.finalise(key ^ UInt64(bitPattern: Int64(b)))
-        state = key
+        var key = SplitMix64.finalise(seed &+ SplitMix64.increment)
+        key = SplitMix64.finalise(key ^ purpose.rawValue)
+        key = SplitMix64.finalise(key ^ UInt64(bitPattern: Int64(a)))
+        key = SplitMix64.finalise(key ^ UInt64(bitPattern: Int64(b)))
+        stream = SplitMix64(seed: key)
     }
 
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        return Self.finalise(state)
-    }
+    public mutating func next() -> UInt64 { stream.next() }
 
     /// Uniform in 0..<bound (bound ≥ 1), unbiased: Lemire's multiply-shift with rejection.
     public mutating func below(_ bound: Int) -> Int {
@@ -43,9 +42,7 @@ public struct DataRandom: RandomNumberGenerator, Sendable {
     }
 
     /// Uniform in [0, 1) with 53 random bits.
-    public mutating func unit() -> Double {
-        Double(next() >> 11) * 0x1p-53
-    }
+    public mutating func unit() -> Double { stream.unit() }
 
     /// A uniformly random permutation of 0..<count (Fisher–Yates, from the back).
     public mutating func permutation(_ count: Int) -> [Int] {
@@ -56,13 +53,6 @@ public struct DataRandom: RandomNumberGenerator, Sendable {
             position -= 1
         }
         return order
-    }
-
-    private static func finalise(_ value: UInt64) -> UInt64 {
-        var z = value
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

@@ -99,8 +99,6 @@ public protocol Backend: AnyObject {
     /// (Chan et al.'s parallel update), and `countBefore` is how many rows were merged before this call.
     /// Start from a zero-filled state with `countBefore = 0`.
     func columnStatisticsAccumulate(x: Buffer, rows: Int, cols: Int, state: Buffer, countBefore: Int) throws
-    /// Population mean and variance (ddof 0) of everything merged into `state` (`count` ≥ 1 rows), as float32.
-    func columnStatisticsFinalize(state: Buffer, cols: Int, count: Int, mean: Buffer, variance: Buffer) throws
     /// `Σ x[i]`, accumulated in float64, returned to the host (waits for the device).
     func sum(_ x: Buffer, count: Int) throws -> Double
     /// `Σ x[i]²`, accumulated in float64 (gradient-norm clipping, normalisation).
@@ -112,9 +110,6 @@ public protocol Backend: AnyObject {
     /// elements. Where `mask` is given and `mask[i] == 0`, parameter and moments stay untouched (pruned weights).
     func adamwStep(param: Buffer, grad: Buffer, m: Buffer, v: Buffer, mask: Buffer?, count: Int,
                    hyper: AdamWHyperparameters) throws
-    /// Multiplies the rows (`axis: .rows`, mask [rows]) or the columns (`axis: .columns`, mask [cols]) of
-    /// x [rows, cols] by a mask.
-    func applyMask(_ x: Buffer, mask: Buffer, rows: Int, cols: Int, axis: MaskAxis) throws
 
     // MARK: Gather / scatter (surgery, im2col, token selection)
 
@@ -136,11 +131,6 @@ public protocol Backend: AnyObject {
 public enum BackendKind: String, Sendable {
     case cpu
     case openCL = "opencl"
-}
-
-public enum MaskAxis: Sendable {
-    case rows
-    case columns
 }
 
 /// A block of device memory owned by one backend; `count` elements of 4 bytes.

@@ -25,18 +25,11 @@ extension VisionTransformer {
             return Float(Int32(truncatingIfNeeded: state >> 32)) / Float(Int32.max)
         }
         let images = try backend.makeBuffer(pixels)
-        for _ in 0..<warmup {
+        let latency = try Latency.measure(warmup: warmup, runs: runs) {
             try forward(images: images, batch: batch, keepingActivations: false)
             try backend.synchronize()
         }
-        var seconds: [Double] = []
-        for _ in 0..<max(runs, 1) {
-            let start = DispatchTime.now().uptimeNanoseconds
-            try forward(images: images, batch: batch, keepingActivations: false)
-            try backend.synchronize()
-            seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
-        }
-        let median = seconds.sorted()[seconds.count / 2]
+        let median = latency.medianSeconds
         return InferenceTiming(batch: batch, latencyMsMedian: median * 1000, imagesPerSecond: Double(batch) / median)
     }
 }

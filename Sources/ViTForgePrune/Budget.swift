@@ -162,10 +162,9 @@ public struct BudgetOutcome: Equatable, Sendable {
 
     /// One line per fact, for the CLI and reports.
     public var summary: String {
-        func percent(_ x: Double) -> String { String(Double(Int((x * 1000).rounded())) / 10) + "%" }
         var lines = [
-            "params \(parameters) of \(originalParameters) (\(percent(parameterFraction)))",
-            "MACs \(macs) of \(originalMacs) (\(percent(macFraction)))",
+            "params \(parameters) of \(originalParameters) (\(Formatting.percent(parameterFraction)))",
+            "MACs \(macs) of \(originalMacs) (\(Formatting.percent(macFraction)))",
             "residual width \(config.residualWidth); per block heads×qk/v, MLP: "
                 + config.blocks.map { "\($0.heads)×\($0.qkDim)/\($0.vDim), \($0.mlpHidden)" }.joined(separator: "; "),
         ]

@@ -1,5 +1,6 @@
 import ViTForgeDevice
 import ViTForgeModel
+import ViTForgeRandom
 
 /// Scores per group of a channel space (aligned with `ChannelSpace.groups`); higher means more important, kept
 /// first. Every criterion sums over all the slices of a group, so a residual channel is scored on everything it
@@ -42,7 +43,7 @@ public enum Importance {
 
     /// Seeded uniform scores (the random baseline); the same seed gives the same scores for the same space.
     public static func random(_ space: ChannelSpace, seed: UInt64) -> [Double] {
-        var generator = SplitMix(seed: seed ^ UInt64(truncatingIfNeeded: space.kind.description.hashStable))
+        var generator = SplitMix64(seed: seed ^ UInt64(truncatingIfNeeded: space.kind.description.hashStable))
         return space.groups.map { _ in generator.unit() }
     }
 

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import ViTForgeDevice
 import ViTForgeModel
+import ViTForgeRandom
+import ViTForgeTrain
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,8 +21,9 @@ struct BenchCommand: ParsableCommand {
         abstract: "Latency, images/s, GFLOP/s and peak memory of inference (or a training step) per model and batch.",
         discussion: """
             For each model and batch: random N(0,1) input (already normalised), --warmup untimed runs, then the \
-            median of --runs timed runs. With --train a run is forward + cross-entropy backward + one AdamW step \
-            on every parameter. GFLOP/s counts 2 FLOPs per multiply-accumulate of `vitforge info` (forward only; \
+            median of --runs timed runs. With --train a run is one step of the trainer `vitforge train` runs \
+            (the batch uploaded, forward + cross-entropy backward, AdamW with training's weight decay, at \
+            learning rate 1e-5 so that nothing diverges). GFLOP/s counts 2 FLOPs per multiply-accumulate of `vitforge info` (forward only; \
             a training step is counted as 3 forwards). Peak memory is the peak RSS of a child process that \
             measures only that row (see --in-process).
             """)
@@ -33,7 +36,7 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .customLong("batch"), help: "Batch size; repeat for several.")
     var batches: [Int] = [64]
 
-    @Flag(help: "Time a training step (forward + backward + AdamW) instead of inference.")
+    @Flag(help: "Time a training step (the trainer's: upload, forward + backward, AdamW) instead of inference.")
     var train = false
 
     @Option(name: .customLong("heads"), help: ArgumentHelp(
@@ -79,7 +82,8 @@ struct BenchCommand: ParsableCommand {
                 let backend = try common.makeBackend()
                 let row = try BenchMeasurement.measure(model: models[0], heads: heads(0), batch: batches[0], train: train,
                                                        warmup: warmup, runs: runs, seed: common.seed, backend: backend)
-                print(row.jsonObject(device: backend.name))
+                print(String(decoding: try JSONEncoder().encode(BenchReport(device: backend.name, results: [row])),
+                             as: UTF8.self))
                 return
             }
             var rows: [BenchRow] = []
@@ -103,20 +107,12 @@ struct BenchCommand: ParsableCommand {
             }
             print("device: \(deviceName)")
             if let json {
-                let text = "{\"device\": \(jsonStringLiteral(deviceName)), \"results\": [\n"
-                    + rows.map { "  " + $0.jsonObject(device: nil) }.joined(separator: ",\n") + "\n]}\n"
-                try SafetensorsWriter.writeAtomically(to: json) { descriptor in
-                    let bytes = Array(text.utf8)
-                    var written = 0
-                    while written < bytes.count {
-                        let n = bytes[written...].withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
-                        if n < 0 {
-                            if errno == EINTR { continue }
-                            throw BenchError("\(json): write: \(String(cString: strerror(errno)))")
-                        }
-                        written += n
-                    }
-                }
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                let report = BenchReport(device: deviceName, results: rows)
+                var text = try encoder.encode(report)
+                text.append(UInt8(ascii: "\n"))
+                try AtomicFile.write(text, to: json, protecting: models)
                 print("wrote \(json)")
             }
         }
@@ -141,11 +137,11 @@ struct BenchCommand: ParsableCommand {
         guard process.terminationStatus == 0 else {
             throw BenchError("measuring \(model) at batch \(batch) failed (child exit \(process.terminationStatus))")
         }
-        guard let line = String(data: data, encoding: .utf8)?.split(separator: "\n").last,
-              let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-              let row = BenchRow(json: object), let device = object["device"] as? String
+        guard let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last,
+              let report = try? JSONDecoder().decode(BenchReport.self, from: Data(line.utf8)),
+              let row = report.results.first
         else { throw BenchError("measuring \(model) at batch \(batch): unreadable child output") }
-        return (row, device)
+        return (row, report.device)
     }
 }
 
@@ -161,10 +157,18 @@ private func selfExecutablePath() throws -> String {
     return String(cString: buffer)
 }
 
+/// `--json`'s file: DESIGN.md's `{"device": ..., "results": [...]}`. A `--single-measurement` child prints one
+/// with its single row on one line.
+struct BenchReport: Codable {
+    var device: String
+    var results: [BenchRow]
+}
+
 /// One measured row (DESIGN.md's keys, plus GFLOP/s and the fastest run).
-struct BenchRow {
+struct BenchRow: Codable {
     var model: String
     var batch: Int
+    /// "infer" or "train".
     var mode: String
     var imagesPerSecond: Double
     var latencyMedianMs: Double
@@ -172,48 +176,24 @@ struct BenchRow {
     var gflopsPerSecond: Double
     var peakMemoryMB: Double
 
+    enum CodingKeys: String, CodingKey {
+        case model, batch, mode
+        case imagesPerSecond = "images_per_second"
+        case latencyMedianMs = "latency_ms_median"
+        case latencyMinMs = "latency_ms_min"
+        case gflopsPerSecond = "gflops_per_second"
+        case peakMemoryMB = "peak_memory_mb"
+    }
+
     static let tableHeader = "model                                     batch  mode    median ms     min ms   images/s"
         + "   GFLOP/s  peak MB"
 
     var tableLine: String {
         let name = model.count > 40 ? "…" + model.suffix(39) : model
         return name.padding(41) + pad(String(batch), 6) + "  " + mode.padding(6)
-            + pad(fixed(latencyMedianMs, 2), 11) + pad(fixed(latencyMinMs, 2), 11) + pad(fixed(imagesPerSecond, 1), 11)
-            + pad(fixed(gflopsPerSecond, 1), 10) + pad(fixed(peakMemoryMB, 1), 9)
-    }
-
-    func jsonObject(device: String?) -> String {
-        var fields: [String] = []
-        if let device { fields.append("\"device\": \(jsonStringLiteral(device))") }
-        fields += ["\"model\": \(jsonStringLiteral(model))", "\"batch\": \(batch)", "\"mode\": \(jsonStringLiteral(mode))",
-                   "\"images_per_second\": \(imagesPerSecond)", "\"latency_ms_median\": \(latencyMedianMs)",
-                   "\"latency_ms_min\": \(latencyMinMs)", "\"gflops_per_second\": \(gflopsPerSecond)",
-                   "\"peak_memory_mb\": \(peakMemoryMB)"]
-        return "{" + fields.joined(separator: ", ") + "}"
-    }
-
-    init(model: String, batch: Int, mode: String, imagesPerSecond: Double, latencyMedianMs: Double,
-         latencyMinMs: Double, gflopsPerSecond: Double, peakMemoryMB: Double) {
-        self.model = model
-        self.batch = batch
-        self.mode = mode
-        self.imagesPerSecond = imagesPerSecond
-        self.latencyMedianMs = latencyMedianMs
-        self.latencyMinMs = latencyMinMs
-        self.gflopsPerSecond = gflopsPerSecond
-        self.peakMemoryMB = peakMemoryMB
-    }
-
-    init?(json: [String: Any]) {
-        guard let model = json["model"] as? String, let batch = json["batch"] as? Int,
-              let mode = json["mode"] as? String, let images = (json["images_per_second"] as? NSNumber)?.doubleValue,
-              let median = (json["latency_ms_median"] as? NSNumber)?.doubleValue,
-              let minimum = (json["latency_ms_min"] as? NSNumber)?.doubleValue,
-              let gflops = (json["gflops_per_second"] as? NSNumber)?.doubleValue,
-              let peak = (json["peak_memory_mb"] as? NSNumber)?.doubleValue
-        else { return nil }
-        self.init(model: model, batch: batch, mode: mode, imagesPerSecond: images, latencyMedianMs: median,
-                  latencyMinMs: minimum, gflopsPerSecond: gflops, peakMemoryMB: peak)
+            + pad(Formatting.fixed(latencyMedianMs, decimals: 2), 11)
+            + pad(Formatting.fixed(latencyMinMs, decimals: 2), 11) + pad(Formatting.decimal1(imagesPerSecond), 11)
+            + pad(Formatting.decimal1(gflopsPerSecond), 10) + pad(Formatting.decimal1(peakMemoryMB), 9)
     }
 }
 
@@ -225,65 +205,68 @@ enum BenchMeasurement {
         let c = model.config
         var random = SplitMix64(seed: seed)
         let imageCount = batch * c.inChannels * c.imageSize * c.imageSize
-        let images = try backend.makeBuffer((0..<imageCount).map { _ in random.nextGaussian() })
-        let labels = try backend.makeBuffer((0..<batch).map { _ in Int32(random.next() % UInt64(c.classes)) })
+        let images = (0..<imageCount).map { _ in gaussian(&random) }
+        let labels = (0..<batch).map { _ in Int32(random.next() % UInt64(c.classes)) }
 
-        var step: () throws -> Void
+        let latency: Latency
         if train {
-            // Optimizer state, allocated once; AdamW is not part of the model yet, so the step calls the backend's
-            // op on every parameter buffer (weight decay on every tensor: the timing is the same either way).
-            let specs = c.parameterSpecs()
-            try model.zeroGradients()
-            let slots = try specs.map { spec -> (param: Buffer, grad: Buffer, m: Buffer, v: Buffer, count: Int) in
-                guard let param = model.parameters[spec.name], let grad = model.gradients[spec.name] else {
-                    throw BenchError("\(path): no parameter or gradient buffer for \(spec.name)")
-                }
-                return (param, grad, try backend.zeros(spec.elementCount), try backend.zeros(spec.elementCount),
-                        spec.elementCount)
-            }
-            var stepNumber = 0
-            step = {
-                try model.zeroGradients()
-                _ = try model.crossEntropy(images: images, labels: labels, batch: batch, backward: true)
-                stepNumber += 1
-                let hyper = AdamWHyperparameters(learningRate: 1e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8,
-                                                 weightDecay: 0.05, step: stepNumber)
-                for slot in slots {
-                    try backend.adamwStep(param: slot.param, grad: slot.grad, m: slot.m, v: slot.v, mask: nil,
-                                          count: slot.count, hyper: hyper)
-                }
+            let batches = RepeatedBatch(images: images, labels: labels, batchesPerEpoch: warmup + max(runs, 1))
+            let settings = TrainingSettings(epochs: 1, learningRate: 1e-5, warmupFraction: 0)
+            let trainer = try Trainer(model: model, batches: batches, settings: settings, seed: seed)
+            latency = try Latency.measure(warmup: warmup, runs: runs) {
+                try trainer.step()
+                // The step waits for its loss, not for the AdamW kernels enqueued after it.
                 try backend.synchronize()
             }
         } else {
-            step = {
-                try model.forward(images: images, batch: batch, keepingActivations: false)
+            let deviceImages = try backend.makeBuffer(images)
+            latency = try Latency.measure(warmup: warmup, runs: runs) {
+                try model.forward(images: deviceImages, batch: batch, keepingActivations: false)
                 try backend.synchronize()
             }
         }
-        for _ in 0..<warmup { try step() }
-        var seconds: [Double] = []
-        for _ in 0..<runs {
-            let start = monotonicSeconds()
-            try step()
-            seconds.append(monotonicSeconds() - start)
-        }
-        seconds.sort()
-        let median = seconds.count % 2 == 1
-            ? seconds[seconds.count / 2]
-            : (seconds[seconds.count / 2 - 1] + seconds[seconds.count / 2]) / 2
+        let median = latency.medianSeconds
         let forwardFlops = 2 * Double(c.cost().macs) * Double(batch)
         let flops = train ? 3 * forwardFlops : forwardFlops
         return BenchRow(model: path, batch: batch, mode: train ? "train" : "infer",
                         imagesPerSecond: Double(batch) / median, latencyMedianMs: median * 1000,
-                        latencyMinMs: seconds[0] * 1000, gflopsPerSecond: flops / median / 1e9,
+                        latencyMinMs: latency.minimumSeconds * 1000, gflopsPerSecond: flops / median / 1e9,
                         peakMemoryMB: peakResidentMegabytes())
+    }
+
+    /// N(0, 1) by Box–Muller from two uniforms, the first in (0, 1] so that its logarithm is finite.
+    private static func gaussian(_ random: inout SplitMix64) -> Float {
+        let u1 = (Double(random.next() >> 11) + 1) * 0x1p-53
+        let u2 = Double(random.next() >> 11) * 0x1p-53
+        return Float((-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2))
     }
 }
 
-func monotonicSeconds() -> Double {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
+/// The bench's batch source for `Trainer`: the same seeded batch at every position. What a step costs does not
+/// depend on which images it sees, and a fixed batch keeps decoding and augmentation out of the time while the
+/// trainer still copies and uploads the batch as in training.
+private final class RepeatedBatch: TrainingBatches {
+    let batchesPerEpoch: Int
+    let maximumBatch: Int
+    let imageElements: Int
+    let dataSeed: UInt64 = 0
+    private let images: [Float]   // [maximumBatch, C, H, W]
+    private let labels: [Int32]   // [maximumBatch]
+
+    init(images: [Float], labels: [Int32], batchesPerEpoch: Int) {
+        self.images = images
+        self.labels = labels
+        self.batchesPerEpoch = batchesPerEpoch
+        maximumBatch = labels.count
+        imageElements = images.count / max(labels.count, 1)
+    }
+
+    func fill(epoch: Int, index: Int, images: UnsafeMutableBufferPointer<Float>,
+              labels: UnsafeMutableBufferPointer<Int32>) throws -> Int {
+        _ = images.update(fromContentsOf: self.images)
+        _ = labels.update(fromContentsOf: self.labels)
+        return maximumBatch
+    }
 }
 
 /// The process's peak resident set size so far, in MB (Linux reports `ru_maxrss` in KiB).
@@ -293,41 +276,6 @@ func peakResidentMegabytes() -> Double {
     return Double(usage.ru_maxrss) / 1024
 }
 
-/// A small seeded generator, so that the input is the same for every model and run with the same --seed.
-struct SplitMix64 {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Box–Muller from two uniforms in (0, 1].
-    mutating func nextGaussian() -> Float {
-        let u1 = (Double(next() >> 11) + 1) / 9_007_199_254_740_992
-        let u2 = Double(next() >> 11) / 9_007_199_254_740_992
-        return Float((-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2))
-    }
-}
-
-
 private func pad(_ text: String, _ width: Int) -> String {
     text.count >= width ? text : String(repeating: " ", count: width - text.count) + text
-}
-
-/// `value` with exactly `decimals` decimals, without Foundation's `String(format:)`.
-private func fixed(_ value: Double, _ decimals: Int) -> String {
-    guard value.isFinite else { return "\(value)" }
-    var scale = 1.0
-    for _ in 0..<decimals { scale *= 10 }
-    let scaled = Int((abs(value) * scale).rounded())
-    let whole = scaled / Int(scale)
-    let fraction = String(scaled % Int(scale))
-    let sign = value < 0 && scaled != 0 ? "-" : ""
-    return decimals == 0 ? sign + String(whole)
-        : sign + String(whole) + "." + String(repeating: "0", count: decimals - fraction.count) + fraction
 }

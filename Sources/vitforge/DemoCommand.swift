@@ -105,7 +105,7 @@ struct DemoCommand: ParsableCommand {
             print("step 3/3: compare")
             printComparison(report)
             print("wrote \(modelPath), \(prunedPath), \(reportPath), \(htmlPath) in "
-                  + "\(String(format1: report.seconds["total"] ?? 0)) s")
+                  + "\(Formatting.decimal1(report.seconds["total"] ?? 0)) s")
         }
     }
 
@@ -129,7 +129,7 @@ struct DemoCommand: ParsableCommand {
             trainer.evaluate = { model, epoch in
                 let accuracy = try Evaluator.tally(model, on: test, batchSize: 256).accuracy
                 progress.finish()
-                print("  epoch \(epoch)/\(epochs): test accuracy \(String(format1: accuracy * 100))%")
+                print("  epoch \(epoch)/\(epochs): test accuracy \(Formatting.percent(accuracy))")
                 return Evaluation(metric: nil, testAccuracy: accuracy)
             }
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ViTForgeDevice
+import ViTForgeModel
 
 /// Lists every compute device and which one `--device auto` picks.
 struct DevicesCommand: ParsableCommand {
@@ -31,7 +32,7 @@ struct DevicesCommand: ParsableCommand {
                     platform = device.platformIndex
                     print("platform \(platform): \(device.platformName)")
                 }
-                let memory = String(format1: Double(device.globalMemoryBytes) / 1_073_741_824)
+                let memory = Formatting.decimal1(Double(device.globalMemoryBytes) / 1_073_741_824)
                 print("""
                     \(device.spec.padding(12)) \(device.name)
                                  vendor \(device.vendor); type \(device.type.rawValue); \(memory) GiB global memory; \
@@ -52,7 +53,7 @@ struct DevicesCommand: ParsableCommand {
             for request in requests {
                 let backend = try DeviceSelection.makeBackend(request)
                 let error = try DeviceCheck.run(on: backend)
-                print("check \(request): \(backend.name): ok (GEMM max error \(String(format1e: error)))")
+                print("check \(request): \(backend.name): ok (GEMM max error \(Formatting.scientific1(error)))")
             }
         }
     }
@@ -63,19 +64,9 @@ extension String {
         count >= width ? self : self + String(repeating: " ", count: width - count)
     }
 
-    /// One decimal place, without Foundation's `String(format:)`.
+    /// `Formatting.decimal1`, kept only for PruneCommand.swift's comparison table until that file (being rewritten
+    /// on main) calls `Formatting` itself; then this goes.
     init(format1 value: Double) {
-        let tenths = Int((value * 10).rounded())
-        self = "\(tenths / 10).\(abs(tenths % 10))"
-    }
-
-    /// Scientific notation with one decimal.
-    init(format1e value: Double) {
-        guard value > 0, value.isFinite else { self = "\(value)"; return }
-        var exponent = 0
-        var mantissa = value
-        while mantissa >= 10 { mantissa /= 10; exponent += 1 }
-        while mantissa < 1 { mantissa *= 10; exponent -= 1 }
-        self = "\(String(format1: mantissa))e\(exponent)"
+        self = Formatting.decimal1(value)
     }
 }

@@ -99,11 +99,11 @@ struct EvalCommand: ParsableCommand {
                 guard let accuracy = tally.accuracy(ofClass: label) else { continue }
                 perClass[String(label)] = accuracy
                 print([String(label).padding(6), images.className(label).padding(13),
-                       String(tally.seen[label]).padding(7), percent(accuracy)].joined(separator: " "))
+                       String(tally.seen[label]).padding(7), Formatting.percent(accuracy)].joined(separator: " "))
             }
-            print("all    \("".padding(13)) \(String(tally.images).padding(7)) \(percent(tally.accuracy))")
+            print("all    \("".padding(13)) \(String(tally.images).padding(7)) \(Formatting.percent(tally.accuracy))")
             print("\(model) on \(data) \(split.rawValue) split, \(backend.name): "
-                + "\(tally.correctImages)/\(tally.images) correct in \(String(format1: seconds)) s")
+                + "\(tally.correctImages)/\(tally.images) correct in \(Formatting.decimal1(seconds)) s")
 
             if let json {
                 let report: [String: Any] = [
@@ -116,10 +116,6 @@ struct EvalCommand: ParsableCommand {
                 try AtomicFile.write(text, to: json, protecting: [model])
             }
         }
-    }
-
-    private func percent(_ fraction: Double) -> String {
-        String(format1: fraction * 100) + "%"
     }
 }
 

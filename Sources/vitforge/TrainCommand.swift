@@ -152,8 +152,8 @@ struct TrainCommand: ParsableCommand {
                 }
                 progress.finish()
                 var line = "epoch \(epoch)/\(epochs):"
-                if let validation { line += " validation \(String(format1: validation.accuracy * 100))%" }
-                if let test { line += " test \(String(format1: test.accuracy * 100))%" }
+                if let validation { line += " validation \(Formatting.percent(validation.accuracy))" }
+                if let test { line += " test \(Formatting.percent(test.accuracy))" }
                 print(line)
                 return Evaluation(metric: validation?.accuracy, accuracy: validation?.accuracy,
                                   testAccuracy: test?.accuracy)

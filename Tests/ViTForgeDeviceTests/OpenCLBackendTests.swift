@@ -7,6 +7,8 @@ import Testing
 @Suite(.serialized)
 struct OpenCLBackendTests {
     static let device: OpenCLDeviceInfo? = try? OpenCLRuntime.devices().first
+    /// Why a test that needs a device skipped (CI sets VITFORGE_EXPECT_OPENCL=1, and BackendOpTests then fails).
+    static let noDevice: Comment = "no OpenCL device (no ICD, or PoCL without a writable cache): nothing to build on"
 
     func makeBackend() throws -> OpenCLBackend {
         guard let device = Self.device else { throw BackendError.noOpenCLDevice("no OpenCL device in this test run") }
@@ -49,8 +51,9 @@ struct OpenCLBackendTests {
         #expect(backend.kind == .openCL)
     }
 
-    @Test func kernelBuildFailureIsOneLine() throws {
-        guard let device = Self.device else { return }
+    @Test(.enabled(if: OpenCLBackendTests.device != nil, OpenCLBackendTests.noDevice))
+    func kernelBuildFailureIsOneLine() throws {
+        let device = try #require(Self.device)
         let broken = [(name: "broken.cl", source: "__kernel void f(__global float* x) {\n  x[0] = y;\n}\n")]
         do {
             _ = try OpenCLBackend(device: device, kernelSources: broken)
@@ -64,8 +67,9 @@ struct OpenCLBackendTests {
         }
     }
 
-    @Test func kernelDirectoryOverrideIsRead() throws {
-        guard let device = Self.device else { return }
+    @Test(.enabled(if: OpenCLBackendTests.device != nil, OpenCLBackendTests.noDevice))
+    func kernelDirectoryOverrideIsRead() throws {
+        let device = try #require(Self.device)
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("vitforge-kernels-\(getpid())")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
@@ -230,15 +234,6 @@ struct OpenCLBackendTests {
         expectClose(try backend.read(out), axpyExpected, "axpy")
         try backend.scale(out, by: 3, count: count)
         expectClose(try backend.read(out), axpyExpected.map { $0 * 3 }, "scale")
-
-        let rowMask: [Float] = (0 ..< rows).map { $0 % 3 == 0 ? 0 : 1 }
-        let colMask: [Float] = (0 ..< cols).map { $0 % 4 == 1 ? 0 : 2 }
-        let masked = try backend.makeBuffer(y)
-        try backend.applyMask(masked, mask: try backend.makeBuffer(rowMask), rows: rows, cols: cols, axis: .rows)
-        try backend.applyMask(masked, mask: try backend.makeBuffer(colMask), rows: rows, cols: cols, axis: .columns)
-        expectClose(try backend.read(masked),
-                    (0 ..< count).map { Double(y[$0]) * Double(rowMask[$0 / cols]) * Double(colMask[$0 % cols]) },
-                    "applyMask")
 
         let indices: [Int32] = [5, 0, 480, 17, 3, 99, 200]
         let gathered = try backend.allocate(indices.count)
@@ -432,8 +427,8 @@ struct OpenCLBackendTests {
                                                    cols: cols, state: state, countBefore: merged)
             merged += batch.count / cols
         }
-        let meanB = try backend.allocate(cols), varianceB = try backend.allocate(cols)
-        try backend.columnStatisticsFinalize(state: state, cols: cols, count: merged, mean: meanB, variance: varianceB)
+        // The state is float64 mean[cols] then M2[cols]; its users (VBP) read it as doubles.
+        let stateValues = try backend.float64Values(state, doubles: 2 * cols)
         let rowsOfAll = all.flatMap { $0 }
         var mean = [Double](), variance = [Double]()
         for c in 0 ..< cols {
@@ -442,10 +437,10 @@ struct OpenCLBackendTests {
             mean.append(m)
             variance.append(column.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(column.count))
         }
-        expectClose(try backend.read(meanB), mean, tolerance: 1e-7, "statistics mean")
-        let gotVariance = try backend.read(varianceB)
         for c in 0 ..< cols {
-            #expect(abs(Double(gotVariance[c]) - variance[c]) <= 1e-4 * variance[c], "variance \(c)")
+            #expect(abs(stateValues[c] - mean[c]) <= 1e-12 * abs(mean[c]), "mean \(c)")
+            let gotVariance = stateValues[cols + c] / Double(merged)
+            #expect(abs(gotVariance - variance[c]) <= 1e-8 * variance[c], "variance \(c)")
         }
 
         let x = values(100_003, seed: 30)

@@ -305,14 +305,6 @@ enum Reference {
         return (newParam, newM, newV)
     }
 
-    static func applyMask(_ x: [Double], mask: [Double], rows: Int, cols: Int, axis: MaskAxis) -> [Double] {
-        var out = x
-        for r in 0 ..< rows {
-            for c in 0 ..< cols { out[r * cols + c] *= axis == .rows ? mask[r] : mask[c] }
-        }
-        return out
-    }
-
     // MARK: Gather / scatter
 
     static func gather(src: [Double], indices: [Int]) -> [Double] {

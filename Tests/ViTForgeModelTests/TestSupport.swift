@@ -1,5 +1,6 @@
 import Foundation
 @testable import ViTForgeModel
+import ViTForgeRandom
 
 /// `Tests/Fixtures`, next to this test target's folder.
 let fixturesFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -64,17 +65,13 @@ func modelFileError(_ body: () throws -> Void) -> ModelFileError? {
 
 /// Deterministic values for test tensors (SplitMix64), so failures reproduce.
 struct SeededValues {
-    private var state: UInt64
+    private var stream: SplitMix64
 
-    init(seed: UInt64) { state = seed }
+    init(seed: UInt64) { stream = SplitMix64(seed: seed) }
 
+    /// Uniform in [-1, 1), 24 random bits: exact in a Float.
     mutating func next() -> Float {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return Float(z >> 40) / Float(1 << 24) * 2 - 1
+        Float(stream.next() >> 40) / Float(1 << 24) * 2 - 1
     }
 
     mutating func tensors(for config: ViTConfig) -> [String: HostTensor] {

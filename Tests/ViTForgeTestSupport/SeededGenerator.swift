@@ -1,11 +1,11 @@
-import ViTForgeModel
+import ViTForgeRandom
 
 /// The tests' random source: the product's own SplitMix64 behind `RandomNumberGenerator`, so every run draws the same
 /// "random" inputs, models and keep-sets from one seed and a failure reproduces.
 public struct SeededGenerator: RandomNumberGenerator {
-    private var core: SplitMix
+    private var core: SplitMix64
 
-    public init(seed: UInt64) { core = SplitMix(seed: seed) }
+    public init(seed: UInt64) { core = SplitMix64(seed: seed) }
 
     public mutating func next() -> UInt64 { core.next() }
 

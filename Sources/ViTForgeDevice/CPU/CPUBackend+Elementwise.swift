@@ -79,30 +79,6 @@ extension CPUBackend {
         }
     }
 
-    public func applyMask(_ x: Buffer, mask: Buffer, rows: Int, cols: Int, axis: MaskAxis) throws {
-        try requireSizes("applyMask", ["rows": rows, "cols": cols])
-        let x = try range(x, count: rows * cols, "applyMask", "x")
-        switch axis {
-        case .rows:
-            let mask = try range(mask, count: rows, "applyMask", "mask (rows)")
-            parallelChunks(rows, costPerItem: cols) { rowRange in
-                for r in rowRange {
-                    let row = x + r * cols
-                    let factor = mask[r]
-                    for c in 0 ..< cols { row[c] *= factor }
-                }
-            }
-        case .columns:
-            let mask = try range(mask, count: cols, "applyMask", "mask (columns)")
-            parallelChunks(rows, costPerItem: cols) { rowRange in
-                for r in rowRange {
-                    let row = x + r * cols
-                    for c in 0 ..< cols { row[c] *= mask[c] }
-                }
-            }
-        }
-    }
-
     public func biasGeluForward(x: Buffer, bias: Buffer, out: Buffer, rows: Int, cols: Int) throws {
         try requireSizes("biasGeluForward", ["rows": rows, "cols": cols])
         let x = try range(x, count: rows * cols, "biasGeluForward", "x")

@@ -44,21 +44,6 @@ extension CPUBackend {
         }
     }
 
-    public func columnStatisticsFinalize(state: Buffer, cols: Int, count: Int, mean: Buffer, variance: Buffer) throws {
-        let operation = "columnStatisticsFinalize"
-        try requireSizes(operation, ["cols": cols])
-        guard count > 0 else {
-            throw BackendError.invalidArgument("\(operation): count \(count) must be positive (no rows merged)")
-        }
-        let state = try float64Range(state, doubles: 2 * cols, operation, "state")
-        let mean = try range(mean, count: cols, operation, "mean")
-        let variance = try range(variance, count: cols, operation, "variance")
-        for c in 0 ..< cols {
-            mean[c] = Float(state[c])
-            variance[c] = Float(state[cols + c] / Double(count))
-        }
-    }
-
     public func sum(_ x: Buffer, count: Int) throws -> Double {
         try requireSizes("sum", ["count": count])
         let x = try range(x, count: count, "sum", "x")

@@ -53,7 +53,7 @@ public final class OpenCLBackend: Backend {
 
     enum KernelName: String, CaseIterable {
         case addBias = "add_bias", columnSumAccumulate = "column_sum_accumulate", add, axpy, scale
-        case scaleMatrices = "scale_matrices", applyMask = "apply_mask", gather, scatterAdd = "scatter_add"
+        case scaleMatrices = "scale_matrices", gather, scatterAdd = "scatter_add"
         case layerNormForward = "layernorm_forward", layerNormBackwardInput = "layernorm_backward_input"
         case layerNormBackwardParams = "layernorm_backward_params"
         case softmaxForward = "softmax_forward", softmaxBackward = "softmax_backward"
@@ -61,13 +61,13 @@ public final class OpenCLBackend: Backend {
         case crossEntropyForward = "cross_entropy_forward", crossEntropyBackward = "cross_entropy_backward"
         case distillationForward = "distillation_forward", distillationBackward = "distillation_backward"
         case columnStatisticsAccumulate = "column_statistics_accumulate"
-        case columnStatisticsFinalize = "column_statistics_finalize", sumPartials = "sum_partials"
+        case sumPartials = "sum_partials"
         case adamwStep = "adamw_step", matVec = "mat_vec", matVecTransposed = "mat_vec_transposed"
 
         /// Compiled only where the device has cl_khr_fp64 (statistics.cl).
         var needsFloat64: Bool {
             switch self {
-            case .columnStatisticsAccumulate, .columnStatisticsFinalize, .sumPartials: return true
+            case .columnStatisticsAccumulate, .sumPartials: return true
             default: return false
             }
         }
@@ -454,17 +454,6 @@ public final class OpenCLBackend: Backend {
         ])
     }
 
-    public func columnStatisticsFinalize(state: Buffer, cols: Int, count: Int, mean: Buffer, variance: Buffer) throws {
-        let op = "columnStatisticsFinalize"
-        try requireFloat64(op)
-        guard cols >= 0, count >= 0 else { throw BackendError.invalidArgument("\(op): cols \(cols), count \(count)") }
-        try launch(.columnStatisticsFinalize, global: cols, [
-            .buffer(try checked(state, op, "state", count: ColumnStatistics.stateCount(cols))), try .int(cols),
-            .long(Int64(count)), .buffer(try checked(mean, op, "mean", count: cols)),
-            .buffer(try checked(variance, op, "variance", count: cols)),
-        ])
-    }
-
     public func sum(_ x: Buffer, count: Int) throws -> Double {
         try reduce(x, count: count, squared: false, operation: "sum")
     }
@@ -519,16 +508,6 @@ public final class OpenCLBackend: Backend {
             .buffer(maskMemory ?? paramMemory), .int32(maskMemory == nil ? 0 : 1), try .int(count),
             .float(hyper.learningRate), .float(hyper.beta1), .float(hyper.beta2), .float(hyper.eps),
             .float(hyper.weightDecay), .float(Float(biasCorrection1)), .float(Float(sqrtBiasCorrection2)),
-        ])
-    }
-
-    public func applyMask(_ x: Buffer, mask: Buffer, rows: Int, cols: Int, axis: MaskAxis) throws {
-        let op = "applyMask"
-        let count = try size(rows, cols, op)
-        try launch(.applyMask, columns: cols, rows: rows, [
-            .buffer(try checked(x, op, "x", count: count)),
-            .buffer(try checked(mask, op, "mask", count: axis == .rows ? rows : cols)), try .int(rows),
-            try .int(cols), .int32(axis == .columns ? 1 : 0),
         ])
     }
 
