@@ -170,7 +170,8 @@ public struct BudgetOutcome: Equatable, Sendable {
         ]
         if let nativeRatio { lines.append("native keep ratio \(nativeRatio)") }
         if case let .latency(milliseconds, batch)? = target, let measured = measuredLatencyMilliseconds {
-            lines.append("latency at batch \(batch): \(measured) ms measured while solving (target \(milliseconds) ms)")
+            lines.append("latency at batch \(batch): \(Formatting.fixed(measured, decimals: 2)) ms measured while "
+                         + "solving (target \(Formatting.fixed(milliseconds, decimals: 2)) ms)")
         }
         return lines.joined(separator: "\n")
     }

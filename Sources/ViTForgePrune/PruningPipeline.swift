@@ -80,7 +80,7 @@ public struct PruningPipeline {
         }
 
         let originalAccuracy = try timed("evaluate_original") { try accuracy(original) }
-        hooks.log("original: \(describe(original.config)), accuracy \(percent(originalAccuracy))")
+        hooks.log("original: \(describe(original.config)), accuracy \(shown(originalAccuracy))")
 
         var latency: LatencyMeter?
         if case let .latency(_, batch)? = budget.target { latency = LatencyMeter(backend: backend, batch: batch) }
@@ -93,7 +93,7 @@ public struct PruningPipeline {
         let pruned = result.weights
         hooks.log("pruned (\(method.name)): \(result.outcome.summary)")
         let prunedAccuracy = try timed("evaluate_pruned") { try accuracy(pruned) }
-        hooks.log("right after pruning: accuracy \(percent(prunedAccuracy))")
+        hooks.log("right after pruning: accuracy \(shown(prunedAccuracy))")
 
         var final = pruned
         var finalAccuracy: Double?
@@ -106,7 +106,7 @@ public struct PruningPipeline {
             final = tuned.weights
             finalAccuracy = try timed("evaluate_finetuned") { try accuracy(final) }
             hooks.log("after \(fineTuning.epochs) epoch(s) of fine-tuning"
-                      + "\(fineTuning.distill ? " with distillation" : ""): accuracy \(percent(finalAccuracy))")
+                      + "\(fineTuning.distill ? " with distillation" : ""): accuracy \(shown(finalAccuracy))")
         }
 
         let (originalLatency, prunedLatency) = try timed("latency") {
@@ -141,14 +141,10 @@ public struct PruningPipeline {
         [methodTraining.checkpointPath, fineTuning?.checkpointPath].compactMap { $0 }
     }
 
+    private func shown(_ accuracy: Double?) -> String { Formatting.percent(accuracy, missing: "n/a (no test split)") }
+
     private func describe(_ config: ViTConfig) -> String {
         let cost = config.cost()
         return "\(cost.parameters) params, \(cost.macs) MACs/image, MLP widths \(config.blocks.map(\.mlpHidden))"
     }
-}
-
-func percent(_ value: Double?) -> String {
-    guard let value else { return "n/a (no test split)" }
-    let tenths = Int((value * 1000).rounded())
-    return "\(tenths / 10).\(tenths % 10)%"
 }

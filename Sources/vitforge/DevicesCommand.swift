@@ -63,10 +63,4 @@ extension String {
     func padding(_ width: Int) -> String {
         count >= width ? self : self + String(repeating: " ", count: width - count)
     }
-
-    /// `Formatting.decimal1`, kept only for PruneCommand.swift's comparison table until that file (being rewritten
-    /// on main) calls `Formatting` itself; then this goes.
-    init(format1 value: Double) {
-        self = Formatting.decimal1(value)
-    }
 }

@@ -113,19 +113,20 @@ func parseBatchList(_ text: String?) throws -> [Int]? {
 
 /// The before/after table the prune and demo commands end with.
 func printComparison(_ report: PruneReport) {
-    func percent(_ value: Double?) -> String { value.map { String(format1: $0 * 100) + "%" } ?? "n/a" }
-    func millions(_ value: Int) -> String { String(format1: Double(value) / 1e6) + "M" }
+    func percent(_ value: Double?) -> String { Formatting.percent(value) }
+    func millions(_ value: Int) -> String { Formatting.decimal1(Double(value) / 1e6) + "M" }
     let rows: [(String, String, String)] = [
         ("accuracy", percent(report.original.accuracy), percent(report.pruned.accuracy)),
         ("params", millions(report.original.params), millions(report.pruned.params)
-            + " (\(String(format1: report.paramsFraction * 100))%)"),
+            + " (\(percent(report.paramsFraction)))"),
         ("MACs/image", millions(report.original.macs), millions(report.pruned.macs)
-            + " (\(String(format1: report.macsFraction * 100))%)"),
+            + " (\(percent(report.macsFraction)))"),
         ("MLP widths", report.original.perBlock.map { String($0.mlpHidden) }.joined(separator: ","),
          report.pruned.perBlock.map { String($0.mlpHidden) }.joined(separator: ",")),
     ] + zip(report.original.latency, report.pruned.latency).map { before, after in
-        ("images/s @\(before.batch)", String(format1: before.imagesPerSecond),
-         String(format1: after.imagesPerSecond) + " (×\(String(format1: after.imagesPerSecond / before.imagesPerSecond)))")
+        ("images/s @\(before.batch)", Formatting.decimal1(before.imagesPerSecond),
+         Formatting.decimal1(after.imagesPerSecond)
+            + " (×\(Formatting.decimal1(after.imagesPerSecond / before.imagesPerSecond)))")
     }
     print("")
     print("                   original        pruned")
