@@ -10,7 +10,7 @@
 #        reports; default out/equal-budget), and per-method extra flags in ARGS_<method>_<target> (dots as
 #        underscores), e.g. ARGS_magnitude_0_25="--keep-residual 0.5".
 # The baselines prune only MLP neurons when given a target; MLP neurons are 61% of fm-vit-c's MACs and 48% of
-# fm-vit-b's, so their rows fix a residual keep fraction (defaults below) and solve the MLP width for the target.
+# fm-vit-b's, so their rows fix residual (and at 25%, head) keep fractions (defaults below) and solve the MLP width.
 # VBP prunes MLP neurons only: a target it cannot reach is recorded as a row with "status": "unreachable".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,9 +24,9 @@ METHOD_EPOCHS="${METHOD_EPOCHS:-0}"
 TOTAL_EPOCHS=3
 tag="${TAG:-}"
 # Residual keep fractions for the baselines (magnitude, taylor, random): enough for the MLP to reach the target.
-: "${ARGS_magnitude_0_5:=--keep-residual 0.75}" "${ARGS_magnitude_0_25:=--keep-residual 0.5}"
-: "${ARGS_taylor_0_5:=--keep-residual 0.75}" "${ARGS_taylor_0_25:=--keep-residual 0.5}"
-: "${ARGS_random_0_5:=--keep-residual 0.75}" "${ARGS_random_0_25:=--keep-residual 0.5}"
+: "${ARGS_magnitude_0_5:=--keep-residual 0.75}" "${ARGS_magnitude_0_25:=--keep-residual 0.5 --keep-heads 0.5}"
+: "${ARGS_taylor_0_5:=--keep-residual 0.75}" "${ARGS_taylor_0_25:=--keep-residual 0.5 --keep-heads 0.5}"
+: "${ARGS_random_0_5:=--keep-residual 0.75}" "${ARGS_random_0_25:=--keep-residual 0.5 --keep-heads 0.5}"
 for method in "$@"; do
   rows="Benchmarks/results/equal-budget-$method$tag.jsonl"
   : > "$rows.tmp"

@@ -128,10 +128,8 @@ func removeNeurons(_ weights: ViTWeights, block: Int, removed: [Int]) throws
 @Suite(.serialized)
 struct TermsAndHooksTests {
     static let config = tinyConfig()
-    static let settings = TrainingSettings(epochs: 3, learningRate: 3e-3, minimumLearningRate: 1e-5,
-                                           warmupFraction: 0.2, optimizer: AdamWSettings(weightDecay: 0.05),
-                                           labelSmoothing: 0.1, gradientClipNorm: 0.5,
-                                           distillation: DistillationSettings(alpha: 0.4, temperature: 2))
+    /// The resume tests' recipe: warm-up + cosine, clipping, label smoothing and distillation.
+    static let settings = ResumeTests.settings
 
     static func trainer(_ backend: any Backend, weightsSeed: UInt64 = 1, config: ViTConfig = config,
                         settings: TrainingSettings = settings,
