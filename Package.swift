@@ -69,6 +69,7 @@ let package = Package(
                     .embedInCode("statistics.cl"),
                     .embedInCode("optimizer.cl"),
                     .embedInCode("svd.cl"),
+                    .embedInCode("masks.cl"),
                 ]),
         .target(name: "ViTForgeDevice", dependencies: ["COpenCL", "CBLAS", "Kernels"],
                 swiftSettings: deviceSwiftSettings),

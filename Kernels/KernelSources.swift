@@ -9,5 +9,6 @@ public enum KernelSources {
         ("statistics.cl", String(decoding: PackageResources.statistics_cl, as: UTF8.self)),
         ("optimizer.cl", String(decoding: PackageResources.optimizer_cl, as: UTF8.self)),
         ("svd.cl", String(decoding: PackageResources.svd_cl, as: UTF8.self)),
+        ("masks.cl", String(decoding: PackageResources.masks_cl, as: UTF8.self)),
     ]
 }

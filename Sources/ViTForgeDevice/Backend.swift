@@ -111,6 +111,14 @@ public protocol Backend: AnyObject {
     func adamwStep(param: Buffer, grad: Buffer, m: Buffer, v: Buffer, mask: Buffer?, count: Int,
                    hyper: AdamWHyperparameters) throws
 
+    /// `out[r, c] = x[r, c]·mask[c]` for x [rows, cols]: a channel mask in the forward (soft or 0/1). `out` may be
+    /// `x` (in place).
+    func scaleColumns(_ x: Buffer, mask: Buffer, out: Buffer, rows: Int, cols: Int) throws
+    /// The masked-gradient path: `dMask[c] += Σ_r x[r, c]·dY[r, c]` for x, dY [rows, cols], where x is the tensor
+    /// before the mask and dY the gradient of the masked tensor: the gradient of each mask entry. Sums in float64
+    /// on the CPU; on OpenCL two stages (partial sums over row tiles, then a combine per column).
+    func maskGradient(x: Buffer, dY: Buffer, dMask: Buffer, rows: Int, cols: Int) throws
+
     // MARK: Gather / scatter (surgery, im2col, token selection)
 
     /// `dst[i] = src[indices[i]]` for `i < count` (`indices`: Int32 element indices into `src`).

@@ -7,7 +7,7 @@ import ViTForgeTestSupport
 
 extension OpCase {
     static let table: [OpCase] = buffers + matrixProducts + elementwise + normalization + losses
-        + statistics + optimizer + gatherScatter
+        + statistics + optimizer + gatherScatter + masks
 
     // MARK: Buffers
 
@@ -717,6 +717,80 @@ extension OpCase {
                         dot(src, Reference.gather(src: $0, indices: indices))
                     },
                 ])
+        },
+    ]
+
+    // MARK: Channel masks
+
+    /// `x[r, c]·mask[c]`, written plainly.
+    static func scaledColumns(_ x: [Double], mask: [Double], rows: Int, cols: Int) -> [Double] {
+        (0 ..< rows * cols).map { x[$0] * mask[$0 % cols] }
+    }
+
+    static let masks: [OpCase] = [
+        OpCase("scaleColumns 37×13 into another buffer, soft and zero entries") { rng in
+            let (rows, cols) = (37, 13)
+            let x = rng.values(rows * cols)
+            var mask = rng.values(cols, in: 0 ... 1.5)
+            mask[4] = 0
+            return PreparedOp(
+                expected: [ExpectedOutput("out", scaledColumns(x, mask: mask, rows: rows, cols: cols),
+                                          Tolerance.elementwise)],
+                run: { backend in
+                    let out = try backend.allocate(rows * cols)
+                    try backend.scaleColumns(backend.buffer(x), mask: backend.buffer(mask), out: out, rows: rows,
+                                             cols: cols)
+                    return [try backend.values(out)]
+                })
+        },
+        OpCase("scaleColumns in place 197×37") { rng in
+            let (rows, cols) = (197, 37)
+            let x = rng.values(rows * cols)
+            let mask = rng.values(cols, in: 0 ... 1.5)
+            return PreparedOp(
+                expected: [ExpectedOutput("x", scaledColumns(x, mask: mask, rows: rows, cols: cols),
+                                          Tolerance.elementwise)],
+                run: { backend in
+                    let xBuffer = try backend.buffer(x)
+                    try backend.scaleColumns(xBuffer, mask: backend.buffer(mask), out: xBuffer, rows: rows, cols: cols)
+                    return [try backend.values(xBuffer)]
+                })
+        },
+        // 1301 rows: several row tiles of the OpenCL kernel's first stage, the last one partial.
+        OpCase("maskGradient 1301×37 accumulates Σ_r x·dY, checked as the gradient of Σ dY·(x∘mask)") { rng in
+            let (rows, cols) = (1301, 37)
+            let x = rng.values(rows * cols)
+            let dY = rng.values(rows * cols)
+            let mask = rng.values(cols, in: 0 ... 1.5)
+            let dMask = (0 ..< cols).map { c in (0 ..< rows).reduce(0.0) { $0 + x[$1 * cols + c] * dY[$1 * cols + c] } }
+            let prefill = rng.values(cols, in: -5 ... 5)
+            return PreparedOp(
+                expected: [ExpectedOutput("dMask", elementwiseSum(prefill, dMask), Tolerance.reduction)],
+                run: { backend in
+                    let dMaskBuffer = try backend.buffer(prefill)
+                    try backend.maskGradient(x: backend.buffer(x), dY: backend.buffer(dY), dMask: dMaskBuffer,
+                                             rows: rows, cols: cols)
+                    return [try backend.values(dMaskBuffer)]
+                },
+                gradientChecks: [
+                    GradientCheck(name: "dMask", input: mask, analytic: dMask) {
+                        dot(dY, scaledColumns(x, mask: $0, rows: rows, cols: cols))
+                    },
+                ])
+        },
+        OpCase("maskGradient 7×3") { rng in
+            let (rows, cols) = (7, 3)
+            let x = rng.values(rows * cols)
+            let dY = rng.values(rows * cols)
+            let dMask = (0 ..< cols).map { c in (0 ..< rows).reduce(0.0) { $0 + x[$1 * cols + c] * dY[$1 * cols + c] } }
+            return PreparedOp(
+                expected: [ExpectedOutput("dMask", dMask, Tolerance.reduction)],
+                run: { backend in
+                    let dMaskBuffer = try backend.zeros(cols)
+                    try backend.maskGradient(x: backend.buffer(x), dY: backend.buffer(dY), dMask: dMaskBuffer,
+                                             rows: rows, cols: cols)
+                    return [try backend.values(dMaskBuffer)]
+                })
         },
     ]
 }

@@ -50,6 +50,13 @@ public final class OpenCLBackend: Backend {
     private var reductionPartials: OpenCLBuffer?
     private let launchLock = ProcessLock()
     private let reductionLock = ProcessLock()
+    /// The mask gradient's per-tile partial sums ([tiles, cols] floats, grown as needed), used between its two
+    /// launches under `maskGradientLock`.
+    private var maskGradientPartials: OpenCLBuffer?
+    private let maskGradientLock = ProcessLock()
+    /// Rows each work-item of the mask gradient's first stage sums: 12,608 rows (DeiT at batch 64) become 197 tiles,
+    /// i.e. 197 × cols work-items instead of cols long chains.
+    static let maskGradientRowsPerTile = 64
 
     enum KernelName: String, CaseIterable {
         case addBias = "add_bias", columnSumAccumulate = "column_sum_accumulate", add, axpy, scale
@@ -63,6 +70,8 @@ public final class OpenCLBackend: Backend {
         case columnStatisticsAccumulate = "column_statistics_accumulate"
         case sumPartials = "sum_partials"
         case adamwStep = "adamw_step", matVec = "mat_vec", matVecTransposed = "mat_vec_transposed"
+        case scaleColumns = "scale_columns", maskGradientPartials = "mask_gradient_partials"
+        case maskGradientCombine = "mask_gradient_combine"
 
         /// Compiled only where the device has cl_khr_fp64 (statistics.cl).
         var needsFloat64: Bool {
@@ -509,6 +518,44 @@ public final class OpenCLBackend: Backend {
             .float(hyper.learningRate), .float(hyper.beta1), .float(hyper.beta2), .float(hyper.eps),
             .float(hyper.weightDecay), .float(Float(biasCorrection1)), .float(Float(sqrtBiasCorrection2)),
         ])
+    }
+
+    // MARK: Channel masks
+
+    public func scaleColumns(_ x: Buffer, mask: Buffer, out: Buffer, rows: Int, cols: Int) throws {
+        let op = "scaleColumns"
+        let count = try size(rows, cols, op)
+        try launch(.scaleColumns, columns: cols, rows: rows, [
+            .buffer(try checked(x, op, "x", count: count)), .buffer(try checked(mask, op, "mask", count: cols)),
+            .buffer(try checked(out, op, "out", count: count)), try .int(rows), try .int(cols),
+        ])
+    }
+
+    public func maskGradient(x: Buffer, dY: Buffer, dMask: Buffer, rows: Int, cols: Int) throws {
+        let op = "maskGradient"
+        let count = try size(rows, cols, op)
+        let xMemory = try checked(x, op, "x", count: count), dYMemory = try checked(dY, op, "dY", count: count)
+        let dMaskMemory = try checked(dMask, op, "dMask", count: cols)
+        if rows == 0 || cols == 0 { return }
+        let perTile = Self.maskGradientRowsPerTile
+        let tiles = (rows + perTile - 1) / perTile
+        try maskGradientLock.withLock {
+            if (maskGradientPartials?.count ?? 0) < tiles * cols {
+                maskGradientPartials = nil
+                guard let created = try allocate(tiles * cols) as? OpenCLBuffer else {
+                    preconditionFailure("allocate returned a buffer of another backend")
+                }
+                maskGradientPartials = created
+            }
+            guard let partials = maskGradientPartials?.memory else { return }
+            try launch(.maskGradientPartials, columns: cols, rows: tiles, [
+                .buffer(xMemory), .buffer(dYMemory), try .int(rows), try .int(cols), try .int(perTile),
+                .buffer(partials),
+            ])
+            try launch(.maskGradientCombine, global: cols, [
+                .buffer(partials), try .int(tiles), try .int(cols), .buffer(dMaskMemory),
+            ])
+        }
     }
 
     // MARK: Gather / scatter

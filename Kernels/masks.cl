@@ -1,0 +1,38 @@
+// Channel masks: applied in the forward by scaling columns, and the masked-gradient path that returns each mask
+// entry's gradient dMask[c] = Σ_r x[r,c]·dY[r,c] (x before the mask, dY the gradient of the masked tensor).
+
+// out[r, c] = x[r, c] · mask[c]; a 2-D range (columns, rows), so neighbouring work-items touch neighbouring
+// addresses. out may be x.
+__kernel void scale_columns(__global const float* x, __global const float* mask, __global float* out,
+                            int rows, int cols) {
+    int c = get_global_id(0), r = get_global_id(1);
+    if (c >= cols || r >= rows) return;
+    size_t i = (size_t)r * cols + c;
+    out[i] = x[i] * mask[c];
+}
+
+// Stage 1 of the mask gradient: a 2-D range (columns, row tiles). Work-item (c, t) sums x·dY over the rows of tile
+// t in column c; work-items of a work-group are neighbouring columns of one tile, so every row they read is one
+// coalesced segment. partials: [tiles, cols].
+__kernel void mask_gradient_partials(__global const float* x, __global const float* dy, int rows, int cols,
+                                     int rows_per_tile, __global float* partials) {
+    int c = get_global_id(0), t = get_global_id(1);
+    if (c >= cols) return;
+    int start = t * rows_per_tile;
+    int end = min(start + rows_per_tile, rows);
+    acc_t s = 0;
+    for (int r = start; r < end; r++) {
+        size_t i = (size_t)r * cols + c;
+        s += (acc_t)x[i] * dy[i];
+    }
+    partials[(size_t)t * cols + c] = (float)s;
+}
+
+// Stage 2: one work-item per column adds its column's tile partials (a few hundred at most) into dMask.
+__kernel void mask_gradient_combine(__global const float* partials, int tiles, int cols, __global float* d_mask) {
+    int c = get_global_id(0);
+    if (c >= cols) return;
+    acc_t s = 0;
+    for (int t = 0; t < tiles; t++) s += partials[(size_t)t * cols + c];
+    d_mask[c] += (float)s;
+}
