@@ -58,7 +58,9 @@ final class ActivationCache {
     func residual(_ step: Int) -> Buffer { residualSteps[step % residualSteps.count] }
     func block(_ index: Int) -> Block { blockCaches[index % blockCaches.count] }
 
-    init(_ backend: Backend, config c: ViTConfig, batch: Int, keepsActivations: Bool) throws {
+    /// `masks`: the model's channel masks (blocks with a mask get the extra activation buffer it needs).
+    init(_ backend: Backend, config c: ViTConfig, batch: Int, keepsActivations: Bool,
+         masks: [BlockMasks]? = nil) throws {
         self.batch = batch
         rows = batch * c.tokens
         let width = c.residualWidth
@@ -74,20 +76,25 @@ final class ActivationCache {
                                     qkDim: c.blocks.map(\.qkDim).max() ?? 1,
                                     vDim: c.blocks.map(\.vDim).max() ?? 1, scale: 1)
         let maxHidden = c.blocks.map(\.mlpHidden).max() ?? 1
-        func makeBlock(_ attention: AttentionShape, hidden: Int) throws -> Block {
+        func makeBlock(_ attention: AttentionShape, hidden: Int, maskedQKV: Bool, maskedMLP: Bool) throws -> Block {
             Block(norm1: try backend.allocate(rows * width), norm1Mean: try backend.allocate(rows),
-                  norm1Rstd: try backend.allocate(rows), attention: try AttentionCache(backend, attention),
+                  norm1Rstd: try backend.allocate(rows),
+                  attention: try AttentionCache(backend, attention, masked: maskedQKV),
                   norm2: try backend.allocate(rows * width), norm2Mean: try backend.allocate(rows),
-                  norm2Rstd: try backend.allocate(rows), mlp: try MLPCache(backend, rows: rows, hidden: hidden))
+                  norm2Rstd: try backend.allocate(rows),
+                  mlp: try MLPCache(backend, rows: rows, hidden: hidden, masked: maskedMLP))
         }
         if keepsActivations {
-            blockCaches = try c.blocks.map { block in
+            blockCaches = try c.blocks.enumerated().map { index, block in
                 try makeBlock(AttentionShape(batch: batch, tokens: c.tokens, width: width, heads: block.heads,
                                              qkDim: block.qkDim, vDim: block.vDim, scale: Float(block.attentionScale)),
-                              hidden: block.mlpHidden)
+                              hidden: block.mlpHidden, maskedQKV: masks?[index].qkv != nil,
+                              maskedMLP: masks?[index].mlpHidden != nil)
             }
         } else {
-            blockCaches = [try makeBlock(widest, hidden: maxHidden)]
+            blockCaches = [try makeBlock(widest, hidden: maxHidden,
+                                         maskedQKV: masks?.contains { $0.qkv != nil } ?? false,
+                                         maskedMLP: masks?.contains { $0.mlpHidden != nil } ?? false)]
         }
         heads = try (0..<(c.distillationToken ? 2 : 1)).map { _ in
             Head(pooled: try backend.allocate(batch * width), normed: try backend.allocate(batch * width),

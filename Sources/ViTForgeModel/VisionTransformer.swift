@@ -11,6 +11,8 @@ public final class VisionTransformer {
     public private(set) var parameters: [String: Buffer] = [:]
     /// d loss / d parameter, by timm name; allocated by the first `zeroGradients()`.
     public private(set) var gradients: [String: Buffer] = [:]
+    /// Channel masks the forward applies, one entry per block (nil: none, at no cost); see `setMasks`.
+    public private(set) var masks: [BlockMasks]?
     /// One cache per layout, keyed by "keeps activations" (training: true, inference: false); each is rebuilt when
     /// the batch size changes. Kept apart so evaluating between training steps does not reallocate.
     private var caches: [Bool: ActivationCache] = [:]
@@ -44,6 +46,28 @@ public final class VisionTransformer {
     /// Replaces one parameter's values (same shape).
     public func setParameter(_ name: String, _ values: [Float]) throws {
         try backend.write(values, to: parameter(name))
+    }
+
+    /// Applies `masks` (one entry per block, buffers sized as `BlockMasks` says) from the next forward on; nil
+    /// removes them. The buffers stay the caller's: changing their values between steps needs no new call.
+    public func setMasks(_ masks: [BlockMasks]?) throws {
+        if let masks {
+            guard masks.count == config.depth else {
+                throw BackendError.invalidArgument("\(masks.count) block masks for a model of depth \(config.depth)")
+            }
+            for (index, (mask, block)) in zip(masks, config.blocks).enumerated() {
+                let qkvCount = block.heads * (2 * block.qkDim + block.vDim)
+                for (name, entry, count) in [("qkv", mask.qkv, qkvCount), ("MLP", mask.mlpHidden, block.mlpHidden)] {
+                    guard let entry else { continue }
+                    guard entry.values.count >= count, (entry.gradient?.count ?? count) >= count else {
+                        throw BackendError.invalidArgument("block \(index)'s \(name) mask needs \(count) values")
+                    }
+                }
+            }
+        }
+        self.masks = masks?.allSatisfy(\.isEmpty) == true ? nil : masks
+        caches = [:]  // the activation buffers a mask needs are allocated with the cache
+        lastForwardKeptActivations = false
     }
 
     public func zeroGradients() throws {
@@ -91,13 +115,14 @@ public final class VisionTransformer {
                                          rows: rows, cols: width, eps: Float(c.layerNormEps))
             try Attention.forward(backend, x: blockCache.norm1, weights: attentionWeights(names, parameter),
                                   shape: attentionShape(block, batch: batch), cache: blockCache.attention,
-                                  out: cache.branchOut)
+                                  mask: masks?[index].qkv, out: cache.branchOut)
             try backend.add(input, cache.branchOut, out: middle, count: rows * width)
             try backend.layerNormForward(x: middle, gamma: parameter(names.norm2Weight), beta: parameter(names.norm2Bias),
                                          out: blockCache.norm2, mean: blockCache.norm2Mean, rstd: blockCache.norm2Rstd,
                                          rows: rows, cols: width, eps: Float(c.layerNormEps))
             try MLP.forward(backend, x: blockCache.norm2, weights: mlpWeights(names, parameter), rows: rows,
-                            width: width, hidden: block.mlpHidden, cache: blockCache.mlp, out: cache.branchOut)
+                            width: width, hidden: block.mlpHidden, cache: blockCache.mlp,
+                            mask: masks?[index].mlpHidden, out: cache.branchOut)
             try backend.add(middle, cache.branchOut, out: output, count: rows * width)
         }
         try headForward(cache)
@@ -192,7 +217,8 @@ public final class VisionTransformer {
             // Each branch writes dNormedTokens whole (overwriteDX) instead of adding to a zero-filled buffer.
             try MLP.backward(backend, dOut: dResidual, x: blockCache.norm2, weights: mlpWeights(names, parameter),
                              gradients: mlpWeights(names, gradient), rows: rows, width: width,
-                             hidden: block.mlpHidden, cache: blockCache.mlp, dHidden: scratch.dHidden,
+                             hidden: block.mlpHidden, cache: blockCache.mlp, mask: masks?[index].mlpHidden,
+                             dHidden: scratch.dHidden,
                              dPreActivation: scratch.dPreActivation, dX: scratch.dNormedTokens, overwriteDX: true)
             try backend.layerNormBackward(dOut: scratch.dNormedTokens, x: cache.residual(2 * index + 1),
                                           gamma: parameter(names.norm2Weight), mean: blockCache.norm2Mean,
@@ -203,7 +229,8 @@ public final class VisionTransformer {
                                    weights: attentionWeights(names, parameter),
                                    gradients: attentionWeights(names, gradient),
                                    shape: attentionShape(block, batch: batch), cache: blockCache.attention,
-                                   scratch: scratch.attention, dX: scratch.dNormedTokens, overwriteDX: true)
+                                   scratch: scratch.attention, mask: masks?[index].qkv, dX: scratch.dNormedTokens,
+                                   overwriteDX: true)
             try backend.layerNormBackward(dOut: scratch.dNormedTokens, x: cache.residual(2 * index),
                                           gamma: parameter(names.norm1Weight), mean: blockCache.norm1Mean,
                                           rstd: blockCache.norm1Rstd, dX: dResidual,
@@ -219,7 +246,8 @@ public final class VisionTransformer {
     private func activationCache(batch: Int, keepingActivations: Bool) throws -> ActivationCache {
         if let existing = caches[keepingActivations], existing.batch == batch { return existing }
         caches[keepingActivations] = nil  // release the old batch size's buffers before allocating the new ones
-        let made = try ActivationCache(backend, config: config, batch: batch, keepsActivations: keepingActivations)
+        let made = try ActivationCache(backend, config: config, batch: batch, keepsActivations: keepingActivations,
+                                       masks: masks)
         caches[keepingActivations] = made
         return made
     }

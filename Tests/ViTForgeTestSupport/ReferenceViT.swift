@@ -47,7 +47,20 @@ public struct ReferenceViT {
         var scale: Double
     }
 
+    /// Real-valued multipliers (the product's `BlockMasks`): per block, one per qkv output column (applied to the
+    /// projection before attention) and one per MLP hidden neuron (after GELU); nil entries multiply by 1.
+    public struct SoftMasks {
+        public var qkvColumns: [[Double]?]
+        public var mlpHidden: [[Double]?]
+
+        public init(qkvColumns: [[Double]?], mlpHidden: [[Double]?]) {
+            self.qkvColumns = qkvColumns
+            self.mlpHidden = mlpHidden
+        }
+    }
+
     public var masks: Masks?
+    public var softMasks: SoftMasks?
     var channels: Int
     var imageSize: Int
     var patch: Int
@@ -200,6 +213,9 @@ public struct ReferenceViT {
                             outFeatures: qkvFeatures)
             }
             var merged = [[Double]](repeating: [Double](repeating: 0, count: block.heads * block.vDim), count: tokens)
+            if let columns = softMasks?.qkvColumns[i] {
+                for t in 0..<tokens { for c in 0..<qkvFeatures { qkv[t][c] *= columns[c] } }
+            }
             if let blockMasks {
                 for t in 0..<tokens {
                     for h in 0..<block.heads {
@@ -243,6 +259,9 @@ public struct ReferenceViT {
                                          outFeatures: block.hidden).map(Self.gelu)
                 if let blockMasks {
                     for j in 0..<block.hidden where !blockMasks.mlp[j] { hidden[j] = blockMasks.mlpClamp?[j] ?? 0 }
+                }
+                if let scales = softMasks?.mlpHidden[i] {
+                    for j in 0..<block.hidden { hidden[j] *= scales[j] }
                 }
                 let out = residualMasked(Self.linear(hidden, p(prefix + "mlp.fc2.weight"), p(prefix + "mlp.fc2.bias"),
                                                      outFeatures: width))

@@ -25,12 +25,14 @@ struct AttentionShape {
 
 /// What attention's backward needs from its forward.
 struct AttentionCache {
-    let qkv: Buffer            // [rows, qkvFeatures]
+    let qkv: Buffer            // [rows, qkvFeatures], masked when the block has a qkv mask
     let probabilities: Buffer  // [heads, batch, tokens, tokens], softmax(scale·q·kᵀ)
     let merged: Buffer         // [rows, heads·vDim], heads concatenated before proj
+    let unmaskedQKV: Buffer?   // [rows, qkvFeatures], the projection before the mask (its gradient needs it)
 
-    init(_ backend: Backend, _ shape: AttentionShape) throws {
+    init(_ backend: Backend, _ shape: AttentionShape, masked: Bool = false) throws {
         qkv = try backend.allocate(shape.rows * shape.qkvFeatures)
+        unmaskedQKV = masked ? try backend.allocate(shape.rows * shape.qkvFeatures) : nil
         probabilities = try backend.allocate(shape.probabilityCount)
         merged = try backend.allocate(shape.rows * shape.mergedFeatures)
     }
@@ -62,12 +64,22 @@ enum Attention {
     /// `out = proj(merge_h softmax(scale·q_h·k_hᵀ)·v_h)` for x [rows, width] (already normalised).
     /// Each head is one strided-batched GEMM over the images, reading q/k/v in place from the fused qkv rows
     /// (leading dimension qkvFeatures), so no transposed copies are made.
+    /// With `mask`, every qkv column is multiplied by its mask value before attention (`BlockMasks`).
     static func forward(_ backend: Backend, x: Buffer, weights: AttentionWeights, shape: AttentionShape,
-                        cache: AttentionCache, out: Buffer) throws {
+                        cache: AttentionCache, mask: ChannelMask? = nil, out: Buffer) throws {
         let s = shape
         let n = s.tokens
-        try Linear.forward(backend, x: x, weight: weights.qkvWeight, bias: weights.qkvBias, out: cache.qkv,
-                           rows: s.rows, inFeatures: s.width, outFeatures: s.qkvFeatures)
+        if let mask {
+            guard let unmasked = cache.unmaskedQKV else {
+                throw BackendError.invalidArgument("attention: a qkv mask without its activation buffer")
+            }
+            try Linear.forward(backend, x: x, weight: weights.qkvWeight, bias: weights.qkvBias, out: unmasked,
+                               rows: s.rows, inFeatures: s.width, outFeatures: s.qkvFeatures)
+            try backend.scaleColumns(unmasked, mask: mask.values, out: cache.qkv, rows: s.rows, cols: s.qkvFeatures)
+        } else {
+            try Linear.forward(backend, x: x, weight: weights.qkvWeight, bias: weights.qkvBias, out: cache.qkv,
+                               rows: s.rows, inFeatures: s.width, outFeatures: s.qkvFeatures)
+        }
         for head in 0..<s.heads {
             // scores_h[b] = q_h[b] · k_h[b]ᵀ   [tokens, tokens]
             var scores = GemmSpec(m: n, n: n, k: s.qkDim, transB: true)
@@ -109,7 +121,8 @@ enum Attention {
     /// ~0.8 µs a call (3072 calls a step), more than one fill of the whole buffer.
     static func backward(_ backend: Backend, dOut: Buffer, x: Buffer, weights: AttentionWeights,
                          gradients: AttentionWeights, shape: AttentionShape, cache: AttentionCache,
-                         scratch: AttentionGradientScratch, dX: Buffer, overwriteDX: Bool = false) throws {
+                         scratch: AttentionGradientScratch, mask: ChannelMask? = nil, dX: Buffer,
+                         overwriteDX: Bool = false) throws {
         let s = shape
         let n = s.tokens
         try backend.fill(scratch.dQKV, value: 0, offset: 0, count: s.rows * s.qkvFeatures)
@@ -165,6 +178,17 @@ enum Attention {
             dK.offsetB = s.qOffset + head * s.qkDim
             dK.offsetC = s.kOffset + head * s.qkDim
             try backend.gemmStridedBatched(dK, a: scratch.dScores, b: cache.qkv, c: scratch.dQKV)
+        }
+        if let mask, let unmasked = cache.unmaskedQKV {
+            // dQKV is the gradient of the masked projection: the mask's gradient sums it against the projection
+            // before the mask (the sum of the q, k and v contributions per column), and the projection's own
+            // gradient is dQKV times the mask.
+            if let gradient = mask.gradient {
+                try backend.maskGradient(x: unmasked, dY: scratch.dQKV, dMask: gradient, rows: s.rows,
+                                         cols: s.qkvFeatures)
+            }
+            try backend.scaleColumns(scratch.dQKV, mask: mask.values, out: scratch.dQKV, rows: s.rows,
+                                     cols: s.qkvFeatures)
         }
         try Linear.backward(backend, dOut: scratch.dQKV, x: x, weight: weights.qkvWeight,
                             dX: dX, dWeight: gradients.qkvWeight, dBias: gradients.qkvBias,

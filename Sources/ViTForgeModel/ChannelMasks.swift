@@ -1,0 +1,93 @@
+import ViTForgeDevice
+
+/// A multiplier per channel that the forward applies (ViT-Slim's learned soft masks, CPD's 0/1 masks), and where
+/// the backward adds each entry's gradient. Both buffers belong to the caller — usually an optimizer slot's value
+/// and gradient — who may change the values between steps and zeroes the gradient (the backward accumulates).
+public struct ChannelMask {
+    /// [count] multipliers.
+    public let values: Buffer
+    /// [count], `+= d loss / d values` on every backward; nil when nothing learns the mask (0/1 masks).
+    public let gradient: Buffer?
+
+    public init(values: Buffer, gradient: Buffer? = nil) {
+        self.values = values
+        self.gradient = gradient
+    }
+}
+
+/// The masks of one block. Every channel space of attention is a set of columns of the fused qkv output
+/// (`QKVLayout`): a head is its q, k and v columns, a q/k dim its q and k columns, a v dim its v column; ViT-Slim's
+/// mask of dim d of head h is one value on that dim's q, k and v columns. So one multiplier per qkv column expresses
+/// every attention mask, and a method maps its own mask onto the columns (`qkvColumnIndices`, `Backend.gather`) and
+/// the column gradients back (`Backend.scatterAdd`).
+public struct BlockMasks {
+    /// [heads·(2·qkDim + vDim)]: multiplies the qkv projection's output columns (before attention).
+    public var qkv: ChannelMask?
+    /// [mlpHidden]: multiplies the MLP's hidden activations after GELU (before fc2).
+    public var mlpHidden: ChannelMask?
+
+    public init(qkv: ChannelMask? = nil, mlpHidden: ChannelMask? = nil) {
+        self.qkv = qkv
+        self.mlpHidden = mlpHidden
+    }
+
+    public var isEmpty: Bool { qkv == nil && mlpHidden == nil }
+}
+
+/// How one learned value of an attention mask spreads over a block's qkv columns.
+public enum AttentionMaskGranularity: String, CaseIterable, Sendable {
+    /// One value per (head, dim), shared by that dim's q, k and v (ViT-Slim; needs qkDim == vDim).
+    case dim
+    /// One value per head, on all its q, k and v columns.
+    case head
+    /// One value per dim index, shared by every head (needs qkDim == vDim).
+    case sharedDim = "shared-dim"
+}
+
+extension QKVLayout {
+    /// The number of learned values of an attention mask of `granularity`.
+    public func maskCount(_ granularity: AttentionMaskGranularity) -> Int {
+        switch granularity {
+        case .dim: return heads * qkDim
+        case .head: return heads
+        case .sharedDim: return qkDim
+        }
+    }
+
+    /// For every qkv column, the index of the mask value it takes (a `gather` from the values to the columns; its
+    /// adjoint, a `scatterAdd` of column gradients, gives the values' gradient). Nil when the granularity needs
+    /// equal q/k and v widths and the block has not.
+    public func qkvColumnIndices(_ granularity: AttentionMaskGranularity) -> [Int]? {
+        if granularity != .head && qkDim != vDim { return nil }
+        var indices = [Int](repeating: 0, count: heads * (2 * qkDim + vDim))
+        for h in 0 ..< heads {
+            for d in 0 ..< qkDim {
+                let value = granularity == .dim ? h * qkDim + d : granularity == .head ? h : d
+                indices[qRow(head: h, dim: d)] = value
+                indices[kRow(head: h, dim: d)] = value
+            }
+            for d in 0 ..< vDim {
+                indices[vRow(head: h, dim: d)] = granularity == .dim ? h * vDim + d : granularity == .head ? h : d
+            }
+        }
+        return indices
+    }
+
+    /// 0/1 (or soft) multipliers per qkv column from masks on the attention spaces: a head's q, k and v columns
+    /// take `heads[h]`, times `qkDims[h·qkDim + d]` on its q and k columns of dim d, times `vDims[h·vDim + d]` on
+    /// its v columns (nil: all 1). A head with 0 contributes nothing (its values are zero).
+    public func qkvColumnMultipliers(heads headValues: [Float]? = nil, qkDims: [Float]? = nil,
+                                     vDims: [Float]? = nil) -> [Float] {
+        var columns = [Float](repeating: 1, count: heads * (2 * qkDim + vDim))
+        for h in 0 ..< heads {
+            let head = headValues?[h] ?? 1
+            for d in 0 ..< qkDim {
+                let value = head * (qkDims?[h * qkDim + d] ?? 1)
+                columns[qRow(head: h, dim: d)] = value
+                columns[kRow(head: h, dim: d)] = value
+            }
+            for d in 0 ..< vDim { columns[vRow(head: h, dim: d)] = head * (vDims?[h * vDim + d] ?? 1) }
+        }
+        return columns
+    }
+}

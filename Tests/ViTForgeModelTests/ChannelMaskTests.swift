@@ -1,0 +1,171 @@
+import Foundation
+import Testing
+import ViTForgeDevice
+@testable import ViTForgeModel
+import ViTForgeTestSupport
+
+/// Channel masks in the product's forward and backward: soft masks' gradients against central finite differences
+/// of the float64 reference, and 0/1 masks on heads, q/k dims, v dims and MLP neurons against the reference's
+/// masked semantics (what surgery's pruned model computes).
+@Suite(.serialized)
+struct ChannelMaskTests {
+    typealias Problem = ReferenceModelTests.Problem
+
+    /// Soft masks in (0, 1.5) on every qkv column and MLP neuron of every block but the middle one's MLP (a block
+    /// without a mask must still work beside masked ones).
+    static func softMasks(_ config: ViTConfig, generator: inout SeededGenerator) -> ReferenceViT.SoftMasks {
+        ReferenceViT.SoftMasks(
+            qkvColumns: config.blocks.map { block in
+                (0 ..< block.heads * (2 * block.qkDim + block.vDim)).map { _ in 0.75 + 0.7 * generator.uniform() }
+            },
+            mlpHidden: config.blocks.enumerated().map { index, block in
+                index == 1 ? nil : (0 ..< block.mlpHidden).map { _ in 0.75 + 0.7 * generator.uniform() }
+            })
+    }
+
+    /// The product's masks holding `soft`'s values (float32), with zeroed gradient buffers.
+    static func productMasks(_ soft: ReferenceViT.SoftMasks, backend: any Backend) throws -> [BlockMasks] {
+        try zip(soft.qkvColumns, soft.mlpHidden).map { qkv, mlp in
+            BlockMasks(
+                qkv: try qkv.map { ChannelMask(values: try backend.makeBuffer($0.map { Float($0) }),
+                                               gradient: try backend.zeros($0.count)) },
+                mlpHidden: try mlp.map { ChannelMask(values: try backend.makeBuffer($0.map { Float($0) }),
+                                                     gradient: try backend.zeros($0.count)) })
+        }
+    }
+
+    @Test("soft masks: logits equal the reference, every mask gradient equals finite differences",
+          arguments: ReferenceModelTests.Variant.allCases, ModelTestBackends.all)
+    func softMaskGradients(variant: ReferenceModelTests.Variant, device: ModelBackend) throws {
+        let problem = try ReferenceModelTests.problem(variant, seed: 0x3A5C + UInt64(variant.rawValue.count))
+        let backend = device.backend
+        var generator = SeededGenerator(seed: 0x3A5D + UInt64(variant.rawValue.count))
+        var reference = problem.reference
+        reference.softMasks = Self.softMasks(problem.config, generator: &generator)
+        let masks = try Self.productMasks(try #require(reference.softMasks), backend: backend)
+        let vit = try VisionTransformer(weights: problem.weights, backend: backend)
+        try vit.setMasks(masks)
+        try vit.zeroGradients()
+        let images = problem.images.map(Double.init), labels = problem.labels.map(Int.init)
+        let loss = try vit.crossEntropy(images: backend.makeBuffer(problem.images),
+                                        labels: backend.makeBuffer(problem.labels), batch: problem.batch,
+                                        backward: true)
+        let referenceLoss = reference.loss(images, labels: labels, batch: problem.batch)
+        #expect(abs(loss - referenceLoss) < 1e-5, "loss \(loss) vs reference \(referenceLoss)")
+
+        let h = 1e-5
+        var checked = 0
+        for (b, mask) in masks.enumerated() {
+            for (space, entry) in [("qkv", mask.qkv), ("mlp", mask.mlpHidden)] {
+                guard let entry, let gradientBuffer = entry.gradient else { continue }
+                let gradient = try backend.read(gradientBuffer)
+                for index in gradient.indices {
+                    var plus = reference, minus = reference
+                    if space == "qkv" {
+                        plus.softMasks!.qkvColumns[b]![index] += h
+                        minus.softMasks!.qkvColumns[b]![index] -= h
+                    } else {
+                        plus.softMasks!.mlpHidden[b]![index] += h
+                        minus.softMasks!.mlpHidden[b]![index] -= h
+                    }
+                    let finiteDifference = (plus.loss(images, labels: labels, batch: problem.batch)
+                        - minus.loss(images, labels: labels, batch: problem.batch)) / (2 * h)
+                    let got = Double(gradient[index])
+                    #expect(abs(got - finiteDifference) <= 1e-3 * abs(finiteDifference) + 2e-5,
+                            "\(variant) on \(backend.name): d loss / d \(space) mask \(b)[\(index)] = \(got), finite difference \(finiteDifference)")
+                    checked += 1
+                }
+            }
+        }
+        let maskEntries = masks.reduce(0) { $0 + ($1.qkv?.values.count ?? 0) + ($1.mlpHidden?.values.count ?? 0) }
+        #expect(checked == maskEntries && checked > 60, "checked \(checked) of \(maskEntries) mask entries")
+        // The weights' gradients still match the reference with masks on.
+        let w = "blocks.0.attn.qkv.weight"
+        let dW = try backend.read(vit.gradient(w))
+        for index in [0, 7, dW.count - 1] {
+            var plus = reference, minus = reference
+            plus.parameters[w]![index] += h
+            minus.parameters[w]![index] -= h
+            let finiteDifference = (plus.loss(images, labels: labels, batch: problem.batch)
+                - minus.loss(images, labels: labels, batch: problem.batch)) / (2 * h)
+            #expect(abs(Double(dW[index]) - finiteDifference) <= 2e-3 * abs(finiteDifference) + 2e-5)
+        }
+    }
+
+    @Test("0/1 masks on heads, q/k dims, v dims and MLP neurons compute the reference's masked model",
+          arguments: ReferenceModelTests.Variant.allCases, ModelTestBackends.all)
+    func binaryMasksMatchMaskedReference(variant: ReferenceModelTests.Variant, device: ModelBackend) throws {
+        let problem = try ReferenceModelTests.problem(variant, seed: 0xB1 + UInt64(variant.rawValue.count))
+        let backend = device.backend
+        var generator = SeededGenerator(seed: 0xB2 + UInt64(variant.rawValue.count))
+        let config = problem.config
+        var blockMasks: [ReferenceViT.BlockMasks] = []
+        var productMasks: [BlockMasks] = []
+        for block in config.blocks {
+            // Keep at least one head, one q/k and v dim per head and one neuron, like a keep plan.
+            var heads = (0 ..< block.heads).map { _ in generator.uniform() > -0.3 }
+            heads[generator.below(block.heads)] = true
+            let qk = (0 ..< block.heads).map { _ -> [Bool] in
+                var dims = (0 ..< block.qkDim).map { _ in generator.uniform() > -0.4 }
+                dims[generator.below(block.qkDim)] = true
+                return dims
+            }
+            let v = (0 ..< block.heads).map { _ -> [Bool] in
+                var dims = (0 ..< block.vDim).map { _ in generator.uniform() > -0.4 }
+                dims[generator.below(block.vDim)] = true
+                return dims
+            }
+            var mlp = (0 ..< block.mlpHidden).map { _ in generator.uniform() > -0.2 }
+            mlp[generator.below(block.mlpHidden)] = true
+            blockMasks.append(ReferenceViT.BlockMasks(heads: heads, qk: qk, v: v, mlp: mlp, mlpClamp: nil))
+            let columns = QKVLayout(block).qkvColumnMultipliers(heads: heads.map { $0 ? Float(1) : 0 },
+                                                                qkDims: qk.flatMap { $0.map { $0 ? 1 : 0 } },
+                                                                vDims: v.flatMap { $0.map { $0 ? 1 : 0 } })
+            productMasks.append(BlockMasks(qkv: ChannelMask(values: try backend.makeBuffer(columns)),
+                                           mlpHidden: ChannelMask(values: try backend.makeBuffer(mlp.map { $0 ? Float(1) : 0 }))))
+        }
+        var reference = problem.reference
+        reference.masks = ReferenceViT.Masks(residual: [Bool](repeating: true, count: config.residualWidth),
+                                             blocks: blockMasks)
+        let vit = try VisionTransformer(weights: problem.weights, backend: backend)
+        try vit.setMasks(productMasks)
+        let expected = reference.logits(problem.images.map(Double.init), batch: problem.batch).flatMap { $0 }
+        let unmasked = problem.reference.logits(problem.images.map(Double.init), batch: problem.batch).flatMap { $0 }
+        #expect(zip(expected, unmasked).contains { abs($0 - $1) > 1e-3 }, "the masks change nothing: a weak test")
+        for keeping in [true, false] {
+            let logits = try backend.read(vit.forward(images: backend.makeBuffer(problem.images), batch: problem.batch,
+                                                      keepingActivations: keeping),
+                                          count: problem.batch * config.classes)
+            let error = zip(logits, expected).map { abs(Double($0) - $1) }.max() ?? .infinity
+            #expect(error < 2e-5, "\(variant) on \(backend.name), activations kept \(keeping): max |error| \(error)")
+        }
+        try vit.setMasks(nil)
+        let plain = try backend.read(vit.forward(images: backend.makeBuffer(problem.images), batch: problem.batch),
+                                     count: problem.batch * config.classes)
+        #expect((zip(plain, unmasked).map { abs(Double($0) - $1) }.max() ?? .infinity) < 2e-5, "masks removed")
+    }
+
+    @Test("ViT-Slim's attention mask spreads over q, k and v columns; granularities and their counts")
+    func attentionMaskIndices() throws {
+        let layout = QKVLayout(BlockConfig(heads: 3, qkDim: 5, vDim: 5, mlpHidden: 7))
+        let dim = try #require(layout.qkvColumnIndices(.dim))
+        #expect(dim.count == 45 && Set(dim).count == layout.maskCount(.dim))
+        #expect(dim[layout.qRow(head: 2, dim: 3)] == 13 && dim[layout.kRow(head: 2, dim: 3)] == 13
+                && dim[layout.vRow(head: 2, dim: 3)] == 13)
+        #expect(try #require(layout.qkvColumnIndices(.head))[layout.vRow(head: 1, dim: 4)] == 1)
+        #expect(try #require(layout.qkvColumnIndices(.sharedDim))[layout.kRow(head: 2, dim: 4)] == 4)
+        #expect(QKVLayout(BlockConfig(heads: 2, qkDim: 3, vDim: 5, mlpHidden: 7)).qkvColumnIndices(.dim) == nil)
+    }
+
+    @Test("setMasks refuses masks of the wrong depth or size")
+    func badMasks() throws {
+        let problem = try ReferenceModelTests.problem(.tokenPooling, seed: 1)
+        let backend = ModelTestBackends.all[0].backend
+        let vit = try VisionTransformer(weights: problem.weights, backend: backend)
+        #expect(throws: BackendError.self) { try vit.setMasks([BlockMasks()]) }
+        #expect(throws: BackendError.self) {
+            try vit.setMasks([BlockMasks(mlpHidden: ChannelMask(values: try backend.zeros(3))), BlockMasks(),
+                              BlockMasks()])
+        }
+    }
+}
