@@ -62,6 +62,15 @@ public protocol Backend: AnyObject {
     /// Accumulates `dX`, `dGamma`, `dBeta` from `dOut`, using the saved `mean`/`rstd`.
     func layerNormBackward(dOut: Buffer, x: Buffer, gamma: Buffer, mean: Buffer, rstd: Buffer,
                            dX: Buffer, dGamma: Buffer, dBeta: Buffer, rows: Int, cols: Int) throws
+    /// LayerNorm over the kept channels only (`keep[c]` is 1 or 0, a residual-width mask): each row's mean and
+    /// variance over its kept columns, removed columns written 0 — what the LayerNorm of the physically smaller
+    /// model computes on the kept channels.
+    func maskedLayerNormForward(x: Buffer, gamma: Buffer, beta: Buffer, keep: Buffer, out: Buffer, mean: Buffer,
+                                rstd: Buffer, rows: Int, cols: Int, eps: Float) throws
+    /// The backward of `maskedLayerNormForward`: accumulates into the kept columns of `dX`, `dGamma`, `dBeta`
+    /// (removed columns' outputs are constant, so they receive nothing).
+    func maskedLayerNormBackward(dOut: Buffer, x: Buffer, gamma: Buffer, keep: Buffer, mean: Buffer, rstd: Buffer,
+                                 dX: Buffer, dGamma: Buffer, dBeta: Buffer, rows: Int, cols: Int) throws
 
     /// `out[r, :] = softmax(scale · x[r, :])` (`out` may alias `x`).
     func softmaxForward(x: Buffer, out: Buffer, rows: Int, cols: Int, scale: Float) throws

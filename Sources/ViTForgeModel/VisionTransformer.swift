@@ -13,6 +13,9 @@ public final class VisionTransformer {
     public private(set) var gradients: [String: Buffer] = [:]
     /// Channel masks the forward applies, one entry per block (nil: none, at no cost); see `setMasks`.
     public private(set) var masks: [BlockMasks]?
+    /// A 0/1 mask on the residual width: removed channels are zero in the residual stream and every LayerNorm
+    /// normalises over the kept channels only, which is what the model without those channels computes.
+    public private(set) var residualMask: ChannelMask?
     /// One cache per layout, keyed by "keeps activations" (training: true, inference: false); each is rebuilt when
     /// the batch size changes. Kept apart so evaluating between training steps does not reallocate.
     private var caches: [Bool: ActivationCache] = [:]
@@ -48,9 +51,20 @@ public final class VisionTransformer {
         try backend.write(values, to: parameter(name))
     }
 
-    /// Applies `masks` (one entry per block, buffers sized as `BlockMasks` says) from the next forward on; nil
-    /// removes them. The buffers stay the caller's: changing their values between steps needs no new call.
-    public func setMasks(_ masks: [BlockMasks]?) throws {
+    /// Applies `masks` (one entry per block, buffers sized as `BlockMasks` says) and a 0/1 `residual` mask
+    /// [residualWidth] from the next forward on; nil removes them. The buffers stay the caller's: changing their
+    /// values between steps needs no new call.
+    public func setMasks(_ masks: [BlockMasks]?, residual: ChannelMask? = nil) throws {
+        if let residual {
+            guard residual.values.count >= config.residualWidth else {
+                throw BackendError.invalidArgument("the residual mask needs \(config.residualWidth) values")
+            }
+            // A soft residual mask would also scale what LayerNorm normalises away; nothing asks for one.
+            guard residual.gradient == nil else {
+                throw BackendError.invalidArgument("the residual mask is 0/1 only: it has no gradient")
+            }
+        }
+        residualMask = residual
         if let masks {
             guard masks.count == config.depth else {
                 throw BackendError.invalidArgument("\(masks.count) block masks for a model of depth \(config.depth)")
@@ -104,25 +118,28 @@ public final class VisionTransformer {
         let width = c.residualWidth
         try PatchEmbedding.forward(backend, images: images, weights: embeddingWeights(parameter),
                                    plan: cache.embedding, tokens: cache.residual(0))
+        try maskResidual(cache.residual(0), rows: rows)
         for (index, block) in c.blocks.enumerated() {
             let names = BlockNames(index)
             let blockCache = cache.block(index)
             let input = cache.residual(2 * index)
             let middle = cache.residual(2 * index + 1)
             let output = cache.residual(2 * index + 2)
-            try backend.layerNormForward(x: input, gamma: parameter(names.norm1Weight), beta: parameter(names.norm1Bias),
+            try layerNormForward(x: input, gamma: parameter(names.norm1Weight), beta: parameter(names.norm1Bias),
                                          out: blockCache.norm1, mean: blockCache.norm1Mean, rstd: blockCache.norm1Rstd,
                                          rows: rows, cols: width, eps: Float(c.layerNormEps))
             try Attention.forward(backend, x: blockCache.norm1, weights: attentionWeights(names, parameter),
                                   shape: attentionShape(block, batch: batch), cache: blockCache.attention,
                                   mask: masks?[index].qkv, out: cache.branchOut)
+            try maskResidual(cache.branchOut, rows: rows)
             try backend.add(input, cache.branchOut, out: middle, count: rows * width)
-            try backend.layerNormForward(x: middle, gamma: parameter(names.norm2Weight), beta: parameter(names.norm2Bias),
+            try layerNormForward(x: middle, gamma: parameter(names.norm2Weight), beta: parameter(names.norm2Bias),
                                          out: blockCache.norm2, mean: blockCache.norm2Mean, rstd: blockCache.norm2Rstd,
                                          rows: rows, cols: width, eps: Float(c.layerNormEps))
             try MLP.forward(backend, x: blockCache.norm2, weights: mlpWeights(names, parameter), rows: rows,
                             width: width, hidden: block.mlpHidden, cache: blockCache.mlp,
                             mask: masks?[index].mlpHidden, out: cache.branchOut)
+            try maskResidual(cache.branchOut, rows: rows)
             try backend.add(middle, cache.branchOut, out: output, count: rows * width)
         }
         try headForward(cache)
@@ -154,7 +171,7 @@ public final class VisionTransformer {
                 try TokenPooling.selectForward(backend, x: tokens, token: index, plan: cache.pooling,
                                                pooled: head.pooled)
             }
-            try backend.layerNormForward(x: head.pooled, gamma: parameter(norm + ".weight"),
+            try layerNormForward(x: head.pooled, gamma: parameter(norm + ".weight"),
                                          beta: parameter(norm + ".bias"), out: head.normed, mean: head.mean,
                                          rstd: head.rstd, rows: batch, cols: width, eps: Float(c.layerNormEps))
             let headName = index == 0 ? "head" : "head_dist"
@@ -198,7 +215,7 @@ public final class VisionTransformer {
                                 dX: scratch.dNormed, dWeight: gradient(headName + ".weight"),
                                 dBias: gradient(headName + ".bias"), rows: batch, inFeatures: width,
                                 outFeatures: c.classes)
-            try backend.layerNormBackward(dOut: scratch.dNormed, x: head.pooled, gamma: parameter(norm + ".weight"),
+            try layerNormBackward(dOut: scratch.dNormed, x: head.pooled, gamma: parameter(norm + ".weight"),
                                           mean: head.mean, rstd: head.rstd, dX: scratch.dPooled,
                                           dGamma: gradient(norm + ".weight"), dBeta: gradient(norm + ".bias"),
                                           rows: batch, cols: width)
@@ -220,7 +237,7 @@ public final class VisionTransformer {
                              hidden: block.mlpHidden, cache: blockCache.mlp, mask: masks?[index].mlpHidden,
                              dHidden: scratch.dHidden,
                              dPreActivation: scratch.dPreActivation, dX: scratch.dNormedTokens, overwriteDX: true)
-            try backend.layerNormBackward(dOut: scratch.dNormedTokens, x: cache.residual(2 * index + 1),
+            try layerNormBackward(dOut: scratch.dNormedTokens, x: cache.residual(2 * index + 1),
                                           gamma: parameter(names.norm2Weight), mean: blockCache.norm2Mean,
                                           rstd: blockCache.norm2Rstd, dX: dResidual,
                                           dGamma: gradient(names.norm2Weight), dBeta: gradient(names.norm2Bias),
@@ -231,7 +248,7 @@ public final class VisionTransformer {
                                    shape: attentionShape(block, batch: batch), cache: blockCache.attention,
                                    scratch: scratch.attention, mask: masks?[index].qkv, dX: scratch.dNormedTokens,
                                    overwriteDX: true)
-            try backend.layerNormBackward(dOut: scratch.dNormedTokens, x: cache.residual(2 * index),
+            try layerNormBackward(dOut: scratch.dNormedTokens, x: cache.residual(2 * index),
                                           gamma: parameter(names.norm1Weight), mean: blockCache.norm1Mean,
                                           rstd: blockCache.norm1Rstd, dX: dResidual,
                                           dGamma: gradient(names.norm1Weight), dBeta: gradient(names.norm1Bias),
@@ -242,6 +259,36 @@ public final class VisionTransformer {
     }
 
     // MARK: Plumbing
+
+    /// Zeroes the removed residual channels of x [rows, width] (nothing without a residual mask).
+    private func maskResidual(_ x: Buffer, rows: Int) throws {
+        guard let residualMask else { return }
+        try backend.scaleColumns(x, mask: residualMask.values, out: x, rows: rows, cols: config.residualWidth)
+    }
+
+    /// LayerNorm over the residual width, or over its kept channels under a residual mask.
+    private func layerNormForward(x: Buffer, gamma: Buffer, beta: Buffer, out: Buffer, mean: Buffer, rstd: Buffer,
+                                  rows: Int, cols: Int, eps: Float) throws {
+        if let residualMask {
+            try backend.maskedLayerNormForward(x: x, gamma: gamma, beta: beta, keep: residualMask.values, out: out,
+                                               mean: mean, rstd: rstd, rows: rows, cols: cols, eps: eps)
+        } else {
+            try backend.layerNormForward(x: x, gamma: gamma, beta: beta, out: out, mean: mean, rstd: rstd, rows: rows,
+                                         cols: cols, eps: eps)
+        }
+    }
+
+    private func layerNormBackward(dOut: Buffer, x: Buffer, gamma: Buffer, mean: Buffer, rstd: Buffer, dX: Buffer,
+                                   dGamma: Buffer, dBeta: Buffer, rows: Int, cols: Int) throws {
+        if let residualMask {
+            try backend.maskedLayerNormBackward(dOut: dOut, x: x, gamma: gamma, keep: residualMask.values,
+                                                mean: mean, rstd: rstd, dX: dX, dGamma: dGamma, dBeta: dBeta,
+                                                rows: rows, cols: cols)
+        } else {
+            try backend.layerNormBackward(dOut: dOut, x: x, gamma: gamma, mean: mean, rstd: rstd, dX: dX,
+                                          dGamma: dGamma, dBeta: dBeta, rows: rows, cols: cols)
+        }
+    }
 
     private func activationCache(batch: Int, keepingActivations: Bool) throws -> ActivationCache {
         if let existing = caches[keepingActivations], existing.batch == batch { return existing }

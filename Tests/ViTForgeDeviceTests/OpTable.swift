@@ -728,6 +728,8 @@ extension OpCase {
     }
 
     static let masks: [OpCase] = [
+        maskedLayerNormRow(rows: 13, cols: 37, eps: 1e-6),
+        maskedLayerNormRow(rows: 7, cols: 13, eps: 1e-5),
         OpCase("scaleColumns 37×13 into another buffer, soft and zero entries") { rng in
             let (rows, cols) = (37, 13)
             let x = rng.values(rows * cols)
@@ -793,4 +795,80 @@ extension OpCase {
                 })
         },
     ]
+
+    /// The reference of a masked LayerNorm: the plain reference on the kept columns, 0 elsewhere.
+    static func maskedLayerNorm(x: [Double], gamma: [Double], beta: [Double], kept: [Int], rows: Int, cols: Int,
+                                eps: Double) -> (out: [Double], mean: [Double], rstd: [Double]) {
+        let k = kept.count
+        let reference = Reference.layerNormForward(
+            x: (0 ..< rows).flatMap { r in kept.map { x[r * cols + $0] } }, gamma: kept.map { gamma[$0] },
+            beta: kept.map { beta[$0] }, rows: rows, cols: k, eps: eps)
+        var out = [Double](repeating: 0, count: rows * cols)
+        for r in 0 ..< rows { for (j, c) in kept.enumerated() { out[r * cols + c] = reference.out[r * k + j] } }
+        return (out, reference.mean, reference.rstd)
+    }
+
+    /// Forward and backward of the LayerNorm over kept channels, with finite-difference checks of the backward.
+    static func maskedLayerNormRow(rows: Int, cols: Int, eps: Float) -> OpCase {
+        OpCase("maskedLayerNorm forward and backward \(rows)×\(cols), eps \(eps)") { rng in
+            let x = rng.values(rows * cols, in: -2 ... 3)
+            let gamma = rng.values(cols, in: 0.5 ... 1.5)
+            let beta = rng.values(cols)
+            let dOut = rng.values(rows * cols)
+            let kept = rng.distinctIndices(cols * 2 / 3, below: cols).sorted()
+            let keep = (0 ..< cols).map { kept.contains($0) ? 1.0 : 0.0 }
+            let forward = maskedLayerNorm(x: x, gamma: gamma, beta: beta, kept: kept, rows: rows, cols: cols,
+                                          eps: Double(eps))
+            func out(_ x: [Double], _ gamma: [Double], _ beta: [Double]) -> [Double] {
+                maskedLayerNorm(x: x, gamma: gamma, beta: beta, kept: kept, rows: rows, cols: cols,
+                                eps: Double(eps)).out
+            }
+            // The backward of the kept columns is the plain one on the gathered columns; removed columns get 0.
+            let k = kept.count
+            let gathered = Reference.layerNormBackward(
+                dOut: (0 ..< rows).flatMap { r in kept.map { dOut[r * cols + $0] } },
+                x: (0 ..< rows).flatMap { r in kept.map { x[r * cols + $0] } }, gamma: kept.map { gamma[$0] },
+                mean: forward.mean, rstd: forward.rstd, rows: rows, cols: k)
+            var dX = [Double](repeating: 0, count: rows * cols)
+            var dGamma = [Double](repeating: 0, count: cols), dBeta = [Double](repeating: 0, count: cols)
+            for (j, c) in kept.enumerated() {
+                dGamma[c] = gathered.dGamma[j]
+                dBeta[c] = gathered.dBeta[j]
+                for r in 0 ..< rows { dX[r * cols + c] = gathered.dX[r * k + j] }
+            }
+            let prefillX = prefill(like: dX, &rng)
+            return PreparedOp(
+                expected: [
+                    ExpectedOutput("out", forward.out, Tolerance.reduction),
+                    ExpectedOutput("mean", forward.mean, Tolerance.reduction),
+                    ExpectedOutput("rstd", forward.rstd, Tolerance.reduction),
+                    ExpectedOutput("dX", elementwiseSum(prefillX, dX), Tolerance.reduction),
+                    ExpectedOutput("dGamma", dGamma, Tolerance.reduction),
+                    ExpectedOutput("dBeta", dBeta, Tolerance.reduction),
+                ],
+                run: { backend in
+                    let outBuffer = try backend.allocate(rows * cols)
+                    let mean = try backend.allocate(rows), rstd = try backend.allocate(rows)
+                    let xBuffer = try backend.buffer(x), gammaBuffer = try backend.buffer(gamma)
+                    let keepBuffer = try backend.buffer(keep)
+                    try backend.maskedLayerNormForward(x: xBuffer, gamma: gammaBuffer, beta: backend.buffer(beta),
+                                                       keep: keepBuffer, out: outBuffer, mean: mean, rstd: rstd,
+                                                       rows: rows, cols: cols, eps: eps)
+                    let dXBuffer = try backend.buffer(prefillX)
+                    let dGammaBuffer = try backend.zeros(cols), dBetaBuffer = try backend.zeros(cols)
+                    try backend.maskedLayerNormBackward(dOut: backend.buffer(dOut), x: xBuffer, gamma: gammaBuffer,
+                                                        keep: keepBuffer, mean: mean, rstd: rstd, dX: dXBuffer,
+                                                        dGamma: dGammaBuffer, dBeta: dBetaBuffer, rows: rows,
+                                                        cols: cols)
+                    return [try backend.values(outBuffer), try backend.values(mean), try backend.values(rstd),
+                            try backend.values(dXBuffer), try backend.values(dGammaBuffer),
+                            try backend.values(dBetaBuffer)]
+                },
+                gradientChecks: [
+                    GradientCheck(name: "dX", input: x, analytic: dX) { dot(dOut, out($0, gamma, beta)) },
+                    GradientCheck(name: "dGamma", input: gamma, analytic: dGamma) { dot(dOut, out(x, $0, beta)) },
+                    GradientCheck(name: "dBeta", input: beta, analytic: dBeta) { dot(dOut, out(x, gamma, $0)) },
+                ])
+        }
+    }
 }

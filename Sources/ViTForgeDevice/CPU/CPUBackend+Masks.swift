@@ -1,4 +1,5 @@
-// Channel masks: scaling columns in the forward, and the masked-gradient path (one float64 sum per mask entry).
+// Channel masks: scaling columns in the forward, the masked-gradient path (one float64 sum per mask entry), and
+// LayerNorm over the kept channels of a residual-width mask.
 
 extension CPUBackend {
     public func scaleColumns(_ x: Buffer, mask: Buffer, out: Buffer, rows: Int, cols: Int) throws {
@@ -32,6 +33,81 @@ extension CPUBackend {
                 }
                 for j in 0 ..< width { dMask[first + j] += Float(sums[j]) }
             }
+        }
+    }
+}
+
+// LayerNorm over the kept channels of a residual-width mask. Written plainly (float64 row statistics, one row at a
+// time): it runs only while a method trains with a 0/1 residual mask, never in a plain model's step.
+extension CPUBackend {
+    public func maskedLayerNormForward(x: Buffer, gamma: Buffer, beta: Buffer, keep: Buffer, out: Buffer,
+                                       mean: Buffer, rstd: Buffer, rows: Int, cols: Int, eps: Float) throws {
+        let op = "maskedLayerNormForward"
+        try requireSizes(op, ["rows": rows, "cols": cols])
+        let x = try range(x, count: rows * cols, op, "x"), out = try range(out, count: rows * cols, op, "out")
+        let gamma = try range(gamma, count: cols, op, "gamma"), beta = try range(beta, count: cols, op, "beta")
+        let keep = try range(keep, count: cols, op, "keep")
+        let mean = try range(mean, count: rows, op, "mean"), rstd = try range(rstd, count: rows, op, "rstd")
+        parallelChunks(rows, costPerItem: 3 * cols) { rowRange in
+            for r in rowRange {
+                let row = x + r * cols, target = out + r * cols
+                var sum = 0.0, kept = 0.0
+                for c in 0 ..< cols where keep[c] != 0 {
+                    sum += Double(row[c])
+                    kept += 1
+                }
+                let m = Float(sum / kept)
+                var squares = 0.0
+                for c in 0 ..< cols where keep[c] != 0 {
+                    let d = Double(row[c] - m)
+                    squares += d * d
+                }
+                let inverse = Float(1 / (squares / kept + Double(eps)).squareRoot())
+                for c in 0 ..< cols { target[c] = keep[c] != 0 ? (row[c] - m) * inverse * gamma[c] + beta[c] : 0 }
+                mean[r] = m
+                rstd[r] = inverse
+            }
+        }
+    }
+
+    public func maskedLayerNormBackward(dOut: Buffer, x: Buffer, gamma: Buffer, keep: Buffer, mean: Buffer,
+                                        rstd: Buffer, dX: Buffer, dGamma: Buffer, dBeta: Buffer, rows: Int,
+                                        cols: Int) throws {
+        let op = "maskedLayerNormBackward"
+        try requireSizes(op, ["rows": rows, "cols": cols])
+        let dOut = try range(dOut, count: rows * cols, op, "dOut"), x = try range(x, count: rows * cols, op, "x")
+        let dX = try range(dX, count: rows * cols, op, "dX")
+        let gamma = try range(gamma, count: cols, op, "gamma"), keep = try range(keep, count: cols, op, "keep")
+        let mean = try range(mean, count: rows, op, "mean"), rstd = try range(rstd, count: rows, op, "rstd")
+        let dGamma = try range(dGamma, count: cols, op, "dGamma"), dBeta = try range(dBeta, count: cols, op, "dBeta")
+        // dX = rstd·(g − mean(g) − x̂·mean(g·x̂)) over the kept columns, g = dOut·gamma.
+        parallelChunks(rows, costPerItem: 3 * cols) { rowRange in
+            for r in rowRange {
+                let base = r * cols
+                let m = mean[r], s = rstd[r]
+                var sumG = 0.0, sumGX = 0.0, kept = 0.0
+                for c in 0 ..< cols where keep[c] != 0 {
+                    let g = Double(dOut[base + c] * gamma[c])
+                    sumG += g
+                    sumGX += g * Double((x[base + c] - m) * s)
+                    kept += 1
+                }
+                let meanG = Float(sumG / kept), meanGX = Float(sumGX / kept)
+                for c in 0 ..< cols where keep[c] != 0 {
+                    let g = dOut[base + c] * gamma[c]
+                    dX[base + c] += s * (g - meanG - (x[base + c] - m) * s * meanGX)
+                }
+            }
+        }
+        for c in 0 ..< cols where keep[c] != 0 {
+            var sumGamma = 0.0, sumBeta = 0.0
+            for r in 0 ..< rows {
+                let d = Double(dOut[r * cols + c])
+                sumGamma += d * Double((x[r * cols + c] - mean[r]) * rstd[r])
+                sumBeta += d
+            }
+            dGamma[c] += Float(sumGamma)
+            dBeta[c] += Float(sumBeta)
         }
     }
 }

@@ -63,6 +63,9 @@ public final class OpenCLBackend: Backend {
         case scaleMatrices = "scale_matrices", gather, scatterAdd = "scatter_add"
         case layerNormForward = "layernorm_forward", layerNormBackwardInput = "layernorm_backward_input"
         case layerNormBackwardParams = "layernorm_backward_params"
+        case maskedLayerNormForward = "masked_layernorm_forward"
+        case maskedLayerNormBackwardInput = "masked_layernorm_backward_input"
+        case maskedLayerNormBackwardParams = "masked_layernorm_backward_params"
         case softmaxForward = "softmax_forward", softmaxBackward = "softmax_backward"
         case biasGeluForward = "bias_gelu_forward", biasGeluBackward = "bias_gelu_backward"
         case crossEntropyForward = "cross_entropy_forward", crossEntropyBackward = "cross_entropy_backward"
@@ -352,6 +355,39 @@ public final class OpenCLBackend: Backend {
         ])
         try launch(.layerNormBackwardParams, global: cols, [
             .buffer(dOutMemory), .buffer(xMemory), .buffer(meanMemory), .buffer(rstdMemory),
+            .buffer(try checked(dGamma, op, "dGamma", count: cols)),
+            .buffer(try checked(dBeta, op, "dBeta", count: cols)), try .int(rows), try .int(cols),
+        ])
+    }
+
+    public func maskedLayerNormForward(x: Buffer, gamma: Buffer, beta: Buffer, keep: Buffer, out: Buffer,
+                                       mean: Buffer, rstd: Buffer, rows: Int, cols: Int, eps: Float) throws {
+        let op = "maskedLayerNormForward"
+        let count = try size(rows, cols, op)
+        try launch(.maskedLayerNormForward, global: rows, [
+            .buffer(try checked(x, op, "x", count: count)), .buffer(try checked(gamma, op, "gamma", count: cols)),
+            .buffer(try checked(beta, op, "beta", count: cols)), .buffer(try checked(keep, op, "keep", count: cols)),
+            .buffer(try checked(out, op, "out", count: count)), .buffer(try checked(mean, op, "mean", count: rows)),
+            .buffer(try checked(rstd, op, "rstd", count: rows)), try .int(rows), try .int(cols), .float(eps),
+        ])
+    }
+
+    public func maskedLayerNormBackward(dOut: Buffer, x: Buffer, gamma: Buffer, keep: Buffer, mean: Buffer,
+                                        rstd: Buffer, dX: Buffer, dGamma: Buffer, dBeta: Buffer, rows: Int,
+                                        cols: Int) throws {
+        let op = "maskedLayerNormBackward"
+        let count = try size(rows, cols, op)
+        let dOutMemory = try checked(dOut, op, "dOut", count: count), xMemory = try checked(x, op, "x", count: count)
+        let keepMemory = try checked(keep, op, "keep", count: cols)
+        let meanMemory = try checked(mean, op, "mean", count: rows)
+        let rstdMemory = try checked(rstd, op, "rstd", count: rows)
+        try launch(.maskedLayerNormBackwardInput, global: rows, [
+            .buffer(dOutMemory), .buffer(xMemory), .buffer(try checked(gamma, op, "gamma", count: cols)),
+            .buffer(keepMemory), .buffer(meanMemory), .buffer(rstdMemory),
+            .buffer(try checked(dX, op, "dX", count: count)), try .int(rows), try .int(cols),
+        ])
+        try launch(.maskedLayerNormBackwardParams, global: cols, [
+            .buffer(dOutMemory), .buffer(xMemory), .buffer(keepMemory), .buffer(meanMemory), .buffer(rstdMemory),
             .buffer(try checked(dGamma, op, "dGamma", count: cols)),
             .buffer(try checked(dBeta, op, "dBeta", count: cols)), try .int(rows), try .int(cols),
         ])
