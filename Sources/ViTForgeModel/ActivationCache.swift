@@ -71,12 +71,14 @@ final class ActivationCache {
         let steps = keepsActivations ? 2 * c.depth + 1 : 2
         residualSteps = try (0..<steps).map { _ in try backend.allocate(batch * c.tokens * width) }
         let rows = self.rows
-        let widest = AttentionShape(batch: batch, tokens: c.tokens, width: width,
-                                    heads: c.blocks.map(\.heads).max() ?? 1,
-                                    qkDim: c.blocks.map(\.qkDim).max() ?? 1,
-                                    vDim: c.blocks.map(\.vDim).max() ?? 1, scale: 1)
+        let shapes = c.blocks.map { block in
+            AttentionShape(batch: batch, tokens: c.tokens, width: width, layout: QKVLayout(block),
+                           scale: Float(block.attentionScale))
+        }
+        let widest = AttentionBufferSizes(shapes)
         let maxHidden = c.blocks.map(\.mlpHidden).max() ?? 1
-        func makeBlock(_ attention: AttentionShape, hidden: Int, maskedQKV: Bool, maskedMLP: Bool) throws -> Block {
+        func makeBlock(_ attention: AttentionBufferSizes, hidden: Int, maskedQKV: Bool, maskedMLP: Bool) throws
+            -> Block {
             Block(norm1: try backend.allocate(rows * width), norm1Mean: try backend.allocate(rows),
                   norm1Rstd: try backend.allocate(rows),
                   attention: try AttentionCache(backend, attention, masked: maskedQKV),
@@ -86,8 +88,7 @@ final class ActivationCache {
         }
         if keepsActivations {
             blockCaches = try c.blocks.enumerated().map { index, block in
-                try makeBlock(AttentionShape(batch: batch, tokens: c.tokens, width: width, heads: block.heads,
-                                             qkDim: block.qkDim, vDim: block.vDim, scale: Float(block.attentionScale)),
+                try makeBlock(AttentionBufferSizes([shapes[index]]),
                               hidden: block.mlpHidden, maskedQKV: masks?[index].qkv != nil,
                               maskedMLP: masks?[index].mlpHidden != nil)
             }

@@ -48,45 +48,47 @@ extension QKVLayout {
     /// The number of learned values of an attention mask of `granularity`.
     public func maskCount(_ granularity: AttentionMaskGranularity) -> Int {
         switch granularity {
-        case .dim: return heads * qkDim
+        case .dim: return totalQK
         case .head: return heads
-        case .sharedDim: return qkDim
+        case .sharedDim: return qkDims.max() ?? 0
         }
     }
 
     /// For every qkv column, the index of the mask value it takes (a `gather` from the values to the columns; its
     /// adjoint, a `scatterAdd` of column gradients, gives the values' gradient). Nil when the granularity needs
-    /// equal q/k and v widths and the block has not.
+    /// each head's q/k and v widths equal and the block's are not (or, for `sharedDim`, all heads equal).
     public func qkvColumnIndices(_ granularity: AttentionMaskGranularity) -> [Int]? {
-        if granularity != .head && qkDim != vDim { return nil }
-        var indices = [Int](repeating: 0, count: heads * (2 * qkDim + vDim))
+        if granularity != .head && qkDims != vDims { return nil }
+        if granularity == .sharedDim && Set(qkDims).count > 1 { return nil }
+        var indices = [Int](repeating: 0, count: qkvFeatures)
         for h in 0 ..< heads {
-            for d in 0 ..< qkDim {
-                let value = granularity == .dim ? h * qkDim + d : granularity == .head ? h : d
+            for d in 0 ..< qkDims[h] {
+                let value = granularity == .dim ? qkOffsets[h] + d : granularity == .head ? h : d
                 indices[qRow(head: h, dim: d)] = value
                 indices[kRow(head: h, dim: d)] = value
             }
-            for d in 0 ..< vDim {
-                indices[vRow(head: h, dim: d)] = granularity == .dim ? h * vDim + d : granularity == .head ? h : d
+            for d in 0 ..< vDims[h] {
+                indices[vRow(head: h, dim: d)] = granularity == .dim ? vOffsets[h] + d : granularity == .head ? h : d
             }
         }
         return indices
     }
 
     /// 0/1 (or soft) multipliers per qkv column from masks on the attention spaces: a head's q, k and v columns
-    /// take `heads[h]`, times `qkDims[h·qkDim + d]` on its q and k columns of dim d, times `vDims[h·vDim + d]` on
-    /// its v columns (nil: all 1). A head with 0 contributes nothing (its values are zero).
-    public func qkvColumnMultipliers(heads headValues: [Float]? = nil, qkDims: [Float]? = nil,
-                                     vDims: [Float]? = nil) -> [Float] {
-        var columns = [Float](repeating: 1, count: heads * (2 * qkDim + vDim))
+    /// take `heads[h]`, times `qkDims[qkOffsets[h] + d]` on its q and k columns of dim d, times
+    /// `vDims[vOffsets[h] + d]` on its v columns (nil: all 1). A head with 0 contributes nothing (its values are
+    /// zero).
+    public func qkvColumnMultipliers(heads headValues: [Float]? = nil, qkDims qkValues: [Float]? = nil,
+                                     vDims vValues: [Float]? = nil) -> [Float] {
+        var columns = [Float](repeating: 1, count: qkvFeatures)
         for h in 0 ..< heads {
             let head = headValues?[h] ?? 1
-            for d in 0 ..< qkDim {
-                let value = head * (qkDims?[h * qkDim + d] ?? 1)
+            for d in 0 ..< qkDims[h] {
+                let value = head * (qkValues?[qkOffsets[h] + d] ?? 1)
                 columns[qRow(head: h, dim: d)] = value
                 columns[kRow(head: h, dim: d)] = value
             }
-            for d in 0 ..< vDim { columns[vRow(head: h, dim: d)] = head * (vDims?[h * vDim + d] ?? 1) }
+            for d in 0 ..< vDims[h] { columns[vRow(head: h, dim: d)] = head * (vValues?[vOffsets[h] + d] ?? 1) }
         }
         return columns
     }

@@ -54,7 +54,8 @@ public struct ModelCost: Equatable, Sendable {
         var lines = [row(["block", "heads", "qk", "v", "mlp", "attn MACs", "mlp MACs", "params"])]
         lines.append(row(["embed", "", "", "", "", String(patchEmbedMacs), "", String(embeddingParameters)]))
         for (index, (block, cost)) in zip(config.blocks, blocks).enumerated() {
-            lines.append(row([String(index), String(block.heads), String(block.qkDim), String(block.vDim),
+            lines.append(row([String(index), String(block.heads), BlockConfig.widths(block.qkDims),
+                              BlockConfig.widths(block.vDims),
                               String(block.mlpHidden), String(cost.attentionMacs), String(cost.mlpMacs),
                               String(cost.parameters)]))
         }
@@ -79,8 +80,8 @@ extension ViTConfig {
                 + width * block.mlpHidden + block.mlpHidden
                 + block.mlpHidden * width + width
             return BlockCost(qkv: tokens * width * qkvWidth,
-                             attentionScores: block.heads * tokens * tokens * block.qkDim,
-                             attentionValues: block.heads * tokens * tokens * block.vDim,
+                             attentionScores: tokens * tokens * (block.qkvRows - block.attentionWidth) / 2,
+                             attentionValues: tokens * tokens * block.attentionWidth,
                              proj: tokens * attentionWidth * width,
                              fc1: tokens * width * block.mlpHidden,
                              fc2: tokens * block.mlpHidden * width,

@@ -9,12 +9,20 @@ public enum Pooling: String, Codable, Sendable {
 }
 
 /// One transformer block's widths. Pruning changes them per block; the residual width is shared by all blocks.
+/// Heads may also differ from each other (ViT-Slim's extraction keeps a different number of dims in every head):
+/// then `headQKDims`/`headVDims` hold each head's widths and `qkDim`/`vDim` the widest head's.
 public struct BlockConfig: Codable, Equatable, Sendable {
     public var heads: Int
-    /// Width of each head's query and key (they meet in `q·kᵀ`, so they are pruned together).
+    /// Width of each head's query and key (they meet in `q·kᵀ`, so they are pruned together); the widest head's
+    /// when heads differ.
     public var qkDim: Int
-    /// Width of each head's value, which may differ from `qkDim` after pruning.
+    /// Width of each head's value, which may differ from `qkDim` after pruning; the widest head's when heads differ.
     public var vDim: Int
+    /// Each head's q/k width when the heads differ; nil when every head has `qkDim` (what files written before
+    /// per-head widths hold).
+    public var headQKDims: [Int]?
+    /// Each head's v width when the heads differ; nil when every head has `vDim`.
+    public var headVDims: [Int]?
     public var mlpHidden: Int
     /// Multiplies `q·kᵀ` before the softmax. The original model's `qkDim^-0.5`, kept when `qkDim` is pruned so the
     /// pruned model computes what the masked full model computes (REFERENCE.md §1.3, §6 risk 1).
@@ -28,10 +36,34 @@ public struct BlockConfig: Codable, Equatable, Sendable {
         self.attentionScale = attentionScale ?? 1 / Double(qkDim).squareRoot()
     }
 
-    /// Rows of the fused `attn.qkv` weight: q (heads·qkDim), then k (heads·qkDim), then v (heads·vDim).
-    public var qkvRows: Int { heads * (2 * qkDim + vDim) }
+    /// Heads with their own widths (`qkDims[h]`, `vDims[h]`, at least 1 each). Equal heads are stored as a
+    /// uniform block, so a model that happens to be uniform reads as one.
+    public init(qkDims: [Int], vDims: [Int], mlpHidden: Int, attentionScale: Double) {
+        heads = qkDims.count
+        qkDim = qkDims.max() ?? 0
+        vDim = vDims.max() ?? 0
+        let uniform = Set(qkDims).count <= 1 && Set(vDims).count <= 1
+        headQKDims = uniform ? nil : qkDims
+        headVDims = uniform ? nil : vDims
+        self.mlpHidden = mlpHidden
+        self.attentionScale = attentionScale
+    }
+
+    /// Each head's q/k width.
+    public var qkDims: [Int] { headQKDims ?? Array(repeating: qkDim, count: heads) }
+    /// Each head's v width.
+    public var vDims: [Int] { headVDims ?? Array(repeating: vDim, count: heads) }
+    /// A list of per-head widths for tables: "48" when all heads have 48, "3,5,2" otherwise.
+    public static func widths(_ dims: [Int]) -> String {
+        Set(dims).count <= 1 ? String(dims.first ?? 0) : dims.map(String.init).joined(separator: ",")
+    }
+
+    /// Whether every head has the same widths.
+    public var hasUniformHeads: Bool { headQKDims == nil && headVDims == nil }
+    /// Rows of the fused `attn.qkv` weight: q (every head's q/k dims), then k (the same), then v (every head's v).
+    public var qkvRows: Int { hasUniformHeads ? heads * (2 * qkDim + vDim) : 2 * qkDims.reduce(0, +) + attentionWidth }
     /// Columns of `attn.proj.weight`: the merged heads' values.
-    public var attentionWidth: Int { heads * vDim }
+    public var attentionWidth: Int { hasUniformHeads ? heads * vDim : vDims.reduce(0, +) }
 }
 
 /// A Vision Transformer as timm's `VisionTransformer` (and DeiT's `VisionTransformerDistilled`) builds it, with the
@@ -148,6 +180,19 @@ public struct ViTConfig: Codable, Equatable, Sendable {
             }
             if !(block.attentionScale > 0) || !block.attentionScale.isFinite {
                 return "block \(index): attention scale must be positive and finite"
+            }
+            if !block.hasUniformHeads {
+                let qk = block.qkDims, v = block.vDims
+                guard let headQK = block.headQKDims, let headV = block.headVDims, headQK.count == block.heads,
+                      headV.count == block.heads else {
+                    return "block \(index): per-head widths must give every one of its \(block.heads) heads a q/k and a v width"
+                }
+                if qk.contains(where: { $0 < 1 }) || v.contains(where: { $0 < 1 }) {
+                    return "block \(index): every head needs at least one q/k and one v dim (a head without dims is removed)"
+                }
+                if qk.max() != block.qkDim || v.max() != block.vDim {
+                    return "block \(index): qkDim and vDim must be the widest head's (\(qk.max() ?? 0), \(v.max() ?? 0))"
+                }
             }
         }
         return nil

@@ -70,7 +70,7 @@ public final class VisionTransformer {
                 throw BackendError.invalidArgument("\(masks.count) block masks for a model of depth \(config.depth)")
             }
             for (index, (mask, block)) in zip(masks, config.blocks).enumerated() {
-                let qkvCount = block.heads * (2 * block.qkDim + block.vDim)
+                let qkvCount = block.qkvRows
                 for (name, entry, count) in [("qkv", mask.qkv, qkvCount), ("MLP", mask.mlpHidden, block.mlpHidden)] {
                     guard let entry else { continue }
                     guard entry.values.count >= count, (entry.gradient?.count ?? count) >= count else {
@@ -300,8 +300,8 @@ public final class VisionTransformer {
     }
 
     func attentionShape(_ block: BlockConfig, batch: Int) -> AttentionShape {
-        AttentionShape(batch: batch, tokens: config.tokens, width: config.residualWidth, heads: block.heads,
-                       qkDim: block.qkDim, vDim: block.vDim, scale: Float(block.attentionScale))
+        AttentionShape(batch: batch, tokens: config.tokens, width: config.residualWidth, layout: QKVLayout(block),
+                       scale: Float(block.attentionScale))
     }
 
     private func embeddingWeights(_ lookup: (String) throws -> Buffer) throws -> PatchEmbeddingWeights {

@@ -46,8 +46,10 @@ struct InfoCommand: ParsableCommand {
                 """)
             print("block  heads  qkDim  vDim  mlpHidden  scale")
             for (index, block) in config.blocks.enumerated() {
-                print([String(index).padding(6), String(block.heads).padding(6), String(block.qkDim).padding(6),
-                       String(block.vDim).padding(5), String(block.mlpHidden).padding(10),
+                // Heads of different widths print each head's width ("3,5,2").
+                print([String(index).padding(6), String(block.heads).padding(6),
+                       BlockConfig.widths(block.qkDims).padding(6), BlockConfig.widths(block.vDims).padding(5),
+                       String(block.mlpHidden).padding(10),
                        String(block.attentionScale)].joined(separator: " "))
             }
             print(cost.table(config: config))

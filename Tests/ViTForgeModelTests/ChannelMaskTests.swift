@@ -56,8 +56,8 @@ struct ChannelMaskTests {
             reference.masks = ReferenceViT.Masks(residual: Self.residualKeep, blocks: config.blocks.map { block in
                 ReferenceViT.BlockMasks(
                     heads: [Bool](repeating: true, count: block.heads),
-                    qk: [[Bool]](repeating: [Bool](repeating: true, count: block.qkDim), count: block.heads),
-                    v: [[Bool]](repeating: [Bool](repeating: true, count: block.vDim), count: block.heads),
+                    qk: block.qkDims.map { [Bool](repeating: true, count: $0) },
+                    v: block.vDims.map { [Bool](repeating: true, count: $0) },
                     mlp: [Bool](repeating: true, count: block.mlpHidden), mlpClamp: nil)
             })
         }
@@ -127,14 +127,14 @@ struct ChannelMaskTests {
             // Keep at least one head, one q/k and v dim per head and one neuron, like a keep plan.
             var heads = (0 ..< block.heads).map { _ in generator.uniform() > -0.3 }
             heads[generator.below(block.heads)] = true
-            let qk = (0 ..< block.heads).map { _ -> [Bool] in
-                var dims = (0 ..< block.qkDim).map { _ in generator.uniform() > -0.4 }
-                dims[generator.below(block.qkDim)] = true
+            let qk = block.qkDims.map { width -> [Bool] in
+                var dims = (0 ..< width).map { _ in generator.uniform() > -0.4 }
+                dims[generator.below(width)] = true
                 return dims
             }
-            let v = (0 ..< block.heads).map { _ -> [Bool] in
-                var dims = (0 ..< block.vDim).map { _ in generator.uniform() > -0.4 }
-                dims[generator.below(block.vDim)] = true
+            let v = block.vDims.map { width -> [Bool] in
+                var dims = (0 ..< width).map { _ in generator.uniform() > -0.4 }
+                dims[generator.below(width)] = true
                 return dims
             }
             var mlp = (0 ..< block.mlpHidden).map { _ in generator.uniform() > -0.2 }

@@ -41,10 +41,16 @@ public struct ReferenceViT {
 
     public struct Block {
         var heads: Int
-        var qkDim: Int
-        var vDim: Int
+        /// Each head's q/k and v width (heads may differ).
+        var qkDims: [Int]
+        var vDims: [Int]
         var hidden: Int
         var scale: Double
+
+        var totalQK: Int { qkDims.reduce(0, +) }
+        var totalV: Int { vDims.reduce(0, +) }
+        func qkOffset(_ head: Int) -> Int { qkDims[..<head].reduce(0, +) }
+        func vOffset(_ head: Int) -> Int { vDims[..<head].reduce(0, +) }
     }
 
     /// Real-valued multipliers (the product's `BlockMasks`): per block, one per qkv output column (applied to the
@@ -87,7 +93,7 @@ public struct ReferenceViT {
         qkvBias = config.qkvBias
         eps = config.layerNormEps
         blocks = config.blocks.map {
-            Block(heads: $0.heads, qkDim: $0.qkDim, vDim: $0.vDim, hidden: $0.mlpHidden, scale: $0.attentionScale)
+            Block(heads: $0.heads, qkDims: $0.qkDims, vDims: $0.vDims, hidden: $0.mlpHidden, scale: $0.attentionScale)
         }
         self.parameters = parameters
     }
@@ -106,14 +112,14 @@ public struct ReferenceViT {
         list.append(("pos_embed", [1, tokens, width]))
         for (i, b) in blocks.enumerated() {
             let p = "blocks.\(i)."
-            let qkv = b.heads * (2 * b.qkDim + b.vDim)
+            let qkv = 2 * b.totalQK + b.totalV
             list += [
                 (p + "norm1.weight", [width]), (p + "norm1.bias", [width]),
                 (p + "attn.qkv.weight", [qkv, width]),
             ]
             if qkvBias { list.append((p + "attn.qkv.bias", [qkv])) }
             list += [
-                (p + "attn.proj.weight", [width, b.heads * b.vDim]), (p + "attn.proj.bias", [width]),
+                (p + "attn.proj.weight", [width, b.totalV]), (p + "attn.proj.bias", [width]),
                 (p + "norm2.weight", [width]), (p + "norm2.bias", [width]),
                 (p + "mlp.fc1.weight", [b.hidden, width]), (p + "mlp.fc1.bias", [b.hidden]),
                 (p + "mlp.fc2.weight", [width, b.hidden]), (p + "mlp.fc2.bias", [width]),
@@ -207,36 +213,37 @@ public struct ReferenceViT {
             let prefix = "blocks.\(i)."
             let blockMasks = masks?.blocks[i]
             let normed = x.map { norm($0, prefix + "norm1") }
-            let qkvFeatures = block.heads * (2 * block.qkDim + block.vDim)
+            let qkvFeatures = 2 * block.totalQK + block.totalV
             var qkv = normed.map {
                 Self.linear($0, p(prefix + "attn.qkv.weight"), qkvBias ? p(prefix + "attn.qkv.bias") : nil,
                             outFeatures: qkvFeatures)
             }
-            var merged = [[Double]](repeating: [Double](repeating: 0, count: block.heads * block.vDim), count: tokens)
+            var merged = [[Double]](repeating: [Double](repeating: 0, count: block.totalV), count: tokens)
             if let columns = softMasks?.qkvColumns[i] {
                 for t in 0..<tokens { for c in 0..<qkvFeatures { qkv[t][c] *= columns[c] } }
             }
             if let blockMasks {
                 for t in 0..<tokens {
                     for h in 0..<block.heads {
-                        for d in 0..<block.qkDim where !(blockMasks.heads[h] && blockMasks.qk[h][d]) {
-                            qkv[t][h * block.qkDim + d] = 0
-                            qkv[t][block.heads * block.qkDim + h * block.qkDim + d] = 0
+                        for d in 0..<block.qkDims[h] where !(blockMasks.heads[h] && blockMasks.qk[h][d]) {
+                            qkv[t][block.qkOffset(h) + d] = 0
+                            qkv[t][block.totalQK + block.qkOffset(h) + d] = 0
                         }
-                        for d in 0..<block.vDim where !(blockMasks.heads[h] && blockMasks.v[h][d]) {
-                            qkv[t][2 * block.heads * block.qkDim + h * block.vDim + d] = 0
+                        for d in 0..<block.vDims[h] where !(blockMasks.heads[h] && blockMasks.v[h][d]) {
+                            qkv[t][2 * block.totalQK + block.vOffset(h) + d] = 0
                         }
                     }
                 }
             }
             for h in 0..<block.heads where blockMasks?.heads[h] ?? true {
-                let qStart = h * block.qkDim
-                let kStart = block.heads * block.qkDim + h * block.qkDim
-                let vStart = 2 * block.heads * block.qkDim + h * block.vDim
+                let qStart = block.qkOffset(h)
+                let kStart = block.totalQK + block.qkOffset(h)
+                let vStart = 2 * block.totalQK + block.vOffset(h)
+                let mergedStart = block.vOffset(h)
                 for t in 0..<tokens {
                     var scores = (0..<tokens).map { u -> Double in
                         var dot = 0.0
-                        for d in 0..<block.qkDim { dot += qkv[t][qStart + d] * qkv[u][kStart + d] }
+                        for d in 0..<block.qkDims[h] { dot += qkv[t][qStart + d] * qkv[u][kStart + d] }
                         return dot * block.scale
                     }
                     let maximum = scores.max() ?? 0
@@ -244,7 +251,7 @@ public struct ReferenceViT {
                     let total = scores.reduce(0, +)
                     for u in 0..<tokens {
                         let weight = scores[u] / total
-                        for d in 0..<block.vDim { merged[t][h * block.vDim + d] += weight * qkv[u][vStart + d] }
+                        for d in 0..<block.vDims[h] { merged[t][mergedStart + d] += weight * qkv[u][vStart + d] }
                     }
                 }
             }

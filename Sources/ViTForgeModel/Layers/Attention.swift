@@ -1,40 +1,51 @@
 import ViTForgeDevice
 
-/// The sizes of one block's multi-head self-attention. A pruned block may have any number of heads and a q/k
-/// width per head different from its v width; the scale is stored, not derived, so pruning head dims keeps the
-/// original model's `1/sqrt(head_dim)` (REFERENCE.md §1.3: re-deriving it silently changes the function).
+/// The sizes of one block's multi-head self-attention. A pruned block may have any number of heads, a q/k width
+/// different from its v width, and heads of different widths (`layout`); the scale is stored, not derived, so
+/// pruning head dims keeps the original model's `1/sqrt(head_dim)` (REFERENCE.md §1.3: re-deriving it silently
+/// changes the function).
 struct AttentionShape {
     var batch: Int
     var tokens: Int
     var width: Int
-    var heads: Int
-    var qkDim: Int
-    var vDim: Int
+    /// Each head's q/k and v widths and offsets in the fused qkv output.
+    var layout: QKVLayout
     var scale: Float
 
     var rows: Int { batch * tokens }
-    /// Output features of the fused qkv projection, ordered q (heads·qkDim) | k (heads·qkDim) | v (heads·vDim),
-    /// head-major inside each part (timm's reshape to (3, heads, head_dim) when qkDim == vDim).
-    var qkvFeatures: Int { heads * (2 * qkDim + vDim) }
-    var mergedFeatures: Int { heads * vDim }
-    var qOffset: Int { 0 }
-    var kOffset: Int { heads * qkDim }
-    var vOffset: Int { 2 * heads * qkDim }
+    var heads: Int { layout.heads }
+    /// Output features of the fused qkv projection, ordered q | k | v, head-major inside each part.
+    var qkvFeatures: Int { layout.qkvFeatures }
+    var mergedFeatures: Int { layout.totalV }
     var probabilityCount: Int { heads * batch * tokens * tokens }
+}
+
+/// The element counts of attention's buffers: one block's, or the largest of several blocks' (the inference layout
+/// shares one set of buffers between all blocks).
+struct AttentionBufferSizes {
+    var qkv: Int            // rows · qkvFeatures
+    var probabilities: Int  // heads · batch · tokens²
+    var merged: Int         // rows · Σ vDims
+
+    init(_ shapes: [AttentionShape]) {
+        qkv = shapes.map { $0.rows * $0.qkvFeatures }.max() ?? 0
+        probabilities = shapes.map(\.probabilityCount).max() ?? 0
+        merged = shapes.map { $0.rows * $0.mergedFeatures }.max() ?? 0
+    }
 }
 
 /// What attention's backward needs from its forward.
 struct AttentionCache {
     let qkv: Buffer            // [rows, qkvFeatures], masked when the block has a qkv mask
     let probabilities: Buffer  // [heads, batch, tokens, tokens], softmax(scale·q·kᵀ)
-    let merged: Buffer         // [rows, heads·vDim], heads concatenated before proj
+    let merged: Buffer         // [rows, Σ vDims], heads concatenated before proj
     let unmaskedQKV: Buffer?   // [rows, qkvFeatures], the projection before the mask (its gradient needs it)
 
-    init(_ backend: Backend, _ shape: AttentionShape, masked: Bool = false) throws {
-        qkv = try backend.allocate(shape.rows * shape.qkvFeatures)
-        unmaskedQKV = masked ? try backend.allocate(shape.rows * shape.qkvFeatures) : nil
-        probabilities = try backend.allocate(shape.probabilityCount)
-        merged = try backend.allocate(shape.rows * shape.mergedFeatures)
+    init(_ backend: Backend, _ sizes: AttentionBufferSizes, masked: Bool = false) throws {
+        qkv = try backend.allocate(sizes.qkv)
+        unmaskedQKV = masked ? try backend.allocate(sizes.qkv) : nil
+        probabilities = try backend.allocate(sizes.probabilities)
+        merged = try backend.allocate(sizes.merged)
     }
 }
 
@@ -43,13 +54,13 @@ struct AttentionGradientScratch {
     let dQKV: Buffer           // [rows, qkvFeatures]
     let dProbabilities: Buffer // [heads, batch, tokens, tokens]
     let dScores: Buffer        // [heads, batch, tokens, tokens]
-    let dMerged: Buffer        // [rows, heads·vDim]
+    let dMerged: Buffer        // [rows, Σ vDims]
 
-    init(_ backend: Backend, _ shape: AttentionShape) throws {
-        dQKV = try backend.allocate(shape.rows * shape.qkvFeatures)
-        dProbabilities = try backend.allocate(shape.probabilityCount)
-        dScores = try backend.allocate(shape.probabilityCount)
-        dMerged = try backend.allocate(shape.rows * shape.mergedFeatures)
+    init(_ backend: Backend, _ sizes: AttentionBufferSizes) throws {
+        dQKV = try backend.allocate(sizes.qkv)
+        dProbabilities = try backend.allocate(sizes.probabilities)
+        dScores = try backend.allocate(sizes.probabilities)
+        dMerged = try backend.allocate(sizes.merged)
     }
 }
 
@@ -63,7 +74,8 @@ struct AttentionWeights {
 enum Attention {
     /// `out = proj(merge_h softmax(scale·q_h·k_hᵀ)·v_h)` for x [rows, width] (already normalised).
     /// Each head is one strided-batched GEMM over the images, reading q/k/v in place from the fused qkv rows
-    /// (leading dimension qkvFeatures), so no transposed copies are made.
+    /// (leading dimension qkvFeatures) at the head's own offsets and widths, so no transposed copies are made and
+    /// heads of different widths cost no more than their products.
     /// With `mask`, every qkv column is multiplied by its mask value before attention (`BlockMasks`).
     static func forward(_ backend: Backend, x: Buffer, weights: AttentionWeights, shape: AttentionShape,
                         cache: AttentionCache, mask: ChannelMask? = nil, out: Buffer) throws {
@@ -80,13 +92,14 @@ enum Attention {
             try Linear.forward(backend, x: x, weight: weights.qkvWeight, bias: weights.qkvBias, out: cache.qkv,
                                rows: s.rows, inFeatures: s.width, outFeatures: s.qkvFeatures)
         }
+        let layout = s.layout
         for head in 0..<s.heads {
             // scores_h[b] = q_h[b] · k_h[b]ᵀ   [tokens, tokens]
-            var scores = GemmSpec(m: n, n: n, k: s.qkDim, transB: true)
+            var scores = GemmSpec(m: n, n: n, k: layout.qkDims[head], transB: true)
             scores.lda = s.qkvFeatures
             scores.ldb = s.qkvFeatures
-            scores.offsetA = s.qOffset + head * s.qkDim
-            scores.offsetB = s.kOffset + head * s.qkDim
+            scores.offsetA = layout.qRow(head: head, dim: 0)
+            scores.offsetB = layout.kRow(head: head, dim: 0)
             scores.offsetC = head * s.batch * n * n
             scores.strideA = n * s.qkvFeatures
             scores.strideB = n * s.qkvFeatures
@@ -97,13 +110,13 @@ enum Attention {
         try backend.softmaxForward(x: cache.probabilities, out: cache.probabilities,
                                    rows: s.heads * s.batch * n, cols: n, scale: s.scale)
         for head in 0..<s.heads {
-            // merged[b, :, head] = probs_h[b] · v_h[b]   [tokens, vDim]
-            var weighted = GemmSpec(m: n, n: s.vDim, k: n)
+            // merged[b, :, head] = probs_h[b] · v_h[b]   [tokens, vDim_h]
+            var weighted = GemmSpec(m: n, n: layout.vDims[head], k: n)
             weighted.ldb = s.qkvFeatures
             weighted.ldc = s.mergedFeatures
             weighted.offsetA = head * s.batch * n * n
-            weighted.offsetB = s.vOffset + head * s.vDim
-            weighted.offsetC = head * s.vDim
+            weighted.offsetB = layout.vRow(head: head, dim: 0)
+            weighted.offsetC = layout.mergedColumn(head: head, dim: 0)
             weighted.strideA = n * n
             weighted.strideB = n * s.qkvFeatures
             weighted.strideC = n * s.mergedFeatures
@@ -125,6 +138,7 @@ enum Attention {
                          overwriteDX: Bool = false) throws {
         let s = shape
         let n = s.tokens
+        let layout = s.layout
         try backend.fill(scratch.dQKV, value: 0, offset: 0, count: s.rows * s.qkvFeatures)
         try Linear.backward(backend, dOut: dOut, x: cache.merged, weight: weights.projWeight,
                             dX: scratch.dMerged, dWeight: gradients.projWeight, dBias: gradients.projBias,
@@ -132,11 +146,11 @@ enum Attention {
         for head in 0..<s.heads {
             let probabilityOffset = head * s.batch * n * n
             // dProbs_h = dMerged_h · v_hᵀ
-            var dProbs = GemmSpec(m: n, n: n, k: s.vDim, transB: true)
+            var dProbs = GemmSpec(m: n, n: n, k: layout.vDims[head], transB: true)
             dProbs.lda = s.mergedFeatures
             dProbs.ldb = s.qkvFeatures
-            dProbs.offsetA = head * s.vDim
-            dProbs.offsetB = s.vOffset + head * s.vDim
+            dProbs.offsetA = layout.mergedColumn(head: head, dim: 0)
+            dProbs.offsetB = layout.vRow(head: head, dim: 0)
             dProbs.offsetC = probabilityOffset
             dProbs.strideA = n * s.mergedFeatures
             dProbs.strideB = n * s.qkvFeatures
@@ -144,12 +158,12 @@ enum Attention {
             dProbs.batch = s.batch
             try backend.gemmStridedBatched(dProbs, a: scratch.dMerged, b: cache.qkv, c: scratch.dProbabilities)
             // dV_h += probs_hᵀ · dMerged_h
-            var dV = GemmSpec(m: n, n: s.vDim, k: n, transA: true, beta: 1)
+            var dV = GemmSpec(m: n, n: layout.vDims[head], k: n, transA: true, beta: 1)
             dV.ldb = s.mergedFeatures
             dV.ldc = s.qkvFeatures
             dV.offsetA = probabilityOffset
-            dV.offsetB = head * s.vDim
-            dV.offsetC = s.vOffset + head * s.vDim
+            dV.offsetB = layout.mergedColumn(head: head, dim: 0)
+            dV.offsetC = layout.vRow(head: head, dim: 0)
             dV.strideA = n * n
             dV.strideB = n * s.mergedFeatures
             dV.strideC = n * s.qkvFeatures
@@ -162,12 +176,12 @@ enum Attention {
                                     rows: s.heads * s.batch * n, cols: n, scale: s.scale)
         for head in 0..<s.heads {
             // dQ_h += dScores_h · k_h ;  dK_h += dScores_hᵀ · q_h
-            var dQ = GemmSpec(m: n, n: s.qkDim, k: n, beta: 1)
+            var dQ = GemmSpec(m: n, n: layout.qkDims[head], k: n, beta: 1)
             dQ.ldb = s.qkvFeatures
             dQ.ldc = s.qkvFeatures
             dQ.offsetA = head * s.batch * n * n
-            dQ.offsetB = s.kOffset + head * s.qkDim
-            dQ.offsetC = s.qOffset + head * s.qkDim
+            dQ.offsetB = layout.kRow(head: head, dim: 0)
+            dQ.offsetC = layout.qRow(head: head, dim: 0)
             dQ.strideA = n * n
             dQ.strideB = n * s.qkvFeatures
             dQ.strideC = n * s.qkvFeatures
@@ -175,8 +189,8 @@ enum Attention {
             try backend.gemmStridedBatched(dQ, a: scratch.dScores, b: cache.qkv, c: scratch.dQKV)
             var dK = dQ
             dK.transA = true
-            dK.offsetB = s.qOffset + head * s.qkDim
-            dK.offsetC = s.kOffset + head * s.qkDim
+            dK.offsetB = layout.qRow(head: head, dim: 0)
+            dK.offsetC = layout.kRow(head: head, dim: 0)
             try backend.gemmStridedBatched(dK, a: scratch.dScores, b: cache.qkv, c: scratch.dQKV)
         }
         if let mask, let unmasked = cache.unmaskedQKV {
