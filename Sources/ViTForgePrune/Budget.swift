@@ -166,7 +166,9 @@ public struct BudgetOutcome: Equatable, Sendable {
             "params \(parameters) of \(originalParameters) (\(Formatting.percent(parameterFraction)))",
             "MACs \(macs) of \(originalMacs) (\(Formatting.percent(macFraction)))",
             "residual width \(config.residualWidth); per block heads×qk/v, MLP: "
-                + config.blocks.map { "\($0.heads)×\($0.qkDim)/\($0.vDim), \($0.mlpHidden)" }.joined(separator: "; "),
+                + config.blocks.map {
+                    "\($0.heads)×\(BlockConfig.widths($0.qkDims))/\(BlockConfig.widths($0.vDims)), \($0.mlpHidden)"
+                }.joined(separator: "; "),
         ]
         if let nativeRatio { lines.append("native keep ratio \(nativeRatio)") }
         if case let .latency(milliseconds, batch)? = target, let measured = measuredLatencyMilliseconds {

@@ -87,21 +87,21 @@ extension ViTConfig {
             let qkv = AxisRole.qkvFeatures(block: b)
             let merged = AxisRole.mergedValues(block: b)
             spaces.append(ChannelSpace(kind: .heads(block: b), groups: (0..<block.heads).map { h in
-                let rows = (0..<block.qkDim).map { layout.qRow(head: h, dim: $0) }
-                    + (0..<block.qkDim).map { layout.kRow(head: h, dim: $0) }
-                    + (0..<block.vDim).map { layout.vRow(head: h, dim: $0) }
-                let columns = (0..<block.vDim).map { layout.mergedColumn(head: h, dim: $0) }
+                let rows = (0..<layout.qkDims[h]).map { layout.qRow(head: h, dim: $0) }
+                    + (0..<layout.qkDims[h]).map { layout.kRow(head: h, dim: $0) }
+                    + (0..<layout.vDims[h]).map { layout.vRow(head: h, dim: $0) }
+                let columns = (0..<layout.vDims[h]).map { layout.mergedColumn(head: h, dim: $0) }
                 return ChannelGroup(index: h, head: nil, slices: slices(qkv, rows) + slices(merged, columns))
             }))
             spaces.append(ChannelSpace(kind: .qkDims(block: b), groups: (0..<block.heads).flatMap { h in
-                (0..<block.qkDim).map { d in
-                    ChannelGroup(index: h * block.qkDim + d, head: h,
+                (0..<layout.qkDims[h]).map { d in
+                    ChannelGroup(index: layout.qkOffsets[h] + d, head: h,
                                  slices: slices(qkv, [layout.qRow(head: h, dim: d), layout.kRow(head: h, dim: d)]))
                 }
             }))
             spaces.append(ChannelSpace(kind: .vDims(block: b), groups: (0..<block.heads).flatMap { h in
-                (0..<block.vDim).map { d in
-                    ChannelGroup(index: h * block.vDim + d, head: h,
+                (0..<layout.vDims[h]).map { d in
+                    ChannelGroup(index: layout.vOffsets[h] + d, head: h,
                                  slices: slices(qkv, [layout.vRow(head: h, dim: d)])
                                      + slices(merged, [layout.mergedColumn(head: h, dim: d)]))
                 }

@@ -13,10 +13,10 @@ extension KeepPlan {
             let kept = Dictionary(uniqueKeysWithValues: keep.heads.map { ($0.head, $0) })
             func flags(_ count: Int, _ isKept: (Int) -> Bool) -> [Float] { (0 ..< count).map { isKept($0) ? 1 : 0 } }
             let qkDims = (0 ..< block.heads).flatMap { h in
-                flags(block.qkDim) { kept[h]?.qkDims.contains($0) ?? false }
+                flags(block.qkDims[h]) { kept[h]?.qkDims.contains($0) ?? false }
             }
             let vDims = (0 ..< block.heads).flatMap { h in
-                flags(block.vDim) { kept[h]?.vDims.contains($0) ?? false }
+                flags(block.vDims[h]) { kept[h]?.vDims.contains($0) ?? false }
             }
             let columns = QKVLayout(block).qkvColumnMultipliers(heads: flags(block.heads) { kept[$0] != nil },
                                                                 qkDims: qkDims, vDims: vDims)

@@ -22,8 +22,11 @@ public struct PruneReport: Codable, Sendable {
 
     public struct BlockWidths: Codable, Sendable {
         public var heads: Int
+        /// The widest head's q/k and v widths; every head's when they differ (`qkDims`, `vDims`).
         public var qkDim: Int
         public var vDim: Int
+        public var qkDims: [Int]?
+        public var vDims: [Int]?
         public var mlpHidden: Int
         public var attentionScale: Double
 
@@ -31,6 +34,8 @@ public struct PruneReport: Codable, Sendable {
             case heads
             case qkDim = "qk_dim"
             case vDim = "v_dim"
+            case qkDims = "qk_dims"
+            case vDims = "v_dims"
             case mlpHidden = "mlp_hidden"
             case attentionScale = "attention_scale"
         }
@@ -71,7 +76,8 @@ public struct PruneReport: Codable, Sendable {
 
     public static func widths(_ config: ViTConfig) -> [BlockWidths] {
         config.blocks.map {
-            BlockWidths(heads: $0.heads, qkDim: $0.qkDim, vDim: $0.vDim, mlpHidden: $0.mlpHidden,
+            BlockWidths(heads: $0.heads, qkDim: $0.qkDim, vDim: $0.vDim, qkDims: $0.headQKDims, vDims: $0.headVDims,
+                        mlpHidden: $0.mlpHidden,
                         attentionScale: $0.attentionScale)
         }
     }

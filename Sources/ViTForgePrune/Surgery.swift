@@ -7,8 +7,6 @@ public enum PruneError: Error, CustomStringConvertible, Equatable, Sendable {
     /// the block, which ViTForge does not do yet.
     case emptySpace(String)
     case indexOutOfRange(String)
-    /// Kept heads of one block with different q/k or v widths (the model stores one qkDim and one vDim per block).
-    case unequalHeadWidths(String)
     case planMismatch(String)
     case invalidBudget(String)
     case invalidCalibration(String)
@@ -17,7 +15,6 @@ public enum PruneError: Error, CustomStringConvertible, Equatable, Sendable {
         switch self {
         case .emptySpace(let what): return "refusing to empty \(what); keep at least one, or remove the block"
         case .indexOutOfRange(let what): return "keep index out of range: \(what)"
-        case .unequalHeadWidths(let what): return "kept heads differ in width: \(what)"
         case .planMismatch(let what): return "keep plan does not fit the model: \(what)"
         case .invalidBudget(let what): return "invalid budget: \(what)"
         case .invalidCalibration(let what): return "calibration: \(what)"
@@ -69,13 +66,14 @@ public struct KeepPlan: Equatable, Sendable {
         residual = Array(0..<config.residualWidth)
         blocks = config.blocks.map { block in
             BlockKeep(heads: (0..<block.heads).map {
-                HeadKeep(head: $0, qkDims: Array(0..<block.qkDim), vDims: Array(0..<block.vDim))
+                HeadKeep(head: $0, qkDims: Array(0..<block.qkDims[$0]), vDims: Array(0..<block.vDims[$0]))
             }, mlpHidden: Array(0..<block.mlpHidden))
         }
     }
 
     /// Restricts one space to `keepIndices`, numbered as that space's groups (`ChannelGroup.index`): channels,
-    /// heads, neurons, or `head·dim + d` for q/k and v dims of `config` (the unpruned model).
+    /// heads, neurons, or the head's offset + d for q/k and v dims of `config` (the unpruned model; `head·dim + d`
+    /// when its heads are equal).
     public mutating func keep(_ keepIndices: [Int], in kind: SpaceKind, of config: ViTConfig) throws {
         let kept = Set(keepIndices)
         func check(_ bound: Int) throws {
@@ -91,18 +89,18 @@ public struct KeepPlan: Equatable, Sendable {
             try check(config.blocks[b].heads)
             blocks[b].heads = blocks[b].heads.filter { kept.contains($0.head) }
         case .qkDims(let b):
-            let width = config.blocks[b].qkDim
-            try check(config.blocks[b].heads * width)
+            let layout = QKVLayout(config.blocks[b])
+            try check(layout.totalQK)
             for i in blocks[b].heads.indices {
-                let h = blocks[b].heads[i].head
-                blocks[b].heads[i].qkDims = blocks[b].heads[i].qkDims.filter { kept.contains(h * width + $0) }
+                let offset = layout.qkOffsets[blocks[b].heads[i].head]
+                blocks[b].heads[i].qkDims = blocks[b].heads[i].qkDims.filter { kept.contains(offset + $0) }
             }
         case .vDims(let b):
-            let width = config.blocks[b].vDim
-            try check(config.blocks[b].heads * width)
+            let layout = QKVLayout(config.blocks[b])
+            try check(layout.totalV)
             for i in blocks[b].heads.indices {
-                let h = blocks[b].heads[i].head
-                blocks[b].heads[i].vDims = blocks[b].heads[i].vDims.filter { kept.contains(h * width + $0) }
+                let offset = layout.vOffsets[blocks[b].heads[i].head]
+                blocks[b].heads[i].vDims = blocks[b].heads[i].vDims.filter { kept.contains(offset + $0) }
             }
         case .mlpHidden(let b):
             try check(config.blocks[b].mlpHidden)
@@ -120,27 +118,32 @@ public struct KeepPlan: Equatable, Sendable {
         var result = config
         result.residualWidth = residual.count
         for (b, (keep, block)) in zip(blocks, config.blocks).enumerated() {
-            if keep.heads.isEmpty { throw PruneError.emptySpace("block \(b)'s heads") }
             if keep.mlpHidden.isEmpty { throw PruneError.emptySpace("block \(b)'s MLP") }
             try Self.checkIndices(keep.mlpHidden, bound: block.mlpHidden, what: "block \(b) MLP")
             try Self.checkIndices(keep.heads.map(\.head), bound: block.heads, what: "block \(b) heads")
             for head in keep.heads {
-                if head.qkDims.isEmpty || head.vDims.isEmpty {
-                    throw PruneError.emptySpace("block \(b) head \(head.head)'s \(head.qkDims.isEmpty ? "q/k" : "v") dims")
+                // Without q/k dims a head's scores are all 0, so it still adds the mean of its values: no smaller
+                // model computes that.
+                if head.qkDims.isEmpty && !head.vDims.isEmpty {
+                    throw PruneError.emptySpace("block \(b) head \(head.head)'s q/k dims while it keeps v dims")
                 }
-                try Self.checkIndices(head.qkDims, bound: block.qkDim, what: "block \(b) head \(head.head) q/k dims")
-                try Self.checkIndices(head.vDims, bound: block.vDim, what: "block \(b) head \(head.head) v dims")
+                try Self.checkIndices(head.qkDims, bound: block.qkDims[head.head],
+                                      what: "block \(b) head \(head.head) q/k dims")
+                try Self.checkIndices(head.vDims, bound: block.vDims[head.head],
+                                      what: "block \(b) head \(head.head) v dims")
             }
-            let qkWidths = Set(keep.heads.map(\.qkDims.count)), vWidths = Set(keep.heads.map(\.vDims.count))
-            if qkWidths.count > 1 || vWidths.count > 1 {
-                throw PruneError.unequalHeadWidths("block \(b): q/k widths \(qkWidths.sorted()), v widths \(vWidths.sorted())")
-            }
-            result.blocks[b] = BlockConfig(heads: keep.heads.count, qkDim: keep.heads[0].qkDims.count,
-                                           vDim: keep.heads[0].vDims.count, mlpHidden: keep.mlpHidden.count,
+            let heads = survivingHeads(b)
+            if heads.isEmpty { throw PruneError.emptySpace("block \(b)'s heads") }
+            result.blocks[b] = BlockConfig(qkDims: heads.map(\.qkDims.count), vDims: heads.map(\.vDims.count),
+                                           mlpHidden: keep.mlpHidden.count,
                                            attentionScale: keep.attentionScale ?? block.attentionScale)
         }
         return result
     }
+
+    /// The heads of block `b` that remain in the pruned model: a head without v dims adds nothing to the block's
+    /// output, so it disappears with its q/k dims.
+    func survivingHeads(_ b: Int) -> [HeadKeep] { blocks[b].heads.filter { !$0.vDims.isEmpty } }
 
     /// Kept indices along an axis of the given role (nil: keep all, for `fixed`).
     func keepIndices(along role: AxisRole, of config: ViTConfig) -> [Int]? {
@@ -150,13 +153,13 @@ public struct KeepPlan: Equatable, Sendable {
         case .mlpHidden(let b): return blocks[b].mlpHidden
         case .qkvFeatures(let b):
             let layout = QKVLayout(config.blocks[b])
-            let heads = blocks[b].heads
+            let heads = survivingHeads(b)
             return heads.flatMap { h in h.qkDims.map { layout.qRow(head: h.head, dim: $0) } }
                 + heads.flatMap { h in h.qkDims.map { layout.kRow(head: h.head, dim: $0) } }
                 + heads.flatMap { h in h.vDims.map { layout.vRow(head: h.head, dim: $0) } }
         case .mergedValues(let b):
             let layout = QKVLayout(config.blocks[b])
-            return blocks[b].heads.flatMap { h in h.vDims.map { layout.mergedColumn(head: h.head, dim: $0) } }
+            return survivingHeads(b).flatMap { h in h.vDims.map { layout.mergedColumn(head: h.head, dim: $0) } }
         }
     }
 

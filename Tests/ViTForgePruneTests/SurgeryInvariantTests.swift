@@ -25,18 +25,19 @@ struct SurgeryInvariantTests {
                 try plan.keep(generator.subset(of: block.heads, count: generator.keepCount(block.heads)),
                               in: .heads(block: b), of: config)
             }
-            // Every head keeps the same number of dims (one width per block), each its own random set.
+            // Every head keeps its own random number of dims (heads of different widths), each its own random set.
+            let layout = QKVLayout(block)
             if spaces == .qkDims || spaces == .all {
-                let count = generator.keepCount(block.qkDim)
                 let kept = (0..<block.heads).flatMap { h in
-                    generator.subset(of: block.qkDim, count: count).map { h * block.qkDim + $0 }
+                    generator.subset(of: layout.qkDims[h], count: generator.keepCount(layout.qkDims[h]))
+                        .map { layout.qkOffsets[h] + $0 }
                 }
                 try plan.keep(kept, in: .qkDims(block: b), of: config)
             }
             if spaces == .vDims || spaces == .all {
-                let count = generator.keepCount(block.vDim)
                 let kept = (0..<block.heads).flatMap { h in
-                    generator.subset(of: block.vDim, count: count).map { h * block.vDim + $0 }
+                    generator.subset(of: layout.vDims[h], count: generator.keepCount(layout.vDims[h]))
+                        .map { layout.vOffsets[h] + $0 }
                 }
                 try plan.keep(kept, in: .vDims(block: b), of: config)
             }
@@ -103,7 +104,8 @@ struct SurgeryInvariantTests {
         var generator = SeededGenerator(seed: 5)
         let weights = try randomWeights(config, generator: &generator)
         let cases: [(SpaceKind, String)] = [(.heads(block: 1), "heads"), (.mlpHidden(block: 0), "MLP"),
-                                            (.residual, "residual"), (.qkDims(block: 2), "q/k"), (.vDims(block: 0), "v")]
+                                            (.residual, "residual"), (.qkDims(block: 2), "q/k"),
+                                            (.vDims(block: 0), "heads")]
         for (kind, word) in cases {
             var plan = KeepPlan(keepingAllOf: config)
             try plan.keep([], in: kind, of: config)
@@ -117,13 +119,19 @@ struct SurgeryInvariantTests {
         }
     }
 
-    @Test func refusesUnequalHeadWidths() throws {
-        let config = irregularConfig(.tokenPooling)
+    @Test("uneven kept heads give per-head widths; a head without v dims disappears; v without q/k is refused")
+    func unevenHeads() throws {
+        let config = irregularConfig(.tokenPooling)  // block 0: 3 heads of q/k 4, v 5
         var plan = KeepPlan(keepingAllOf: config)
-        try plan.keep([0, 1, 4], in: .qkDims(block: 0), of: config)  // head 0 keeps 2 dims, head 1 keeps 1, head 2 none
-        #expect(throws: PruneError.self) { try plan.prunedConfig(of: config) }
+        try plan.keep([0, 1, 4, 8, 9, 10], in: .qkDims(block: 0), of: config)  // heads keep 2, 1 and 3 q/k dims
+        let uneven = try plan.prunedConfig(of: config).blocks[0]
+        #expect(uneven.qkDims == [2, 1, 3] && uneven.vDims == [5, 5, 5] && uneven.heads == 3)
+        try plan.keep([0, 1, 2, 3, 4, 10, 11], in: .vDims(block: 0), of: config)  // head 1 keeps no v dim
+        let fewer = try plan.prunedConfig(of: config).blocks[0]
+        #expect(fewer.heads == 2 && fewer.qkDims == [2, 3] && fewer.vDims == [5, 2])
+        #expect(fewer.attentionScale == config.blocks[0].attentionScale)
         var other = KeepPlan(keepingAllOf: config)
-        try other.keep([0, 4], in: .qkDims(block: 0), of: config)    // head 0: dim 0, head 1: dim 0, head 2: none
+        try other.keep([0, 4], in: .qkDims(block: 0), of: config)    // head 2 keeps v dims but no q/k dim
         #expect(throws: PruneError.self) { try other.prunedConfig(of: config) }
         #expect(throws: PruneError.self) { try other.keep([99], in: .mlpHidden(block: 0), of: config) }
     }

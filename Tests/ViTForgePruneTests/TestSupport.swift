@@ -20,6 +20,7 @@ func irregularConfig(_ variant: Variant) -> ViTConfig {
         BlockConfig(heads: 3, qkDim: 4, vDim: 5, mlpHidden: 11, attentionScale: 0.37),
         BlockConfig(heads: 2, qkDim: 5, vDim: 3, mlpHidden: 13, attentionScale: 0.5),
         BlockConfig(heads: 1, qkDim: 3, vDim: 4, mlpHidden: 7),
+        BlockConfig(qkDims: [2, 4, 3], vDims: [3, 1, 5], mlpHidden: 6, attentionScale: 0.42),
     ]
     return ViTConfig(imageSize: 9, patchSize: 3, inChannels: 2, classes: 5, residualWidth: 13, blocks: blocks,
                      qkvBias: variant != .averagePooling, pooling: variant == .averagePooling ? .avg : .token,
@@ -63,8 +64,8 @@ func masks(for plan: KeepPlan, of config: ViTConfig, clamps: [[Double]?]? = nil)
             let mlp = Set(keep.mlpHidden)
             return ReferenceViT.BlockMasks(
                 heads: (0..<block.heads).map { heads[$0] != nil },
-                qk: (0..<block.heads).map { h in (0..<block.qkDim).map { heads[h]?.qkDims.contains($0) ?? false } },
-                v: (0..<block.heads).map { h in (0..<block.vDim).map { heads[h]?.vDims.contains($0) ?? false } },
+                qk: (0..<block.heads).map { h in (0..<block.qkDims[h]).map { heads[h]?.qkDims.contains($0) ?? false } },
+                v: (0..<block.heads).map { h in (0..<block.vDims[h]).map { heads[h]?.vDims.contains($0) ?? false } },
                 mlp: (0..<block.mlpHidden).map(mlp.contains),
                 mlpClamp: clamps?[b])
         })
