@@ -170,9 +170,13 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         }
         if !(layerNormEps > 0) || !layerNormEps.isFinite { return "LayerNorm eps must be positive" }
         for (index, block) in blocks.enumerated() {
-            if block.heads < 1 || block.qkDim < 1 || block.vDim < 1 || block.mlpHidden < 1 {
-                return "block \(index): heads, qkDim, vDim and mlpHidden must be at least 1 "
-                    + "(a method that empties a block removes the block)"
+            // A block may lose all its heads (its attention then adds only proj's bias), never its MLP.
+            if block.heads == 0 && (block.qkDim != 0 || block.vDim != 0 || !block.hasUniformHeads) {
+                return "block \(index): a block without heads has qkDim and vDim 0"
+            }
+            if block.heads < 0 || (block.heads > 0 && (block.qkDim < 1 || block.vDim < 1)) || block.mlpHidden < 1 {
+                return "block \(index): heads must be ≥ 0, and qkDim, vDim (with heads) and mlpHidden at least 1 "
+                    + "(a method that empties an MLP removes the block)"
             }
             if block.heads > Self.maximumWidth || block.qkDim > Self.maximumWidth || block.vDim > Self.maximumWidth
                 || block.qkvRows > Self.maximumWidth * 4 || block.mlpHidden > Self.maximumWidth * 4 {

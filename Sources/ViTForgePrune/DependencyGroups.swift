@@ -110,7 +110,8 @@ extension ViTConfig {
                 ChannelGroup(index: $0, head: nil, slices: slices(.mlpHidden(block: b), [$0]))
             }))
         }
-        return spaces
+        // A block without heads has no head, q/k or v groups: no empty space is listed.
+        return spaces.filter { !$0.groups.isEmpty }
     }
 
     /// What `vitforge groups` prints: per space, how many groups and what one group holds (its first group's

@@ -132,8 +132,8 @@ public struct KeepPlan: Equatable, Sendable {
                 try Self.checkIndices(head.vDims, bound: block.vDims[head.head],
                                       what: "block \(b) head \(head.head) v dims")
             }
+            // A block whose heads are all gone keeps proj's bias as its attention branch.
             let heads = survivingHeads(b)
-            if heads.isEmpty { throw PruneError.emptySpace("block \(b)'s heads") }
             result.blocks[b] = BlockConfig(qkDims: heads.map(\.qkDims.count), vDims: heads.map(\.vDims.count),
                                            mlpHidden: keep.mlpHidden.count,
                                            attentionScale: keep.attentionScale ?? block.attentionScale)

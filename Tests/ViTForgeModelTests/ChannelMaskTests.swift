@@ -124,9 +124,9 @@ struct ChannelMaskTests {
         var blockMasks: [ReferenceViT.BlockMasks] = []
         var productMasks: [BlockMasks] = []
         for block in config.blocks {
-            // Keep at least one head, one q/k and v dim per head and one neuron, like a keep plan.
+            // Keep at least one head (of those there are), one q/k and v dim per head and one neuron, like a plan.
             var heads = (0 ..< block.heads).map { _ in generator.uniform() > -0.3 }
-            heads[generator.below(block.heads)] = true
+            if block.heads > 0 { heads[generator.below(block.heads)] = true }
             let qk = block.qkDims.map { width -> [Bool] in
                 var dims = (0 ..< width).map { _ in generator.uniform() > -0.4 }
                 dims[generator.below(width)] = true

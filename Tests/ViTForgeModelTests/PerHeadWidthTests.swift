@@ -9,6 +9,7 @@ struct PerHeadWidthTests {
         ViTConfig(imageSize: 9, patchSize: 3, inChannels: 2, classes: 5, residualWidth: 13, blocks: [
             BlockConfig(qkDims: [3, 1, 4], vDims: [2, 5, 1], mlpHidden: 6, attentionScale: 0.45),
             BlockConfig(heads: 2, qkDim: 3, vDim: 5, mlpHidden: 11, attentionScale: 0.37),
+            BlockConfig(qkDims: [], vDims: [], mlpHidden: 4, attentionScale: 0.3),
         ])
     }
 
@@ -30,6 +31,10 @@ struct PerHeadWidthTests {
         let file = try SafetensorsFile(path: path)
         #expect(try file.shape("blocks.0.attn.qkv.weight") == [24, 13])
         #expect(try file.shape("blocks.0.attn.proj.weight") == [13, 8])
+        // A block without heads stores empty qkv and proj weights (and its proj bias).
+        #expect(try file.shape("blocks.2.attn.qkv.weight") == [0, 13])
+        #expect(try file.shape("blocks.2.attn.proj.weight") == [13, 0])
+        #expect(read.config.blocks[2].heads == 0 && read.config.cost().blocks[2].attentionScores == 0)
         // Attention MACs follow each head's widths: q·kᵀ over Σ qk dims, p·v over Σ v dims.
         let tokens = config.tokens
         #expect(config.cost().blocks[0].attentionScores == tokens * tokens * 8)

@@ -6,7 +6,7 @@ import ViTForgeTestSupport
 
 /// The Swift model against the float64 reference ViT on tiny, deliberately irregular configurations: every block
 /// has its own head count, q/k width ≠ v width, its own MLP width and a custom attention scale (what pruning
-/// produces), one block has heads of different widths, at odd sizes. Logits are compared directly; gradients against central finite differences of the
+/// produces), one block has heads of different widths and one has no heads at all, at odd sizes. Logits are compared directly; gradients against central finite differences of the
 /// reference's loss, so both the forward and the hand-written backward are checked independently of PyTorch.
 @Suite(.serialized)
 struct ReferenceModelTests {
@@ -21,6 +21,8 @@ struct ReferenceModelTests {
             BlockConfig(heads: 1, qkDim: 5, vDim: 3, mlpHidden: 9, attentionScale: 0.41),
             // Heads of different widths (ViT-Slim's extraction): each head its own q/k and v width.
             BlockConfig(qkDims: [3, 1, 4], vDims: [2, 5, 1], mlpHidden: 6, attentionScale: 0.45),
+            // Every head pruned away: attention adds only proj's bias.
+            BlockConfig(qkDims: [], vDims: [], mlpHidden: 5, attentionScale: 0.45),
         ]
         return ViTConfig(imageSize: 9, patchSize: 3, inChannels: 2, classes: 5, residualWidth: 13, blocks: blocks,
                          qkvBias: variant != .averagePooling, pooling: variant == .averagePooling ? .avg : .token,

@@ -103,9 +103,8 @@ struct SurgeryInvariantTests {
         let config = irregularConfig(.tokenPooling)
         var generator = SeededGenerator(seed: 5)
         let weights = try randomWeights(config, generator: &generator)
-        let cases: [(SpaceKind, String)] = [(.heads(block: 1), "heads"), (.mlpHidden(block: 0), "MLP"),
-                                            (.residual, "residual"), (.qkDims(block: 2), "q/k"),
-                                            (.vDims(block: 0), "heads")]
+        let cases: [(SpaceKind, String)] = [(.mlpHidden(block: 0), "MLP"), (.residual, "residual"),
+                                            (.qkDims(block: 2), "q/k")]
         for (kind, word) in cases {
             var plan = KeepPlan(keepingAllOf: config)
             try plan.keep([], in: kind, of: config)
@@ -134,5 +133,28 @@ struct SurgeryInvariantTests {
         try other.keep([0, 4], in: .qkDims(block: 0), of: config)    // head 2 keeps v dims but no q/k dim
         #expect(throws: PruneError.self) { try other.prunedConfig(of: config) }
         #expect(throws: PruneError.self) { try other.keep([99], in: .mlpHidden(block: 0), of: config) }
+    }
+
+    @Test("a block whose heads are all removed keeps only proj's bias: pruned == masked reference")
+    func blockWithoutHeads() throws {
+        for variant in Variant.allCases {
+            let config = irregularConfig(variant)
+            var generator = SeededGenerator(seed: 0xE0 ^ variant.rawValue.hashStable)
+            let weights = try randomWeights(config, generator: &generator)
+            for kind in [SpaceKind.heads(block: 1), .vDims(block: 0)] {
+                var plan = KeepPlan(keepingAllOf: config)
+                try plan.keep([], in: kind, of: config)
+                let pruned = try Surgery.prune(weights, plan: plan)
+                let b = kind == .heads(block: 1) ? 1 : 0
+                #expect(pruned.config.blocks[b].heads == 0 && pruned.config.blocks[b].attentionWidth == 0)
+                #expect(pruned[ "blocks.\(b).attn.qkv.weight"]?.shape == [0, config.residualWidth])
+                let images = randomImages(config, batch: 2, generator: &generator)
+                let expected = reference(weights, masks: masks(for: plan, of: config))
+                    .logits(images.map(Double.init), batch: 2).flatMap { $0 }
+                #expect(maxDifference(reference(pruned).logits(images.map(Double.init), batch: 2).flatMap { $0 },
+                                      expected) < 1e-9)
+                #expect(maxDifference(try cpuLogits(pruned, images: images, batch: 2), expected) < 1e-4)
+            }
+        }
     }
 }

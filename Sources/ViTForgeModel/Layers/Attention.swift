@@ -81,6 +81,12 @@ enum Attention {
                         cache: AttentionCache, mask: ChannelMask? = nil, out: Buffer) throws {
         let s = shape
         let n = s.tokens
+        if s.heads == 0 {
+            // Every head pruned away: the branch is proj's bias on every token.
+            try backend.fill(out, value: 0, offset: 0, count: s.rows * s.width)
+            try backend.addBias(out, bias: weights.projBias, rows: s.rows, cols: s.width)
+            return
+        }
         if let mask {
             guard let unmasked = cache.unmaskedQKV else {
                 throw BackendError.invalidArgument("attention: a qkv mask without its activation buffer")
@@ -139,6 +145,11 @@ enum Attention {
         let s = shape
         let n = s.tokens
         let layout = s.layout
+        if s.heads == 0 {
+            try backend.addBiasBackward(dOut: dOut, dBias: gradients.projBias, rows: s.rows, cols: s.width)
+            if overwriteDX { try backend.fill(dX, value: 0, offset: 0, count: s.rows * s.width) }
+            return
+        }
         try backend.fill(scratch.dQKV, value: 0, offset: 0, count: s.rows * s.qkvFeatures)
         try Linear.backward(backend, dOut: dOut, x: cache.merged, weight: weights.projWeight,
                             dX: scratch.dMerged, dWeight: gradients.projWeight, dBias: gradients.projBias,
