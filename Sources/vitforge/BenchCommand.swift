@@ -39,6 +39,10 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Time a training step (the trainer's: upload, forward + backward, AdamW) instead of inference.")
     var train = false
 
+    @Flag(help: ArgumentHelp("With learned soft masks on every qkv column and MLP neuron (a ViT-Slim search's step: "
+                             + "the masks' gradients and AdamW updates included)."))
+    var softMasks = false
+
     @Option(name: .customLong("heads"), help: ArgumentHelp(
         "Attention heads, for a checkpoint whose head count cannot be inferred.",
         discussion: "Once for every model, or once per --model in the same order."))
@@ -81,7 +85,8 @@ struct BenchCommand: ParsableCommand {
             if singleMeasurement {
                 let backend = try common.makeBackend()
                 let row = try BenchMeasurement.measure(model: models[0], heads: heads(0), batch: batches[0], train: train,
-                                                       warmup: warmup, runs: runs, seed: common.seed, backend: backend)
+                                                       softMasks: softMasks, warmup: warmup, runs: runs,
+                                                       seed: common.seed, backend: backend)
                 print(String(decoding: try JSONEncoder().encode(BenchReport(device: backend.name, results: [row])),
                              as: UTF8.self))
                 return
@@ -96,8 +101,8 @@ struct BenchCommand: ParsableCommand {
                         let backend = try common.makeBackend()
                         deviceName = backend.name
                         row = try BenchMeasurement.measure(model: model, heads: heads(index), batch: batch, train: train,
-                                                           warmup: warmup, runs: runs, seed: common.seed,
-                                                           backend: backend)
+                                                           softMasks: softMasks, warmup: warmup, runs: runs,
+                                                           seed: common.seed, backend: backend)
                     } else {
                         (row, deviceName) = try measureInChild(model: model, heads: heads(index), batch: batch)
                     }
@@ -126,6 +131,7 @@ struct BenchCommand: ParsableCommand {
         if let device = common.device { arguments += ["--device", device] }
         if let heads { arguments += ["--heads", String(heads)] }
         if train { arguments.append("--train") }
+        if softMasks { arguments.append("--soft-masks") }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -175,9 +181,12 @@ struct BenchRow: Codable {
     var latencyMinMs: Double
     var gflopsPerSecond: Double
     var peakMemoryMB: Double
+    /// True when measured with soft masks on (omitted otherwise).
+    var softMasks: Bool?
 
     enum CodingKeys: String, CodingKey {
         case model, batch, mode
+        case softMasks = "soft_masks"
         case imagesPerSecond = "images_per_second"
         case latencyMedianMs = "latency_ms_median"
         case latencyMinMs = "latency_ms_min"
@@ -190,7 +199,7 @@ struct BenchRow: Codable {
 
     var tableLine: String {
         let name = model.count > 40 ? "…" + model.suffix(39) : model
-        return name.padding(41) + pad(String(batch), 6) + "  " + mode.padding(6)
+        return name.padding(41) + pad(String(batch), 6) + "  " + (softMasks == true ? mode + "+m" : mode).padding(6)
             + pad(Formatting.fixed(latencyMedianMs, decimals: 2), 11)
             + pad(Formatting.fixed(latencyMinMs, decimals: 2), 11) + pad(Formatting.decimal1(imagesPerSecond), 11)
             + pad(Formatting.decimal1(gflopsPerSecond), 10) + pad(Formatting.decimal1(peakMemoryMB), 9)
@@ -198,10 +207,19 @@ struct BenchRow: Codable {
 }
 
 enum BenchMeasurement {
-    static func measure(model path: String, heads: Int?, batch: Int, train: Bool, warmup: Int, runs: Int,
-                        seed: UInt64, backend: Backend) throws -> BenchRow {
+    static func measure(model path: String, heads: Int?, batch: Int, train: Bool, softMasks: Bool = false,
+                        warmup: Int, runs: Int, seed: UInt64, backend: Backend) throws -> BenchRow {
         let weights = try ViTWeights.load(path: path, heads: heads)
         let model = try VisionTransformer(weights: weights, backend: backend)
+        // Masks at 1 compute the plain model, at the masked path's cost.
+        let masks = softMasks ? try weights.config.blocks.map { block in
+            BlockMasks(qkv: ChannelMask(values: try backend.makeBuffer([Float](repeating: 1, count: block.qkvRows)),
+                                        gradient: try backend.zeros(block.qkvRows)),
+                       mlpHidden: ChannelMask(values: try backend.makeBuffer(
+                                                  [Float](repeating: 1, count: block.mlpHidden)),
+                                              gradient: try backend.zeros(block.mlpHidden)))
+        } : nil
+        try model.setMasks(masks)
         let c = model.config
         var random = SplitMix64(seed: seed)
         let imageCount = batch * c.inChannels * c.imageSize * c.imageSize
@@ -213,6 +231,13 @@ enum BenchMeasurement {
             let batches = RepeatedBatch(images: images, labels: labels, batchesPerEpoch: warmup + max(runs, 1))
             let settings = TrainingSettings(epochs: 1, learningRate: 1e-5, warmupFraction: 0)
             let trainer = try Trainer(model: model, batches: batches, settings: settings, seed: seed)
+            for (index, block) in (masks ?? []).enumerated() {
+                for (name, mask) in [("qkv", block.qkv), ("mlp", block.mlpHidden)] {
+                    guard let mask, let gradient = mask.gradient else { continue }
+                    try trainer.optimizer.addSlot(name: "mask.\(index).\(name)", shape: [mask.values.count],
+                                                  parameter: mask.values, gradient: gradient)
+                }
+            }
             latency = try Latency.measure(warmup: warmup, runs: runs) {
                 try trainer.step()
                 // The step waits for its loss, not for the AdamW kernels enqueued after it.
@@ -231,7 +256,7 @@ enum BenchMeasurement {
         return BenchRow(model: path, batch: batch, mode: train ? "train" : "infer",
                         imagesPerSecond: Double(batch) / median, latencyMedianMs: median * 1000,
                         latencyMinMs: latency.minimumSeconds * 1000, gflopsPerSecond: flops / median / 1e9,
-                        peakMemoryMB: peakResidentMegabytes())
+                        peakMemoryMB: peakResidentMegabytes(), softMasks: softMasks ? true : nil)
     }
 
     /// N(0, 1) by Box–Muller from two uniforms, the first in (0, 1] so that its logarithm is finite.
