@@ -36,3 +36,24 @@ __kernel void mask_gradient_combine(__global const float* partials, int tiles, i
     for (int t = 0; t < tiles; t++) s += partials[(size_t)t * cols + c];
     d_mask[c] += (float)s;
 }
+
+// out[r, c] = x[r, c] · mask[r] (a mask on a weight's output rows); out may be x.
+__kernel void scale_rows(__global const float* x, __global const float* mask, __global float* out, int rows,
+                         int cols) {
+    int c = get_global_id(0), r = get_global_id(1);
+    if (c >= cols || r >= rows) return;
+    size_t i = (size_t)r * cols + c;
+    out[i] = x[i] * mask[r];
+}
+
+// dMask[r] += Σ_c x[r, c]·dY[r, c]: one work-item per row over a weight's columns (a few hundred to a few thousand;
+// the rows are a weight's output features, not the batch's tokens).
+__kernel void mask_gradient_rows(__global const float* x, __global const float* dy, int rows, int cols,
+                                 __global float* d_mask) {
+    int r = get_global_id(0);
+    if (r >= rows) return;
+    size_t base = (size_t)r * cols;
+    acc_t s = 0;
+    for (int c = 0; c < cols; c++) s += (acc_t)x[base + c] * dy[base + c];
+    d_mask[r] += (float)s;
+}

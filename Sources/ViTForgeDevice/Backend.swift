@@ -123,10 +123,14 @@ public protocol Backend: AnyObject {
     /// `out[r, c] = x[r, c]·mask[c]` for x [rows, cols]: a channel mask in the forward (soft or 0/1). `out` may be
     /// `x` (in place).
     func scaleColumns(_ x: Buffer, mask: Buffer, out: Buffer, rows: Int, cols: Int) throws
+    /// `out[r, c] = x[r, c]·mask[r]` for x [rows, cols]: a mask on a weight's output rows (`out` may be `x`).
+    func scaleRows(_ x: Buffer, mask: Buffer, out: Buffer, rows: Int, cols: Int) throws
     /// The masked-gradient path: `dMask[c] += Σ_r x[r, c]·dY[r, c]` for x, dY [rows, cols], where x is the tensor
     /// before the mask and dY the gradient of the masked tensor: the gradient of each mask entry. Sums in float64
     /// on the CPU; on OpenCL two stages (partial sums over row tiles, then a combine per column).
     func maskGradient(x: Buffer, dY: Buffer, dMask: Buffer, rows: Int, cols: Int) throws
+    /// The same for a mask on rows: `dMask[r] += Σ_c x[r, c]·dY[r, c]` (one dot product per row, float64 sums).
+    func maskGradientRows(x: Buffer, dY: Buffer, dMask: Buffer, rows: Int, cols: Int) throws
 
     // MARK: Gather / scatter (surgery, im2col, token selection)
 

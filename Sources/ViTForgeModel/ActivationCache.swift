@@ -58,9 +58,7 @@ final class ActivationCache {
     func residual(_ step: Int) -> Buffer { residualSteps[step % residualSteps.count] }
     func block(_ index: Int) -> Block { blockCaches[index % blockCaches.count] }
 
-    /// `masks`: the model's channel masks (blocks with a mask get the extra activation buffer it needs).
-    init(_ backend: Backend, config c: ViTConfig, batch: Int, keepsActivations: Bool,
-         masks: [BlockMasks]? = nil) throws {
+    init(_ backend: Backend, config c: ViTConfig, batch: Int, keepsActivations: Bool) throws {
         self.batch = batch
         rows = batch * c.tokens
         let width = c.residualWidth
@@ -77,25 +75,18 @@ final class ActivationCache {
         }
         let widest = AttentionBufferSizes(shapes)
         let maxHidden = c.blocks.map(\.mlpHidden).max() ?? 1
-        func makeBlock(_ attention: AttentionBufferSizes, hidden: Int, maskedQKV: Bool, maskedMLP: Bool) throws
-            -> Block {
+        func makeBlock(_ attention: AttentionBufferSizes, hidden: Int) throws -> Block {
             Block(norm1: try backend.allocate(rows * width), norm1Mean: try backend.allocate(rows),
-                  norm1Rstd: try backend.allocate(rows),
-                  attention: try AttentionCache(backend, attention, masked: maskedQKV),
+                  norm1Rstd: try backend.allocate(rows), attention: try AttentionCache(backend, attention),
                   norm2: try backend.allocate(rows * width), norm2Mean: try backend.allocate(rows),
-                  norm2Rstd: try backend.allocate(rows),
-                  mlp: try MLPCache(backend, rows: rows, hidden: hidden, masked: maskedMLP))
+                  norm2Rstd: try backend.allocate(rows), mlp: try MLPCache(backend, rows: rows, hidden: hidden))
         }
         if keepsActivations {
             blockCaches = try c.blocks.enumerated().map { index, block in
-                try makeBlock(AttentionBufferSizes([shapes[index]]),
-                              hidden: block.mlpHidden, maskedQKV: masks?[index].qkv != nil,
-                              maskedMLP: masks?[index].mlpHidden != nil)
+                try makeBlock(AttentionBufferSizes([shapes[index]]), hidden: block.mlpHidden)
             }
         } else {
-            blockCaches = [try makeBlock(widest, hidden: maxHidden,
-                                         maskedQKV: masks?.contains { $0.qkv != nil } ?? false,
-                                         maskedMLP: masks?.contains { $0.mlpHidden != nil } ?? false)]
+            blockCaches = [try makeBlock(widest, hidden: maxHidden)]
         }
         heads = try (0..<(c.distillationToken ? 2 : 1)).map { _ in
             Head(pooled: try backend.allocate(batch * width), normed: try backend.allocate(batch * width),

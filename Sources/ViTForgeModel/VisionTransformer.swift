@@ -16,6 +16,8 @@ public final class VisionTransformer {
     /// A 0/1 mask on the residual width: removed channels are zero in the residual stream and every LayerNorm
     /// normalises over the kept channels only, which is what the model without those channels computes.
     public private(set) var residualMask: ChannelMask?
+    /// `masks` folded into the weights they multiply (see `FoldedMasks`).
+    private var folded: FoldedMasks?
     /// One cache per layout, keyed by "keeps activations" (training: true, inference: false); each is rebuilt when
     /// the batch size changes. Kept apart so evaluating between training steps does not reallocate.
     private var caches: [Bool: ActivationCache] = [:]
@@ -80,7 +82,7 @@ public final class VisionTransformer {
             }
         }
         self.masks = masks?.allSatisfy(\.isEmpty) == true ? nil : masks
-        caches = [:]  // the activation buffers a mask needs are allocated with the cache
+        folded = try self.masks.map { try FoldedMasks(backend, config: config, masks: $0) }
         lastForwardKeptActivations = false
     }
 
@@ -119,6 +121,7 @@ public final class VisionTransformer {
         try PatchEmbedding.forward(backend, images: images, weights: embeddingWeights(parameter),
                                    plan: cache.embedding, tokens: cache.residual(0))
         try maskResidual(cache.residual(0), rows: rows)
+        try foldMasks()
         for (index, block) in c.blocks.enumerated() {
             let names = BlockNames(index)
             let blockCache = cache.block(index)
@@ -128,17 +131,16 @@ public final class VisionTransformer {
             try layerNormForward(x: input, gamma: parameter(names.norm1Weight), beta: parameter(names.norm1Bias),
                                          out: blockCache.norm1, mean: blockCache.norm1Mean, rstd: blockCache.norm1Rstd,
                                          rows: rows, cols: width, eps: Float(c.layerNormEps))
-            try Attention.forward(backend, x: blockCache.norm1, weights: attentionWeights(names, parameter),
+            try Attention.forward(backend, x: blockCache.norm1, weights: maskedAttentionWeights(index, names),
                                   shape: attentionShape(block, batch: batch), cache: blockCache.attention,
-                                  mask: masks?[index].qkv, out: cache.branchOut)
+                                  out: cache.branchOut)
             try maskResidual(cache.branchOut, rows: rows)
             try backend.add(input, cache.branchOut, out: middle, count: rows * width)
             try layerNormForward(x: middle, gamma: parameter(names.norm2Weight), beta: parameter(names.norm2Bias),
                                          out: blockCache.norm2, mean: blockCache.norm2Mean, rstd: blockCache.norm2Rstd,
                                          rows: rows, cols: width, eps: Float(c.layerNormEps))
-            try MLP.forward(backend, x: blockCache.norm2, weights: mlpWeights(names, parameter), rows: rows,
-                            width: width, hidden: block.mlpHidden, cache: blockCache.mlp,
-                            mask: masks?[index].mlpHidden, out: cache.branchOut)
+            try MLP.forward(backend, x: blockCache.norm2, weights: maskedMLPWeights(index, names), rows: rows,
+                            width: width, hidden: block.mlpHidden, cache: blockCache.mlp, out: cache.branchOut)
             try maskResidual(cache.branchOut, rows: rows)
             try backend.add(middle, cache.branchOut, out: output, count: rows * width)
         }
@@ -232,22 +234,46 @@ public final class VisionTransformer {
             // dResidual holds d(block output); each branch adds its contribution through its LayerNorm, and the
             // identity path carries dResidual through unchanged (LayerNorm backward accumulates into it).
             // Each branch writes dNormedTokens whole (overwriteDX) instead of adding to a zero-filled buffer.
-            try MLP.backward(backend, dOut: dResidual, x: blockCache.norm2, weights: mlpWeights(names, parameter),
-                             gradients: mlpWeights(names, gradient), rows: rows, width: width,
-                             hidden: block.mlpHidden, cache: blockCache.mlp, mask: masks?[index].mlpHidden,
+            let mlpGradients = try mlpWeights(names, gradient)
+            let foldedFC2 = folded?.blocks[index].fc2Weight != nil ? folded : nil
+            if let foldedFC2 {
+                try backend.fill(foldedFC2.fc2WeightGradient, value: 0, offset: 0, count: width * block.mlpHidden)
+            }
+            try MLP.backward(backend, dOut: dResidual, x: blockCache.norm2, weights: maskedMLPWeights(index, names),
+                             gradients: foldedFC2.map {
+                                 MLPWeights(fc1Weight: mlpGradients.fc1Weight, fc1Bias: mlpGradients.fc1Bias,
+                                            fc2Weight: $0.fc2WeightGradient, fc2Bias: mlpGradients.fc2Bias)
+                             } ?? mlpGradients,
+                             rows: rows, width: width, hidden: block.mlpHidden, cache: blockCache.mlp,
                              dHidden: scratch.dHidden,
                              dPreActivation: scratch.dPreActivation, dX: scratch.dNormedTokens, overwriteDX: true)
+            if let foldedFC2, let mask = masks?[index].mlpHidden {
+                try unfoldMLPGradient(foldedFC2, mask: mask, names: names, block: block)
+            }
             try layerNormBackward(dOut: scratch.dNormedTokens, x: cache.residual(2 * index + 1),
                                           gamma: parameter(names.norm2Weight), mean: blockCache.norm2Mean,
                                           rstd: blockCache.norm2Rstd, dX: dResidual,
                                           dGamma: gradient(names.norm2Weight), dBeta: gradient(names.norm2Bias),
                                           rows: rows, cols: width)
+            let attentionGradients = try attentionWeights(names, gradient)
+            let foldedQKV = folded?.blocks[index].qkvWeight != nil ? folded : nil
+            if let foldedQKV {
+                try backend.fill(foldedQKV.qkvWeightGradient, value: 0, offset: 0, count: block.qkvRows * width)
+                try backend.fill(foldedQKV.qkvBiasGradient, value: 0, offset: 0, count: block.qkvRows)
+            }
             try Attention.backward(backend, dOut: dResidual, x: blockCache.norm1,
-                                   weights: attentionWeights(names, parameter),
-                                   gradients: attentionWeights(names, gradient),
+                                   weights: maskedAttentionWeights(index, names),
+                                   gradients: foldedQKV.map {
+                                       AttentionWeights(qkvWeight: $0.qkvWeightGradient,
+                                                        qkvBias: c.qkvBias ? $0.qkvBiasGradient : nil,
+                                                        projWeight: attentionGradients.projWeight,
+                                                        projBias: attentionGradients.projBias)
+                                   } ?? attentionGradients,
                                    shape: attentionShape(block, batch: batch), cache: blockCache.attention,
-                                   scratch: scratch.attention, mask: masks?[index].qkv, dX: scratch.dNormedTokens,
-                                   overwriteDX: true)
+                                   scratch: scratch.attention, dX: scratch.dNormedTokens, overwriteDX: true)
+            if let foldedQKV, let mask = masks?[index].qkv {
+                try unfoldQKVGradient(foldedQKV, mask: mask, names: names, block: block)
+            }
             try layerNormBackward(dOut: scratch.dNormedTokens, x: cache.residual(2 * index),
                                           gamma: parameter(names.norm1Weight), mean: blockCache.norm1Mean,
                                           rstd: blockCache.norm1Rstd, dX: dResidual,
@@ -259,6 +285,83 @@ public final class VisionTransformer {
     }
 
     // MARK: Plumbing
+
+    /// Writes every block's masked weights from the current parameters and mask values (the masks may have changed
+    /// since the last forward: a method learns them).
+    private func foldMasks() throws {
+        guard let folded, let masks else { return }
+        let width = config.residualWidth
+        for (index, (block, mask)) in zip(config.blocks, masks).enumerated() {
+            let names = BlockNames(index), target = folded.blocks[index]
+            if let qkv = mask.qkv, let weight = target.qkvWeight {
+                try backend.scaleRows(parameter(names.qkvWeight), mask: qkv.values, out: weight, rows: block.qkvRows,
+                                      cols: width)
+                if let bias = target.qkvBias {
+                    try backend.scaleRows(parameter(names.qkvBias), mask: qkv.values, out: bias, rows: block.qkvRows,
+                                          cols: 1)
+                }
+            }
+            if let mlp = mask.mlpHidden, let weight = target.fc2Weight {
+                try backend.scaleColumns(parameter(names.fc2Weight), mask: mlp.values, out: weight, rows: width,
+                                         cols: block.mlpHidden)
+            }
+        }
+    }
+
+    /// From the folded qkv weight's gradient G (and bias gradient g): the mask's gradient Σ_j W∘G + b∘g per row,
+    /// then `dW += m∘G`, `db += m∘g`.
+    private func unfoldQKVGradient(_ folded: FoldedMasks, mask: ChannelMask, names: BlockNames,
+                                   block: BlockConfig) throws {
+        let rows = block.qkvRows, width = config.residualWidth
+        if let maskGradient = mask.gradient {
+            try backend.maskGradientRows(x: parameter(names.qkvWeight), dY: folded.qkvWeightGradient,
+                                         dMask: maskGradient, rows: rows, cols: width)
+            if config.qkvBias {
+                try backend.maskGradientRows(x: parameter(names.qkvBias), dY: folded.qkvBiasGradient,
+                                             dMask: maskGradient, rows: rows, cols: 1)
+            }
+        }
+        try backend.scaleRows(folded.qkvWeightGradient, mask: mask.values, out: folded.qkvWeightGradient, rows: rows,
+                              cols: width)
+        try backend.add(gradient(names.qkvWeight), folded.qkvWeightGradient, out: gradient(names.qkvWeight),
+                        count: rows * width)
+        if config.qkvBias {
+            try backend.scaleRows(folded.qkvBiasGradient, mask: mask.values, out: folded.qkvBiasGradient, rows: rows,
+                                  cols: 1)
+            try backend.add(gradient(names.qkvBias), folded.qkvBiasGradient, out: gradient(names.qkvBias),
+                            count: rows)
+        }
+    }
+
+    /// From the folded fc2 weight's gradient G: the mask's gradient Σ_i W2∘G per column, then `dW2 += G·diag(m)`.
+    private func unfoldMLPGradient(_ folded: FoldedMasks, mask: ChannelMask, names: BlockNames,
+                                   block: BlockConfig) throws {
+        let width = config.residualWidth, hidden = block.mlpHidden
+        if let maskGradient = mask.gradient {
+            try backend.maskGradient(x: parameter(names.fc2Weight), dY: folded.fc2WeightGradient, dMask: maskGradient,
+                                     rows: width, cols: hidden)
+        }
+        try backend.scaleColumns(folded.fc2WeightGradient, mask: mask.values, out: folded.fc2WeightGradient,
+                                 rows: width, cols: hidden)
+        try backend.add(gradient(names.fc2Weight), folded.fc2WeightGradient, out: gradient(names.fc2Weight),
+                        count: width * hidden)
+    }
+
+    /// Block `index`'s attention weights as the forward uses them: the masked qkv weight and bias when folded.
+    private func maskedAttentionWeights(_ index: Int, _ names: BlockNames) throws -> AttentionWeights {
+        let plain = try attentionWeights(names, parameter)
+        guard let block = folded?.blocks[index], let weight = block.qkvWeight else { return plain }
+        return AttentionWeights(qkvWeight: weight, qkvBias: block.qkvBias ?? plain.qkvBias,
+                                projWeight: plain.projWeight, projBias: plain.projBias)
+    }
+
+    /// Block `index`'s MLP weights as the forward uses them: the masked fc2 weight when folded.
+    private func maskedMLPWeights(_ index: Int, _ names: BlockNames) throws -> MLPWeights {
+        let plain = try mlpWeights(names, parameter)
+        guard let weight = folded?.blocks[index].fc2Weight else { return plain }
+        return MLPWeights(fc1Weight: plain.fc1Weight, fc1Bias: plain.fc1Bias, fc2Weight: weight,
+                          fc2Bias: plain.fc2Bias)
+    }
 
     /// Zeroes the removed residual channels of x [rows, width] (nothing without a residual mask).
     private func maskResidual(_ x: Buffer, rows: Int) throws {
@@ -293,8 +396,7 @@ public final class VisionTransformer {
     private func activationCache(batch: Int, keepingActivations: Bool) throws -> ActivationCache {
         if let existing = caches[keepingActivations], existing.batch == batch { return existing }
         caches[keepingActivations] = nil  // release the old batch size's buffers before allocating the new ones
-        let made = try ActivationCache(backend, config: config, batch: batch, keepsActivations: keepingActivations,
-                                       masks: masks)
+        let made = try ActivationCache(backend, config: config, batch: batch, keepsActivations: keepingActivations)
         caches[keepingActivations] = made
         return made
     }

@@ -780,6 +780,42 @@ extension OpCase {
                     },
                 ])
         },
+        OpCase("scaleRows 37×13, soft and zero entries") { rng in
+            let (rows, cols) = (37, 13)
+            let x = rng.values(rows * cols)
+            var mask = rng.values(rows, in: 0 ... 1.5)
+            mask[5] = 0
+            return PreparedOp(
+                expected: [ExpectedOutput("out", (0 ..< rows * cols).map { x[$0] * mask[$0 / cols] },
+                                          Tolerance.elementwise)],
+                run: { backend in
+                    let out = try backend.allocate(rows * cols)
+                    try backend.scaleRows(backend.buffer(x), mask: backend.buffer(mask), out: out, rows: rows,
+                                          cols: cols)
+                    return [try backend.values(out)]
+                })
+        },
+        OpCase("maskGradientRows 37×197 accumulates Σ_c x·dY, checked as the gradient of Σ dY·(mask∘x)") { rng in
+            let (rows, cols) = (37, 197)
+            let x = rng.values(rows * cols)
+            let dY = rng.values(rows * cols)
+            let mask = rng.values(rows, in: 0 ... 1.5)
+            let dMask = (0 ..< rows).map { r in (0 ..< cols).reduce(0.0) { $0 + x[r * cols + $1] * dY[r * cols + $1] } }
+            let prefill = rng.values(rows, in: -5 ... 5)
+            return PreparedOp(
+                expected: [ExpectedOutput("dMask", elementwiseSum(prefill, dMask), Tolerance.reduction)],
+                run: { backend in
+                    let dMaskBuffer = try backend.buffer(prefill)
+                    try backend.maskGradientRows(x: backend.buffer(x), dY: backend.buffer(dY), dMask: dMaskBuffer,
+                                                 rows: rows, cols: cols)
+                    return [try backend.values(dMaskBuffer)]
+                },
+                gradientChecks: [
+                    GradientCheck(name: "dMask", input: mask, analytic: dMask) { m in
+                        dot(dY, (0 ..< rows * cols).map { x[$0] * m[$0 / cols] })
+                    },
+                ])
+        },
         OpCase("maskGradient 7×3") { rng in
             let (rows, cols) = (7, 3)
             let x = rng.values(rows * cols)

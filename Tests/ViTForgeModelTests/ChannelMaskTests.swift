@@ -167,6 +167,84 @@ struct ChannelMaskTests {
         #expect((zip(plain, unmasked).map { abs(Double($0) - $1) }.max() ?? .infinity) < 2e-5, "masks removed")
     }
 
+    /// ViT-Slim's attention mask: one value per (head, dim) on that dim's q, k and v columns (`gather` to the
+    /// columns), its gradient the sum of the three columns' gradients, against finite differences of the reference
+    /// with the same values on the columns; heads of equal and of different widths; every granularity.
+    @Test("a mask shared by q, k and v of a dim (and per head, per shared dim): gradients equal finite differences",
+          arguments: ModelTestBackends.all, AttentionMaskGranularity.allCases)
+    func sharedAttentionMaskGradient(device: ModelBackend, granularity: AttentionMaskGranularity) throws {
+        let backend = device.backend
+        let blocks = [BlockConfig(heads: 3, qkDim: 5, vDim: 5, mlpHidden: 7, attentionScale: 0.4),
+                      granularity == .sharedDim ? BlockConfig(heads: 2, qkDim: 3, vDim: 3, mlpHidden: 6)
+                          : BlockConfig(qkDims: [3, 1, 4], vDims: [3, 1, 4], mlpHidden: 6, attentionScale: 0.45)]
+        let config = ViTConfig(imageSize: 9, patchSize: 3, inChannels: 2, classes: 5, residualWidth: 11,
+                               blocks: blocks)
+        var generator = SeededGenerator(seed: 0x51 + UInt64(granularity.rawValue.count))
+        var tensors: [String: HostTensor] = [:], doubles: [String: [Double]] = [:]
+        for spec in config.parameterSpecs() {
+            let norm = spec.name.hasSuffix("norm1.weight") || spec.name.hasSuffix("norm2.weight")
+                || spec.name == "norm.weight"
+            let values = (0 ..< spec.elementCount).map { _ in Float(norm ? 1 + 0.2 * generator.uniform()
+                                                                       : 0.4 * generator.uniform()) }
+            tensors[spec.name] = HostTensor(shape: spec.shape, values: values)
+            doubles[spec.name] = values.map(Double.init)
+        }
+        let batch = 2
+        let images = (0 ..< batch * 2 * 81).map { _ in Float(generator.uniform()) }
+        let labels: [Int32] = [1, 4]
+        let layouts = blocks.map(QKVLayout.init)
+        let indices = try layouts.map { try #require($0.qkvColumnIndices(granularity)) }
+        let values = layouts.map { layout in
+            (0 ..< layout.maskCount(granularity)).map { _ in Float(0.75 + 0.7 * generator.uniform()) }
+        }
+        // Product: z per block; columns = gather(z) before the forward; dz = scatterAdd(column gradients) after.
+        let vit = try VisionTransformer(weights: ViTWeights(config: config, tensors: tensors), backend: backend)
+        var masks: [BlockMasks] = []
+        var dz: [Buffer] = []
+        for (b, layout) in layouts.enumerated() {
+            let z = try backend.makeBuffer(values[b])
+            let columns = try backend.allocate(layout.qkvFeatures)
+            let indexBuffer = try backend.makeBuffer(indices[b].map(Int32.init))
+            try backend.gather(src: z, indices: indexBuffer, dst: columns, count: layout.qkvFeatures)
+            masks.append(BlockMasks(qkv: ChannelMask(values: columns, gradient: try backend.zeros(layout.qkvFeatures))))
+            dz.append(try backend.zeros(values[b].count))
+        }
+        try vit.setMasks(masks)
+        try vit.zeroGradients()
+        _ = try vit.crossEntropy(images: backend.makeBuffer(images), labels: backend.makeBuffer(labels),
+                                 batch: batch, backward: true)
+        // Each value's gradient is the sum of its columns' (q, k and v of the dim). For the dim granularity a method
+        // does that on the device with one scatterAdd per part (indices are distinct within q, k and v); here the
+        // sums are taken on the host for every granularity.
+        for b in layouts.indices {
+            let columnGradient = try backend.read(try #require(masks[b].qkv?.gradient))
+            var sums = [Double](repeating: 0, count: values[b].count)
+            for (column, index) in indices[b].enumerated() { sums[index] += Double(columnGradient[column]) }
+            try backend.write(sums.map { Float($0) }, to: dz[b])
+        }
+
+        func loss(_ z: [[Double]]) -> Double {
+            var reference = ReferenceViT(config: config, parameters: doubles)
+            reference.softMasks = ReferenceViT.SoftMasks(
+                qkvColumns: zip(indices, z).map { map, values in map.map { values[$0] } },
+                mlpHidden: blocks.map { _ in nil })
+            return reference.loss(images.map(Double.init), labels: labels.map(Int.init), batch: batch)
+        }
+        let base = values.map { $0.map(Double.init) }
+        let h = 1e-5
+        for b in blocks.indices {
+            let gradient = try backend.read(dz[b])
+            for index in gradient.indices {
+                var plus = base, minus = base
+                plus[b][index] += h
+                minus[b][index] -= h
+                let finiteDifference = (loss(plus) - loss(minus)) / (2 * h)
+                #expect(abs(Double(gradient[index]) - finiteDifference) <= 1e-3 * abs(finiteDifference) + 2e-5,
+                        "\(granularity) on \(backend.name): block \(b) mask \(index): \(gradient[index]) vs \(finiteDifference)")
+            }
+        }
+    }
+
     @Test("ViT-Slim's attention mask spreads over q, k and v columns; granularities and their counts")
     func attentionMaskIndices() throws {
         let layout = QKVLayout(BlockConfig(heads: 3, qkDim: 5, vDim: 5, mlpHidden: 7))

@@ -15,6 +15,34 @@ extension CPUBackend {
         }
     }
 
+    public func scaleRows(_ x: Buffer, mask: Buffer, out: Buffer, rows: Int, cols: Int) throws {
+        try requireSizes("scaleRows", ["rows": rows, "cols": cols])
+        let x = try range(x, count: rows * cols, "scaleRows", "x")
+        let mask = try range(mask, count: rows, "scaleRows", "mask")
+        let out = try range(out, count: rows * cols, "scaleRows", "out")
+        parallelChunks(rows, costPerItem: cols) { rowRange in
+            for r in rowRange {
+                let source = x + r * cols, target = out + r * cols, value = mask[r]
+                for c in 0 ..< cols { target[c] = source[c] * value }
+            }
+        }
+    }
+
+    public func maskGradientRows(x: Buffer, dY: Buffer, dMask: Buffer, rows: Int, cols: Int) throws {
+        try requireSizes("maskGradientRows", ["rows": rows, "cols": cols])
+        let x = try range(x, count: rows * cols, "maskGradientRows", "x")
+        let dY = try range(dY, count: rows * cols, "maskGradientRows", "dY")
+        let dMask = try range(dMask, count: rows, "maskGradientRows", "dMask")
+        parallelChunks(rows, costPerItem: cols) { rowRange in
+            for r in rowRange {
+                let xRow = x + r * cols, dRow = dY + r * cols
+                var sum = 0.0
+                for c in 0 ..< cols { sum += Double(xRow[c] * dRow[c]) }
+                dMask[r] += Float(sum)
+            }
+        }
+    }
+
     public func maskGradient(x: Buffer, dY: Buffer, dMask: Buffer, rows: Int, cols: Int) throws {
         try requireSizes("maskGradient", ["rows": rows, "cols": cols])
         let x = try range(x, count: rows * cols, "maskGradient", "x")

@@ -74,7 +74,8 @@ public final class OpenCLBackend: Backend {
         case sumPartials = "sum_partials"
         case adamwStep = "adamw_step", matVec = "mat_vec", matVecTransposed = "mat_vec_transposed"
         case scaleColumns = "scale_columns", maskGradientPartials = "mask_gradient_partials"
-        case maskGradientCombine = "mask_gradient_combine"
+        case maskGradientCombine = "mask_gradient_combine", scaleRows = "scale_rows"
+        case maskGradientRows = "mask_gradient_rows"
 
         /// Compiled only where the device has cl_khr_fp64 (statistics.cl).
         var needsFloat64: Bool {
@@ -564,6 +565,24 @@ public final class OpenCLBackend: Backend {
         try launch(.scaleColumns, columns: cols, rows: rows, [
             .buffer(try checked(x, op, "x", count: count)), .buffer(try checked(mask, op, "mask", count: cols)),
             .buffer(try checked(out, op, "out", count: count)), try .int(rows), try .int(cols),
+        ])
+    }
+
+    public func scaleRows(_ x: Buffer, mask: Buffer, out: Buffer, rows: Int, cols: Int) throws {
+        let op = "scaleRows"
+        let count = try size(rows, cols, op)
+        try launch(.scaleRows, columns: cols, rows: rows, [
+            .buffer(try checked(x, op, "x", count: count)), .buffer(try checked(mask, op, "mask", count: rows)),
+            .buffer(try checked(out, op, "out", count: count)), try .int(rows), try .int(cols),
+        ])
+    }
+
+    public func maskGradientRows(x: Buffer, dY: Buffer, dMask: Buffer, rows: Int, cols: Int) throws {
+        let op = "maskGradientRows"
+        let count = try size(rows, cols, op)
+        try launch(.maskGradientRows, global: rows, [
+            .buffer(try checked(x, op, "x", count: count)), .buffer(try checked(dY, op, "dY", count: count)),
+            try .int(rows), try .int(cols), .buffer(try checked(dMask, op, "dMask", count: rows)),
         ])
     }
 

@@ -36,14 +36,12 @@ struct AttentionBufferSizes {
 
 /// What attention's backward needs from its forward.
 struct AttentionCache {
-    let qkv: Buffer            // [rows, qkvFeatures], masked when the block has a qkv mask
+    let qkv: Buffer            // [rows, qkvFeatures]
     let probabilities: Buffer  // [heads, batch, tokens, tokens], softmax(scale·q·kᵀ)
     let merged: Buffer         // [rows, Σ vDims], heads concatenated before proj
-    let unmaskedQKV: Buffer?   // [rows, qkvFeatures], the projection before the mask (its gradient needs it)
 
-    init(_ backend: Backend, _ sizes: AttentionBufferSizes, masked: Bool = false) throws {
+    init(_ backend: Backend, _ sizes: AttentionBufferSizes) throws {
         qkv = try backend.allocate(sizes.qkv)
-        unmaskedQKV = masked ? try backend.allocate(sizes.qkv) : nil
         probabilities = try backend.allocate(sizes.probabilities)
         merged = try backend.allocate(sizes.merged)
     }
@@ -76,9 +74,8 @@ enum Attention {
     /// Each head is one strided-batched GEMM over the images, reading q/k/v in place from the fused qkv rows
     /// (leading dimension qkvFeatures) at the head's own offsets and widths, so no transposed copies are made and
     /// heads of different widths cost no more than their products.
-    /// With `mask`, every qkv column is multiplied by its mask value before attention (`BlockMasks`).
     static func forward(_ backend: Backend, x: Buffer, weights: AttentionWeights, shape: AttentionShape,
-                        cache: AttentionCache, mask: ChannelMask? = nil, out: Buffer) throws {
+                        cache: AttentionCache, out: Buffer) throws {
         let s = shape
         let n = s.tokens
         if s.heads == 0 {
@@ -87,17 +84,8 @@ enum Attention {
             try backend.addBias(out, bias: weights.projBias, rows: s.rows, cols: s.width)
             return
         }
-        if let mask {
-            guard let unmasked = cache.unmaskedQKV else {
-                throw BackendError.invalidArgument("attention: a qkv mask without its activation buffer")
-            }
-            try Linear.forward(backend, x: x, weight: weights.qkvWeight, bias: weights.qkvBias, out: unmasked,
-                               rows: s.rows, inFeatures: s.width, outFeatures: s.qkvFeatures)
-            try backend.scaleColumns(unmasked, mask: mask.values, out: cache.qkv, rows: s.rows, cols: s.qkvFeatures)
-        } else {
-            try Linear.forward(backend, x: x, weight: weights.qkvWeight, bias: weights.qkvBias, out: cache.qkv,
-                               rows: s.rows, inFeatures: s.width, outFeatures: s.qkvFeatures)
-        }
+        try Linear.forward(backend, x: x, weight: weights.qkvWeight, bias: weights.qkvBias, out: cache.qkv,
+                           rows: s.rows, inFeatures: s.width, outFeatures: s.qkvFeatures)
         let layout = s.layout
         for head in 0..<s.heads {
             // scores_h[b] = q_h[b] · k_h[b]ᵀ   [tokens, tokens]
@@ -140,8 +128,7 @@ enum Attention {
     /// ~0.8 µs a call (3072 calls a step), more than one fill of the whole buffer.
     static func backward(_ backend: Backend, dOut: Buffer, x: Buffer, weights: AttentionWeights,
                          gradients: AttentionWeights, shape: AttentionShape, cache: AttentionCache,
-                         scratch: AttentionGradientScratch, mask: ChannelMask? = nil, dX: Buffer,
-                         overwriteDX: Bool = false) throws {
+                         scratch: AttentionGradientScratch, dX: Buffer, overwriteDX: Bool = false) throws {
         let s = shape
         let n = s.tokens
         let layout = s.layout
@@ -203,17 +190,6 @@ enum Attention {
             dK.offsetB = layout.qRow(head: head, dim: 0)
             dK.offsetC = layout.kRow(head: head, dim: 0)
             try backend.gemmStridedBatched(dK, a: scratch.dScores, b: cache.qkv, c: scratch.dQKV)
-        }
-        if let mask, let unmasked = cache.unmaskedQKV {
-            // dQKV is the gradient of the masked projection: the mask's gradient sums it against the projection
-            // before the mask (the sum of the q, k and v contributions per column), and the projection's own
-            // gradient is dQKV times the mask.
-            if let gradient = mask.gradient {
-                try backend.maskGradient(x: unmasked, dY: scratch.dQKV, dMask: gradient, rows: s.rows,
-                                         cols: s.qkvFeatures)
-            }
-            try backend.scaleColumns(scratch.dQKV, mask: mask.values, out: scratch.dQKV, rows: s.rows,
-                                     cols: s.qkvFeatures)
         }
         try Linear.backward(backend, dOut: scratch.dQKV, x: x, weight: weights.qkvWeight,
                             dX: dX, dWeight: gradients.qkvWeight, dBias: gradients.qkvBias,
