@@ -43,12 +43,10 @@ __kernel void layernorm_backward_input(__global const float* dout, __global cons
     }
 }
 
-// dGamma and dBeta are sums over rows: one work-item per column, so each output has exactly one writer.
-__kernel void layernorm_backward_params(__global const float* dout, __global const float* x,
-                                        __global const float* mean, __global const float* rstd,
-                                        __global float* dgamma, __global float* dbeta, int rows, int cols) {
-    int c = get_global_id(0);
-    if (c >= cols) return;
+// dGamma[c] += Σ_r dOut·x̂ and dBeta[c] += Σ_r dOut over the rows of column c.
+static void layernorm_params_column(__global const float* dout, __global const float* x,
+                                    __global const float* mean, __global const float* rstd,
+                                    __global float* dgamma, __global float* dbeta, int rows, int cols, int c) {
     acc_t sum_gamma = 0, sum_beta = 0;
     for (int r = 0; r < rows; r++) {
         size_t i = (size_t)r * cols + c;
@@ -58,6 +56,15 @@ __kernel void layernorm_backward_params(__global const float* dout, __global con
     }
     dgamma[c] += (float)sum_gamma;
     dbeta[c] += (float)sum_beta;
+}
+
+// dGamma and dBeta are sums over rows: one work-item per column, so each output has exactly one writer.
+__kernel void layernorm_backward_params(__global const float* dout, __global const float* x,
+                                        __global const float* mean, __global const float* rstd,
+                                        __global float* dgamma, __global float* dbeta, int rows, int cols) {
+    int c = get_global_id(0);
+    if (c >= cols) return;
+    layernorm_params_column(dout, x, mean, rstd, dgamma, dbeta, rows, cols, c);
 }
 
 // LayerNorm over the kept channels only (keep[c] is 1 or 0: a residual-width mask). Statistics over the kept
@@ -111,13 +118,5 @@ __kernel void masked_layernorm_backward_params(__global const float* dout, __glo
                                                __global float* dbeta, int rows, int cols) {
     int c = get_global_id(0);
     if (c >= cols || keep[c] == 0) return;
-    acc_t sum_gamma = 0, sum_beta = 0;
-    for (int r = 0; r < rows; r++) {
-        size_t i = (size_t)r * cols + c;
-        float d = dout[i];
-        sum_gamma += d * ((x[i] - mean[r]) * rstd[r]);
-        sum_beta += d;
-    }
-    dgamma[c] += (float)sum_gamma;
-    dbeta[c] += (float)sum_beta;
+    layernorm_params_column(dout, x, mean, rstd, dgamma, dbeta, rows, cols, c);
 }

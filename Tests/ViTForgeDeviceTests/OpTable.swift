@@ -727,6 +727,11 @@ extension OpCase {
         (0 ..< rows * cols).map { x[$0] * mask[$0 % cols] }
     }
 
+    /// `Σ_r x[r, c]·dY[r, c]` per column.
+    static func columnDots(_ x: [Double], _ dY: [Double], rows: Int, cols: Int) -> [Double] {
+        (0 ..< cols).map { c in (0 ..< rows).reduce(0.0) { $0 + x[$1 * cols + c] * dY[$1 * cols + c] } }
+    }
+
     static let masks: [OpCase] = [
         maskedLayerNormRow(rows: 13, cols: 37, eps: 1e-6),
         maskedLayerNormRow(rows: 7, cols: 13, eps: 1e-5),
@@ -764,7 +769,7 @@ extension OpCase {
             let x = rng.values(rows * cols)
             let dY = rng.values(rows * cols)
             let mask = rng.values(cols, in: 0 ... 1.5)
-            let dMask = (0 ..< cols).map { c in (0 ..< rows).reduce(0.0) { $0 + x[$1 * cols + c] * dY[$1 * cols + c] } }
+            let dMask = columnDots(x, dY, rows: rows, cols: cols)
             let prefill = rng.values(cols, in: -5 ... 5)
             return PreparedOp(
                 expected: [ExpectedOutput("dMask", elementwiseSum(prefill, dMask), Tolerance.reduction)],
@@ -820,7 +825,7 @@ extension OpCase {
             let (rows, cols) = (7, 3)
             let x = rng.values(rows * cols)
             let dY = rng.values(rows * cols)
-            let dMask = (0 ..< cols).map { c in (0 ..< rows).reduce(0.0) { $0 + x[$1 * cols + c] * dY[$1 * cols + c] } }
+            let dMask = columnDots(x, dY, rows: rows, cols: cols)
             return PreparedOp(
                 expected: [ExpectedOutput("dMask", dMask, Tolerance.reduction)],
                 run: { backend in
