@@ -121,7 +121,10 @@ extension ViTConfig {
         let shapes = Dictionary(uniqueKeysWithValues: parameterSpecs().map { ($0.name, $0.shape) })
         var lines = ["\(spaces.count) channel spaces; residual width \(residualWidth), \(depth) blocks"]
         for space in spaces {
-            let elements = space.groups.first?.elementCount(shapes: shapes) ?? 0
+            // Heads of different widths hold different numbers of scalars: the range is printed then.
+            let counts = space.groups.map { $0.elementCount(shapes: shapes) }
+            let (fewest, most) = (counts.min() ?? 0, counts.max() ?? 0)
+            let elements = fewest == most ? "\(most)" : "\(fewest)–\(most)"
             lines.append("\(space.kind): \(space.groups.count) groups, \(elements) scalars per group")
             let shown = allGroups ? space.groups : Array(space.groups.prefix(1))
             for group in shown {
