@@ -16,6 +16,8 @@ public protocol PruningMethod {
     static var hasTrainingPhase: Bool { get }
     /// The budget and epochs this method cannot serve, as one line (checked before any work).
     func problem(with budget: Budget, epochs: Int) -> String?
+    /// Fails early (before any data pass) when `budget` cannot be met on a model of `config`.
+    func checkReach(_ budget: Budget, config: ViTConfig) throws
     /// Score, select, (train), compensate and cut. Returns the smaller model; `stopped` when Ctrl-C interrupted the
     /// method's training phase (its checkpoint then holds the position, and `--resume` continues).
     func prune(_ context: PruningContext) throws -> MethodOutcome
@@ -23,6 +25,8 @@ public protocol PruningMethod {
 
 extension PruningMethod {
     public var name: String { Self.name }
+
+    public func checkReach(_ budget: Budget, config: ViTConfig) throws {}
 
     public func problem(with budget: Budget, epochs: Int) -> String? {
         if epochs > 0 && !Self.hasTrainingPhase {
@@ -67,11 +71,13 @@ public struct PruningContext {
     public var latency: LatencyMeter?
     public var log: (String) -> Void
     public var progress: ((TrainingProgress) -> Void)?
+    /// Asked after every training step; true stops the phase as Ctrl-C would (tests, time limits).
+    public var stopWhen: ((TrainingProgress) -> Bool)?
 
     public init(original: ViTWeights, data: DatasetSplits, backend: Backend, budget: Budget,
                 scope: RankingScope = .global, calibrationImages: Int? = nil, batchSize: Int = 128, seed: UInt64 = 0,
                 training: TrainingPhase, latency: LatencyMeter? = nil, log: @escaping (String) -> Void = { _ in },
-                progress: ((TrainingProgress) -> Void)? = nil) {
+                progress: ((TrainingProgress) -> Void)? = nil, stopWhen: ((TrainingProgress) -> Bool)? = nil) {
         self.original = original
         self.data = data
         self.backend = backend
@@ -84,6 +90,14 @@ public struct PruningContext {
         self.latency = latency
         self.log = log
         self.progress = progress
+        self.stopWhen = stopWhen
+    }
+
+    /// Runs a method's own training phase on `trainer` (made by `training.makeTrainer`, with the method's terms,
+    /// hooks and slots added): checkpoints, `--resume`, progress and stop requests as in `vitforge train`. Returns
+    /// true when stopped early.
+    public func train(_ trainer: Trainer) throws -> Bool {
+        try training.run(trainer, progress: progress, stopWhen: stopWhen)
     }
 
     /// The training split in order, without augmentation.

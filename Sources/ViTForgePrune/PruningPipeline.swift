@@ -40,10 +40,14 @@ public struct PruningPipeline {
     public struct Hooks {
         public var log: (String) -> Void
         public var progress: ((TrainingProgress) -> Void)?
+        /// Asked after every training step of every phase; true stops the run as Ctrl-C would.
+        public var stopWhen: ((TrainingProgress) -> Bool)?
 
-        public init(log: @escaping (String) -> Void = { print($0) }, progress: ((TrainingProgress) -> Void)? = nil) {
+        public init(log: @escaping (String) -> Void = { print($0) }, progress: ((TrainingProgress) -> Void)? = nil,
+                    stopWhen: ((TrainingProgress) -> Bool)? = nil) {
             self.log = log
             self.progress = progress
+            self.stopWhen = stopWhen
         }
     }
 
@@ -66,6 +70,7 @@ public struct PruningPipeline {
     public func run(original: ViTWeights, originalPath: String, prunedPath: String, data: DatasetSplits,
                     backend: Backend, command: String, version: String, hooks: Hooks = Hooks()) throws -> Outcome {
         try validate()
+        try method.checkReach(budget, config: original.config)
         var seconds: [String: Double] = [:]
         func timed<T>(_ phase: String, _ body: () throws -> T) rethrows -> T {
             let start = DispatchTime.now().uptimeNanoseconds
@@ -87,7 +92,7 @@ public struct PruningPipeline {
         let context = PruningContext(
             original: original, data: data, backend: backend, budget: budget, scope: scope,
             calibrationImages: calibrationImages, batchSize: batchSize, seed: seed, training: methodTraining,
-            latency: latency, log: hooks.log, progress: hooks.progress)
+            latency: latency, log: hooks.log, progress: hooks.progress, stopWhen: hooks.stopWhen)
         let result = try timed("prune") { try method.prune(context) }
         if result.stopped { return Outcome(weights: result.weights, report: nil, stopped: true) }
         let pruned = result.weights
@@ -100,7 +105,7 @@ public struct PruningPipeline {
         if let fineTuning, fineTuning.epochs > 0 {
             let tuned = try timed("finetune") {
                 try fineTuning.run(student: pruned, teacher: original, training: data.training, backend: backend,
-                                   progress: hooks.progress)
+                                   progress: hooks.progress, stopWhen: hooks.stopWhen)
             }
             if tuned.stopped { return Outcome(weights: tuned.weights, report: nil, stopped: true) }
             final = tuned.weights

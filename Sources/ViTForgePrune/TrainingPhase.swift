@@ -29,6 +29,8 @@ public struct TrainingPhase {
     public var checkpointEvery: Int
     public var resume: Bool
     public var protectedInputs: [String]
+    /// Whether Ctrl-C (`StopSignal`) stops the phase (`Trainer.stopsOnInterrupt`).
+    public var stopsOnInterrupt = true
 
     public init(name: String = "finetune", epochs: Int, batchSize: Int = 128, learningRate: Double = 1e-4,
                 warmupFraction: Double = 0, labelSmoothing: Double = 0, distill: Bool = true, alpha: Double = 0.5,
@@ -62,27 +64,35 @@ public struct TrainingPhase {
         let settings = TrainingSettings(
             epochs: epochs, learningRate: learningRate, warmupFraction: warmupFraction, labelSmoothing: labelSmoothing,
             distillation: distill ? DistillationSettings(alpha: alpha, temperature: temperature) : nil)
-        return try Trainer(model: model, batches: loader, settings: settings, teacher: teacherModel, seed: seed,
-                           checkpoints: CheckpointPolicy(lastPath: checkpointPath, everySteps: checkpointEvery,
-                                                         protectedInputs: protectedInputs))
+        let trainer = try Trainer(model: model, batches: loader, settings: settings, teacher: teacherModel, seed: seed,
+                                  checkpoints: CheckpointPolicy(lastPath: checkpointPath, everySteps: checkpointEvery,
+                                                                protectedInputs: protectedInputs))
+        trainer.stopsOnInterrupt = stopsOnInterrupt
+        return trainer
     }
 
     /// Trains `trainer` to the end of the phase, first continuing from the checkpoint when `resume` is set and the
-    /// file exists (a finished phase's checkpoint resumes to its end at once). Returns true when Ctrl-C stopped it.
-    public func run(_ trainer: Trainer, progress: ((TrainingProgress) -> Void)? = nil) throws -> Bool {
+    /// file exists (a finished phase's checkpoint resumes to its end at once). Returns true when Ctrl-C (or
+    /// `stopWhen`, asked after every step) stopped it; the checkpoint then holds the position.
+    public func run(_ trainer: Trainer, progress: ((TrainingProgress) -> Void)? = nil,
+                    stopWhen: ((TrainingProgress) -> Bool)? = nil) throws -> Bool {
         if resume, let checkpointPath, FileManager.default.fileExists(atPath: checkpointPath) {
             try trainer.resume(from: checkpointPath)
         }
-        trainer.onProgress = progress
+        trainer.onProgress = { [unowned trainer] step in
+            progress?(step)
+            if stopWhen?(step) == true { trainer.requestStop() }
+        }
         return try trainer.run().stopped
     }
 
     /// Plain training of `student` (no terms or hooks): the fine-tuning after the cut. Returns the trained weights
     /// and whether the run was interrupted (then the checkpoint holds the position).
     public func run(student: ViTWeights, teacher: ViTWeights, training: Dataset, backend: Backend,
-                    progress: ((TrainingProgress) -> Void)? = nil) throws -> (weights: ViTWeights, stopped: Bool) {
+                    progress: ((TrainingProgress) -> Void)? = nil,
+                    stopWhen: ((TrainingProgress) -> Bool)? = nil) throws -> (weights: ViTWeights, stopped: Bool) {
         let trainer = try makeTrainer(student: student, teacher: teacher, training: training, backend: backend)
-        let stopped = try run(trainer, progress: progress)
+        let stopped = try run(trainer, progress: progress, stopWhen: stopWhen)
         return (try trainer.model.hostWeights(), stopped)
     }
 }

@@ -173,12 +173,27 @@ public struct VarianceBasedPruning: PruningMethod {
         public var statistics: NeuronStatistics
     }
 
+    /// Fails before the statistics pass when a parameter or MAC target is out of reach by MLP pruning. Which
+    /// neurons are kept does not matter for that (every neuron of a block costs the same, and every block's neuron
+    /// the same MACs), so any scores decide it.
+    static func checkMLPReach(_ budget: Budget, config: ViTConfig) throws {
+        switch budget.target {
+        case .params?, .macs?: break
+        case .latency?, nil: return
+        }
+        let anyScores = try ScoredSpaces(config: config, families: [.mlpHidden], roundTo: budget.roundTo) { space in
+            Importance.random(space, seed: 0)
+        }
+        _ = try budget.solve(config: config, nativeFamilies: [.mlpHidden], planFor: anyScores.plan)
+    }
+
     /// The whole method without fine-tuning: statistics → ranking → (budget) → fold → surgery. A budget with a
     /// target solves for the keep fraction of MLP neurons; otherwise `options.keepFraction` (or the budget's
     /// `--keep-mlp`) is used.
     public static func run(_ weights: ViTWeights, backend: Backend, images: CalibrationImages, limit: Int? = nil,
                            batchSize: Int = 64, options: Options = Options(), budget: Budget? = nil,
                            latency: LatencyMeter? = nil) throws -> Result {
+        if let budget { try checkMLPReach(budget, config: weights.config) }
         let model = try VisionTransformer(weights: weights, backend: backend)
         let statistics = try statistics(of: model, images: images, limit: limit, batchSize: batchSize)
         let scored = try scoredSpaces(config: weights.config,
@@ -201,6 +216,10 @@ public struct VarianceBasedPruning: PruningMethod {
         }
         if epochs > 0 { return "vbp has no training phase of its own (--epochs); use --finetune-epochs" }
         return nil
+    }
+
+    public func checkReach(_ budget: Budget, config: ViTConfig) throws {
+        try Self.checkMLPReach(budget, config: config)
     }
 
     public func prune(_ context: PruningContext) throws -> MethodOutcome {

@@ -168,6 +168,9 @@ public final class Trainer {
 
     /// Called after every step (on the training thread).
     public var onProgress: ((TrainingProgress) -> Void)?
+    /// Whether the process-wide Ctrl-C flag (`StopSignal`) stops this run; a trainer embedded where another owns
+    /// Ctrl-C (or a test beside one that raises the flag) turns it off and uses `requestStop()`.
+    public var stopsOnInterrupt = true
     /// Called after every epoch with the model and the 1-based epoch; its metric picks the best checkpoint.
     public var evaluate: ((VisionTransformer, Int) throws -> Evaluation)?
 
@@ -234,7 +237,7 @@ public final class Trainer {
         segmentSteps = 0
         segmentImages = 0
         while state.epoch < settings.epochs {
-            if stopRequested || StopSignal.isRequested {
+            if stopRequested || (stopsOnInterrupt && StopSignal.isRequested) {
                 try writeLastCheckpoint()
                 return TrainingOutcome(history: state.history, stopped: true)
             }
@@ -357,7 +360,13 @@ public final class Trainer {
     public func saveCheckpoint(to path: String) throws {
         state.random = random.words
         var hookStates: [String: HookState] = [:]
-        for hook in hooks { hookStates[hook.name] = try hook.checkpointState() }
+        for hook in hooks {
+            // The name is the first part of its tensors' keys (`hook.<name>.<key>`) and the key of its JSON.
+            guard !hook.name.isEmpty, !hook.name.contains("."), hookStates[hook.name] == nil else {
+                throw TrainingError.invalidState("hook name \"\(hook.name)\" is empty, has a dot or is used twice")
+            }
+            hookStates[hook.name] = try hook.checkpointState()
+        }
         try Checkpoint.write(model: model, optimizer: optimizer, hooks: hookStates,
                              metadata: Checkpoint.Metadata(settings: settings, state: state), to: path,
                              protecting: checkpoints.protectedInputs)

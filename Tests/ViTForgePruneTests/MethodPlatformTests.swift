@@ -84,7 +84,7 @@ struct ShrinkWhileTraining: PruningMethod {
                                       gradient: penalty.lambdaGradient, learningRateScale: -1)
         trainer.terms = [penalty]
         trainer.hooks = [Schedule(interval: interval, neuronsToRemove: neuronsToRemove)]
-        let stopped = try context.training.run(trainer, progress: context.progress)
+        let stopped = try context.train(trainer)
         let weights = try trainer.model.hostWeights()
         return MethodOutcome(weights: weights, outcome: BudgetOutcome(original: context.original.config,
                                                                       pruned: weights.config),
@@ -111,14 +111,17 @@ struct MethodPlatformTests {
         return DatasetSplits(training: dataset, test: dataset)
     }
 
+    /// The ResumeTests' interrupt test raises the process-wide Ctrl-C flag while this suite may be training in the
+    /// same test process: these phases ignore it and stop on `stopWhen` instead.
     static func pipeline(checkpoint: String, resume: Bool = false) -> PruningPipeline {
-        PruningPipeline(
-            method: ShrinkWhileTraining(), budget: Budget(keepMLP: 1), batchSize: 8,
-            methodTraining: TrainingPhase(name: "test-shrink", epochs: 2, batchSize: 8, learningRate: 1e-3,
-                                          distill: true, augmentation: .none, seed: 3, checkpointPath: checkpoint,
-                                          checkpointEvery: 1, resume: resume),
-            fineTuning: TrainingPhase(epochs: 1, batchSize: 8, augmentation: .none, seed: 3),
-            latencyBatches: [2], seed: 3)
+        var methodTraining = TrainingPhase(name: "test-shrink", epochs: 2, batchSize: 8, learningRate: 1e-3,
+                                           distill: true, augmentation: .none, seed: 3, checkpointPath: checkpoint,
+                                           checkpointEvery: 1, resume: resume)
+        methodTraining.stopsOnInterrupt = false
+        var fineTuning = TrainingPhase(epochs: 1, batchSize: 8, augmentation: .none, seed: 3)
+        fineTuning.stopsOnInterrupt = false
+        return PruningPipeline(method: ShrinkWhileTraining(), budget: Budget(keepMLP: 1), batchSize: 8,
+                               methodTraining: methodTraining, fineTuning: fineTuning, latencyBatches: [2], seed: 3)
     }
 
     @Test("Surgery.elementSources maps every pruned element to its original", arguments: Variant.allCases)
@@ -145,11 +148,11 @@ struct MethodPlatformTests {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("vitforge-platform-\(UUID())")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
-        func run(_ pipeline: PruningPipeline, progress: ((TrainingProgress) -> Void)? = nil) throws
+        func run(_ pipeline: PruningPipeline, stopWhen: ((TrainingProgress) -> Bool)? = nil) throws
             -> PruningPipeline.Outcome {
             try pipeline.run(original: original, originalPath: "original", prunedPath: "pruned", data: data,
                              backend: backend, command: "test", version: "test",
-                             hooks: .init(log: { _ in }, progress: progress))
+                             hooks: .init(log: { _ in }, stopWhen: stopWhen))
         }
 
         let full = try run(Self.pipeline(checkpoint: folder.appendingPathComponent("a").path))
@@ -160,11 +163,7 @@ struct MethodPlatformTests {
         #expect(report.epochs == 2 && report.methodHistory?.epochs.count == 2 && report.distill)
 
         let checkpoint = folder.appendingPathComponent("b").path
-        defer { StopSignal.reset() }
-        let interrupted = try run(Self.pipeline(checkpoint: checkpoint)) { progress in
-            if progress.step == 7 { StopSignal.request() }
-        }
-        StopSignal.reset()
+        let interrupted = try run(Self.pipeline(checkpoint: checkpoint)) { $0.step == 7 }
         #expect(interrupted.stopped && interrupted.report == nil)
         let resumed = try run(Self.pipeline(checkpoint: checkpoint, resume: true))
         #expect(!resumed.stopped)
