@@ -40,8 +40,8 @@ public enum AttentionMaskGranularity: String, CaseIterable, Sendable {
     case dim
     /// One value per head, on all its q, k and v columns.
     case head
-    /// One value per dim index, shared by every head (needs qkDim == vDim).
-    case sharedDim = "shared-dim"
+    /// One value per dim index, shared by every head (ViT-Slim's `--uniform_search`; needs equal heads, qkDim == vDim).
+    case sharedDim = "uniform"
 }
 
 extension QKVLayout {

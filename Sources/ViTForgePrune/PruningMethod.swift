@@ -118,7 +118,7 @@ public struct PruningContext {
 /// The registry `vitforge prune --method NAME` dispatches through. A new method adds its type here.
 public enum PruningMethods {
     public static let all: [any PruningMethod.Type] = [
-        VarianceBasedPruning.self, MagnitudePruning.self, TaylorPruning.self, RandomPruning.self,
+        VarianceBasedPruning.self, ViTSlim.self, MagnitudePruning.self, TaylorPruning.self, RandomPruning.self,
     ]
 
     public static var names: [String] { all.map { $0.name } }

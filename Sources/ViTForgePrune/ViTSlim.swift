@@ -1,0 +1,406 @@
+import Foundation
+import ViTForgeDevice
+import ViTForgeModel
+import ViTForgeTrain
+
+/// ViT-Slim (Chavan et al., CVPR 2022; METHODS.md §2): learn soft masks, initialised to 1, on every head's attention
+/// dims (one value on the q, k and v of a dim) and on every MLP neuron after GELU, jointly with the weights, under an
+/// ℓ1 penalty that drives unneeded entries towards 0 (§2.b). Any budget is then one global threshold per module
+/// type over the learned values (§2.b), so one search serves every budget. Unlike the released code, which snaps the
+/// kept masks to 1 and retrains for 300 epochs, the learned values are folded into the weights (§2.g): the extracted
+/// model computes exactly what the soft-masked model computed with the removed entries at 0.
+public struct ViTSlim: PruningMethod {
+    public static let name = "slim"
+    public static let summary = "ViT-Slim: search soft masks on attention dims and MLP neurons under an ℓ1 penalty, "
+        + "cut every budget by one threshold per module type, fold the masks into the weights"
+    public static let hasTrainingPhase = true
+
+    public struct Options: Equatable, Sendable {
+        /// How attention mask values spread over a block's dims (§2.b: per head and dim, per head, per dim index).
+        public var granularity: AttentionMaskGranularity
+        /// Effective ℓ1 coefficients on the per-batch-mean loss: the paper's 2e-4 and 5e-5 divided by its 4 GPUs.
+        public var attentionPenalty: Double
+        public var mlpPenalty: Double
+        /// The DeiT loss's label smoothing during the search (§2.b).
+        public var searchLabelSmoothing: Double
+        /// Fraction of attention mask entries kept (nil: the MLP fraction).
+        public var keepAttention: Double?
+        /// With a target, attention keeps `min(1, ratio · r)` when the MLP keeps r.
+        public var attentionToMLPRatio: Double
+        /// Fold the learned values into the weights (exact); false snaps them to 1 (the released code, for ablation).
+        public var fold: Bool
+        /// Where to keep the searched model and masks, and where to read them instead of searching.
+        public var saveSearch: String?
+        public var fromSearch: String?
+
+        public init(granularity: AttentionMaskGranularity = .dim, attentionPenalty: Double = 5e-5,
+                    mlpPenalty: Double = 1.25e-5, searchLabelSmoothing: Double = 0.1, keepAttention: Double? = nil,
+                    attentionToMLPRatio: Double = 1, fold: Bool = true, saveSearch: String? = nil,
+                    fromSearch: String? = nil) {
+            self.granularity = granularity
+            self.attentionPenalty = attentionPenalty
+            self.mlpPenalty = mlpPenalty
+            self.searchLabelSmoothing = searchLabelSmoothing
+            self.keepAttention = keepAttention
+            self.attentionToMLPRatio = attentionToMLPRatio
+            self.fold = fold
+            self.saveSearch = saveSearch
+            self.fromSearch = fromSearch
+        }
+    }
+
+    public var options: Options
+
+    public init(options: Options = Options()) { self.options = options }
+
+    /// The learned values: per block, attention (`QKVLayout.maskCount(granularity)`) and MLP (`mlpHidden`).
+    public struct Masks: Equatable, Sendable {
+        public var granularity: AttentionMaskGranularity
+        public var attention: [[Float]]
+        public var mlp: [[Float]]
+
+        public init(granularity: AttentionMaskGranularity, attention: [[Float]], mlp: [[Float]]) {
+            self.granularity = granularity
+            self.attention = attention
+            self.mlp = mlp
+        }
+
+        /// All ones: the search's start (§2.d).
+        public init(ones config: ViTConfig, granularity: AttentionMaskGranularity) {
+            self.granularity = granularity
+            attention = config.blocks.map {
+                [Float](repeating: 1, count: QKVLayout($0).maskCount(granularity))
+            }
+            mlp = config.blocks.map { [Float](repeating: 1, count: $0.mlpHidden) }
+        }
+    }
+
+    public func problem(with budget: Budget, epochs: Int) -> String? {
+        if budget.keepFractions.keys.contains(where: { $0 != .mlpHidden }) {
+            return "slim prunes attention dims (--keep-attn) and MLP neurons (--keep-mlp); not heads or residual"
+        }
+        if epochs == 0 && options.fromSearch == nil {
+            return "slim needs a search: --epochs N, or --from-search S to cut a saved one"
+        }
+        if epochs > 0 && options.fromSearch != nil { return "--from-search skips the search: drop --epochs" }
+        if let keep = options.keepAttention, !(keep > 0 && keep <= 1) {
+            return "--keep-attn \(keep) must be in (0, 1]"
+        }
+        if !(options.attentionToMLPRatio > 0) { return "--attn-mlp-ratio must be positive" }
+        return nil
+    }
+
+    public func checkReach(_ budget: Budget, config: ViTConfig) throws {
+        for (b, block) in config.blocks.enumerated() where QKVLayout(block).qkvColumnIndices(options.granularity) == nil {
+            throw PruneError.invalidBudget("block \(b): \(options.granularity.rawValue) masks need each head's q/k "
+                + "and v widths equal\(options.granularity == .sharedDim ? " and equal heads" : "")")
+        }
+    }
+
+    // MARK: 1. Search
+
+    public func prune(_ context: PruningContext) throws -> MethodOutcome {
+        let searched: (weights: ViTWeights, masks: Masks, history: TrainingHistory?, stopped: Bool)
+        if let path = options.fromSearch {
+            let saved = try Self.readSearch(path)
+            guard saved.masks.granularity == options.granularity else {
+                throw PruneError.invalidBudget("\(path): searched with \(saved.masks.granularity.rawValue) masks, "
+                                               + "not \(options.granularity.rawValue)")
+            }
+            searched = (saved.weights, saved.masks, nil, false)
+            context.log("slim: masks from \(path)")
+        } else {
+            searched = try search(context)
+            if searched.stopped {
+                return MethodOutcome(weights: searched.weights,
+                                     outcome: BudgetOutcome(original: context.original.config,
+                                                            pruned: searched.weights.config),
+                                     stopped: true, history: searched.history)
+            }
+            if let path = options.saveSearch {
+                try Self.writeSearch(searched.weights, masks: searched.masks, to: path,
+                                     protecting: context.training.protectedInputs)
+                context.log("slim: searched model and masks written to \(path)")
+            }
+        }
+        let (weights, outcome) = try extract(searched.weights, masks: searched.masks, context: context)
+        return MethodOutcome(weights: weights, outcome: outcome, history: searched.history)
+    }
+
+    /// Trains weights and masks together under the ℓ1 penalty (§2.b) with the trainer `vitforge train` uses.
+    func search(_ context: PruningContext) throws
+        -> (weights: ViTWeights, masks: Masks, history: TrainingHistory?, stopped: Bool) {
+        var phase = context.training
+        phase.labelSmoothing = options.searchLabelSmoothing
+        let trainer = try phase.makeTrainer(student: context.original, teacher: context.original,
+                                            training: context.data.training, backend: context.backend)
+        let masks = try SearchMasks(trainer: trainer, granularity: options.granularity)
+        trainer.terms = [SparsityPenalty(masks: masks, attention: options.attentionPenalty, mlp: options.mlpPenalty)]
+        trainer.hooks = [MaskColumns(masks: masks)]
+        var searchContext = context
+        searchContext.training = phase
+        let stopped = try searchContext.train(trainer)
+        return (try trainer.model.hostWeights(), try masks.values(), trainer.state.history, stopped)
+    }
+
+    // MARK: 2. Select: one threshold per module type
+
+    /// Entries kept of every block for one module type: those ≥ the value at index ⌊(1 − keep)·count⌋ of all
+    /// blocks' values sorted ascending (§2.b).
+    public static func kept(_ values: [[Float]], keep: Double) -> [[Bool]] {
+        let all = values.flatMap { $0 }.sorted()
+        guard !all.isEmpty else { return values.map { $0.map { _ in true } } }
+        let index = min(all.count - 1, max(0, Int((1 - keep) * Double(all.count))))
+        let threshold = all[index]
+        return values.map { $0.map { $0 >= threshold } }
+    }
+
+    /// The keep plan of fractions `attention` and `mlp` of the mask entries: a head keeps the dims whose entry is
+    /// kept (the same dims for q/k and v; a head with none disappears); an MLP keeps at least its best neuron.
+    public static func plan(_ masks: Masks, config: ViTConfig, attention: Double, mlp: Double) throws -> KeepPlan {
+        var plan = KeepPlan(keepingAllOf: config)
+        let keptAttention = kept(masks.attention, keep: attention), keptMLP = kept(masks.mlp, keep: mlp)
+        for (b, block) in config.blocks.enumerated() {
+            let layout = QKVLayout(block)
+            var qk: [Int] = [], v: [Int] = []
+            for h in 0 ..< block.heads {
+                for d in 0 ..< layout.qkDims[h] {
+                    let entry = masks.granularity == .dim ? layout.qkOffsets[h] + d : masks.granularity == .head ? h : d
+                    guard keptAttention[b][entry] else { continue }
+                    qk.append(layout.qkOffsets[h] + d)
+                    v.append(layout.vOffsets[h] + d)
+                }
+            }
+            try plan.keep(qk, in: .qkDims(block: b), of: config)
+            try plan.keep(v, in: .vDims(block: b), of: config)
+            var neurons = (0 ..< block.mlpHidden).filter { keptMLP[b][$0] }
+            if neurons.isEmpty, let best = masks.mlp[b].indices.max(by: { masks.mlp[b][$0] < masks.mlp[b][$1] }) {
+                neurons = [best]  // an MLP is never emptied
+            }
+            try plan.keep(neurons, in: .mlpHidden(block: b), of: config)
+        }
+        return plan
+    }
+
+    // MARK: 3. Fold and cut
+
+    /// The searched model with the learned values folded into the weights (§2.g): each qkv row times its column's
+    /// mask value (q and k rows of a dim both, so q·kᵀ carries z² as the masked model did; v rows once; biases
+    /// too), each fc2 column times its neuron's. The result computes the soft-masked model exactly.
+    public static func folded(_ weights: ViTWeights, masks: Masks) throws -> ViTWeights {
+        var result = weights
+        for (name, factors) in try foldFactors(weights.config, masks: masks) {
+            guard let tensor = weights[name] else { continue }
+            try result.setValues(name, zip(tensor.values, factors).map { $0 * $1 })
+        }
+        return result
+    }
+
+    /// What folding multiplies each element of each affected tensor by: qkv weight rows and bias by their
+    /// column's mask value, fc2 columns by their neuron's.
+    public static func foldFactors(_ config: ViTConfig, masks: Masks) throws -> [String: [Float]] {
+        let width = config.residualWidth
+        var factors: [String: [Float]] = [:]
+        for (b, block) in config.blocks.enumerated() {
+            guard let indices = QKVLayout(block).qkvColumnIndices(masks.granularity) else {
+                throw PruneError.planMismatch("block \(b): the masks' granularity does not fit its heads")
+            }
+            let columns = indices.map { masks.attention[b][$0] }
+            let prefix = "blocks.\(b)."
+            factors[prefix + "attn.qkv.weight"] = columns.flatMap { [Float](repeating: $0, count: width) }
+            if config.qkvBias { factors[prefix + "attn.qkv.bias"] = columns }
+            factors[prefix + "mlp.fc2.weight"] = (0 ..< width).flatMap { _ in masks.mlp[b] }
+        }
+        return factors
+    }
+
+    /// Solves the budget on the masks (one fraction per module type, or a target by bisection on both), then
+    /// folds (unless `fold` is off) and cuts.
+    func extract(_ weights: ViTWeights, masks: Masks, context: PruningContext) throws -> (ViTWeights, BudgetOutcome) {
+        let config = weights.config
+        let ratio = options.attentionToMLPRatio
+        var budget = context.budget
+        let (plan, outcome): (KeepPlan, BudgetOutcome)
+        if budget.target != nil {
+            budget.keepFractions = [:]
+            (plan, outcome) = try budget.solve(config: config, nativeFamilies: [.mlpHidden],
+                                               latency: context.latency) { fractions in
+                let r = fractions[.mlpHidden] ?? 1
+                return try Self.plan(masks, config: config, attention: min(1, ratio * r), mlp: r)
+            }
+        } else {
+            let mlp = budget.keepFractions[.mlpHidden] ?? 1
+            plan = try Self.plan(masks, config: config, attention: options.keepAttention ?? mlp, mlp: mlp)
+            outcome = try BudgetOutcome(original: config, plan: plan, nativeRatio: nil, target: nil)
+        }
+        let source = options.fold ? try Self.folded(weights, masks: masks) : weights
+        return (try Surgery.prune(source, plan: plan), outcome)
+    }
+
+    // MARK: Saved searches
+
+    static let searchKey = "vitforge.slim"
+    static func attentionName(_ b: Int) -> String { "slim.attention.\(b)" }
+    static func mlpName(_ b: Int) -> String { "slim.mlp.\(b)" }
+
+    /// The searched model (its timm names, loadable as a model) with the masks as extra tensors.
+    public static func writeSearch(_ weights: ViTWeights, masks: Masks, to path: String,
+                                   protecting inputs: [String] = []) throws {
+        var tensors = weights.namedTensors()
+        for b in masks.attention.indices {
+            tensors.append(NamedTensor(name: attentionName(b), shape: [masks.attention[b].count],
+                                       floats: masks.attention[b]))
+            tensors.append(NamedTensor(name: mlpName(b), shape: [masks.mlp[b].count], floats: masks.mlp[b]))
+        }
+        try SafetensorsWriter.write(tensors, metadata: [ViTConfig.metadataKey: weights.config.jsonString(),
+                                                        searchKey: masks.granularity.rawValue],
+                                    to: path, protecting: inputs)
+    }
+
+    public static func readSearch(_ path: String) throws -> (weights: ViTWeights, masks: Masks) {
+        let file = try SafetensorsFile(path: path)
+        guard let text = file.metadata[searchKey], let granularity = AttentionMaskGranularity(rawValue: text) else {
+            throw ModelFileError(file: path, key: searchKey, .invalidConfig("not a ViT-Slim search (no \(searchKey))"))
+        }
+        let weights = try ViTWeights(file: file, allowExtraTensors: true)
+        var attention: [[Float]] = [], mlp: [[Float]] = []
+        for (b, block) in weights.config.blocks.enumerated() {
+            let counts = [QKVLayout(block).maskCount(granularity), block.mlpHidden]
+            for (name, count) in zip([attentionName(b), mlpName(b)], counts) {
+                guard file.contains(name) else { throw ModelFileError(file: path, key: name, .missingKey) }
+                let values = try file.floats(name)
+                guard values.count == count else {
+                    throw ModelFileError(file: path, key: name, .wrongShape(expected: [count], actual: [values.count]))
+                }
+                if name == attentionName(b) { attention.append(values) } else { mlp.append(values) }
+            }
+        }
+        return (weights, Masks(granularity: granularity, attention: attention, mlp: mlp))
+    }
+}
+
+// MARK: The search's pieces (the platform's seams: slots, a term, a hook)
+
+/// The learned masks of a search: per block an attention value buffer (an optimizer slot), the qkv column
+/// multipliers gathered from it for the model's forward, and an MLP value buffer (a slot, and the model's mask).
+final class SearchMasks {
+    struct Block {
+        let attention: Buffer          // [maskCount], learned
+        let attentionGradient: Buffer  // [maskCount]
+        let columns: Buffer            // [qkvRows], gather(attention)
+        let columnGradient: Buffer     // [qkvRows], the model's mask gradient
+        let columnIndices: Buffer      // [qkvRows] Int32
+        let indices: [Int]
+        let mlp: Buffer                // [mlpHidden], learned
+        let mlpGradient: Buffer        // [mlpHidden]
+    }
+
+    let backend: Backend
+    let granularity: AttentionMaskGranularity
+    let blocks: [Block]
+
+    init(trainer: Trainer, granularity: AttentionMaskGranularity) throws {
+        let model = trainer.model
+        backend = model.backend
+        self.granularity = granularity
+        blocks = try model.config.blocks.enumerated().map { b, block in
+            guard let indices = QKVLayout(block).qkvColumnIndices(granularity) else {
+                throw PruneError.planMismatch("block \(b): \(granularity.rawValue) masks do not fit its heads")
+            }
+            let count = QKVLayout(block).maskCount(granularity)
+            return Block(attention: try model.backend.makeBuffer([Float](repeating: 1, count: count)),
+                         attentionGradient: try model.backend.zeros(count),
+                         columns: try model.backend.allocate(block.qkvRows),
+                         columnGradient: try model.backend.zeros(block.qkvRows),
+                         columnIndices: try model.backend.makeBuffer(indices.map(Int32.init)), indices: indices,
+                         mlp: try model.backend.makeBuffer([Float](repeating: 1, count: block.mlpHidden)),
+                         mlpGradient: try model.backend.zeros(block.mlpHidden))
+        }
+        for (b, block) in blocks.enumerated() {
+            // No weight decay on masks (§2.g: the released code decays them); the weights' learning rate. A block
+            // without heads has no attention values.
+            if block.attention.count > 0 {
+                try trainer.optimizer.addSlot(name: "slim.attention.\(b)", shape: [block.attention.count],
+                                              parameter: block.attention, gradient: block.attentionGradient)
+            }
+            try trainer.optimizer.addSlot(name: "slim.mlp.\(b)", shape: [block.mlp.count], parameter: block.mlp,
+                                          gradient: block.mlpGradient)
+        }
+        try gatherColumns()
+        try model.setMasks(blocks.map {
+            BlockMasks(qkv: ChannelMask(values: $0.columns, gradient: $0.columnGradient),
+                       mlpHidden: ChannelMask(values: $0.mlp, gradient: $0.mlpGradient))
+        })
+    }
+
+    /// The column multipliers from the learned values (before every forward: the values change every step).
+    func gatherColumns() throws {
+        for block in blocks {
+            try backend.gather(src: block.attention, indices: block.columnIndices, dst: block.columns,
+                               count: block.indices.count)
+        }
+    }
+
+    /// Each learned value's gradient: the sum of its columns' gradients (q, k and v of a dim; every column of a
+    /// head), then the column gradients are zeroed for the next step. On the host: a segment sum with repeated
+    /// indices is not a Backend operation yet, and these vectors are a few thousand floats.
+    func reduceColumnGradients() throws {
+        for block in blocks {
+            let columns = try backend.read(block.columnGradient, count: block.indices.count)
+            var sums = try backend.read(block.attentionGradient).map(Double.init)
+            for (column, index) in block.indices.enumerated() { sums[index] += Double(columns[column]) }
+            try backend.write(sums.map { Float($0) }, to: block.attentionGradient)
+            try backend.fill(block.columnGradient, value: 0, offset: 0, count: block.indices.count)
+        }
+    }
+
+    func values() throws -> ViTSlim.Masks {
+        ViTSlim.Masks(granularity: granularity, attention: try blocks.map { try backend.read($0.attention) },
+                      mlp: try blocks.map { try backend.read($0.mlp) })
+    }
+}
+
+/// `w_attn·Σ|z_attn| + w_mlp·Σ|z_mlp|` (§2.b), its subgradient `w·sign(z)` added after the task loss's backward,
+/// which first moves the model's column gradients onto the learned attention values.
+final class SparsityPenalty: TrainingTerm {
+    let name = "slim_l1"
+    let masks: SearchMasks
+    let attention: Double, mlp: Double
+
+    init(masks: SearchMasks, attention: Double, mlp: Double) {
+        self.masks = masks
+        self.attention = attention
+        self.mlp = mlp
+    }
+
+    func addGradient(_ trainer: Trainer) throws -> Double {
+        try masks.reduceColumnGradients()
+        let backend = masks.backend
+        var value = 0.0
+        for block in masks.blocks {
+            for (values, gradient, weight) in [(block.attention, block.attentionGradient, attention),
+                                               (block.mlp, block.mlpGradient, mlp)] {
+                let z = try backend.read(values)
+                var g = try backend.read(gradient)
+                for i in z.indices {
+                    value += weight * Double(abs(z[i]))
+                    g[i] += Float(weight) * (z[i] > 0 ? 1 : z[i] < 0 ? -1 : 0)
+                }
+                try backend.write(g, to: gradient)
+            }
+        }
+        return value
+    }
+}
+
+/// After every step (the optimizer moved the learned values) and after a resume: the column multipliers again.
+final class MaskColumns: TrainingHook {
+    let name = "slim_columns"
+    let masks: SearchMasks
+
+    init(masks: SearchMasks) { self.masks = masks }
+
+    func afterStep(_ trainer: Trainer) throws { try masks.gatherColumns() }
+
+    func restore(_ state: HookState, trainer: Trainer) throws { try masks.gatherColumns() }
+}

@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+import ViTForgeData
+import ViTForgeDevice
+import ViTForgeModel
+@testable import ViTForgePrune
+import ViTForgeTestSupport
+import ViTForgeTrain
+
+/// ViT-Slim: threshold selection, exact folding, the budget solver, and the search through the pipeline (saved
+/// searches cut again, stop and resume).
+@Suite(.serialized)
+struct ViTSlimTests {
+    /// Heads whose q/k and v widths are equal (ViT-Slim's masks span q, k and v of a dim), one block of uneven heads.
+    static func config(granularity: AttentionMaskGranularity = .dim) -> ViTConfig {
+        ViTConfig(imageSize: 9, patchSize: 3, inChannels: 1, classes: 5, residualWidth: 13, blocks: [
+            BlockConfig(heads: 3, qkDim: 5, vDim: 5, mlpHidden: 11, attentionScale: 0.37),
+            granularity == .sharedDim ? BlockConfig(heads: 2, qkDim: 4, vDim: 4, mlpHidden: 7)
+                : BlockConfig(qkDims: [3, 1, 4], vDims: [3, 1, 4], mlpHidden: 7, attentionScale: 0.45),
+        ])
+    }
+
+    static func randomMasks(_ config: ViTConfig, _ granularity: AttentionMaskGranularity,
+                            _ generator: inout SeededGenerator) -> ViTSlim.Masks {
+        ViTSlim.Masks(granularity: granularity,
+                      attention: config.blocks.map { block in
+                          (0 ..< QKVLayout(block).maskCount(granularity)).map { _ in
+                              Float(0.75 + 0.7 * generator.uniform()) }
+                      },
+                      mlp: config.blocks.map { block in
+                          (0 ..< block.mlpHidden).map { _ in Float(0.75 + 0.7 * generator.uniform()) } })
+    }
+
+    @Test("one threshold per module type keeps what a plain sort keeps")
+    func thresholdSelection() {
+        var generator = SeededGenerator(seed: 17)
+        let values: [[Float]] = [13, 7, 29].map { count in (0 ..< count).map { _ in Float(generator.uniform()) } }
+        let all = values.enumerated().flatMap { b, row in row.enumerated().map { (value: $1, block: b, index: $0) } }
+        for keep in [0.1, 0.37, 0.5, 0.9, 1.0] {
+            let dropped = Int((1 - keep) * Double(all.count))
+            let removed = Set(all.sorted { $0.value < $1.value }.prefix(dropped).map { "\($0.block).\($0.index)" })
+            let expected = values.enumerated().map { b, row in row.indices.map { !removed.contains("\(b).\($0)") } }
+            #expect(ViTSlim.kept(values, keep: keep) == expected, "keep \(keep)")
+        }
+    }
+
+    @Test("folded extraction computes the soft-masked model with the removed entries at 0 (float64 and product)",
+          arguments: AttentionMaskGranularity.allCases)
+    func foldingIsExact(granularity: AttentionMaskGranularity) throws {
+        var generator = SeededGenerator(seed: 0x511 + UInt64(granularity.rawValue.count))
+        let config = Self.config(granularity: granularity)
+        let weights = try randomWeights(config, generator: &generator)
+        let masks = Self.randomMasks(config, granularity, &generator)
+        let plan = try ViTSlim.plan(masks, config: config, attention: 0.55, mlp: 0.45)
+        let pruned = try Surgery.prune(ViTSlim.folded(weights, masks: masks), plan: plan)
+        #expect(pruned.config.cost().macs < config.cost().macs)
+
+        // The soft-masked full model with every entry the plan removes set to 0.
+        var columns: [[Double]?] = [], hidden: [[Double]?] = []
+        for (b, block) in config.blocks.enumerated() {
+            let layout = QKVLayout(block)
+            let indices = try #require(layout.qkvColumnIndices(granularity))
+            var keptColumns = Set<Int>()
+            for head in plan.blocks[b].heads where !head.vDims.isEmpty {
+                for d in head.qkDims {
+                    keptColumns.formUnion([layout.qRow(head: head.head, dim: d), layout.kRow(head: head.head, dim: d)])
+                }
+                for d in head.vDims { keptColumns.insert(layout.vRow(head: head.head, dim: d)) }
+            }
+            columns.append(indices.enumerated().map { column, index in
+                keptColumns.contains(column) ? Double(masks.attention[b][index]) : 0 })
+            let neurons = Set(plan.blocks[b].mlpHidden)
+            hidden.append(masks.mlp[b].enumerated().map { neurons.contains($0) ? Double($1) : 0 })
+        }
+        var masked = reference(weights)
+        masked.softMasks = ReferenceViT.SoftMasks(qkvColumns: columns, mlpHidden: hidden)
+        let images = randomImages(config, batch: 3, generator: &generator)
+        let expected = masked.logits(images.map(Double.init), batch: 3).flatMap { $0 }
+        // Fold and cut in float64: the product's factors and surgery's element map, on the float64 weights.
+        let factors = try ViTSlim.foldFactors(config, masks: masks)
+        let sources = try Surgery.elementSources(config, plan: plan)
+        var foldedDoubles: [String: [Double]] = [:]
+        for spec in pruned.config.parameterSpecs() {
+            let original = try #require(weights[spec.name]).values.map(Double.init)
+            let folded = factors[spec.name].map { zip(original, $0).map { $0 * Double($1) } } ?? original
+            foldedDoubles[spec.name] = (sources[spec.name] ?? Array(original.indices)).map { folded[$0] }
+        }
+        let cutReference = ReferenceViT(config: pruned.config, parameters: foldedDoubles)
+        let float64 = maxDifference(cutReference.logits(images.map(Double.init), batch: 3).flatMap { $0 }, expected)
+        let scale = expected.map(abs).max() ?? 1
+        #expect(float64 <= 1e-9 * scale, "\(granularity): float64 error \(float64)")
+
+        for (name, backend) in MaskedEqualsPrunedTests.backends {
+            let full = try VisionTransformer(weights: weights, backend: backend)
+            try full.setMasks(zip(columns, hidden).map { qkv, mlp in
+                BlockMasks(qkv: ChannelMask(values: try backend.makeBuffer((qkv ?? []).map { Float($0) })),
+                           mlpHidden: ChannelMask(values: try backend.makeBuffer((mlp ?? []).map { Float($0) })))
+            })
+            let count = 3 * config.classes
+            let soft = try backend.read(full.forward(images: backend.makeBuffer(images), batch: 3), count: count)
+            let small = try VisionTransformer(weights: pruned, backend: backend)
+            let cut = try backend.read(small.forward(images: backend.makeBuffer(images), batch: 3), count: count)
+            let error = zip(soft, cut).map { abs(Double($0) - Double($1)) }.max() ?? .infinity
+            #expect(error <= 1e-5 * max(scale, 1), "\(granularity) on \(name): \(error)")
+        }
+    }
+
+    @Test("--target-macs is met within 2% by bisection on both module types (fm-vit-c, random masks)")
+    func targetMacs() throws {
+        let weights = try ViTWeights.load(path: fixture("fm-vit-c.safetensors"), heads: 2)
+        var generator = SeededGenerator(seed: 23)
+        let masks = Self.randomMasks(weights.config, .dim, &generator)
+        let context = PruningContext(original: weights, data: try MethodPlatformTests.data(), backend: CPUBackend(),
+                                     budget: Budget(target: .macs(0.6)), training: TrainingPhase(epochs: 0))
+        for ratio in [1.0, 0.5] {
+            let slim = ViTSlim(options: .init(attentionToMLPRatio: ratio))
+            let (pruned, outcome) = try slim.extract(weights, masks: masks, context: context)
+            let achieved = Double(pruned.config.cost().macs) / Double(weights.config.cost().macs)
+            #expect(abs(achieved - 0.6) <= 0.02 * 0.6, "ratio \(ratio): MACs kept \(achieved)")
+            #expect(outcome.config == pruned.config)
+        }
+    }
+}
