@@ -120,4 +120,53 @@ struct ViTSlimTests {
             #expect(outcome.config == pruned.config)
         }
     }
+
+    /// A search of 2 epochs (10 steps) on the synthetic data, cut at `keep`; no fine-tuning.
+    static func pipeline(keep: (attention: Double, mlp: Double), checkpoint: String? = nil, resume: Bool = false,
+                         saveSearch: String? = nil, fromSearch: String? = nil) -> PruningPipeline {
+        var search = TrainingPhase(name: "slim", epochs: fromSearch == nil ? 2 : 0, batchSize: 8, learningRate: 1e-3,
+                                   distill: true, augmentation: .none, seed: 5, checkpointPath: checkpoint,
+                                   checkpointEvery: 1, resume: resume)
+        search.stopsOnInterrupt = false
+        // A strong ℓ1 so that 10 steps move the masks apart.
+        let slim = ViTSlim(options: .init(attentionPenalty: 0.05, mlpPenalty: 0.02, keepAttention: keep.attention,
+                                          saveSearch: saveSearch, fromSearch: fromSearch))
+        return PruningPipeline(method: slim, budget: Budget(keepMLP: keep.mlp), batchSize: 8, methodTraining: search,
+                               latencyBatches: [2], seed: 5)
+    }
+
+    static func run(_ pipeline: PruningPipeline, stopWhen: ((TrainingProgress) -> Bool)? = nil) throws
+        -> PruningPipeline.Outcome {
+        var generator = SeededGenerator(seed: 99)
+        let original = try randomWeights(config(), generator: &generator)
+        return try pipeline.run(original: original, originalPath: "original", prunedPath: "pruned",
+                                data: MethodPlatformTests.data(), backend: CPUBackend(), command: "test",
+                                version: "test", hooks: .init(log: { _ in }, stopWhen: stopWhen))
+    }
+
+    @Test("one search serves every budget (--from-search equals full runs at two budgets); a resumed search is identical")
+    func searchThroughPipeline() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("vitforge-slim-\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let saved = folder.appendingPathComponent("search.safetensors").path
+        let budgets = [(attention: 0.6, mlp: 0.5), (attention: 0.35, mlp: 0.3)]
+
+        let first = try Self.run(Self.pipeline(keep: budgets[0], saveSearch: saved))
+        let searched = try ViTSlim.readSearch(saved)
+        #expect(searched.masks.attention.flatMap { $0 }.contains { $0 != 1 }, "the search moved no mask")
+        #expect(first.report?.methodHistory?.epochs.count == 2)
+        #expect(first.weights.config.cost().macs < Self.config().cost().macs)
+        for (index, keep) in budgets.enumerated() {
+            let full = index == 0 ? first : try Self.run(Self.pipeline(keep: keep))
+            let cut = try Self.run(Self.pipeline(keep: keep, fromSearch: saved))
+            #expect(cut.weights == full.weights, "budget \(keep): --from-search differs from a full run")
+        }
+
+        let checkpoint = folder.appendingPathComponent("search.checkpoint.safetensors").path
+        let stopped = try Self.run(Self.pipeline(keep: budgets[0], checkpoint: checkpoint)) { $0.step == 4 }
+        #expect(stopped.stopped)
+        let resumed = try Self.run(Self.pipeline(keep: budgets[0], checkpoint: checkpoint, resume: true))
+        #expect(resumed.weights == first.weights, "a resumed search differs from the uninterrupted one")
+    }
 }
