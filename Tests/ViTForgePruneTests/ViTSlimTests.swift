@@ -169,4 +169,43 @@ struct ViTSlimTests {
         let resumed = try Self.run(Self.pipeline(keep: budgets[0], checkpoint: checkpoint, resume: true))
         #expect(resumed.weights == first.weights, "a resumed search differs from the uninterrupted one")
     }
+
+    @Test("the ℓ1 term: value Σ w·|z|, gradient w·sign(z) plus each value's columns' gradients")
+    func sparsityTerm() throws {
+        let backend = CPUBackend()
+        var generator = SeededGenerator(seed: 31)
+        let config = Self.config()
+        let model = try VisionTransformer(weights: randomWeights(config, generator: &generator), backend: backend)
+        let trainer = try TrainingPhase(epochs: 1, batchSize: 8, augmentation: .none)
+            .makeTrainer(student: model.hostWeights(), teacher: model.hostWeights(),
+                         training: MethodPlatformTests.data().training, backend: backend)
+        let masks = try SearchMasks(trainer: trainer, granularity: .dim)
+        let (wAttention, wMLP) = (0.03, 0.007)
+        let term = SparsityPenalty(masks: masks, attention: wAttention, mlp: wMLP)
+        var expectedValue = 0.0
+        var expected: [[Float]] = []
+        for block in masks.blocks {
+            let z = (0 ..< block.attention.count).map { _ in Float(generator.uniform()) }
+            let columns = (0 ..< block.indices.count).map { _ in Float(generator.uniform()) }
+            let zMLP = (0 ..< block.mlp.count).map { _ in Float(generator.uniform()) }
+            try backend.write(z, to: block.attention)
+            try backend.write(columns, to: block.columnGradient)
+            try backend.write(zMLP, to: block.mlp)
+            try backend.fill(block.attentionGradient, value: 0, offset: 0, count: z.count)
+            try backend.fill(block.mlpGradient, value: 0, offset: 0, count: zMLP.count)
+            var attention = z.map { Double(wAttention) * ($0 > 0 ? 1 : -1) }
+            for (column, index) in block.indices.enumerated() { attention[index] += Double(columns[column]) }
+            expected.append(attention.map { Float($0) })
+            expected.append(zMLP.map { Float(wMLP) * ($0 > 0 ? 1 : -1) })
+            expectedValue += wAttention * z.reduce(0) { $0 + Double(abs($1)) }
+                + wMLP * zMLP.reduce(0) { $0 + Double(abs($1)) }
+        }
+        let value = try term.addGradient(trainer)
+        #expect(abs(value - expectedValue) <= 1e-6 * expectedValue)
+        let got = try masks.blocks.flatMap { [try backend.read($0.attentionGradient), try backend.read($0.mlpGradient)] }
+        for (a, b) in zip(got, expected) {
+            #expect(zip(a, b).allSatisfy { abs($0 - $1) <= 1e-6 * max(1, abs($1)) })
+        }
+        #expect(try masks.blocks.allSatisfy { try backend.read($0.columnGradient).allSatisfy { $0 == 0 } })
+    }
 }
