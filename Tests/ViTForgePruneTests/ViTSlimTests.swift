@@ -45,11 +45,13 @@ struct ViTSlimTests {
     }
 
     @Test("folded extraction computes the soft-masked model with the removed entries at 0 (float64 and product)",
-          arguments: AttentionMaskGranularity.allCases)
-    func foldingIsExact(granularity: AttentionMaskGranularity) throws {
+          arguments: AttentionMaskGranularity.allCases, ["tiny", "fm-vit-c"])
+    func foldingIsExact(granularity: AttentionMaskGranularity, model: String) throws {
         var generator = SeededGenerator(seed: 0x511 + UInt64(granularity.rawValue.count))
-        let config = Self.config(granularity: granularity)
-        let weights = try randomWeights(config, generator: &generator)
+        let weights = model == "tiny" ? try randomWeights(Self.config(granularity: granularity), generator: &generator)
+            : try ViTWeights.load(path: fixture("fm-vit-c.safetensors"), heads: 2)
+        let config = weights.config
+        let batch = model == "tiny" ? 3 : 1
         let masks = Self.randomMasks(config, granularity, &generator)
         let plan = try ViTSlim.plan(masks, config: config, attention: 0.55, mlp: 0.45)
         let pruned = try Surgery.prune(ViTSlim.folded(weights, masks: masks), plan: plan)
@@ -74,8 +76,8 @@ struct ViTSlimTests {
         }
         var masked = reference(weights)
         masked.softMasks = ReferenceViT.SoftMasks(qkvColumns: columns, mlpHidden: hidden)
-        let images = randomImages(config, batch: 3, generator: &generator)
-        let expected = masked.logits(images.map(Double.init), batch: 3).flatMap { $0 }
+        let images = randomImages(config, batch: batch, generator: &generator)
+        let expected = masked.logits(images.map(Double.init), batch: batch).flatMap { $0 }
         // Fold and cut in float64: the product's factors and surgery's element map, on the float64 weights.
         let factors = try ViTSlim.foldFactors(config, masks: masks)
         let sources = try Surgery.elementSources(config, plan: plan)
@@ -86,9 +88,9 @@ struct ViTSlimTests {
             foldedDoubles[spec.name] = (sources[spec.name] ?? Array(original.indices)).map { folded[$0] }
         }
         let cutReference = ReferenceViT(config: pruned.config, parameters: foldedDoubles)
-        let float64 = maxDifference(cutReference.logits(images.map(Double.init), batch: 3).flatMap { $0 }, expected)
+        let float64 = maxDifference(cutReference.logits(images.map(Double.init), batch: batch).flatMap { $0 }, expected)
         let scale = expected.map(abs).max() ?? 1
-        #expect(float64 <= 1e-9 * scale, "\(granularity): float64 error \(float64)")
+        #expect(float64 <= 1e-9 * scale, "\(granularity) \(model): float64 error \(float64)")
 
         for (name, backend) in MaskedEqualsPrunedTests.backends {
             let full = try VisionTransformer(weights: weights, backend: backend)
@@ -96,12 +98,12 @@ struct ViTSlimTests {
                 BlockMasks(qkv: ChannelMask(values: try backend.makeBuffer((qkv ?? []).map { Float($0) })),
                            mlpHidden: ChannelMask(values: try backend.makeBuffer((mlp ?? []).map { Float($0) })))
             })
-            let count = 3 * config.classes
-            let soft = try backend.read(full.forward(images: backend.makeBuffer(images), batch: 3), count: count)
+            let count = batch * config.classes
+            let soft = try backend.read(full.forward(images: backend.makeBuffer(images), batch: batch), count: count)
             let small = try VisionTransformer(weights: pruned, backend: backend)
-            let cut = try backend.read(small.forward(images: backend.makeBuffer(images), batch: 3), count: count)
+            let cut = try backend.read(small.forward(images: backend.makeBuffer(images), batch: batch), count: count)
             let error = zip(soft, cut).map { abs(Double($0) - Double($1)) }.max() ?? .infinity
-            #expect(error <= 1e-5 * max(scale, 1), "\(granularity) on \(name): \(error)")
+            #expect(error <= 1e-5 * max(scale, 1), "\(granularity) \(model) on \(name): \(error)")
         }
     }
 
