@@ -61,12 +61,15 @@ public struct PruneReport: Codable, Sendable {
     public var distill: Bool
     /// The method's own training phase, epoch by epoch (nil for methods without one).
     public var methodHistory: TrainingHistory?
+    /// What the method learned or scored, as histograms by name (empty for most methods).
+    public var histograms: [String: Histogram]
     /// Wall time of each phase, seconds.
     public var seconds: [String: Double]
 
     enum CodingKeys: String, CodingKey {
         case command, version, device, seed, method, budget, original, pruned, seconds, distill, epochs
         case methodHistory = "method_history"
+        case histograms
         case accuracyAfterPruning = "accuracy_after_pruning"
         case accuracyAfterFineTuning = "accuracy_after_finetuning"
         case paramsFraction = "params_fraction"

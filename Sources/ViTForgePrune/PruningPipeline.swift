@@ -136,7 +136,7 @@ public struct PruningPipeline {
             epochs: methodTraining.epochs, finetuneEpochs: fineTuning?.epochs ?? 0,
             distill: (methodTraining.epochs > 0 && methodTraining.distill)
                 || (fineTuning.map { $0.epochs > 0 && $0.distill } ?? false),
-            methodHistory: result.history,
+            methodHistory: result.history, histograms: result.histograms,
             seconds: seconds)
         return Outcome(weights: final, report: report, stopped: false)
     }

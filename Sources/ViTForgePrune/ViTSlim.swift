@@ -124,7 +124,11 @@ public struct ViTSlim: PruningMethod {
             }
         }
         let (weights, outcome) = try extract(searched.weights, masks: searched.masks, context: context)
-        return MethodOutcome(weights: weights, outcome: outcome, history: searched.history)
+        let histograms = [
+            "slim attention masks": Histogram(searched.masks.attention.flatMap { $0 }.map(Double.init)),
+            "slim MLP masks": Histogram(searched.masks.mlp.flatMap { $0 }.map(Double.init)),
+        ]
+        return MethodOutcome(weights: weights, outcome: outcome, history: searched.history, histograms: histograms)
     }
 
     /// Trains weights and masks together under the ℓ1 penalty (§2.b) with the trainer `vitforge train` uses.

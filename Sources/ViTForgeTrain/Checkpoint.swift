@@ -20,6 +20,8 @@ public struct TrainingState: Codable, Equatable, Sendable {
     public var batchesPerEpoch = 0
     /// Running sums of the epoch in progress (float64: a mean over hundreds of batches).
     public var epochLossSum = 0.0
+    /// The same per `TrainingTerm` (nil without terms).
+    public var epochTermSums: [String: Double]?
     public var epochImages = 0
     /// Training seconds spent in the epoch so far, over every resumed segment.
     public var epochSeconds = 0.0

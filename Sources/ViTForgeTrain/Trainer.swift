@@ -100,6 +100,8 @@ public struct EpochRecord: Codable, Equatable, Sendable {
     public var seconds: Double
     public var imagesPerSecond: Double
     public var validation: Evaluation?
+    /// Mean value of each `TrainingTerm` over the epoch's images (nil without terms): a method's search curve.
+    public var terms: [String: Double]?
 }
 
 public struct TrainingHistory: Codable, Equatable, Sendable {
@@ -304,6 +306,11 @@ public final class Trainer {
         state.step += 1
         state.batchInEpoch += 1
         state.epochLossSum += value.total * Double(count)
+        if !value.terms.isEmpty {
+            var sums = state.epochTermSums ?? [:]
+            for (name, termValue) in value.terms { sums[name, default: 0] += termValue * Double(count) }
+            state.epochTermSums = sums
+        }
         state.epochImages += count
         for hook in hooks { try hook.afterStep(self) }
         let now = DispatchTime.now().uptimeNanoseconds
@@ -330,7 +337,8 @@ public final class Trainer {
             trainLoss: state.epochImages > 0 ? state.epochLossSum / Double(state.epochImages) : 0,
             learningRate: schedule.learningRate(step: max(state.step - 1, 0)), seconds: state.epochSeconds,
             imagesPerSecond: state.epochSeconds > 0 ? Double(state.epochImages) / state.epochSeconds : 0,
-            validation: validation)
+            validation: validation,
+            terms: state.epochTermSums.map { sums in sums.mapValues { $0 / Double(max(state.epochImages, 1)) } })
         state.history.epochs.append(record)
         if let metric = validation?.metric, metric > (state.history.bestMetric ?? -.infinity) {
             state.history.bestMetric = metric
@@ -345,6 +353,7 @@ public final class Trainer {
         state.epoch += 1
         state.batchInEpoch = 0
         state.epochLossSum = 0
+        state.epochTermSums = nil
         state.epochImages = 0
         state.epochSeconds = 0
         if state.epoch < settings.epochs { try writeLastCheckpoint() }

@@ -158,6 +158,11 @@ struct ViTSlimTests {
         let searched = try ViTSlim.readSearch(saved)
         #expect(searched.masks.attention.flatMap { $0 }.contains { $0 != 1 }, "the search moved no mask")
         #expect(first.report?.methodHistory?.epochs.count == 2)
+        // The report's search curve (the ℓ1 term per epoch, falling) and the mask histograms.
+        let curve = try #require(first.report?.methodHistory?.epochs.compactMap { $0.terms?["slim_l1"] })
+        #expect(curve.count == 2 && curve[1] < curve[0], "ℓ1 by epoch: \(curve)")
+        let histogram = try #require(first.report?.histograms["slim MLP masks"])
+        #expect(histogram.counts.reduce(0, +) == Self.config().blocks.reduce(0) { $0 + $1.mlpHidden })
         #expect(first.weights.config.cost().macs < Self.config().cost().macs)
         for (index, keep) in budgets.enumerated() {
             let full = index == 0 ? first : try Self.run(Self.pipeline(keep: keep))

