@@ -17,6 +17,13 @@ struct PruneCommand: ParsableCommand {
             params, MACs, per-block widths, accuracy of the original / right after pruning / after fine-tuning, \
             latency of both models, the time of each phase, the command line and the version.
             Training phases write checkpoints every 200 steps and on Ctrl-C; --resume continues them.
+            Example, ViT-Slim: search once (1 epoch), cut at 50% of the MLP neurons and 60% of the attention dims, \
+            fine-tune 2 epochs with distillation, and keep the search to cut other budgets without searching again:
+              vitforge prune --model M --method slim --epochs 1 \\
+                --keep-mlp 0.5 --keep-attn 0.6 --save-search S.safetensors \\
+                --finetune-epochs 2 --distill --out P.safetensors
+              vitforge prune --model M --method slim \\
+                --from-search S.safetensors --target-macs 0.3 --out P30.safetensors
             """)
 
     @OptionGroup var options: PruneOptions
