@@ -57,3 +57,25 @@ __kernel void mask_gradient_rows(__global const float* x, __global const float* 
     for (int c = 0; c < cols; c++) s += (acc_t)x[base + c] * dy[base + c];
     d_mask[r] += (float)s;
 }
+
+// dst[s] += Σ src[members[k]] for k in offsets[s] ..< offsets[s+1]: one work-item per segment (a mask value, summing
+// the gradients of the few columns it multiplies). Out-of-range members poison the result with NaN.
+__kernel void segment_sum(__global const float* src, int src_count, __global const int* offsets,
+                          __global const int* members, int member_count, __global float* dst, int segments) {
+    int s = get_global_id(0);
+    if (s >= segments) return;
+    acc_t sum = 0;
+    for (int k = offsets[s]; k < offsets[s + 1]; k++) {
+        int m = (k >= 0 && k < member_count) ? members[k] : -1;
+        sum += (m >= 0 && m < src_count) ? (acc_t)src[m] : (acc_t)NAN;
+    }
+    dst[s] += (float)sum;
+}
+
+// y[i] += alpha · sign(x[i]), sign(0) = 0.
+__kernel void add_scaled_sign(__global const float* x, float alpha, __global float* y, int count) {
+    int i = get_global_id(0);
+    if (i >= count) return;
+    float v = x[i];
+    y[i] += v > 0 ? alpha : v < 0 ? -alpha : 0;
+}

@@ -27,16 +27,16 @@ __kernel void column_statistics_accumulate(__global const float* x, int rows, in
 
 #define REDUCTION_GROUP_SIZE 64
 
-// Σx or Σx² in float64: each work-item sums a grid-strided slice (consecutive work-items touch consecutive
+// Σx, Σx² or Σ|x| in float64: each work-item sums a grid-strided slice (consecutive work-items touch consecutive
 // addresses), then the group combines its 64 partials; the host adds the per-group results.
 __kernel __attribute__((reqd_work_group_size(REDUCTION_GROUP_SIZE, 1, 1)))
-void sum_partials(__global const float* x, int count, int squared, __global double* partials) {
+void sum_partials(__global const float* x, int count, int mode, __global double* partials) {
     __local double scratch[REDUCTION_GROUP_SIZE];
     size_t stride = get_global_size(0);
     double s = 0;
     for (size_t i = get_global_id(0); i < (size_t)count; i += stride) {
         double v = x[i];
-        s += squared ? v * v : v;
+        s += mode == 1 ? v * v : mode == 2 ? fabs(v) : v;  // Σx, Σx² or Σ|x|
     }
     int lid = get_local_id(0);
     scratch[lid] = s;

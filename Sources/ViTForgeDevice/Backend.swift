@@ -112,6 +112,8 @@ public protocol Backend: AnyObject {
     func sum(_ x: Buffer, count: Int) throws -> Double
     /// `Σ x[i]²`, accumulated in float64 (gradient-norm clipping, normalisation).
     func sumOfSquares(_ x: Buffer, count: Int) throws -> Double
+    /// `Σ |x[i]|`, accumulated in float64 (an ℓ1 penalty's value).
+    func sumOfAbs(_ x: Buffer, count: Int) throws -> Double
 
     // MARK: Optimizer and masks
 
@@ -131,6 +133,11 @@ public protocol Backend: AnyObject {
     func maskGradient(x: Buffer, dY: Buffer, dMask: Buffer, rows: Int, cols: Int) throws
     /// The same for a mask on rows: `dMask[r] += Σ_c x[r, c]·dY[r, c]` (one dot product per row, float64 sums).
     func maskGradientRows(x: Buffer, dY: Buffer, dMask: Buffer, rows: Int, cols: Int) throws
+    /// `dst[s] += Σ src[members[k]]` over `k ∈ offsets[s] ..< offsets[s + 1]` (Int32 `offsets` [segments + 1] and
+    /// `members`): the adjoint of a gather with repeated indices, e.g. one mask value's gradient from its columns'.
+    func segmentSum(_ src: Buffer, offsets: Buffer, members: Buffer, dst: Buffer, segments: Int) throws
+    /// `y[i] += alpha·sign(x[i])` (sign(0) = 0): an ℓ1 penalty's subgradient.
+    func addScaledSign(_ x: Buffer, alpha: Float, y: Buffer, count: Int) throws
 
     // MARK: Gather / scatter (surgery, im2col, token selection)
 

@@ -295,6 +295,8 @@ final class SearchMasks {
         let columnGradient: Buffer     // [qkvRows], the model's mask gradient
         let columnIndices: Buffer      // [qkvRows] Int32
         let indices: [Int]
+        let segmentOffsets: Buffer     // [maskCount + 1] Int32: value v's columns are segmentMembers[offsets[v] ..<]
+        let segmentMembers: Buffer     // [qkvRows] Int32, the columns grouped by value
         let mlp: Buffer                // [mlpHidden], learned
         let mlpGradient: Buffer        // [mlpHidden]
     }
@@ -312,11 +314,16 @@ final class SearchMasks {
                 throw PruneError.planMismatch("block \(b): \(granularity.rawValue) masks do not fit its heads")
             }
             let count = QKVLayout(block).maskCount(granularity)
+            var members = [[Int32]](repeating: [], count: count)
+            for (column, index) in indices.enumerated() { members[index].append(Int32(column)) }
+            let offsets = members.reduce(into: [Int32(0)]) { $0.append($0.last! + Int32($1.count)) }
             return Block(attention: try model.backend.makeBuffer([Float](repeating: 1, count: count)),
                          attentionGradient: try model.backend.zeros(count),
                          columns: try model.backend.allocate(block.qkvRows),
                          columnGradient: try model.backend.zeros(block.qkvRows),
                          columnIndices: try model.backend.makeBuffer(indices.map(Int32.init)), indices: indices,
+                         segmentOffsets: try model.backend.makeBuffer(offsets),
+                         segmentMembers: try model.backend.makeBuffer(members.flatMap { $0 }),
                          mlp: try model.backend.makeBuffer([Float](repeating: 1, count: block.mlpHidden)),
                          mlpGradient: try model.backend.zeros(block.mlpHidden))
         }
@@ -346,14 +353,11 @@ final class SearchMasks {
     }
 
     /// Each learned value's gradient: the sum of its columns' gradients (q, k and v of a dim; every column of a
-    /// head), then the column gradients are zeroed for the next step. On the host: a segment sum with repeated
-    /// indices is not a Backend operation yet, and these vectors are a few thousand floats.
+    /// head), on the device; then the column gradients are zeroed for the next step.
     func reduceColumnGradients() throws {
         for block in blocks {
-            let columns = try backend.read(block.columnGradient, count: block.indices.count)
-            var sums = try backend.read(block.attentionGradient).map(Double.init)
-            for (column, index) in block.indices.enumerated() { sums[index] += Double(columns[column]) }
-            try backend.write(sums.map { Float($0) }, to: block.attentionGradient)
+            try backend.segmentSum(block.columnGradient, offsets: block.segmentOffsets, members: block.segmentMembers,
+                                   dst: block.attentionGradient, segments: block.attention.count)
             try backend.fill(block.columnGradient, value: 0, offset: 0, count: block.indices.count)
         }
     }
@@ -384,13 +388,9 @@ final class SparsityPenalty: TrainingTerm {
         for block in masks.blocks {
             for (values, gradient, weight) in [(block.attention, block.attentionGradient, attention),
                                                (block.mlp, block.mlpGradient, mlp)] {
-                let z = try backend.read(values)
-                var g = try backend.read(gradient)
-                for i in z.indices {
-                    value += weight * Double(abs(z[i]))
-                    g[i] += Float(weight) * (z[i] > 0 ? 1 : z[i] < 0 ? -1 : 0)
-                }
-                try backend.write(g, to: gradient)
+                // The value is read back (it is logged with the loss); the subgradient stays on the device.
+                value += weight * (try backend.sumOfAbs(values, count: values.count))
+                try backend.addScaledSign(values, alpha: Float(weight), y: gradient, count: values.count)
             }
         }
         return value

@@ -821,6 +821,38 @@ extension OpCase {
                     },
                 ])
         },
+        // One mask value per (head, dim) of 3 heads × 5 dims, each on a q, k and v column, plus two empty segments.
+        OpCase("segmentSum 17 segments over 45 columns, repeated members, empty segments") { rng in
+            let src = rng.values(45)
+            var members: [[Int]] = (0 ..< 15).map { [$0, 15 + $0, 30 + $0] }
+            members += [[], [7, 7]]
+            let offsets = members.reduce(into: [0]) { $0.append($0.last! + $1.count) }
+            let prefill = rng.values(members.count)
+            let expected = zip(prefill, members).map { start, group in group.reduce(start) { $0 + src[$1] } }
+            return PreparedOp(
+                expected: [ExpectedOutput("dst", expected, Tolerance.reduction)],
+                run: { backend in
+                    let dst = try backend.buffer(prefill)
+                    try backend.segmentSum(backend.buffer(src), offsets: backend.indexBuffer(offsets),
+                                           members: backend.indexBuffer(members.flatMap { $0 }), dst: dst,
+                                           segments: members.count)
+                    return [try backend.values(dst)]
+                })
+        },
+        OpCase("addScaledSign alpha -0.3 on 197 elements with zeros; sumOfAbs") { rng in
+            var x = rng.values(197)
+            for i in stride(from: 0, to: 197, by: 13) { x[i] = 0 }
+            let y = rng.values(197)
+            let expected = zip(x, y).map { $1 + ($0 > 0 ? -0.3 : $0 < 0 ? 0.3 : 0) }
+            return PreparedOp(
+                expected: [ExpectedOutput("y", expected.map { Double(Float($0)) }, Tolerance.elementwise),
+                           ExpectedOutput("Σ|x|", [x.reduce(0) { $0 + abs($1) }], Tolerance.reduction)],
+                run: { backend in
+                    let xBuffer = try backend.buffer(x), yBuffer = try backend.buffer(y)
+                    try backend.addScaledSign(xBuffer, alpha: -0.3, y: yBuffer, count: 197)
+                    return [try backend.values(yBuffer), [try backend.sumOfAbs(xBuffer, count: 197)]]
+                })
+        },
         OpCase("maskGradient 7×3") { rng in
             let (rows, cols) = (7, 3)
             let x = rng.values(rows * cols)

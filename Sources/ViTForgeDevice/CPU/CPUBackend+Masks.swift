@@ -139,3 +139,45 @@ extension CPUBackend {
         }
     }
 }
+
+// Reductions of learned masks: segment sums (a value's gradient from its columns'), the ℓ1 subgradient and value.
+extension CPUBackend {
+    public func segmentSum(_ src: Buffer, offsets: Buffer, members: Buffer, dst: Buffer, segments: Int) throws {
+        let op = "segmentSum"
+        try requireSizes(op, ["segments": segments])
+        let source = try range(src, count: src.count, op, "src")
+        let starts = try range(offsets, count: segments + 1, op, "offsets")
+        let indices = try range(members, count: members.count, op, "members")
+        let target = try range(dst, count: segments, op, "dst")
+        func int(_ value: Float) -> Int { Int(Int32(bitPattern: value.bitPattern)) }
+        for s in 0 ..< segments {
+            let (first, end) = (int(starts[s]), int(starts[s + 1]))
+            guard first >= 0, first <= end, end <= members.count else {
+                throw BackendError.invalidArgument("\(op): segment \(s) spans \(first) ..< \(end) of \(members.count)")
+            }
+            var sum = 0.0
+            for k in first ..< end {
+                let member = int(indices[k])
+                guard member >= 0, member < src.count else {
+                    throw BackendError.invalidArgument("\(op): member \(member) outside src (\(src.count))")
+                }
+                sum += Double(source[member])
+            }
+            target[s] += Float(sum)
+        }
+    }
+
+    public func addScaledSign(_ x: Buffer, alpha: Float, y: Buffer, count: Int) throws {
+        try requireSizes("addScaledSign", ["count": count])
+        let x = try range(x, count: count, "addScaledSign", "x"), y = try range(y, count: count, "addScaledSign", "y")
+        for i in 0 ..< count { y[i] += x[i] > 0 ? alpha : x[i] < 0 ? -alpha : 0 }
+    }
+
+    public func sumOfAbs(_ x: Buffer, count: Int) throws -> Double {
+        try requireSizes("sumOfAbs", ["count": count])
+        let x = try range(x, count: count, "sumOfAbs", "x")
+        var sum = 0.0
+        for i in 0 ..< count { sum += Double(abs(x[i])) }
+        return sum
+    }
+}

@@ -75,7 +75,8 @@ public final class OpenCLBackend: Backend {
         case adamwStep = "adamw_step", matVec = "mat_vec", matVecTransposed = "mat_vec_transposed"
         case scaleColumns = "scale_columns", maskGradientPartials = "mask_gradient_partials"
         case maskGradientCombine = "mask_gradient_combine", scaleRows = "scale_rows"
-        case maskGradientRows = "mask_gradient_rows"
+        case maskGradientRows = "mask_gradient_rows", segmentSum = "segment_sum"
+        case addScaledSign = "add_scaled_sign"
 
         /// Compiled only where the device has cl_khr_fp64 (statistics.cl).
         var needsFloat64: Bool {
@@ -501,21 +502,26 @@ public final class OpenCLBackend: Backend {
     }
 
     public func sum(_ x: Buffer, count: Int) throws -> Double {
-        try reduce(x, count: count, squared: false, operation: "sum")
+        try reduce(x, count: count, mode: 0, operation: "sum")
     }
 
     public func sumOfSquares(_ x: Buffer, count: Int) throws -> Double {
-        try reduce(x, count: count, squared: true, operation: "sumOfSquares")
+        try reduce(x, count: count, mode: 1, operation: "sumOfSquares")
     }
 
-    private func reduce(_ x: Buffer, count: Int, squared: Bool, operation: String) throws -> Double {
+    public func sumOfAbs(_ x: Buffer, count: Int) throws -> Double {
+        try reduce(x, count: count, mode: 2, operation: "sumOfAbs")
+    }
+
+    /// mode: 0 Σx, 1 Σx², 2 Σ|x| (`sum_partials`).
+    private func reduce(_ x: Buffer, count: Int, mode: Int32, operation: String) throws -> Double {
         try requireFloat64(operation)
         let xMemory = try checked(x, operation, "x", count: count)
         if count == 0 { return 0 }
-        return try reductionLock.withLock { try reduceLocked(xMemory, count: count, squared: squared) }
+        return try reductionLock.withLock { try reduceLocked(xMemory, count: count, mode: mode) }
     }
 
-    private func reduceLocked(_ xMemory: cl_mem, count: Int, squared: Bool) throws -> Double {
+    private func reduceLocked(_ xMemory: cl_mem, count: Int, mode: Int32) throws -> Double {
         let groups = min(Self.reductionGroups, (count + Self.localSize - 1) / Self.localSize)
         let partials: OpenCLBuffer
         if let existing = reductionPartials {
@@ -529,7 +535,7 @@ public final class OpenCLBackend: Backend {
             reductionPartials = partials
         }
         try launch(.sumPartials, global: groups * Self.localSize, [
-            .buffer(xMemory), try .int(count), .int32(squared ? 1 : 0), .buffer(partials.memory),
+            .buffer(xMemory), try .int(count), .int32(mode), .buffer(partials.memory),
         ])
         var values = [Double](repeating: 0, count: groups)
         try checkCL(clEnqueueReadBuffer(queue, partials.memory, cl_bool(CL_TRUE), 0, groups * 8, &values, 0, nil, nil),
@@ -574,6 +580,24 @@ public final class OpenCLBackend: Backend {
         try launch(.scaleRows, columns: cols, rows: rows, [
             .buffer(try checked(x, op, "x", count: count)), .buffer(try checked(mask, op, "mask", count: rows)),
             .buffer(try checked(out, op, "out", count: count)), try .int(rows), try .int(cols),
+        ])
+    }
+
+    public func segmentSum(_ src: Buffer, offsets: Buffer, members: Buffer, dst: Buffer, segments: Int) throws {
+        let op = "segmentSum"
+        try launch(.segmentSum, global: segments, [
+            .buffer(try checked(src, op, "src", count: 0)), try .int(src.count, "src.count"),
+            .buffer(try checked(offsets, op, "offsets", count: segments + 1)),
+            .buffer(try checked(members, op, "members", count: 0)), try .int(members.count, "members.count"),
+            .buffer(try checked(dst, op, "dst", count: segments)), try .int(segments),
+        ])
+    }
+
+    public func addScaledSign(_ x: Buffer, alpha: Float, y: Buffer, count: Int) throws {
+        let op = "addScaledSign"
+        try launch(.addScaledSign, global: count, [
+            .buffer(try checked(x, op, "x", count: count)), .float(alpha),
+            .buffer(try checked(y, op, "y", count: count)), try .int(count),
         ])
     }
 
