@@ -7,6 +7,8 @@ import ViTForgeDevice
 public final class VisionTransformer {
     public let config: ViTConfig
     public let backend: Backend
+    /// Each block's qkv layout (per-head offsets), built once: every forward and backward reads it per block.
+    private let layouts: [QKVLayout]
     /// Device copies of the parameters, by timm name.
     public private(set) var parameters: [String: Buffer] = [:]
     /// d loss / d parameter, by timm name; allocated by the first `zeroGradients()`.
@@ -30,6 +32,7 @@ public final class VisionTransformer {
     public init(weights: ViTWeights, backend: Backend) throws {
         self.config = weights.config
         self.backend = backend
+        layouts = weights.config.blocks.map(QKVLayout.init)
         for spec in config.parameterSpecs() {
             guard let tensor = weights[spec.name] else {
                 throw ModelFileError(file: weights.sourcePath ?? "model", key: spec.name, .missingKey)
@@ -132,7 +135,7 @@ public final class VisionTransformer {
                                          out: blockCache.norm1, mean: blockCache.norm1Mean, rstd: blockCache.norm1Rstd,
                                          rows: rows, cols: width, eps: Float(c.layerNormEps))
             try Attention.forward(backend, x: blockCache.norm1, weights: maskedAttentionWeights(index, names),
-                                  shape: attentionShape(block, batch: batch), cache: blockCache.attention,
+                                  shape: attentionShape(index, batch: batch), cache: blockCache.attention,
                                   out: cache.branchOut)
             try maskResidual(cache.branchOut, rows: rows)
             try backend.add(input, cache.branchOut, out: middle, count: rows * width)
@@ -269,7 +272,7 @@ public final class VisionTransformer {
                                                         projWeight: attentionGradients.projWeight,
                                                         projBias: attentionGradients.projBias)
                                    } ?? attentionGradients,
-                                   shape: attentionShape(block, batch: batch), cache: blockCache.attention,
+                                   shape: attentionShape(index, batch: batch), cache: blockCache.attention,
                                    scratch: scratch.attention, dX: scratch.dNormedTokens, overwriteDX: true)
             if let foldedQKV, let mask = masks?[index].qkv {
                 try unfoldQKVGradient(foldedQKV, mask: mask, names: names, block: block)
@@ -401,9 +404,9 @@ public final class VisionTransformer {
         return made
     }
 
-    func attentionShape(_ block: BlockConfig, batch: Int) -> AttentionShape {
-        AttentionShape(batch: batch, tokens: config.tokens, width: config.residualWidth, layout: QKVLayout(block),
-                       scale: Float(block.attentionScale))
+    func attentionShape(_ block: Int, batch: Int) -> AttentionShape {
+        AttentionShape(batch: batch, tokens: config.tokens, width: config.residualWidth, layout: layouts[block],
+                       scale: Float(config.blocks[block].attentionScale))
     }
 
     private func embeddingWeights(_ lookup: (String) throws -> Buffer) throws -> PatchEmbeddingWeights {

@@ -52,6 +52,10 @@ public final class AdamW {
     let backend: Backend
     public private(set) var slots: [OptimizerSlot] = []
     private var slotIndex: [String: Int] = [:]
+    /// The gradient buffers of the descending slots (learning-rate scale > 0) with their element counts: what
+    /// gradient clipping limits (an ascending multiplier is not part of that direction). Kept with the slots so
+    /// that no step rebuilds the list.
+    public private(set) var descendingGradients: [(Buffer, Int)] = []
 
     /// Zero moments for every parameter of `model` (allocating its gradient buffers if no step has run yet).
     public init(model: VisionTransformer, settings: AdamWSettings) throws {
@@ -80,6 +84,7 @@ public final class AdamW {
     private func setSlots(_ newSlots: [OptimizerSlot]) {
         slots = newSlots
         slotIndex = Dictionary(uniqueKeysWithValues: newSlots.enumerated().map { ($1.name, $0) })
+        descendingGradients = newSlots.filter { $0.learningRateScale > 0 }.map { ($0.gradient, $0.elementCount) }
     }
 
     /// Adds a tensor to optimise beside the model, with zero moments. `parameter` and `gradient` (same element

@@ -70,15 +70,4 @@ public enum GradientClipping {
         }
         return norm
     }
-
-    /// Every gradient buffer of `model` with its element count, in parameter order (look up once, clip every step).
-    public static func gradientBuffers(of model: VisionTransformer) throws -> [(Buffer, Int)] {
-        if model.gradients.isEmpty { try model.zeroGradients() }
-        return try model.config.parameterSpecs().map { spec in
-            guard let buffer = model.gradients[spec.name] else {
-                throw TrainingError.invalidState("model has no gradient buffer \(spec.name)")
-            }
-            return (buffer, spec.elementCount)
-        }
-    }
 }

@@ -296,9 +296,7 @@ public final class Trainer {
                                              + "batch \(index + 1)): training diverged; lower the learning rate")
         }
         if let maxNorm = settings.gradientClipNorm {
-            // Ascending slots (multipliers) are not part of the descent direction being limited.
-            let clipped = optimizer.slots.filter { $0.learningRateScale > 0 }.map { ($0.gradient, $0.elementCount) }
-            try GradientClipping.clip(clipped, maxNorm: maxNorm, backend: backend)
+            try GradientClipping.clip(optimizer.descendingGradients, maxNorm: maxNorm, backend: backend)
         }
         let learningRate = schedule.learningRate(step: state.step)
         try optimizer.step(learningRate: learningRate)

@@ -34,7 +34,6 @@ struct PruneCommand: ParsableCommand {
     @OptionGroup var common: CommonOptions
 
     /// Every method's option group; each registered method is served by exactly one (a CLI test checks).
-    static let methodOptionTypes: [any MethodOptions.Type] = [VBPOptions.self, SlimOptions.self, BaselineOptions.self]
     var methodOptions: [any MethodOptions] { [vbp, slim, baselines] }
 
     func methodGroup() throws -> any MethodOptions {
