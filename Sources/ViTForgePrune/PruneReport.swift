@@ -63,6 +63,8 @@ public struct PruneReport: Codable, Sendable {
     public var methodHistory: TrainingHistory?
     /// What the method learned or scored, as histograms by name (empty for most methods).
     public var histograms: [String: Histogram]
+    /// The cuts of a method that prunes while it trains (CPD): step, blocks removed, cost after (nil otherwise).
+    public var pruningSteps: [PruningStepRecord]?
     /// Wall time of each phase, seconds.
     public var seconds: [String: Double]
 
@@ -70,6 +72,7 @@ public struct PruneReport: Codable, Sendable {
         case command, version, device, seed, method, budget, original, pruned, seconds, distill, epochs
         case methodHistory = "method_history"
         case histograms
+        case pruningSteps = "pruning_steps"
         case accuracyAfterPruning = "accuracy_after_pruning"
         case accuracyAfterFineTuning = "accuracy_after_finetuning"
         case paramsFraction = "params_fraction"

@@ -137,13 +137,15 @@ public struct PruningPipeline {
             distill: (methodTraining.epochs > 0 && methodTraining.distill)
                 || (fineTuning.map { $0.epochs > 0 && $0.distill } ?? false),
             methodHistory: result.history, histograms: result.histograms,
-            seconds: seconds)
+            pruningSteps: result.pruningSteps.isEmpty ? nil : result.pruningSteps, seconds: seconds)
         return Outcome(weights: final, report: report, stopped: false)
     }
 
     /// The checkpoint files the run's training phases write (to delete once the final model is saved).
     public var checkpointPaths: [String] {
-        [methodTraining.checkpointPath, fineTuning?.checkpointPath].compactMap { $0 }
+        // `.best`: the model a method's validation picked during its training phase (CPD).
+        [methodTraining.checkpointPath, methodTraining.checkpointPath.map { $0 + ".best" },
+         fineTuning?.checkpointPath].compactMap { $0 }
     }
 
     private func shown(_ accuracy: Double?) -> String { Formatting.percent(accuracy, missing: "n/a (no test split)") }

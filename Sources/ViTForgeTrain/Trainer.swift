@@ -142,8 +142,9 @@ public struct TrainingOutcome: Sendable {
 }
 
 /// The training loop. Per step: zero every optimizer slot's gradient, forward/backward of `TrainingLoss`
-/// (cross-entropy, optionally with distillation), each `TrainingTerm`'s gradient added, optional gradient clipping,
-/// AdamW at the schedule's learning rate, then each `TrainingHook` (which may shrink the model: `replaceModel`).
+/// (cross-entropy, optionally with distillation), each `TrainingTerm`'s gradient added, each `TrainingHook`'s look at
+/// the gradients (`afterBackward`), optional gradient clipping, AdamW at the schedule's learning rate, then each
+/// `TrainingHook`'s `afterStep` (which may shrink the model: `replaceModel`).
 /// Between steps it writes checkpoints (hooks' state included) and honours stop requests; after each epoch it
 /// evaluates, records history and keeps the best model. A method opens the step through `terms`, `hooks` and
 /// `optimizer.addSlot`, never by editing this loop.
@@ -291,6 +292,7 @@ public final class Trainer {
             value.terms[term.name] = termValue
             value.total += termValue
         }
+        for hook in hooks { try hook.afterBackward(self) }
         guard value.total.isFinite else {
             throw TrainingError.invalidState("loss is \(value.total) at step \(state.step + 1) (epoch \(epoch + 1), "
                                              + "batch \(index + 1)): training diverged; lower the learning rate")

@@ -29,12 +29,13 @@ struct PruneCommand: ParsableCommand {
     @OptionGroup var options: PruneOptions
     @OptionGroup(title: "VBP options (--method vbp)") var vbp: VBPOptions
     @OptionGroup(title: "ViT-Slim options (--method slim)") var slim: SlimOptions
+    @OptionGroup(title: "CPD options (--method cpd)") var cpd: CPDOptions
     @OptionGroup(title: "Baseline options (--method magnitude|taylor|random)") var baselines: BaselineOptions
     @OptionGroup var heads: HeadsOption
     @OptionGroup var common: CommonOptions
 
     /// Every method's option group; each registered method is served by exactly one (a CLI test checks).
-    var methodOptions: [any MethodOptions] { [vbp, slim, baselines] }
+    var methodOptions: [any MethodOptions] { [vbp, slim, cpd, baselines] }
 
     func methodGroup() throws -> any MethodOptions {
         guard let group = methodOptions.first(where: { type(of: $0).methods.contains(options.method) }) else {
