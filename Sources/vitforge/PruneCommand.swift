@@ -24,6 +24,9 @@ struct PruneCommand: ParsableCommand {
                 --finetune-epochs 2 --distill --out P.safetensors
               vitforge prune --model M --method slim \\
                 --from-search S.safetensors --target-macs 0.3 --out P30.safetensors
+            Example, CPD: train 3 epochs with distillation, cutting the least important block (MLP neurons, \
+            residual channels, q/k or v dims) every 50 steps until 25% of the MACs, then training on:
+              vitforge prune --model M --method cpd --epochs 3 --distill --target-macs 0.25 --out P.safetensors
             """)
 
     @OptionGroup var options: PruneOptions
