@@ -101,6 +101,7 @@ public struct CPD: PruningMethod {
         var bestInMemory: ViTWeights?
         if let validation {
             let batch = max(context.batchSize, 256)
+            pruner.validate = { try Evaluator.tally($0, on: validation, batchSize: batch).accuracy }
             trainer.evaluate = { [unowned pruner, unowned trainer] model, epoch in
                 let accuracy = try Evaluator.tally(model, on: validation, batchSize: batch).accuracy
                 context.log("\(Self.name) epoch \(epoch): validation \(Formatting.percent(accuracy)), "
@@ -149,11 +150,14 @@ public struct PruningStepRecord: Codable, Equatable, Sendable {
     public var macs: Int
     public var paramsFraction: Double
     public var macsFraction: Double
+    /// Validation accuracy right after the cut, before training recovers (nil without a validation split).
+    public var validationAccuracy: Double?
 
     enum CodingKeys: String, CodingKey {
         case step, removed, params, macs
         case paramsFraction = "params_fraction"
         case macsFraction = "macs_fraction"
+        case validationAccuracy = "validation_accuracy"
     }
 }
 
@@ -197,6 +201,8 @@ extension CPD {
         let latency: LatencyMeter?
         let backend: Backend
         let log: (String) -> Void
+        /// Validation accuracy of a model, for the trajectory (nil: no validation split).
+        var validate: ((VisionTransformer) throws -> Double)?
         private(set) var scores: FisherScores
         /// What the current model keeps, in the original model's numbering.
         private(set) var kept: KeepPlan
@@ -282,12 +288,14 @@ extension CPD {
             scores = try FisherScores(config: pruned, backend: backend)
             reached = value <= goal
             let cost = pruned.cost(), base = original.cost()
+            let accuracy = try validate?(trainer.model)
             events.append(PruningStepRecord(
                 step: step, removed: removed, params: cost.parameters, macs: cost.macs,
                 paramsFraction: Double(cost.parameters) / Double(base.parameters),
-                macsFraction: Double(cost.macs) / Double(base.macs)))
+                macsFraction: Double(cost.macs) / Double(base.macs), validationAccuracy: accuracy))
             log("cpd step \(step): removed \(removed.joined(separator: ", ")); "
                 + "\(Formatting.percent(events.last?.macsFraction)) of the MACs"
+                + (accuracy.map { ", validation \(Formatting.percent($0))" } ?? "")
                 + (reached ? " — target reached, training on" : ""))
         }
 

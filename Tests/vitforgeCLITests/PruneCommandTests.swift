@@ -116,6 +116,7 @@ struct CPDCommandTests {
         #expect((json?["macs_fraction"] as? Double ?? 1) <= 0.7)
         let steps = try #require(json?["pruning_steps"] as? [[String: Any]])
         #expect(!steps.isEmpty && steps.allSatisfy { ($0["removed"] as? [String])?.isEmpty == false })
+        #expect(steps.allSatisfy { ($0["validation_accuracy"] as? Double).map { (0 ... 1).contains($0) } == true })
         #expect((steps.map { $0["step"] as? Int ?? 0 }).allSatisfy { $0 % 10 == 0 })
         #expect(((json?["method_history"] as? [String: Any])?["epochs"] as? [Any])?.count == 1)
         // Heads are never removed and the attention scale stays.
