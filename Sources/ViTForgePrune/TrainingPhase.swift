@@ -87,12 +87,13 @@ public struct TrainingPhase {
     }
 
     /// Plain training of `student` (no terms or hooks): the fine-tuning after the cut. Returns the trained weights
-    /// and whether the run was interrupted (then the checkpoint holds the position).
+    /// and whether the run was interrupted (then the checkpoint holds the position), and its epochs for the report.
     public func run(student: ViTWeights, teacher: ViTWeights, training: Dataset, backend: Backend,
                     progress: ((TrainingProgress) -> Void)? = nil,
-                    stopWhen: ((TrainingProgress) -> Bool)? = nil) throws -> (weights: ViTWeights, stopped: Bool) {
+                    stopWhen: ((TrainingProgress) -> Bool)? = nil)
+        throws -> (weights: ViTWeights, stopped: Bool, history: TrainingHistory) {
         let trainer = try makeTrainer(student: student, teacher: teacher, training: training, backend: backend)
         let stopped = try run(trainer, progress: progress, stopWhen: stopWhen)
-        return (try trainer.model.hostWeights(), stopped)
+        return (try trainer.model.hostWeights(), stopped, trainer.state.history)
     }
 }

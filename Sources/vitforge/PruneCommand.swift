@@ -105,8 +105,11 @@ struct PruneCommand: ParsableCommand {
             if let path = options.report {
                 try AtomicFile.write(report.jsonData(), to: path, protecting: [options.model])
             }
+            if let path = options.html {
+                try AtomicFile.write(Data(HTMLReport.page(report).utf8), to: path, protecting: [options.model])
+            }
             printComparison(report)
-            print("wrote \(options.out)" + (options.report.map { " and \($0)" } ?? ""))
+            print("wrote \(options.out)" + [options.report, options.html].compactMap { $0.map { " and \($0)" } }.joined())
         }
     }
 }

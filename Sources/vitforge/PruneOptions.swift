@@ -88,6 +88,9 @@ struct PruneOptions: ParsableArguments {
     @Option(help: "Write the JSON report here.")
     var report: String?
 
+    @Option(help: "Write the report as an HTML page here (what `vitforge report` draws).")
+    var html: String?
+
     @Flag(help: ArgumentHelp("Continue an interrupted run from its checkpoints (OUT.METHOD.checkpoint.safetensors "
                              + "for the method's own training, OUT.checkpoint.safetensors for fine-tuning)."))
     var resume = false
