@@ -4,7 +4,8 @@
 # the packages of Docker/runtime-packages for the cpu image, and vitforge run in it under chroot: every library
 # resolves (ldd), `vitforge devices` finds the CPU backend and PoCL's OpenCL device, and a short `bench` runs on both.
 #   bash Tests/Deployment/runtime_check.sh build|root|run WORK_DIR
-# (three steps, so that CI times each one: build ≈ a release build, root ≈ download + unpack, run: seconds).
+# (three steps, so that CI times each one: build ≈ a release build, root ≈ download + unpack (CI runs it in the
+# background beside the build), run: seconds).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 step=${1:?usage: runtime_check.sh build|root|run WORK_DIR}
@@ -22,10 +23,14 @@ build)
 root)
     packages=$(sh Docker/packages.sh cpu | paste -sd, -)
     echo "debootstrap bookworm (minbase) + $packages"
-    rm -rf "$root"
+    # A run killed between mounting and unmounting may have left /proc or /sys mounted in an old root.
+    for mounted in proc sys; do
+        if mountpoint -q "$root/$mounted" 2>/dev/null; then umount "$root/$mounted"; fi
+    done
+    rm -rf --one-file-system "$root"
     debootstrap --variant=minbase --include="$packages" bookworm "$root" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" \
         > "$work/debootstrap.log" 2>&1 || { tail -30 "$work/debootstrap.log"; exit 1; }
-    du -sh "$root"
+    echo "root made in $SECONDS s: $(du -sh "$root" | cut -f1)"
     ;;
 run)
     install -D "$binary" "$root/usr/local/bin/vitforge"
