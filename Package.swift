@@ -39,9 +39,13 @@ let package = Package(
         .library(name: "ViTForgeData", targets: ["ViTForgeData"]),
         .library(name: "ViTForgeTrain", targets: ["ViTForgeTrain"]),
         .library(name: "ViTForgePrune", targets: ["ViTForgePrune"]),
+        .library(name: "ViTForgeExport", targets: ["ViTForgeExport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The ONNX exporter's message types (generated once from Sources/ViTForgeExport/Proto; the plugin is not
+        // built here).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // OpenCL (ocl-icd) + CLBlast's C API.
@@ -87,6 +91,10 @@ let package = Package(
         // Channel spaces, dependency groups, importance, budgets, surgery and the pruning methods.
         .target(name: "ViTForgePrune", dependencies: ["ViTForgeTrain", "ViTForgeModel", "ViTForgeData",
                                                      "ViTForgeDevice", "ViTForgeRandom"]),
+        // Model export: ONNX graphs of any model ViTForge loads, written with swift-protobuf.
+        .target(name: "ViTForgeExport", dependencies: [
+                    "ViTForgeModel", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                exclude: ["Proto/onnx_subset.proto", "Proto/generate.sh", "Proto/check_against_onnx.py"]),
         .executableTarget(name: "vitforge", dependencies: [
             "ViTForgeRandom",
             "ViTForgeDevice",
@@ -94,6 +102,7 @@ let package = Package(
             "ViTForgeData",
             "ViTForgeTrain",
             "ViTForgePrune",
+            "ViTForgeExport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // What several test targets share (test targets cannot import each other): the float64 reference ViT and
@@ -107,6 +116,8 @@ let package = Package(
         .testTarget(name: "vitforgeCLITests", dependencies: ["vitforge", "ViTForgeModel", "ViTForgeData",
                                                             "ViTForgePrune"]),
         .testTarget(name: "ViTForgeTrainTests", dependencies: ["ViTForgeTrain"]),
+        .testTarget(name: "ViTForgeExportTests", dependencies: ["ViTForgeExport", "ViTForgeModel",
+                                                               "ViTForgeTestSupport"]),
         .testTarget(name: "ViTForgePruneTests",
                     dependencies: ["ViTForgePrune", "ViTForgeModel", "ViTForgeDevice", "ViTForgeData",
                                    "ViTForgeTestSupport"]),

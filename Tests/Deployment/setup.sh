@@ -5,5 +5,5 @@ set -euo pipefail
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get install -y --no-install-recommends chromium debootstrap
+$SUDO apt-get install -y --no-install-recommends chromium fonts-liberation debootstrap
 python3 -m pip install --quiet --disable-pip-version-check onnxruntime numpy
