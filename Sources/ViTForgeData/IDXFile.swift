@@ -14,7 +14,7 @@ public struct IDXFile: Sendable {
     /// memory than a machine has.
     public static let maximumBytes = 1 << 32
     /// Bytes read per gzread call (and the first allocation).
-    static let readChunk = 1 << 24
+    static let readChunk = 1 << 20
 
     public let path: String
     public let dimensions: [Int]

@@ -96,7 +96,8 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup var heads: HeadsOption
     @OptionGroup var common: CommonOptions
 
-    var checkpointPath: String { vitforge.checkpointPath(for: out) }
+    // Not `vitforge.checkpointPath`: the fuzz package compiles these sources as a module of another name.
+    var checkpointPath: String { trainCheckpointPath(for: out) }
 
     func validate() throws {
         let sources = [initModel, config, arch].compactMap { $0 }
@@ -190,6 +191,9 @@ struct TrainCommand: ParsableCommand {
         return try ViTWeights.initialized(config: config, seed: common.seed)
     }
 }
+
+/// The global `checkpointPath(for:)`, which `TrainCommand.checkpointPath` hides inside the command.
+private func trainCheckpointPath(for out: String) -> String { checkpointPath(for: out) }
 
 /// `5,7,9` → [5, 7, 9]; nil when not given.
 func parseClassList(_ text: String?) throws -> [Int]? {
