@@ -78,6 +78,8 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     public static let maximumSide = 1 << 14
     public static let maximumWidth = 1 << 16
     public static let maximumDepth = 1 << 10
+    /// 2^31 floats (8 GiB): ViT-G/14 has 1.8 × 10^9 parameters.
+    public static let maximumParameters = 1 << 31
 
     public var version: Int = ViTConfig.currentVersion
     /// Side of the square input image, in pixels.
@@ -198,6 +200,11 @@ public struct ViTConfig: Codable, Equatable, Sendable {
                     return "block \(index): qkDim and vDim must be the widest head's (\(qk.max() ?? 0), \(v.max() ?? 0))"
                 }
             }
+        }
+        // Each width within its limit can still multiply into more weights than any machine holds (a config of
+        // 1024 blocks of the widest MLP asks for 10^14 floats); `train --config` would allocate them all.
+        if parameterCount > Self.maximumParameters {
+            return "\(parameterCount) parameters: above ViTForge's limit of \(Self.maximumParameters)"
         }
         return nil
     }

@@ -61,55 +61,58 @@ struct PruneCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let started = Date()
-            let options = self.options
-            let group = try methodGroup()
-            let method = try group.method(named: options.method)
-            let original = try ViTWeights.load(path: options.model, heads: heads.heads)
-            let config = original.config
-            let backend = try common.makeBackend()
-            let splits = try Dataset.load(options.data, options: DatasetOptions(
-                channels: config.inChannels, side: config.imageSize, classes: try parseClassList(options.classes),
-                seed: common.seed))
-            func phase(_ name: String, epochs: Int, learningRate: Double, checkpoint: String) -> TrainingPhase {
-                TrainingPhase(name: name, epochs: epochs, batchSize: options.batchSize, learningRate: learningRate,
-                              distill: options.distill, alpha: options.alpha, temperature: options.temperature,
-                              seed: common.seed, checkpointPath: checkpoint, resume: options.resume,
-                              protectedInputs: [options.model])
+            try common.onDevice { backend, fellBack in
+                let started = Date()
+                let options = self.options
+                let group = try methodGroup()
+                let method = try group.method(named: options.method)
+                let original = try ViTWeights.load(path: options.model, heads: heads.heads)
+                let config = original.config
+                let splits = try Dataset.load(options.data, options: DatasetOptions(
+                    channels: config.inChannels, side: config.imageSize, classes: try parseClassList(options.classes),
+                    seed: common.seed))
+                func phase(_ name: String, epochs: Int, learningRate: Double, checkpoint: String) -> TrainingPhase {
+                    TrainingPhase(name: name, epochs: epochs, batchSize: options.batchSize, learningRate: learningRate,
+                                  distill: options.distill, alpha: options.alpha, temperature: options.temperature,
+                                  seed: common.seed, checkpointPath: checkpoint,
+                                  checkpointEvery: options.checkpointEvery, resume: options.resume || fellBack,
+                                  protectedInputs: [options.model])
+                }
+                let progress = ProgressPrinter()
+                let pipeline = PruningPipeline(
+                    method: method, budget: options.budget, scope: options.scope,
+                    calibrationImages: group.calibrationImages(for: options.method, requested: options.calibImages,
+                                                               batchSize: options.batchSize),
+                    batchSize: options.batchSize,
+                    methodTraining: phase(options.method, epochs: options.epochs, learningRate: options.lr,
+                                          checkpoint: options.methodCheckpointPath),
+                    fineTuning: options.finetuneEpochs == 0 ? nil
+                        : phase("finetune", epochs: options.finetuneEpochs, learningRate: options.finetuneLr,
+                                checkpoint: checkpointPath(for: options.out)),
+                    latencyBatches: try parseBatchList(options.latencyBatches) ?? [1, 64], seed: common.seed)
+                StopSignal.installInterruptHandler()
+                let outcome = try pipeline.run(
+                    original: original, originalPath: options.model, prunedPath: options.out, data: splits,
+                    backend: backend, command: CommandLine.arguments.joined(separator: " "), version: VitForge.version,
+                    hooks: .init(progress: { progress.report($0) }))
+                progress.finish()
+                guard !outcome.stopped, var report = outcome.report else {
+                    print("interrupted; continue with --resume (checkpoints \(pipeline.checkpointPaths.joined(separator: ", ")))")
+                    throw ExitCode(130)
+                }
+                try outcome.weights.save(to: options.out)
+                report.seconds["total"] = Date().timeIntervalSince(started)
+                if let path = options.report {
+                    try AtomicFile.write(report.jsonData(), to: path, protecting: [options.model])
+                }
+                if let path = options.html {
+                    try AtomicFile.write(Data(HTMLReport.page(report).utf8), to: path, protecting: [options.model])
+                }
+                // Last, so that a kill before this point leaves a checkpoint for --resume.
+                for path in pipeline.checkpointPaths { try? FileManager.default.removeItem(atPath: path) }
+                printComparison(report)
+                print("wrote \(options.out)" + [options.report, options.html].compactMap { $0.map { " and \($0)" } }.joined())
             }
-            let progress = ProgressPrinter()
-            let pipeline = PruningPipeline(
-                method: method, budget: options.budget, scope: options.scope,
-                calibrationImages: group.calibrationImages(for: options.method, requested: options.calibImages,
-                                                           batchSize: options.batchSize),
-                batchSize: options.batchSize,
-                methodTraining: phase(options.method, epochs: options.epochs, learningRate: options.lr,
-                                      checkpoint: options.methodCheckpointPath),
-                fineTuning: options.finetuneEpochs == 0 ? nil
-                    : phase("finetune", epochs: options.finetuneEpochs, learningRate: options.finetuneLr,
-                            checkpoint: checkpointPath(for: options.out)),
-                latencyBatches: try parseBatchList(options.latencyBatches) ?? [1, 64], seed: common.seed)
-            StopSignal.installInterruptHandler()
-            let outcome = try pipeline.run(
-                original: original, originalPath: options.model, prunedPath: options.out, data: splits,
-                backend: backend, command: CommandLine.arguments.joined(separator: " "), version: VitForge.version,
-                hooks: .init(progress: { progress.report($0) }))
-            progress.finish()
-            guard !outcome.stopped, var report = outcome.report else {
-                print("interrupted; continue with --resume (checkpoints \(pipeline.checkpointPaths.joined(separator: ", ")))")
-                throw ExitCode(130)
-            }
-            try outcome.weights.save(to: options.out)
-            for path in pipeline.checkpointPaths { try? FileManager.default.removeItem(atPath: path) }
-            report.seconds["total"] = Date().timeIntervalSince(started)
-            if let path = options.report {
-                try AtomicFile.write(report.jsonData(), to: path, protecting: [options.model])
-            }
-            if let path = options.html {
-                try AtomicFile.write(Data(HTMLReport.page(report).utf8), to: path, protecting: [options.model])
-            }
-            printComparison(report)
-            print("wrote \(options.out)" + [options.report, options.html].compactMap { $0.map { " and \($0)" } }.joined())
         }
     }
 }
