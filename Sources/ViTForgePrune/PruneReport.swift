@@ -65,6 +65,10 @@ public struct PruneReport: Codable, Sendable {
     public var histograms: [String: Histogram]
     /// Wall time of each phase, seconds.
     public var seconds: [String: Double]
+    /// A method's own numbers (Vulcan: subset accuracies of the base and of its model before and after surgery),
+    /// and its own series over the training steps (Vulcan: constraint values and multipliers); nil when none.
+    public var methodMetrics: [String: Double]?
+    public var methodSeries: [String: [Double]]?
 
     enum CodingKeys: String, CodingKey {
         case command, version, device, seed, method, budget, original, pruned, seconds, distill, epochs
@@ -75,6 +79,8 @@ public struct PruneReport: Codable, Sendable {
         case paramsFraction = "params_fraction"
         case macsFraction = "macs_fraction"
         case finetuneEpochs = "finetune_epochs"
+        case methodMetrics = "method_metrics"
+        case methodSeries = "method_series"
     }
 
     public static func widths(_ config: ViTConfig) -> [BlockWidths] {

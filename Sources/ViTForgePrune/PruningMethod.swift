@@ -45,6 +45,9 @@ public struct MethodOutcome {
     public var history: TrainingHistory?
     /// Distributions of what the method learned or scored, by name (e.g. ViT-Slim's mask values per module type).
     public var histograms: [String: Histogram]
+    /// The method's own numbers and step series for the report (`PruneReport.methodMetrics`, `methodSeries`).
+    public var metrics: [String: Double]?
+    public var series: [String: [Double]]?
 
     public init(weights: ViTWeights, outcome: BudgetOutcome, stopped: Bool = false, history: TrainingHistory? = nil,
                 histograms: [String: Histogram] = [:]) {
@@ -139,6 +142,7 @@ public struct PruningContext {
 public enum PruningMethods {
     public static let all: [any PruningMethod.Type] = [
         VarianceBasedPruning.self, ViTSlim.self, MagnitudePruning.self, TaylorPruning.self, RandomPruning.self,
+        Vulcan.self,
     ]
 
     public static var names: [String] { all.map { $0.name } }

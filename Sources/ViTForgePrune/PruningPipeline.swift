@@ -121,7 +121,7 @@ public struct PruningPipeline {
                     try latencyBatches.map { try prunedModel.timeInference(batch: $0) })
         }
         let originalCost = original.config.cost(), prunedCost = final.config.cost()
-        let report = PruneReport(
+        var report = PruneReport(
             command: command, version: version, device: backend.name, seed: seed, method: method.name,
             budget: result.outcome.summary,
             original: .init(path: originalPath, params: originalCost.parameters, macs: originalCost.macs,
@@ -138,6 +138,8 @@ public struct PruningPipeline {
                 || (fineTuning.map { $0.epochs > 0 && $0.distill } ?? false),
             methodHistory: result.history, histograms: result.histograms,
             seconds: seconds)
+        report.methodMetrics = result.metrics
+        report.methodSeries = result.series
         return Outcome(weights: final, report: report, stopped: false)
     }
 

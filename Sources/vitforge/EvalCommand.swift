@@ -71,7 +71,8 @@ struct EvalCommand: ParsableCommand {
             let weights = try ViTWeights.load(path: model, heads: heads.heads)
             let config = weights.config
             let images = try IDXDataset.load(data, split: split)
-            if images.classCount > config.classes {
+            // A trimmed head (classIds) names the data set's classes it predicts; otherwise output k is class k.
+            if config.classIds == nil && images.classCount > config.classes {
                 throw DataFileError(file: data, .invalidRequest(
                     "labels go up to \(images.classCount - 1), but the model \(model) has \(config.classes) classes"))
             }
@@ -84,12 +85,22 @@ struct EvalCommand: ParsableCommand {
             let backend = try common.makeBackend()
             let vit = try VisionTransformer(weights: weights, backend: backend)
 
-            var tally = ClassificationTally(classes: config.classes)
+            let outputClasses = (0 ..< config.classes).map(config.classId(ofOutput:))
+            var tally = ClassificationTally(classes: max(config.classes, images.classCount,
+                                                         (outputClasses.max() ?? 0) + 1))
+            var restricted = subset.map { SubsetAccuracy(outputClasses: outputClasses, subset: $0) }
             try vit.logits(count: indices.count, batchSize: batch.batchSize, prepare: { range, staging in
                 preparation.prepare(images, indices: indices[range], into: staging)
             }, consume: { range, logits in
-                tally.record(labels: indices[range].map { Int(images.labels[$0]) }, logits: logits,
-                             logitsPerImage: config.classes)
+                let labels = indices[range].map { Int(images.labels[$0]) }
+                for (row, label) in labels.enumerated() {
+                    var best = 0
+                    for k in 0 ..< config.classes where logits[row * config.classes + k] > logits[row * config.classes + best] {
+                        best = k
+                    }
+                    tally.record(label: label, prediction: outputClasses[best])
+                }
+                restricted?.record(labels: labels, logits: logits)
             })
             let seconds = (ContinuousClock.now - started).seconds
 
@@ -105,13 +116,18 @@ struct EvalCommand: ParsableCommand {
             print("\(model) on \(data) \(split.rawValue) split, \(backend.name): "
                 + "\(tally.correctImages)/\(tally.images) correct in \(Formatting.decimal1(seconds)) s")
 
+            if let restricted {
+                print("restricted to classes \(subset ?? []): \(Formatting.percent(restricted.restrictedAccuracy)) "
+                      + "(argmax over those classes' outputs only)")
+            }
             if let json {
-                let report: [String: Any] = [
+                var report: [String: Any] = [
                     "accuracy": tally.accuracy, "per_class": perClass, "images": tally.images,
                     "correct": tally.correctImages, "model": model, "data": data, "split": split.rawValue,
                     "classes": subset ?? Array(0..<tally.classes), "device": backend.name, "seconds": seconds,
                     "command": CommandLine.arguments.joined(separator: " "),
                 ]
+                if let restricted { report["accuracy_restricted"] = restricted.restrictedAccuracy }
                 let text = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
                 try AtomicFile.write(text, to: json, protecting: [model])
             }

@@ -30,11 +30,12 @@ struct PruneCommand: ParsableCommand {
     @OptionGroup(title: "VBP options (--method vbp)") var vbp: VBPOptions
     @OptionGroup(title: "ViT-Slim options (--method slim)") var slim: SlimOptions
     @OptionGroup(title: "Baseline options (--method magnitude|taylor|random)") var baselines: BaselineOptions
+    @OptionGroup(title: "Vulcan options (--method vulcan; the subset is --classes)") var vulcan: VulcanOptions
     @OptionGroup var heads: HeadsOption
     @OptionGroup var common: CommonOptions
 
     /// Every method's option group; each registered method is served by exactly one (a CLI test checks).
-    var methodOptions: [any MethodOptions] { [vbp, slim, baselines] }
+    var methodOptions: [any MethodOptions] { [vbp, slim, baselines, vulcan] }
 
     func methodGroup() throws -> any MethodOptions {
         guard let group = methodOptions.first(where: { type(of: $0).methods.contains(options.method) }) else {
