@@ -184,9 +184,18 @@ public struct Vulcan: PruningMethod {
             metrics["base_accuracy"] = base.accuracy
             metrics["base_accuracy_restricted"] = base.restrictedAccuracy
         }
+        metrics["prune_ratio"] = ratio
         guard context.training.epochs > 0 else {
+            // No post-training: the surgery alone (lossy: nothing made the clusters collapse or the tails vanish).
             let pruned = try VulcanSurgery.apply(original, clusters: clusters, widths: widths, trimHead: trim)
-            return MethodOutcome(weights: pruned, outcome: outcome(pruned))
+            if let test = context.data.test {
+                let after = try Self.subsetAccuracy(pruned, on: test, classes: classes, backend: backend)
+                metrics["after_surgery_accuracy"] = after.accuracy
+                metrics["after_surgery_accuracy_restricted"] = after.restrictedAccuracy
+            }
+            var result = MethodOutcome(weights: pruned, outcome: outcome(pruned))
+            result.metrics = metrics
+            return result
         }
 
         var phase = context.training
@@ -223,7 +232,15 @@ public struct Vulcan: PruningMethod {
             metrics["after_surgery_accuracy"] = after.accuracy
             metrics["after_surgery_accuracy_restricted"] = after.restrictedAccuracy
         }
-        metrics["prune_ratio"] = ratio
+        // The SVD kernels' share of the post-training: the batched eigen-decompositions against the steps' time.
+        let trainSeconds = trainer.state.history.epochs.reduce(0) { $0 + $1.seconds }
+        metrics["eigen_seconds"] = penalty.tail.eigenSeconds
+        metrics["train_seconds"] = trainSeconds
+        metrics["steps"] = Double(trainer.state.step)
+        if trainSeconds > 0 {
+            context.log("vulcan: eigen-decompositions \(Formatting.decimal1(penalty.tail.eigenSeconds)) s of "
+                        + "\(Formatting.decimal1(trainSeconds)) s of steps (\(Formatting.percent(penalty.tail.eigenSeconds / trainSeconds)))")
+        }
         var result = MethodOutcome(weights: pruned, outcome: outcome(pruned), history: trainer.state.history)
         result.metrics = metrics
         result.series = monitor.series

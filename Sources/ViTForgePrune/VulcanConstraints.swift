@@ -1,3 +1,4 @@
+import Dispatch
 import ViTForgeDevice
 import ViTForgeModel
 import ViTForgeTrain
@@ -210,6 +211,9 @@ final class TailRankPenalty {
     let bias: Bool
     let normaliser: Double
     let groups: [Group]
+    /// Wall time of the batched eigen-decompositions so far (with their eigenvalue read-back, which waits for them
+    /// anyway), for the SVD kernels' share of a step in the report.
+    private(set) var eigenSeconds = 0.0
 
     init(config: ViTConfig, widths: [VulcanBudget.BlockWidths], backend: Backend) throws {
         self.backend = backend
@@ -262,6 +266,12 @@ final class TailRankPenalty {
 
     /// Every matrix of the group: G = Ŵ·Ŵᵀ = W·Wᵀ + b·bᵀ, then its eigen-decomposition.
     private func decompose(_ group: Group, model: VisionTransformer) throws {
+        try formGrams(group, model: model)
+        try backend.symmetricEigen(group.gram, n: group.dim, batch: group.matrices, values: group.values,
+                                   vectors: group.vectors)
+    }
+
+    private func formGrams(_ group: Group, model: VisionTransformer) throws {
         let d = group.dim
         for segment in group.segments {
             let (weight, _, biasBuffer, _) = try buffers(model, block: segment.block)
@@ -286,8 +296,18 @@ final class TailRankPenalty {
                 try backend.gemmStridedBatched(outer, a: biasBuffer, b: biasBuffer, c: group.gram)
             }
         }
-        try backend.symmetricEigen(group.gram, n: d, batch: group.matrices, values: group.values,
+    }
+
+    /// `decompose`, with the eigen-decomposition timed apart: the device first finishes the Gram products.
+    private func timedDecompose(_ group: Group, model: VisionTransformer) throws -> [Float] {
+        try formGrams(group, model: model)
+        try backend.synchronize()
+        let start = DispatchTime.now().uptimeNanoseconds
+        try backend.symmetricEigen(group.gram, n: group.dim, batch: group.matrices, values: group.values,
                                    vectors: group.vectors)
+        let values = try backend.read(group.values, count: group.matrices * group.dim)
+        eigenSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+        return values
     }
 
     /// Adds the gradient; returns the normalised (Σ tail σ, Σ tail σ²).
@@ -295,8 +315,7 @@ final class TailRankPenalty {
         var l1 = 0.0, l2 = 0.0
         for group in groups {
             let d = group.dim
-            try decompose(group, model: model)
-            let eigenvalues = try backend.read(group.values, count: group.matrices * d)
+            let eigenvalues = try timedDecompose(group, model: model)
             var coefficients = [Float](repeating: 0, count: group.matrices * d)
             for segment in group.segments {
                 for m in segment.matrixOffset ..< segment.matrixOffset + segment.heads {

@@ -26,7 +26,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Which split to evaluate: test or train.")
     var split = DataSplit.test
 
-    @Option(help: ArgumentHelp("Evaluate only the images of these classes, comma-separated (e.g. 5,7,9).",
+    @Option(help: ArgumentHelp("Evaluate only the images of these classes, comma-separated indices or names "
+                               + "(e.g. 5,7,9 or sandal,sneaker,'ankle boot'); the JSON adds accuracy_restricted.",
                                valueName: "list"))
     var classes: String?
 
@@ -43,21 +44,9 @@ struct EvalCommand: ParsableCommand {
     @OptionGroup var batch: BatchSizeOption
     @OptionGroup var common: CommonOptions
 
-    /// `--classes` parsed; nil when not given.
+    /// `--classes` parsed (indices or the data set's class names); nil when not given.
     private var classSubset: [Int]? {
-        get throws {
-            guard let classes else { return nil }
-            let parts = classes.split(separator: ",", omittingEmptySubsequences: false)
-                .map { $0.trimmingCharacters(in: .whitespaces) }
-            let values = try parts.map { part -> Int in
-                guard let value = Int(part), value >= 0 else {
-                    throw ValidationError("--classes: \"\(part)\" is not a class index (expected e.g. 5,7,9)")
-                }
-                return value
-            }
-            guard Set(values).count == values.count else { throw ValidationError("--classes lists a class twice") }
-            return values
-        }
+        get throws { try parseClassList(classes, data: data) }
     }
 
     func validate() throws {

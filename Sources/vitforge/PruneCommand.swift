@@ -61,12 +61,15 @@ struct PruneCommand: ParsableCommand {
             let started = Date()
             let options = self.options
             let group = try methodGroup()
-            let method = try group.method(named: options.method)
+            var method = try group.method(named: options.method)
+            let classes = try parseClassList(options.classes, data: options.data)
+            // Vulcan serves the subset in the order given (its trimmed head's outputs follow it).
+            if var vulcan = method as? Vulcan, let classes { vulcan.options.classes = classes; method = vulcan }
             let original = try ViTWeights.load(path: options.model, heads: heads.heads)
             let config = original.config
             let backend = try common.makeBackend()
             let splits = try Dataset.load(options.data, options: DatasetOptions(
-                channels: config.inChannels, side: config.imageSize, classes: try parseClassList(options.classes),
+                channels: config.inChannels, side: config.imageSize, classes: classes,
                 seed: common.seed))
             func phase(_ name: String, epochs: Int, learningRate: Double, checkpoint: String) -> TrainingPhase {
                 TrainingPhase(name: name, epochs: epochs, batchSize: options.batchSize, learningRate: learningRate,
