@@ -32,6 +32,9 @@ public struct Vulcan: PruningMethod {
         public var validationFraction: Double
         public var trimHead: Bool
         public var kmeansIterations: Int
+        /// Also fine-tune the base on the subset for the same epochs (no constraints) and report its accuracy: the
+        /// honest reference (METHODS.md §0.5).
+        public var compareFinetunedBase = false
 
         public init(classes: [Int] = [], pruneRatio: Double? = 0.6, rho: Double = 1, epsilon: Double = 1e-3,
                     evalEvery: Int = 0, validationFraction: Double = 0.1, trimHead: Bool = false,
@@ -231,6 +234,19 @@ public struct Vulcan: PruningMethod {
             metrics["before_surgery_accuracy_restricted"] = before.restrictedAccuracy
             metrics["after_surgery_accuracy"] = after.accuracy
             metrics["after_surgery_accuracy_restricted"] = after.restrictedAccuracy
+        }
+        if options.compareFinetunedBase, let test = context.data.test {
+            var basePhase = phase
+            basePhase.checkpointPath = phase.checkpointPath.map { $0 + ".base" }
+            let tuned = try basePhase.run(student: original, teacher: original, training: data, backend: backend,
+                                          progress: context.progress, stopWhen: context.stopWhen)
+            if tuned.stopped {
+                return MethodOutcome(weights: tuned.weights, outcome: outcome(original), stopped: true)
+            }
+            let accuracy = try Self.subsetAccuracy(tuned.weights, on: test, classes: classes, backend: backend)
+            metrics["finetuned_base_accuracy"] = accuracy.accuracy
+            metrics["finetuned_base_accuracy_restricted"] = accuracy.restrictedAccuracy
+            if let path = basePhase.checkpointPath { try? FileManager.default.removeItem(atPath: path) }
         }
         // The SVD kernels' share of the post-training: the batched eigen-decompositions against the steps' time.
         let trainSeconds = trainer.state.history.epochs.reduce(0) { $0 + $1.seconds }

@@ -24,6 +24,14 @@ struct PruneCommand: ParsableCommand {
                 --finetune-epochs 2 --distill --out P.safetensors
               vitforge prune --model M --method slim \\
                 --from-search S.safetensors --target-macs 0.3 --out P30.safetensors
+            Example, Vulcan: a model for 3 classes (by index or name) that removes R = 0.6 of the MLP neurons and \
+            attention dims (Vulcan's --prune-ratio is the share REMOVED, as in the paper), post-trained 2 epochs \
+            on those classes' images under its constraints, the best cut (every 50 steps, on a validation split \
+            of the subset's training images) kept, the classifier trimmed to the 3 classes:
+              vitforge prune --model M --method vulcan \\
+                --classes T-shirt/top,pullover,shirt --prune-ratio 0.6 --epochs 2 \\
+                --eval-every 50 --trim-head --out P.safetensors
+              vitforge eval --model P.safetensors --classes 0,2,6 --json E.json
             """)
 
     @OptionGroup var options: PruneOptions

@@ -27,8 +27,13 @@ struct VulcanOptions: MethodOptions {
     @Flag(help: "At surgery, slice the classifier to the --classes (the model records their ids).")
     var trimHead = false
 
+    @Flag(help: "Also fine-tune the base on the subset for the same epochs (no constraints); the report adds its accuracy.")
+    var compareFinetunedBase = false
+
     func method(named name: String) throws -> any PruningMethod {
-        Vulcan(options: .init(pruneRatio: pruneRatio, rho: rho, epsilon: constraintEpsilon, evalEvery: evalEvery,
-                              validationFraction: valFraction, trimHead: trimHead))
+        var options = Vulcan.Options(pruneRatio: pruneRatio, rho: rho, epsilon: constraintEpsilon,
+                                     evalEvery: evalEvery, validationFraction: valFraction, trimHead: trimHead)
+        options.compareFinetunedBase = compareFinetunedBase
+        return Vulcan(options: options)
     }
 }

@@ -295,8 +295,10 @@ struct VulcanTests {
                                   augmentation: .none, seed: 5, checkpointPath: checkpoint, checkpointEvery: 1,
                                   resume: resume)
         phase.stopsOnInterrupt = false
-        let vulcan = Vulcan(options: .init(classes: [0, 2, 3], pruneRatio: 0.5, evalEvery: evalEvery,
-                                           validationFraction: 0.3, trimHead: true))
+        var options = Vulcan.Options(classes: [0, 2, 3], pruneRatio: 0.5, evalEvery: evalEvery,
+                                     validationFraction: 0.3, trimHead: true)
+        options.compareFinetunedBase = true
+        let vulcan = Vulcan(options: options)
         return PruningPipeline(method: vulcan, budget: Budget(), batchSize: 8, methodTraining: phase,
                                latencyBatches: [2], seed: 5)
     }
@@ -330,6 +332,7 @@ struct VulcanTests {
         #expect(series["validation_accuracy_pruned"]?.allSatisfy { $0.isFinite } == true)
         #expect(first.weights.config.classIds == [0, 2, 3] && first.weights.config.classes == 3)
         #expect(report.methodMetrics?["base_accuracy_restricted"] != nil)
+        #expect(report.methodMetrics?["finetuned_base_accuracy_restricted"] != nil)
         #expect(first.weights.config.blocks.allSatisfy { $0.qkDim == 8 && $0.vDim == 8 })
 
         let checkpoint = folder.appendingPathComponent("vulcan.checkpoint.safetensors").path
@@ -338,5 +341,6 @@ struct VulcanTests {
         let resumed = try Self.run(Self.pipeline(checkpoint: checkpoint, resume: true))
         #expect(resumed.weights == first.weights, "a resumed post-training differs from the uninterrupted one")
         #expect(resumed.report?.methodSeries == report.methodSeries)
+        #expect(resumed.report?.methodMetrics?["finetuned_base_accuracy"] == report.methodMetrics?["finetuned_base_accuracy"])
     }
 }
