@@ -38,6 +38,13 @@ struct VulcanCommandTests {
             #expect(trimmed ? accuracy == restricted : restricted >= accuracy, "\(model): \(accuracy) vs \(restricted)")
             #expect(values?["images"] as? Int == 2000)
         }
+        // infer says which class each logit column is.
+        let logits = folder.path("logits.safetensors")
+        let inference = try vitforge(["infer", "--model", pruned, "--input", fixture("fm-vit-c-ref.safetensors"),
+                                      "--out", logits, "--device", "cpu"])
+        #expect(inference.status == 0, "\(inference.stderr)")
+        let file = try SafetensorsFile(path: logits)
+        #expect(try file.shape("logits") == [16, 2] && file.metadata["vitforge.class_ids"] == "7,5")
         // A class name the data set does not have: one line naming it.
         let bad = try vitforge(["eval", "--model", pruned, "--classes", "sneaker,boots", "--device", "cpu"])
         #expect(bad.status != 0 && bad.stderr.contains("boots"))
