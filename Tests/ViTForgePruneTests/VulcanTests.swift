@@ -139,11 +139,12 @@ struct VulcanTests {
         return lambda.0 * l1 + lambda.1 * l2
     }
 
-    @Test("CCNC + TNNR gradient against central differences of the float64 penalty")
+    @Test("CCNC + TNNR gradient against central differences of the float64 penalty, on every backend (OpenCL too)")
     func penaltyGradient() throws {
         for qkvBias in [true, false] {
+          for (label, backend) in MaskedEqualsPrunedTests.backends {
             let config = Self.config(qkvBias: qkvBias)
-            var generator = SeededGenerator(seed: qkvBias ? 41 : 43)
+            var generator = SeededGenerator(seed: qkvBias ? 41 : 43)  // the same weights on every backend
             let weights = try randomWeights(config, generator: &generator)
             let widths = [VulcanBudget.BlockWidths(mlpHidden: 7, qkDim: 6, vDim: 4),
                           VulcanBudget.BlockWidths(mlpHidden: 9, qkDim: 5, vDim: 7)]
@@ -151,7 +152,6 @@ struct VulcanTests {
             let clusters = Vulcan.clusters(weights, widths: widths, scores: scores, seed: 5, iterations: 50)
             #expect(clusters.map(\.count) == [7, 9])
             let lambda = (0.7, 1.9)
-            let backend = CPUBackend()
             let model = try VisionTransformer(weights: weights, backend: backend)
             try model.zeroGradients()
             let multipliers = try VulcanMultipliers(backend: backend, lambda1: Float(lambda.0), lambda2: Float(lambda.1))
@@ -182,9 +182,10 @@ struct VulcanTests {
                     let numeric = (try Self.penaltyValue(plus, config: config, clusters: clusters, widths: widths, lambda: lambda)
                         - Self.penaltyValue(minus, config: config, clusters: clusters, widths: widths, lambda: lambda)) / (2 * h)
                     #expect(abs(numeric - analytic[i]) <= 2e-3 * scale,
-                            "\(name)[\(i)] bias \(qkvBias): analytic \(analytic[i]), numeric \(numeric)")
+                            "\(label) \(name)[\(i)] bias \(qkvBias): analytic \(analytic[i]), numeric \(numeric)")
                 }
             }
+          }
         }
     }
 
