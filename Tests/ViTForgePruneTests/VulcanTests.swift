@@ -83,6 +83,34 @@ struct VulcanTests {
         }
     }
 
+    @Test("--target-macs / --target-params: R solved by bisection keeps at most the target, close to it")
+    func targetSolvesRatio() throws {
+        let config = ViTConfig.timm(imageSize: 28, patchSize: 4, inChannels: 1, classes: 10, embedDim: 96, depth: 4,
+                                    heads: 2)
+        var generator = SeededGenerator(seed: 61)
+        let scores = config.blocks.map { block in (0 ..< block.mlpHidden).map { _ in generator.uniform() } }
+        let qk = config.blocks.map { _ in 20 + 10 * abs(generator.uniform()) }
+        let vo = config.blocks.map { _ in 20 + 10 * abs(generator.uniform()) }
+        let widthsAt = { (ratio: Double) in
+            Vulcan.widths(config: config, mlpScores: scores, qkRanks: qk, voRanks: vo, ratio: ratio)
+        }
+        let vulcan = Vulcan(options: .init(pruneRatio: nil))
+        for target in [Budget.Target.macs(0.5), .params(0.35)] {
+            let ratio = try vulcan.solveRatio(Budget(target: target), config: config, widthsAt: widthsAt)
+            let cost = Vulcan.prunedConfig(config, widths: widthsAt(ratio)).cost(), full = config.cost()
+            let kept: Double, wanted: Double
+            switch target {
+            case let .macs(f): (kept, wanted) = (Double(cost.macs) / Double(full.macs), f)
+            case let .params(f): (kept, wanted) = (Double(cost.parameters) / Double(full.parameters), f)
+            default: (kept, wanted) = (1, 0)
+            }
+            #expect(kept <= wanted && kept > wanted - 0.05, "\(target): R \(ratio) keeps \(kept)")
+        }
+        #expect(throws: PruneError.self) {
+            try vulcan.solveRatio(Budget(target: .macs(0.01)), config: config, widthsAt: widthsAt)
+        }
+    }
+
     @Test("k-means is reproducible by seed, fills every cluster and recovers separated groups")
     func kMeans() {
         var generator = SeededGenerator(seed: 7)
