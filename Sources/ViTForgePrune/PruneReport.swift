@@ -71,6 +71,10 @@ public struct PruneReport: Codable, Sendable {
     public var phases: [PhaseTime]?
     /// Fine-tuning after the cut, epoch by epoch (nil without fine-tuning, and in older reports).
     public var finetuneHistory: TrainingHistory?
+    /// A method's own numbers (Vulcan: subset accuracies of the base and of its model before and after surgery),
+    /// and its own series over the training steps (Vulcan: constraint values and multipliers); nil when none.
+    public var methodMetrics: [String: Double]?
+    public var methodSeries: [String: [Double]]?
 
     /// One phase's wall time, in the order of `phases`.
     public struct PhaseTime: Codable, Equatable, Sendable {
@@ -100,6 +104,8 @@ public struct PruneReport: Codable, Sendable {
         case paramsFraction = "params_fraction"
         case macsFraction = "macs_fraction"
         case finetuneEpochs = "finetune_epochs"
+        case methodMetrics = "method_metrics"
+        case methodSeries = "method_series"
     }
 
     public static func widths(_ config: ViTConfig) -> [BlockWidths] {

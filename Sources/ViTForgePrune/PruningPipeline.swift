@@ -128,7 +128,7 @@ public struct PruningPipeline {
                     try latencyBatches.map { try prunedModel.timeInference(batch: $0) })
         }
         let originalCost = original.config.cost(), prunedCost = final.config.cost()
-        let report = PruneReport(
+        var report = PruneReport(
             command: command, version: version, device: backend.name, seed: seed, method: method.name,
             budget: result.outcome.summary,
             original: .init(path: originalPath, params: originalCost.parameters, macs: originalCost.macs,
@@ -146,6 +146,8 @@ public struct PruningPipeline {
             methodHistory: result.history, histograms: result.histograms,
             pruningSteps: result.pruningSteps.isEmpty ? nil : result.pruningSteps, seconds: seconds, phases: phases,
             finetuneHistory: finetuneHistory)
+        report.methodMetrics = result.metrics
+        report.methodSeries = result.series
         return Outcome(weights: final, report: report, stopped: false)
     }
 

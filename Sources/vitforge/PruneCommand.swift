@@ -27,6 +27,14 @@ struct PruneCommand: ParsableCommand {
             Example, CPD: train 3 epochs with distillation, cutting the least important block (MLP neurons, \
             residual channels, q/k or v dims) every 50 steps until 25% of the MACs, then training on:
               vitforge prune --model M --method cpd --epochs 3 --distill --target-macs 0.25 --out P.safetensors
+            Example, Vulcan: a model for 3 classes (by index or name) that removes R = 0.6 of the MLP neurons and \
+            attention dims (Vulcan's --prune-ratio is the share REMOVED, as in the paper), post-trained 2 epochs \
+            on those classes' images under its constraints, the best cut (every 50 steps, on a validation split \
+            of the subset's training images) kept, the classifier trimmed to the 3 classes:
+              vitforge prune --model M --method vulcan \\
+                --classes T-shirt/top,pullover,shirt --prune-ratio 0.6 --epochs 2 \\
+                --eval-every 50 --trim-head --out P.safetensors
+              vitforge eval --model P.safetensors --classes 0,2,6 --json E.json
             """)
 
     @OptionGroup var options: PruneOptions
@@ -34,11 +42,12 @@ struct PruneCommand: ParsableCommand {
     @OptionGroup(title: "ViT-Slim options (--method slim)") var slim: SlimOptions
     @OptionGroup(title: "CPD options (--method cpd)") var cpd: CPDOptions
     @OptionGroup(title: "Baseline options (--method magnitude|taylor|random)") var baselines: BaselineOptions
+    @OptionGroup(title: "Vulcan options (--method vulcan; the subset is --classes)") var vulcan: VulcanOptions
     @OptionGroup var heads: HeadsOption
     @OptionGroup var common: CommonOptions
 
     /// Every method's option group; each registered method is served by exactly one (a CLI test checks).
-    var methodOptions: [any MethodOptions] { [vbp, slim, cpd, baselines] }
+    var methodOptions: [any MethodOptions] { [vbp, slim, cpd, baselines, vulcan] }
 
     func methodGroup() throws -> any MethodOptions {
         guard let group = methodOptions.first(where: { type(of: $0).methods.contains(options.method) }) else {
@@ -65,12 +74,14 @@ struct PruneCommand: ParsableCommand {
                 let started = Date()
                 let options = self.options
                 let group = try methodGroup()
-                let method = try group.method(named: options.method)
+                var method = try group.method(named: options.method)
+                let classes = try parseClassList(options.classes, data: options.data)
+                // Vulcan serves the subset in the order given (its trimmed head's outputs follow it).
+                if var vulcan = method as? Vulcan, let classes { vulcan.options.classes = classes; method = vulcan }
                 let original = try ViTWeights.load(path: options.model, heads: heads.heads)
                 let config = original.config
                 let splits = try Dataset.load(options.data, options: DatasetOptions(
-                    channels: config.inChannels, side: config.imageSize, classes: try parseClassList(options.classes),
-                    seed: common.seed))
+                    channels: config.inChannels, side: config.imageSize, classes: classes, seed: common.seed))
                 func phase(_ name: String, epochs: Int, learningRate: Double, checkpoint: String) -> TrainingPhase {
                     TrainingPhase(name: name, epochs: epochs, batchSize: options.batchSize, learningRate: learningRate,
                                   distill: options.distill, alpha: options.alpha, temperature: options.temperature,

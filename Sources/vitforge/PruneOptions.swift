@@ -102,7 +102,10 @@ struct PruneOptions: ParsableArguments {
         let target: Budget.Target? = targetMacs.map { .macs($0) } ?? targetParams.map { .params($0) }
             ?? targetLatency.map { .latency(milliseconds: $0, batch: latencyBatch) }
         var keepMLP = keepMlp
-        if keepMlp == nil && keepHeads == nil && keepResidual == nil && target == nil { keepMLP = 0.5 }
+        // Vulcan's default budget is its own --prune-ratio.
+        if keepMlp == nil && keepHeads == nil && keepResidual == nil && target == nil && method != Vulcan.name {
+            keepMLP = 0.5
+        }
         return Budget(keepMLP: keepMLP, keepHeads: keepHeads, keepResidual: keepResidual, target: target,
                       roundTo: roundTo)
     }

@@ -114,7 +114,7 @@ struct TrainCommand: ParsableCommand {
                 let weights = try startingWeights()
                 let config = weights.config
                 let options = DatasetOptions(channels: config.inChannels, side: config.imageSize,
-                                             classes: try parseClassList(classes), remapLabels: remapLabels,
+                                             classes: try parseClassList(classes, data: data), remapLabels: remapLabels,
                                              validationFraction: valFraction, seed: common.seed)
                 let splits = try Dataset.load(data, options: options)
                 if splits.training.classCount > config.classes {
@@ -174,7 +174,12 @@ struct TrainCommand: ParsableCommand {
                     print("stopped at step \(trainer.state.step); resume with --resume (checkpoint \(checkpointPath))")
                     throw ExitCode(130)
                 }
-                try model.hostWeights().save(to: out)
+                var trained = try model.hostWeights()
+                // A head trained on renumbered labels records which data-set class each output is (eval maps back).
+                if remapLabels, let ids = options.classes, ids.count == config.classes, config.classIds == nil {
+                    try trained.setClassIds(ids)
+                }
+                try trained.save(to: out)
                 print("wrote \(out)")
             }
         }
@@ -195,15 +200,29 @@ struct TrainCommand: ParsableCommand {
 /// The global `checkpointPath(for:)`, which `TrainCommand.checkpointPath` hides inside the command.
 private func trainCheckpointPath(for out: String) -> String { checkpointPath(for: out) }
 
-/// `5,7,9` → [5, 7, 9]; nil when not given.
-func parseClassList(_ text: String?) throws -> [Int]? {
+/// `5,7,9` → [5, 7, 9]; nil when not given. A part that is not a number is a class name of the data set `data`
+/// (case-insensitive: `--classes T-shirt/top,pullover,shirt`); without `data` (flag validation, before the data is
+/// known) names pass unchecked.
+func parseClassList(_ text: String?, data: String? = nil) throws -> [Int]? {
     guard let text else { return nil }
-    let values = try text.split(separator: ",", omittingEmptySubsequences: false).map { part -> Int in
-        let trimmed = part.trimmingCharacters(in: .whitespaces)
-        guard let value = Int(trimmed), value >= 0 else {
-            throw ValidationError("--classes: \"\(trimmed)\" is not a class index (expected e.g. 5,7,9)")
+    var names: [String]?
+    let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+        .map { $0.trimmingCharacters(in: .whitespaces) }
+    var values: [Int] = []
+    for (position, part) in parts.enumerated() {
+        if let value = Int(part) {
+            guard value >= 0 else { throw ValidationError("--classes: \"\(part)\" is not a class index (expected e.g. 5,7,9)") }
+            values.append(value)
+            continue
         }
-        return value
+        guard !part.isEmpty else { throw ValidationError("--classes: an empty entry (expected e.g. 5,7,9 or names)") }
+        guard let data else { values.append(-1 - position); continue }
+        if names == nil { names = try DataSource.classNames(data) ?? [] }
+        guard let index = names?.firstIndex(where: { $0.lowercased() == part.lowercased() }) else {
+            throw ValidationError("--classes: \(data) has no class named \"\(part)\" (classes: "
+                                  + "\((names ?? []).isEmpty ? "numbers only" : (names ?? []).joined(separator: ", ")))")
+        }
+        values.append(index)
     }
     guard Set(values).count == values.count else { throw ValidationError("--classes lists a class twice") }
     return values
