@@ -254,8 +254,8 @@ public struct Vulcan: PruningMethod {
         metrics["train_seconds"] = trainSeconds
         metrics["steps"] = Double(trainer.state.step)
         if trainSeconds > 0 {
-            context.log("vulcan: eigen-decompositions \(Formatting.decimal1(penalty.tail.eigenSeconds)) s of "
-                        + "\(Formatting.decimal1(trainSeconds)) s of steps (\(Formatting.percent(penalty.tail.eigenSeconds / trainSeconds)))")
+            context.log("vulcan: eigen-decompositions \(Formatting.decimal1(penalty.tail.eigenSeconds * 1000)) ms of "
+                        + "\(Formatting.decimal1(trainSeconds * 1000)) ms of steps (\(Formatting.percent(penalty.tail.eigenSeconds / trainSeconds)))")
         }
         var result = MethodOutcome(weights: pruned, outcome: outcome(pruned), history: trainer.state.history)
         result.metrics = metrics
@@ -374,13 +374,16 @@ final class VulcanMonitor: TrainingHook {
 
     /// Per-record series for the report.
     var series: [String: [Double]] {
-        [
+        var series = [
             "step": records.map { Double($0.step) },
             "ccnc_l1": records.map(\.constraints.collapseL1), "ccnc_l2": records.map(\.constraints.collapseL2),
             "tnnr_l1": records.map(\.constraints.tailL1), "tnnr_l2": records.map(\.constraints.tailL2),
             "lambda1": records.map(\.lambda1), "lambda2": records.map(\.lambda2),
-            "validation_accuracy_pruned": records.map { $0.validationAccuracy ?? .nan },
         ]
+        // Only with --eval-every (JSON has no NaN for the records without one).
+        let accuracies = records.compactMap(\.validationAccuracy)
+        if accuracies.count == records.count { series["validation_accuracy_pruned"] = accuracies }
+        return series
     }
 
     func checkpointState() throws -> HookState {
