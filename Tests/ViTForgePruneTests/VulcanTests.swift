@@ -364,6 +364,12 @@ struct VulcanTests {
         #expect(report.methodMetrics?["finetuned_base_accuracy_restricted"] != nil)
         #expect(first.weights.config.blocks.allSatisfy { $0.qkDim == 8 && $0.vDim == 8 })
 
+        // Without --eval-every the report has no validation series and still encodes (JSON has no NaN).
+        let unvalidated = try #require(try Self.run(Self.pipeline(evalEvery: 0)).report)
+        #expect(unvalidated.methodSeries?["validation_accuracy_pruned"] == nil)
+        _ = try unvalidated.jsonData()
+        _ = try report.jsonData()
+
         let checkpoint = folder.appendingPathComponent("vulcan.checkpoint.safetensors").path
         let stopped = try Self.run(Self.pipeline(checkpoint: checkpoint)) { $0.step == 4 }
         #expect(stopped.stopped)
