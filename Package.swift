@@ -53,6 +53,8 @@ let package = Package(
                        providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers", "libclblast-dev"])]),
         // CBLAS from OpenBLAS (pkg-config adds the openblas-pthread include folder).
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // LAPACK (symmetric eigen-decomposition, SVD) from the same OpenBLAS: the Fortran symbols, declared in a shim.
+        .systemLibrary(name: "CLAPACK", providers: [.apt(["libopenblas-dev"])]),
         // zlib, for gzipped IDX files (gzread also reads plain files).
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
         // libpng and libjpeg-turbo (classic libjpeg API), for ImageFolder data sets.
@@ -74,8 +76,9 @@ let package = Package(
                     .embedInCode("optimizer.cl"),
                     .embedInCode("svd.cl"),
                     .embedInCode("masks.cl"),
+                    .embedInCode("eigen.cl"),
                 ]),
-        .target(name: "ViTForgeDevice", dependencies: ["COpenCL", "CBLAS", "Kernels"],
+        .target(name: "ViTForgeDevice", dependencies: ["COpenCL", "CBLAS", "CLAPACK", "Kernels"],
                 swiftSettings: deviceSwiftSettings),
         // The one seeded generator (SplitMix64) behind everything reproducible from a seed: initial weights, data
         // order and augmentation, the training generator's seeding, random pruning, bench inputs. Its own target

@@ -155,6 +155,14 @@ public struct ViTWeights: Equatable, Sendable {
         tensors[name]?.values = values
     }
 
+    /// Records which data-set class each output predicts (`ViTConfig.classIds`): one distinct id per output.
+    public mutating func setClassIds(_ ids: [Int]?) throws {
+        var changed = config
+        changed.classIds = ids
+        if let problem = changed.problem() { throw ModelFileError(file: sourcePath ?? "model", .invalidConfig(problem)) }
+        config = changed
+    }
+
     /// The tensors in timm state-dict order, ready for `SafetensorsWriter`.
     public func namedTensors() -> [NamedTensor] {
         config.parameterSpecs().compactMap { spec in

@@ -64,9 +64,11 @@ public struct ChannelSpace: Equatable, Sendable {
 
 extension ViTConfig {
     /// Every channel space of this model with its groups, derived from `parameterAxes()`: a space's groups are the
-    /// index sets along every axis whose role the space owns. Order: residual, then per block heads, q/k dims,
+    /// index sets along every axis whose role the space owns. The role table is first checked against the groups
+    /// CPD's rules derive from the layer graph (`Comb`). Order: residual, then per block heads, q/k dims,
     /// v dims, MLP hidden.
     public func channelSpaces() throws -> [ChannelSpace] {
+        try checkRoleTableAgainstComb()
         let axes = try parameterAxes()
         // (tensor, axis) pairs per role, in parameter order.
         var pairs: [AxisRole: [(String, Int)]] = [:]

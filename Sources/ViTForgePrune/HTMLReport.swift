@@ -66,6 +66,7 @@ public enum HTMLReport {
                                                pruned: after.map(value), color: color)
             }
             html += trainingCurves("curves" + suffix, report)
+            if let steps = report.pruningSteps { html += pruningTrajectory("trajectory" + suffix, steps) }
             html += ReportCharts.phaseTimeline("phases" + suffix, title: "Phases in the order they ran (seconds)",
                                                phases: report.phasesInOrder)
             html += "</div><table><tr><th>phase</th><th>seconds</th></tr>\n"
@@ -190,6 +191,25 @@ public enum HTMLReport {
         guard !panels.isEmpty else {
             return ReportCharts.empty(name, title: title, reason: "no training phase in this run")
         }
+        return panelChart(name, title: title, panels: panels, xLabel: "epoch")
+    }
+
+    /// A method that prunes while it trains (CPD): after every cut, the MACs and parameters kept and the
+    /// validation accuracy right after the cut, against the training step.
+    static func pruningTrajectory(_ name: String, _ steps: [PruningStepRecord]) -> String {
+        let title = "Pruning trajectory (per cut)"
+        func series(_ label: String, _ color: Int, _ value: (PruningStepRecord) -> Double?) -> ReportCharts.Series? {
+            let points = steps.compactMap { step in value(step).map { (Double(step.step), $0 * 100) } }
+            return points.isEmpty ? nil : .init(name: label, color: ReportCharts.palette[color], points: points)
+        }
+        let panels = [series("MACs kept (%)", 0) { $0.macsFraction }, series("parameters kept (%)", 1) { $0.paramsFraction },
+                      series("validation after the cut (%)", 4) { $0.validationAccuracy }].compactMap { $0 }
+        guard !panels.isEmpty else { return ReportCharts.empty(name, title: title, reason: "no cuts in this run") }
+        return panelChart(name, title: title, panels: panels, xLabel: "step")
+    }
+
+    /// One small panel per series (they have different scales), three to a row.
+    static func panelChart(_ name: String, title: String, panels: [ReportCharts.Series], xLabel: String) -> String {
         let panelWidth = 230.0, panelHeight = 150.0
         let columns = min(panels.count, 3)
         let rows = (panels.count + columns - 1) / columns
@@ -205,10 +225,10 @@ public enum HTMLReport {
             frame.top = 22
             frame.right = 10
             frame.bottom = 30
-            let epochs = series.points.map(\.x)
+            let xs = series.points.map(\.x)
             svg += "<g transform=\"translate(\(Double(index % columns) * panelWidth),\(24 + Double(index / columns) * panelHeight))\">"
                 + "<text x=\"44\" y=\"14\" font-size=\"11\">\(ReportCharts.escape(series.name))</text>"
-                + ReportCharts.axes(frame, xLabel: "epoch", yLabel: "", xTicks: epochs.count <= 8 ? epochs : nil)
+                + ReportCharts.axes(frame, xLabel: xLabel, yLabel: "", xTicks: xs.count <= 8 ? xs : nil)
             svg += ReportCharts.plot([series], frame, legend: false) + "</g>"
         }
         return svg + "</svg>\n"

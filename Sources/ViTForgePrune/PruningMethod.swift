@@ -45,14 +45,20 @@ public struct MethodOutcome {
     public var history: TrainingHistory?
     /// Distributions of what the method learned or scored, by name (e.g. ViT-Slim's mask values per module type).
     public var histograms: [String: Histogram]
+    /// The cuts of a method that prunes while it trains (empty otherwise).
+    public var pruningSteps: [PruningStepRecord]
+    /// The method's own numbers and step series for the report (`PruneReport.methodMetrics`, `methodSeries`).
+    public var metrics: [String: Double]?
+    public var series: [String: [Double]]?
 
     public init(weights: ViTWeights, outcome: BudgetOutcome, stopped: Bool = false, history: TrainingHistory? = nil,
-                histograms: [String: Histogram] = [:]) {
+                histograms: [String: Histogram] = [:], pruningSteps: [PruningStepRecord] = []) {
         self.weights = weights
         self.outcome = outcome
         self.stopped = stopped
         self.history = history
         self.histograms = histograms
+        self.pruningSteps = pruningSteps
     }
 }
 
@@ -138,7 +144,8 @@ public struct PruningContext {
 /// The registry `vitforge prune --method NAME` dispatches through. A new method adds its type here.
 public enum PruningMethods {
     public static let all: [any PruningMethod.Type] = [
-        VarianceBasedPruning.self, ViTSlim.self, MagnitudePruning.self, TaylorPruning.self, RandomPruning.self,
+        VarianceBasedPruning.self, ViTSlim.self, CPD.self, Vulcan.self, MagnitudePruning.self, TaylorPruning.self,
+        RandomPruning.self,
     ]
 
     public static var names: [String] { all.map { $0.name } }

@@ -128,7 +128,7 @@ public struct PruningPipeline {
                     try latencyBatches.map { try prunedModel.timeInference(batch: $0) })
         }
         let originalCost = original.config.cost(), prunedCost = final.config.cost()
-        let report = PruneReport(
+        var report = PruneReport(
             command: command, version: version, device: backend.name, seed: seed, method: method.name,
             budget: result.outcome.summary,
             original: .init(path: originalPath, params: originalCost.parameters, macs: originalCost.macs,
@@ -144,13 +144,18 @@ public struct PruningPipeline {
             distill: (methodTraining.epochs > 0 && methodTraining.distill)
                 || (fineTuning.map { $0.epochs > 0 && $0.distill } ?? false),
             methodHistory: result.history, histograms: result.histograms,
-            seconds: seconds, phases: phases, finetuneHistory: finetuneHistory)
+            pruningSteps: result.pruningSteps.isEmpty ? nil : result.pruningSteps, seconds: seconds, phases: phases,
+            finetuneHistory: finetuneHistory)
+        report.methodMetrics = result.metrics
+        report.methodSeries = result.series
         return Outcome(weights: final, report: report, stopped: false)
     }
 
     /// The checkpoint files the run's training phases write (to delete once the final model is saved).
     public var checkpointPaths: [String] {
-        [methodTraining.checkpointPath, fineTuning?.checkpointPath].compactMap { $0 }
+        // `.best`: the model a method's validation picked during its training phase (CPD).
+        [methodTraining.checkpointPath, methodTraining.checkpointPath.map { $0 + ".best" },
+         fineTuning?.checkpointPath].compactMap { $0 }
     }
 
     private func shown(_ accuracy: Double?) -> String { Formatting.percent(accuracy, missing: "n/a (no test split)") }

@@ -22,6 +22,10 @@ public protocol TrainingHook: AnyObject {
     /// True when `afterStep` may change the model's shape (`Trainer.replaceModel`): `resume` then accepts a
     /// checkpoint whose model is smaller than the trainer's.
     var changesShape: Bool { get }
+    /// Runs after the backward and the terms, before clipping and the optimizer step: the weights and the
+    /// gradients of this step's loss sit side by side (CPD's Fisher scores read `w·∂L/∂w` here). Must not change
+    /// them.
+    func afterBackward(_ trainer: Trainer) throws
     /// Runs after the optimizer step and the position update (`trainer.state.step` counts the step just taken).
     func afterStep(_ trainer: Trainer) throws
     /// What `restore` needs to continue exactly.
@@ -32,6 +36,7 @@ public protocol TrainingHook: AnyObject {
 
 extension TrainingHook {
     public var changesShape: Bool { false }
+    public func afterBackward(_ trainer: Trainer) throws {}
     public func checkpointState() throws -> HookState { HookState() }
     public func restore(_ state: HookState, trainer: Trainer) throws {}
 }

@@ -142,8 +142,9 @@ public struct TrainingOutcome: Sendable {
 }
 
 /// The training loop. Per step: zero every optimizer slot's gradient, forward/backward of `TrainingLoss`
-/// (cross-entropy, optionally with distillation), each `TrainingTerm`'s gradient added, optional gradient clipping,
-/// AdamW at the schedule's learning rate, then each `TrainingHook` (which may shrink the model: `replaceModel`).
+/// (cross-entropy, optionally with distillation), each `TrainingTerm`'s gradient added, each `TrainingHook`'s look at
+/// the gradients (`afterBackward`), optional gradient clipping, AdamW at the schedule's learning rate, then each
+/// `TrainingHook`'s `afterStep` (which may shrink the model: `replaceModel`).
 /// Between steps it writes checkpoints (hooks' state included) and honours stop requests; after each epoch it
 /// evaluates, records history and keeps the best model. A method opens the step through `terms`, `hooks` and
 /// `optimizer.addSlot`, never by editing this loop.
@@ -291,9 +292,15 @@ public final class Trainer {
             value.terms[term.name] = termValue
             value.total += termValue
         }
+        for hook in hooks { try hook.afterBackward(self) }
         guard value.total.isFinite else {
-            throw TrainingError.invalidState("loss is \(value.total) at step \(state.step + 1) (epoch \(epoch + 1), "
-                                             + "batch \(index + 1)): training diverged; lower the learning rate")
+            // Name the first parameter that went bad (NaN weights make every later loss NaN); only this failure
+            // path reads the weights back.
+            let culprit = try NonFiniteCheck.firstNonFinite(model.hostWeights().namedTensors())
+            let source = culprit.map { "parameter \($0.name) holds \($0.value)" } ?? "the weights are finite"
+            throw TrainingError.nonFinite("loss is \(value.total) at step \(state.step + 1) (epoch \(epoch + 1), "
+                                          + "batch \(index + 1)); \(source): training diverged"
+                                          + lastGoodCheckpointNote + "; lower the learning rate")
         }
         if let maxNorm = settings.gradientClipNorm {
             try GradientClipping.clip(optimizer.descendingGradients, maxNorm: maxNorm, backend: backend)
@@ -358,6 +365,11 @@ public final class Trainer {
     }
 
     // MARK: Checkpoints
+
+    /// "; the last good checkpoint P is kept" when the run writes one.
+    private var lastGoodCheckpointNote: String {
+        checkpoints.lastPath.map { "; the last good checkpoint \($0) is kept" } ?? ""
+    }
 
     private func writeLastCheckpoint() throws {
         if let path = checkpoints.lastPath { try saveCheckpoint(to: path) }

@@ -95,11 +95,17 @@ struct PruneOptions: ParsableArguments {
                              + "for the method's own training, OUT.checkpoint.safetensors for fine-tuning)."))
     var resume = false
 
+    @Option(help: "Write a training phase's checkpoint every N steps (0: only at epoch ends and on Ctrl-C).")
+    var checkpointEvery = 200
+
     var budget: Budget {
         let target: Budget.Target? = targetMacs.map { .macs($0) } ?? targetParams.map { .params($0) }
             ?? targetLatency.map { .latency(milliseconds: $0, batch: latencyBatch) }
         var keepMLP = keepMlp
-        if keepMlp == nil && keepHeads == nil && keepResidual == nil && target == nil { keepMLP = 0.5 }
+        // Vulcan's default budget is its own --prune-ratio.
+        if keepMlp == nil && keepHeads == nil && keepResidual == nil && target == nil && method != Vulcan.name {
+            keepMLP = 0.5
+        }
         return Budget(keepMLP: keepMLP, keepHeads: keepHeads, keepResidual: keepResidual, target: target,
                       roundTo: roundTo)
     }
@@ -117,6 +123,7 @@ struct PruneOptions: ParsableArguments {
         if latencyBatch < 1 { throw ValidationError("--latency-batch must be at least 1") }
         do { try budget.validate() } catch { throw ValidationError("\(error)") }
         if epochs < 0 || finetuneEpochs < 0 { throw ValidationError("--epochs and --finetune-epochs must be ≥ 0") }
+        if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must be ≥ 0") }
         if distill && epochs == 0 && finetuneEpochs == 0 {
             throw ValidationError("--distill needs a training phase: --epochs or --finetune-epochs ≥ 1")
         }

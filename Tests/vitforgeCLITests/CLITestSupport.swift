@@ -40,13 +40,19 @@ struct CommandResult {
 /// Runs `vitforge arguments…` to completion. Output goes through files, not pipes, so a long report cannot block
 /// the child on a full pipe.
 func vitforge(_ arguments: [String], environment extra: [String: String] = [:]) throws -> CommandResult {
+    try runProcess(vitforgeBinary, arguments, environment: extra)
+}
+
+/// Runs any program (e.g. a shell that sets a limit and then runs `vitforge`) as `vitforge(_:)` does.
+func runProcess(_ program: String, _ arguments: [String], environment extra: [String: String] = [:]) throws
+    -> CommandResult {
     let folder = try TemporaryFolder()
     defer { folder.remove() }
     let outPath = folder.path("stdout"), errPath = folder.path("stderr")
     _ = FileManager.default.createFile(atPath: outPath, contents: nil)
     _ = FileManager.default.createFile(atPath: errPath, contents: nil)
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: vitforgeBinary)
+    process.executableURL = URL(fileURLWithPath: program)
     process.arguments = arguments
     var environment = ProcessInfo.processInfo.environment
     environment["POCL_CACHE_DIR"] = environment["POCL_CACHE_DIR"] ?? "/tmp/pocl-cache"

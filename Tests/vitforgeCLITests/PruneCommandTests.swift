@@ -95,3 +95,45 @@ struct LatencyTargetTests {
         Issue.record("latency missed the target by more than 10% three times: \(misses)")
     }
 }
+
+/// `prune --method cpd` through the binary: pruning inside one training run, its trajectory in the report, and the
+/// groups its rules derive (`groups --comb`).
+struct CPDCommandTests {
+    @Test("cpd: gradual pruning while training with distillation reaches the target; the report has the cuts",
+          .enabled(if: PruneCommandTests.fashionMNISTPresent, "Debian package dataset-fashion-mnist is not installed"))
+    func cpdThroughCLI() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let pruned = folder.path("pruned.safetensors"), report = folder.path("report.json")
+        let result = try vitforge([
+            "prune", "--model", fixture("fm-vit-b.safetensors"), "--heads", "4", "--method", "cpd",
+            "--target-macs", "0.7", "--epochs", "1", "--distill", "--prune-interval", "10", "--classes", "7",
+            "--batch-size", "97", "--latency-batches", "3", "--out", pruned, "--report", report, "--device", "cpu",
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("target reached"), "\(result.stdout)")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any]
+        #expect((json?["macs_fraction"] as? Double ?? 1) <= 0.7)
+        let steps = try #require(json?["pruning_steps"] as? [[String: Any]])
+        #expect(!steps.isEmpty && steps.allSatisfy { ($0["removed"] as? [String])?.isEmpty == false })
+        #expect(steps.allSatisfy { ($0["validation_accuracy"] as? Double).map { (0 ... 1).contains($0) } == true })
+        #expect((steps.map { $0["step"] as? Int ?? 0 }).allSatisfy { $0 % 10 == 0 })
+        #expect(((json?["method_history"] as? [String: Any])?["epochs"] as? [Any])?.count == 1)
+        // Heads are never removed and the attention scale stays.
+        let weights = try ViTWeights.load(path: pruned)
+        #expect(weights.config.blocks.allSatisfy { $0.heads == 4 && abs($0.attentionScale - 1 / 32.0.squareRoot()) < 1e-12 })
+        #expect(!FileManager.default.fileExists(atPath: pruned + ".cpd.checkpoint.safetensors.best"))
+        let evaluation = try vitforge(["eval", "--model", pruned, "--classes", "7", "--device", "cpu"])
+        #expect(evaluation.status == 0, "\(evaluation.stderr)")
+    }
+
+    @Test("groups --comb prints CPD's derived groups as JSON: one residual group, q/k, v and MLP groups per block")
+    func combJSON() throws {
+        let result = try vitforge(["groups", fixture("fm-vit-b.safetensors"), "--heads", "4", "--comb"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let groups = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]])
+        #expect(groups.count == 1 + 3 * 4)
+        #expect(groups.first?["group"] as? String == "residual")
+        #expect((groups.first?["out_in_group"] as? [String])?.contains("head.weight[1]") == true)
+    }
+}

@@ -35,8 +35,10 @@ struct PruneFlagsTests {
     func everyMethodDispatches(method: String) throws {
         // A method with its own training phase needs one (--epochs) to get past validation.
         let phase = try #require(PruningMethods.named(method)).hasTrainingPhase ? ["--epochs", "1"] : []
+        // A target every method serves (CPD prunes toward a target only).
         let result = try vitforge(["prune", "--method", method, "--model", "/nonexistent/m.safetensors",
-                                   "--out", "/nonexistent/out.safetensors", "--device", "cpu"] + phase)
+                                   "--out", "/nonexistent/out.safetensors", "--device", "cpu",
+                                   "--target-macs", "0.5"] + phase)
         #expect(result.status != 0)
         #expect(result.stderr.contains("/nonexistent/m.safetensors"), "\(result.stderr)")
         #expect(!result.stderr.contains("option group") && !result.stderr.contains("unknown"), "\(result.stderr)")

@@ -1,0 +1,30 @@
+import ArgumentParser
+import ViTForgePrune
+
+/// CPD's own flags (METHODS.md §4). The budget is one --target-*; --epochs is the training run the pruning happens
+/// in; --distill (with --alpha, --temperature) distils from the frozen unpruned model throughout.
+struct CPDOptions: MethodOptions {
+    static let methods = [CPD.name]
+
+    @Option(help: "Steps between cuts; scores accumulate over the interval and reset after each cut.")
+    var pruneInterval = 50
+
+    @Option(help: "MLP neurons one cut removes from a block (CPD's FFN group size).")
+    var mlpStep = 32
+
+    @Option(help: "Residual channels one cut removes (default: the model's head count, CPD's ViT residual group).")
+    var residualStep: Int?
+
+    @Option(help: ArgumentHelp("Reach the target by this share of the run's steps (a cut removes several blocks when "
+                               + "one per interval would not get there); the rest of the run trains the final shape."))
+    var pruneUntil = 0.75
+
+    @Option(help: ArgumentHelp("Share of each training class held out for validation, which picks the returned "
+                               + "epoch among those at the target (never the test set)."))
+    var valFraction = 0.05
+
+    func method(named name: String) throws -> any PruningMethod {
+        CPD(options: .init(pruneInterval: pruneInterval, mlpStep: mlpStep, residualStep: residualStep,
+                           finishFraction: pruneUntil, validationFraction: valFraction))
+    }
+}
