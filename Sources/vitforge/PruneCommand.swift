@@ -78,6 +78,11 @@ struct PruneCommand: ParsableCommand {
                 let classes = try parseClassList(options.classes, data: options.data)
                 // Vulcan serves the subset in the order given (its trimmed head's outputs follow it).
                 if var vulcan = method as? Vulcan, let classes { vulcan.options.classes = classes; method = vulcan }
+                // The validation share is shared by the methods that select on a validation split.
+                if let fraction = options.valFraction {
+                    if var cpd = method as? CPD { cpd.options.validationFraction = fraction; method = cpd }
+                    if var vulcan = method as? Vulcan { vulcan.options.validationFraction = fraction; method = vulcan }
+                }
                 let original = try ViTWeights.load(path: options.model, heads: heads.heads)
                 let config = original.config
                 let splits = try Dataset.load(options.data, options: DatasetOptions(

@@ -75,6 +75,11 @@ struct PruneOptions: ParsableArguments {
     @Option(help: "Distillation temperature T.")
     var temperature = 2.0
 
+    @Option(help: ArgumentHelp("Share of each training class held out for validation by the methods that pick their "
+                               + "result on it (cpd: the epoch, default 0.05; vulcan: the cut, default 0.1); never the "
+                               + "test set.", valueName: "F"))
+    var valFraction: Double?
+
     @Option(help: "Images per batch (calibration, training).")
     var batchSize = 128
 
@@ -128,6 +133,9 @@ struct PruneOptions: ParsableArguments {
             throw ValidationError("--distill needs a training phase: --epochs or --finetune-epochs ≥ 1")
         }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if let valFraction, !(valFraction > 0 && valFraction < 1) {
+            throw ValidationError("--val-fraction must be in (0, 1)")
+        }
         _ = try parseClassList(classes)
         _ = try parseBatchList(latencyBatches)
     }

@@ -21,9 +21,6 @@ struct VulcanOptions: MethodOptions {
                                + "training images; the best one is the result (0: the last one).", valueName: "N"))
     var evalEvery = 0
 
-    @Option(help: "Share of the subset's training images held out for --eval-every.")
-    var valFraction = 0.1
-
     @Flag(help: "At surgery, slice the classifier to the --classes (the model records their ids).")
     var trimHead = false
 
@@ -32,7 +29,7 @@ struct VulcanOptions: MethodOptions {
 
     func method(named name: String) throws -> any PruningMethod {
         var options = Vulcan.Options(pruneRatio: pruneRatio, rho: rho, epsilon: constraintEpsilon,
-                                     evalEvery: evalEvery, validationFraction: valFraction, trimHead: trimHead)
+                                     evalEvery: evalEvery, trimHead: trimHead)
         options.compareFinetunedBase = compareFinetunedBase
         return Vulcan(options: options)
     }
