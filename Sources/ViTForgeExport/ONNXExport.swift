@@ -15,7 +15,8 @@ public enum ONNXExport {
     public static let batchSymbol = "batch"
 
     /// The serialized `ModelProto`; `producerVersion` is vitforge's version. The model's configuration is kept in
-    /// the metadata under `vitforge.config`, as in its safetensors file.
+    /// the metadata under `vitforge.config`, as in its safetensors file, and a trimmed head's classes under
+    /// `vitforge.class_ids`.
     public static func modelData(_ weights: ViTWeights, producerVersion: String) throws -> Data {
         var model = Onnx_ModelProto()
         model.irVersion = Int64(irVersion)
@@ -29,6 +30,13 @@ public enum ONNXExport {
         config.key = ViTConfig.metadataKey
         config.value = weights.config.jsonString()
         model.metadataProps = [config]
+        if let classIds = weights.config.classIds {
+            // A head trimmed to a class subset: output k is the data set's class classIds[k] (as `infer` writes it).
+            var ids = Onnx_StringStringEntryProto()
+            ids.key = "vitforge.class_ids"
+            ids.value = classIds.map(String.init).joined(separator: ",")
+            model.metadataProps.append(ids)
+        }
         model.graph = try graph(weights)
         return try model.serializedData()
     }

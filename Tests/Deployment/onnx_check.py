@@ -90,6 +90,10 @@ def check(name, model, out, heads=None, reference=None, seed=0):
     session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     batch, channels, side, _ = session.get_inputs()[0].shape
     assert batch == "batch", "the batch dimension is not symbolic"
+    metadata = session.get_modelmeta().custom_metadata_map
+    config = json.loads(metadata["vitforge.config"])
+    if config.get("classIds"):
+        assert metadata.get("vitforge.class_ids") == ",".join(map(str, config["classIds"])), metadata
     rng = np.random.default_rng(seed)
     worst = 0.0
     inputs = [rng.standard_normal((5, channels, side, side)).astype(np.float32)]
@@ -139,6 +143,11 @@ def main():
             ("fm-vit-c-random", "fm-vit-c", 2, ["--method", "random", "--keep-heads", "0.5", "--keep-mlp", "0.61"]),
             ("fm-vit-c-slim", "fm-vit-c", 2, ["--method", "slim", "--epochs", "1", "--keep-mlp", "0.45",
                                               "--keep-attn", "0.55", "--slim-granularity", "dim"]),
+            # CPD: q/k ≠ v per block, cuts while training; Vulcan: q/k ≠ v and a head trimmed to three classes.
+            ("fm-vit-c-cpd", "fm-vit-c", 2, ["--method", "cpd", "--epochs", "1", "--target-macs", "0.7",
+                                             "--prune-interval", "2", "--batch-size", "32"]),
+            ("fm-vit-c-vulcan", "fm-vit-c", 2, ["--method", "vulcan", "--classes", "0,2,5", "--trim-head",
+                                                "--epochs", "1", "--target-macs", "0.6", "--batch-size", "32"]),
         ]
         for name, base, heads, flags in prunes:
             pruned = os.path.join(out, name + ".safetensors")
