@@ -99,10 +99,13 @@ struct PruneCommand: ParsableCommand {
                 print("interrupted; continue with --resume (checkpoints \(pipeline.checkpointPaths.joined(separator: ", ")))")
                 throw ExitCode(130)
             }
-            try outcome.weights.save(to: options.out)
-            for path in pipeline.checkpointPaths { try? FileManager.default.removeItem(atPath: path) }
+            let writesFiles = Collectives.world.isMain  // rank 0 of a data-parallel run
+            if writesFiles {
+                try outcome.weights.save(to: options.out)
+                for path in pipeline.checkpointPaths { try? FileManager.default.removeItem(atPath: path) }
+            }
             report.seconds["total"] = Date().timeIntervalSince(started)
-            if let path = options.report {
+            if let path = options.report, writesFiles {
                 try AtomicFile.write(report.jsonData(), to: path, protecting: [options.model])
             }
             printComparison(report)

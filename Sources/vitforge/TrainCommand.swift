@@ -161,7 +161,13 @@ struct TrainCommand: ParsableCommand {
             StopSignal.installInterruptHandler()
             let outcome = try trainer.run()
             progress.finish()
-            if let log {
+            let exchange = trainer.gradientExchange
+            if trainer.collective.size > 1 && exchange.calls > 0 {
+                print("gradient all-reduce over \(trainer.collective.size) ranks: "
+                      + "\(Formatting.decimal1(exchange.seconds / Double(exchange.calls) * 1e3)) ms per step")
+            }
+            let writesFiles = Collectives.world.isMain  // rank 0 of a data-parallel run
+            if let log, writesFiles {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
                 try AtomicFile.write(try encoder.encode(outcome.history), to: log, protecting: protected)
@@ -170,7 +176,7 @@ struct TrainCommand: ParsableCommand {
                 print("stopped at step \(trainer.state.step); resume with --resume (checkpoint \(checkpointPath))")
                 throw ExitCode(130)
             }
-            try model.hostWeights().save(to: out)
+            if writesFiles { try model.hostWeights().save(to: out) }
             print("wrote \(out)")
         }
     }

@@ -14,5 +14,6 @@ struct VitForge: ParsableCommand {
             """,
         version: version,
         subcommands: [DevicesCommand.self, InfoCommand.self, InferCommand.self, GradCommand.self, EvalCommand.self,
-                      TrainCommand.self, PruneCommand.self, DemoCommand.self, GroupsCommand.self, BenchCommand.self])
+                      TrainCommand.self, PruneCommand.self, DemoCommand.self, GroupsCommand.self, BenchCommand.self,
+                      AllReduceBenchCommand.self])
 }
