@@ -336,10 +336,9 @@ public final class Trainer {
             : try loss.evaluate(student: model, images: deviceImages, labels: deviceLabels, batch: shard,
                                 meanOver: parallel ? count : nil, backward: true)
         if parallel {
-            // Every slot's gradient (the model's and a method's, e.g. ViT-Slim's masks) is summed before the terms
-            // and hooks, so they see the whole batch's gradient and add theirs once, identically on every rank.
-            try gradientExchange.allReduceSum(optimizer.slots.map { ($0.gradient, $0.elementCount) },
-                                              backend: backend)
+            // Every gradient the backward wrote is summed before the terms and hooks, so they see the whole batch's
+            // gradient and add theirs once, identically on every rank.
+            try gradientExchange.allReduceSum(backwardGradients(), backend: backend)
             let sums = try collective.sum([value.total, value.crossEntropy, value.distillation ?? 0])
             value.total = sums[0]
             value.crossEntropy = sums[1]
@@ -421,6 +420,19 @@ public final class Trainer {
 
     private func writeLastCheckpoint() throws {
         if collective.isMain, let path = checkpoints.lastPath { try saveCheckpoint(to: path) }
+    }
+
+    /// The buffers a backward accumulates into: every optimizer slot's gradient, and the gradient of every channel
+    /// mask of the model that is not a slot's (ViT-Slim's per-column gradients, which its term then sums onto its
+    /// per-dim slots), in the same order on every rank.
+    private func backwardGradients() -> [(buffer: Buffer, count: Int)] {
+        var list = optimizer.slots.map { (buffer: $0.gradient, count: $0.elementCount) }
+        var seen = Set(list.map { ObjectIdentifier($0.buffer) })
+        let masks = (model.masks ?? []).flatMap { [$0.qkv, $0.mlpHidden] } + [model.residualMask]
+        for case let gradient? in masks.map({ $0?.gradient }) where seen.insert(ObjectIdentifier(gradient)).inserted {
+            list.append((gradient, gradient.count))
+        }
+        return list
     }
 
     /// Copies rank 0's trainable values (the model's parameters and every extra slot) to every rank before a run:

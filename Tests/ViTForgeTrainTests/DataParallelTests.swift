@@ -79,6 +79,59 @@ struct DataParallelTests {
         #expect(parallel.allSatisfy { $0.exchanges == single.step }, "one gradient exchange per step on every rank")
     }
 
+    /// A learned multiplier per qkv column whose backward gradient lands in a buffer of its own, which a term then
+    /// moves onto the optimizer slot: ViT-Slim's pattern (per-column gradients summed onto per-dim values).
+    final class ColumnMasks: TrainingTerm {
+        let name = "columns"
+        let values: [Buffer], slotGradients: [Buffer], columnGradients: [Buffer]
+        let backend: Backend
+
+        init(_ trainer: Trainer) throws {
+            let backend = trainer.model.backend
+            self.backend = backend
+            let rows = trainer.model.config.blocks.map(\.qkvRows)
+            values = try rows.map { try backend.makeBuffer([Float](repeating: 1, count: $0)) }
+            slotGradients = try rows.map { try backend.zeros($0) }
+            columnGradients = try rows.map { try backend.zeros($0) }
+            for (b, count) in rows.enumerated() {
+                try trainer.optimizer.addSlot(name: "columns.\(b)", shape: [count], parameter: values[b],
+                                              gradient: slotGradients[b], learningRateScale: 3)
+            }
+            try trainer.model.setMasks(rows.indices.map {
+                BlockMasks(qkv: ChannelMask(values: values[$0], gradient: columnGradients[$0]))
+            })
+        }
+
+        func addGradient(_ trainer: Trainer) throws -> Double {
+            for (column, slot) in zip(columnGradients, slotGradients) {
+                try backend.axpy(alpha: 1, x: column, y: slot, count: column.count)
+                try backend.fill(column, value: 0, offset: 0, count: column.count)
+            }
+            return 0
+        }
+    }
+
+    static func runWithColumnMasks(_ collective: any Collective) throws -> [String: [Float]] {
+        let trainer = try trainer(collective)
+        let masks = try ColumnMasks(trainer)
+        trainer.terms = [masks]
+        _ = try trainer.run()
+        var result = try weights(trainer)
+        for (b, values) in masks.values.enumerated() { result["columns.\(b)"] = try trainer.model.backend.read(values) }
+        return result
+    }
+
+    @Test("gradients of channel masks outside the optimizer's slots (ViT-Slim's columns) are summed too")
+    func maskGradientsOutsideSlots() throws {
+        let single = try Self.runWithColumnMasks(SingleProcess())
+        let parallel = try ThreadRanks(size: 2).run { try Self.runWithColumnMasks($0) }
+        for (name, reference) in single {
+            #expect(relativeError(try #require(parallel[0][name]), reference) < 1e-5, "\(name)")
+            #expect(parallel[1][name] == parallel[0][name], "\(name) differs between ranks")
+        }
+        #expect(single["columns.0"]?.contains { $0 != 1 } == true, "the masks did not learn")
+    }
+
     @Test("a stop seen by one rank stops every rank at that step; resumed, the ranks end as the uninterrupted run")
     func stopAndResume() throws {
         let folder = try TemporaryFolder()
