@@ -424,7 +424,8 @@ public final class Trainer {
 
     /// The buffers a backward accumulates into: every optimizer slot's gradient, and the gradient of every channel
     /// mask of the model that is not a slot's (ViT-Slim's per-column gradients, which its term then sums onto its
-    /// per-dim slots), in the same order on every rank.
+    /// per-dim slots), in the same order on every rank. Each must hold only this step's backward, i.e. its owner
+    /// zeroes it every step (as `ChannelMask` asks): the sum replaces it on every rank.
     private func backwardGradients() -> [(buffer: Buffer, count: Int)] {
         var list = optimizer.slots.map { (buffer: $0.gradient, count: $0.elementCount) }
         var seen = Set(list.map { ObjectIdentifier($0.buffer) })
