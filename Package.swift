@@ -44,12 +44,16 @@ let package = Package(
         .library(name: "ViTForgeData", targets: ["ViTForgeData"]),
         .library(name: "ViTForgeTrain", targets: ["ViTForgeTrain"]),
         .library(name: "ViTForgePrune", targets: ["ViTForgePrune"]),
+        .library(name: "ViTForgeExport", targets: ["ViTForgeExport"]),
     ],
     traits: [
         .trait(name: "MPI", description: "Data-parallel train/prune under mpirun (Open MPI: libopenmpi-dev)."),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The ONNX exporter's message types (generated once from Sources/ViTForgeExport/Proto; the plugin is not
+        // built here).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // OpenCL (ocl-icd) + CLBlast's C API.
@@ -57,6 +61,8 @@ let package = Package(
                        providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers", "libclblast-dev"])]),
         // CBLAS from OpenBLAS (pkg-config adds the openblas-pthread include folder).
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // LAPACK (symmetric eigen-decomposition, SVD) from the same OpenBLAS: the Fortran symbols, declared in a shim.
+        .systemLibrary(name: "CLAPACK", providers: [.apt(["libopenblas-dev"])]),
         // zlib, for gzipped IDX files (gzread also reads plain files).
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
         // libpng and libjpeg-turbo (classic libjpeg API), for ImageFolder data sets.
@@ -78,8 +84,9 @@ let package = Package(
                     .embedInCode("optimizer.cl"),
                     .embedInCode("svd.cl"),
                     .embedInCode("masks.cl"),
+                    .embedInCode("eigen.cl"),
                 ]),
-        .target(name: "ViTForgeDevice", dependencies: ["COpenCL", "CBLAS", "Kernels"],
+        .target(name: "ViTForgeDevice", dependencies: ["COpenCL", "CBLAS", "CLAPACK", "Kernels"],
                 swiftSettings: deviceSwiftSettings),
         // The one seeded generator (SplitMix64) behind everything reproducible from a seed: initial weights, data
         // order and augmentation, the training generator's seeding, random pruning, bench inputs. Its own target
@@ -104,6 +111,10 @@ let package = Package(
                 cSettings: [.define("VITFORGE_MPI", .when(traits: mpi))]),
         // `Collective` over MPI_COMM_WORLD, and the CLI's start-up/shut-down of MPI.
         .target(name: "ViTForgeMPI", dependencies: ["CMPI", "ViTForgeTrain"]),
+        // Model export: ONNX graphs of any model ViTForge loads, written with swift-protobuf.
+        .target(name: "ViTForgeExport", dependencies: [
+                    "ViTForgeModel", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                exclude: ["Proto/onnx_subset.proto", "Proto/generate.sh", "Proto/check_against_onnx.py"]),
         .executableTarget(name: "vitforge", dependencies: [
             "ViTForgeRandom",
             "ViTForgeDevice",
@@ -112,6 +123,7 @@ let package = Package(
             "ViTForgeTrain",
             "ViTForgePrune",
             .target(name: "ViTForgeMPI", condition: .when(traits: mpi)),
+            "ViTForgeExport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // What several test targets share (test targets cannot import each other): the float64 reference ViT and
@@ -126,6 +138,8 @@ let package = Package(
         .testTarget(name: "vitforgeCLITests", dependencies: ["vitforge", "ViTForgeModel", "ViTForgeData",
                                                             "ViTForgePrune"]),
         .testTarget(name: "ViTForgeTrainTests", dependencies: ["ViTForgeTrain", "ViTForgeTestSupport"]),
+        .testTarget(name: "ViTForgeExportTests", dependencies: ["ViTForgeExport", "ViTForgeModel",
+                                                               "ViTForgeTestSupport"]),
         .testTarget(name: "ViTForgePruneTests",
                     dependencies: ["ViTForgePrune", "ViTForgeModel", "ViTForgeDevice", "ViTForgeData",
                                    "ViTForgeTestSupport"]),

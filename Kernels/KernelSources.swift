@@ -10,5 +10,6 @@ public enum KernelSources {
         ("optimizer.cl", String(decoding: PackageResources.optimizer_cl, as: UTF8.self)),
         ("svd.cl", String(decoding: PackageResources.svd_cl, as: UTF8.self)),
         ("masks.cl", String(decoding: PackageResources.masks_cl, as: UTF8.self)),
+        ("eigen.cl", String(decoding: PackageResources.eigen_cl, as: UTF8.self)),
     ]
 }

@@ -21,6 +21,12 @@ static int check_size(int width, int height, char *message, size_t message_size)
         set_message(message, message_size, text);
         return 0;
     }
+    if ((long long)width * (long long)height > VF_MAX_PIXELS) {
+        char text[96];
+        snprintf(text, sizeof text, "image size %dx%d is beyond the limit of %d pixels", width, height, VF_MAX_PIXELS);
+        set_message(message, message_size, text);
+        return 0;
+    }
     return 1;
 }
 

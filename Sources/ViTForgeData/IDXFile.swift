@@ -13,6 +13,8 @@ public struct IDXFile: Sendable {
     /// Far above any IDX data set (Fashion-MNIST train: 47 MB), and it keeps a hostile header from asking for more
     /// memory than a machine has.
     public static let maximumBytes = 1 << 32
+    /// Bytes read per gzread call (and the first allocation).
+    static let readChunk = 1 << 20
 
     public let path: String
     public let dimensions: [Int]
@@ -26,17 +28,19 @@ public struct IDXFile: Sendable {
         }
         defer { gzclose(handle) }
 
+        // Grows as bytes arrive, so a header that promises gigabytes costs only what the file really holds.
         func read(_ count: Int) throws -> [UInt8] {
-            var buffer = [UInt8](repeating: 0, count: count)
-            var filled = 0
-            while filled < count {
-                let chunk = UInt32(min(count - filled, 1 << 30))
-                let got = buffer.withUnsafeMutableBytes { gzread(handle, $0.baseAddress.map { $0 + filled }, chunk) }
+            var buffer: [UInt8] = []
+            buffer.reserveCapacity(min(count, Self.readChunk))
+            var chunk = [UInt8](repeating: 0, count: min(count, Self.readChunk))
+            while buffer.count < count {
+                let wanted = UInt32(min(count - buffer.count, chunk.count))
+                let got = chunk.withUnsafeMutableBytes { gzread(handle, $0.baseAddress, wanted) }
                 if got < 0 { throw DataFileError(file: path, .io("gzip: " + Self.zlibMessage(handle))) }
                 if got == 0 { break }
-                filled += Int(got)
+                buffer.append(contentsOf: chunk[..<Int(got)])
             }
-            return filled == count ? buffer : Array(buffer[..<filled])
+            return buffer
         }
 
         let head = try read(4)
@@ -53,8 +57,9 @@ public struct IDXFile: Sendable {
         for axis in 0..<rank {
             let size = Int(Self.bigEndian(header[(4 * axis)..<(4 * axis + 4)]))
             dimensions.append(size)
-            total = total.multipliedReportingOverflow(by: size).partialValue
-            if size == 0 || total > Self.maximumBytes { throw DataFileError(file: path, .invalidDimensions(dimensions)) }
+            let (product, overflow) = total.multipliedReportingOverflow(by: size)
+            total = product
+            if size == 0 || overflow || total > Self.maximumBytes { throw DataFileError(file: path, .invalidDimensions(dimensions)) }
         }
         let payload = try read(total)
         guard payload.count == total else {

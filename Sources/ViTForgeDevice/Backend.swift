@@ -154,6 +154,11 @@ public protocol Backend: AnyObject {
     func matVec(_ a: Buffer, rows: Int, cols: Int, x: Buffer, y: Buffer, transposed: Bool) throws
     /// Scales x to unit L2 norm and returns the norm it had (a zero vector is left as is and 0 returned).
     func normalize(_ x: Buffer, count: Int) throws -> Double
+    /// Eigen-decomposition of `batch` symmetric n×n matrices `a` [batch, n, n] (overwritten): `values` [batch, n]
+    /// ascending, `vectors` [batch, n, n] with row i the unit eigenvector of values[i] (LAPACK `ssyevd` per matrix
+    /// on the CPU; on OpenCL a work-group per matrix runs parallel cyclic Jacobi, n ≤ 256). Vulcan's TNNR
+    /// decomposes every attention head's d×d Gram matrix with one call per step.
+    func symmetricEigen(_ a: Buffer, n: Int, batch: Int, values: Buffer, vectors: Buffer) throws
 }
 
 public enum BackendKind: String, Sendable {

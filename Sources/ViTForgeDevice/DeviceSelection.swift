@@ -80,7 +80,9 @@ public enum DeviceSelection {
                 // No ICD or no platform is the normal state of a machine without OpenCL, not a failure to report.
                 return CPUBackend()
             }
-            guard let gpu = autoChoice(from: devices) else { return CPUBackend() }
+            // The fault hook stands in for a GPU with whatever OpenCL device there is (PoCL on CI).
+            let standIn = FaultInjection.openCLCallsBeforeFailure == nil ? nil : explicitChoice(from: devices)
+            guard let gpu = autoChoice(from: devices) ?? standIn else { return CPUBackend() }
             do {
                 return try OpenCLBackend(device: gpu)
             } catch {

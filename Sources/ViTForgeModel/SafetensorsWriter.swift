@@ -1,4 +1,5 @@
 import Foundation
+import ViTForgeDevice
 
 /// Values of one tensor to be written, in the element type it is stored as.
 public enum TensorValues: Equatable, Sendable {
@@ -142,13 +143,21 @@ public enum SafetensorsWriter {
     public static func writeAtomically(to path: String, _ body: (Int32) throws -> Void) throws {
         let url = URL(fileURLWithPath: path)
         let folder = url.deletingLastPathComponent().path
-        let temporary = folder + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let temporaryPrefix = "." + url.lastPathComponent + ".tmp-"
+        removeAbandonedTemporaries(in: folder, prefix: temporaryPrefix)
+        let temporary = folder + "/" + temporaryPrefix + "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw ModelFileError(file: path, .io("cannot create a file in \(folder): "
                                                                           + systemMessage())) }
         var closed = false
         do {
             try body(descriptor)
+            if FaultInjection.writeShouldFail() {
+                // As a disk that filled up half-way: part of the bytes are there, the write fails.
+                let written = lseek(descriptor, 0, SEEK_CUR)
+                _ = ftruncate(descriptor, written / 2)
+                throw ModelFileError(file: path, .io("write: No space left on device (injected fault)"))
+            }
             guard fsync(descriptor) == 0 else { throw ModelFileError(file: path, .io("fsync: " + systemMessage())) }
             closed = true
             guard close(descriptor) == 0 else { throw ModelFileError(file: path, .io("close: " + systemMessage())) }
@@ -165,6 +174,17 @@ public enum SafetensorsWriter {
         if folderDescriptor >= 0 {
             fsync(folderDescriptor)
             close(folderDescriptor)
+        }
+    }
+
+    /// Deletes the temporary files of this destination that a killed writer left behind (`PREFIX<pid>-<random>`
+    /// whose process no longer exists), so that kill -9 during a save does not leave a checkpoint-sized file per
+    /// kill. Files of live processes (another run writing the same name) are left alone.
+    private static func removeAbandonedTemporaries(in folder: String, prefix: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
+        for name in names where name.hasPrefix(prefix) {
+            guard let pid = Int32(name.dropFirst(prefix.count).prefix { $0 != "-" }) else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { unlink(folder + "/" + name) }
         }
     }
 

@@ -78,6 +78,8 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     public static let maximumSide = 1 << 14
     public static let maximumWidth = 1 << 16
     public static let maximumDepth = 1 << 10
+    /// 2^31 floats (8 GiB): ViT-G/14 has 1.8 × 10^9 parameters.
+    public static let maximumParameters = 1 << 31
 
     public var version: Int = ViTConfig.currentVersion
     /// Side of the square input image, in pixels.
@@ -96,6 +98,9 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     /// DeiT's distillation token and second head (`dist_token`, `head_dist`); inference averages the two heads.
     public var distillationToken: Bool
     public var layerNormEps: Double
+    /// The data set's class of each output when the head serves a subset (`train --remap-labels`, `prune --method
+    /// vulcan --trim-head`): output k predicts class `classIds[k]`. Nil: output k is class k.
+    public var classIds: [Int]?
 
     public init(imageSize: Int, patchSize: Int, inChannels: Int, classes: Int, residualWidth: Int,
                 blocks: [BlockConfig], qkvBias: Bool = true, pooling: Pooling = .token, classToken: Bool = true,
@@ -169,6 +174,9 @@ public struct ViTConfig: Codable, Equatable, Sendable {
             return "a distillation token needs a class token and token pooling (DeiT)"
         }
         if !(layerNormEps > 0) || !layerNormEps.isFinite { return "LayerNorm eps must be positive" }
+        if let classIds, classIds.count != classes || Set(classIds).count != classes || classIds.contains(where: { $0 < 0 }) {
+            return "classIds must name \(classes) distinct non-negative classes, one per output"
+        }
         for (index, block) in blocks.enumerated() {
             // A block may lose all its heads (its attention then adds only proj's bias), never its MLP.
             if block.heads == 0 && (block.qkDim != 0 || block.vDim != 0 || !block.hasUniformHeads) {
@@ -198,6 +206,11 @@ public struct ViTConfig: Codable, Equatable, Sendable {
                     return "block \(index): qkDim and vDim must be the widest head's (\(qk.max() ?? 0), \(v.max() ?? 0))"
                 }
             }
+        }
+        // Each width within its limit can still multiply into more weights than any machine holds (a config of
+        // 1024 blocks of the widest MLP asks for 10^14 floats); `train --config` would allocate them all.
+        if parameterCount > Self.maximumParameters {
+            return "\(parameterCount) parameters: above ViTForge's limit of \(Self.maximumParameters)"
         }
         return nil
     }
@@ -241,7 +254,7 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     // `version` has a default, so configs written by hand may leave it out.
     private enum CodingKeys: String, CodingKey {
         case version, imageSize, patchSize, inChannels, classes, residualWidth, blocks, qkvBias, pooling
-        case classToken, distillationToken, layerNormEps
+        case classToken, distillationToken, layerNormEps, classIds
     }
 
     public init(from decoder: Decoder) throws {
@@ -258,5 +271,9 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         classToken = try container.decode(Bool.self, forKey: .classToken)
         distillationToken = try container.decodeIfPresent(Bool.self, forKey: .distillationToken) ?? false
         layerNormEps = try container.decodeIfPresent(Double.self, forKey: .layerNormEps) ?? 1e-6
+        classIds = try container.decodeIfPresent([Int].self, forKey: .classIds)
     }
+
+    /// The data set's class that output `k` predicts.
+    public func classId(ofOutput k: Int) -> Int { classIds?[k] ?? k }
 }

@@ -6,6 +6,8 @@ public enum HeadsSource: String, Equatable, Sendable {
     case argument
     /// The standard timm/DeiT head count for the embedding width (`ViTConfig.knownHeads`).
     case knownWidth
+    /// `num_attention_heads` in a Hugging Face checkpoint's `config.json`.
+    case huggingFaceConfig
 }
 
 extension ViTConfig {
@@ -126,7 +128,7 @@ extension ViTConfig {
         let variants: [(fragment: String, prefix: Bool, meaning: String)] = [
             ("module.", true, "keys start with \"module.\" (a DataParallel wrapper); strip the prefix when converting"),
             ("_orig_mod.", true, "keys start with \"_orig_mod.\" (torch.compile); strip the prefix when converting"),
-            ("vit.", true, "Hugging Face transformers layout (vit.encoder.layer…); convert to timm key names"),
+            ("vit.", true, "Hugging Face transformers layout without its ViTForImageClassification keys (vit.embeddings.patch_embeddings…)"),
             ("deit.", true, "Hugging Face transformers layout (deit.encoder.layer…); convert to timm key names"),
             ("encoder.layer.", false, "Hugging Face transformers layout (encoder.layer…); convert to timm key names"),
             ("reg_token", false, "register tokens (reg_token)"),

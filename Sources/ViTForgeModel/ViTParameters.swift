@@ -102,13 +102,20 @@ public struct ViTWeights: Equatable, Sendable {
     }
 
     /// Reads a model file: configuration from `vitforge.config` or inferred (see `ViTConfig.infer`), then every
-    /// parameter checked and converted to float32. `allowExtraTensors` lets a checkpoint carry other tensors
+    /// parameter checked and converted to float32. A Hugging Face `ViTForImageClassification` file (with its
+    /// `config.json` beside it) is read by key layout and renamed to timm names (`HuggingFaceViT`). `allowExtraTensors` lets a checkpoint carry other tensors
     /// (optimizer moments); they are ignored rather than reported as unexpected.
     public static func load(path: String, heads: Int? = nil, allowExtraTensors: Bool = false) throws -> ViTWeights {
         try ViTWeights(file: SafetensorsFile(path: path), heads: heads, allowExtraTensors: allowExtraTensors)
     }
 
     public init(file: SafetensorsFile, heads: Int? = nil, allowExtraTensors: Bool = false) throws {
+        if HuggingFaceViT.isLayout(file) {
+            (config, tensors) = try HuggingFaceViT.read(file, heads: heads, allowExtraTensors: allowExtraTensors)
+            sourcePath = file.path
+            headsSource = .huggingFaceConfig
+            return
+        }
         let (config, source) = try ViTConfig.infer(from: file, heads: heads)
         let specs = config.parameterSpecs()
         var tensors: [String: HostTensor] = [:]
@@ -146,6 +153,14 @@ public struct ViTWeights: Equatable, Sendable {
                                  .invalidTensor("\(values.count) values for shape \(tensor.shape)"))
         }
         tensors[name]?.values = values
+    }
+
+    /// Records which data-set class each output predicts (`ViTConfig.classIds`): one distinct id per output.
+    public mutating func setClassIds(_ ids: [Int]?) throws {
+        var changed = config
+        changed.classIds = ids
+        if let problem = changed.problem() { throw ModelFileError(file: sourcePath ?? "model", .invalidConfig(problem)) }
+        config = changed
     }
 
     /// The tensors in timm state-dict order, ready for `SafetensorsWriter`.

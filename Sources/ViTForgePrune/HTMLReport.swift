@@ -1,74 +1,235 @@
 import Foundation
+import ViTForgeTrain
 
-/// A self-contained HTML page for a prune report: the before/after table and bar charts as inline SVG (no
-/// scripts, no external files), so it opens anywhere and can be attached to a ticket.
+/// A self-contained HTML page for one or more prune reports (`vitforge report`, and what `prune --html` and the
+/// demo write): a summary table and inline-SVG charts, no scripts, no external files, so it opens anywhere and can
+/// be attached to a ticket. Charts: accuracy against MACs of every model (Pareto front marked, one colour per
+/// method), each pruned model's per-block widths (heads, q/k and v dims, MLP) against its original, latency against
+/// batch size, training and search curves, and the phases in the order they ran.
 public enum HTMLReport {
+    /// The `data-chart` names every page has (per-report charts add `-N`, 1-based, to theirs).
+    public static let pageCharts = ["accuracy-macs", "latency-batch"]
+    public static let perReportCharts = ["widths-heads", "widths-qk", "widths-v", "widths-mlp", "curves", "phases"]
+
     public static func page(_ report: PruneReport, title: String = "ViTForge pruning report") -> String {
-        func escape(_ text: String) -> String {
-            text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-                .replacingOccurrences(of: ">", with: "&gt;")
-        }
-        func fixed(_ value: Double, _ decimals: Int = 1) -> String { String(format: "%.\(decimals)f", value) }
-        let accuracy = [("original", report.original.accuracy), ("pruned", report.accuracyAfterPruning),
-                        ("fine-tuned", report.accuracyAfterFineTuning)]
-            .compactMap { name, value in value.map { (name, $0 * 100) } }
-        var bars: [(String, [(String, Double)], String)] = [
-            ("Test accuracy (%)", accuracy, "%"),
-            ("Parameters (millions)", [("original", Double(report.original.params) / 1e6),
-                                       ("pruned", Double(report.pruned.params) / 1e6)], "M"),
-            ("MACs per image (millions)", [("original", Double(report.original.macs) / 1e6),
-                                           ("pruned", Double(report.pruned.macs) / 1e6)], "M"),
-        ]
-        for (before, after) in zip(report.original.latency, report.pruned.latency) {
-            bars.append(("Images/s at batch \(before.batch)", [("original", before.imagesPerSecond),
-                                                              ("pruned", after.imagesPerSecond)], ""))
-        }
-        var html = """
-            <!doctype html><html><head><meta charset="utf-8"><title>\(escape(title))</title>
-            <style>body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}
-            table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
-            th{background:#f4f4f4}code{background:#f4f4f4;padding:2px 4px}.charts{display:flex;flex-wrap:wrap;gap:1em}</style>
-            </head><body><h1>\(escape(title))</h1>
-            <p>Method <b>\(escape(report.method))</b>, \(report.finetuneEpochs) epoch(s) of fine-tuning\
-            \(report.distill ? " with distillation" : ""), device \(escape(report.device)), seed \(report.seed), \
-            vitforge \(escape(report.version)).</p>
-            <p><code>\(escape(report.command))</code></p>
-            <table><tr><th></th><th>original</th><th>pruned</th></tr>
-            """
-        func row(_ name: String, _ a: String, _ b: String) { html += "<tr><th>\(name)</th><td>\(a)</td><td>\(b)</td></tr>\n" }
-        row("accuracy", report.original.accuracy.map { fixed($0 * 100) + "%" } ?? "n/a",
-            report.pruned.accuracy.map { fixed($0 * 100) + "%" } ?? "n/a")
-        row("parameters", "\(report.original.params)", "\(report.pruned.params) (\(fixed(report.paramsFraction * 100))%)")
-        row("MACs / image", "\(report.original.macs)", "\(report.pruned.macs) (\(fixed(report.macsFraction * 100))%)")
-        row("MLP widths", report.original.perBlock.map { "\($0.mlpHidden)" }.joined(separator: ", "),
-            report.pruned.perBlock.map { "\($0.mlpHidden)" }.joined(separator: ", "))
-        for (before, after) in zip(report.original.latency, report.pruned.latency) {
-            row("latency @\(before.batch) (ms)", fixed(before.latencyMsMedian, 2), fixed(after.latencyMsMedian, 2))
-        }
-        html += "</table><div class=\"charts\">\n"
-        for (caption, values, unit) in bars { html += barChart(caption, values, unit: unit) }
-        html += "</div><h2>Time per phase</h2><table><tr><th>phase</th><th>seconds</th></tr>\n"
-        for (phase, seconds) in report.seconds.sorted(by: { $0.key < $1.key }) {
-            html += "<tr><th>\(escape(phase))</th><td>\(fixed(seconds))</td></tr>\n"
-        }
-        html += "</table></body></html>\n"
-        return html
+        page([report], title: title)
     }
 
-    /// Horizontal bars, one per value, scaled to the largest.
-    static func barChart(_ caption: String, _ values: [(String, Double)], unit: String) -> String {
-        let width = 400.0, barHeight = 22.0, labelWidth = 80.0
-        let largest = max(values.map(\.1).max() ?? 1, 1e-12)
-        let height = Double(values.count) * (barHeight + 6) + 28
-        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width + labelWidth + 70))\" height=\"\(Int(height))\">"
-        svg += "<text x=\"0\" y=\"16\" font-size=\"14\" font-weight=\"bold\">\(caption)</text>"
-        let colors = ["#7a7a7a", "#2f6db5", "#2a9d5b"]
-        for (index, (name, value)) in values.enumerated() {
-            let y = 26 + Double(index) * (barHeight + 6)
-            let length = max(1, value / largest * width)
-            svg += "<text x=\"0\" y=\"\(y + 16)\" font-size=\"12\">\(name)</text>"
-            svg += "<rect x=\"\(labelWidth)\" y=\"\(y)\" width=\"\(length)\" height=\"\(barHeight)\" fill=\"\(colors[index % colors.count])\"/>"
-            svg += "<text x=\"\(labelWidth + length + 4)\" y=\"\(y + 16)\" font-size=\"12\">\(String(format: "%.2f", value))\(unit)</text>"
+    /// `names` label the reports (file names for `vitforge report`); by default "method (budget)".
+    public static func page(_ reports: [PruneReport], names: [String]? = nil,
+                            title: String = "ViTForge pruning report") -> String {
+        let escape = ReportCharts.escape
+        let labels = names ?? reports.map { "\($0.method) (\($0.budget))" }
+        let colors = methodColors(reports)
+        func percent(_ value: Double?) -> String { value.map { String(format: "%.1f%%", $0 * 100) } ?? "n/a" }
+        func millions(_ value: Int) -> String { String(format: "%.2fM", Double(value) / 1e6) }
+
+        var html = """
+            <!doctype html><html><head><meta charset="utf-8"><title>\(escape(title))</title>
+            <style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
+            table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
+            th{background:#f4f4f4}code{background:#f4f4f4;padding:2px 4px;word-break:break-all}
+            .charts{display:flex;flex-wrap:wrap;gap:1em}svg.chart{border:1px solid #ddd}</style>
+            </head><body><h1>\(escape(title))</h1>
+            <table><tr><th>report</th><th>method</th><th>budget</th><th>accuracy original</th><th>after pruning</th>\
+            <th>after fine-tuning</th><th>params</th><th>MACs / image</th><th>device</th></tr>
+
+            """
+        for (index, report) in reports.enumerated() {
+            html += "<tr><th>\(escape(labels[index]))</th><td>\(escape(report.method))</td>"
+                + "<td>\(escape(report.budget))</td><td>\(percent(report.original.accuracy))</td>"
+                + "<td>\(percent(report.accuracyAfterPruning))</td><td>\(percent(report.accuracyAfterFineTuning))</td>"
+                + "<td>\(millions(report.pruned.params)) (\(percent(report.paramsFraction)))</td>"
+                + "<td>\(millions(report.pruned.macs)) (\(percent(report.macsFraction)))</td>"
+                + "<td>\(escape(report.device))</td></tr>\n"
+        }
+        html += "</table><div class=\"charts\">\n"
+        html += accuracyAgainstMacs(reports, labels: labels, colors: colors)
+        html += latencyAgainstBatch(reports, labels: labels, colors: colors)
+        html += "</div>\n"
+        for (index, report) in reports.enumerated() {
+            let suffix = "-\(index + 1)", color = colors[report.method] ?? ReportCharts.palette[0]
+            html += "<h2>\(escape(labels[index]))</h2><p>Method <b>\(escape(report.method))</b>, "
+                + "\(report.epochs) epoch(s) of the method's training, \(report.finetuneEpochs) of fine-tuning"
+                + "\(report.distill ? " with distillation" : ""), device \(escape(report.device)), seed \(report.seed), "
+                + "vitforge \(escape(report.version)).</p><p><code>\(escape(report.command))</code></p>"
+                + "<div class=\"charts\">\n"
+            let before = report.original.perBlock, after = report.pruned.perBlock
+            let quantities: [(String, String, (PruneReport.BlockWidths) -> Int)] = [
+                ("widths-heads", "Heads per block", { $0.heads }),
+                ("widths-qk", "q/k dims per block (all heads)", { $0.qkDims?.reduce(0, +) ?? $0.heads * $0.qkDim }),
+                ("widths-v", "v dims per block (all heads)", { $0.vDims?.reduce(0, +) ?? $0.heads * $0.vDim }),
+                ("widths-mlp", "MLP neurons per block", { $0.mlpHidden }),
+            ]
+            for (name, caption, value) in quantities {
+                html += ReportCharts.blockBars(name + suffix, title: caption, original: before.map(value),
+                                               pruned: after.map(value), color: color)
+            }
+            html += trainingCurves("curves" + suffix, report)
+            if let steps = report.pruningSteps { html += pruningTrajectory("trajectory" + suffix, steps) }
+            html += ReportCharts.phaseTimeline("phases" + suffix, title: "Phases in the order they ran (seconds)",
+                                               phases: report.phasesInOrder)
+            html += "</div><table><tr><th>phase</th><th>seconds</th></tr>\n"
+            for phase in report.phasesInOrder {
+                html += "<tr><th>\(escape(phase.name))</th><td>\(String(format: "%.1f", phase.seconds))</td></tr>\n"
+            }
+            html += "</table>\n"
+        }
+        return html + "</body></html>\n"
+    }
+
+    /// Methods in the order they first appear, each with its palette colour.
+    static func methodColors(_ reports: [PruneReport]) -> [String: String] {
+        var colors: [String: String] = [:]
+        for report in reports where colors[report.method] == nil {
+            colors[report.method] = ReportCharts.palette[colors.count % ReportCharts.palette.count]
+        }
+        return colors
+    }
+
+    /// Every pruned model and every distinct original: accuracy (%) against MACs (millions), the Pareto front drawn
+    /// through the models no other beats on both.
+    static func accuracyAgainstMacs(_ reports: [PruneReport], labels: [String], colors: [String: String]) -> String {
+        let name = "accuracy-macs", title = "Accuracy against MACs per image"
+        var originals: [String: (macs: Double, accuracy: Double)] = [:]
+        var series: [String: ReportCharts.Series] = [:]
+        var order: [String] = []
+        for report in reports {
+            if let accuracy = report.original.accuracy {
+                originals["\(report.original.path)|\(report.original.macs)"] =
+                    (Double(report.original.macs) / 1e6, accuracy * 100)
+            }
+            guard let accuracy = report.pruned.accuracy else { continue }
+            if series[report.method] == nil {
+                order.append(report.method)
+                series[report.method] = .init(name: report.method, color: colors[report.method] ?? "#000",
+                                              points: [], connect: false)
+            }
+            series[report.method]?.points.append((Double(report.pruned.macs) / 1e6, accuracy * 100))
+        }
+        var all = order.compactMap { series[$0] }
+        if !originals.isEmpty {
+            all.insert(.init(name: "original", color: ReportCharts.originalColor,
+                             points: originals.values.map { ($0.macs, $0.accuracy) }, connect: false), at: 0)
+        }
+        let points = all.flatMap(\.points)
+        guard !points.isEmpty else {
+            return ReportCharts.empty(name, title: title, reason: "no accuracy in these reports (no test data)")
+        }
+        let frame = ReportCharts.Frame(xs: points.map(\.x), ys: points.map(\.y))
+        let front = ReportCharts.paretoFront(points.map { (macs: $0.x, accuracy: $0.y) })
+        var svg = ReportCharts.open(name, frame, title: title)
+            + ReportCharts.axes(frame, xLabel: "MACs per image (millions)", yLabel: "accuracy (%)")
+        // The front as a staircase (a model is only worth its MACs until a cheaper one is as accurate) with rings.
+        var steps: [String] = []
+        for (index, point) in front.enumerated() {
+            if index > 0 { steps.append("\(ReportCharts.number(frame.x(point.macs))),\(ReportCharts.number(frame.y(front[index - 1].accuracy)))") }
+            steps.append("\(ReportCharts.number(frame.x(point.macs))),\(ReportCharts.number(frame.y(point.accuracy)))")
+        }
+        svg += "<polyline class=\"pareto\" fill=\"none\" stroke=\"#222\" stroke-width=\"1\" stroke-dasharray=\"4 3\" "
+            + "points=\"\(steps.joined(separator: " "))\"/>"
+        for point in front {
+            svg += "<circle class=\"pareto\" cx=\"\(ReportCharts.number(frame.x(point.macs)))\" "
+                + "cy=\"\(ReportCharts.number(frame.y(point.accuracy)))\" r=\"7\" fill=\"none\" stroke=\"#222\"/>"
+        }
+        svg += ReportCharts.plot(all, frame)
+        svg += "<text x=\"\(frame.width - frame.right)\" y=\"18\" font-size=\"10\" fill=\"#444\" text-anchor=\"end\">"
+            + "rings, dashed: Pareto front</text>"
+        return svg + "</svg>\n"
+    }
+
+    /// Median latency (ms) against batch size (log axis): each distinct original dashed grey, each pruned model in
+    /// its method's colour.
+    static func latencyAgainstBatch(_ reports: [PruneReport], labels: [String], colors: [String: String]) -> String {
+        let name = "latency-batch", title = "Latency against batch size"
+        var series: [ReportCharts.Series] = []
+        var seenOriginals = Set<String>()
+        for (index, report) in reports.enumerated() {
+            let key = "\(report.original.path)|\(report.original.macs)|\(report.device)"
+            if !report.original.latency.isEmpty && seenOriginals.insert(key).inserted {
+                series.append(.init(name: "original", color: ReportCharts.originalColor,
+                                    points: report.original.latency.map { (Double($0.batch), $0.latencyMsMedian) },
+                                    dashed: true))
+            }
+            if !report.pruned.latency.isEmpty {
+                series.append(.init(name: labels[index], color: colors[report.method] ?? "#000",
+                                    points: report.pruned.latency.map { (Double($0.batch), $0.latencyMsMedian) }))
+            }
+        }
+        let points = series.flatMap(\.points)
+        guard !points.isEmpty else { return ReportCharts.empty(name, title: title, reason: "no latency measured") }
+        let batches = Array(Set(points.map(\.x))).sorted()
+        let frame = ReportCharts.Frame(xs: points.map(\.x), ys: points.map(\.y), logX: true, includeZeroY: true)
+        return ReportCharts.open(name, frame, title: title)
+            + ReportCharts.axes(frame, xLabel: "batch size (log scale)", yLabel: "median latency (ms)", xTicks: batches)
+            + ReportCharts.plot(series, frame) + "</svg>\n"
+    }
+
+    /// Each training phase's curves over epochs, one panel per quantity (they have different scales): the
+    /// method's loss and terms (its search), validation accuracy, then fine-tuning's loss.
+    static func trainingCurves(_ name: String, _ report: PruneReport) -> String {
+        let title = "Training and search curves (per epoch)"
+        var panels: [ReportCharts.Series] = []
+        func add(_ label: String, _ history: TrainingHistory?, color: String, _ value: (EpochRecord) -> Double?) {
+            guard let epochs = history?.epochs, !epochs.isEmpty else { return }
+            let points = epochs.compactMap { record in value(record).map { (Double(record.epoch), $0) } }
+            if !points.isEmpty { panels.append(.init(name: label, color: color, points: points)) }
+        }
+        add("\(report.method): loss", report.methodHistory, color: ReportCharts.palette[0]) { $0.trainLoss }
+        let terms = Set(report.methodHistory?.epochs.flatMap { $0.terms?.keys.map { $0 } ?? [] } ?? []).sorted()
+        for (index, term) in terms.enumerated() {
+            add("\(report.method): \(term)", report.methodHistory,
+                color: ReportCharts.palette[(index + 1) % ReportCharts.palette.count]) { $0.terms?[term] }
+        }
+        add("\(report.method): validation", report.methodHistory, color: ReportCharts.palette[4]) {
+            $0.validation?.accuracy.map { $0 * 100 }
+        }
+        add("fine-tuning: loss", report.finetuneHistory, color: ReportCharts.palette[2]) { $0.trainLoss }
+        add("fine-tuning: validation", report.finetuneHistory, color: ReportCharts.palette[3]) {
+            $0.validation?.accuracy.map { $0 * 100 }
+        }
+        guard !panels.isEmpty else {
+            return ReportCharts.empty(name, title: title, reason: "no training phase in this run")
+        }
+        return panelChart(name, title: title, panels: panels, xLabel: "epoch")
+    }
+
+    /// A method that prunes while it trains (CPD): after every cut, the MACs and parameters kept and the
+    /// validation accuracy right after the cut, against the training step.
+    static func pruningTrajectory(_ name: String, _ steps: [PruningStepRecord]) -> String {
+        let title = "Pruning trajectory (per cut)"
+        func series(_ label: String, _ color: Int, _ value: (PruningStepRecord) -> Double?) -> ReportCharts.Series? {
+            let points = steps.compactMap { step in value(step).map { (Double(step.step), $0 * 100) } }
+            return points.isEmpty ? nil : .init(name: label, color: ReportCharts.palette[color], points: points)
+        }
+        let panels = [series("MACs kept (%)", 0) { $0.macsFraction }, series("parameters kept (%)", 1) { $0.paramsFraction },
+                      series("validation after the cut (%)", 4) { $0.validationAccuracy }].compactMap { $0 }
+        guard !panels.isEmpty else { return ReportCharts.empty(name, title: title, reason: "no cuts in this run") }
+        return panelChart(name, title: title, panels: panels, xLabel: "step")
+    }
+
+    /// One small panel per series (they have different scales), three to a row.
+    static func panelChart(_ name: String, title: String, panels: [ReportCharts.Series], xLabel: String) -> String {
+        let panelWidth = 230.0, panelHeight = 150.0
+        let columns = min(panels.count, 3)
+        let rows = (panels.count + columns - 1) / columns
+        var outer = ReportCharts.Frame(xs: [0, 1], ys: [0, 1])
+        outer.width = max(460, panelWidth * Double(columns))
+        outer.height = 24 + panelHeight * Double(rows)
+        var svg = ReportCharts.open(name, outer, title: title)
+        for (index, series) in panels.enumerated() {
+            var frame = ReportCharts.Frame(xs: series.points.map(\.x), ys: series.points.map(\.y))
+            frame.width = panelWidth
+            frame.height = panelHeight
+            frame.left = 44
+            frame.top = 22
+            frame.right = 10
+            frame.bottom = 30
+            let xs = series.points.map(\.x)
+            svg += "<g transform=\"translate(\(Double(index % columns) * panelWidth),\(24 + Double(index / columns) * panelHeight))\">"
+                + "<text x=\"44\" y=\"14\" font-size=\"11\">\(ReportCharts.escape(series.name))</text>"
+                + ReportCharts.axes(frame, xLabel: xLabel, yLabel: "", xTicks: xs.count <= 8 ? xs : nil)
+            svg += ReportCharts.plot([series], frame, legend: false) + "</g>"
         }
         return svg + "</svg>\n"
     }

@@ -67,17 +67,45 @@ public struct PruneReport: Codable, Sendable {
     public var pruningSteps: [PruningStepRecord]?
     /// Wall time of each phase, seconds.
     public var seconds: [String: Double]
+    /// The same phases in the order they ran (nil in reports written before it was recorded).
+    public var phases: [PhaseTime]?
+    /// Fine-tuning after the cut, epoch by epoch (nil without fine-tuning, and in older reports).
+    public var finetuneHistory: TrainingHistory?
+    /// A method's own numbers (Vulcan: subset accuracies of the base and of its model before and after surgery),
+    /// and its own series over the training steps (Vulcan: constraint values and multipliers); nil when none.
+    public var methodMetrics: [String: Double]?
+    public var methodSeries: [String: [Double]]?
+
+    /// One phase's wall time, in the order of `phases`.
+    public struct PhaseTime: Codable, Equatable, Sendable {
+        public var name: String
+        public var seconds: Double
+
+        public init(name: String, seconds: Double) {
+            self.name = name
+            self.seconds = seconds
+        }
+    }
+
+    /// `phases`, or for an older report the phases of `seconds` by name (their order was not kept).
+    public var phasesInOrder: [PhaseTime] {
+        phases ?? seconds.filter { $0.key != "total" }.sorted { $0.key < $1.key }
+            .map { PhaseTime(name: $0.key, seconds: $0.value) }
+    }
 
     enum CodingKeys: String, CodingKey {
         case command, version, device, seed, method, budget, original, pruned, seconds, distill, epochs
         case methodHistory = "method_history"
-        case histograms
+        case histograms, phases
         case pruningSteps = "pruning_steps"
+        case finetuneHistory = "finetune_history"
         case accuracyAfterPruning = "accuracy_after_pruning"
         case accuracyAfterFineTuning = "accuracy_after_finetuning"
         case paramsFraction = "params_fraction"
         case macsFraction = "macs_fraction"
         case finetuneEpochs = "finetune_epochs"
+        case methodMetrics = "method_metrics"
+        case methodSeries = "method_series"
     }
 
     public static func widths(_ config: ViTConfig) -> [BlockWidths] {

@@ -47,6 +47,9 @@ public struct MethodOutcome {
     public var histograms: [String: Histogram]
     /// The cuts of a method that prunes while it trains (empty otherwise).
     public var pruningSteps: [PruningStepRecord]
+    /// The method's own numbers and step series for the report (`PruneReport.methodMetrics`, `methodSeries`).
+    public var metrics: [String: Double]?
+    public var series: [String: [Double]]?
 
     public init(weights: ViTWeights, outcome: BudgetOutcome, stopped: Bool = false, history: TrainingHistory? = nil,
                 histograms: [String: Histogram] = [:], pruningSteps: [PruningStepRecord] = []) {
@@ -141,7 +144,7 @@ public struct PruningContext {
 /// The registry `vitforge prune --method NAME` dispatches through. A new method adds its type here.
 public enum PruningMethods {
     public static let all: [any PruningMethod.Type] = [
-        VarianceBasedPruning.self, ViTSlim.self, CPD.self, MagnitudePruning.self, TaylorPruning.self,
+        VarianceBasedPruning.self, ViTSlim.self, CPD.self, Vulcan.self, MagnitudePruning.self, TaylorPruning.self,
         RandomPruning.self,
     ]
 

@@ -72,9 +72,14 @@ public struct PruningPipeline {
         try validate()
         try method.checkReach(budget, config: original.config)
         var seconds: [String: Double] = [:]
+        var phases: [PruneReport.PhaseTime] = []
         func timed<T>(_ phase: String, _ body: () throws -> T) rethrows -> T {
             let start = DispatchTime.now().uptimeNanoseconds
-            defer { seconds[phase, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 }
+            defer {
+                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+                seconds[phase, default: 0] += elapsed
+                phases.append(.init(name: phase, seconds: elapsed))
+            }
             return try body()
         }
         let evaluation = data.test ?? data.validation
@@ -102,6 +107,7 @@ public struct PruningPipeline {
 
         var final = pruned
         var finalAccuracy: Double?
+        var finetuneHistory: TrainingHistory?
         if let fineTuning, fineTuning.epochs > 0 {
             let tuned = try timed("finetune") {
                 try fineTuning.run(student: pruned, teacher: original, training: data.training, backend: backend,
@@ -109,6 +115,7 @@ public struct PruningPipeline {
             }
             if tuned.stopped { return Outcome(weights: tuned.weights, report: nil, stopped: true) }
             final = tuned.weights
+            finetuneHistory = tuned.history
             finalAccuracy = try timed("evaluate_finetuned") { try accuracy(final) }
             hooks.log("after \(fineTuning.epochs) epoch(s) of fine-tuning"
                       + "\(fineTuning.distill ? " with distillation" : ""): accuracy \(shown(finalAccuracy))")
@@ -121,7 +128,7 @@ public struct PruningPipeline {
                     try latencyBatches.map { try prunedModel.timeInference(batch: $0) })
         }
         let originalCost = original.config.cost(), prunedCost = final.config.cost()
-        let report = PruneReport(
+        var report = PruneReport(
             command: command, version: version, device: backend.name, seed: seed, method: method.name,
             budget: result.outcome.summary,
             original: .init(path: originalPath, params: originalCost.parameters, macs: originalCost.macs,
@@ -137,7 +144,10 @@ public struct PruningPipeline {
             distill: (methodTraining.epochs > 0 && methodTraining.distill)
                 || (fineTuning.map { $0.epochs > 0 && $0.distill } ?? false),
             methodHistory: result.history, histograms: result.histograms,
-            pruningSteps: result.pruningSteps.isEmpty ? nil : result.pruningSteps, seconds: seconds)
+            pruningSteps: result.pruningSteps.isEmpty ? nil : result.pruningSteps, seconds: seconds, phases: phases,
+            finetuneHistory: finetuneHistory)
+        report.methodMetrics = result.metrics
+        report.methodSeries = result.series
         return Outcome(weights: final, report: report, stopped: false)
     }
 

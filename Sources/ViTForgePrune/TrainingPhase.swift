@@ -31,6 +31,8 @@ public struct TrainingPhase {
     public var protectedInputs: [String]
     /// Whether Ctrl-C (`StopSignal`) stops the phase (`Trainer.stopsOnInterrupt`).
     public var stopsOnInterrupt = true
+    /// No schedule: the learning rate stays at `learningRate` (Vulcan's post-training, METHODS.md §3.d).
+    public var constantLearningRate = false
 
     public init(name: String = "finetune", epochs: Int, batchSize: Int = 128, learningRate: Double = 1e-4,
                 warmupFraction: Double = 0, labelSmoothing: Double = 0, distill: Bool = true, alpha: Double = 0.5,
@@ -62,7 +64,8 @@ public struct TrainingPhase {
         let teacherModel = distill ? try VisionTransformer(weights: teacher, backend: backend) : nil
         let loader = try BatchLoader(dataset: training, batchSize: batchSize, seed: seed, augmentation: augmentation)
         let settings = TrainingSettings(
-            epochs: epochs, learningRate: learningRate, warmupFraction: warmupFraction, labelSmoothing: labelSmoothing,
+            epochs: epochs, learningRate: learningRate, minimumLearningRate: constantLearningRate ? learningRate : 0,
+            warmupFraction: constantLearningRate ? 0 : warmupFraction, labelSmoothing: labelSmoothing,
             distillation: distill ? DistillationSettings(alpha: alpha, temperature: temperature) : nil)
         let trainer = try Trainer(model: model, batches: loader, settings: settings, teacher: teacherModel, seed: seed,
                                   checkpoints: CheckpointPolicy(lastPath: checkpointPath, everySteps: checkpointEvery,
@@ -87,12 +90,13 @@ public struct TrainingPhase {
     }
 
     /// Plain training of `student` (no terms or hooks): the fine-tuning after the cut. Returns the trained weights
-    /// and whether the run was interrupted (then the checkpoint holds the position).
+    /// and whether the run was interrupted (then the checkpoint holds the position), and its epochs for the report.
     public func run(student: ViTWeights, teacher: ViTWeights, training: Dataset, backend: Backend,
                     progress: ((TrainingProgress) -> Void)? = nil,
-                    stopWhen: ((TrainingProgress) -> Bool)? = nil) throws -> (weights: ViTWeights, stopped: Bool) {
+                    stopWhen: ((TrainingProgress) -> Bool)? = nil)
+        throws -> (weights: ViTWeights, stopped: Bool, history: TrainingHistory) {
         let trainer = try makeTrainer(student: student, teacher: teacher, training: training, backend: backend)
         let stopped = try run(trainer, progress: progress, stopWhen: stopWhen)
-        return (try trainer.model.hostWeights(), stopped)
+        return (try trainer.model.hostWeights(), stopped, trainer.state.history)
     }
 }

@@ -90,6 +90,11 @@ public struct Checkpoint {
                 tensors.append(NamedTensor(name: hookPrefix + hook + "." + key, shape: [values.count], floats: values))
             }
         }
+        // Never replace a good checkpoint with a diverged one: the file on disk stays the last finite state.
+        if let bad = NonFiniteCheck.firstNonFinite(tensors) {
+            throw TrainingError.nonFinite("\(bad.name) holds \(bad.value) at step \(metadata.state.step): training "
+                                          + "diverged; not writing the checkpoint, \(path) keeps the last good one")
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         guard let json = String(data: try encoder.encode(metadata), encoding: .utf8) else {

@@ -8,7 +8,25 @@ extension BatchLoader: TrainingBatches {}
 
 /// Accuracy of a model over a data set (no augmentation, in order), through the model's batched inference.
 public enum Evaluator {
+    /// A model whose head serves a class subset (`ViTConfig.classIds`) is scored on the data set's labels: each
+    /// prediction is mapped to the class its output stands for.
     public static func tally(_ model: VisionTransformer, on dataset: Dataset, batchSize: Int) throws -> ClassificationTally {
+        let config = model.config
+        if let classIds = config.classIds {
+            var tally = ClassificationTally(classes: max(dataset.classCount, (classIds.max() ?? 0) + 1))
+            try model.logits(count: dataset.count, batchSize: batchSize, prepare: { range, staging in
+                dataset.prepare(range, into: staging)
+            }, consume: { range, logits in
+                for (row, position) in range.enumerated() {
+                    var best = 0
+                    for k in 0 ..< config.classes where logits[row * config.classes + k] > logits[row * config.classes + best] {
+                        best = k
+                    }
+                    tally.record(label: dataset.label(position), prediction: classIds[best])
+                }
+            })
+            return tally
+        }
         var tally = ClassificationTally(classes: model.config.classes)
         try model.logits(count: dataset.count, batchSize: batchSize, prepare: { range, staging in
             dataset.prepare(range, into: staging)

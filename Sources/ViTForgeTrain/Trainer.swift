@@ -351,8 +351,13 @@ public final class Trainer {
         }
         for hook in hooks { try hook.afterBackward(self) }
         guard value.total.isFinite else {
-            throw TrainingError.invalidState("loss is \(value.total) at step \(state.step + 1) (epoch \(epoch + 1), "
-                                             + "batch \(index + 1)): training diverged; lower the learning rate")
+            // Name the first parameter that went bad (NaN weights make every later loss NaN); only this failure
+            // path reads the weights back.
+            let culprit = try NonFiniteCheck.firstNonFinite(model.hostWeights().namedTensors())
+            let source = culprit.map { "parameter \($0.name) holds \($0.value)" } ?? "the weights are finite"
+            throw TrainingError.nonFinite("loss is \(value.total) at step \(state.step + 1) (epoch \(epoch + 1), "
+                                          + "batch \(index + 1)); \(source): training diverged"
+                                          + lastGoodCheckpointNote + "; lower the learning rate")
         }
         if let maxNorm = settings.gradientClipNorm {
             try GradientClipping.clip(optimizer.descendingGradients, maxNorm: maxNorm, backend: backend)
@@ -417,6 +422,11 @@ public final class Trainer {
     }
 
     // MARK: Checkpoints
+
+    /// "; the last good checkpoint P is kept" when the run writes one.
+    private var lastGoodCheckpointNote: String {
+        checkpoints.lastPath.map { "; the last good checkpoint \($0) is kept" } ?? ""
+    }
 
     private func writeLastCheckpoint() throws {
         if collective.isMain, let path = checkpoints.lastPath { try saveCheckpoint(to: path) }

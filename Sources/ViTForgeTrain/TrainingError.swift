@@ -9,6 +9,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable, Sendable {
     case checkpoint(file: String, String)
     /// The `TrainingBatches` source misbehaved (a batch larger than it declared, a label out of range).
     case batches(String)
+    /// NaN or Inf in the loss, the weights or the optimizer state: the message names the step and the tensor.
+    case nonFinite(String)
 
     public var description: String {
         let line: String
@@ -17,6 +19,7 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable, Sendable {
         case let .invalidState(message): line = message
         case let .checkpoint(file, message): line = file + ": " + message
         case let .batches(message): line = "training data: " + message
+        case let .nonFinite(message): line = message
         }
         return line.replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
     }

@@ -110,11 +110,14 @@ struct BenchCommand: ParsableCommand {
                     rows.append(row)
                 }
             }
-            print("device: \(deviceName)")
+            print("device: \(deviceName); OpenBLAS core \(OpenBLAS.coreName)")
+            if let warning = OpenBLAS.coreWarning { print("warning: \(warning)") }
             if let json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-                let report = BenchReport(device: deviceName, results: rows)
+                var report = BenchReport(device: deviceName, results: rows)
+                report.blasCore = OpenBLAS.coreName
+                report.blasCoreWarning = OpenBLAS.coreWarning
                 var text = try encoder.encode(report)
                 text.append(UInt8(ascii: "\n"))
                 try AtomicFile.write(text, to: json, protecting: models)
@@ -168,6 +171,16 @@ private func selfExecutablePath() throws -> String {
 struct BenchReport: Codable {
     var device: String
     var results: [BenchRow]
+    /// The OpenBLAS kernels the CPU backend ran (`OPENBLAS_CORETYPE` or OpenBLAS's own choice), and a warning when
+    /// they are older than the CPU supports.
+    var blasCore: String?
+    var blasCoreWarning: String?
+
+    enum CodingKeys: String, CodingKey {
+        case device, results
+        case blasCore = "blas_core"
+        case blasCoreWarning = "blas_core_warning"
+    }
 }
 
 /// One measured row (DESIGN.md's keys, plus GFLOP/s and the fastest run).

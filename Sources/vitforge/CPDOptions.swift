@@ -19,12 +19,8 @@ struct CPDOptions: MethodOptions {
                                + "one per interval would not get there); the rest of the run trains the final shape."))
     var pruneUntil = 0.75
 
-    @Option(help: ArgumentHelp("Share of each training class held out for validation, which picks the returned "
-                               + "epoch among those at the target (never the test set)."))
-    var valFraction = 0.05
-
     func method(named name: String) throws -> any PruningMethod {
         CPD(options: .init(pruneInterval: pruneInterval, mlpStep: mlpStep, residualStep: residualStep,
-                           finishFraction: pruneUntil, validationFraction: valFraction))
+                           finishFraction: pruneUntil))
     }
 }

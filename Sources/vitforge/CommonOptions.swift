@@ -24,6 +24,25 @@ struct CommonOptions: ParsableArguments {
     func makeBackend() throws -> Backend {
         try DeviceSelection.makeBackend(deviceRequest())
     }
+
+    /// Runs a long command's `body` on the requested device. Under `auto`, an OpenCL device that fails mid-run is
+    /// replaced by the CPU backend: one warning, then `body` runs again with `fellBack` set, which makes it continue
+    /// from the last checkpoint the failed attempt left. A device named explicitly fails with its one-line error.
+    func onDevice(_ body: (_ backend: Backend, _ fellBack: Bool) throws -> Void) throws {
+        let request = try deviceRequest()
+        let backend = try DeviceSelection.makeBackend(request)
+        do {
+            try body(backend, false)
+        } catch let error as BackendError where request == .auto && backend.kind == .openCL {
+            switch error {
+            case .openCL, .clblast: break
+            default: throw error
+            }
+            DeviceSelection.printWarning("\(backend.name) failed mid-run (\(error)); continuing on the CPU backend "
+                                         + "from the last checkpoint")
+            try body(CPUBackend(), true)
+        }
+    }
 }
 
 /// Runs a command body so that any failure ends as one line on stderr (`error: …`) and exit status 1, instead of
@@ -31,6 +50,9 @@ struct CommonOptions: ParsableArguments {
 func reportingErrors(_ body: () throws -> Void) throws {
     // Line-buffer stdout even into a file or pipe, so results interleave in order with the progress lines on stderr.
     setvbuf(stdout, nil, _IOLBF, 0)
+    // Past `ulimit -f` the kernel sends SIGXFSZ, whose default kills the process before the writer can report
+    // anything; ignored, the write fails with EFBIG and the command ends with "File too large" naming the file.
+    signal(SIGXFSZ, SIG_IGN)
     do {
         try body()
     } catch let error as ExitCode {

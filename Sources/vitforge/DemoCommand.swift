@@ -39,6 +39,10 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "Epochs of distillation fine-tuning after pruning.")
     var finetuneEpochs = 1
 
+    // For the soak test's tiny configuration (a few hundred images of the same shape); not part of the demo.
+    @Option(help: .hidden)
+    var data = IDXDataset.fashionMNISTName
+
     @Option(help: "Folder for the models and reports.")
     var outDir = "vitforge-demo"
 
@@ -49,71 +53,74 @@ struct DemoCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let started = Date()
-            try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
-            let modelPath = (outDir as NSString).appendingPathComponent("model.safetensors")
-            let prunedPath = (outDir as NSString).appendingPathComponent("pruned.safetensors")
-            let reportPath = (outDir as NSString).appendingPathComponent("report.json")
-            let htmlPath = (outDir as NSString).appendingPathComponent("report.html")
-            let backend = try common.makeBackend()
-            print("device: \(backend.name)")
+            try common.onDevice { backend, fellBack in
+                let resume = self.resume || fellBack
+                let started = Date()
+                try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
+                let modelPath = (outDir as NSString).appendingPathComponent("model.safetensors")
+                let prunedPath = (outDir as NSString).appendingPathComponent("pruned.safetensors")
+                let reportPath = (outDir as NSString).appendingPathComponent("report.json")
+                let htmlPath = (outDir as NSString).appendingPathComponent("report.html")
+                print("device: \(backend.name)")
 
-            let original: ViTWeights
-            let sourcePath: String
-            if let model {
-                original = try ViTWeights.load(path: model, heads: heads.heads)
-                sourcePath = model
-            } else if resume == false || !FileManager.default.fileExists(atPath: modelPath)
-                        || FileManager.default.fileExists(atPath: checkpointPath(for: modelPath)) {
-                let config = try architecture(arch)
-                original = try train(config: config, to: modelPath, backend: backend)
-                sourcePath = modelPath
-            } else {
-                print("step 1/3: using the model trained earlier, \(modelPath)")
-                original = try ViTWeights.load(path: modelPath)
-                sourcePath = modelPath
-            }
+                let original: ViTWeights
+                let sourcePath: String
+                if let model {
+                    original = try ViTWeights.load(path: model, heads: heads.heads)
+                    sourcePath = model
+                } else if resume == false || !FileManager.default.fileExists(atPath: modelPath)
+                            || FileManager.default.fileExists(atPath: checkpointPath(for: modelPath)) {
+                    let config = try architecture(arch)
+                    original = try train(config: config, to: modelPath, backend: backend, resume: resume)
+                    sourcePath = modelPath
+                } else {
+                    print("step 1/3: using the model trained earlier, \(modelPath)")
+                    original = try ViTWeights.load(path: modelPath)
+                    sourcePath = modelPath
+                }
 
-            print("step 2/3: VBP to \(Int(keepMlp * 100))% of the MLP neurons, then \(finetuneEpochs) epoch(s) of distillation")
-            let config = original.config
-            let splits = try Dataset.load(IDXDataset.fashionMNISTName, options: DatasetOptions(
-                channels: config.inChannels, side: config.imageSize, seed: common.seed))
-            let progress = ProgressPrinter()
-            let pipeline = PruningPipeline(
-                method: VarianceBasedPruning(), budget: Budget(keepMLP: keepMlp), calibrationImages: calibImages,
-                fineTuning: TrainingPhase(epochs: finetuneEpochs, distill: true, seed: common.seed,
-                                       checkpointPath: checkpointPath(for: prunedPath),
-                                       resume: resume && FileManager.default.fileExists(
-                                           atPath: checkpointPath(for: prunedPath)),
-                                       protectedInputs: [sourcePath]),
-                latencyBatches: [1, 64, 256], seed: common.seed)
-            let outcome = try pipeline.run(
-                original: original, originalPath: sourcePath, prunedPath: prunedPath, data: splits, backend: backend,
-                command: CommandLine.arguments.joined(separator: " "), version: VitForge.version,
-                hooks: .init(log: { print("  " + $0) }, progress: { progress.report($0) }))
-            progress.finish()
-            guard !outcome.stopped, var report = outcome.report else {
-                print("interrupted; continue with `vitforge demo --resume --out-dir \(outDir)`")
-                throw ExitCode(130)
+                print("step 2/3: VBP to \(Int(keepMlp * 100))% of the MLP neurons, then \(finetuneEpochs) epoch(s) of distillation")
+                let config = original.config
+                let splits = try Dataset.load(data, options: DatasetOptions(
+                    channels: config.inChannels, side: config.imageSize, seed: common.seed))
+                let progress = ProgressPrinter()
+                let pipeline = PruningPipeline(
+                    method: VarianceBasedPruning(), budget: Budget(keepMLP: keepMlp), calibrationImages: calibImages,
+                    fineTuning: TrainingPhase(epochs: finetuneEpochs, distill: true, seed: common.seed,
+                                           checkpointPath: checkpointPath(for: prunedPath),
+                                           resume: resume && FileManager.default.fileExists(
+                                               atPath: checkpointPath(for: prunedPath)),
+                                           protectedInputs: [sourcePath]),
+                    latencyBatches: [1, 64, 256], seed: common.seed)
+                let outcome = try pipeline.run(
+                    original: original, originalPath: sourcePath, prunedPath: prunedPath, data: splits, backend: backend,
+                    command: CommandLine.arguments.joined(separator: " "), version: VitForge.version,
+                    hooks: .init(log: { print("  " + $0) }, progress: { progress.report($0) }))
+                progress.finish()
+                guard !outcome.stopped, var report = outcome.report else {
+                    print("interrupted; continue with `vitforge demo --resume --out-dir \(outDir)`")
+                    throw ExitCode(130)
+                }
+                try outcome.weights.save(to: prunedPath)
+                report.seconds["total"] = Date().timeIntervalSince(started)
+                try AtomicFile.write(report.jsonData(), to: reportPath)
+                try AtomicFile.write(Data(HTMLReport.page(report, title: "ViTForge demo: VBP on Fashion-MNIST").utf8),
+                                     to: htmlPath)
+                // Last, so that a kill before this point leaves a checkpoint for --resume.
+                try? FileManager.default.removeItem(atPath: checkpointPath(for: prunedPath))
+                print("step 3/3: compare")
+                printComparison(report)
+                print("wrote \(modelPath), \(prunedPath), \(reportPath), \(htmlPath) in "
+                      + "\(Formatting.decimal1(report.seconds["total"] ?? 0)) s")
             }
-            try outcome.weights.save(to: prunedPath)
-            try? FileManager.default.removeItem(atPath: checkpointPath(for: prunedPath))
-            report.seconds["total"] = Date().timeIntervalSince(started)
-            try AtomicFile.write(report.jsonData(), to: reportPath)
-            try AtomicFile.write(Data(HTMLReport.page(report, title: "ViTForge demo: VBP on Fashion-MNIST").utf8),
-                                 to: htmlPath)
-            print("step 3/3: compare")
-            printComparison(report)
-            print("wrote \(modelPath), \(prunedPath), \(reportPath), \(htmlPath) in "
-                  + "\(Formatting.decimal1(report.seconds["total"] ?? 0)) s")
         }
     }
 
     /// Step 1: the fixture recipe (AdamW 1e-3, wd 0.05, batch 128, warm-up + cosine, ±2 px + flip), shortened.
-    private func train(config: ViTConfig, to path: String, backend: Backend) throws -> ViTWeights {
+    private func train(config: ViTConfig, to path: String, backend: Backend, resume: Bool) throws -> ViTWeights {
         let checkpoint = checkpointPath(for: path)
         print("step 1/3: train \(arch) from scratch on Fashion-MNIST for \(epochs) epoch(s)")
-        let splits = try Dataset.load(IDXDataset.fashionMNISTName, options: DatasetOptions(
+        let splits = try Dataset.load(data, options: DatasetOptions(
             channels: config.inChannels, side: config.imageSize, seed: common.seed))
         let loader = try BatchLoader(dataset: splits.training, batchSize: 128, seed: common.seed,
                                      augmentation: .fashionMNISTFixture)

@@ -25,6 +25,7 @@ struct DevicesCommand: ParsableCommand {
             do { openCLDevices = try OpenCLRuntime.devices() } catch { openCLProblem = "\(error)" }
 
             print("cpu          CPU backend: OpenBLAS \(OpenBLAS.coreName), \(OpenBLAS.threads) threads (always available)")
+            if let warning = OpenBLAS.coreWarning { print("warning: \(warning)") }
             if let openCLProblem { print("OpenCL:      \(openCLProblem)") }
             var platform = -1
             for device in openCLDevices {

@@ -26,7 +26,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Which split to evaluate: test or train.")
     var split = DataSplit.test
 
-    @Option(help: ArgumentHelp("Evaluate only the images of these classes, comma-separated (e.g. 5,7,9).",
+    @Option(help: ArgumentHelp("Evaluate only the images of these classes, comma-separated indices or names "
+                               + "(e.g. 5,7,9 or sandal,sneaker,'ankle boot'); the JSON adds accuracy_restricted.",
                                valueName: "list"))
     var classes: String?
 
@@ -43,21 +44,9 @@ struct EvalCommand: ParsableCommand {
     @OptionGroup var batch: BatchSizeOption
     @OptionGroup var common: CommonOptions
 
-    /// `--classes` parsed; nil when not given.
+    /// `--classes` parsed (indices or the data set's class names); nil when not given.
     private var classSubset: [Int]? {
-        get throws {
-            guard let classes else { return nil }
-            let parts = classes.split(separator: ",", omittingEmptySubsequences: false)
-                .map { $0.trimmingCharacters(in: .whitespaces) }
-            let values = try parts.map { part -> Int in
-                guard let value = Int(part), value >= 0 else {
-                    throw ValidationError("--classes: \"\(part)\" is not a class index (expected e.g. 5,7,9)")
-                }
-                return value
-            }
-            guard Set(values).count == values.count else { throw ValidationError("--classes lists a class twice") }
-            return values
-        }
+        get throws { try parseClassList(classes, data: data) }
     }
 
     func validate() throws {
@@ -71,7 +60,8 @@ struct EvalCommand: ParsableCommand {
             let weights = try ViTWeights.load(path: model, heads: heads.heads)
             let config = weights.config
             let images = try IDXDataset.load(data, split: split)
-            if images.classCount > config.classes {
+            // A trimmed head (classIds) names the data set's classes it predicts; otherwise output k is class k.
+            if config.classIds == nil && images.classCount > config.classes {
                 throw DataFileError(file: data, .invalidRequest(
                     "labels go up to \(images.classCount - 1), but the model \(model) has \(config.classes) classes"))
             }
@@ -84,12 +74,22 @@ struct EvalCommand: ParsableCommand {
             let backend = try common.makeBackend()
             let vit = try VisionTransformer(weights: weights, backend: backend)
 
-            var tally = ClassificationTally(classes: config.classes)
+            let outputClasses = (0 ..< config.classes).map(config.classId(ofOutput:))
+            var tally = ClassificationTally(classes: max(config.classes, images.classCount,
+                                                         (outputClasses.max() ?? 0) + 1))
+            var restricted = subset.map { SubsetAccuracy(outputClasses: outputClasses, subset: $0) }
             try vit.logits(count: indices.count, batchSize: batch.batchSize, prepare: { range, staging in
                 preparation.prepare(images, indices: indices[range], into: staging)
             }, consume: { range, logits in
-                tally.record(labels: indices[range].map { Int(images.labels[$0]) }, logits: logits,
-                             logitsPerImage: config.classes)
+                let labels = indices[range].map { Int(images.labels[$0]) }
+                for (row, label) in labels.enumerated() {
+                    var best = 0
+                    for k in 0 ..< config.classes where logits[row * config.classes + k] > logits[row * config.classes + best] {
+                        best = k
+                    }
+                    tally.record(label: label, prediction: outputClasses[best])
+                }
+                restricted?.record(labels: labels, logits: logits)
             })
             let seconds = (ContinuousClock.now - started).seconds
 
@@ -105,13 +105,18 @@ struct EvalCommand: ParsableCommand {
             print("\(model) on \(data) \(split.rawValue) split, \(backend.name): "
                 + "\(tally.correctImages)/\(tally.images) correct in \(Formatting.decimal1(seconds)) s")
 
+            if let restricted {
+                print("restricted to classes \(subset ?? []): \(Formatting.percent(restricted.restrictedAccuracy)) "
+                      + "(argmax over those classes' outputs only)")
+            }
             if let json {
-                let report: [String: Any] = [
+                var report: [String: Any] = [
                     "accuracy": tally.accuracy, "per_class": perClass, "images": tally.images,
                     "correct": tally.correctImages, "model": model, "data": data, "split": split.rawValue,
                     "classes": subset ?? Array(0..<tally.classes), "device": backend.name, "seconds": seconds,
                     "command": CommandLine.arguments.joined(separator: " "),
                 ]
+                if let restricted { report["accuracy_restricted"] = restricted.restrictedAccuracy }
                 let text = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
                 try AtomicFile.write(text, to: json, protecting: [model])
             }

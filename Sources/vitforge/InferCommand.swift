@@ -8,7 +8,9 @@ struct InferCommand: ParsableCommand {
         abstract: "Compute the logits of tensor \"input\" [N, C, H, W] and write them as \"logits\" [N, classes].",
         discussion: """
             The input may be any float dtype (F32, F16, BF16, F64) and must already be normalised as the model \
-            expects. The output is float32 safetensors, written atomically, never over an input file.
+            expects. The output is float32 safetensors, written atomically, never over an input file. For a model \
+            whose head serves a class subset (vulcan --trim-head, train --remap-labels), the metadata key \
+            vitforge.class_ids lists the data set's class of each logit column.
             """)
 
     @Option(help: "The model (safetensors, timm key names).")
@@ -41,8 +43,10 @@ struct InferCommand: ParsableCommand {
             }, consume: { _, batchLogits in
                 logits.append(contentsOf: batchLogits)
             })
+            // A head serving a class subset says which data-set class each logit column is.
+            let metadata = config.classIds.map { ["vitforge.class_ids": $0.map(String.init).joined(separator: ",")] } ?? [:]
             try SafetensorsWriter.write([NamedTensor(name: "logits", shape: [count, config.classes], floats: logits)],
-                                        to: out, protecting: [model, input])
+                                        metadata: metadata, to: out, protecting: [model, input])
             print("\(out): logits [\(count), \(config.classes)] on \(vit.backend.name)")
         }
     }

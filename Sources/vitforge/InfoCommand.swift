@@ -27,6 +27,7 @@ struct InfoCommand: ParsableCommand {
             case .metadata: source = "stored vitforge.config"
             case .argument: source = "--heads"
             case .knownWidth: source = "the standard timm head count for width \(config.residualWidth)"
+            case .huggingFaceConfig: source = "num_attention_heads in the Hugging Face config.json"
             case nil: source = "unknown"
             }
             let cost = config.cost()

@@ -27,6 +27,14 @@ struct PruneCommand: ParsableCommand {
             Example, CPD: train 3 epochs with distillation, cutting the least important block (MLP neurons, \
             residual channels, q/k or v dims) every 50 steps until 25% of the MACs, then training on:
               vitforge prune --model M --method cpd --epochs 3 --distill --target-macs 0.25 --out P.safetensors
+            Example, Vulcan: a model for 3 classes (by index or name) that removes R = 0.6 of the MLP neurons and \
+            attention dims (Vulcan's --prune-ratio is the share REMOVED, as in the paper), post-trained 2 epochs \
+            on those classes' images under its constraints, the best cut (every 50 steps, on a validation split \
+            of the subset's training images) kept, the classifier trimmed to the 3 classes:
+              vitforge prune --model M --method vulcan \\
+                --classes T-shirt/top,pullover,shirt --prune-ratio 0.6 --epochs 2 \\
+                --eval-every 50 --trim-head --out P.safetensors
+              vitforge eval --model P.safetensors --classes 0,2,6 --json E.json
             """)
 
     @OptionGroup var options: PruneOptions
@@ -34,11 +42,12 @@ struct PruneCommand: ParsableCommand {
     @OptionGroup(title: "ViT-Slim options (--method slim)") var slim: SlimOptions
     @OptionGroup(title: "CPD options (--method cpd)") var cpd: CPDOptions
     @OptionGroup(title: "Baseline options (--method magnitude|taylor|random)") var baselines: BaselineOptions
+    @OptionGroup(title: "Vulcan options (--method vulcan; the subset is --classes)") var vulcan: VulcanOptions
     @OptionGroup var heads: HeadsOption
     @OptionGroup var common: CommonOptions
 
     /// Every method's option group; each registered method is served by exactly one (a CLI test checks).
-    var methodOptions: [any MethodOptions] { [vbp, slim, cpd, baselines] }
+    var methodOptions: [any MethodOptions] { [vbp, slim, cpd, baselines, vulcan] }
 
     func methodGroup() throws -> any MethodOptions {
         guard let group = methodOptions.first(where: { type(of: $0).methods.contains(options.method) }) else {
@@ -61,55 +70,68 @@ struct PruneCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let started = Date()
-            let options = self.options
-            let group = try methodGroup()
-            let method = try group.method(named: options.method)
-            let original = try ViTWeights.load(path: options.model, heads: heads.heads)
-            let config = original.config
-            let backend = try common.makeBackend()
-            let splits = try Dataset.load(options.data, options: DatasetOptions(
-                channels: config.inChannels, side: config.imageSize, classes: try parseClassList(options.classes),
-                seed: common.seed))
-            func phase(_ name: String, epochs: Int, learningRate: Double, checkpoint: String) -> TrainingPhase {
-                TrainingPhase(name: name, epochs: epochs, batchSize: options.batchSize, learningRate: learningRate,
-                              distill: options.distill, alpha: options.alpha, temperature: options.temperature,
-                              seed: common.seed, checkpointPath: checkpoint, resume: options.resume,
-                              protectedInputs: [options.model])
+            try common.onDevice { backend, fellBack in
+                let started = Date()
+                let options = self.options
+                let group = try methodGroup()
+                var method = try group.method(named: options.method)
+                let classes = try parseClassList(options.classes, data: options.data)
+                // Vulcan serves the subset in the order given (its trimmed head's outputs follow it).
+                if var vulcan = method as? Vulcan, let classes { vulcan.options.classes = classes; method = vulcan }
+                // The validation share is shared by the methods that select on a validation split.
+                if let fraction = options.valFraction {
+                    if var cpd = method as? CPD { cpd.options.validationFraction = fraction; method = cpd }
+                    if var vulcan = method as? Vulcan { vulcan.options.validationFraction = fraction; method = vulcan }
+                }
+                let original = try ViTWeights.load(path: options.model, heads: heads.heads)
+                let config = original.config
+                let splits = try Dataset.load(options.data, options: DatasetOptions(
+                    channels: config.inChannels, side: config.imageSize, classes: classes, seed: common.seed))
+                func phase(_ name: String, epochs: Int, learningRate: Double, checkpoint: String) -> TrainingPhase {
+                    TrainingPhase(name: name, epochs: epochs, batchSize: options.batchSize, learningRate: learningRate,
+                                  distill: options.distill, alpha: options.alpha, temperature: options.temperature,
+                                  seed: common.seed, checkpointPath: checkpoint,
+                                  checkpointEvery: options.checkpointEvery, resume: options.resume || fellBack,
+                                  protectedInputs: [options.model])
+                }
+                let progress = ProgressPrinter()
+                let pipeline = PruningPipeline(
+                    method: method, budget: options.budget, scope: options.scope,
+                    calibrationImages: group.calibrationImages(for: options.method, requested: options.calibImages,
+                                                               batchSize: options.batchSize),
+                    batchSize: options.batchSize,
+                    methodTraining: phase(options.method, epochs: options.epochs, learningRate: options.lr,
+                                          checkpoint: options.methodCheckpointPath),
+                    fineTuning: options.finetuneEpochs == 0 ? nil
+                        : phase("finetune", epochs: options.finetuneEpochs, learningRate: options.finetuneLr,
+                                checkpoint: checkpointPath(for: options.out)),
+                    latencyBatches: try parseBatchList(options.latencyBatches) ?? [1, 64], seed: common.seed)
+                StopSignal.installInterruptHandler()
+                let outcome = try pipeline.run(
+                    original: original, originalPath: options.model, prunedPath: options.out, data: splits,
+                    backend: backend, command: CommandLine.arguments.joined(separator: " "), version: VitForge.version,
+                    hooks: .init(progress: { progress.report($0) }))
+                progress.finish()
+                guard !outcome.stopped, var report = outcome.report else {
+                    print("interrupted; continue with --resume (checkpoints \(pipeline.checkpointPaths.joined(separator: ", ")))")
+                    throw ExitCode(130)
+                }
+                let writesFiles = Collectives.world.isMain  // rank 0 of a data-parallel run
+                if writesFiles { try outcome.weights.save(to: options.out) }
+                report.seconds["total"] = Date().timeIntervalSince(started)
+                if let path = options.report, writesFiles {
+                    try AtomicFile.write(report.jsonData(), to: path, protecting: [options.model])
+                }
+                if let path = options.html, writesFiles {
+                    try AtomicFile.write(Data(HTMLReport.page(report).utf8), to: path, protecting: [options.model])
+                }
+                // Last, so that a kill before this point leaves a checkpoint for --resume.
+                if writesFiles {
+                    for path in pipeline.checkpointPaths { try? FileManager.default.removeItem(atPath: path) }
+                }
+                printComparison(report)
+                print("wrote \(options.out)" + [options.report, options.html].compactMap { $0.map { " and \($0)" } }.joined())
             }
-            let progress = ProgressPrinter()
-            let pipeline = PruningPipeline(
-                method: method, budget: options.budget, scope: options.scope,
-                calibrationImages: group.calibrationImages(for: options.method, requested: options.calibImages,
-                                                           batchSize: options.batchSize),
-                batchSize: options.batchSize,
-                methodTraining: phase(options.method, epochs: options.epochs, learningRate: options.lr,
-                                      checkpoint: options.methodCheckpointPath),
-                fineTuning: options.finetuneEpochs == 0 ? nil
-                    : phase("finetune", epochs: options.finetuneEpochs, learningRate: options.finetuneLr,
-                            checkpoint: checkpointPath(for: options.out)),
-                latencyBatches: try parseBatchList(options.latencyBatches) ?? [1, 64], seed: common.seed)
-            StopSignal.installInterruptHandler()
-            let outcome = try pipeline.run(
-                original: original, originalPath: options.model, prunedPath: options.out, data: splits,
-                backend: backend, command: CommandLine.arguments.joined(separator: " "), version: VitForge.version,
-                hooks: .init(progress: { progress.report($0) }))
-            progress.finish()
-            guard !outcome.stopped, var report = outcome.report else {
-                print("interrupted; continue with --resume (checkpoints \(pipeline.checkpointPaths.joined(separator: ", ")))")
-                throw ExitCode(130)
-            }
-            let writesFiles = Collectives.world.isMain  // rank 0 of a data-parallel run
-            if writesFiles {
-                try outcome.weights.save(to: options.out)
-                for path in pipeline.checkpointPaths { try? FileManager.default.removeItem(atPath: path) }
-            }
-            report.seconds["total"] = Date().timeIntervalSince(started)
-            if let path = options.report, writesFiles {
-                try AtomicFile.write(report.jsonData(), to: path, protecting: [options.model])
-            }
-            printComparison(report)
-            print("wrote \(options.out)" + (options.report.map { " and \($0)" } ?? ""))
         }
     }
 }

@@ -75,6 +75,11 @@ struct PruneOptions: ParsableArguments {
     @Option(help: "Distillation temperature T.")
     var temperature = 2.0
 
+    @Option(help: ArgumentHelp("Share of each training class held out for validation by the methods that pick their "
+                               + "result on it (cpd: the epoch, default 0.05; vulcan: the cut, default 0.1); never the "
+                               + "test set.", valueName: "F"))
+    var valFraction: Double?
+
     @Option(help: "Images per batch (calibration, training).")
     var batchSize = 128
 
@@ -88,15 +93,24 @@ struct PruneOptions: ParsableArguments {
     @Option(help: "Write the JSON report here.")
     var report: String?
 
+    @Option(help: "Write the report as an HTML page here (what `vitforge report` draws).")
+    var html: String?
+
     @Flag(help: ArgumentHelp("Continue an interrupted run from its checkpoints (OUT.METHOD.checkpoint.safetensors "
                              + "for the method's own training, OUT.checkpoint.safetensors for fine-tuning)."))
     var resume = false
+
+    @Option(help: "Write a training phase's checkpoint every N steps (0: only at epoch ends and on Ctrl-C).")
+    var checkpointEvery = 200
 
     var budget: Budget {
         let target: Budget.Target? = targetMacs.map { .macs($0) } ?? targetParams.map { .params($0) }
             ?? targetLatency.map { .latency(milliseconds: $0, batch: latencyBatch) }
         var keepMLP = keepMlp
-        if keepMlp == nil && keepHeads == nil && keepResidual == nil && target == nil { keepMLP = 0.5 }
+        // Vulcan's default budget is its own --prune-ratio.
+        if keepMlp == nil && keepHeads == nil && keepResidual == nil && target == nil && method != Vulcan.name {
+            keepMLP = 0.5
+        }
         return Budget(keepMLP: keepMLP, keepHeads: keepHeads, keepResidual: keepResidual, target: target,
                       roundTo: roundTo)
     }
@@ -114,10 +128,14 @@ struct PruneOptions: ParsableArguments {
         if latencyBatch < 1 { throw ValidationError("--latency-batch must be at least 1") }
         do { try budget.validate() } catch { throw ValidationError("\(error)") }
         if epochs < 0 || finetuneEpochs < 0 { throw ValidationError("--epochs and --finetune-epochs must be ≥ 0") }
+        if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must be ≥ 0") }
         if distill && epochs == 0 && finetuneEpochs == 0 {
             throw ValidationError("--distill needs a training phase: --epochs or --finetune-epochs ≥ 1")
         }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if let valFraction, !(valFraction > 0 && valFraction < 1) {
+            throw ValidationError("--val-fraction must be in (0, 1)")
+        }
         _ = try parseClassList(classes)
         _ = try parseBatchList(latencyBatches)
     }

@@ -96,7 +96,8 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup var heads: HeadsOption
     @OptionGroup var common: CommonOptions
 
-    var checkpointPath: String { vitforge.checkpointPath(for: out) }
+    // Not `vitforge.checkpointPath`: the fuzz package compiles these sources as a module of another name.
+    var checkpointPath: String { trainCheckpointPath(for: out) }
 
     func validate() throws {
         let sources = [initModel, config, arch].compactMap { $0 }
@@ -109,75 +110,84 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let weights = try startingWeights()
-            let config = weights.config
-            let backend = try common.makeBackend()
-            let options = DatasetOptions(channels: config.inChannels, side: config.imageSize,
-                                         classes: try parseClassList(classes), remapLabels: remapLabels,
-                                         validationFraction: valFraction, seed: common.seed)
-            let splits = try Dataset.load(data, options: options)
-            if splits.training.classCount > config.classes {
-                throw ValidationError("\(data) has \(splits.training.classCount) classes; the model has \(config.classes) outputs")
-            }
-            let loader = try BatchLoader(dataset: splits.training, batchSize: batchSize, seed: common.seed,
-                                         augmentation: AugmentationRecipe(maximumShift: translate, flipProbability: flip))
-            let model = try VisionTransformer(weights: weights, backend: backend)
-            let teacherModel = try teacher.map {
-                try VisionTransformer(weights: ViTWeights.load(path: $0, heads: nil), backend: backend)
-            }
-            let settings = TrainingSettings(
-                epochs: epochs, learningRate: lr, minimumLearningRate: minLr, warmupFraction: warmup,
-                optimizer: AdamWSettings(weightDecay: weightDecay), labelSmoothing: labelSmoothing,
-                gradientClipNorm: clipGrad,
-                distillation: teacher == nil ? nil : DistillationSettings(alpha: alpha, temperature: temperature))
-            let protected = [initModel, teacher, self.config].compactMap { $0 }
-            let trainer = try Trainer(
-                model: model, batches: loader, settings: settings, teacher: teacherModel, seed: common.seed,
-                checkpoints: CheckpointPolicy(lastPath: checkpointPath,
-                                              bestPath: splits.validation == nil ? nil : out + ".best.safetensors",
-                                              everySteps: checkpointEvery, protectedInputs: protected))
-            if resume { try trainer.resume(from: checkpointPath) }
-
-            let progress = ProgressPrinter()
-            let stopAfter = stopAfterSteps
-            trainer.onProgress = { report in
-                progress.report(report)
-                if let stopAfter, report.step >= stopAfter { trainer.requestStop() }
-            }
-            let evaluationBatch = max(batchSize, 256)
-            trainer.evaluate = { model, epoch in
-                let test = try splits.test.map { try Evaluator.tally(model, on: $0, batchSize: evaluationBatch) }
-                let validation = try splits.validation.map {
-                    try Evaluator.tally(model, on: $0, batchSize: evaluationBatch)
+            try common.onDevice { backend, fellBack in
+                let weights = try startingWeights()
+                let config = weights.config
+                let options = DatasetOptions(channels: config.inChannels, side: config.imageSize,
+                                             classes: try parseClassList(classes, data: data), remapLabels: remapLabels,
+                                             validationFraction: valFraction, seed: common.seed)
+                let splits = try Dataset.load(data, options: options)
+                if splits.training.classCount > config.classes {
+                    throw ValidationError("\(data) has \(splits.training.classCount) classes; the model has \(config.classes) outputs")
                 }
+                let loader = try BatchLoader(dataset: splits.training, batchSize: batchSize, seed: common.seed,
+                                             augmentation: AugmentationRecipe(maximumShift: translate, flipProbability: flip))
+                let model = try VisionTransformer(weights: weights, backend: backend)
+                let teacherModel = try teacher.map {
+                    try VisionTransformer(weights: ViTWeights.load(path: $0, heads: nil), backend: backend)
+                }
+                let settings = TrainingSettings(
+                    epochs: epochs, learningRate: lr, minimumLearningRate: minLr, warmupFraction: warmup,
+                    optimizer: AdamWSettings(weightDecay: weightDecay), labelSmoothing: labelSmoothing,
+                    gradientClipNorm: clipGrad,
+                    distillation: teacher == nil ? nil : DistillationSettings(alpha: alpha, temperature: temperature))
+                let protected = [initModel, teacher, self.config].compactMap { $0 }
+                let trainer = try Trainer(
+                    model: model, batches: loader, settings: settings, teacher: teacherModel, seed: common.seed,
+                    checkpoints: CheckpointPolicy(lastPath: checkpointPath,
+                                                  bestPath: splits.validation == nil ? nil : out + ".best.safetensors",
+                                                  everySteps: checkpointEvery, protectedInputs: protected))
+                if resume || (fellBack && FileManager.default.fileExists(atPath: checkpointPath)) {
+                    try trainer.resume(from: checkpointPath)
+                    print("resumed at step \(trainer.state.step) from \(checkpointPath)")
+                }
+
+                let progress = ProgressPrinter()
+                let stopAfter = stopAfterSteps
+                trainer.onProgress = { report in
+                    progress.report(report)
+                    if let stopAfter, report.step >= stopAfter { trainer.requestStop() }
+                }
+                let evaluationBatch = max(batchSize, 256)
+                trainer.evaluate = { model, epoch in
+                    let test = try splits.test.map { try Evaluator.tally(model, on: $0, batchSize: evaluationBatch) }
+                    let validation = try splits.validation.map {
+                        try Evaluator.tally(model, on: $0, batchSize: evaluationBatch)
+                    }
+                    progress.finish()
+                    var line = "epoch \(epoch)/\(epochs):"
+                    if let validation { line += " validation \(Formatting.percent(validation.accuracy))" }
+                    if let test { line += " test \(Formatting.percent(test.accuracy))" }
+                    print(line)
+                    return Evaluation(metric: validation?.accuracy, accuracy: validation?.accuracy,
+                                      testAccuracy: test?.accuracy)
+                }
+                StopSignal.installInterruptHandler()
+                let outcome = try trainer.run()
                 progress.finish()
-                var line = "epoch \(epoch)/\(epochs):"
-                if let validation { line += " validation \(Formatting.percent(validation.accuracy))" }
-                if let test { line += " test \(Formatting.percent(test.accuracy))" }
-                print(line)
-                return Evaluation(metric: validation?.accuracy, accuracy: validation?.accuracy,
-                                  testAccuracy: test?.accuracy)
+                let exchange = trainer.gradientExchange
+                if trainer.collective.size > 1 && exchange.calls > 0 {
+                    print("gradient all-reduce over \(trainer.collective.size) ranks: "
+                          + "\(Formatting.decimal1(exchange.seconds / Double(exchange.calls) * 1e3)) ms per step")
+                }
+                let writesFiles = Collectives.world.isMain  // rank 0 of a data-parallel run
+                if let log, writesFiles {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    try AtomicFile.write(try encoder.encode(outcome.history), to: log, protecting: protected)
+                }
+                if outcome.stopped {
+                    print("stopped at step \(trainer.state.step); resume with --resume (checkpoint \(checkpointPath))")
+                    throw ExitCode(130)
+                }
+                var trained = try model.hostWeights()
+                // A head trained on renumbered labels records which data-set class each output is (eval maps back).
+                if remapLabels, let ids = options.classes, ids.count == config.classes, config.classIds == nil {
+                    try trained.setClassIds(ids)
+                }
+                if writesFiles { try trained.save(to: out) }
+                print("wrote \(out)")
             }
-            StopSignal.installInterruptHandler()
-            let outcome = try trainer.run()
-            progress.finish()
-            let exchange = trainer.gradientExchange
-            if trainer.collective.size > 1 && exchange.calls > 0 {
-                print("gradient all-reduce over \(trainer.collective.size) ranks: "
-                      + "\(Formatting.decimal1(exchange.seconds / Double(exchange.calls) * 1e3)) ms per step")
-            }
-            let writesFiles = Collectives.world.isMain  // rank 0 of a data-parallel run
-            if let log, writesFiles {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                try AtomicFile.write(try encoder.encode(outcome.history), to: log, protecting: protected)
-            }
-            if outcome.stopped {
-                print("stopped at step \(trainer.state.step); resume with --resume (checkpoint \(checkpointPath))")
-                throw ExitCode(130)
-            }
-            if writesFiles { try model.hostWeights().save(to: out) }
-            print("wrote \(out)")
         }
     }
 
@@ -193,15 +203,32 @@ struct TrainCommand: ParsableCommand {
     }
 }
 
-/// `5,7,9` → [5, 7, 9]; nil when not given.
-func parseClassList(_ text: String?) throws -> [Int]? {
+/// The global `checkpointPath(for:)`, which `TrainCommand.checkpointPath` hides inside the command.
+private func trainCheckpointPath(for out: String) -> String { checkpointPath(for: out) }
+
+/// `5,7,9` → [5, 7, 9]; nil when not given. A part that is not a number is a class name of the data set `data`
+/// (case-insensitive: `--classes T-shirt/top,pullover,shirt`); without `data` (flag validation, before the data is
+/// known) names pass unchecked.
+func parseClassList(_ text: String?, data: String? = nil) throws -> [Int]? {
     guard let text else { return nil }
-    let values = try text.split(separator: ",", omittingEmptySubsequences: false).map { part -> Int in
-        let trimmed = part.trimmingCharacters(in: .whitespaces)
-        guard let value = Int(trimmed), value >= 0 else {
-            throw ValidationError("--classes: \"\(trimmed)\" is not a class index (expected e.g. 5,7,9)")
+    var names: [String]?
+    let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+        .map { $0.trimmingCharacters(in: .whitespaces) }
+    var values: [Int] = []
+    for (position, part) in parts.enumerated() {
+        if let value = Int(part) {
+            guard value >= 0 else { throw ValidationError("--classes: \"\(part)\" is not a class index (expected e.g. 5,7,9)") }
+            values.append(value)
+            continue
         }
-        return value
+        guard !part.isEmpty else { throw ValidationError("--classes: an empty entry (expected e.g. 5,7,9 or names)") }
+        guard let data else { values.append(-1 - position); continue }
+        if names == nil { names = try DataSource.classNames(data) ?? [] }
+        guard let index = names?.firstIndex(where: { $0.lowercased() == part.lowercased() }) else {
+            throw ValidationError("--classes: \(data) has no class named \"\(part)\" (classes: "
+                                  + "\((names ?? []).isEmpty ? "numbers only" : (names ?? []).joined(separator: ", ")))")
+        }
+        values.append(index)
     }
     guard Set(values).count == values.count else { throw ValidationError("--classes lists a class twice") }
     return values

@@ -52,3 +52,19 @@ struct DeviceSelectionTests {
         }
     }
 }
+
+/// The warning `devices` and `bench` print when OpenBLAS runs kernels older than the CPU supports.
+struct BLASCoreWarningTests {
+    static let avx512: Set<String> = ["avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq"]
+
+    @Test("Haswell kernels forced on an AVX-512 CPU warn and name OPENBLAS_CORETYPE; matching cores do not warn")
+    func coreWarning() throws {
+        let forced = try #require(OpenBLAS.coreWarning(core: "Haswell", cpuFlags: Self.avx512, forcedCore: "Haswell"))
+        #expect(forced.contains("AVX-512") && forced.contains("OPENBLAS_CORETYPE=Haswell"))
+        let unknown = try #require(OpenBLAS.coreWarning(core: "Zen", cpuFlags: Self.avx512, forcedCore: nil))
+        #expect(unknown.contains("does not know the CPU"))
+        #expect(OpenBLAS.coreWarning(core: "Cooperlake", cpuFlags: Self.avx512, forcedCore: nil) == nil)
+        #expect(OpenBLAS.coreWarning(core: "Haswell", cpuFlags: ["avx", "avx2", "fma"], forcedCore: nil) == nil)
+        #expect(OpenBLAS.coreWarning(core: "Zen", cpuFlags: ["avx", "avx2", "fma"], forcedCore: "Zen") == nil)
+    }
+}

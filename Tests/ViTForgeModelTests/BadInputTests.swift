@@ -87,6 +87,11 @@ let badInputs: [BadInput] = [
             {"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}
             """, data: eightBytes)
     }, key: "a") { $0 == .sizeMismatch(expectedBytes: 12, actualBytes: 8) },
+    BadInput(name: "element count overflowing 64 bits", bytes: {
+        rawSafetensors(header: """
+            {"a":{"dtype":"F32","shape":[4611686018427387904,8,3],"data_offsets":[0,8]}}
+            """, data: eightBytes)
+    }, key: "a") { $0 == .sizeMismatch(expectedBytes: UInt64.max, actualBytes: 8) },
     BadInput(name: "unknown dtype", bytes: {
         rawSafetensors(header: """
             {"a":{"dtype":"F99","shape":[2],"data_offsets":[0,8]}}

@@ -40,11 +40,11 @@ struct CommandResult {
 /// Runs `vitforge arguments…` to completion. Output goes through files, not pipes, so a long report cannot block
 /// the child on a full pipe.
 func vitforge(_ arguments: [String], environment extra: [String: String] = [:]) throws -> CommandResult {
-    try runToCompletion(vitforgeBinary, arguments, environment: extra)
+    try runProcess(vitforgeBinary, arguments, environment: extra)
 }
 
-/// Runs `executable arguments…` to completion with the tests' environment (see `vitforge`).
-func runToCompletion(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:]) throws
+/// Runs any program (e.g. a shell that sets a limit and then runs `vitforge`) as `vitforge(_:)` does.
+func runProcess(_ program: String, _ arguments: [String], environment extra: [String: String] = [:]) throws
     -> CommandResult {
     let folder = try TemporaryFolder()
     defer { folder.remove() }
@@ -52,7 +52,7 @@ func runToCompletion(_ executable: String, _ arguments: [String], environment ex
     _ = FileManager.default.createFile(atPath: outPath, contents: nil)
     _ = FileManager.default.createFile(atPath: errPath, contents: nil)
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
+    process.executableURL = URL(fileURLWithPath: program)
     process.arguments = arguments
     var environment = ProcessInfo.processInfo.environment
     environment["POCL_CACHE_DIR"] = environment["POCL_CACHE_DIR"] ?? "/tmp/pocl-cache"

@@ -227,6 +227,6 @@ enum MPIRun {
     }
 
     static func run(ranks: Int, _ arguments: [String]) throws -> CommandResult {
-        try runToCompletion(mpirun, Self.arguments(ranks: ranks) + arguments, environment: environment)
+        try runProcess(mpirun, Self.arguments(ranks: ranks) + arguments, environment: environment)
     }
 }

@@ -18,8 +18,10 @@ typedef struct vf_image {
     int channels;
 } vf_image;
 
-/// Largest side accepted, so a hostile header cannot ask for more memory than a machine has.
+/// Largest side and pixel count accepted, so a hostile header (a few bytes claiming 32768×32768) cannot ask for more
+/// memory than a machine has: 64 Mpixel is 192 MB of RGB, above any photo a data set holds.
 #define VF_MAX_SIDE 32768
+#define VF_MAX_PIXELS (1 << 26)
 
 /// Decode a PNG held in memory. Palette, low bit depths and 16 bits become 8-bit grey or RGB; an alpha channel is
 /// dropped without compositing (what PIL's convert("RGB") does for torchvision's ImageFolder). Returns 0 on success;

@@ -76,7 +76,7 @@ public final class OpenCLBackend: Backend {
         case scaleColumns = "scale_columns", maskGradientPartials = "mask_gradient_partials"
         case maskGradientCombine = "mask_gradient_combine", scaleRows = "scale_rows"
         case maskGradientRows = "mask_gradient_rows", segmentSum = "segment_sum"
-        case addScaledSign = "add_scaled_sign"
+        case addScaledSign = "add_scaled_sign", symmetricEigen = "symmetric_eigen"
 
         /// Compiled only where the device has cl_khr_fp64 (statistics.cl).
         var needsFloat64: Bool {
@@ -682,6 +682,28 @@ public final class OpenCLBackend: Backend {
         let norm = try sumOfSquares(x, count: count).squareRoot()
         if norm > 0 { try scale(x, by: Float(1 / norm), count: count) }
         return norm
+    }
+
+    /// Jacobi sweeps at most: float32 Jacobi converges quadratically, 6 to 10 sweeps for n = 64 in practice;
+    /// the kernel stops earlier once the off-diagonal mass is at roundoff.
+    static let eigenSweeps = 30
+
+    public func symmetricEigen(_ a: Buffer, n: Int, batch: Int, values: Buffer, vectors: Buffer) throws {
+        let op = "symmetricEigen"
+        let count = try size(n * n, batch, op)
+        guard n <= 256 else { throw BackendError.invalidArgument("\(op): n = \(n) is above the kernel's 256") }
+        // Exactly one work-group per matrix: dimension 0 is the group's work-items (the kernel's own local size,
+        // which a device may cap below `localSize`), dimension 1 the matrix. The kernel cannot leave surplus groups
+        // out by returning early: PoCL miscompiles barriers after a group-dependent return.
+        guard let kernel = kernels[.symmetricEigen] else {
+            throw BackendError.unsupported("symmetric_eigen is not available on \(device.name)")
+        }
+        let local = try launchLock.withLock { try localSize(.symmetricEigen, kernel) }
+        try launch(.symmetricEigen, columns: local, rows: batch, [
+            .buffer(try checked(a, op, "a", count: count)), try .int(n), try .int(Self.eigenSweeps),
+            .buffer(try checked(values, op, "values", count: n * batch)),
+            .buffer(try checked(vectors, op, "vectors", count: count)),
+        ])
     }
 
     // MARK: Launching kernels

@@ -147,4 +147,5 @@ public enum OpenCLRuntime {
 @inline(__always)
 func checkCL(_ status: cl_int, _ call: String) throws {
     if status != CL_SUCCESS { throw BackendError.openCL(call: call, code: status) }
+    if FaultInjection.openCLCallShouldFail() { throw BackendError.openCL(call: call, code: CL_OUT_OF_RESOURCES) }
 }

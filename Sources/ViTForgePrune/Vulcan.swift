@@ -1,0 +1,420 @@
+import Foundation
+import ViTForgeData
+import ViTForgeDevice
+import ViTForgeModel
+import ViTForgeTrain
+
+/// Vulcan (Wei et al., ICLR 2026; METHODS.md §3): from a general model, a small one that serves only the classes
+/// named. Train-then-prune: score the MLP neurons on the subset and budget widths from R (the share removed), cluster
+/// each MLP's neurons, post-train on the subset's images under CCNC (members collapse onto their anchor) and TNNR
+/// (each head's Q and V lose their tail singular values) with multipliers raised by gradient ascent; then merge the
+/// clusters and re-factorise the attention by SVD — lossless once the constraints hold.
+public struct Vulcan: PruningMethod {
+    public static let name = "vulcan"
+    public static let summary = "Vulcan: class-specific derivation (--classes, --prune-ratio R removed): post-train "
+        + "on the subset under neuron-collapse and tail-rank constraints, then merge MLP clusters and SVD-refactor "
+        + "attention"
+    public static let hasTrainingPhase = true
+
+    public struct Options: Equatable, Sendable {
+        /// The subset (the data set's class ids), for the restricted accuracies and `--trim-head`; empty: the
+        /// classes of the training data (`vitforge prune --classes` restricts the data).
+        public var classes: [Int]
+        /// The paper's R: the share of MLP neurons and (on average) attention dims REMOVED; nil with a target.
+        public var pruneRatio: Double?
+        /// The multipliers' learning rate ρ (§3.b).
+        public var rho: Double
+        /// Stop post-training once both normalised constraint values (ℓ1 parts) are below this.
+        public var epsilon: Double
+        /// Evaluate the would-be pruned model every N steps on the validation split (0: never; the last is cut).
+        public var evalEvery: Int
+        /// Share of the subset's training images held out for that validation.
+        public var validationFraction: Double
+        public var trimHead: Bool
+        public var kmeansIterations: Int
+        /// Also fine-tune the base on the subset for the same epochs (no constraints) and report its accuracy: the
+        /// honest reference (METHODS.md §0.5).
+        public var compareFinetunedBase = false
+
+        public init(classes: [Int] = [], pruneRatio: Double? = 0.6, rho: Double = 1, epsilon: Double = 1e-3,
+                    evalEvery: Int = 0, validationFraction: Double = 0.1, trimHead: Bool = false,
+                    kmeansIterations: Int = 50) {
+            self.classes = classes
+            self.pruneRatio = pruneRatio
+            self.rho = rho
+            self.epsilon = epsilon
+            self.evalEvery = evalEvery
+            self.validationFraction = validationFraction
+            self.trimHead = trimHead
+            self.kmeansIterations = kmeansIterations
+        }
+    }
+
+    public var options: Options
+
+    public init(options: Options) { self.options = options }
+
+    public func problem(with budget: Budget, epochs: Int) -> String? {
+        if !budget.keepFractions.isEmpty {
+            return "vulcan's budget is --prune-ratio R (the share removed) or --target-params/--target-macs, not --keep-*"
+        }
+        if case .latency? = budget.target { return "vulcan solves params or MACs targets, not latency" }
+        if let ratio = options.pruneRatio, budget.target == nil, !(0 ..< 1).contains(ratio) {
+            return "--prune-ratio \(ratio) must be in [0, 1) (the share removed)"
+        }
+        if !(options.rho > 0) { return "--rho must be positive" }
+        if options.evalEvery < 0 { return "--eval-every must be ≥ 0" }
+        if options.evalEvery > 0 && !(options.validationFraction > 0 && options.validationFraction < 1) {
+            return "--val-fraction must be in (0, 1) with --eval-every"
+        }
+        return nil
+    }
+
+    public func checkReach(_ budget: Budget, config: ViTConfig) throws {
+        for (b, block) in config.blocks.enumerated() where !block.hasUniformHeads || block.heads == 0 {
+            throw PruneError.invalidBudget("vulcan: block \(b) has no heads or heads of different widths; it "
+                                           + "starts from a general (unpruned) model")
+        }
+    }
+
+    // MARK: 1. Score and budget
+
+    /// The widths of every block at ratio R (§3.b steps 1–2).
+    public static func widths(config: ViTConfig, mlpScores: [[Double]], qkRanks: [Double], voRanks: [Double],
+                              ratio: Double) -> [VulcanBudget.BlockWidths] {
+        let mlp = VulcanBudget.mlpWidths(scores: mlpScores, ratio: ratio)
+        let attention = VulcanBudget.attentionDims(qkRanks: qkRanks, voRanks: voRanks,
+                                                   qkDims: config.blocks.map(\.qkDim), vDims: config.blocks.map(\.vDim),
+                                                   ratio: ratio)
+        return zip(mlp, attention).map { VulcanBudget.BlockWidths(mlpHidden: $0, qkDim: $1.qk, vDim: $1.v) }
+    }
+
+    /// The config the surgery produces for `widths` (for costs before any training).
+    public static func prunedConfig(_ config: ViTConfig, widths: [VulcanBudget.BlockWidths]) -> ViTConfig {
+        var result = config
+        for (b, width) in widths.enumerated() {
+            result.blocks[b] = BlockConfig(heads: config.blocks[b].heads, qkDim: width.qkDim, vDim: width.vDim,
+                                           mlpHidden: width.mlpHidden, attentionScale: 1 / Double(width.qkDim).squareRoot())
+        }
+        return result
+    }
+
+    /// R from a params/MACs target by bisection (cost falls as R grows; the widths round down, so the result keeps
+    /// at most the target).
+    func solveRatio(_ budget: Budget, config: ViTConfig, widthsAt: (Double) -> [VulcanBudget.BlockWidths]) throws -> Double {
+        guard let target = budget.target else { return options.pruneRatio ?? 0.6 }
+        let full = config.cost()
+        func kept(_ ratio: Double) -> Double {
+            let cost = Self.prunedConfig(config, widths: widthsAt(ratio)).cost()
+            if case .params = target { return Double(cost.parameters) / Double(full.parameters) }
+            return Double(cost.macs) / Double(full.macs)
+        }
+        let fraction: Double
+        switch target {
+        case let .params(f), let .macs(f): fraction = f
+        default: throw PruneError.invalidBudget("vulcan solves params or MACs targets")
+        }
+        var low = 0.0, high = 0.999
+        guard kept(high) <= fraction else {
+            throw PruneError.invalidBudget("vulcan cannot go below \(Formatting.percent(kept(high))) of the "
+                                           + "original at the minimum widths (8)")
+        }
+        for _ in 0 ..< 40 {
+            let middle = (low + high) / 2
+            if kept(middle) <= fraction { high = middle } else { low = middle }
+        }
+        return high
+    }
+
+    /// k-means on each block's fc1 rows with its kept width as k; the anchor is the member of highest score.
+    public static func clusters(_ weights: ViTWeights, widths: [VulcanBudget.BlockWidths], scores: [[Double]],
+                                seed: UInt64, iterations: Int) -> [[VulcanSurgery.Cluster]] {
+        weights.config.blocks.indices.map { b in
+            let fc1 = weights["blocks.\(b).mlp.fc1.weight"]
+            let hidden = weights.config.blocks[b].mlpHidden, width = weights.config.residualWidth
+            let assignment = KMeans.cluster(fc1?.values.map(Double.init) ?? [], count: hidden, dimension: width,
+                                            k: widths[b].mlpHidden, seed: seed &+ UInt64(b), iterations: iterations)
+            var members = [[Int]](repeating: [], count: widths[b].mlpHidden)
+            for (neuron, cluster) in assignment.enumerated() { members[cluster].append(neuron) }
+            return members.map { group in
+                let anchor = group.max { scores[b][$0] < scores[b][$1] || (scores[b][$0] == scores[b][$1] && $0 > $1) } ?? 0
+                return VulcanSurgery.Cluster(anchor: anchor, members: group)
+            }
+        }
+    }
+
+    // MARK: 2. Post-train, 3. cut
+
+    public func prune(_ context: PruningContext) throws -> MethodOutcome {
+        let original = context.original
+        let config = original.config
+        let backend = context.backend
+        let statistics = try VarianceBasedPruning.statistics(
+            of: VisionTransformer(weights: original, backend: backend), images: context.calibration,
+            limit: context.calibrationLimit, batchSize: context.batchSize)
+        let scores = statistics.mean
+        let ranks = try VulcanBudget.effectiveRanks(VulcanSurgery.doubles(original), config: config)
+        let widthsAt = { (ratio: Double) in
+            Self.widths(config: config, mlpScores: scores, qkRanks: ranks.qk, voRanks: ranks.vo, ratio: ratio)
+        }
+        let ratio = try solveRatio(context.budget, config: config, widthsAt: widthsAt)
+        let widths = widthsAt(ratio)
+        let clusters = Self.clusters(original, widths: widths, scores: scores, seed: context.seed,
+                                     iterations: options.kmeansIterations)
+        context.log("vulcan: R = \(Formatting.fixed(ratio, decimals: 3)); widths (mlp/qk/v) "
+                    + widths.map { "\($0.mlpHidden)/\($0.qkDim)/\($0.vDim)" }.joined(separator: " "))
+        let trimClasses = options.classes.isEmpty
+            ? Set((0 ..< context.data.training.count).map(context.data.training.label)).sorted() : options.classes
+        let trim = options.trimHead ? trimClasses : nil
+        let outcome = { (weights: ViTWeights) in
+            BudgetOutcome(original: config, pruned: weights.config, nativeRatio: 1 - ratio, target: context.budget.target)
+        }
+
+        var data = context.data.training
+        var validation: Dataset?
+        if options.evalEvery > 0 {
+            let split = try data.splitValidation(fraction: options.validationFraction, seed: context.seed)
+            (data, validation) = (split.training, split.validation)
+        }
+        var metrics: [String: Double] = [:]
+        let classes = options.classes.isEmpty
+            ? Set((0 ..< context.data.training.count).map(context.data.training.label)).sorted() : options.classes
+        guard classes.count < config.classes else {
+            throw PruneError.invalidBudget("vulcan derives a model for a class subset: give --classes")
+        }
+        if let test = context.data.test {
+            let base = try Self.subsetAccuracy(original, on: test, classes: classes, backend: backend)
+            metrics["base_accuracy"] = base.accuracy
+            metrics["base_accuracy_restricted"] = base.restrictedAccuracy
+        }
+        metrics["prune_ratio"] = ratio
+        guard context.training.epochs > 0 else {
+            // No post-training: the surgery alone (lossy: nothing made the clusters collapse or the tails vanish).
+            let pruned = try VulcanSurgery.apply(original, clusters: clusters, widths: widths, trimHead: trim)
+            if let test = context.data.test {
+                let after = try Self.subsetAccuracy(pruned, on: test, classes: classes, backend: backend)
+                metrics["after_surgery_accuracy"] = after.accuracy
+                metrics["after_surgery_accuracy_restricted"] = after.restrictedAccuracy
+            }
+            var result = MethodOutcome(weights: pruned, outcome: outcome(pruned))
+            result.metrics = metrics
+            return result
+        }
+
+        var phase = context.training
+        phase.constantLearningRate = true
+        let trainer = try phase.makeTrainer(student: original, teacher: original, training: data, backend: backend)
+        let multipliers = try VulcanMultipliers(backend: backend)
+        try multipliers.addSlots(to: trainer.optimizer, rho: options.rho, learningRate: phase.learningRate)
+        let penalty = try VulcanPenalty(multipliers: multipliers, config: config, clusters: clusters, widths: widths,
+                                        backend: backend)
+        let monitor = VulcanMonitor(penalty: penalty, clusters: clusters, widths: widths, trimHead: trim,
+                                    classes: classes, validation: validation, evalEvery: options.evalEvery,
+                                    epsilon: options.epsilon, batchSize: context.batchSize)
+        trainer.terms = [penalty]
+        trainer.hooks = [monitor]
+        var trainingContext = context
+        trainingContext.training = phase
+        let userStop = context.stopWhen
+        trainingContext.stopWhen = { progress in monitor.converged || (userStop?(progress) ?? false) }
+        let stopped = try trainingContext.train(trainer)
+        if stopped && !monitor.converged {
+            return MethodOutcome(weights: try trainer.model.hostWeights(), outcome: outcome(original),
+                                 stopped: true, history: trainer.state.history)
+        }
+        let trained = try trainer.model.hostWeights()
+        let last = try VulcanSurgery.apply(trained, clusters: monitor.clusters, widths: widths, trimHead: trim)
+        let chosen = monitor.best.map { try? ViTWeights.fromHookTensors($0) } ?? nil
+        let pruned = chosen ?? last
+        if let best = monitor.bestStep { context.log("vulcan: the pruned model of step \(best) (best on validation)") }
+        if let test = context.data.test {
+            let before = try Self.subsetAccuracy(trained, on: test, classes: classes, backend: backend)
+            let after = try Self.subsetAccuracy(pruned, on: test, classes: classes, backend: backend)
+            metrics["before_surgery_accuracy"] = before.accuracy
+            metrics["before_surgery_accuracy_restricted"] = before.restrictedAccuracy
+            metrics["after_surgery_accuracy"] = after.accuracy
+            metrics["after_surgery_accuracy_restricted"] = after.restrictedAccuracy
+        }
+        if options.compareFinetunedBase, let test = context.data.test {
+            var basePhase = phase
+            basePhase.checkpointPath = phase.checkpointPath.map { $0 + ".base" }
+            let tuned = try basePhase.run(student: original, teacher: original, training: data, backend: backend,
+                                          progress: context.progress, stopWhen: context.stopWhen)
+            if tuned.stopped {
+                return MethodOutcome(weights: tuned.weights, outcome: outcome(original), stopped: true)
+            }
+            let accuracy = try Self.subsetAccuracy(tuned.weights, on: test, classes: classes, backend: backend)
+            metrics["finetuned_base_accuracy"] = accuracy.accuracy
+            metrics["finetuned_base_accuracy_restricted"] = accuracy.restrictedAccuracy
+            if let path = basePhase.checkpointPath { try? FileManager.default.removeItem(atPath: path) }
+        }
+        // The SVD kernels' share of the post-training: the batched eigen-decompositions against the steps' time.
+        let trainSeconds = trainer.state.history.epochs.reduce(0) { $0 + $1.seconds }
+        metrics["eigen_seconds"] = penalty.tail.eigenSeconds
+        metrics["train_seconds"] = trainSeconds
+        metrics["steps"] = Double(trainer.state.step)
+        if trainSeconds > 0 {
+            context.log("vulcan: eigen-decompositions \(Formatting.decimal1(penalty.tail.eigenSeconds)) s of "
+                        + "\(Formatting.decimal1(trainSeconds)) s of steps (\(Formatting.percent(penalty.tail.eigenSeconds / trainSeconds)))")
+        }
+        var result = MethodOutcome(weights: pruned, outcome: outcome(pruned), history: trainer.state.history)
+        result.metrics = metrics
+        result.series = monitor.series
+        return result
+    }
+
+    /// Accuracy of `weights` on the images of `classes` in `dataset`, over all outputs and over the subset's.
+    public static func subsetAccuracy(_ weights: ViTWeights, on dataset: Dataset, classes: [Int], backend: Backend,
+                                      batchSize: Int = 256) throws -> SubsetAccuracy {
+        let config = weights.config
+        let model = try VisionTransformer(weights: weights, backend: backend)
+        let images = try dataset.subset(classes: classes.filter { $0 < dataset.classCount }, remap: false)
+        var tally = SubsetAccuracy(outputClasses: (0 ..< config.classes).map(config.classId(ofOutput:)),
+                                   subset: classes)
+        try model.logits(count: images.count, batchSize: batchSize, prepare: { range, staging in
+            images.prepare(range, into: staging)
+        }, consume: { range, logits in
+            tally.record(labels: range.map { images.label($0) }, logits: logits)
+        })
+        return tally
+    }
+}
+
+extension ViTWeights {
+    /// Weights kept in a hook's checkpoint state: the config JSON under `config` in `json`, tensors by name.
+    static func fromHookTensors(_ state: HookState) throws -> ViTWeights {
+        let config = try ViTConfig.fromJSON(state.json, file: "vulcan checkpoint state")
+        var tensors: [String: HostTensor] = [:]
+        for spec in config.parameterSpecs() {
+            guard let values = state.tensors[spec.name] else {
+                throw PruneError.planMismatch("vulcan checkpoint state: no \(spec.name)")
+            }
+            tensors[spec.name] = HostTensor(shape: spec.shape, values: values)
+        }
+        return try ViTWeights(config: config, tensors: tensors)
+    }
+
+    func hookState() -> HookState {
+        HookState(json: config.jsonString(), tensors: tensors.mapValues(\.values))
+    }
+}
+
+/// After every step: records the constraint values and multipliers every `evalEvery` steps, evaluates the
+/// would-be pruned model on the validation split and keeps the best, and flags convergence (both constraints
+/// below ε). Its state — clusters and anchors, the records, the best pruned model — is checkpointed.
+final class VulcanMonitor: TrainingHook {
+    let name = "vulcan"
+    let penalty: VulcanPenalty
+    private(set) var clusters: [[VulcanSurgery.Cluster]]
+    let widths: [VulcanBudget.BlockWidths]
+    let trimHead: [Int]?
+    let classes: [Int]
+    let validation: Dataset?
+    let evalEvery: Int
+    let epsilon: Double
+    let batchSize: Int
+    private(set) var converged = false
+
+    struct Record: Codable, Equatable {
+        var step: Int
+        var constraints: VulcanConstraintValues
+        var lambda1: Double, lambda2: Double
+        var validationAccuracy: Double?
+    }
+
+    struct State: Codable {
+        var clusters: [[VulcanSurgery.Cluster]]
+        var records: [Record]
+        var bestStep: Int?
+        var bestAccuracy: Double?
+        var converged: Bool
+    }
+
+    private(set) var records: [Record] = []
+    private(set) var bestStep: Int?
+    private var bestAccuracy: Double?
+    /// The best pruned model so far, as hook state (config JSON + tensors).
+    private(set) var best: HookState?
+
+    init(penalty: VulcanPenalty, clusters: [[VulcanSurgery.Cluster]], widths: [VulcanBudget.BlockWidths],
+         trimHead: [Int]?, classes: [Int], validation: Dataset?, evalEvery: Int, epsilon: Double, batchSize: Int) {
+        self.penalty = penalty
+        self.clusters = clusters
+        self.widths = widths
+        self.trimHead = trimHead
+        self.classes = classes
+        self.validation = validation
+        self.evalEvery = evalEvery
+        self.epsilon = epsilon
+        self.batchSize = batchSize
+    }
+
+    func afterStep(_ trainer: Trainer) throws {
+        let constraints = penalty.last
+        converged = constraints.collapseL1 < epsilon && constraints.tailL1 < epsilon
+        let step = trainer.state.step
+        let due = evalEvery > 0 ? step % evalEvery == 0 : step % 50 == 0
+        guard due || converged || step == trainer.totalSteps else { return }
+        let (lambda1, lambda2) = try penalty.multipliers.read()
+        var record = Record(step: step, constraints: constraints, lambda1: lambda1, lambda2: lambda2)
+        if evalEvery > 0, let validation {
+            let pruned = try VulcanSurgery.apply(try trainer.model.hostWeights(), clusters: clusters, widths: widths,
+                                                 trimHead: trimHead)
+            let accuracy = try Vulcan.subsetAccuracy(pruned, on: validation, classes: classes,
+                                                     backend: trainer.model.backend, batchSize: batchSize).accuracy
+            record.validationAccuracy = accuracy
+            if accuracy > (bestAccuracy ?? -.infinity) {
+                bestAccuracy = accuracy
+                bestStep = step
+                best = pruned.hookState()
+            }
+        }
+        records.append(record)
+    }
+
+    /// Per-record series for the report.
+    var series: [String: [Double]] {
+        [
+            "step": records.map { Double($0.step) },
+            "ccnc_l1": records.map(\.constraints.collapseL1), "ccnc_l2": records.map(\.constraints.collapseL2),
+            "tnnr_l1": records.map(\.constraints.tailL1), "tnnr_l2": records.map(\.constraints.tailL2),
+            "lambda1": records.map(\.lambda1), "lambda2": records.map(\.lambda2),
+            "validation_accuracy_pruned": records.map { $0.validationAccuracy ?? .nan },
+        ]
+    }
+
+    func checkpointState() throws -> HookState {
+        let state = State(clusters: clusters, records: records, bestStep: bestStep, bestAccuracy: bestAccuracy,
+                          converged: converged)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var tensors: [String: [Float]] = [:]
+        var bestConfig = ""
+        if let best {
+            for (key, values) in best.tensors { tensors["best." + key] = values }
+            bestConfig = best.json
+        }
+        let json = String(decoding: try encoder.encode(state), as: UTF8.self)
+        // The best model's config rides in a tensor-free key of the JSON object: {"state": ..., "best": ...}.
+        let wrapper = ["state": json, "best": bestConfig]
+        return HookState(json: String(decoding: try encoder.encode(wrapper), as: UTF8.self), tensors: tensors)
+    }
+
+    func restore(_ state: HookState, trainer: Trainer) throws {
+        let wrapper = try JSONDecoder().decode([String: String].self, from: Data(state.json.utf8))
+        let saved = try JSONDecoder().decode(State.self, from: Data((wrapper["state"] ?? "").utf8))
+        clusters = saved.clusters
+        records = saved.records
+        bestStep = saved.bestStep
+        bestAccuracy = saved.bestAccuracy
+        converged = saved.converged
+        if let config = wrapper["best"], !config.isEmpty {
+            var tensors: [String: [Float]] = [:]
+            for (key, values) in state.tensors where key.hasPrefix("best.") { tensors[String(key.dropFirst(5))] = values }
+            best = HookState(json: config, tensors: tensors)
+        } else {
+            best = nil
+        }
+        try penalty.setClusters(clusters, config: trainer.model.config, backend: trainer.model.backend)
+    }
+}

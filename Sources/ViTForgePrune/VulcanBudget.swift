@@ -1,0 +1,189 @@
+import Foundation
+import ViTForgeDevice
+import ViTForgeModel
+
+/// Vulcan's budget (METHODS.md §3.b steps 1–2): from the paper's R, the share REMOVED, to a merged MLP width and
+/// q·k and v·o inner dims per block. MLP: one global threshold on per-layer z-scored activation scores. Attention
+/// (data-free): harmonic per-layer rates from the effective ranks of every head's augmented Q·Kᵀ and V·O products,
+/// split between q·k and v·o. Widths round down to multiples of 8, at least 8 (or the full width when smaller).
+public enum VulcanBudget {
+    /// What the budget gives each block.
+    public struct BlockWidths: Equatable, Sendable, Codable {
+        public var mlpHidden: Int
+        public var qkDim: Int
+        public var vDim: Int
+
+        public init(mlpHidden: Int, qkDim: Int, vDim: Int) {
+            self.mlpHidden = mlpHidden
+            self.qkDim = qkDim
+            self.vDim = vDim
+        }
+    }
+
+    /// `erank(M) = exp(−Σ pᵢ ln pᵢ)`, `pᵢ = σᵢ / Σ σ` (Roy & Vetterli); zeros contribute nothing, and a zero
+    /// matrix has effective rank 0.
+    public static func effectiveRank(_ singularValues: [Double]) -> Double {
+        let total = singularValues.reduce(0) { $0 + abs($1) }
+        guard total > 0 else { return 0 }
+        var entropy = 0.0
+        for sigma in singularValues where sigma != 0 {
+            let p = abs(sigma) / total
+            entropy -= p * log(p)
+        }
+        return exp(entropy)
+    }
+
+    /// `max(8, 8·⌊x/8⌋)`, but never above `width` (a width below 8 stays whole) and never below 1.
+    public static func roundDown8(_ x: Double, width: Int) -> Int {
+        guard width > 8 else { return max(1, width) }
+        let rounded = x.isFinite ? 8 * Int((max(0, x) / 8).rounded(.down)) : 0
+        return min(width, max(8, rounded))
+    }
+
+    /// MLP widths: scores z-scored per layer (`(a − mean)/std` over its neurons), the threshold τ = the k-th
+    /// smallest of all layers' normalised scores with k = ⌊R·(all neurons)⌋; layer l keeps its neurons scoring
+    /// above τ (none removed when k = 0), rounded down to a multiple of 8 (at least 8).
+    public static func mlpWidths(scores: [[Double]], ratio: Double) -> [Int] {
+        let normalised = scores.map(zScores)
+        let all = normalised.flatMap { $0 }.sorted()
+        let removed = min(all.count, max(0, Int((ratio * Double(all.count)).rounded(.down))))
+        return normalised.map { layer in
+            let kept = removed == 0 ? layer.count : layer.filter { $0 > all[removed - 1] }.count
+            return roundDown8(Double(kept), width: layer.count)
+        }
+    }
+
+    /// `(a − mean)/std` over one layer (population std; a constant layer scores 0 everywhere).
+    public static func zScores(_ values: [Double]) -> [Double] {
+        guard !values.isEmpty else { return [] }
+        let mean = values.reduce(0, +) / Double(values.count)
+        let variance = values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(values.count)
+        let std = variance.squareRoot()
+        return values.map { std > 0 ? ($0 - mean) / std : 0 }
+    }
+
+    /// Per-layer attention dims from the layers' summed effective ranks: `r_l = R·L / (Σ_j 1/e_j) / e_l` with
+    /// `e_l = e_QK + e_VO`, split `r_QK = r_l·2e_VO/e_l`, `r_VO = r_l·2e_QK/e_l`, then `⌊d(1 − r)⌋` rounded down to a
+    /// multiple of 8. A layer whose ranks are 0 (no heads, zero weights) keeps its dims.
+    public static func attentionDims(qkRanks: [Double], voRanks: [Double], qkDims: [Int], vDims: [Int],
+                                     ratio: Double) -> [(qk: Int, v: Int)] {
+        let totals = zip(qkRanks, voRanks).map { $0 + $1 }
+        let harmonic = totals.reduce(0) { $0 + ($1 > 0 ? 1 / $1 : 0) }
+        let layers = Double(totals.count)
+        return totals.indices.map { l in
+            let e = totals[l]
+            guard e > 0, harmonic > 0 else { return (qkDims[l], vDims[l]) }
+            let rate = ratio * layers / harmonic / e
+            let qkRate = rate * 2 * voRanks[l] / e, voRate = rate * 2 * qkRanks[l] / e
+            return (roundDown8((Double(qkDims[l]) * (1 - qkRate)).rounded(.down), width: qkDims[l]),
+                    roundDown8((Double(vDims[l]) * (1 - voRate)).rounded(.down), width: vDims[l]))
+        }
+    }
+
+    /// Every head's augmented matrices in float64: `Ŵ_Q = [W_Q | b_Q]`, `Ŵ_K`, `Ŵ_V` (rows = the head's dims,
+    /// D + 1 columns) and `W_O` (the head's v dims × D: the columns of proj.weight that read it, transposed).
+    public struct HeadMatrices {
+        public var q: Matrix64, k: Matrix64, v: Matrix64, o: Matrix64
+    }
+
+    public static func headMatrices(_ parameters: [String: [Double]], config: ViTConfig, block b: Int) -> [HeadMatrices] {
+        let block = config.blocks[b], width = config.residualWidth
+        let layout = QKVLayout(block)
+        let qkv = parameters["blocks.\(b).attn.qkv.weight"] ?? []
+        let bias = parameters["blocks.\(b).attn.qkv.bias"]
+        let proj = parameters["blocks.\(b).attn.proj.weight"] ?? []
+        let projColumns = block.attentionWidth
+        func augmented(_ firstRow: Int, _ rows: Int) -> Matrix64 {
+            var m = Matrix64(rows: rows, cols: width + 1)
+            for i in 0 ..< rows {
+                for j in 0 ..< width { m[i, j] = qkv[(firstRow + i) * width + j] }
+                m[i, width] = bias?[firstRow + i] ?? 0
+            }
+            return m
+        }
+        return (0 ..< block.heads).map { h in
+            let qk = layout.qkDims[h], v = layout.vDims[h]
+            var o = Matrix64(rows: v, cols: width)
+            for i in 0 ..< v {
+                for j in 0 ..< width { o[i, j] = proj[j * projColumns + layout.vOffsets[h] + i] }
+            }
+            return HeadMatrices(q: augmented(layout.qRow(head: h, dim: 0), qk), k: augmented(layout.kRow(head: h, dim: 0), qk),
+                                v: augmented(layout.vRow(head: h, dim: 0), v), o: o)
+        }
+    }
+
+    /// Summed effective ranks per block of the heads' `Ŵ_Qᵀ·Ŵ_K` and `Ŵ_Vᵀ·W_O` (step 2).
+    public static func effectiveRanks(_ parameters: [String: [Double]], config: ViTConfig) throws
+        -> (qk: [Double], vo: [Double]) {
+        var qk: [Double] = [], vo: [Double] = []
+        for b in config.blocks.indices {
+            var sumQK = 0.0, sumVO = 0.0
+            for head in headMatrices(parameters, config: config, block: b) {
+                sumQK += effectiveRank(try Matrix64.productSVD(head.q, head.k).s)
+                sumVO += effectiveRank(try Matrix64.productSVD(head.v, head.o).s)
+            }
+            qk.append(sumQK)
+            vo.append(sumVO)
+        }
+        return (qk, vo)
+    }
+}
+
+/// A small row-major float64 matrix for the host-side linear algebra of Vulcan's budget and surgery.
+public struct Matrix64: Equatable, Sendable {
+    public var rows: Int, cols: Int
+    public var values: [Double]
+
+    public init(rows: Int, cols: Int, values: [Double]? = nil) {
+        self.rows = rows
+        self.cols = cols
+        self.values = values ?? [Double](repeating: 0, count: rows * cols)
+    }
+
+    public subscript(i: Int, j: Int) -> Double {
+        get { values[i * cols + j] }
+        set { values[i * cols + j] = newValue }
+    }
+
+    /// The SVD of `Aᵀ·B` ((A.cols)×(B.cols), rank ≤ min(A.rows, B.rows)) without forming it: with the thin SVDs
+    /// `A = Pa·Sa·Qaᵀ`, `B = Pb·Sb·Qbᵀ`, `Aᵀ·B = Qa·(Sa·Paᵀ·Pb·Sb)·Qbᵀ`, and the small core's SVD `X·Σ·Yᵀ` gives
+    /// `u = Qa·X` [A.cols, k], `s = Σ` [k] descending, `vt = (Qb·Y)ᵀ` [k, B.cols], k = min(A.rows, B.rows).
+    /// Costs O(D·d²) instead of O(D³) for the (D+1)×(D+1) product.
+    public static func productSVD(_ a: Matrix64, _ b: Matrix64) throws -> (u: Matrix64, s: [Double], vt: Matrix64) {
+        guard a.rows == b.rows else {
+            throw PruneError.planMismatch("Aᵀ·B of \(a.rows)×\(a.cols) and \(b.rows)×\(b.cols): inner sizes differ")
+        }
+        let svdA = try LAPACK.svd(a.values, rows: a.rows, cols: a.cols)
+        let svdB = try LAPACK.svd(b.values, rows: b.rows, cols: b.cols)
+        let ka = min(a.rows, a.cols), kb = min(b.rows, b.cols)
+        // core = Sa·Paᵀ·Pb·Sb: Pa [a.rows, ka], Pb [b.rows, kb]; Aᵀ·B needs a.rows == b.rows (shared inner dim).
+        var core = Matrix64(rows: ka, cols: kb)
+        for i in 0 ..< ka {
+            for j in 0 ..< kb {
+                var sum = 0.0
+                for r in 0 ..< a.rows { sum += svdA.u[r * ka + i] * svdB.u[r * kb + j] }
+                core[i, j] = svdA.s[i] * sum * svdB.s[j]
+            }
+        }
+        let inner = try LAPACK.svd(core.values, rows: ka, cols: kb)
+        let k = min(ka, kb)
+        var u = Matrix64(rows: a.cols, cols: k), vt = Matrix64(rows: k, cols: b.cols)
+        // u = Qa·X: Qa = (vt of A)ᵀ [a.cols, ka], X [ka, k].
+        for r in 0 ..< a.cols {
+            for c in 0 ..< k {
+                var sum = 0.0
+                for i in 0 ..< ka { sum += svdA.vt[i * a.cols + r] * inner.u[i * k + c] }
+                u[r, c] = sum
+            }
+        }
+        // vt = Yᵀ·Qbᵀ: Yᵀ = inner.vt [k, kb], Qbᵀ = vt of B [kb, b.cols].
+        for c in 0 ..< k {
+            for j in 0 ..< b.cols {
+                var sum = 0.0
+                for i in 0 ..< kb { sum += inner.vt[c * kb + i] * svdB.vt[i * b.cols + j] }
+                vt[c, j] = sum
+            }
+        }
+        return (u, inner.s, vt)
+    }
+}

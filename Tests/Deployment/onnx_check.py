@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""CI check of `vitforge export --format onnx`: onnxruntime's logits equal `vitforge infer`'s within 1e-4, at two
+batch sizes through one exported file (the batch is symbolic), on
+- the fixtures (fm-vit-b: average pooling, no qkv bias; fm-vit-c; the HF-layout fm-vit-c; DeiT-Tiny from
+  ../shared/fixtures when present), also against PyTorch's reference logits;
+- models pruned here with irregular widths (magnitude and random: per-block MLP widths and head counts; ViT-Slim:
+  heads of different widths with q/k ≠ v), on a small Fashion-MNIST subset;
+- small random models written here with a stored vitforge.config for what pruning does not produce on these
+  fixtures: a distillation token, heads of different widths, q/k ≠ v, a block without heads, custom attention scales,
+  average pooling with and without a class token.
+
+    python3 Tests/Deployment/onnx_check.py OUT_DIR
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import onnxruntime as ort
+
+from deploy_support import (FASHION_MNIST, FIXTURES, SHARED_FIXTURES, fashion_mnist_subset, read_safetensors,
+                            vitforge, write_safetensors)
+
+TOLERANCE = 1e-4
+
+
+def synthetic_model(path, *, distilled, pooling, class_token, qkv_bias, seed):
+    """A random model with irregular blocks and the full configuration in its metadata (timm names)."""
+    rng = np.random.default_rng(seed)
+    width, channels, image, patch, classes = 20, 3, 12, 4, 7
+    blocks = [
+        {"heads": 3, "qkDim": 4, "vDim": 5, "mlpHidden": 11, "attentionScale": 0.37},
+        {"heads": 2, "qkDim": 6, "vDim": 7, "headQKDims": [3, 6], "headVDims": [7, 2], "mlpHidden": 9,
+         "attentionScale": 0.5},
+        {"heads": 0, "qkDim": 0, "vDim": 0, "mlpHidden": 13, "attentionScale": 1.0},
+        {"heads": 1, "qkDim": 5, "vDim": 3, "mlpHidden": 6, "attentionScale": 0.9},
+    ]
+    config = {"version": 1, "imageSize": image, "patchSize": patch, "inChannels": channels, "classes": classes,
+              "residualWidth": width, "blocks": blocks, "qkvBias": qkv_bias, "pooling": pooling,
+              "classToken": class_token, "distillationToken": distilled, "layerNormEps": 1e-6}
+    tokens = (image // patch) ** 2 + int(class_token) + int(distilled)
+
+    def tensor(*shape, scale=0.3):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    tensors = {}
+    if class_token:
+        tensors["cls_token"] = tensor(1, 1, width)
+    if distilled:
+        tensors["dist_token"] = tensor(1, 1, width)
+    tensors["pos_embed"] = tensor(1, tokens, width)
+    tensors["patch_embed.proj.weight"] = tensor(width, channels, patch, patch)
+    tensors["patch_embed.proj.bias"] = tensor(width)
+    for index, block in enumerate(blocks):
+        qk = block.get("headQKDims") or [block["qkDim"]] * block["heads"]
+        v = block.get("headVDims") or [block["vDim"]] * block["heads"]
+        rows, merged = 2 * sum(qk) + sum(v), sum(v)
+        p = f"blocks.{index}."
+        tensors[p + "norm1.weight"] = 1 + tensor(width, scale=0.1)
+        tensors[p + "norm1.bias"] = tensor(width, scale=0.1)
+        tensors[p + "attn.qkv.weight"] = tensor(rows, width)
+        if qkv_bias:
+            tensors[p + "attn.qkv.bias"] = tensor(rows)
+        tensors[p + "attn.proj.weight"] = tensor(width, merged)
+        tensors[p + "attn.proj.bias"] = tensor(width)
+        tensors[p + "norm2.weight"] = 1 + tensor(width, scale=0.1)
+        tensors[p + "norm2.bias"] = tensor(width, scale=0.1)
+        tensors[p + "mlp.fc1.weight"] = tensor(block["mlpHidden"], width)
+        tensors[p + "mlp.fc1.bias"] = tensor(block["mlpHidden"])
+        tensors[p + "mlp.fc2.weight"] = tensor(width, block["mlpHidden"])
+        tensors[p + "mlp.fc2.bias"] = tensor(width)
+    norm = "norm" if pooling == "token" else "fc_norm"
+    tensors[norm + ".weight"] = 1 + tensor(width, scale=0.1)
+    tensors[norm + ".bias"] = tensor(width, scale=0.1)
+    tensors["head.weight"] = tensor(classes, width)
+    tensors["head.bias"] = tensor(classes)
+    if distilled:
+        tensors["head_dist.weight"] = tensor(classes, width)
+        tensors["head_dist.bias"] = tensor(classes)
+    write_safetensors(path, tensors, {"format": "pt", "vitforge.config": json.dumps(config)})
+    return path
+
+
+def check(name, model, out, heads=None, reference=None, seed=0):
+    """Exports `model`, runs it in onnxruntime at batches 5 and 1, compares with `vitforge infer` (and with
+    `reference` logits when given); returns the largest difference."""
+    extra = ["--heads", str(heads)] if heads else []
+    onnx_path = os.path.join(out, name + ".onnx")
+    vitforge("export", "--model", model, "--format", "onnx", "--out", onnx_path, *extra)
+    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    batch, channels, side, _ = session.get_inputs()[0].shape
+    assert batch == "batch", "the batch dimension is not symbolic"
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    inputs = [rng.standard_normal((5, channels, side, side)).astype(np.float32)]
+    inputs.append(inputs[0][:1])
+    if reference:
+        inputs.insert(0, read_safetensors(reference)[0]["input"].astype(np.float32))
+    for index, images in enumerate(inputs):
+        input_path = os.path.join(out, f"{name}-input{index}.safetensors")
+        logits_path = os.path.join(out, f"{name}-logits{index}.safetensors")
+        write_safetensors(input_path, {"input": images})
+        vitforge("infer", "--model", model, "--input", input_path, "--out", logits_path, *extra)
+        want = read_safetensors(logits_path)[0]["logits"]
+        got = session.run(["logits"], {"input": images})[0]
+        assert got.shape == want.shape, f"{name}: onnxruntime gives {got.shape}, vitforge {want.shape}"
+        worst = max(worst, float(np.abs(got.astype(np.float64) - want).max()))
+        if reference and index == 0:
+            torch_logits = read_safetensors(reference)[0]["logits"]
+            worst = max(worst, float(np.abs(got.astype(np.float64) - torch_logits).max()))
+    status = "ok" if worst <= TOLERANCE else "FAILED"
+    print(f"  {name:28s} max |onnxruntime − vitforge| {worst:.2e}  {status}", flush=True)
+    return worst
+
+
+def main():
+    out = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "onnx-check")
+    os.makedirs(out, exist_ok=True)
+    print(f"onnx: onnxruntime {ort.__version__}, tolerance {TOLERANCE:g}", flush=True)
+    results = {}
+    fixtures = [("fm-vit-b", os.path.join(FIXTURES, "fm-vit-b.safetensors"), 4,
+                 os.path.join(FIXTURES, "fm-vit-b-ref.safetensors")),
+                ("fm-vit-c", os.path.join(FIXTURES, "fm-vit-c.safetensors"), 2,
+                 os.path.join(FIXTURES, "fm-vit-c-ref.safetensors")),
+                ("hf-vit-c", os.path.join(FIXTURES, "hf-vit-c", "model.safetensors"), None,
+                 os.path.join(FIXTURES, "fm-vit-c-ref.safetensors"))]
+    deit = os.path.join(SHARED_FIXTURES, "deit_tiny_patch16_224.safetensors")
+    if os.path.exists(deit):
+        fixtures.append(("deit-tiny", deit, None, None))
+    else:
+        print("  (DeiT-Tiny skipped: ../shared/fixtures not present)")
+    for name, model, heads, reference in fixtures:
+        results[name] = check(name, model, out, heads, reference)
+
+    if os.path.exists(os.path.join(FASHION_MNIST, "train-images-idx3-ubyte.gz")):
+        data = fashion_mnist_subset(os.path.join(out, "data"), train=512, test=256)
+        prunes = [
+            ("fm-vit-b-magnitude", "fm-vit-b", 4, ["--method", "magnitude", "--keep-mlp", "0.37", "--keep-heads", "0.5"]),
+            ("fm-vit-c-random", "fm-vit-c", 2, ["--method", "random", "--keep-heads", "0.5", "--keep-mlp", "0.61"]),
+            ("fm-vit-c-slim", "fm-vit-c", 2, ["--method", "slim", "--epochs", "1", "--keep-mlp", "0.45",
+                                              "--keep-attn", "0.55", "--slim-granularity", "dim"]),
+        ]
+        for name, base, heads, flags in prunes:
+            pruned = os.path.join(out, name + ".safetensors")
+            vitforge("prune", "--model", os.path.join(FIXTURES, base + ".safetensors"), "--heads", heads,
+                     "--data", data, "--latency-batches", "1", "--device", "cpu", *flags, "--out", pruned)
+            results[name] = check(name, pruned, out)
+    else:
+        print("  (pruned models skipped: Debian's dataset-fashion-mnist is not installed)")
+
+    for index, (distilled, pooling, class_token, qkv_bias) in enumerate([
+            (True, "token", True, True), (False, "avg", False, False), (False, "avg", True, True)]):
+        name = f"random-{'distilled' if distilled else pooling}-{'cls' if class_token else 'nocls'}"
+        model = synthetic_model(os.path.join(out, name + ".safetensors"), distilled=distilled, pooling=pooling,
+                                class_token=class_token, qkv_bias=qkv_bias, seed=index)
+        results[name] = check(name, model, out, seed=index)
+
+    failed = [name for name, error in results.items() if not error <= TOLERANCE]
+    print(f"onnx: {len(results) - len(failed)} of {len(results)} models agree within {TOLERANCE:g}")
+    if failed:
+        sys.exit(f"onnx: disagree: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# What the deployment checks need beyond .ci/setup: headless Chromium (report check), debootstrap (runtime-image
+# check) from Debian, and onnxruntime + numpy from PyPI (ONNX and HF checks; no torch).
+set -euo pipefail
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get install -y --no-install-recommends chromium fonts-liberation debootstrap
+python3 -m pip install --quiet --disable-pip-version-check onnxruntime numpy
