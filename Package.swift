@@ -1,7 +1,8 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.1
 // ViTForge: fine-tune and structurally prune Vision Transformers on OpenCL GPUs, with a CPU backend.
 // Layers (arrows point down only): vitforge (CLI) → ViTForgePrune → ViTForgeTrain → ViTForgeModel → ViTForgeDevice;
-// ViTForgeData beside ViTForgeModel, and ViTForgeRandom under both.
+// ViTForgeData beside ViTForgeModel, and ViTForgeRandom under both. With the `MPI` trait, ViTForgeMPI (above
+// ViTForgeTrain) gives the CLI data-parallel runs under `mpirun`.
 import PackageDescription
 import Foundation
 
@@ -29,6 +30,10 @@ let deviceSwiftSettings: [SwiftSetting] = {
     #endif
 }()
 
+/// The package trait that builds the data-parallel CLI (`swift build --traits MPI`, needs Open MPI:
+/// `libopenmpi-dev openmpi-bin`). Without it nothing needs MPI and the CLI is a single process.
+let mpi: Set<String> = ["MPI"]
+
 let package = Package(
     name: "ViTForge",
     products: [
@@ -40,6 +45,9 @@ let package = Package(
         .library(name: "ViTForgeTrain", targets: ["ViTForgeTrain"]),
         .library(name: "ViTForgePrune", targets: ["ViTForgePrune"]),
         .library(name: "ViTForgeExport", targets: ["ViTForgeExport"]),
+    ],
+    traits: [
+        .trait(name: "MPI", description: "Data-parallel train/prune under mpirun (Open MPI: libopenmpi-dev)."),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -94,6 +102,15 @@ let package = Package(
         // Channel spaces, dependency groups, importance, budgets, surgery and the pruning methods.
         .target(name: "ViTForgePrune", dependencies: ["ViTForgeTrain", "ViTForgeModel", "ViTForgeData",
                                                      "ViTForgeDevice", "ViTForgeRandom"]),
+        // Open MPI's headers and library, through pkg-config (used only with the MPI trait).
+        .systemLibrary(name: "COpenMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        // Plain-C wrappers of the MPI calls a data-parallel run makes (MPI_COMM_WORLD etc. are macros). Without the
+        // trait it compiles to stubs that report "built without MPI", so a plain build needs no mpi.h.
+        .target(name: "CMPI",
+                dependencies: [.target(name: "COpenMPI", condition: .when(traits: mpi))],
+                cSettings: [.define("VITFORGE_MPI", .when(traits: mpi))]),
+        // `Collective` over MPI_COMM_WORLD, and the CLI's start-up/shut-down of MPI.
+        .target(name: "ViTForgeMPI", dependencies: ["CMPI", "ViTForgeTrain"]),
         // Model export: ONNX graphs of any model ViTForge loads, written with swift-protobuf.
         .target(name: "ViTForgeExport", dependencies: [
                     "ViTForgeModel", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
@@ -105,12 +122,14 @@ let package = Package(
             "ViTForgeData",
             "ViTForgeTrain",
             "ViTForgePrune",
+            .target(name: "ViTForgeMPI", condition: .when(traits: mpi)),
             "ViTForgeExport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // What several test targets share (test targets cannot import each other): the float64 reference ViT and
-        // the seeded random source.
-        .target(name: "ViTForgeTestSupport", dependencies: ["ViTForgeModel", "ViTForgeRandom"], path: "Tests/ViTForgeTestSupport"),
+        // the seeded random source, and threads standing in for the ranks of a data-parallel run.
+        .target(name: "ViTForgeTestSupport", dependencies: ["ViTForgeModel", "ViTForgeRandom", "ViTForgeTrain"],
+                path: "Tests/ViTForgeTestSupport"),
         .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "ViTForgeTestSupport", "vitforge"]),
         .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel", "ViTForgeRandom", "ViTForgeTestSupport"]),
         // CImageDecode's encoders write the tests' PNG/JPEG files.
@@ -118,7 +137,7 @@ let package = Package(
         // Runs the built `vitforge` binary as a subprocess (the dependency makes `swift build`/`swift test` build it).
         .testTarget(name: "vitforgeCLITests", dependencies: ["vitforge", "ViTForgeModel", "ViTForgeData",
                                                             "ViTForgePrune"]),
-        .testTarget(name: "ViTForgeTrainTests", dependencies: ["ViTForgeTrain"]),
+        .testTarget(name: "ViTForgeTrainTests", dependencies: ["ViTForgeTrain", "ViTForgeTestSupport"]),
         .testTarget(name: "ViTForgeExportTests", dependencies: ["ViTForgeExport", "ViTForgeModel",
                                                                "ViTForgeTestSupport"]),
         .testTarget(name: "ViTForgePruneTests",

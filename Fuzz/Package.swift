@@ -19,6 +19,7 @@ let package = Package(
             .product(name: "ViTForgeData", package: "ViTForge"),
             .product(name: "ViTForgeTrain", package: "ViTForge"),
             .product(name: "ViTForgePrune", package: "ViTForge"),
+            .product(name: "ViTForgeExport", package: "ViTForge"),
             .product(name: "ViTForgeRandom", package: "ViTForge"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: [.unsafeFlags(["-Xfrontend", "-entry-point-function-name",

@@ -31,13 +31,16 @@ public final class BatchLoader {
     private struct BatchKey: Equatable {
         var epoch: Int
         var index: Int
+        /// Which share of the batch (`BatchShards`): part 0 of 1 is the whole batch.
+        var part = 0
+        var parts = 1
     }
 
     /// The prefetched batch: [maximumBatch, channels, side, side] images and [maximumBatch] labels, written only by
     /// the background job, read only after waiting for it.
     private let stagedImages: UnsafeMutableBufferPointer<Float>
     private let stagedLabels: UnsafeMutableBufferPointer<Int32>
-    private var stagedCount = 0
+    private var stagedCount = (shard: 0, batch: 0)
     private var pending: (key: BatchKey, done: DispatchGroup)?
     private let worker = DispatchQueue(label: "ViTForgeData.BatchLoader", qos: .userInitiated)
     /// The last epoch's order, reused by its batches; touched by one preparation at a time (the caller waits for
@@ -87,32 +90,47 @@ public final class BatchLoader {
     /// front of `images` and their labels into `labels`; returns n (1 ... maximumBatch).
     public func fill(epoch: Int, index: Int, images: UnsafeMutableBufferPointer<Float>,
                      labels: UnsafeMutableBufferPointer<Int32>) throws -> Int {
+        try fill(epoch: epoch, index: index, part: 0, of: 1, images: images, labels: labels).shard
+    }
+
+    /// Writes only share `part` of `parts` (`BatchShards.range`) of batch `index` of `epoch` into the front of the
+    /// buffers, decoding nothing else: one rank's images of a data-parallel step. Returns the share's image count
+    /// (0 when the batch has fewer images than parts) and the whole batch's. Prefetches the same share of the next
+    /// batch.
+    public func fill(epoch: Int, index: Int, part: Int, of parts: Int, images: UnsafeMutableBufferPointer<Float>,
+                     labels: UnsafeMutableBufferPointer<Int32>) throws -> (shard: Int, batch: Int) {
         guard epoch >= 0, index >= 0, index < batchesPerEpoch else {
             throw DataFileError(file: dataset.name, .invalidRequest(
                 "batch \(index) of epoch \(epoch) does not exist (\(batchesPerEpoch) batches per epoch)"))
+        }
+        guard parts >= 1, (0..<parts).contains(part) else {
+            throw DataFileError(file: dataset.name, .invalidRequest("share \(part) of \(parts) does not exist"))
         }
         guard images.count >= maximumBatch * imageElements, labels.count >= maximumBatch else {
             throw DataFileError(file: dataset.name, .invalidRequest(
                 "batch buffers hold \(images.count) floats and \(labels.count) labels; need \(maximumBatch * imageElements) and \(maximumBatch)"))
         }
-        let key = BatchKey(epoch: epoch, index: index)
-        let count: Int
+        let key = BatchKey(epoch: epoch, index: index, part: part, parts: parts)
+        let count: (shard: Int, batch: Int)
         if let staged = pending {
             staged.done.wait()
             pending = nil
             if staged.key == key, let imageBase = images.baseAddress, let stagedImageBase = stagedImages.baseAddress,
                let labelBase = labels.baseAddress, let stagedLabelBase = stagedLabels.baseAddress {
                 count = stagedCount
-                imageBase.update(from: stagedImageBase, count: count * imageElements)
-                labelBase.update(from: stagedLabelBase, count: count)
+                imageBase.update(from: stagedImageBase, count: count.shard * imageElements)
+                labelBase.update(from: stagedLabelBase, count: count.shard)
             } else {
                 count = prepare(key, images: images, labels: labels)
             }
         } else {
             count = prepare(key, images: images, labels: labels)
         }
-        if prefetches { startPreparing(index + 1 < batchesPerEpoch ? BatchKey(epoch: epoch, index: index + 1)
-                                           : BatchKey(epoch: epoch + 1, index: 0)) }
+        if prefetches {
+            startPreparing(index + 1 < batchesPerEpoch
+                           ? BatchKey(epoch: epoch, index: index + 1, part: part, parts: parts)
+                           : BatchKey(epoch: epoch + 1, index: 0, part: part, parts: parts))
+        }
         return count
     }
 
@@ -136,9 +154,10 @@ public final class BatchLoader {
         }
     }
 
-    /// Prepares batch `key` into the buffers; returns its image count.
+    /// Prepares the share `key` names of its batch into the buffers; returns the share's and the batch's image
+    /// counts.
     private func prepare(_ key: BatchKey, images: UnsafeMutableBufferPointer<Float>,
-                         labels: UnsafeMutableBufferPointer<Int32>) -> Int {
+                         labels: UnsafeMutableBufferPointer<Int32>) -> (shard: Int, batch: Int) {
         let order: [Int]
         if let cached = cachedOrder, cached.epoch == key.epoch {
             order = cached.order
@@ -148,13 +167,25 @@ public final class BatchLoader {
         }
         let start = key.index * maximumBatch
         let end = min(start + maximumBatch, order.count)
-        guard let base = images.baseAddress else { return 0 }
-        for slot in 0..<(end - start) {
-            let position = order[start + slot]
+        let share = BatchShards.range(of: end - start, part: key.part, parts: key.parts)
+        guard let base = images.baseAddress else { return (0, end - start) }
+        for slot in 0..<share.count {
+            let position = order[start + share.lowerBound + slot]
             dataset.writeImage(position, augmentation: augmentation(epoch: key.epoch, position: position),
                                into: base + slot * imageElements)
             labels[slot] = dataset.labels[position]
         }
-        return end - start
+        return (share.count, end - start)
+    }
+}
+
+/// How a batch is split among the ranks of a data-parallel run: `count` items in `parts` contiguous shares, the
+/// first `count % parts` shares one longer. A pure function of its arguments, so every rank agrees on every share
+/// without talking.
+public enum BatchShards {
+    public static func range(of count: Int, part: Int, parts: Int) -> Range<Int> {
+        let base = count / parts, extra = count % parts
+        let start = part * base + min(part, extra)
+        return start ..< start + base + (part < extra ? 1 : 0)
     }
 }

@@ -1,3 +1,5 @@
+import ViTForgeTrain
+
 /// Images a pruning method looks at to score channels (VBP's statistics, Taylor's gradients): normalised, in a fixed
 /// order, without augmentation. The data layer adapts its data sets to this; tests use `InMemoryImages`.
 public protocol CalibrationImages {
@@ -37,17 +39,24 @@ public struct InMemoryImages: CalibrationImages {
 }
 
 extension CalibrationImages {
-    /// Calls `body` with consecutive batches covering the first `limit` images (all when nil), in order.
-    func forEachBatch(limit: Int?, batchSize: Int,
-                      _ body: (_ images: [Float], _ labels: [Int32], _ count: Int) throws -> Void) throws {
+    /// Calls `body` with consecutive batches covering the first `limit` images (all when nil), in order. In a
+    /// data-parallel run each rank gets only its share (`BatchShards`) of every batch, and `batchCount` says how
+    /// many images the whole batch has (a share's means divide by it); a rank whose share of a batch is empty is not
+    /// called for it. The caller sums its results over the ranks afterwards.
+    func forEachBatch(limit: Int?, batchSize: Int, collective: any Collective = Collectives.world,
+                      _ body: (_ images: [Float], _ labels: [Int32], _ count: Int, _ batchCount: Int) throws -> Void)
+        throws {
         let total = min(limit ?? count, count)
         guard total > 0 else { throw PruneError.invalidCalibration("no calibration images") }
         guard batchSize > 0 else { throw PruneError.invalidCalibration("batch size \(batchSize) must be positive") }
         var start = 0
         while start < total {
             let n = min(batchSize, total - start)
-            let (images, labels) = try batch(start: start, count: n)
-            try body(images, labels, n)
+            let share = collective.shard(of: n)
+            if !share.isEmpty {
+                let (images, labels) = try batch(start: start + share.lowerBound, count: share.count)
+                try body(images, labels, share.count, n)
+            }
             start += n
         }
     }

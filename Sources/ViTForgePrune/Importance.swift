@@ -1,6 +1,7 @@
 import ViTForgeDevice
 import ViTForgeModel
 import ViTForgeRandom
+import ViTForgeTrain
 
 /// Scores per group of a channel space (aligned with `ChannelSpace.groups`); higher means more important, kept
 /// first. Every criterion sums over all the slices of a group, so a residual channel is scored on everything it
@@ -48,18 +49,25 @@ public enum Importance {
     }
 
     /// d(mean cross-entropy)/d parameter, summed over consecutive batches of the first `limit` calibration images.
+    /// In a data-parallel run each rank takes its share of every batch (its mean over the whole batch) and the
+    /// sums are added over the ranks: the same gradients as one process, up to summation order.
     public static func accumulatedGradients(of model: VisionTransformer, images: CalibrationImages, limit: Int?,
-                                            batchSize: Int) throws -> [String: [Float]] {
+                                            batchSize: Int, collective: any Collective = Collectives.world)
+        throws -> [String: [Float]] {
         let backend = model.backend
+        let parallel = collective.size > 1
         try model.zeroGradients()
-        try images.forEachBatch(limit: limit, batchSize: batchSize) { pixels, labels, count in
+        try images.forEachBatch(limit: limit, batchSize: batchSize, collective: collective) {
+            pixels, labels, count, batchCount in
             _ = try model.crossEntropy(images: backend.makeBuffer(pixels), labels: backend.makeBuffer(labels),
-                                       batch: count, backward: true)
+                                       batch: count, meanOver: parallel ? batchCount : nil, backward: true)
         }
         var gradients: [String: [Float]] = [:]
         for spec in model.config.parameterSpecs() {
             guard let buffer = model.gradients[spec.name] else { continue }
-            gradients[spec.name] = try backend.read(buffer, count: spec.elementCount)
+            var values = try backend.read(buffer, count: spec.elementCount)
+            if parallel { try values.withUnsafeMutableBufferPointer { try collective.allReduceSum($0) } }
+            gradients[spec.name] = values
         }
         return gradients
     }

@@ -1,5 +1,6 @@
 import ViTForgeDevice
 import ViTForgeModel
+import ViTForgeTrain
 
 /// Measures the inference latency of model shapes on one device, for `--target-latency MS --latency-batch B`: the
 /// only budget that sees what a user deploys against (MACs ignore that LayerNorm, softmax and small GEMMs do not
@@ -19,11 +20,17 @@ public final class LatencyMeter {
         self.runs = runs
     }
 
-    /// Median latency of one batch through a model of shape `config`, in milliseconds.
+    /// Median latency of one batch through a model of shape `config`, in milliseconds. In a data-parallel run
+    /// rank 0 times it and every rank uses its number, so that all ranks solve a latency budget to the same plan.
     public func milliseconds(_ config: ViTConfig) throws -> Double {
         if let known = measured.first(where: { $0.config == config }) { return known.milliseconds }
-        let model = try VisionTransformer(weights: .initialized(config: config, seed: 0), backend: backend)
-        let value = try model.timeInference(batch: batch, warmup: warmup, runs: runs).latencyMsMedian
+        let collective = Collectives.world
+        var value = 0.0
+        if collective.isMain {
+            let model = try VisionTransformer(weights: .initialized(config: config, seed: 0), backend: backend)
+            value = try model.timeInference(batch: batch, warmup: warmup, runs: runs).latencyMsMedian
+        }
+        if collective.size > 1 { value = try collective.sum([value])[0] }
         measured.append((config, value))
         return value
     }

@@ -1,5 +1,6 @@
 import ViTForgeDevice
 import ViTForgeModel
+import ViTForgeTrain
 
 /// Variance-Based Pruning (Berisha, Mehnert, Condurache, ICCV 2025; METHODS.md §1): MLP hidden neurons whose
 /// post-GELU output barely varies behave like constants. Score each neuron by the variance of its output over
@@ -64,14 +65,16 @@ public struct VarianceBasedPruning: PruningMethod {
 
     /// Runs the model over the first `limit` calibration images (all when nil), in order, and merges every block's
     /// post-GELU activations [batch·tokens, mlpHidden] into float64 running statistics on the device (Chan's
-    /// parallel update, the batched form of Welford's algorithm in §1.b).
+    /// parallel update, the batched form of Welford's algorithm in §1.b). In a data-parallel run each rank does its
+    /// share of every batch and the ranks' statistics are merged exactly (`mergedAcrossRanks`).
     public static func statistics(of model: VisionTransformer, images: CalibrationImages, limit: Int? = nil,
-                                  batchSize: Int = 64) throws -> NeuronStatistics {
+                                  batchSize: Int = 64, collective: any Collective = Collectives.world)
+        throws -> NeuronStatistics {
         let backend = model.backend
         let blocks = model.config.blocks
         let states = try blocks.map { try backend.zeros(ColumnStatistics.stateCount($0.mlpHidden)) }
         var observations = 0
-        try images.forEachBatch(limit: limit, batchSize: batchSize) { pixels, _, count in
+        try images.forEachBatch(limit: limit, batchSize: batchSize, collective: collective) { pixels, _, count, _ in
             try model.forward(images: backend.makeBuffer(pixels), batch: count)
             let rows = model.lastRows
             for (b, block) in blocks.enumerated() {
@@ -88,9 +91,43 @@ public struct VarianceBasedPruning: PruningMethod {
             let raw = try backend.read(states[b], count: ColumnStatistics.stateCount(block.mlpHidden))
             let doubles = raw.withUnsafeBytes { Array($0.bindMemory(to: Double.self)) }
             means.append(Array(doubles[0..<block.mlpHidden]))
-            variances.append(doubles[block.mlpHidden..<(2 * block.mlpHidden)].map { $0 / Double(observations) })
+            variances.append(Array(doubles[block.mlpHidden..<(2 * block.mlpHidden)]))  // M2 until divided below
         }
-        return NeuronStatistics(mean: means, variance: variances, observations: observations)
+        var total = observations
+        if collective.size > 1 {
+            (means, variances, total) = try mergedAcrossRanks(means: means, squaredDeviations: variances,
+                                                              count: observations, collective: collective)
+        }
+        return NeuronStatistics(mean: means, variance: variances.map { $0.map { $0 / Double(total) } },
+                                observations: total)
+    }
+
+    /// Merges every rank's (count n_r, mean μ_r, sum of squared deviations M2_r) per neuron into the whole data's,
+    /// exactly as Chan et al.'s pairwise update does, in float64 with two all-reduces: μ = Σ n_r·μ_r / N, then
+    /// M2 = Σ (M2_r + n_r·(μ_r − μ)²). Sums of squares would lose the variance to cancellation when a neuron's mean is
+    /// large against its spread (the near-constant neurons VBP looks for).
+    static func mergedAcrossRanks(means: [[Double]], squaredDeviations: [[Double]], count: Int,
+                                  collective: any Collective) throws
+        -> (means: [[Double]], squaredDeviations: [[Double]], count: Int) {
+        let n = Double(count)
+        let first = try collective.sum([n] + means.flatMap { $0.map { n * $0 } })
+        let total = first[0]
+        guard total > 0 else { throw PruneError.invalidCalibration("no calibration images on any rank") }
+        var offset = 1
+        let merged = means.map { block -> [Double] in
+            defer { offset += block.count }
+            return (0..<block.count).map { first[offset + $0] / total }
+        }
+        let local = zip(zip(means, squaredDeviations), merged).flatMap { pair, mean in
+            (0..<mean.count).map { j in pair.1[j] + n * (pair.0[j] - mean[j]) * (pair.0[j] - mean[j]) }
+        }
+        let second = try collective.sum(local)
+        offset = 0
+        let deviations = merged.map { block -> [Double] in
+            defer { offset += block.count }
+            return Array(second[offset ..< offset + block.count])
+        }
+        return (merged, deviations, Int(total))
     }
 
     // MARK: 2. Select: lowest variance removed

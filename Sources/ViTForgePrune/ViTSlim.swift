@@ -117,7 +117,8 @@ public struct ViTSlim: PruningMethod {
                                                             pruned: searched.weights.config),
                                      stopped: true, history: searched.history)
             }
-            if let path = options.saveSearch {
+            // Rank 0 writes the files of a data-parallel run.
+            if let path = options.saveSearch, Collectives.world.isMain {
                 try Self.writeSearch(searched.weights, masks: searched.masks, to: path,
                                      protecting: context.training.protectedInputs)
                 context.log("slim: searched model and masks written to \(path)")

@@ -91,10 +91,16 @@ public final class TrainingLoss {
 
     /// Teacher forward (if any), student forward, the loss, and — when `backward` — its gradient accumulated into
     /// the student's gradient buffers (zero them first). `images` and `labels` hold at least `batch` images.
-    public func evaluate(student: VisionTransformer, images: Buffer, labels: Buffer, batch: Int,
+    /// The means divide by `meanOver` (default `batch`): one rank's share of a data-parallel batch divides by the
+    /// whole batch's count, so that the ranks' losses and gradients sum to the whole batch's mean.
+    public func evaluate(student: VisionTransformer, images: Buffer, labels: Buffer, batch: Int, meanOver: Int? = nil,
                          backward: Bool) throws -> LossValue {
         guard batch >= 1, batch <= maximumBatch else {
             throw TrainingError.invalidState("batch \(batch) outside 1...\(maximumBatch) of the loss buffers")
+        }
+        let denominator = Double(meanOver ?? batch)
+        guard denominator >= Double(batch) else {
+            throw TrainingError.invalidState("a share of \(batch) images cannot be part of a batch of \(Int(denominator))")
         }
         let logitCount = batch * classes
         if let teacher, distillation != nil {
@@ -105,7 +111,7 @@ public final class TrainingLoss {
         try backend.crossEntropyForward(logits: studentLogits, labels: labels, probs: probabilities,
                                         losses: crossEntropyLosses, rows: batch, classes: classes,
                                         smoothing: Float(smoothing))
-        let crossEntropy = try backend.sum(crossEntropyLosses, count: batch) / Double(batch)
+        let crossEntropy = try backend.sum(crossEntropyLosses, count: batch) / denominator
         let alpha = distillation?.alpha ?? 0
         var distillationLoss: Double?
         if let distillation {
@@ -114,21 +120,21 @@ public final class TrainingLoss {
                                             teacherProbs: teacherTemperedProbabilities, losses: distillationLosses,
                                             rows: batch, classes: classes,
                                             temperature: Float(distillation.temperature))
-            distillationLoss = try backend.sum(distillationLosses, count: batch) / Double(batch)
+            distillationLoss = try backend.sum(distillationLosses, count: batch) / denominator
         }
         if backward {
             try backend.fill(logitGradient, value: 0, offset: 0, count: logitCount)
             if alpha < 1 {
                 try backend.crossEntropyBackward(probs: probabilities, labels: labels, dLogits: logitGradient,
                                                  rows: batch, classes: classes, smoothing: Float(smoothing),
-                                                 scale: Float((1 - alpha) / Double(batch)))
+                                                 scale: Float((1 - alpha) / denominator))
             }
             if let distillation, alpha > 0 {
                 try backend.distillationBackward(studentProbs: studentTemperedProbabilities,
                                                  teacherProbs: teacherTemperedProbabilities,
                                                  dStudent: logitGradient, rows: batch, classes: classes,
                                                  temperature: Float(distillation.temperature),
-                                                 scale: Float(alpha / Double(batch)))
+                                                 scale: Float(alpha / denominator))
             }
             try student.backward(dLogits: logitGradient)
         }

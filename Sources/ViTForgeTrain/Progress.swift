@@ -45,13 +45,15 @@ public final class ProgressPrinter {
     private var drewLine = false
     private let write: (String) -> Void
 
-    /// `interactive` defaults to whether stderr is a terminal; `write` defaults to stderr (tests capture it).
+    /// `interactive` defaults to whether stderr is a terminal; `write` defaults to stderr (tests capture it), and
+    /// to nothing on the ranks but 0 of a data-parallel run, which all report the same steps.
     public init(interactive: Bool = isatty(2) != 0, plainEvery: Int = 50, barWidth: Int = 24,
                 write: ((String) -> Void)? = nil) {
         self.interactive = interactive
         self.plainEvery = max(1, plainEvery)
         self.barWidth = max(1, barWidth)
-        self.write = write ?? { text in FileHandle.standardError.write(Data(text.utf8)) }
+        let silent = !Collectives.world.isMain
+        self.write = write ?? { text in if !silent { FileHandle.standardError.write(Data(text.utf8)) } }
     }
 
     public func report(_ progress: TrainingProgress) {

@@ -1,4 +1,5 @@
 import Foundation
+import ViTForgeData
 import ViTForgeDevice
 import ViTForgeModel
 
@@ -20,6 +21,27 @@ public protocol TrainingBatches: AnyObject {
     /// `maximumBatch` images and are reused for every batch, so nothing is allocated per step.
     func fill(epoch: Int, index: Int, images: UnsafeMutableBufferPointer<Float>,
               labels: UnsafeMutableBufferPointer<Int32>) throws -> Int
+    /// Writes only share `part` of `parts` (`BatchShards.range`) of that batch into the front of the buffers: one
+    /// rank's images of a data-parallel step. Returns the share's image count (may be 0) and the whole batch's.
+    /// The default fills the whole batch and moves the share to the front; a source that can decode only the share
+    /// should.
+    func fill(epoch: Int, index: Int, part: Int, of parts: Int, images: UnsafeMutableBufferPointer<Float>,
+              labels: UnsafeMutableBufferPointer<Int32>) throws -> (shard: Int, batch: Int)
+}
+
+extension TrainingBatches {
+    public func fill(epoch: Int, index: Int, part: Int, of parts: Int, images: UnsafeMutableBufferPointer<Float>,
+                     labels: UnsafeMutableBufferPointer<Int32>) throws -> (shard: Int, batch: Int) {
+        let count = try fill(epoch: epoch, index: index, images: images, labels: labels)
+        let share = BatchShards.range(of: count, part: part, parts: parts)
+        if share.lowerBound > 0, let imageBase = images.baseAddress, let labelBase = labels.baseAddress {
+            // The share moves down within the same buffer: memmove, the regions may overlap.
+            memmove(imageBase, imageBase + share.lowerBound * imageElements,
+                    share.count * imageElements * MemoryLayout<Float>.stride)
+            memmove(labelBase, labelBase + share.lowerBound, share.count * MemoryLayout<Int32>.stride)
+        }
+        return (share.count, count)
+    }
 }
 
 /// The hyper-parameters of a run; a checkpoint only resumes under the same settings.
@@ -176,10 +198,18 @@ public final class Trainer {
     public var stopsOnInterrupt = true
     /// Called after every epoch with the model and the 1-based epoch; its metric picks the best checkpoint.
     public var evaluate: ((VisionTransformer, Int) throws -> Evaluation)?
+    /// The ranks of a data-parallel run (`Collectives.world` unless given): each fills its share of every batch,
+    /// and the gradients are summed before the terms, hooks, clipping and AdamW, which then run identically on every
+    /// rank. Only rank 0 writes checkpoints and the best model.
+    public let collective: any Collective
+    /// Sums the gradients over the ranks (its timing: the all-reduce cost per step).
+    public let gradientExchange: GradientExchange
 
     private let backend: Backend
-    private let deviceImages: Buffer   // [maximumBatch, C, H, W]
-    private let deviceLabels: Buffer   // [maximumBatch] Int32
+    /// The most images of one rank's share of a batch (`maximumBatch` in one process).
+    private let maximumShard: Int
+    private let deviceImages: Buffer   // [maximumShard, C, H, W]
+    private let deviceLabels: Buffer   // [maximumShard] Int32
     private var hostImages: [Float]    // [maximumBatch, C, H, W]
     private var hostLabels: [Int32]    // [maximumBatch]
     private var stopRequested = false
@@ -192,7 +222,8 @@ public final class Trainer {
 
     public init(model: VisionTransformer, batches: TrainingBatches, settings: TrainingSettings,
                 teacher: VisionTransformer? = nil, seed: UInt64 = 0,
-                checkpoints: CheckpointPolicy = CheckpointPolicy()) throws {
+                checkpoints: CheckpointPolicy = CheckpointPolicy(),
+                collective: any Collective = Collectives.world) throws {
         if let problem = settings.problem() { throw TrainingError.invalidSettings(problem) }
         let config = model.config
         let imageElements = config.inChannels * config.imageSize * config.imageSize
@@ -211,16 +242,19 @@ public final class Trainer {
         self.settings = settings
         self.checkpoints = checkpoints
         backend = model.backend
+        self.collective = collective
+        gradientExchange = GradientExchange(collective: collective)
+        maximumShard = (batches.maximumBatch + collective.size - 1) / collective.size
         random = TrainingRandom(seed: seed)
         optimizer = try AdamW(model: model, settings: settings.optimizer)
-        loss = try TrainingLoss(backend: backend, classes: config.classes, maximumBatch: batches.maximumBatch,
+        loss = try TrainingLoss(backend: backend, classes: config.classes, maximumBatch: maximumShard,
                                 smoothing: settings.labelSmoothing, teacher: teacher,
                                 distillation: settings.distillation)
         let totalSteps = settings.epochs * batches.batchesPerEpoch
         schedule = LearningRateSchedule(peak: settings.learningRate, warmupFraction: settings.warmupFraction,
                                         totalSteps: totalSteps, floor: settings.minimumLearningRate)
-        deviceImages = try backend.allocate(batches.maximumBatch * imageElements)
-        deviceLabels = try backend.allocate(batches.maximumBatch)
+        deviceImages = try backend.allocate(maximumShard * imageElements)
+        deviceLabels = try backend.allocate(maximumShard)
         hostImages = [Float](repeating: 0, count: batches.maximumBatch * imageElements)
         hostLabels = [Int32](repeating: 0, count: batches.maximumBatch)
         state.dataSeed = String(batches.dataSeed)
@@ -239,8 +273,10 @@ public final class Trainer {
         segmentStart = DispatchTime.now().uptimeNanoseconds
         segmentSteps = 0
         segmentImages = 0
+        try synchronizeParameters()
         while state.epoch < settings.epochs {
-            if stopRequested || (stopsOnInterrupt && StopSignal.isRequested) {
+            // Every rank stops at the same step, whichever saw the request.
+            if try collective.any(stopRequested || (stopsOnInterrupt && StopSignal.isRequested)) {
                 try writeLastCheckpoint()
                 return TrainingOutcome(history: state.history, stopped: true)
             }
@@ -267,26 +303,47 @@ public final class Trainer {
         let (epoch, index) = (state.epoch, state.batchInEpoch)
         let imageElements = batches.imageElements
         let maximumBatch = batches.maximumBatch
-        let count = try hostImages.withUnsafeMutableBufferPointer { images in
-            try hostLabels.withUnsafeMutableBufferPointer { labels in
-                try batches.fill(epoch: epoch, index: index, images: images, labels: labels)
+        let parallel = collective.size > 1
+        // `shard` images of this rank's share of a batch of `count` (the same numbers in one process).
+        let (shard, count) = try hostImages.withUnsafeMutableBufferPointer { images in
+            try hostLabels.withUnsafeMutableBufferPointer { labels -> (Int, Int) in
+                if parallel {
+                    return try batches.fill(epoch: epoch, index: index, part: collective.rank, of: collective.size,
+                                            images: images, labels: labels)
+                }
+                let n = try batches.fill(epoch: epoch, index: index, images: images, labels: labels)
+                return (n, n)
             }
         }
-        guard count >= 1, count <= maximumBatch else {
-            throw TrainingError.batches("batch \(index) of epoch \(epoch + 1) has \(count) images "
-                                        + "(1 ... \(maximumBatch) expected)")
+        guard count >= 1, count <= maximumBatch, shard <= maximumShard,
+              shard == BatchShards.range(of: count, part: collective.rank, parts: collective.size).count else {
+            throw TrainingError.batches("batch \(index) of epoch \(epoch + 1) has \(count) images, this rank's "
+                                        + "share \(shard) (1 ... \(maximumBatch) expected)")
         }
-        try hostImages.withUnsafeBufferPointer {
-            try backend.upload(UnsafeBufferPointer(rebasing: $0[0 ..< count * imageElements]), to: deviceImages,
-                               offset: 0)
-        }
-        try hostLabels.withUnsafeBufferPointer {
-            try backend.upload(UnsafeBufferPointer(rebasing: $0[0 ..< count]), to: deviceLabels, offset: 0)
+        if shard > 0 {
+            try hostImages.withUnsafeBufferPointer {
+                try backend.upload(UnsafeBufferPointer(rebasing: $0[0 ..< shard * imageElements]), to: deviceImages,
+                                   offset: 0)
+            }
+            try hostLabels.withUnsafeBufferPointer {
+                try backend.upload(UnsafeBufferPointer(rebasing: $0[0 ..< shard]), to: deviceLabels, offset: 0)
+            }
         }
 
         try optimizer.zeroGradients()
-        var value = try loss.evaluate(student: model, images: deviceImages, labels: deviceLabels, batch: count,
-                                      backward: true)
+        // A rank's share divides by the whole batch, so the ranks' gradients and losses sum to the batch mean.
+        var value = shard == 0 ? LossValue(total: 0, crossEntropy: 0, distillation: loss.distillation.map { _ in 0 })
+            : try loss.evaluate(student: model, images: deviceImages, labels: deviceLabels, batch: shard,
+                                meanOver: parallel ? count : nil, backward: true)
+        if parallel {
+            // Every gradient the backward wrote is summed before the terms and hooks, so they see the whole batch's
+            // gradient and add theirs once, identically on every rank.
+            try gradientExchange.allReduceSum(backwardGradients(), backend: backend)
+            let sums = try collective.sum([value.total, value.crossEntropy, value.distillation ?? 0])
+            value.total = sums[0]
+            value.crossEntropy = sums[1]
+            if value.distillation != nil { value.distillation = sums[2] }
+        }
         for term in terms {
             let termValue = try term.addGradient(self)
             value.terms[term.name] = termValue
@@ -348,7 +405,7 @@ public final class Trainer {
         if let metric = validation?.metric, metric > (state.history.bestMetric ?? -.infinity) {
             state.history.bestMetric = metric
             state.history.bestEpoch = epochNumber
-            if let bestPath = checkpoints.bestPath {
+            if collective.isMain, let bestPath = checkpoints.bestPath {
                 try SafetensorsWriter.write(model.hostWeights().namedTensors(), metadata: [
                     ViTConfig.metadataKey: model.config.jsonString(), "vitforge.epoch": String(epochNumber),
                     "vitforge.metric": String(metric),
@@ -372,7 +429,32 @@ public final class Trainer {
     }
 
     private func writeLastCheckpoint() throws {
-        if let path = checkpoints.lastPath { try saveCheckpoint(to: path) }
+        if collective.isMain, let path = checkpoints.lastPath { try saveCheckpoint(to: path) }
+    }
+
+    /// The buffers a backward accumulates into: every optimizer slot's gradient, and the gradient of every channel
+    /// mask of the model that is not a slot's (ViT-Slim's per-column gradients, which its term then sums onto its
+    /// per-dim slots), in the same order on every rank. Each must hold only this step's backward, i.e. its owner
+    /// zeroes it every step (as `ChannelMask` asks): the sum replaces it on every rank.
+    private func backwardGradients() -> [(buffer: Buffer, count: Int)] {
+        var list = optimizer.slots.map { (buffer: $0.gradient, count: $0.elementCount) }
+        var seen = Set(list.map { ObjectIdentifier($0.buffer) })
+        let masks = (model.masks ?? []).flatMap { [$0.qkv, $0.mlpHidden] } + [model.residualMask]
+        for case let gradient? in masks.map({ $0?.gradient }) where seen.insert(ObjectIdentifier(gradient)).inserted {
+            list.append((gradient, gradient.count))
+        }
+        return list
+    }
+
+    /// Copies rank 0's trainable values (the model's parameters and every extra slot) to every rank before a run:
+    /// the ranks start from the same file and seed, so this only guards against a rank that did not.
+    private func synchronizeParameters() throws {
+        guard collective.size > 1 else { return }
+        for slot in optimizer.slots {
+            var values = try backend.read(slot.parameter, count: slot.elementCount)
+            try values.withUnsafeMutableBufferPointer { try collective.broadcast($0, from: 0) }
+            try backend.write(values, to: slot.parameter)
+        }
     }
 
     /// Writes the resumable checkpoint (model, every optimizer slot, masks, hooks, position, generator, history).

@@ -116,16 +116,19 @@ struct PruneCommand: ParsableCommand {
                     print("interrupted; continue with --resume (checkpoints \(pipeline.checkpointPaths.joined(separator: ", ")))")
                     throw ExitCode(130)
                 }
-                try outcome.weights.save(to: options.out)
+                let writesFiles = Collectives.world.isMain  // rank 0 of a data-parallel run
+                if writesFiles { try outcome.weights.save(to: options.out) }
                 report.seconds["total"] = Date().timeIntervalSince(started)
-                if let path = options.report {
+                if let path = options.report, writesFiles {
                     try AtomicFile.write(report.jsonData(), to: path, protecting: [options.model])
                 }
-                if let path = options.html {
+                if let path = options.html, writesFiles {
                     try AtomicFile.write(Data(HTMLReport.page(report).utf8), to: path, protecting: [options.model])
                 }
                 // Last, so that a kill before this point leaves a checkpoint for --resume.
-                for path in pipeline.checkpointPaths { try? FileManager.default.removeItem(atPath: path) }
+                if writesFiles {
+                    for path in pipeline.checkpointPaths { try? FileManager.default.removeItem(atPath: path) }
+                }
                 printComparison(report)
                 print("wrote \(options.out)" + [options.report, options.html].compactMap { $0.map { " and \($0)" } }.joined())
             }

@@ -165,7 +165,13 @@ struct TrainCommand: ParsableCommand {
                 StopSignal.installInterruptHandler()
                 let outcome = try trainer.run()
                 progress.finish()
-                if let log {
+                let exchange = trainer.gradientExchange
+                if trainer.collective.size > 1 && exchange.calls > 0 {
+                    print("gradient all-reduce over \(trainer.collective.size) ranks: "
+                          + "\(Formatting.decimal1(exchange.seconds / Double(exchange.calls) * 1e3)) ms per step")
+                }
+                let writesFiles = Collectives.world.isMain  // rank 0 of a data-parallel run
+                if let log, writesFiles {
                     let encoder = JSONEncoder()
                     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
                     try AtomicFile.write(try encoder.encode(outcome.history), to: log, protecting: protected)
@@ -179,7 +185,7 @@ struct TrainCommand: ParsableCommand {
                 if remapLabels, let ids = options.classes, ids.count == config.classes, config.classIds == nil {
                     try trained.setClassIds(ids)
                 }
-                try trained.save(to: out)
+                if writesFiles { try trained.save(to: out) }
                 print("wrote \(out)")
             }
         }

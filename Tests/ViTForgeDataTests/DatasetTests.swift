@@ -163,6 +163,43 @@ struct BatchLoaderTests {
         #expect(all[[0, 0]]?.images != all[[1, 0]]?.images)
     }
 
+    @Test("the shares of a batch for 1 to 6 ranks (prefetched or not) put together are the whole batch")
+    func sharesMakeTheBatch() throws {
+        // 53 images in batches of 8: the last batch has 5, so with 6 ranks one share is empty.
+        let dataset = try syntheticDataset(count: 53, side: 5, classes: 4, channels: 3)
+        let recipe = AugmentationRecipe.fashionMNISTFixture
+        let whole = try BatchLoader(dataset: dataset, batchSize: 8, seed: 9, augmentation: recipe, prefetch: false)
+        let elements = whole.imageElements
+        for parts in 1...6 {
+            for prefetch in [false, true] {
+                let loaders = try (0..<parts).map { _ in
+                    try BatchLoader(dataset: dataset, batchSize: 8, seed: 9, augmentation: recipe, prefetch: prefetch)
+                }
+                for (epoch, index) in [(0, 0), (0, 1), (0, 6), (1, 0), (1, 6), (1, 2)] {
+                    let expected = try whole.batch(epoch: epoch, index: index)
+                    var images: [Float] = [], labels: [Int32] = []
+                    for (part, loader) in loaders.enumerated() {
+                        var imageBuffer = [Float](repeating: .nan, count: 8 * elements)
+                        var labelBuffer = [Int32](repeating: -1, count: 8)
+                        let count = try imageBuffer.withUnsafeMutableBufferPointer { i in
+                            try labelBuffer.withUnsafeMutableBufferPointer { l in
+                                try loader.fill(epoch: epoch, index: index, part: part, of: parts, images: i, labels: l)
+                            }
+                        }
+                        #expect(count.batch == expected.labels.count)
+                        #expect(count.shard == BatchShards.range(of: count.batch, part: part, parts: parts).count)
+                        images += imageBuffer[0 ..< count.shard * elements]
+                        labels += labelBuffer[0 ..< count.shard]
+                    }
+                    #expect(images == expected.images && labels == expected.labels,
+                            "\(parts) parts, prefetch \(prefetch), epoch \(epoch) batch \(index)")
+                }
+            }
+        }
+        #expect(BatchShards.range(of: 5, part: 5, parts: 6).isEmpty)
+        #expect((0..<4).map { BatchShards.range(of: 11, part: $0, parts: 4) } == [0..<3, 3..<6, 6..<9, 9..<11])
+    }
+
     @Test("batch contents follow the epoch order and the per-image augmentation; drop-last counts")
     func batchContents() throws {
         let dataset = try syntheticDataset(count: 29, side: 4, classes: 3)

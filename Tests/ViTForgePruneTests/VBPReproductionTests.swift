@@ -59,7 +59,7 @@ struct VBPReproductionTests {
         let model = try VisionTransformer(weights: weights, backend: backend)
         let classes = weights.config.classes
         var correct = 0
-        try images.forEachBatch(limit: nil, batchSize: 500) { pixels, labels, count in
+        try images.forEachBatch(limit: nil, batchSize: 500) { pixels, labels, count, _ in
             let logits = try backend.read(model.forward(images: backend.makeBuffer(pixels), batch: count),
                                           count: count * classes)
             for r in 0..<count {

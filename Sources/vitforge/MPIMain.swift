@@ -1,0 +1,31 @@
+#if MPI
+import ArgumentParser
+import Foundation
+import ViTForgeMPI
+
+/// With the `MPI` package trait the CLI starts MPI before parsing, so that every command runs as one rank of
+/// `mpirun -np N vitforge …` (or as a world of one without mpirun), and a failure on one rank ends all of them.
+extension VitForge {
+    static func main() {
+        do {
+            try MPIProcess.start()
+        } catch {
+            fputs("error: \(error)\n", stderr)
+            Foundation.exit(1)
+        }
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let status = exitCode(for: error).rawValue
+            if status != 0 && status != 130 {
+                let message = fullMessage(for: error)
+                if !message.isEmpty { fputs(message + "\n", stderr) }
+                MPIProcess.finish(status: status)
+                Foundation.exit(status)
+            }
+            exit(withError: error)
+        }
+    }
+}
+#endif
