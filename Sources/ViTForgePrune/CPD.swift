@@ -101,9 +101,12 @@ public struct CPD: PruningMethod {
         var bestInMemory: ViTWeights?
         if let validation {
             let batch = max(context.batchSize, 256)
-            pruner.validate = { try Evaluator.tally($0, on: validation, batchSize: batch).accuracy }
+            let accuracyOf = { (model: VisionTransformer) in
+                try Evaluator.tally(model, on: validation, batchSize: batch).accuracy
+            }
+            pruner.validate = accuracyOf
             trainer.evaluate = { [unowned pruner, unowned trainer] model, epoch in
-                let accuracy = try Evaluator.tally(model, on: validation, batchSize: batch).accuracy
+                let accuracy = try accuracyOf(model)
                 context.log("\(Self.name) epoch \(epoch): validation \(Formatting.percent(accuracy)), "
                             + "\(Formatting.percent(pruner.macsFraction(model.config))) of the MACs"
                             + (pruner.reached ? "" : " (target not reached yet: not a candidate)"))
@@ -426,14 +429,8 @@ extension CPD {
         func plan() throws -> KeepPlan {
             var plan = KeepPlan(keepingAllOf: config)
             for (kind, gone) in removed {
-                let count: Int
-                switch kind {
-                case .residual: count = config.residualWidth
-                case .mlpHidden(let b): count = config.blocks[b].mlpHidden
-                case .qkDims(let b): count = QKVLayout(config.blocks[b]).totalQK
-                case .vDims(let b): count = QKVLayout(config.blocks[b]).totalV
-                case .heads(let b): count = config.blocks[b].heads
-                }
+                // A space's scores are one per group: their count is the space's size.
+                let count = scores[kind]?.count ?? 0
                 try plan.keep((0 ..< count).filter { !gone.contains($0) }, in: kind, of: config)
             }
             return plan

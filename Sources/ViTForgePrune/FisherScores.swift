@@ -30,7 +30,6 @@ final class FisherScores {
     }
     private let reductions: [Reduction]
     private let roleBuffers: [AxisRole: Buffer]
-    private let roleSizes: [AxisRole: Int]
     /// Per space and group: the (role, index) entries whose sum is the group's mask derivative.
     private let members: [SpaceKind: [[(AxisRole, Int)]]]
 
@@ -59,7 +58,6 @@ final class FisherScores {
             }
         }
         self.reductions = reductions
-        roleSizes = sizes
         var buffers: [AxisRole: Buffer] = [:]
         for (role, size) in sizes where size > 0 { buffers[role] = try backend.zeros(size) }
         roleBuffers = buffers
@@ -86,7 +84,7 @@ final class FisherScores {
     /// backward, before the optimizer changes either).
     func maskDerivatives(of model: VisionTransformer) throws -> [SpaceKind: [Double]] {
         precondition(model.config == config, "Fisher scores of another shape")
-        for (role, buffer) in roleBuffers { try backend.fill(buffer, value: 0, offset: 0, count: roleSizes[role] ?? 0) }
+        for buffer in roleBuffers.values { try backend.fill(buffer, value: 0, offset: 0, count: buffer.count) }
         for reduction in reductions {
             guard let weight = model.parameters[reduction.tensor], let gradient = model.gradients[reduction.tensor],
                   let target = roleBuffers[reduction.role] else { continue }
@@ -99,7 +97,7 @@ final class FisherScores {
             }
         }
         var sums: [AxisRole: [Float]] = [:]
-        for (role, buffer) in roleBuffers { sums[role] = try backend.read(buffer, count: roleSizes[role] ?? 0) }
+        for (role, buffer) in roleBuffers { sums[role] = try backend.read(buffer, count: buffer.count) }
         var derivatives: [SpaceKind: [Double]] = [:]
         for space in spaces {
             derivatives[space.kind] = (members[space.kind] ?? []).map { entries in

@@ -110,14 +110,15 @@ struct BenchCommand: ParsableCommand {
                     rows.append(row)
                 }
             }
+            let coreWarning = OpenBLAS.coreWarning
             print("device: \(deviceName); OpenBLAS core \(OpenBLAS.coreName)")
-            if let warning = OpenBLAS.coreWarning { print("warning: \(warning)") }
+            if let coreWarning { print("warning: \(coreWarning)") }
             if let json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
                 var report = BenchReport(device: deviceName, results: rows)
                 report.blasCore = OpenBLAS.coreName
-                report.blasCoreWarning = OpenBLAS.coreWarning
+                report.blasCoreWarning = coreWarning
                 var text = try encoder.encode(report)
                 text.append(UInt8(ascii: "\n"))
                 try AtomicFile.write(text, to: json, protecting: models)
