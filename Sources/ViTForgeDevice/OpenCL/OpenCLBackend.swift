@@ -31,6 +31,8 @@ public final class OpenCLBackend: Backend {
     public let name: String
     public var kind: BackendKind { .openCL }
     public let device: OpenCLDeviceInfo
+    /// Which of an operation's kernel variants this backend launches (see `OpenCLKernelShape`).
+    public let kernelShape: OpenCLKernelShape
 
     /// `-cl-fast-relaxed-math` would make the exp-heavy kernels (softmax, losses, GELU) 3–4x faster on PoCL, but it
     /// also lets the compiler reassociate the float64 reductions and assume no NaN/Inf, which breaks the NaN
@@ -89,9 +91,15 @@ public final class OpenCLBackend: Backend {
 
     /// - Parameter kernelSources: the OpenCL C files to build, in order; nil means the `.cl` files of
     ///   `$VITFORGE_KERNEL_DIR` when that is set (kernel development without a rebuild), else the embedded ones.
-    public init(device: OpenCLDeviceInfo, kernelSources: [(name: String, source: String)]? = nil) throws {
+    /// - Parameter kernelShape: nil chooses by device type (`OpenCLKernelShape.forDevice`); tests force `.gpu` on
+    ///   PoCL to check the GPU-shaped kernels without a GPU.
+    public init(device: OpenCLDeviceInfo, kernelSources: [(name: String, source: String)]? = nil,
+                kernelShape: OpenCLKernelShape? = nil) throws {
         self.device = device
-        name = "\(device.spec) \(device.name) (\(device.platformName))"
+        let shape = try kernelShape ?? OpenCLKernelShape.forDevice(device)
+        self.kernelShape = shape
+        let shapeNote = shape == (device.type == .cpu ? .cpuDevice : .gpu) ? "" : ", \(shape.rawValue)-shaped kernels"
+        name = "\(device.spec) \(device.name) (\(device.platformName)\(shapeNote))"
         shared = try OpenCLDeviceContext.shared(for: device)
         let sources = try kernelSources ?? Self.kernelDirectorySources() ?? KernelSources.files
         let program = try shared.program(sources: sources, options: Self.buildOptions)
@@ -739,6 +747,22 @@ public final class OpenCLBackend: Backend {
         _ = try KernelArgument.int(columns, "work size")
         _ = try KernelArgument.int(rows, "work size")
         try launchLock.withLock { try launchLocked(name, kernel, columns: columns, rows: rows, arguments) }
+    }
+
+    /// Enqueues exactly `groups × rows` work-groups of `kernel` (dimension 0: `groups` groups of the kernel's local
+    /// size; dimension 1: `rows`), for GPU-shaped kernels that give each row (or tile) a whole work-group and read
+    /// `get_group_id`/`get_local_size` themselves.
+    func launchGroups(_ name: KernelName, groups: Int, rows: Int = 1, _ arguments: [KernelArgument]) throws {
+        guard let kernel = kernels[name] else {
+            throw BackendError.unsupported("\(name.rawValue) is not available on \(device.name)")
+        }
+        guard groups > 0, rows > 0 else { return }
+        try launchLock.withLock {
+            let local = try localSize(name, kernel)
+            _ = try KernelArgument.int(groups * local, "work size")
+            _ = try KernelArgument.int(rows, "work size")
+            try launchLocked(name, kernel, columns: groups * local, rows: rows, arguments)
+        }
     }
 
     private func launchLocked(_ name: KernelName, _ kernel: cl_kernel, columns: Int, rows: Int,
