@@ -56,6 +56,11 @@ public final class OpenCLBackend: Backend {
     /// launches under `maskGradientLock`.
     private var maskGradientPartials: OpenCLBuffer?
     private let maskGradientLock = ProcessLock()
+    /// The fused attention's per-head tables (one per block layout met, uploaded once) and its backward's
+    /// [items, tokens] D = dO·O scratch, under `attentionLock`.
+    var attentionHeadTables: [QKVLayout: OpenCLBuffer] = [:]
+    var attentionDelta: OpenCLBuffer?
+    let attentionLock = ProcessLock()
     /// Rows each work-item of the mask gradient's first stage sums: 12,608 rows (DeiT at batch 64) become 197 tiles,
     /// i.e. 197 × cols work-items instead of cols long chains.
     static let maskGradientRowsPerTile = 64
@@ -79,6 +84,11 @@ public final class OpenCLBackend: Backend {
         case maskGradientCombine = "mask_gradient_combine", scaleRows = "scale_rows"
         case maskGradientRows = "mask_gradient_rows", segmentSum = "segment_sum"
         case addScaledSign = "add_scaled_sign", symmetricEigen = "symmetric_eigen"
+        case attentionForwardRows = "attention_forward_rows", attentionForwardTiled = "attention_forward_tiled"
+        case attentionBackwardDQRows = "attention_backward_dq_rows"
+        case attentionBackwardDKVRows = "attention_backward_dkv_rows"
+        case attentionBackwardDQTiled = "attention_backward_dq_tiled"
+        case attentionBackwardDKVTiled = "attention_backward_dkv_tiled"
 
         /// Compiled only where the device has cl_khr_fp64 (statistics.cl).
         var needsFloat64: Bool {
@@ -733,13 +743,13 @@ public final class OpenCLBackend: Backend {
     }
 
     /// Enqueues `kernel` over `global` work-items (rounded up to the local size; the kernels check bounds).
-    private func launch(_ name: KernelName, global: Int, _ arguments: [KernelArgument]) throws {
+    func launch(_ name: KernelName, global: Int, _ arguments: [KernelArgument]) throws {
         try launch(name, columns: global, rows: 1, arguments)
     }
 
     /// Enqueues `kernel` over a 2-D range: dimension 0 = `columns` (rounded up to the local size), dimension 1 =
     /// `rows`, with work-groups of (local size × 1).
-    private func launch(_ name: KernelName, columns: Int, rows: Int, _ arguments: [KernelArgument]) throws {
+    func launch(_ name: KernelName, columns: Int, rows: Int, _ arguments: [KernelArgument]) throws {
         guard let kernel = kernels[name] else {
             throw BackendError.unsupported("\(name.rawValue) is not available on \(device.name)")
         }
@@ -788,6 +798,12 @@ public final class OpenCLBackend: Backend {
                                            nil, nil), "clEnqueueNDRangeKernel")
     }
 
+    /// The local size launches of `name` use (nil when the kernel is not built on this device).
+    func launchLocalSize(_ name: KernelName) throws -> Int? {
+        guard let kernel = kernels[name] else { return nil }
+        return try launchLock.withLock { try localSize(name, kernel) }
+    }
+
     /// `localSize`, or less where the device or the compiled kernel cannot take that many work-items.
     /// Called under `launchLock` (it caches into `localSizes`).
     private func localSize(_ name: KernelName, _ kernel: cl_kernel) throws -> Int {
@@ -803,14 +819,14 @@ public final class OpenCLBackend: Backend {
     // MARK: Checks
 
     /// The `cl_mem` of a buffer of this backend's context; a buffer of another backend is a programming error.
-    private func openCLBuffer(_ buffer: Buffer) throws -> cl_mem {
+    func openCLBuffer(_ buffer: Buffer) throws -> cl_mem {
         guard let openCL = buffer as? OpenCLBuffer, openCL.context == shared.context else {
             preconditionFailure("\(name): a buffer of another backend was passed in")
         }
         return openCL.memory
     }
 
-    private func checked(_ buffer: Buffer, _ operation: String, _ label: String, offset: Int = 0,
+    func checked(_ buffer: Buffer, _ operation: String, _ label: String, offset: Int = 0,
                          count: Int) throws -> cl_mem {
         let memory = try openCLBuffer(buffer)
         guard offset >= 0, count >= 0 else {
@@ -824,7 +840,7 @@ public final class OpenCLBackend: Backend {
         return memory
     }
 
-    private func size(_ rows: Int, _ cols: Int, _ operation: String) throws -> Int {
+    func size(_ rows: Int, _ cols: Int, _ operation: String) throws -> Int {
         guard rows >= 0, cols >= 0 else {
             throw BackendError.invalidArgument("\(operation): negative shape [\(rows), \(cols)]")
         }
