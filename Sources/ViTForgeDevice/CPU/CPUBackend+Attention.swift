@@ -21,7 +21,8 @@ extension CPUBackend {
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
             defer { scores.deallocate() }
             for item in items {
-                let (head, image) = (item / batch, item % batch)
+                // Image-major: one image's heads in a row, while its q/k/v rows are in cache.
+                let (image, head) = (item / layout.heads, item % layout.heads)
                 let rows = qkv + image * n * features
                 // scores = scale·q·kᵀ
                 var product = GemmSpec(m: n, n: n, k: layout.qkDims[head], transB: true, alpha: scale)
@@ -29,7 +30,7 @@ extension CPUBackend {
                 product.ldb = features
                 sgemm(product, rows + layout.qRow(head: head, dim: 0), rows + layout.kRow(head: head, dim: 0), scores)
                 // Each row: softmax in place, its log-sum-exp saved for the backward.
-                let lse = logSumExp + item * n
+                let lse = logSumExp + (head * batch + image) * n
                 for i in 0 ..< n {
                     let row = scores + i * n
                     let (maximum, total) = exponentiateRow(row, row, n, scale: 1)
@@ -63,7 +64,7 @@ extension CPUBackend {
             defer { probabilities.deallocate() }
             let dScores = probabilities + n * n
             for item in items {
-                let (head, image) = (item / batch, item % batch)
+                let (image, head) = (item / layout.heads, item % layout.heads)
                 let (qkDim, vDim) = (layout.qkDims[head], layout.vDims[head])
                 // A head without v features outputs 0 whatever its probabilities: no gradient reaches q, k or v.
                 guard vDim > 0 else { continue }
@@ -76,7 +77,7 @@ extension CPUBackend {
                 product.lda = features
                 product.ldb = features
                 sgemm(product, rows + q, rows + k, probabilities)
-                let lse = logSumExp + item * n
+                let lse = logSumExp + (head * batch + image) * n
                 for i in 0 ..< n { exponentiateShifted(probabilities + i * n, n, shift: lse[i]) }
                 // dProbabilities = dOut_h·vᵀ ;  dV += probabilitiesᵀ·dOut_h
                 var dProbabilities = GemmSpec(m: n, n: n, k: vDim, transB: true)
@@ -106,8 +107,7 @@ extension CPUBackend {
         }
     }
 
-    /// Checks the sizes of a fused attention call; `items` are its (head, image) pairs, head-major like
-    /// `logSumExp`.
+    /// Checks the sizes of a fused attention call; `items` counts its (image, head) pairs.
     private func attentionOperands(_ op: String, layout: QKVLayout, batch: Int, tokens: Int) throws
         -> (rows: Int, items: Int, logSumExpCount: Int, costPerItem: Int)
     {
