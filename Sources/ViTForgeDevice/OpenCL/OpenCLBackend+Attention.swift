@@ -37,15 +37,7 @@ extension OpenCLBackend {
         // D is written by the dQ kernel and read by the dK/dV kernel; the lock keeps another thread's backward from
         // using the same scratch in between (they are enqueued back to back on the in-order queue).
         try attentionLock.withLock {
-            let needed = call.items * tokens
-            if (attentionDelta?.count ?? 0) < needed {
-                attentionDelta = nil
-                guard let created = try allocate(needed) as? OpenCLBuffer else {
-                    preconditionFailure("allocate returned a buffer of another backend")
-                }
-                attentionDelta = created
-            }
-            guard let delta = attentionDelta?.memory else { return }
+            let delta = try scratchBuffer(&attentionDelta, floats: call.items * tokens)
             let dq = call.shared + [.buffer(outMemory), .buffer(lseMemory), .buffer(dOutMemory), .buffer(delta),
                                     .buffer(dQKVMemory)]
             let dkv = call.shared + [.buffer(lseMemory), .buffer(dOutMemory), .buffer(delta), .buffer(dQKVMemory)]

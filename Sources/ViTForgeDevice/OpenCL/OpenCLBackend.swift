@@ -575,22 +575,13 @@ public final class OpenCLBackend: Backend {
 
     private func reduceLocked(_ xMemory: cl_mem, count: Int, mode: Int32) throws -> Double {
         let groups = min(Self.reductionGroups, (count + Self.localSize - 1) / Self.localSize)
-        let partials: OpenCLBuffer
-        if let existing = reductionPartials {
-            partials = existing
-        } else {
-            // Two float elements per double.
-            guard let created = try allocate(2 * Self.reductionGroups) as? OpenCLBuffer else {
-                preconditionFailure("allocate returned a buffer of another backend")
-            }
-            partials = created
-            reductionPartials = partials
-        }
+        // Two float elements per double.
+        let partials = try scratchBuffer(&reductionPartials, floats: 2 * Self.reductionGroups)
         try launch(.sumPartials, global: groups * Self.localSize, [
-            .buffer(xMemory), try .int(count), .int32(mode), .buffer(partials.memory),
+            .buffer(xMemory), try .int(count), .int32(mode), .buffer(partials),
         ])
         var values = [Double](repeating: 0, count: groups)
-        try checkCL(clEnqueueReadBuffer(queue, partials.memory, cl_bool(CL_TRUE), 0, groups * 8, &values, 0, nil, nil),
+        try checkCL(clEnqueueReadBuffer(queue, partials, cl_bool(CL_TRUE), 0, groups * 8, &values, 0, nil, nil),
                     "clEnqueueReadBuffer")
         return values.reduce(0, +)
     }
@@ -803,17 +794,19 @@ public final class OpenCLBackend: Backend {
     /// between this one's stages (the queue is in order, so that is all it takes). Nothing to do for an empty shape.
     private func withColumnPartials(floats: Int, rows: Int, cols: Int, _ stages: (cl_mem) throws -> Void) throws {
         if rows == 0 || cols == 0 { return }
-        try columnPartialsLock.withLock {
-            if (columnPartials?.count ?? 0) < floats {
-                columnPartials = nil
-                guard let created = try allocate(floats) as? OpenCLBuffer else {
-                    preconditionFailure("allocate returned a buffer of another backend")
-                }
-                columnPartials = created
-            }
-            guard let partials = columnPartials?.memory else { return }
-            try stages(partials)
+        try columnPartialsLock.withLock { try stages(try scratchBuffer(&columnPartials, floats: floats)) }
+    }
+
+    /// The memory of `scratch`, replaced by a new buffer first when it holds fewer than `floats` elements (the old
+    /// one is freed once the kernels already enqueued on it are done). Called under the lock that guards `scratch`.
+    func scratchBuffer(_ scratch: inout OpenCLBuffer?, floats: Int) throws -> cl_mem {
+        if let existing = scratch, existing.count >= floats { return existing.memory }
+        scratch = nil
+        guard let created = try allocate(floats) as? OpenCLBuffer else {
+            preconditionFailure("allocate returned a buffer of another backend")
         }
+        scratch = created
+        return created.memory
     }
 
     /// Stage 2 of a float column reduction: `out[c] += Σ_t partials[first + t·cols + c]`, skipping the columns
