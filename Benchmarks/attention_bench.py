@@ -11,6 +11,7 @@ OpenBLAS runs with its own kernel choice: the script removes OPENBLAS_CORETYPE f
 reports the core `vitforge bench` names.
 
     python3 Benchmarks/attention_bench.py [--rounds 5] [--runs 5] [--only vit6x192,deit-tiny] [--json R.json]
+    python3 Benchmarks/attention_bench.py --device opencl --only vit6x192 --batch 16   # PoCL: fused vs unfused
 
 Needs `swift build -c release` (or --vitforge B) and, for the onnxruntime column, a Python with onnxruntime and
 numpy (--python; the column is left out when it has none).
@@ -117,7 +118,7 @@ def strip_checkpoint(checkpoint, out):
 
 
 def measure_vitforge(args, weights, batch, train, attention, heads):
-    extra = ["--attention", attention]
+    extra = ["--attention", attention, "--device", args.device]
     report = vitforge_bench(args.vitforge, weights, [batch], heads, args.runs, args.warmup, train,
                             extra=extra, env=child_environment())
     row = report["results"][0]
@@ -142,13 +143,16 @@ def main():
     parser.add_argument("--runs", type=int, default=5, help="timed runs per engine and round (median taken)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--only", help="comma-separated model names (vit6x192, deit-tiny)")
+    parser.add_argument("--device", default="cpu", help="vitforge's device (opencl for PoCL: no onnxruntime column)")
+    parser.add_argument("--batch", type=int, help="one batch size for every case instead of the defaults")
     parser.add_argument("--vitforge", default=os.path.join(ROOT, ".build", "release", "vitforge"))
     parser.add_argument("--python", default=sys.executable, help="a Python with onnxruntime and numpy")
     parser.add_argument("--json", help="write every measurement and the summary here")
     args = parser.parse_args()
-    cases = [c for c in CASES if not args.only or c[0] in args.only.split(",")]
-    ort_available = has_onnxruntime(args.python)
-    if not ort_available:
+    cases = [(name, args.batch or batch, train, heads) for name, batch, train, heads in CASES
+             if not args.only or name in args.only.split(",")]
+    ort_available = args.device == "cpu" and has_onnxruntime(args.python)
+    if not ort_available and args.device == "cpu":
         print(f"{args.python} has no onnxruntime/numpy: the onnxruntime column is left out", file=sys.stderr)
     with tempfile.TemporaryDirectory() as folder:
         weights = make_models(args, folder)
@@ -191,9 +195,9 @@ def main():
         print(f"{key:24} {per_engine['fused']:12.1f} {per_engine['unfused']:9.1f} {ratio:14.2f} {ort_text} "
               f"{entry['peak_mb']['fused']:6.0f}/{entry['peak_mb']['unfused']:.0f}")
     core = rounds[0][next(iter(rounds[0]))]["fused"]["blas_core"]
-    print(f"OpenBLAS core: {core}; {args.rounds} rounds × {args.runs} runs; ratios are medians of per-round ratios")
+    print(f"device {args.device}; OpenBLAS core: {core}; {args.rounds} rounds × {args.runs} runs; ratios are medians of per-round ratios")
     if args.json:
-        write_json(args.json, {"blas_core": core, "rounds": rounds, "summary": summary})
+        write_json(args.json, {"device": args.device, "blas_core": core, "rounds": rounds, "summary": summary})
 
 
 if __name__ == "__main__":

@@ -36,27 +36,28 @@ __kernel void attention_forward_rows(__global const float* qkv, __global const i
     __global const float* q = rows + (size_t)i * features + h.z;
     __global const float* k = rows + total_qk + h.z;
     __global const float* v = rows + 2 * total_qk + h.w;
-    // Pass 1: the running maximum and the sum of exponentials rescaled to it (one exp per key).
+    // One pass with an online softmax: the output row (owned by this work-item) holds Σ_j e^(s_j − m)·v_j for the
+    // running maximum m, rescaled when m grows (a few times per row for typical scores).
+    __global float* o = out + ((size_t)image * tokens + i) * merged + h.w;
+    for (int d = 0; d < h.y; d++) o[d] = 0;
     float m = -INFINITY, l = 0;
     for (int j = 0; j < tokens; j++) {
         float s = scale * attention_dot(q, k + (size_t)j * features, h.x);
+        __global const float* vj = v + (size_t)j * features;
         if (s > m) {
-            l = l * exp_vectorizable(m - s) + 1;
+            float correction = exp_vectorizable(m - s);
+            l = l * correction + 1;
+            for (int d = 0; d < h.y; d++) o[d] = o[d] * correction + vj[d];
             m = s;
         } else {
-            l += exp_vectorizable(s - m);
+            float p = exp_vectorizable(s - m);
+            l += p;
+            for (int d = 0; d < h.y; d++) o[d] += p * vj[d];
         }
     }
-    float log_sum = m + log(l);
-    lse[(size_t)item * tokens + i] = log_sum;
-    // Pass 2: the exact probabilities, accumulated straight into this row's output (owned by this work-item).
-    __global float* o = out + ((size_t)image * tokens + i) * merged + h.w;
-    for (int d = 0; d < h.y; d++) o[d] = 0;
-    for (int j = 0; j < tokens; j++) {
-        float p = exp_vectorizable(scale * attention_dot(q, k + (size_t)j * features, h.x) - log_sum);
-        __global const float* vj = v + (size_t)j * features;
-        for (int d = 0; d < h.y; d++) o[d] += p * vj[d];
-    }
+    float inverse = 1 / l;
+    for (int d = 0; d < h.y; d++) o[d] *= inverse;
+    lse[(size_t)item * tokens + i] = m + log(l);
 }
 
 __kernel void attention_backward_dq_rows(__global const float* qkv, __global const int4* heads_table, int total_qk,
