@@ -9,8 +9,8 @@
 ///   produce, as in llm.c: the caller zeroes gradient buffers once per step, and a tensor used twice (the residual
 ///   stream) simply receives both contributions.
 /// - Operations are enqueued in order; nothing waits for the device except `download`, the reductions that return a
-///   value to the host (`sum`, `sumOfSquares`, `normalize`), `synchronize` and `StagingBuffer.waitForUpload`
-///   (`blockingCalls` counts the first four). A training step needs none of them: uploads go through
+///   value to the host (`sum`, `sumOfSquares`, `sumOfAbs`, `normalize`), `synchronize`, and
+///   `StagingBuffer.waitForUpload` (`blockingCalls` counts all but the last). A training step needs none of them: uploads go through
 ///   `uploadAsync`, loss bookkeeping through `accumulateSum` (see `ViTForgeTrain`'s `LossAccumulators`).
 /// - Output ranges never overlap input ranges unless an operation says so (`copy` within one buffer, the matrices
 ///   C of a strided batch, `scatterAdd`'s indices: all must be disjoint).
