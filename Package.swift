@@ -85,6 +85,7 @@ let package = Package(
                     .embedInCode("svd.cl"),
                     .embedInCode("masks.cl"),
                     .embedInCode("eigen.cl"),
+                    .embedInCode("attention.cl"),
                     .embedInCode("bookkeeping.cl"),
                 ]),
         .target(name: "ViTForgeDevice", dependencies: ["COpenCL", "CBLAS", "CLAPACK", "Kernels"],

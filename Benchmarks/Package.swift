@@ -1,6 +1,6 @@
 // swift-tools-version: 6.0
 // Benchmarks live in their own package so that neither `swift build` nor `swift test` of the product builds them.
-// Run from the repository root:  swift run -c release --package-path Benchmarks gemm-bench
+// Run from the repository root:  swift run -c release --package-path Benchmarks gemm-bench (or op-bench)
 import PackageDescription
 
 let package = Package(
@@ -10,6 +10,9 @@ let package = Package(
         .executableTarget(name: "gemm-bench", dependencies: [
             .product(name: "ViTForgeDevice", package: "ViTForge"),
             .product(name: "ViTForgeModel", package: "ViTForge"),
+        ]),
+        .executableTarget(name: "op-bench", dependencies: [
+            .product(name: "ViTForgeDevice", package: "ViTForge"),
         ]),
     ],
     swiftLanguageModes: [.v5]

@@ -127,8 +127,9 @@ def run_worker(kind, model, batch, args, onnx_path=None):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def vitforge_bench(vitforge, weights, batches, heads=None, runs=7, warmup=2, train=False):
-    """`vitforge bench --device cpu` of one model at `batches`; returns its JSON report (one result row per batch)."""
+def vitforge_bench(vitforge, weights, batches, heads=None, runs=7, warmup=2, train=False, extra=None, env=None):
+    """`vitforge bench --device cpu` of one model at `batches` (plus `extra` arguments, in environment `env`);
+    returns its JSON report (one result row per batch)."""
     with tempfile.TemporaryDirectory() as folder:
         report = os.path.join(folder, "bench.json")
         command = [vitforge, "bench", "--device", "cpu", "--model", weights,
@@ -139,7 +140,8 @@ def vitforge_bench(vitforge, weights, batches, heads=None, runs=7, warmup=2, tra
             command += ["--heads", str(heads)]
         if train:
             command.append("--train")
-        subprocess.run(command, check=True, capture_output=True, text=True)
+        command += extra or []
+        subprocess.run(command, check=True, capture_output=True, text=True, env=env)
         with open(report) as f:
             return json.load(f)
 

@@ -11,6 +11,7 @@ public enum KernelSources {
         ("svd.cl", String(decoding: PackageResources.svd_cl, as: UTF8.self)),
         ("masks.cl", String(decoding: PackageResources.masks_cl, as: UTF8.self)),
         ("eigen.cl", String(decoding: PackageResources.eigen_cl, as: UTF8.self)),
+        ("attention.cl", String(decoding: PackageResources.attention_cl, as: UTF8.self)),
         ("bookkeeping.cl", String(decoding: PackageResources.bookkeeping_cl, as: UTF8.self)),
     ]
 }

@@ -1,5 +1,8 @@
-// LayerNorm over the last dimension. One row per work-item: on CPU devices (PoCL) barrier-based work-group
-// reductions are several times slower than a plain loop, and rows (tokens) are plentiful.
+// LayerNorm over the last dimension, in two shapes (OpenCLKernelShape). CPU devices (PoCL): one row per work-item,
+// because there barrier-based work-group reductions are several times slower than a plain loop, and rows (tokens)
+// are plentiful. GPUs (the `_wg` kernels): one work-group per row, work-item i reading columns i, i+L, i+2L… so
+// that neighbouring work-items read neighbouring addresses, and the row's sums reduced in local memory. The row of a
+// `_wg` kernel is its group along dimension 0 (dimension 1 of a launch is capped at 65535 groups on some GPUs).
 
 __kernel void layernorm_forward(__global const float* x, __global const float* gamma, __global const float* beta,
                                 __global float* out, __global float* mean, __global float* rstd,
@@ -41,30 +44,6 @@ __kernel void layernorm_backward_input(__global const float* dout, __global cons
         float xhat = (x[base + c] - m) * s;
         dx[base + c] += s * (g - mean_g - xhat * mean_gx);
     }
-}
-
-// dGamma[c] += Σ_r dOut·x̂ and dBeta[c] += Σ_r dOut over the rows of column c.
-static void layernorm_params_column(__global const float* dout, __global const float* x,
-                                    __global const float* mean, __global const float* rstd,
-                                    __global float* dgamma, __global float* dbeta, int rows, int cols, int c) {
-    acc_t sum_gamma = 0, sum_beta = 0;
-    for (int r = 0; r < rows; r++) {
-        size_t i = (size_t)r * cols + c;
-        float d = dout[i];
-        sum_gamma += d * ((x[i] - mean[r]) * rstd[r]);
-        sum_beta += d;
-    }
-    dgamma[c] += (float)sum_gamma;
-    dbeta[c] += (float)sum_beta;
-}
-
-// dGamma and dBeta are sums over rows: one work-item per column, so each output has exactly one writer.
-__kernel void layernorm_backward_params(__global const float* dout, __global const float* x,
-                                        __global const float* mean, __global const float* rstd,
-                                        __global float* dgamma, __global float* dbeta, int rows, int cols) {
-    int c = get_global_id(0);
-    if (c >= cols) return;
-    layernorm_params_column(dout, x, mean, rstd, dgamma, dbeta, rows, cols, c);
 }
 
 // LayerNorm over the kept channels only (keep[c] is 1 or 0: a residual-width mask). Statistics over the kept
@@ -112,11 +91,115 @@ __kernel void masked_layernorm_backward_input(__global const float* dout, __glob
     }
 }
 
-__kernel void masked_layernorm_backward_params(__global const float* dout, __global const float* x,
-                                               __global const float* keep, __global const float* mean,
-                                               __global const float* rstd, __global float* dgamma,
-                                               __global float* dbeta, int rows, int cols) {
-    int c = get_global_id(0);
-    if (c >= cols || keep[c] == 0) return;
-    layernorm_params_column(dout, x, mean, rstd, dgamma, dbeta, rows, cols, c);
+// The GPU shapes. Same arguments as their one-work-item-per-row counterparts above; launched with exactly one
+// work-group per row, so no work-item returns early (PoCL miscompiles barriers after a group-dependent return).
+
+// Two passes here too (mean, then squared deviations): see layernorm_forward.
+__kernel void layernorm_forward_wg(__global const float* x, __global const float* gamma, __global const float* beta,
+                                   __global float* out, __global float* mean, __global float* rstd,
+                                   int rows, int cols, float eps) {
+    __local float2 scratch[ROW_GROUP_MAX];
+    const int r = get_group_id(0), lid = get_local_id(0), step = get_local_size(0);
+    __global const float* xr = x + (size_t)r * cols;
+    __global float* yr = out + (size_t)r * cols;
+    float s = 0;
+    for (int c = lid; c < cols; c += step) s += xr[c];
+    float m = group_sum(s, scratch) / cols;
+    float ss = 0;
+    for (int c = lid; c < cols; c += step) { float d = xr[c] - m; ss += d * d; }
+    float inv_std = 1 / sqrt(group_sum(ss, scratch) / cols + eps);
+    for (int c = lid; c < cols; c += step) yr[c] = (xr[c] - m) * inv_std * gamma[c] + beta[c];
+    if (lid == 0) {
+        mean[r] = m;
+        rstd[r] = inv_std;
+    }
+}
+
+__kernel void layernorm_backward_input_wg(__global const float* dout, __global const float* x,
+                                          __global const float* gamma, __global const float* mean,
+                                          __global const float* rstd, __global float* dx, int rows, int cols) {
+    __local float2 scratch[ROW_GROUP_MAX];
+    const int r = get_group_id(0), lid = get_local_id(0), step = get_local_size(0);
+    size_t base = (size_t)r * cols;
+    float m = mean[r], s = rstd[r];
+    float2 sums = (float2)(0);  // (Σ g, Σ g·x̂)
+    for (int c = lid; c < cols; c += step) {
+        float g = dout[base + c] * gamma[c];
+        sums += (float2)(g, g * ((x[base + c] - m) * s));
+    }
+    sums = group_sum2(sums, scratch) / (float)cols;
+    for (int c = lid; c < cols; c += step) {
+        float g = dout[base + c] * gamma[c];
+        float xhat = (x[base + c] - m) * s;
+        dx[base + c] += s * (g - sums.x - xhat * sums.y);
+    }
+}
+
+__kernel void masked_layernorm_forward_wg(__global const float* x, __global const float* gamma,
+                                          __global const float* beta, __global const float* keep,
+                                          __global float* out, __global float* mean, __global float* rstd,
+                                          int rows, int cols, float eps) {
+    __local float2 scratch[ROW_GROUP_MAX];
+    const int r = get_group_id(0), lid = get_local_id(0), step = get_local_size(0);
+    __global const float* xr = x + (size_t)r * cols;
+    __global float* yr = out + (size_t)r * cols;
+    float2 sums = (float2)(0);  // (Σ x, kept columns) over the kept columns
+    for (int c = lid; c < cols; c += step) if (keep[c] != 0) sums += (float2)(xr[c], 1);
+    sums = group_sum2(sums, scratch);
+    float n = sums.y, m = sums.x / n;
+    float ss = 0;
+    for (int c = lid; c < cols; c += step) if (keep[c] != 0) { float d = xr[c] - m; ss += d * d; }
+    float inv_std = 1 / sqrt(group_sum(ss, scratch) / n + eps);
+    for (int c = lid; c < cols; c += step) yr[c] = keep[c] != 0 ? (xr[c] - m) * inv_std * gamma[c] + beta[c] : 0;
+    if (lid == 0) {
+        mean[r] = m;
+        rstd[r] = inv_std;
+    }
+}
+
+__kernel void masked_layernorm_backward_input_wg(__global const float* dout, __global const float* x,
+                                                 __global const float* gamma, __global const float* keep,
+                                                 __global const float* mean, __global const float* rstd,
+                                                 __global float* dx, int rows, int cols) {
+    __local float2 scratch[ROW_GROUP_MAX];
+    const int r = get_group_id(0), lid = get_local_id(0), step = get_local_size(0);
+    size_t base = (size_t)r * cols;
+    float m = mean[r], s = rstd[r];
+    float2 sums = (float2)(0);  // (Σ g, Σ g·x̂) over the kept columns
+    float n = 0;
+    for (int c = lid; c < cols; c += step) {
+        if (keep[c] == 0) continue;
+        float g = dout[base + c] * gamma[c];
+        sums += (float2)(g, g * ((x[base + c] - m) * s));
+        n += 1;
+    }
+    float kept = group_sum(n, scratch);
+    sums = group_sum2(sums, scratch) / kept;
+    for (int c = lid; c < cols; c += step) {
+        if (keep[c] == 0) continue;
+        float g = dout[base + c] * gamma[c];
+        float xhat = (x[base + c] - m) * s;
+        dx[base + c] += s * (g - sums.x - xhat * sums.y);
+    }
+}
+
+// Stage 1 of dGamma and dBeta (tiles of rows; see column_sum_partials): partials[0][t][c] = Σ dOut·x̂ and
+// partials[1][t][c] = Σ dOut over the rows of tile t. The masked LayerNorm uses it too: its removed columns get
+// partials that stage 2 never adds.
+__kernel void layernorm_params_partials(__global const float* dout, __global const float* x,
+                                        __global const float* mean, __global const float* rstd, int rows, int cols,
+                                        int rows_per_tile, __global float* partials) {
+    int c = get_global_id(0), t = get_global_id(1);
+    if (c >= cols) return;
+    int tiles = (rows + rows_per_tile - 1) / rows_per_tile;
+    int start = t * rows_per_tile, end = min(start + rows_per_tile, rows);
+    acc_t sum_gamma = 0, sum_beta = 0;
+    for (int r = start; r < end; r++) {
+        size_t i = (size_t)r * cols + c;
+        float d = dout[i];
+        sum_gamma += d * ((x[i] - mean[r]) * rstd[r]);
+        sum_beta += d;
+    }
+    partials[(size_t)t * cols + c] = (float)sum_gamma;
+    partials[((size_t)tiles + t) * cols + c] = (float)sum_beta;
 }

@@ -11,9 +11,8 @@ __kernel void scale_columns(__global const float* x, __global const float* mask,
     out[i] = x[i] * mask[c];
 }
 
-// Stage 1 of the mask gradient: a 2-D range (columns, row tiles). Work-item (c, t) sums x·dY over the rows of tile
-// t in column c; work-items of a work-group are neighbouring columns of one tile, so every row they read is one
-// coalesced segment. partials: [tiles, cols].
+// Stage 1 of the mask gradient (a two-stage column reduction, see column_sum_partials in tensor.cl; stage 2 is
+// column_partials_combine): work-item (c, t) sums x·dY over the rows of tile t in column c. partials: [tiles, cols].
 __kernel void mask_gradient_partials(__global const float* x, __global const float* dy, int rows, int cols,
                                      int rows_per_tile, __global float* partials) {
     int c = get_global_id(0), t = get_global_id(1);
@@ -28,14 +27,6 @@ __kernel void mask_gradient_partials(__global const float* x, __global const flo
     partials[(size_t)t * cols + c] = (float)s;
 }
 
-// Stage 2: one work-item per column adds its column's tile partials (a few hundred at most) into dMask.
-__kernel void mask_gradient_combine(__global const float* partials, int tiles, int cols, __global float* d_mask) {
-    int c = get_global_id(0);
-    if (c >= cols) return;
-    acc_t s = 0;
-    for (int t = 0; t < tiles; t++) s += partials[(size_t)t * cols + c];
-    d_mask[c] += (float)s;
-}
 
 // out[r, c] = x[r, c] · mask[r] (a mask on a weight's output rows); out may be x.
 __kernel void scale_rows(__global const float* x, __global const float* mask, __global float* out, int rows,

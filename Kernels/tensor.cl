@@ -43,20 +43,73 @@ inline float exp_vectorizable(float x) {
     return isnan(x) ? x : e;
 }
 
+// Work-group reductions of the GPU-shaped kernels (one work-group per row, see OpenCLKernelShape). Every work-item
+// passes its partial and gets the group's result back. Partials are float: each work-item sums only cols/64 terms
+// (a dozen at ViT widths) and the tree adds 64 partials pairwise, so the error stays near float32 roundoff without
+// float64, which consumer GPUs run at 1/32 speed. `scratch` holds ROW_GROUP_MAX elements; the group may be smaller
+// (a device may cap the local size) and need not be a power of two. Barriers inside: call in uniform control flow.
+#define ROW_GROUP_MAX 64
+
+// Component-wise sum (take_max == 0) or maximum of `value` over the work-group.
+static float2 group_reduce2(float2 value, int take_max, __local float2* scratch) {
+    const int lid = get_local_id(0);
+    scratch[lid] = value;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int active = get_local_size(0); active > 1;) {
+        int upper = (active + 1) >> 1;  // the first index of the upper part
+        if (lid + upper < active) {
+            float2 other = scratch[lid + upper];
+            scratch[lid] = take_max ? fmax(scratch[lid], other) : scratch[lid] + other;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        active = upper;
+    }
+    float2 result = scratch[0];
+    barrier(CLK_LOCAL_MEM_FENCE);  // every work-item has read the result before the scratch is reused
+    return result;
+}
+
+static float2 group_sum2(float2 value, __local float2* scratch) { return group_reduce2(value, 0, scratch); }
+static float group_sum(float value, __local float2* scratch) { return group_reduce2((float2)(value, 0), 0, scratch).x; }
+static float group_max(float value, __local float2* scratch) {
+    return group_reduce2((float2)(value, -INFINITY), 1, scratch).x;
+}
+
 __kernel void add_bias(__global float* x, __global const float* bias, int rows, int cols) {
     int c = get_global_id(0), r = get_global_id(1);
     if (c >= cols || r >= rows) return;
     x[(size_t)r * cols + c] += bias[c];
 }
 
-// One work-item per column: consecutive work-items read consecutive addresses of each row, and no atomics are
-// needed because every column has exactly one writer.
-__kernel void column_sum_accumulate(__global const float* x, __global float* sums, int rows, int cols) {
-    int c = get_global_id(0);
+// Column reductions (bias and LayerNorm parameter gradients, mask gradients, column statistics) run in two stages:
+// a long column is cut into tiles of `rows_per_tile` rows, stage 1 runs on a 2-D range (columns, tiles) and writes
+// one partial per (tile, column) — the work-items of a work-group are neighbouring columns of one tile, so each row
+// they read is one coalesced segment — and stage 2 adds a column's few hundred partials. A GPU then has
+// cols × tiles work-items instead of cols long chains, and PoCL spreads the tiles over its cores (measured 0.3–0.8×
+// the time of one work-item per column over all rows at DeiT shapes, Benchmarks/README.md). No atomics: every
+// output has exactly one writer. Partials are laid out [quantity][tiles][cols].
+
+// Stage 1 of the column sum: partials[t, c] = Σ x[r, c] over the rows of tile t.
+__kernel void column_sum_partials(__global const float* x, int rows, int cols, int rows_per_tile,
+                                  __global float* partials) {
+    int c = get_global_id(0), t = get_global_id(1);
     if (c >= cols) return;
+    int start = t * rows_per_tile, end = min(start + rows_per_tile, rows);
     acc_t s = 0;
-    for (int r = 0; r < rows; r++) s += x[(size_t)r * cols + c];
-    sums[c] += (float)s;
+    for (int r = start; r < end; r++) s += x[(size_t)r * cols + c];
+    partials[(size_t)t * cols + c] = (float)s;
+}
+
+// Stage 2 of every float column reduction: out[c] += Σ_t partials[first + t·cols + c]. With `masked` set, columns
+// whose keep[c] is 0 are left alone (the masked LayerNorm's removed channels); without it `keep` is not read.
+__kernel void column_partials_combine(__global const float* partials, int first, int tiles, int cols,
+                                      __global const float* keep, int masked, __global float* out) {
+    int c = get_global_id(0);
+    if (c >= cols || (masked && keep[c] == 0)) return;
+    __global const float* column = partials + first + c;
+    acc_t s = 0;
+    for (int t = 0; t < tiles; t++) s += column[(size_t)t * cols];
+    out[c] += (float)s;
 }
 
 __kernel void add(__global const float* a, __global const float* b, __global float* out, int count) {

@@ -96,6 +96,22 @@ public protocol Backend: AnyObject {
     /// `dX[r, c] += gelu'(x[r, c] + bias[c]) · dOut[r, c]` (the bias gradient is `addBiasBackward` of that).
     func biasGeluBackward(dOut: Buffer, x: Buffer, bias: Buffer, dX: Buffer, rows: Int, cols: Int) throws
 
+    // MARK: Attention
+
+    /// Fused multi-head attention for `batch` images of `tokens` tokens. `qkv` [batch·tokens, layout.qkvFeatures]
+    /// holds each token's q | k | v (as `QKVLayout` places every head's features); for every image, head h and
+    /// query i, with `s_ij = scale·q_i·k_j` over the head's q/k width:
+    /// `out[i, mergedColumn(h, d)] = Σ_j softmax_j(s_ij)·v_j[d]` (out [batch·tokens, layout.totalV], written) and
+    /// `logSumExp[(h·batch + b)·tokens + i] = log Σ_j exp(s_ij)` (written), which is all the backward needs to
+    /// recompute the probabilities: the [tokens × tokens] matrices are never stored. Heads may have different and
+    /// unequal q/k and v widths (pruned models).
+    func attentionForward(qkv: Buffer, layout: QKVLayout, batch: Int, tokens: Int, scale: Float, out: Buffer,
+                          logSumExp: Buffer) throws
+    /// The backward of `attentionForward`: accumulates into the q, k and v columns of `dQKV` [batch·tokens,
+    /// qkvFeatures] from `dOut` [batch·tokens, totalV], given the forward's `qkv`, `out` and `logSumExp`.
+    func attentionBackward(qkv: Buffer, out: Buffer, logSumExp: Buffer, dOut: Buffer, dQKV: Buffer,
+                           layout: QKVLayout, batch: Int, tokens: Int, scale: Float) throws
+
     // MARK: Losses
 
     /// Cross-entropy with label smoothing ε: target `y = (1−ε)·onehot(label) + ε/classes`;

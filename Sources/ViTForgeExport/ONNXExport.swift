@@ -1,5 +1,6 @@
 import Foundation
 import SwiftProtobuf
+import ViTForgeDevice
 import ViTForgeModel
 
 /// ONNX export of any model ViTForge loads: per-block widths, heads of different widths, q/k ≠ v, blocks without

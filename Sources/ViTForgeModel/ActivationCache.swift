@@ -58,7 +58,8 @@ final class ActivationCache {
     func residual(_ step: Int) -> Buffer { residualSteps[step % residualSteps.count] }
     func block(_ index: Int) -> Block { blockCaches[index % blockCaches.count] }
 
-    init(_ backend: Backend, config c: ViTConfig, batch: Int, keepsActivations: Bool) throws {
+    init(_ backend: Backend, config c: ViTConfig, batch: Int, keepsActivations: Bool,
+         attentionPath: AttentionPath) throws {
         self.batch = batch
         rows = batch * c.tokens
         let width = c.residualWidth
@@ -73,7 +74,7 @@ final class ActivationCache {
             AttentionShape(batch: batch, tokens: c.tokens, width: width, layout: QKVLayout(block),
                            scale: Float(block.attentionScale))
         }
-        let widest = AttentionBufferSizes(shapes)
+        let widest = AttentionBufferSizes(shapes, path: attentionPath)
         let maxHidden = c.blocks.map(\.mlpHidden).max() ?? 1
         func makeBlock(_ attention: AttentionBufferSizes, hidden: Int) throws -> Block {
             Block(norm1: try backend.allocate(rows * width), norm1Mean: try backend.allocate(rows),
@@ -83,7 +84,7 @@ final class ActivationCache {
         }
         if keepsActivations {
             blockCaches = try c.blocks.enumerated().map { index, block in
-                try makeBlock(AttentionBufferSizes([shapes[index]]), hidden: block.mlpHidden)
+                try makeBlock(AttentionBufferSizes([shapes[index]], path: attentionPath), hidden: block.mlpHidden)
             }
         } else {
             blockCaches = [try makeBlock(widest, hidden: maxHidden)]
@@ -104,7 +105,7 @@ final class ActivationCache {
         gradients = GradientScratch(
             dResidual: try backend.allocate(rows * width), dNormedTokens: try backend.allocate(rows * width),
             dHidden: try backend.allocate(rows * maxHidden), dPreActivation: try backend.allocate(rows * maxHidden),
-            attention: try AttentionGradientScratch(backend, widest),
+            attention: try AttentionGradientScratch(backend, widest, path: attentionPath),
             dHeadLogits: try backend.allocate(batch * c.classes), dNormed: try backend.allocate(batch * width),
             dPooled: try backend.allocate(batch * width), dLogits: try backend.allocate(batch * c.classes))
     }

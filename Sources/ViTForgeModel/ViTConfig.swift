@@ -1,3 +1,4 @@
+import ViTForgeDevice
 import Foundation
 
 /// How the classifier reads the token sequence (timm `global_pool`).
@@ -276,4 +277,11 @@ public struct ViTConfig: Codable, Equatable, Sendable {
 
     /// The data set's class that output `k` predicts.
     public func classId(ofOutput k: Int) -> Int { classIds?[k] ?? k }
+}
+
+extension QKVLayout {
+    /// The layout of a block's fused qkv projection.
+    public init(_ block: BlockConfig) {
+        self.init(qkDims: block.qkDims, vDims: block.vDims)
+    }
 }

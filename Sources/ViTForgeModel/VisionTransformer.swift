@@ -28,6 +28,16 @@ public final class VisionTransformer {
     var currentCache: ActivationCache? { lastForwardKeptActivations ? caches[true] : nil }
     /// The cache the last forward wrote, of either layout.
     var lastForwardCache: ActivationCache? { caches[lastForwardKeptActivations] }
+    /// How attention's core runs (fused by default; `.unfused` is the reference path, for tests and benchmarks).
+    /// Changing it drops the activation caches: the two paths keep different buffers.
+    public var attentionPath: AttentionPath = .fused {
+        didSet {
+            if attentionPath != oldValue {
+                caches = [:]
+                lastForwardKeptActivations = false
+            }
+        }
+    }
 
     public init(weights: ViTWeights, backend: Backend) throws {
         self.config = weights.config
@@ -136,7 +146,7 @@ public final class VisionTransformer {
                                          rows: rows, cols: width, eps: Float(c.layerNormEps))
             try Attention.forward(backend, x: blockCache.norm1, weights: maskedAttentionWeights(index, names),
                                   shape: attentionShape(index, batch: batch), cache: blockCache.attention,
-                                  out: cache.branchOut)
+                                  out: cache.branchOut, path: attentionPath)
             try maskResidual(cache.branchOut, rows: rows)
             try backend.add(input, cache.branchOut, out: middle, count: rows * width)
             try layerNormForward(x: middle, gamma: parameter(names.norm2Weight), beta: parameter(names.norm2Bias),
@@ -273,7 +283,8 @@ public final class VisionTransformer {
                                                         projBias: attentionGradients.projBias)
                                    } ?? attentionGradients,
                                    shape: attentionShape(index, batch: batch), cache: blockCache.attention,
-                                   scratch: scratch.attention, dX: scratch.dNormedTokens, overwriteDX: true)
+                                   scratch: scratch.attention, dX: scratch.dNormedTokens, overwriteDX: true,
+                                   path: attentionPath)
             if let foldedQKV, let mask = masks?[index].qkv {
                 try unfoldQKVGradient(foldedQKV, mask: mask, names: names, block: block)
             }
@@ -399,7 +410,8 @@ public final class VisionTransformer {
     private func activationCache(batch: Int, keepingActivations: Bool) throws -> ActivationCache {
         if let existing = caches[keepingActivations], existing.batch == batch { return existing }
         caches[keepingActivations] = nil  // release the old batch size's buffers before allocating the new ones
-        let made = try ActivationCache(backend, config: config, batch: batch, keepsActivations: keepingActivations)
+        let made = try ActivationCache(backend, config: config, batch: batch, keepsActivations: keepingActivations,
+                                       attentionPath: attentionPath)
         caches[keepingActivations] = made
         return made
     }

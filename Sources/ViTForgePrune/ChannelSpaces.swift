@@ -1,3 +1,4 @@
+import ViTForgeDevice
 import ViTForgeModel
 
 /// What one axis of one parameter tensor indexes. Every pruning decision is a choice of indices along axes of a

@@ -1,3 +1,4 @@
+import ViTForgeDevice
 import ViTForgeModel
 
 /// CPD's "comb" (METHODS.md §4.b) on the layer graph ViTForge owns: the forward pass written down as operations on

@@ -1,3 +1,4 @@
+import ViTForgeDevice
 import ViTForgeModel
 
 /// A family of channels that can be pruned independently of the others: removing one group of a space never forces

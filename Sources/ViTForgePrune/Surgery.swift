@@ -1,3 +1,4 @@
+import ViTForgeDevice
 import ViTForgeModel
 
 /// Every pruning failure, as one line.

@@ -48,6 +48,10 @@ struct BenchCommand: ParsableCommand {
         discussion: "Once for every model, or once per --model in the same order."))
     var headCounts: [Int] = []
 
+    @Option(help: ArgumentHelp("Attention's core: fused (one operation, the default) or unfused (per-head GEMMs and "
+                               + "a stored softmax: the reference path, to compare).", valueName: "fused|unfused"))
+    var attention: AttentionPath = .fused
+
     @Option(help: "Untimed runs before timing.")
     var warmup = 2
 
@@ -85,8 +89,8 @@ struct BenchCommand: ParsableCommand {
             if singleMeasurement {
                 let backend = try common.makeBackend()
                 let row = try BenchMeasurement.measure(model: models[0], heads: heads(0), batch: batches[0], train: train,
-                                                       softMasks: softMasks, warmup: warmup, runs: runs,
-                                                       seed: common.seed, backend: backend)
+                                                       softMasks: softMasks, attention: attention, warmup: warmup,
+                                                       runs: runs, seed: common.seed, backend: backend)
                 print(String(decoding: try JSONEncoder().encode(BenchReport(device: backend.name, results: [row])),
                              as: UTF8.self))
                 return
@@ -101,8 +105,8 @@ struct BenchCommand: ParsableCommand {
                         let backend = try common.makeBackend()
                         deviceName = backend.name
                         row = try BenchMeasurement.measure(model: model, heads: heads(index), batch: batch, train: train,
-                                                           softMasks: softMasks, warmup: warmup, runs: runs,
-                                                           seed: common.seed, backend: backend)
+                                                           softMasks: softMasks, attention: attention, warmup: warmup,
+                                                           runs: runs, seed: common.seed, backend: backend)
                     } else {
                         (row, deviceName) = try measureInChild(model: model, heads: heads(index), batch: batch)
                     }
@@ -136,6 +140,7 @@ struct BenchCommand: ParsableCommand {
         if let heads { arguments += ["--heads", String(heads)] }
         if train { arguments.append("--train") }
         if softMasks { arguments.append("--soft-masks") }
+        arguments += ["--attention", attention.rawValue]
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -154,6 +159,8 @@ struct BenchCommand: ParsableCommand {
         return (row, report.device)
     }
 }
+
+extension AttentionPath: ExpressibleByArgument {}
 
 struct BenchError: Error, CustomStringConvertible {
     let description: String
@@ -197,10 +204,13 @@ struct BenchRow: Codable {
     var peakMemoryMB: Double
     /// True when measured with soft masks on (omitted otherwise).
     var softMasks: Bool?
+    /// "unfused" when measured on the reference attention path (omitted for the default fused one).
+    var attention: String?
 
     enum CodingKeys: String, CodingKey {
         case model, batch, mode
         case softMasks = "soft_masks"
+        case attention
         case imagesPerSecond = "images_per_second"
         case latencyMedianMs = "latency_ms_median"
         case latencyMinMs = "latency_ms_min"
@@ -213,7 +223,8 @@ struct BenchRow: Codable {
 
     var tableLine: String {
         let name = model.count > 40 ? "…" + model.suffix(39) : model
-        return name.padding(41) + pad(String(batch), 6) + "  " + (softMasks == true ? mode + "+m" : mode).padding(6)
+        let modeLabel = mode + (softMasks == true ? "+m" : "") + (attention == nil ? "" : "+u")
+        return name.padding(41) + pad(String(batch), 6) + "  " + modeLabel.padding(6)
             + pad(Formatting.fixed(latencyMedianMs, decimals: 2), 11)
             + pad(Formatting.fixed(latencyMinMs, decimals: 2), 11) + pad(Formatting.decimal1(imagesPerSecond), 11)
             + pad(Formatting.decimal1(gflopsPerSecond), 10) + pad(Formatting.decimal1(peakMemoryMB), 9)
@@ -222,9 +233,11 @@ struct BenchRow: Codable {
 
 enum BenchMeasurement {
     static func measure(model path: String, heads: Int?, batch: Int, train: Bool, softMasks: Bool = false,
-                        warmup: Int, runs: Int, seed: UInt64, backend: Backend) throws -> BenchRow {
+                        attention: AttentionPath = .fused, warmup: Int, runs: Int, seed: UInt64,
+                        backend: Backend) throws -> BenchRow {
         let weights = try ViTWeights.load(path: path, heads: heads)
         let model = try VisionTransformer(weights: weights, backend: backend)
+        model.attentionPath = attention
         // Masks at 1 compute the plain model, at the masked path's cost.
         let masks = softMasks ? try weights.config.blocks.map { block in
             BlockMasks(qkv: ChannelMask(values: try backend.makeBuffer([Float](repeating: 1, count: block.qkvRows)),
@@ -270,7 +283,8 @@ enum BenchMeasurement {
         return BenchRow(model: path, batch: batch, mode: train ? "train" : "infer",
                         imagesPerSecond: Double(batch) / median, latencyMedianMs: median * 1000,
                         latencyMinMs: latency.minimumSeconds * 1000, gflopsPerSecond: flops / median / 1e9,
-                        peakMemoryMB: peakResidentMegabytes(), softMasks: softMasks ? true : nil)
+                        peakMemoryMB: peakResidentMegabytes(), softMasks: softMasks ? true : nil,
+                        attention: attention == .fused ? nil : attention.rawValue)
     }
 
     /// N(0, 1) by Box–Muller from two uniforms, the first in (0, 1] so that its logarithm is finite.

@@ -7,7 +7,7 @@ import ViTForgeTestSupport
 
 extension OpCase {
     static let table: [OpCase] = buffers + matrixProducts + elementwise + normalization + losses
-        + statistics + optimizer + gatherScatter + masks + eigen + bookkeeping
+        + statistics + optimizer + gatherScatter + masks + eigen + attention + rowShapes + bookkeeping
 
     // MARK: Buffers
 
@@ -209,26 +209,7 @@ extension OpCase {
                     return [try backend.values(xBuffer)]
                 })
         },
-        OpCase("addBiasBackward 197×13") { rng in
-            let (rows, cols) = (197, 13)
-            let x = rng.values(rows * cols)
-            let bias = rng.values(cols)
-            let dOut = rng.values(rows * cols)
-            let dBias = Reference.addBiasBackward(dOut: dOut, rows: rows, cols: cols)
-            let prefill = rng.values(cols, in: -5 ... 5)
-            return PreparedOp(
-                expected: [ExpectedOutput("dBias", elementwiseSum(prefill, dBias), Tolerance.reduction)],
-                run: { backend in
-                    let dBiasBuffer = try backend.buffer(prefill)
-                    try backend.addBiasBackward(dOut: backend.buffer(dOut), dBias: dBiasBuffer, rows: rows, cols: cols)
-                    return [try backend.values(dBiasBuffer)]
-                },
-                gradientChecks: [
-                    GradientCheck(name: "dBias", input: bias, analytic: dBias) {
-                        dot(dOut, Reference.addBias(x, bias: $0, rows: rows, cols: cols))
-                    },
-                ])
-        },
+        addBiasBackwardRow(rows: 197, cols: 13),
         OpCase("add 593 elements, out aliasing a") { rng in
             let count = 593
             let a = rng.values(count)
@@ -330,18 +311,7 @@ extension OpCase {
         layerNormForwardRow(rows: 13, cols: 37, eps: 1e-5, inputs: -3 ... 5),
         layerNormBackwardRow(rows: 13, cols: 37, eps: 1e-6, inputs: 0.49 ... 0.51),
         layerNormBackwardRow(rows: 7, cols: 197, eps: 1e-5, inputs: -3 ... 5),
-        OpCase("softmaxForward 37×197, scale 0.125") { rng in
-            let (rows, cols, scale) = (37, 197, Float(0.125))
-            let x = rng.values(rows * cols, in: -20 ... 20)
-            return PreparedOp(
-                expected: [ExpectedOutput("out", Reference.softmaxForward(x: x, rows: rows, cols: cols,
-                                                                          scale: Double(scale)), Tolerance.reduction)],
-                run: { backend in
-                    let out = try backend.allocate(rows * cols)
-                    try backend.softmaxForward(x: backend.buffer(x), out: out, rows: rows, cols: cols, scale: scale)
-                    return [try backend.values(out)]
-                })
-        },
+        softmaxForwardRow(rows: 37, cols: 197, scale: 0.125, inputs: -20 ... 20),
         OpCase("softmaxForward in place (out aliasing x) 13×37, scale 1.7") { rng in
             let (rows, cols, scale) = (13, 37, Float(1.7))
             let x = rng.values(rows * cols, in: -4 ... 4)
@@ -354,28 +324,7 @@ extension OpCase {
                     return [try backend.values(xBuffer)]
                 })
         },
-        OpCase("softmaxBackward 13×37, scale 0.3") { rng in
-            let (rows, cols, scale) = (13, 37, Float(0.3))
-            let x = rng.values(rows * cols, in: -6 ... 6)
-            let dOut = rng.values(rows * cols)
-            let y = Reference.softmaxForward(x: x, rows: rows, cols: cols, scale: Double(scale))
-            let dX = Reference.softmaxBackward(dOut: dOut, out: y, rows: rows, cols: cols, scale: Double(scale))
-            let prefill = prefill(like: dX, &rng)
-            let savedY = roundedToFloat(y)
-            return PreparedOp(
-                expected: [ExpectedOutput("dX", elementwiseSum(prefill, dX), Tolerance.reduction)],
-                run: { backend in
-                    let dXBuffer = try backend.buffer(prefill)
-                    try backend.softmaxBackward(dOut: backend.buffer(dOut), out: backend.buffer(savedY), dX: dXBuffer,
-                                                rows: rows, cols: cols, scale: scale)
-                    return [try backend.values(dXBuffer)]
-                },
-                gradientChecks: [
-                    GradientCheck(name: "dX", input: x, analytic: dX) {
-                        dot(dOut, Reference.softmaxForward(x: $0, rows: rows, cols: cols, scale: Double(scale)))
-                    },
-                ])
-        },
+        softmaxBackwardRow(rows: 13, cols: 37, scale: 0.3),
     ]
 
     static func layerNormForwardRow(rows: Int, cols: Int, eps: Float, inputs: ClosedRange<Float>) -> OpCase {
@@ -475,11 +424,19 @@ extension OpCase {
         distillationBackwardRow(temperature: 4),
     ]
 
-    static func crossEntropyForwardRow(smoothing: Float) -> OpCase {
-        OpCase("crossEntropyForward 13×37, smoothing \(smoothing)") { rng in
-            let (rows, classes) = (13, 37)
-            let logits = rng.values(rows * classes, in: -6 ... 6)
+    /// With `negativeInfinities`, row 0 gets a −Inf logit on a class other than its label and row 1 on its label
+    /// (rows ≥ 2, classes ≥ 2): probabilities 0 there and an infinite loss, on every backend and kernel shape.
+    static func crossEntropyForwardRow(rows: Int = 13, classes: Int = 37, smoothing: Float,
+                                       logits range: ClosedRange<Float> = -6 ... 6,
+                                       negativeInfinities: Bool = false) -> OpCase {
+        let extremes = (range == -6 ... 6 ? "" : ", logits in \(range)") + (negativeInfinities ? ", −Inf logits" : "")
+        return OpCase("crossEntropyForward \(rows)×\(classes), smoothing \(smoothing)\(extremes)") { rng in
+            var logits = rng.values(rows * classes, in: range)
             let labels = (0 ..< rows).map { _ in Int.random(in: 0 ..< classes, using: &rng) }
+            if negativeInfinities {
+                logits[(labels[0] + 1) % classes] = -.infinity
+                logits[classes + labels[1]] = -.infinity
+            }
             let reference = Reference.crossEntropyForward(logits: logits, labels: labels, rows: rows,
                                                           classes: classes, smoothing: Double(smoothing))
             return PreparedOp(
@@ -527,11 +484,12 @@ extension OpCase {
         }
     }
 
-    static func distillationForwardRow(temperature: Float) -> OpCase {
-        OpCase("distillationForward 13×37, T \(temperature)") { rng in
-            let (rows, classes) = (13, 37)
-            let student = rng.values(rows * classes, in: -6 ... 6)
-            let teacher = rng.values(rows * classes, in: -6 ... 6)
+    static func distillationForwardRow(rows: Int = 13, classes: Int = 37, temperature: Float,
+                                       logits range: ClosedRange<Float> = -6 ... 6) -> OpCase {
+        let extremes = range == -6 ... 6 ? "" : ", logits in \(range)"
+        return OpCase("distillationForward \(rows)×\(classes), T \(temperature)\(extremes)") { rng in
+            let student = rng.values(rows * classes, in: range)
+            let teacher = rng.values(rows * classes, in: range)
             let reference = Reference.distillationForward(student: student, teacher: teacher, rows: rows,
                                                           classes: classes, temperature: Double(temperature))
             return PreparedOp(
@@ -590,25 +548,7 @@ extension OpCase {
     static let statistics: [OpCase] = [
         // Three batches of different sizes merged one after the other, against one two-pass float64 pass over all
         // rows; values around 5 with a spread of 1, where a float32 or one-pass merge would lose digits.
-        OpCase("columnStatistics over batches of 13, 7 and 37 rows × 37 columns") { rng in
-            let cols = 37
-            let batchRows = [13, 7, 37]
-            let batches = batchRows.map { rng.values($0 * cols, in: 4 ... 6) }
-            let all = batches.flatMap { $0 }
-            let reference = Reference.columnStatistics(all, rows: all.count / cols, cols: cols)
-            return PreparedOp(
-                expected: [ExpectedOutput("state (float64 mean, M2)", reference.mean + reference.m2, Tolerance.float64)],
-                run: { backend in
-                    let state = try backend.zeros(ColumnStatistics.stateCount(cols))
-                    var merged = 0
-                    for (rows, batch) in zip(batchRows, batches) {
-                        try backend.columnStatisticsAccumulate(x: backend.buffer(batch), rows: rows, cols: cols,
-                                                               state: state, countBefore: merged)
-                        merged += rows
-                    }
-                    return [try backend.float64Values(state, doubles: 2 * cols)]
-                })
-        },
+        columnStatisticsRow(batchRows: [13, 7, 37], cols: 37),
         // 10⁵ values around 3: a float32 running sum would be off by ~1e-4 relative.
         OpCase("sum of 100003 values in 2 ... 4") { rng in
             let x = rng.values(100_003, in: 2 ... 4)
@@ -882,13 +822,15 @@ extension OpCase {
     }
 
     /// Forward and backward of the LayerNorm over kept channels, with finite-difference checks of the backward.
-    static func maskedLayerNormRow(rows: Int, cols: Int, eps: Float) -> OpCase {
-        OpCase("maskedLayerNorm forward and backward \(rows)×\(cols), eps \(eps)") { rng in
+    /// `keptCount` kept columns, two thirds by default.
+    static func maskedLayerNormRow(rows: Int, cols: Int, eps: Float, kept keptCount: Int? = nil) -> OpCase {
+        let keptNote = keptCount.map { ", \($0) kept" } ?? ""
+        return OpCase("maskedLayerNorm forward and backward \(rows)×\(cols), eps \(eps)\(keptNote)") { rng in
             let x = rng.values(rows * cols, in: -2 ... 3)
             let gamma = rng.values(cols, in: 0.5 ... 1.5)
             let beta = rng.values(cols)
             let dOut = rng.values(rows * cols)
-            let kept = rng.distinctIndices(cols * 2 / 3, below: cols).sorted()
+            let kept = rng.distinctIndices(keptCount ?? cols * 2 / 3, below: cols).sorted()
             let keep = (0 ..< cols).map { kept.contains($0) ? 1.0 : 0.0 }
             let forward = maskedLayerNorm(x: x, gamma: gamma, beta: beta, kept: kept, rows: rows, cols: cols,
                                           eps: Double(eps))

@@ -413,6 +413,42 @@ struct OpenCLBackendTests {
         expectClose(try backend.read(dStudentB), dStudent, tolerance: 1e-6, "distillationBackward")
     }
 
+    /// A label outside [0, classes) cannot be checked on the host without reading the labels back, so the kernels
+    /// poison that row instead: its loss and its dLogits are NaN, in both kernel shapes; the other rows and every
+    /// row's probabilities are as with valid labels.
+    @Test(.enabled(if: OpenCLBackendTests.device != nil, OpenCLBackendTests.noDevice),
+          arguments: OpenCLKernelShape.allCases)
+    func labelsOutOfRangeGiveNaN(shape: OpenCLKernelShape) throws {
+        let device = try #require(Self.device)
+        let backend = try OpenCLBackend(device: device, kernelShape: shape)
+        let rows = 7, classes = 197, count = rows * classes
+        let logits = values(count, seed: 60, scale: 5)
+        let valid = (0 ..< rows).map { Int32(($0 * 31) % classes) }
+        var labels = valid
+        labels[1] = Int32(classes)
+        labels[4] = -1
+        let logitsB = try backend.makeBuffer(logits)
+        func forward(_ labels: [Int32]) throws -> (probs: [Float], losses: [Float], dLogits: [Float]) {
+            let labelsB = try backend.makeBuffer(labels)
+            let probsB = try backend.allocate(count), lossesB = try backend.allocate(rows)
+            try backend.crossEntropyForward(logits: logitsB, labels: labelsB, probs: probsB, losses: lossesB,
+                                            rows: rows, classes: classes, smoothing: 0.1)
+            let dLogitsB = try backend.zeros(count)
+            try backend.crossEntropyBackward(probs: probsB, labels: labelsB, dLogits: dLogitsB, rows: rows,
+                                             classes: classes, smoothing: 0.1, scale: 1)
+            return (try backend.read(probsB), try backend.read(lossesB), try backend.read(dLogitsB))
+        }
+        let good = try forward(valid), bad = try forward(labels)
+        #expect(bad.probs == good.probs)
+        for r in 0 ..< rows {
+            let poisoned = r == 1 || r == 4
+            #expect(bad.losses[r].isNaN == poisoned, "row \(r) loss \(bad.losses[r]) on \(backend.name)")
+            if !poisoned { #expect(bad.losses[r] == good.losses[r] && good.losses[r].isFinite) }
+            let row = bad.dLogits[r * classes ..< (r + 1) * classes]
+            #expect(poisoned ? row.allSatisfy(\.isNaN) : row.allSatisfy(\.isFinite), "row \(r) dLogits")
+        }
+    }
+
     // MARK: Statistics, reductions, optimizer, SVD steps
 
     @Test func statisticsAndReductions() throws {

@@ -141,16 +141,22 @@ enum Reference {
         return (dX, dGamma, dBeta)
     }
 
-    static func softmaxForward(x: [Double], rows: Int, cols: Int, scale: Double) -> [Double] {
+    /// log softmax(scale·x) per row, formed as scale·x − max − log Σ exp(scale·x − max): finite where a probability
+    /// underflows (logits thousands apart), so the losses below stay exact there; −Inf only for a −Inf input.
+    static func logSoftmax(x: [Double], rows: Int, cols: Int, scale: Double) -> [Double] {
         var out = [Double](repeating: 0, count: rows * cols)
         for r in 0 ..< rows {
             var maximum = -Double.infinity
             for c in 0 ..< cols { maximum = max(maximum, scale * x[r * cols + c]) }
             var total = 0.0
             for c in 0 ..< cols { total += exp(scale * x[r * cols + c] - maximum) }
-            for c in 0 ..< cols { out[r * cols + c] = exp(scale * x[r * cols + c] - maximum) / total }
+            for c in 0 ..< cols { out[r * cols + c] = scale * x[r * cols + c] - maximum - log(total) }
         }
         return out
+    }
+
+    static func softmaxForward(x: [Double], rows: Int, cols: Int, scale: Double) -> [Double] {
+        logSoftmax(x: x, rows: rows, cols: cols, scale: scale).map { exp($0) }
     }
 
     static func softmaxBackward(dOut: [Double], out y: [Double], rows: Int, cols: Int, scale: Double) -> [Double] {
@@ -199,13 +205,13 @@ enum Reference {
     static func crossEntropyForward(logits: [Double], labels: [Int], rows: Int, classes: Int, smoothing: Double)
         -> (probs: [Double], losses: [Double])
     {
-        let probs = softmaxForward(x: logits, rows: rows, cols: classes, scale: 1)
+        let logProbs = logSoftmax(x: logits, rows: rows, cols: classes, scale: 1)
         var losses = [Double](repeating: 0, count: rows)
         for r in 0 ..< rows {
             let target = smoothedTarget(label: labels[r], classes: classes, smoothing: smoothing)
-            for c in 0 ..< classes { losses[r] -= target[c] * log(probs[r * classes + c]) }
+            for c in 0 ..< classes { losses[r] -= target[c] * logProbs[r * classes + c] }
         }
-        return (probs, losses)
+        return (logProbs.map { exp($0) }, losses)
     }
 
     static func crossEntropyBackward(probs: [Double], labels: [Int], rows: Int, classes: Int, smoothing: Double,
@@ -223,16 +229,16 @@ enum Reference {
                                     temperature t: Double)
         -> (studentProbs: [Double], teacherProbs: [Double], losses: [Double])
     {
-        let studentProbs = softmaxForward(x: student, rows: rows, cols: classes, scale: 1 / t)
-        let teacherProbs = softmaxForward(x: teacher, rows: rows, cols: classes, scale: 1 / t)
+        let logStudent = logSoftmax(x: student, rows: rows, cols: classes, scale: 1 / t)
+        let logTeacher = logSoftmax(x: teacher, rows: rows, cols: classes, scale: 1 / t)
         var losses = [Double](repeating: 0, count: rows)
         for r in 0 ..< rows {
             for c in 0 ..< classes {
-                let pt = teacherProbs[r * classes + c]
-                losses[r] += t * t * pt * (log(pt) - log(studentProbs[r * classes + c]))
+                let i = r * classes + c
+                losses[r] += t * t * exp(logTeacher[i]) * (logTeacher[i] - logStudent[i])
             }
         }
-        return (studentProbs, teacherProbs, losses)
+        return (logStudent.map { exp($0) }, logTeacher.map { exp($0) }, losses)
     }
 
     static func distillationBackward(studentProbs: [Double], teacherProbs: [Double], temperature: Double,

@@ -117,18 +117,24 @@ extension Backend {
 /// relative to the output's largest magnitude). It is scale-free, so outputs that are all small (probabilities,
 /// gradients scaled by 1/rows) are held to the same standard as large ones; and, unlike an element-wise relative
 /// error, it does not blow up on elements that are near zero only through cancellation (layerNorm's dX).
-/// A NaN, an infinity or a length mismatch is an infinite error. An all-zero expectation compares absolutely.
+/// A NaN or an infinity is an infinite error, unless the expectation holds the same non-finite value there (rows
+/// that check how −Inf logits or bad labels propagate); the scale is taken over the finite values. A length
+/// mismatch is an infinite error. An all-zero expectation compares absolutely.
 /// `relativeTo` gives the scale when it is not `expected` itself (two backends compared at the reference's scale).
 func normalizedError(_ got: [Double], _ expected: [Double], relativeTo scale: [Double]? = nil)
     -> (error: Double, worstIndex: Int)
 {
     guard got.count == expected.count else { return (.infinity, -1) }
     var largest = 0.0
-    for value in scale ?? expected { largest = max(largest, abs(value)) }
+    for value in scale ?? expected where value.isFinite { largest = max(largest, abs(value)) }
     var worst = 0.0
     var worstIndex = 0
     for i in 0 ..< got.count {
-        guard got[i].isFinite else { return (.infinity, i) }
+        if !got[i].isFinite || !expected[i].isFinite {
+            let same = got[i].isNaN ? expected[i].isNaN : got[i] == expected[i]
+            if same { continue }
+            return (.infinity, i)
+        }
         let difference = abs(got[i] - expected[i])
         if difference > worst {
             worst = difference

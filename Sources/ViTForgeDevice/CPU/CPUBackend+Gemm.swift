@@ -98,7 +98,7 @@ extension CPUBackend {
 
 /// One row-major `C = alpha·op(A)·op(B) + beta·C` through OpenBLAS, with the operands already at their offsets.
 @inline(__always)
-private func sgemm(_ spec: GemmSpec, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+func sgemm(_ spec: GemmSpec, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
                    _ c: UnsafeMutablePointer<Float>)
 {
     cblas_sgemm(CblasRowMajor, spec.transA ? CblasTrans : CblasNoTrans, spec.transB ? CblasTrans : CblasNoTrans,

@@ -132,39 +132,10 @@ extension CPUBackend {
         let x = try range(x, count: rows * cols, "softmaxForward", "x")
         let out = try range(out, count: rows * cols, "softmaxForward", "out")
         guard cols > 0 else { return }
-        // Vectorised exp (CPUBackend+VectorMath.swift); 8 float32 partial sums per row, added in float64.
         parallelChunks(rows, costPerItem: 4 * cols) { rowRange in
             for r in rowRange {
-                let input = x + r * cols
                 let output = out + r * cols
-                let full = cols & ~7
-                let tail = cols - full
-                // Subtracting the row's maximum keeps exp in range; `out` may alias `x`, so each element is read
-                // before it is written.
-                var maxima = FloatVector(repeating: -.infinity)
-                var c = 0
-                while c < full {
-                    let v = scale * loadVector(input + c)
-                    maxima = maxima.replacing(with: v, where: v .> maxima)
-                    c += 8
-                }
-                var maximum = maxima.max()
-                for i in full ..< cols { maximum = max(maximum, scale * input[i]) }
-                var sums = FloatVector()
-                c = 0
-                while c < full {
-                    let e = vectorExp(scale * loadVector(input + c) - maximum)
-                    storeVector(e, output + c)
-                    sums += e
-                    c += 8
-                }
-                var total = 0.0
-                for lane in 0 ..< 8 { total += Double(sums[lane]) }
-                if tail > 0 {
-                    let e = vectorExp(scale * loadPartialVector(input + full, tail) - maximum)
-                    storePartialVector(e, output + full, tail)
-                    for lane in 0 ..< tail { total += Double(e[lane]) }
-                }
+                let total = exponentiateRow(x + r * cols, output, cols, scale: scale).total
                 let inverse = Float(1 / total)
                 for i in 0 ..< cols { output[i] *= inverse }
             }
@@ -176,21 +147,10 @@ extension CPUBackend {
         let dOut = try range(dOut, count: rows * cols, "softmaxBackward", "dOut")
         let y = try range(out, count: rows * cols, "softmaxBackward", "out")
         let dX = try range(dX, count: rows * cols, "softmaxBackward", "dX")
-        let full = cols & ~7
         parallelChunks(rows, costPerItem: 4 * cols) { rowRange in
             for r in rowRange {
                 let offset = r * cols
-                // 8 float32 partial dot products, added in float64.
-                var dots = FloatVector()
-                var c = 0
-                while c < full {
-                    dots += loadVector(dOut + offset + c) * loadVector(y + offset + c)
-                    c += 8
-                }
-                var dot = 0.0
-                for lane in 0 ..< 8 { dot += Double(dots[lane]) }
-                for i in full ..< cols { dot += Double(dOut[offset + i] * y[offset + i]) }
-                let rowDot = Float(dot)
+                let rowDot = Float(dotAsDouble(dOut + offset, y + offset, cols))
                 for c in 0 ..< cols {
                     dX[offset + c] += scale * y[offset + c] * (dOut[offset + c] - rowDot)
                 }
@@ -239,3 +199,70 @@ func sumOfSquaresAsDouble(_ p: UnsafePointer<Float>, _ count: Int) -> Double {
     }
     return (s0 + s1) + (s2 + s3)
 }
+
+/// `output[i] = exp(scale·input[i] − m)` with m the row's largest `scale·input[i]`; returns m and `Σ output[i]`.
+/// Subtracting the maximum keeps exp in range; `output` may alias `input` (each element is read before it is
+/// written). Vectorised exp (CPUBackend+VectorMath.swift), 8 float32 partial sums added in float64. Softmax and the
+/// fused attention's rows share it.
+@inline(__always)
+func exponentiateRow(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, _ cols: Int,
+                     scale: Float) -> (maximum: Float, total: Double) {
+    let full = cols & ~7
+    let tail = cols - full
+    var maxima = FloatVector(repeating: -.infinity)
+    var c = 0
+    while c < full {
+        let v = scale * loadVector(input + c)
+        maxima = maxima.replacing(with: v, where: v .> maxima)
+        c += 8
+    }
+    var maximum = maxima.max()
+    for i in full ..< cols { maximum = max(maximum, scale * input[i]) }
+    var sums = FloatVector()
+    c = 0
+    while c < full {
+        let e = vectorExp(scale * loadVector(input + c) - maximum)
+        storeVector(e, output + c)
+        sums += e
+        c += 8
+    }
+    var total = 0.0
+    for lane in 0 ..< 8 { total += Double(sums[lane]) }
+    if tail > 0 {
+        let e = vectorExp(scale * loadPartialVector(input + full, tail) - maximum)
+        storePartialVector(e, output + full, tail)
+        for lane in 0 ..< tail { total += Double(e[lane]) }
+    }
+    return (maximum, total)
+}
+
+/// `row[i] = exp(row[i] − shift)` in place (the fused attention's backward: probabilities from saved log-sum-exps).
+@inline(__always)
+func exponentiateShifted(_ row: UnsafeMutablePointer<Float>, _ count: Int, shift: Float) {
+    let full = count & ~7
+    var c = 0
+    while c < full {
+        storeVector(vectorExp(loadVector(row + c) - shift), row + c)
+        c += 8
+    }
+    if count > full {
+        storePartialVector(vectorExp(loadPartialVector(row + full, count - full) - shift), row + full, count - full)
+    }
+}
+
+/// `Σ a[i]·b[i]` with 8 float32 partial sums added in float64.
+@inline(__always)
+func dotAsDouble(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ count: Int) -> Double {
+    let full = count & ~7
+    var dots = FloatVector()
+    var c = 0
+    while c < full {
+        dots += loadVector(a + c) * loadVector(b + c)
+        c += 8
+    }
+    var dot = 0.0
+    for lane in 0 ..< 8 { dot += Double(dots[lane]) }
+    for i in full ..< count { dot += Double(a[i] * b[i]) }
+    return dot
+}
+

@@ -54,39 +54,58 @@ public final class OpenCLBackend: Backend {
     private let blockingCounter = CallCounter()
     public var blockingCalls: Int { blockingCounter.count }
     private let reductionLock = ProcessLock()
-    /// The mask gradient's per-tile partial sums ([tiles, cols] floats, grown as needed), used between its two
-    /// launches under `maskGradientLock`.
-    private var maskGradientPartials: OpenCLBuffer?
-    private let maskGradientLock = ProcessLock()
-    /// Rows each work-item of the mask gradient's first stage sums: 12,608 rows (DeiT at batch 64) become 197 tiles,
-    /// i.e. 197 × cols work-items instead of cols long chains.
-    static let maskGradientRowsPerTile = 64
+    /// The per-tile partial sums of the two-stage column reductions (bias, LayerNorm γ/β, mask gradients, column
+    /// statistics; grown as needed), used between an operation's two stages under `columnPartialsLock`.
+    private var columnPartials: OpenCLBuffer?
+    private let columnPartialsLock = ProcessLock()
+    /// The fused attention's per-head tables (one per block layout met, uploaded once) and its backward's
+    /// [items, tokens] D = dO·O scratch, under `attentionLock`.
+    var attentionHeadTables: [QKVLayout: OpenCLBuffer] = [:]
+    var attentionDelta: OpenCLBuffer?
+    let attentionLock = ProcessLock()
+    /// Rows each work-item of a column reduction's first stage sums: 12,608 rows (DeiT at batch 64) become 197
+    /// tiles, i.e. 197 × cols work-items instead of cols long chains.
+    static let columnTileRows = 64
 
     enum KernelName: String, CaseIterable {
-        case addBias = "add_bias", columnSumAccumulate = "column_sum_accumulate", add, axpy, scale
+        case addBias = "add_bias", add, axpy, scale
         case scaleMatrices = "scale_matrices", gather, scatterAdd = "scatter_add"
         case layerNormForward = "layernorm_forward", layerNormBackwardInput = "layernorm_backward_input"
-        case layerNormBackwardParams = "layernorm_backward_params"
         case maskedLayerNormForward = "masked_layernorm_forward"
         case maskedLayerNormBackwardInput = "masked_layernorm_backward_input"
-        case maskedLayerNormBackwardParams = "masked_layernorm_backward_params"
         case softmaxForward = "softmax_forward", softmaxBackward = "softmax_backward"
         case biasGeluForward = "bias_gelu_forward", biasGeluBackward = "bias_gelu_backward"
         case crossEntropyForward = "cross_entropy_forward", crossEntropyBackward = "cross_entropy_backward"
         case distillationForward = "distillation_forward", distillationBackward = "distillation_backward"
-        case columnStatisticsAccumulate = "column_statistics_accumulate"
+        // The GPU shapes of the row operations: one work-group per row (`launchRows`).
+        case layerNormForwardWG = "layernorm_forward_wg", layerNormBackwardInputWG = "layernorm_backward_input_wg"
+        case maskedLayerNormForwardWG = "masked_layernorm_forward_wg"
+        case maskedLayerNormBackwardInputWG = "masked_layernorm_backward_input_wg"
+        case softmaxForwardWG = "softmax_forward_wg", softmaxBackwardWG = "softmax_backward_wg"
+        case crossEntropyForwardWG = "cross_entropy_forward_wg", distillationForwardWG = "distillation_forward_wg"
+        // Two-stage column reductions (`withColumnPartials`).
+        case columnSumPartials = "column_sum_partials", layerNormParamsPartials = "layernorm_params_partials"
+        case columnPartialsCombine = "column_partials_combine"
+        case columnStatisticsPartials = "column_statistics_partials"
+        case columnStatisticsCombine = "column_statistics_combine"
         case sumPartials = "sum_partials"
         case adamwStep = "adamw_step", matVec = "mat_vec", matVecTransposed = "mat_vec_transposed"
         case scaleColumns = "scale_columns", maskGradientPartials = "mask_gradient_partials"
-        case maskGradientCombine = "mask_gradient_combine", scaleRows = "scale_rows"
+        case scaleRows = "scale_rows"
         case maskGradientRows = "mask_gradient_rows", segmentSum = "segment_sum"
         case addScaledSign = "add_scaled_sign", symmetricEigen = "symmetric_eigen"
+        case attentionForwardRows = "attention_forward_rows", attentionForwardTiled = "attention_forward_tiled"
+        case attentionBackwardDQRows = "attention_backward_dq_rows"
+        case attentionBackwardDKVRows = "attention_backward_dkv_rows"
+        case attentionBackwardDQTiled = "attention_backward_dq_tiled"
+        case attentionBackwardDKVTiled = "attention_backward_dkv_tiled"
         case accumulatePartials = "accumulate_partials", clipScale = "clip_scale"
 
         /// Compiled only where the device has cl_khr_fp64 (statistics.cl, bookkeeping.cl).
         var needsFloat64: Bool {
             switch self {
-            case .columnStatisticsAccumulate, .sumPartials, .accumulatePartials, .clipScale: return true
+            case .columnStatisticsPartials, .columnStatisticsCombine, .sumPartials, .accumulatePartials, .clipScale:
+                return true
             default: return false
             }
         }
@@ -324,11 +343,17 @@ public final class OpenCLBackend: Backend {
     }
 
     public func addBiasBackward(dOut: Buffer, dBias: Buffer, rows: Int, cols: Int) throws {
-        let count = try size(rows, cols, "addBiasBackward")
-        try launch(.columnSumAccumulate, global: cols, [
-            .buffer(try checked(dOut, "addBiasBackward", "dOut", count: count)),
-            .buffer(try checked(dBias, "addBiasBackward", "dBias", count: cols)), try .int(rows), try .int(cols),
-        ])
+        let op = "addBiasBackward"
+        let count = try size(rows, cols, op)
+        let dOutMemory = try checked(dOut, op, "dOut", count: count)
+        let dBiasMemory = try checked(dBias, op, "dBias", count: cols)
+        let tiles = columnTiles(rows)
+        try withColumnPartials(floats: tiles * cols, rows: rows, cols: cols) { partials in
+            try launch(.columnSumPartials, columns: cols, rows: tiles, [
+                .buffer(dOutMemory), try .int(rows), try .int(cols), try .int(Self.columnTileRows), .buffer(partials),
+            ])
+            try combineColumnPartials(partials, first: 0, tiles: tiles, cols: cols, keep: nil, into: dBiasMemory)
+        }
     }
 
     public func add(_ a: Buffer, _ b: Buffer, out: Buffer, count: Int) throws {
@@ -355,7 +380,7 @@ public final class OpenCLBackend: Backend {
                                  rows: Int, cols: Int, eps: Float) throws {
         let op = "layerNormForward"
         let count = try size(rows, cols, op)
-        try launch(.layerNormForward, global: rows, [
+        try launchRows(.layerNormForward, .layerNormForwardWG, rows: rows, [
             .buffer(try checked(x, op, "x", count: count)), .buffer(try checked(gamma, op, "gamma", count: cols)),
             .buffer(try checked(beta, op, "beta", count: cols)), .buffer(try checked(out, op, "out", count: count)),
             .buffer(try checked(mean, op, "mean", count: rows)), .buffer(try checked(rstd, op, "rstd", count: rows)),
@@ -370,23 +395,37 @@ public final class OpenCLBackend: Backend {
         let dOutMemory = try checked(dOut, op, "dOut", count: count), xMemory = try checked(x, op, "x", count: count)
         let meanMemory = try checked(mean, op, "mean", count: rows)
         let rstdMemory = try checked(rstd, op, "rstd", count: rows)
-        try launch(.layerNormBackwardInput, global: rows, [
+        try launchRows(.layerNormBackwardInput, .layerNormBackwardInputWG, rows: rows, [
             .buffer(dOutMemory), .buffer(xMemory), .buffer(try checked(gamma, op, "gamma", count: cols)),
             .buffer(meanMemory), .buffer(rstdMemory), .buffer(try checked(dX, op, "dX", count: count)),
             try .int(rows), try .int(cols),
         ])
-        try launch(.layerNormBackwardParams, global: cols, [
-            .buffer(dOutMemory), .buffer(xMemory), .buffer(meanMemory), .buffer(rstdMemory),
-            .buffer(try checked(dGamma, op, "dGamma", count: cols)),
-            .buffer(try checked(dBeta, op, "dBeta", count: cols)), try .int(rows), try .int(cols),
-        ])
+        try layerNormParamsBackward(dOut: dOutMemory, x: xMemory, keep: nil, mean: meanMemory, rstd: rstdMemory,
+                                    dGamma: try checked(dGamma, op, "dGamma", count: cols),
+                                    dBeta: try checked(dBeta, op, "dBeta", count: cols), rows: rows, cols: cols)
+    }
+
+    /// dGamma and dBeta (sums over rows) as a two-stage column reduction; `keep` leaves the masked LayerNorm's
+    /// removed columns alone.
+    private func layerNormParamsBackward(dOut: cl_mem, x: cl_mem, keep: cl_mem?, mean: cl_mem, rstd: cl_mem,
+                                         dGamma: cl_mem, dBeta: cl_mem, rows: Int, cols: Int) throws {
+        let tiles = columnTiles(rows)
+        try withColumnPartials(floats: 2 * tiles * cols, rows: rows, cols: cols) { partials in
+            try launch(.layerNormParamsPartials, columns: cols, rows: tiles, [
+                .buffer(dOut), .buffer(x), .buffer(mean), .buffer(rstd), try .int(rows), try .int(cols),
+                try .int(Self.columnTileRows), .buffer(partials),
+            ])
+            try combineColumnPartials(partials, first: 0, tiles: tiles, cols: cols, keep: keep, into: dGamma)
+            try combineColumnPartials(partials, first: tiles * cols, tiles: tiles, cols: cols, keep: keep,
+                                      into: dBeta)
+        }
     }
 
     public func maskedLayerNormForward(x: Buffer, gamma: Buffer, beta: Buffer, keep: Buffer, out: Buffer,
                                        mean: Buffer, rstd: Buffer, rows: Int, cols: Int, eps: Float) throws {
         let op = "maskedLayerNormForward"
         let count = try size(rows, cols, op)
-        try launch(.maskedLayerNormForward, global: rows, [
+        try launchRows(.maskedLayerNormForward, .maskedLayerNormForwardWG, rows: rows, [
             .buffer(try checked(x, op, "x", count: count)), .buffer(try checked(gamma, op, "gamma", count: cols)),
             .buffer(try checked(beta, op, "beta", count: cols)), .buffer(try checked(keep, op, "keep", count: cols)),
             .buffer(try checked(out, op, "out", count: count)), .buffer(try checked(mean, op, "mean", count: rows)),
@@ -403,22 +442,20 @@ public final class OpenCLBackend: Backend {
         let keepMemory = try checked(keep, op, "keep", count: cols)
         let meanMemory = try checked(mean, op, "mean", count: rows)
         let rstdMemory = try checked(rstd, op, "rstd", count: rows)
-        try launch(.maskedLayerNormBackwardInput, global: rows, [
+        try launchRows(.maskedLayerNormBackwardInput, .maskedLayerNormBackwardInputWG, rows: rows, [
             .buffer(dOutMemory), .buffer(xMemory), .buffer(try checked(gamma, op, "gamma", count: cols)),
             .buffer(keepMemory), .buffer(meanMemory), .buffer(rstdMemory),
             .buffer(try checked(dX, op, "dX", count: count)), try .int(rows), try .int(cols),
         ])
-        try launch(.maskedLayerNormBackwardParams, global: cols, [
-            .buffer(dOutMemory), .buffer(xMemory), .buffer(keepMemory), .buffer(meanMemory), .buffer(rstdMemory),
-            .buffer(try checked(dGamma, op, "dGamma", count: cols)),
-            .buffer(try checked(dBeta, op, "dBeta", count: cols)), try .int(rows), try .int(cols),
-        ])
+        try layerNormParamsBackward(dOut: dOutMemory, x: xMemory, keep: keepMemory, mean: meanMemory,
+                                    rstd: rstdMemory, dGamma: try checked(dGamma, op, "dGamma", count: cols),
+                                    dBeta: try checked(dBeta, op, "dBeta", count: cols), rows: rows, cols: cols)
     }
 
     public func softmaxForward(x: Buffer, out: Buffer, rows: Int, cols: Int, scale: Float) throws {
         let op = "softmaxForward"
         let count = try size(rows, cols, op)
-        try launch(.softmaxForward, global: rows, [
+        try launchRows(.softmaxForward, .softmaxForwardWG, rows: rows, [
             .buffer(try checked(x, op, "x", count: count)), .buffer(try checked(out, op, "out", count: count)),
             try .int(rows), try .int(cols), .float(scale),
         ])
@@ -427,7 +464,7 @@ public final class OpenCLBackend: Backend {
     public func softmaxBackward(dOut: Buffer, out: Buffer, dX: Buffer, rows: Int, cols: Int, scale: Float) throws {
         let op = "softmaxBackward"
         let count = try size(rows, cols, op)
-        try launch(.softmaxBackward, global: rows, [
+        try launchRows(.softmaxBackward, .softmaxBackwardWG, rows: rows, [
             .buffer(try checked(dOut, op, "dOut", count: count)), .buffer(try checked(out, op, "out", count: count)),
             .buffer(try checked(dX, op, "dX", count: count)), try .int(rows), try .int(cols), .float(scale),
         ])
@@ -458,7 +495,7 @@ public final class OpenCLBackend: Backend {
                                     rows: Int, classes: Int, smoothing: Float) throws {
         let op = "crossEntropyForward"
         let count = try size(rows, classes, op)
-        try launch(.crossEntropyForward, global: rows, [
+        try launchRows(.crossEntropyForward, .crossEntropyForwardWG, rows: rows, [
             .buffer(try checked(logits, op, "logits", count: count)),
             .buffer(try checked(labels, op, "labels", count: rows)),
             .buffer(try checked(probs, op, "probs", count: count)),
@@ -484,7 +521,7 @@ public final class OpenCLBackend: Backend {
         let op = "distillationForward"
         let count = try size(rows, classes, op)
         guard temperature > 0 else { throw BackendError.invalidArgument("\(op): temperature \(temperature) ≤ 0") }
-        try launch(.distillationForward, global: rows, [
+        try launchRows(.distillationForward, .distillationForwardWG, rows: rows, [
             .buffer(try checked(student, op, "student", count: count)),
             .buffer(try checked(teacher, op, "teacher", count: count)),
             .buffer(try checked(studentProbs, op, "studentProbs", count: count)),
@@ -516,9 +553,17 @@ public final class OpenCLBackend: Backend {
         let xMemory = try checked(x, op, "x", count: count)
         let stateMemory = try checked(state, op, "state", count: ColumnStatistics.stateCount(cols))
         if rows == 0 { return }
-        try launch(.columnStatisticsAccumulate, global: cols, [
-            .buffer(xMemory), try .int(rows), try .int(cols), .buffer(stateMemory), .long(Int64(countBefore)),
-        ])
+        let tiles = columnTiles(rows)
+        // Float64 partials: a mean and an M2 per (tile, column), two floats of scratch each.
+        try withColumnPartials(floats: 4 * tiles * cols, rows: rows, cols: cols) { partials in
+            try launch(.columnStatisticsPartials, columns: cols, rows: tiles, [
+                .buffer(xMemory), try .int(rows), try .int(cols), try .int(Self.columnTileRows), .buffer(partials),
+            ])
+            try launch(.columnStatisticsCombine, global: cols, [
+                .buffer(partials), try .int(rows), try .int(cols), try .int(Self.columnTileRows),
+                .buffer(stateMemory), .long(Int64(countBefore)),
+            ])
+        }
     }
 
     public func sum(_ x: Buffer, count: Int) throws -> Double {
@@ -554,21 +599,12 @@ public final class OpenCLBackend: Backend {
     /// Called under `reductionLock`; the in-order queue keeps the next user of the partials behind every reader.
     private func launchSumPartials(_ xMemory: cl_mem, count: Int, mode: Int32) throws -> (cl_mem, groups: Int) {
         let groups = min(Self.reductionGroups, (count + Self.localSize - 1) / Self.localSize)
-        let partials: OpenCLBuffer
-        if let existing = reductionPartials {
-            partials = existing
-        } else {
-            // Two float elements per double.
-            guard let created = try allocate(2 * Self.reductionGroups) as? OpenCLBuffer else {
-                preconditionFailure("allocate returned a buffer of another backend")
-            }
-            partials = created
-            reductionPartials = partials
-        }
+        // Two float elements per double.
+        let partials = try scratchBuffer(&reductionPartials, floats: 2 * Self.reductionGroups)
         try launch(.sumPartials, global: groups * Self.localSize, [
-            .buffer(xMemory), try .int(count), .int32(mode), .buffer(partials.memory),
+            .buffer(xMemory), try .int(count), .int32(mode), .buffer(partials),
         ])
-        return (partials.memory, groups)
+        return (partials, groups)
     }
 
     public func accumulateSum(_ x: Buffer, count: Int, squares: Bool, weights: [Double], into accumulators: Buffer,
@@ -680,25 +716,13 @@ public final class OpenCLBackend: Backend {
         let count = try size(rows, cols, op)
         let xMemory = try checked(x, op, "x", count: count), dYMemory = try checked(dY, op, "dY", count: count)
         let dMaskMemory = try checked(dMask, op, "dMask", count: cols)
-        if rows == 0 || cols == 0 { return }
-        let perTile = Self.maskGradientRowsPerTile
-        let tiles = (rows + perTile - 1) / perTile
-        try maskGradientLock.withLock {
-            if (maskGradientPartials?.count ?? 0) < tiles * cols {
-                maskGradientPartials = nil
-                guard let created = try allocate(tiles * cols) as? OpenCLBuffer else {
-                    preconditionFailure("allocate returned a buffer of another backend")
-                }
-                maskGradientPartials = created
-            }
-            guard let partials = maskGradientPartials?.memory else { return }
+        let tiles = columnTiles(rows)
+        try withColumnPartials(floats: tiles * cols, rows: rows, cols: cols) { partials in
             try launch(.maskGradientPartials, columns: cols, rows: tiles, [
-                .buffer(xMemory), .buffer(dYMemory), try .int(rows), try .int(cols), try .int(perTile),
+                .buffer(xMemory), .buffer(dYMemory), try .int(rows), try .int(cols), try .int(Self.columnTileRows),
                 .buffer(partials),
             ])
-            try launch(.maskGradientCombine, global: cols, [
-                .buffer(partials), try .int(tiles), try .int(cols), .buffer(dMaskMemory),
-            ])
+            try combineColumnPartials(partials, first: 0, tiles: tiles, cols: cols, keep: nil, into: dMaskMemory)
         }
     }
 
@@ -791,13 +815,13 @@ public final class OpenCLBackend: Backend {
     }
 
     /// Enqueues `kernel` over `global` work-items (rounded up to the local size; the kernels check bounds).
-    private func launch(_ name: KernelName, global: Int, _ arguments: [KernelArgument]) throws {
+    func launch(_ name: KernelName, global: Int, _ arguments: [KernelArgument]) throws {
         try launch(name, columns: global, rows: 1, arguments)
     }
 
     /// Enqueues `kernel` over a 2-D range: dimension 0 = `columns` (rounded up to the local size), dimension 1 =
     /// `rows`, with work-groups of (local size × 1).
-    private func launch(_ name: KernelName, columns: Int, rows: Int, _ arguments: [KernelArgument]) throws {
+    func launch(_ name: KernelName, columns: Int, rows: Int, _ arguments: [KernelArgument]) throws {
         guard let kernel = kernels[name] else {
             throw BackendError.unsupported("\(name.rawValue) is not available on \(device.name)")
         }
@@ -805,6 +829,54 @@ public final class OpenCLBackend: Backend {
         _ = try KernelArgument.int(columns, "work size")
         _ = try KernelArgument.int(rows, "work size")
         try launchLock.withLock { try launchLocked(name, kernel, columns: columns, rows: rows, arguments) }
+    }
+
+    /// A row operation (LayerNorm, softmax, the losses): one work-item per row (`perItem`, on CPU devices) or one
+    /// work-group per row (`perGroup`, the GPU shape). Both kernels take the same arguments; the work-groups are
+    /// laid out along dimension 0, because some GPUs cap dimension 1 at 65,535 groups and attention's softmax has
+    /// heads × images × tokens rows.
+    private func launchRows(_ perItem: KernelName, _ perGroup: KernelName, rows: Int,
+                            _ arguments: [KernelArgument]) throws {
+        switch kernelShape {
+        case .cpuDevice: try launch(perItem, global: rows, arguments)
+        case .gpu: try launchGroups(perGroup, groups: rows, arguments)
+        }
+    }
+
+    /// Row tiles of a two-stage column reduction over `rows` rows.
+    private func columnTiles(_ rows: Int) -> Int {
+        (rows + Self.columnTileRows - 1) / Self.columnTileRows
+    }
+
+    /// Runs both stages of a column reduction with the shared partials scratch (at least `floats` elements, grown
+    /// as needed). Under `columnPartialsLock`, so that stage 1 of another thread's reduction cannot be enqueued
+    /// between this one's stages (the queue is in order, so that is all it takes). Nothing to do for an empty shape.
+    private func withColumnPartials(floats: Int, rows: Int, cols: Int, _ stages: (cl_mem) throws -> Void) throws {
+        if rows == 0 || cols == 0 { return }
+        try columnPartialsLock.withLock { try stages(try scratchBuffer(&columnPartials, floats: floats)) }
+    }
+
+    /// The memory of `scratch`, replaced by a new buffer first when it holds fewer than `floats` elements (the old
+    /// one is freed once the kernels already enqueued on it are done). Called under the lock that guards `scratch`.
+    func scratchBuffer(_ scratch: inout OpenCLBuffer?, floats: Int) throws -> cl_mem {
+        if let existing = scratch, existing.count >= floats { return existing.memory }
+        scratch = nil
+        guard let created = try allocate(floats) as? OpenCLBuffer else {
+            preconditionFailure("allocate returned a buffer of another backend")
+        }
+        scratch = created
+        return created.memory
+    }
+
+    /// Stage 2 of a float column reduction: `out[c] += Σ_t partials[first + t·cols + c]`, skipping the columns
+    /// whose `keep` is 0 when a keep mask is given.
+    private func combineColumnPartials(_ partials: cl_mem, first: Int, tiles: Int, cols: Int, keep: cl_mem?,
+                                       into out: cl_mem) throws {
+        try launch(.columnPartialsCombine, global: cols, [
+            // Without a keep mask the kernel never reads that argument, but OpenCL 1.2 wants a valid buffer there.
+            .buffer(partials), try .int(first), try .int(tiles), try .int(cols), .buffer(keep ?? partials),
+            .int32(keep == nil ? 0 : 1), .buffer(out),
+        ])
     }
 
     /// Enqueues exactly `groups × rows` work-groups of `kernel` (dimension 0: `groups` groups of the kernel's local
@@ -848,6 +920,12 @@ public final class OpenCLBackend: Backend {
                                            nil, nil), "clEnqueueNDRangeKernel")
     }
 
+    /// The local size launches of `name` use (nil when the kernel is not built on this device).
+    func launchLocalSize(_ name: KernelName) throws -> Int? {
+        guard let kernel = kernels[name] else { return nil }
+        return try launchLock.withLock { try localSize(name, kernel) }
+    }
+
     /// `localSize`, or less where the device or the compiled kernel cannot take that many work-items.
     /// Called under `launchLock` (it caches into `localSizes`).
     private func localSize(_ name: KernelName, _ kernel: cl_kernel) throws -> Int {
@@ -863,14 +941,14 @@ public final class OpenCLBackend: Backend {
     // MARK: Checks
 
     /// The `cl_mem` of a buffer of this backend's context; a buffer of another backend is a programming error.
-    private func openCLBuffer(_ buffer: Buffer) throws -> cl_mem {
+    func openCLBuffer(_ buffer: Buffer) throws -> cl_mem {
         guard let openCL = buffer as? OpenCLBuffer, openCL.context == shared.context else {
             preconditionFailure("\(name): a buffer of another backend was passed in")
         }
         return openCL.memory
     }
 
-    private func checked(_ buffer: Buffer, _ operation: String, _ label: String, offset: Int = 0,
+    func checked(_ buffer: Buffer, _ operation: String, _ label: String, offset: Int = 0,
                          count: Int) throws -> cl_mem {
         let memory = try openCLBuffer(buffer)
         guard offset >= 0, count >= 0 else {
@@ -884,7 +962,7 @@ public final class OpenCLBackend: Backend {
         return memory
     }
 
-    private func size(_ rows: Int, _ cols: Int, _ operation: String) throws -> Int {
+    func size(_ rows: Int, _ cols: Int, _ operation: String) throws -> Int {
         guard rows >= 0, cols >= 0 else {
             throw BackendError.invalidArgument("\(operation): negative shape [\(rows), \(cols)]")
         }

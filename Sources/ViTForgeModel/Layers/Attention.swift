@@ -20,16 +20,26 @@ struct AttentionShape {
     var probabilityCount: Int { heads * batch * tokens * tokens }
 }
 
+/// How attention's core (softmax(scale·q·kᵀ)·v for every head) runs.
+public enum AttentionPath: String, Sendable, CaseIterable {
+    /// One fused backend operation (`Backend.attentionForward`/`attentionBackward`): no [tokens × tokens] matrix is
+    /// stored, only a log-sum-exp per query, and the backward recomputes the probabilities. The default.
+    case fused
+    /// Per-head strided-batched GEMMs around a softmax over every head's stored probabilities: the reference the
+    /// fused path is tested against, and the baseline of `vitforge bench --attention unfused`.
+    case unfused
+}
+
 /// The element counts of attention's buffers: one block's, or the largest of several blocks' (the inference layout
 /// shares one set of buffers between all blocks).
 struct AttentionBufferSizes {
     var qkv: Int            // rows · qkvFeatures
-    var probabilities: Int  // heads · batch · tokens²
+    var probabilities: Int  // unfused: heads · batch · tokens²; fused: heads · batch · tokens (log-sum-exps)
     var merged: Int         // rows · Σ vDims
 
-    init(_ shapes: [AttentionShape]) {
+    init(_ shapes: [AttentionShape], path: AttentionPath) {
         qkv = shapes.map { $0.rows * $0.qkvFeatures }.max() ?? 0
-        probabilities = shapes.map(\.probabilityCount).max() ?? 0
+        probabilities = shapes.map { path == .fused ? $0.heads * $0.rows : $0.probabilityCount }.max() ?? 0
         merged = shapes.map { $0.rows * $0.mergedFeatures }.max() ?? 0
     }
 }
@@ -37,7 +47,9 @@ struct AttentionBufferSizes {
 /// What attention's backward needs from its forward.
 struct AttentionCache {
     let qkv: Buffer            // [rows, qkvFeatures]
-    let probabilities: Buffer  // [heads, batch, tokens, tokens], softmax(scale·q·kᵀ)
+    /// Unfused: [heads, batch, tokens, tokens], softmax(scale·q·kᵀ). Fused: [heads, batch, tokens], the log-sum-exp
+    /// of each query's scores.
+    let probabilities: Buffer
     let merged: Buffer         // [rows, Σ vDims], heads concatenated before proj
 
     init(_ backend: Backend, _ sizes: AttentionBufferSizes) throws {
@@ -50,14 +62,15 @@ struct AttentionCache {
 /// Scratch for attention's backward, reusable across blocks of the same (or smaller) shape.
 struct AttentionGradientScratch {
     let dQKV: Buffer           // [rows, qkvFeatures]
-    let dProbabilities: Buffer // [heads, batch, tokens, tokens]
-    let dScores: Buffer        // [heads, batch, tokens, tokens]
+    let dProbabilities: Buffer // unfused: [heads, batch, tokens, tokens]; fused: unused (1 element)
+    let dScores: Buffer        // as dProbabilities
     let dMerged: Buffer        // [rows, Σ vDims]
 
-    init(_ backend: Backend, _ sizes: AttentionBufferSizes) throws {
+    init(_ backend: Backend, _ sizes: AttentionBufferSizes, path: AttentionPath) throws {
         dQKV = try backend.allocate(sizes.qkv)
-        dProbabilities = try backend.allocate(sizes.probabilities)
-        dScores = try backend.allocate(sizes.probabilities)
+        let scores = path == .fused ? 1 : sizes.probabilities
+        dProbabilities = try backend.allocate(scores)
+        dScores = try backend.allocate(scores)
         dMerged = try backend.allocate(sizes.merged)
     }
 }
@@ -71,13 +84,9 @@ struct AttentionWeights {
 
 enum Attention {
     /// `out = proj(merge_h softmax(scale·q_h·k_hᵀ)·v_h)` for x [rows, width] (already normalised).
-    /// Each head is one strided-batched GEMM over the images, reading q/k/v in place from the fused qkv rows
-    /// (leading dimension qkvFeatures) at the head's own offsets and widths, so no transposed copies are made and
-    /// heads of different widths cost no more than their products.
     static func forward(_ backend: Backend, x: Buffer, weights: AttentionWeights, shape: AttentionShape,
-                        cache: AttentionCache, out: Buffer) throws {
+                        cache: AttentionCache, out: Buffer, path: AttentionPath) throws {
         let s = shape
-        let n = s.tokens
         if s.heads == 0 {
             // Every head pruned away: the branch is proj's bias on every token.
             try backend.fill(out, value: 0, offset: 0, count: s.rows * s.width)
@@ -86,6 +95,23 @@ enum Attention {
         }
         try Linear.forward(backend, x: x, weight: weights.qkvWeight, bias: weights.qkvBias, out: cache.qkv,
                            rows: s.rows, inFeatures: s.width, outFeatures: s.qkvFeatures)
+        switch path {
+        case .fused:
+            try backend.attentionForward(qkv: cache.qkv, layout: s.layout, batch: s.batch, tokens: s.tokens,
+                                         scale: s.scale, out: cache.merged, logSumExp: cache.probabilities)
+        case .unfused:
+            try unfusedCoreForward(backend, shape: s, cache: cache)
+        }
+        try Linear.forward(backend, x: cache.merged, weight: weights.projWeight, bias: weights.projBias, out: out,
+                           rows: s.rows, inFeatures: s.mergedFeatures, outFeatures: s.width)
+    }
+
+    /// The unfused core: each head is one strided-batched GEMM over the images, reading q/k/v in place from the
+    /// fused qkv rows (leading dimension qkvFeatures) at the head's own offsets and widths, so no transposed copies
+    /// are made and heads of different widths cost no more than their products; one softmax over every head's
+    /// stored probabilities between them.
+    private static func unfusedCoreForward(_ backend: Backend, shape s: AttentionShape, cache: AttentionCache) throws {
+        let n = s.tokens
         let layout = s.layout
         for head in 0..<s.heads {
             // scores_h[b] = q_h[b] · k_h[b]ᵀ   [tokens, tokens]
@@ -117,8 +143,6 @@ enum Attention {
             weighted.batch = s.batch
             try backend.gemmStridedBatched(weighted, a: cache.probabilities, b: cache.qkv, c: cache.merged)
         }
-        try Linear.forward(backend, x: cache.merged, weight: weights.projWeight, bias: weights.projBias, out: out,
-                           rows: s.rows, inFeatures: s.mergedFeatures, outFeatures: s.width)
     }
 
     /// Accumulates dX (or, with `overwriteDX`, writes it) and the weight gradients from dOut [rows, width].
@@ -128,10 +152,9 @@ enum Attention {
     /// ~0.8 µs a call (3072 calls a step), more than one fill of the whole buffer.
     static func backward(_ backend: Backend, dOut: Buffer, x: Buffer, weights: AttentionWeights,
                          gradients: AttentionWeights, shape: AttentionShape, cache: AttentionCache,
-                         scratch: AttentionGradientScratch, dX: Buffer, overwriteDX: Bool = false) throws {
+                         scratch: AttentionGradientScratch, dX: Buffer, overwriteDX: Bool = false,
+                         path: AttentionPath) throws {
         let s = shape
-        let n = s.tokens
-        let layout = s.layout
         if s.heads == 0 {
             try backend.addBiasBackward(dOut: dOut, dBias: gradients.projBias, rows: s.rows, cols: s.width)
             if overwriteDX { try backend.fill(dX, value: 0, offset: 0, count: s.rows * s.width) }
@@ -141,6 +164,24 @@ enum Attention {
         try Linear.backward(backend, dOut: dOut, x: cache.merged, weight: weights.projWeight,
                             dX: scratch.dMerged, dWeight: gradients.projWeight, dBias: gradients.projBias,
                             rows: s.rows, inFeatures: s.mergedFeatures, outFeatures: s.width, overwriteDX: true)
+        switch path {
+        case .fused:
+            try backend.attentionBackward(qkv: cache.qkv, out: cache.merged, logSumExp: cache.probabilities,
+                                          dOut: scratch.dMerged, dQKV: scratch.dQKV, layout: s.layout,
+                                          batch: s.batch, tokens: s.tokens, scale: s.scale)
+        case .unfused:
+            try unfusedCoreBackward(backend, shape: s, cache: cache, scratch: scratch)
+        }
+        try Linear.backward(backend, dOut: scratch.dQKV, x: x, weight: weights.qkvWeight,
+                            dX: dX, dWeight: gradients.qkvWeight, dBias: gradients.qkvBias,
+                            rows: s.rows, inFeatures: s.width, outFeatures: s.qkvFeatures, overwriteDX: overwriteDX)
+    }
+
+    /// The unfused core's backward: per-head GEMMs around one softmax backward of every head's probabilities.
+    private static func unfusedCoreBackward(_ backend: Backend, shape s: AttentionShape, cache: AttentionCache,
+                                            scratch: AttentionGradientScratch) throws {
+        let n = s.tokens
+        let layout = s.layout
         for head in 0..<s.heads {
             let probabilityOffset = head * s.batch * n * n
             // dProbs_h = dMerged_h · v_hᵀ
@@ -191,8 +232,5 @@ enum Attention {
             dK.offsetC = layout.kRow(head: head, dim: 0)
             try backend.gemmStridedBatched(dK, a: scratch.dScores, b: cache.qkv, c: scratch.dQKV)
         }
-        try Linear.backward(backend, dOut: scratch.dQKV, x: x, weight: weights.qkvWeight,
-                            dX: dX, dWeight: gradients.qkvWeight, dBias: gradients.qkvBias,
-                            rows: s.rows, inFeatures: s.width, outFeatures: s.qkvFeatures, overwriteDX: overwriteDX)
     }
 }

@@ -1,7 +1,10 @@
 /// Where a head's q, k and v features sit in a block's fused `attn.qkv` output and in `attn.proj`'s columns: q of
 /// every head (head-major), then k of every head, then v of every head (timm's reshape to (3, heads, head_dim)
 /// when the heads are equal); heads of different widths follow each other at their own offsets.
-public struct QKVLayout: Equatable, Sendable {
+///
+/// In the device layer because the fused attention operation reads q, k and v where this layout puts them;
+/// `ViTForgeModel` adds the initialiser from a block's config.
+public struct QKVLayout: Hashable, Sendable {
     public let heads: Int
     /// Each head's q/k width and v width.
     public let qkDims: [Int]
@@ -13,10 +16,12 @@ public struct QKVLayout: Equatable, Sendable {
     public let totalQK: Int
     public let totalV: Int
 
-    public init(_ block: BlockConfig) {
-        heads = block.heads
-        qkDims = block.qkDims
-        vDims = block.vDims
+    /// Heads of the given widths (`qkDims.count == vDims.count`), laid out in order.
+    public init(qkDims: [Int], vDims: [Int]) {
+        precondition(qkDims.count == vDims.count, "QKVLayout: \(qkDims.count) q/k widths, \(vDims.count) v widths")
+        heads = qkDims.count
+        self.qkDims = qkDims
+        self.vDims = vDims
         var qk: [Int] = [], v: [Int] = []
         var qkSum = 0, vSum = 0
         for h in 0 ..< heads {

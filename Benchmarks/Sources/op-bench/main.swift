@@ -1,0 +1,224 @@
+// The OpenCL backend's row operations (LayerNorm, softmax, losses) and column reductions (bias and LayerNorm
+// parameter gradients, column statistics, mask gradients) at ViT shapes, for both kernel shapes
+// (OpenCLKernelShape: one work-group per row / two-stage reductions for GPUs, one work-item per row for CPU devices).
+// Usage (from the repository root):
+//   swift build -c release --package-path Benchmarks --product op-bench
+//   Benchmarks/.build/release/op-bench [--rounds N] [--shapes gpu,cpu] [--device opencl:P.D] [--only TEXT]
+//                                      [--json PATH]
+// Each round times every operation once per shape, the shapes alternating (a load spike on the shared machine then
+// hits both alike); a sample is enough back-to-back calls for ≥ 20 ms, then a clFinish, divided by the calls.
+// Reported: the median over the rounds, in ms per call. Benchmarks/op_bench_compare.py runs this binary built from
+// two checkouts in alternating processes, for before/after kernel changes.
+import Foundation
+import ViTForgeDevice
+
+func now() -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds) * 1e-9
+}
+
+func randomValues(_ count: Int, seed: UInt64, scale: Float = 1, offset: Float = 0) -> [Float] {
+    var state = seed
+    return (0 ..< count).map { _ in
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(Int32(truncatingIfNeeded: state >> 33)) / Float(Int32.max) * scale + offset
+    }
+}
+
+/// One benchmarked call: `run` launches the operation on a backend with buffers made once (shared by every backend
+/// of the device: the backends of one device share its context).
+struct TimedOp {
+    let name: String
+    let run: (Backend) throws -> Void
+}
+
+/// The operations at their ViT shapes. DeiT at batch 64: 64·197 = 12,608 tokens (64·50 = 3,200 at 112×112 input),
+/// widths 192 / 384 / 768 (Tiny / Small / Base), attention rows heads·images·tokens × tokens, classifier rows 64 or
+/// 256 × 10 or 1000 classes.
+func makeOps(_ device: Backend, only: String?) throws -> [TimedOp] {
+    var ops: [TimedOp] = []
+    func add(_ name: String, _ make: () throws -> (Backend) throws -> Void) rethrows {
+        if let only, !name.contains(only) { return }
+        ops.append(TimedOp(name: name, run: try make()))
+    }
+    for rows in [12608, 3200] {
+        for cols in [192, 384, 768] {
+            let shape = "\(rows)x\(cols)"
+            let count = rows * cols
+            try add("layerNormForward \(shape)") {
+                let x = try device.makeBuffer(randomValues(count, seed: 1, scale: 2, offset: 0.5))
+                let gamma = try device.makeBuffer(randomValues(cols, seed: 2, offset: 1))
+                let beta = try device.makeBuffer(randomValues(cols, seed: 3))
+                let out = try device.allocate(count), mean = try device.allocate(rows), rstd = try device.allocate(rows)
+                return { try $0.layerNormForward(x: x, gamma: gamma, beta: beta, out: out, mean: mean, rstd: rstd,
+                                                 rows: rows, cols: cols, eps: 1e-6) }
+            }
+            try add("layerNormBackward \(shape)") {
+                let x = try device.makeBuffer(randomValues(count, seed: 1, scale: 2, offset: 0.5))
+                let dOut = try device.makeBuffer(randomValues(count, seed: 4))
+                let gamma = try device.makeBuffer(randomValues(cols, seed: 2, offset: 1))
+                let mean = try device.makeBuffer(randomValues(rows, seed: 5, offset: 0.5))
+                let rstd = try device.makeBuffer(randomValues(rows, seed: 6, scale: 0.1, offset: 1))
+                let dX = try device.zeros(count), dGamma = try device.zeros(cols), dBeta = try device.zeros(cols)
+                return { try $0.layerNormBackward(dOut: dOut, x: x, gamma: gamma, mean: mean, rstd: rstd, dX: dX,
+                                                  dGamma: dGamma, dBeta: dBeta, rows: rows, cols: cols) }
+            }
+            // A residual-width mask keeping 3/4 of the channels.
+            let keepValues = (0 ..< cols).map { Float($0 % 4 == 3 ? 0 : 1) }
+            try add("maskedLayerNormForward \(shape)") {
+                let x = try device.makeBuffer(randomValues(count, seed: 1, scale: 2, offset: 0.5))
+                let gamma = try device.makeBuffer(randomValues(cols, seed: 2, offset: 1))
+                let beta = try device.makeBuffer(randomValues(cols, seed: 3)), keep = try device.makeBuffer(keepValues)
+                let out = try device.allocate(count), mean = try device.allocate(rows), rstd = try device.allocate(rows)
+                return { try $0.maskedLayerNormForward(x: x, gamma: gamma, beta: beta, keep: keep, out: out,
+                                                       mean: mean, rstd: rstd, rows: rows, cols: cols, eps: 1e-6) }
+            }
+            try add("maskedLayerNormBackward \(shape)") {
+                let x = try device.makeBuffer(randomValues(count, seed: 1, scale: 2, offset: 0.5))
+                let dOut = try device.makeBuffer(randomValues(count, seed: 4))
+                let gamma = try device.makeBuffer(randomValues(cols, seed: 2, offset: 1))
+                let keep = try device.makeBuffer(keepValues)
+                let mean = try device.makeBuffer(randomValues(rows, seed: 5, offset: 0.5))
+                let rstd = try device.makeBuffer(randomValues(rows, seed: 6, scale: 0.1, offset: 1))
+                let dX = try device.zeros(count), dGamma = try device.zeros(cols), dBeta = try device.zeros(cols)
+                return { try $0.maskedLayerNormBackward(dOut: dOut, x: x, gamma: gamma, keep: keep, mean: mean,
+                                                        rstd: rstd, dX: dX, dGamma: dGamma, dBeta: dBeta, rows: rows,
+                                                        cols: cols) }
+            }
+            try add("addBiasBackward \(shape)") {
+                let dOut = try device.makeBuffer(randomValues(count, seed: 4)), dBias = try device.zeros(cols)
+                return { try $0.addBiasBackward(dOut: dOut, dBias: dBias, rows: rows, cols: cols) }
+            }
+            try add("columnStatisticsAccumulate \(shape)") {
+                let x = try device.makeBuffer(randomValues(count, seed: 1, scale: 2, offset: 0.5))
+                let state = try device.zeros(ColumnStatistics.stateCount(cols))
+                return { try $0.columnStatisticsAccumulate(x: x, rows: rows, cols: cols, state: state, countBefore: 0) }
+            }
+            try add("maskGradient \(shape)") {
+                let x = try device.makeBuffer(randomValues(count, seed: 1)), dY = try device.makeBuffer(randomValues(count, seed: 4))
+                let dMask = try device.zeros(cols)
+                return { try $0.maskGradient(x: x, dY: dY, dMask: dMask, rows: rows, cols: cols) }
+            }
+        }
+    }
+    // Attention probabilities: DeiT-Tiny (3 heads) and DeiT-Small (6 heads) at 197 tokens, DeiT-Tiny at 50.
+    for (heads, tokens) in [(3, 197), (6, 197), (3, 50)] {
+        let rows = heads * 64 * tokens, cols = tokens, count = rows * cols
+        let shape = "\(rows)x\(cols)"
+        try add("softmaxForward \(shape)") {
+            let x = try device.makeBuffer(randomValues(count, seed: 7, scale: 8)), out = try device.allocate(count)
+            return { try $0.softmaxForward(x: x, out: out, rows: rows, cols: cols, scale: 0.125) }
+        }
+        try add("softmaxBackward \(shape)") {
+            let dOut = try device.makeBuffer(randomValues(count, seed: 8))
+            let y = try device.makeBuffer(randomValues(count, seed: 9, scale: 0.5, offset: 0.5))
+            let dX = try device.zeros(count)
+            return { try $0.softmaxBackward(dOut: dOut, out: y, dX: dX, rows: rows, cols: cols, scale: 0.125) }
+        }
+    }
+    for rows in [64, 256] {
+        for classes in [10, 1000] {
+            let shape = "\(rows)x\(classes)", count = rows * classes
+            try add("crossEntropyForward \(shape)") {
+                let logits = try device.makeBuffer(randomValues(count, seed: 10, scale: 6))
+                let labels = try device.makeBuffer((0 ..< rows).map { Int32($0 * 7 % classes) })
+                let probs = try device.allocate(count), losses = try device.allocate(rows)
+                return { try $0.crossEntropyForward(logits: logits, labels: labels, probs: probs, losses: losses,
+                                                    rows: rows, classes: classes, smoothing: 0.1) }
+            }
+            try add("distillationForward \(shape)") {
+                let student = try device.makeBuffer(randomValues(count, seed: 10, scale: 6))
+                let teacher = try device.makeBuffer(randomValues(count, seed: 11, scale: 6))
+                let studentProbs = try device.allocate(count), teacherProbs = try device.allocate(count)
+                let losses = try device.allocate(rows)
+                return { try $0.distillationForward(student: student, teacher: teacher, studentProbs: studentProbs,
+                                                    teacherProbs: teacherProbs, losses: losses, rows: rows,
+                                                    classes: classes, temperature: 4) }
+            }
+        }
+    }
+    return ops
+}
+
+/// Seconds per call of one sample: `calls` back-to-back calls, then a synchronize.
+func sample(_ op: TimedOp, on backend: Backend, calls: Int) throws -> Double {
+    let start = now()
+    for _ in 0 ..< calls { try op.run(backend) }
+    try backend.synchronize()
+    return (now() - start) / Double(calls)
+}
+
+var rounds = 5
+var shapeNames = ["cpu", "gpu"]
+var deviceSpec: String?
+var only: String?
+var jsonPath: String?
+var arguments = CommandLine.arguments.dropFirst().makeIterator()
+while let argument = arguments.next() {
+    switch argument {
+    case "--rounds": rounds = max(1, Int(arguments.next() ?? "") ?? rounds)
+    case "--shapes": shapeNames = (arguments.next() ?? "").split(separator: ",").map(String.init)
+    case "--device": deviceSpec = arguments.next()
+    case "--only": only = arguments.next()
+    case "--json": jsonPath = arguments.next()
+    default:
+        fputs("usage: op-bench [--rounds N] [--shapes gpu,cpu] [--device opencl:P.D] [--only TEXT] [--json PATH]\n",
+              stderr)
+        exit(2)
+    }
+}
+
+do {
+    let devices = try OpenCLRuntime.devices()
+    guard let device = deviceSpec.map({ spec in devices.first { $0.spec == spec } }) ?? devices.first else {
+        fputs("error: no OpenCL device\(deviceSpec.map { " \($0)" } ?? "")\n", stderr)
+        exit(1)
+    }
+    var backends: [(shape: String, backend: OpenCLBackend)] = []
+    for name in shapeNames {
+        guard let shape = OpenCLKernelShape(rawValue: name) else {
+            fputs("error: --shapes: \(name) is not gpu or cpu\n", stderr)
+            exit(2)
+        }
+        backends.append((name, try OpenCLBackend(device: device, kernelShape: shape)))
+    }
+    let ops = try makeOps(backends[0].backend, only: only)
+    print("\(device.spec) \(device.name) (\(device.platformName)); ms per call, median of \(rounds) alternating rounds")
+    print("op".padding(toLength: 40, withPad: " ", startingAt: 0)
+        + backends.map { " \($0.shape) shape".leftPadded(12) }.joined())
+    var results: [String: [String: Double]] = [:]
+    for op in ops {
+        // Warm-up (kernel compilation on first use) and calibration: calls per sample for ≥ 20 ms.
+        var calls: [Int] = []
+        for (_, backend) in backends {
+            let once = try sample(op, on: backend, calls: 1)
+            calls.append(max(1, min(200, Int(0.02 / max(once, 1e-6)))))
+        }
+        var times = [[Double]](repeating: [], count: backends.count)
+        for _ in 0 ..< rounds {
+            for (index, entry) in backends.enumerated() {
+                times[index].append(try sample(op, on: entry.backend, calls: calls[index]))
+            }
+        }
+        var line = op.name.padding(toLength: 40, withPad: " ", startingAt: 0)
+        for (index, entry) in backends.enumerated() {
+            let median = times[index].sorted()[rounds / 2] * 1e3
+            results[op.name, default: [:]][entry.shape] = median
+            line += String(format: "%12.3f", median)
+        }
+        print(line)
+        fflush(stdout)
+    }
+    if let jsonPath {
+        let data = try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys])
+        try data.write(to: URL(fileURLWithPath: jsonPath), options: .atomic)
+    }
+} catch {
+    fputs("error: \(error)\n", stderr)
+    exit(1)
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String {
+        count >= width ? self : String(repeating: " ", count: width - count) + self
+    }
+}

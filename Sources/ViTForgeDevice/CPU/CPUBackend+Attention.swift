@@ -1,0 +1,122 @@
+import CBLAS
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The fused attention on the CPU: one (image, head) at a time per worker, its [tokens × tokens] scores in a
+/// per-worker scratch that stays in L2 (197² floats = 152 KiB) from the q·kᵀ product through the softmax to the
+/// product with v, instead of every head's matrices written to memory by one pass and read back by the next
+/// (the unfused path: ~60 MB per DeiT-S block at batch 64). The backward recomputes the scores from q, k and the
+/// saved log-sum-exps, one product more than keeping them, which costs less than writing and reading them back.
+extension CPUBackend {
+    public func attentionForward(qkv: Buffer, layout: QKVLayout, batch: Int, tokens: Int, scale: Float, out: Buffer,
+                                 logSumExp: Buffer) throws {
+        let op = "attentionForward"
+        let shape = try attentionOperands(op, layout: layout, batch: batch, tokens: tokens)
+        let qkv = try range(qkv, count: shape.rows * layout.qkvFeatures, op, "qkv")
+        let out = try range(out, count: shape.rows * layout.totalV, op, "out")
+        let logSumExp = try range(logSumExp, count: shape.logSumExpCount, op, "logSumExp")
+        let n = tokens, features = layout.qkvFeatures, merged = layout.totalV
+        parallelChunks(shape.items, costPerItem: shape.costPerItem) { items in
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+            defer { scores.deallocate() }
+            for item in items {
+                // Image-major: one image's heads in a row, while its q/k/v rows are in cache.
+                let (image, head) = (item / layout.heads, item % layout.heads)
+                let rows = qkv + image * n * features
+                // scores = scale·q·kᵀ
+                var product = GemmSpec(m: n, n: n, k: layout.qkDims[head], transB: true, alpha: scale)
+                product.lda = features
+                product.ldb = features
+                sgemm(product, rows + layout.qRow(head: head, dim: 0), rows + layout.kRow(head: head, dim: 0), scores)
+                // Each row: softmax in place, its log-sum-exp saved for the backward.
+                let lse = logSumExp + (head * batch + image) * n
+                for i in 0 ..< n {
+                    let row = scores + i * n
+                    let (maximum, total) = exponentiateRow(row, row, n, scale: 1)
+                    lse[i] = maximum + Float(log(total))
+                    let inverse = Float(1 / total)
+                    for j in 0 ..< n { row[j] *= inverse }
+                }
+                // out[:, head's columns] = probabilities·v
+                guard layout.vDims[head] > 0 else { continue }
+                var weighted = GemmSpec(m: n, n: layout.vDims[head], k: n)
+                weighted.ldb = features
+                weighted.ldc = merged
+                sgemm(weighted, scores, rows + layout.vRow(head: head, dim: 0),
+                      out + image * n * merged + layout.mergedColumn(head: head, dim: 0))
+            }
+        }
+    }
+
+    public func attentionBackward(qkv: Buffer, out: Buffer, logSumExp: Buffer, dOut: Buffer, dQKV: Buffer,
+                                  layout: QKVLayout, batch: Int, tokens: Int, scale: Float) throws {
+        let op = "attentionBackward"
+        let shape = try attentionOperands(op, layout: layout, batch: batch, tokens: tokens)
+        let qkv = try range(qkv, count: shape.rows * layout.qkvFeatures, op, "qkv")
+        _ = try range(out, count: shape.rows * layout.totalV, op, "out")
+        let logSumExp = try range(logSumExp, count: shape.logSumExpCount, op, "logSumExp")
+        let dOut = try range(dOut, count: shape.rows * layout.totalV, op, "dOut")
+        let dQKV = try range(dQKV, count: shape.rows * layout.qkvFeatures, op, "dQKV")
+        let n = tokens, features = layout.qkvFeatures, merged = layout.totalV
+        parallelChunks(shape.items, costPerItem: 2 * shape.costPerItem) { items in
+            let probabilities = UnsafeMutablePointer<Float>.allocate(capacity: 2 * n * n)
+            defer { probabilities.deallocate() }
+            let dScores = probabilities + n * n
+            for item in items {
+                let (image, head) = (item / layout.heads, item % layout.heads)
+                let (qkDim, vDim) = (layout.qkDims[head], layout.vDims[head])
+                // A head without v features outputs 0 whatever its probabilities: no gradient reaches q, k or v.
+                guard vDim > 0 else { continue }
+                let rows = qkv + image * n * features, dRows = dQKV + image * n * features
+                let q = layout.qRow(head: head, dim: 0), k = layout.kRow(head: head, dim: 0)
+                let v = layout.vRow(head: head, dim: 0)
+                let dHead = dOut + image * n * merged + layout.mergedColumn(head: head, dim: 0)
+                // probabilities = exp(scale·q·kᵀ − logSumExp), row by row
+                var product = GemmSpec(m: n, n: n, k: qkDim, transB: true, alpha: scale)
+                product.lda = features
+                product.ldb = features
+                sgemm(product, rows + q, rows + k, probabilities)
+                let lse = logSumExp + (head * batch + image) * n
+                for i in 0 ..< n { exponentiateShifted(probabilities + i * n, n, shift: lse[i]) }
+                // dProbabilities = dOut_h·vᵀ ;  dV += probabilitiesᵀ·dOut_h
+                var dProbabilities = GemmSpec(m: n, n: n, k: vDim, transB: true)
+                dProbabilities.lda = merged
+                dProbabilities.ldb = features
+                sgemm(dProbabilities, dHead, rows + v, dScores)
+                var dV = GemmSpec(m: n, n: vDim, k: n, transA: true, beta: 1)
+                dV.ldb = merged
+                dV.ldc = features
+                sgemm(dV, probabilities, dHead, dRows + v)
+                guard qkDim > 0 else { continue }
+                // dScores = scale·P∘(dP − Σ_j P·dP), the softmax backward with the scale folded in
+                for i in 0 ..< n {
+                    let p = probabilities + i * n, d = dScores + i * n
+                    let dot = Float(dotAsDouble(p, d, n))
+                    for j in 0 ..< n { d[j] = scale * p[j] * (d[j] - dot) }
+                }
+                // dQ += dScores·k ;  dK += dScoresᵀ·q
+                var dQ = GemmSpec(m: n, n: qkDim, k: n, beta: 1)
+                dQ.ldb = features
+                dQ.ldc = features
+                sgemm(dQ, dScores, rows + k, dRows + q)
+                var dK = dQ
+                dK.transA = true
+                sgemm(dK, dScores, rows + q, dRows + k)
+            }
+        }
+    }
+
+    /// Checks the sizes of a fused attention call; `items` counts its (image, head) pairs.
+    private func attentionOperands(_ op: String, layout: QKVLayout, batch: Int, tokens: Int) throws
+        -> (rows: Int, items: Int, logSumExpCount: Int, costPerItem: Int)
+    {
+        try requireSizes(op, ["batch": batch, "tokens": tokens])
+        for head in 0 ..< layout.heads {
+            try requireSizes(op, ["qkDim": layout.qkDims[head], "vDim": layout.vDims[head]])
+        }
+        let items = layout.heads * batch
+        let widest = (layout.qkDims.max() ?? 0) + (layout.vDims.max() ?? 0)
+        return (batch * tokens, items, items * tokens, tokens * tokens * max(widest, 1))
+    }
+}
