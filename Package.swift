@@ -86,6 +86,7 @@ let package = Package(
                     .embedInCode("masks.cl"),
                     .embedInCode("eigen.cl"),
                     .embedInCode("attention.cl"),
+                    .embedInCode("bookkeeping.cl"),
                 ]),
         .target(name: "ViTForgeDevice", dependencies: ["COpenCL", "CBLAS", "CLAPACK", "Kernels"],
                 swiftSettings: deviceSwiftSettings),

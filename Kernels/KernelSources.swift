@@ -12,5 +12,6 @@ public enum KernelSources {
         ("masks.cl", String(decoding: PackageResources.masks_cl, as: UTF8.self)),
         ("eigen.cl", String(decoding: PackageResources.eigen_cl, as: UTF8.self)),
         ("attention.cl", String(decoding: PackageResources.attention_cl, as: UTF8.self)),
+        ("bookkeeping.cl", String(decoding: PackageResources.bookkeeping_cl, as: UTF8.self)),
     ]
 }

@@ -9,7 +9,9 @@
 ///   produce, as in llm.c: the caller zeroes gradient buffers once per step, and a tensor used twice (the residual
 ///   stream) simply receives both contributions.
 /// - Operations are enqueued in order; nothing waits for the device except `download`, the reductions that return a
-///   value to the host (`sum`, `sumOfSquares`, `normalize`), and `synchronize`.
+///   value to the host (`sum`, `sumOfSquares`, `sumOfAbs`, `normalize`), `synchronize`, and
+///   `StagingBuffer.waitForUpload` (`blockingCalls` counts all but the last). A training step needs none of them: uploads go through
+///   `uploadAsync`, loss bookkeeping through `accumulateSum` (see `ViTForgeTrain`'s `LossAccumulators`).
 /// - Output ranges never overlap input ranges unless an operation says so (`copy` within one buffer, the matrices
 ///   C of a strided batch, `scatterAdd`'s indices: all must be disjoint).
 /// - Calls may come from several threads (Swift Testing runs cases in parallel); both backends serialise what must
@@ -33,6 +35,18 @@ public protocol Backend: AnyObject {
     func fill(_ buffer: Buffer, value: Float, offset: Int, count: Int) throws
     /// Waits until every enqueued operation has finished (for timing; results are ordered without it).
     func synchronize() throws
+    /// Host memory of `count` 4-byte elements owned by this backend (page-locked where the driver offers it), the
+    /// source of `uploadAsync`. Ownership: the host writes it, then hands it to `uploadAsync`; from then until
+    /// `waitForUpload()` returns, the device may be reading it and the host must not write it. A caller that fills
+    /// the next batch while the device works on this one keeps two and alternates (double buffering).
+    func makeStaging(_ count: Int) throws -> StagingBuffer
+    /// Enqueues `buffer[offset ..< offset+count] = staging[0 ..< count]` and returns without waiting; operations
+    /// enqueued later see the new contents (the queue is in order). See `makeStaging` for when `staging` may be
+    /// written again.
+    func uploadAsync(_ staging: StagingBuffer, count: Int, to buffer: Buffer, offset: Int) throws
+    /// The blocking calls made on this backend so far (`download`, `sum`, `sumOfSquares`, `sumOfAbs`, `normalize`,
+    /// `synchronize`): a debug counter for tests and benchmarks that check a path does not wait for the device.
+    var blockingCalls: Int { get }
 
     // MARK: Matrix products
 
@@ -130,13 +144,29 @@ public protocol Backend: AnyObject {
     func sumOfSquares(_ x: Buffer, count: Int) throws -> Double
     /// `Σ |x[i]|`, accumulated in float64 (an ℓ1 penalty's value).
     func sumOfAbs(_ x: Buffer, count: Int) throws -> Double
+    /// A reduction kept on the device, so that a training step reads nothing back: with `s = Σ_{i<count} x[i]`
+    /// (`Σ x[i]²` when `squares`) accumulated in float64, `accumulators[j] += weights[j]·s` for every
+    /// `j < weights.count` (at most `DeviceFlag.maximumWeights`) whose weight is not 0. `accumulators` holds float64
+    /// values (2 elements each), indexed in doubles. With `flag`, a non-finite `s` is recorded: unless
+    /// `accumulators[flag]` already holds a smaller non-zero marker, `accumulators[flag] = marker` (> 0, e.g. the
+    /// step number) and `accumulators[flag + 1] = s`; zero the flag to clear it. Enqueued like any operation.
+    func accumulateSum(_ x: Buffer, count: Int, squares: Bool, weights: [Double], into accumulators: Buffer,
+                       flag: Int?, marker: Double) throws
+    /// Gradient clipping with the norm kept on the device: `x[i] *= c` for `c = maxNorm / (√accumulators[index] +
+    /// epsilon)` when `c < 1` (x untouched otherwise, and when the norm is NaN), `accumulators` as in
+    /// `accumulateSum` (its `squares` sums over every clipped tensor).
+    func clipScale(_ x: Buffer, count: Int, squaredNorm accumulators: Buffer, index: Int, maxNorm: Double,
+                   epsilon: Double) throws
 
     // MARK: Optimizer and masks
 
     /// One AdamW step (decoupled weight decay, bias-corrected moments, as `torch.optim.AdamW`) on `count`
     /// elements. Where `mask` is given and `mask[i] == 0`, parameter and moments stay untouched (pruned weights).
+    /// With `skipWhen`, the whole update (parameter and moments) is skipped while that flag is non-zero: the
+    /// trainer's non-finite-loss flag, so that weights stay as they were before the first bad step until the host
+    /// next reads the flag.
     func adamwStep(param: Buffer, grad: Buffer, m: Buffer, v: Buffer, mask: Buffer?, count: Int,
-                   hyper: AdamWHyperparameters) throws
+                   hyper: AdamWHyperparameters, skipWhen flag: DeviceFlag?) throws
 
     /// `out[r, c] = x[r, c]·mask[c]` for x [rows, cols]: a channel mask in the forward (soft or 0/1). `out` may be
     /// `x` (in place).
@@ -175,6 +205,21 @@ public protocol Backend: AnyObject {
     /// on the CPU; on OpenCL a work-group per matrix runs parallel cyclic Jacobi, n ≤ 256). Vulcan's TNNR
     /// decomposes every attention head's d×d Gram matrix with one call per step.
     func symmetricEigen(_ a: Buffer, n: Int, batch: Int, values: Buffer, vectors: Buffer) throws
+}
+
+/// A float64 element of a buffer (`accumulateSum`'s `flag`) that operations can test on the device: non-zero = set.
+public struct DeviceFlag {
+    public let buffer: Buffer
+    /// In float64 values (2 elements each).
+    public let index: Int
+
+    public init(buffer: Buffer, index: Int) {
+        self.buffer = buffer
+        self.index = index
+    }
+
+    /// The most weights one `accumulateSum` takes (the OpenCL kernel's arguments).
+    public static let maximumWeights = 8
 }
 
 public enum BackendKind: String, Sendable {
@@ -263,6 +308,12 @@ public enum ColumnStatistics {
 }
 
 extension Backend {
+    /// AdamW without a skip flag.
+    public func adamwStep(param: Buffer, grad: Buffer, m: Buffer, v: Buffer, mask: Buffer?, count: Int,
+                          hyper: AdamWHyperparameters) throws {
+        try adamwStep(param: param, grad: grad, m: m, v: v, mask: mask, count: count, hyper: hyper, skipWhen: nil)
+    }
+
     /// Allocates a buffer holding `values`.
     public func makeBuffer(_ values: [Float]) throws -> Buffer {
         let buffer = try allocate(values.count)

@@ -33,6 +33,8 @@ public struct TrainingPhase {
     public var stopsOnInterrupt = true
     /// No schedule: the learning rate stays at `learningRate` (Vulcan's post-training, METHODS.md §3.d).
     public var constantLearningRate = false
+    /// Which progress reports carry the loss (`Trainer.progressLoss`; the CLI passes its printer's cadence).
+    public var progressLoss = ProgressLossCadence()
 
     public init(name: String = "finetune", epochs: Int, batchSize: Int = 128, learningRate: Double = 1e-4,
                 warmupFraction: Double = 0, labelSmoothing: Double = 0, distill: Bool = true, alpha: Double = 0.5,
@@ -71,6 +73,7 @@ public struct TrainingPhase {
                                   checkpoints: CheckpointPolicy(lastPath: checkpointPath, everySteps: checkpointEvery,
                                                                 protectedInputs: protectedInputs))
         trainer.stopsOnInterrupt = stopsOnInterrupt
+        trainer.progressLoss = progressLoss
         return trainer
     }
 

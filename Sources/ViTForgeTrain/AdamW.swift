@@ -126,8 +126,9 @@ public final class AdamW {
     }
 
     /// One AdamW update of every slot from the gradients currently in the slots' gradient buffers, at the
-    /// schedule's `learningRate` times each slot's scale.
-    public func step(learningRate: Double) throws {
+    /// schedule's `learningRate` times each slot's scale. With `skipWhen`, a slot's update happens on the device only
+    /// while that flag is zero (the trainer's non-finite-loss flag).
+    public func step(learningRate: Double, skipWhen flag: DeviceFlag? = nil) throws {
         stepCount += 1
         var hyper = AdamWHyperparameters(learningRate: 0, beta1: Float(settings.beta1),
                                          beta2: Float(settings.beta2), eps: Float(settings.eps), weightDecay: 0,
@@ -138,7 +139,8 @@ public final class AdamW {
                 : Float(learningRate * slot.learningRateScale)
             hyper.weightDecay = slot.decays ? Float(settings.weightDecay) : 0
             try backend.adamwStep(param: slot.parameter, grad: slot.gradient, m: slot.firstMoment,
-                                  v: slot.secondMoment, mask: slot.mask, count: slot.elementCount, hyper: hyper)
+                                  v: slot.secondMoment, mask: slot.mask, count: slot.elementCount, hyper: hyper,
+                                  skipWhen: flag)
         }
     }
 

@@ -18,8 +18,12 @@ public struct TrainingState: Codable, Equatable, Sendable {
     /// The data source's seed (`TrainingBatches.dataSeed`); resuming with another seed would replay other batches.
     public var dataSeed = "0"
     public var batchesPerEpoch = 0
-    /// Running sums of the epoch in progress (float64: a mean over hundreds of batches).
+    /// Running sums of the epoch in progress (float64: a mean over hundreds of batches), loss × images: the part
+    /// the host adds up (terms' values, data-parallel steps; all of it in checkpoints from before
+    /// `epochDeviceLossSum`), and the cross-entropy/distillation part the device adds up in one process (read back
+    /// for each checkpoint; resumed onto the device exactly, so a resumed run's train loss has the same bits).
     public var epochLossSum = 0.0
+    public var epochDeviceLossSum: Double?
     /// The same per `TrainingTerm` (nil without terms).
     public var epochTermSums: [String: Double]?
     public var epochImages = 0

@@ -93,8 +93,39 @@ public final class TrainingLoss {
     /// the student's gradient buffers (zero them first). `images` and `labels` hold at least `batch` images.
     /// The means divide by `meanOver` (default `batch`): one rank's share of a data-parallel batch divides by the
     /// whole batch's count, so that the ranks' losses and gradients sum to the whole batch's mean.
+    /// Reads the loss back (waits for the device); a training step uses `accumulate` instead.
     public func evaluate(student: VisionTransformer, images: Buffer, labels: Buffer, batch: Int, meanOver: Int? = nil,
                          backward: Bool) throws -> LossValue {
+        let denominator = try enqueue(student: student, images: images, labels: labels, batch: batch,
+                                      meanOver: meanOver, backward: backward)
+        let alpha = distillation?.alpha ?? 0
+        let crossEntropy = try backend.sum(crossEntropyLosses, count: batch) / denominator
+        let distillationLoss = try distillation.map { _ in
+            try backend.sum(distillationLosses, count: batch) / denominator
+        }
+        let total = (1 - alpha) * crossEntropy + alpha * (distillationLoss ?? 0)
+        return LossValue(total: total, crossEntropy: crossEntropy, distillation: distillationLoss)
+    }
+
+    /// `evaluate` without reading anything back: the loss's parts are added into `accumulators` on the device
+    /// (`LossAccumulators.add`), a non-finite one flagging `step`.
+    func accumulate(student: VisionTransformer, images: Buffer, labels: Buffer, batch: Int, backward: Bool,
+                    into accumulators: LossAccumulators, step: Int) throws {
+        let denominator = try enqueue(student: student, images: images, labels: labels, batch: batch, meanOver: nil,
+                                      backward: backward)
+        let alpha = distillation?.alpha ?? 0
+        try accumulators.startStep()
+        try accumulators.add(losses: crossEntropyLosses, rows: batch, part: .lastCrossEntropy, weight: 1 - alpha,
+                             denominator: denominator, images: batch, step: step)
+        if distillation != nil {
+            try accumulators.add(losses: distillationLosses, rows: batch, part: .lastDistillation, weight: alpha,
+                                 denominator: denominator, images: batch, step: step)
+        }
+    }
+
+    /// Enqueues the forwards, the per-image losses and the backward; returns the denominator of the means.
+    private func enqueue(student: VisionTransformer, images: Buffer, labels: Buffer, batch: Int, meanOver: Int?,
+                         backward: Bool) throws -> Double {
         guard batch >= 1, batch <= maximumBatch else {
             throw TrainingError.invalidState("batch \(batch) outside 1...\(maximumBatch) of the loss buffers")
         }
@@ -111,16 +142,13 @@ public final class TrainingLoss {
         try backend.crossEntropyForward(logits: studentLogits, labels: labels, probs: probabilities,
                                         losses: crossEntropyLosses, rows: batch, classes: classes,
                                         smoothing: Float(smoothing))
-        let crossEntropy = try backend.sum(crossEntropyLosses, count: batch) / denominator
         let alpha = distillation?.alpha ?? 0
-        var distillationLoss: Double?
         if let distillation {
             try backend.distillationForward(student: studentLogits, teacher: teacherLogits,
                                             studentProbs: studentTemperedProbabilities,
                                             teacherProbs: teacherTemperedProbabilities, losses: distillationLosses,
                                             rows: batch, classes: classes,
                                             temperature: Float(distillation.temperature))
-            distillationLoss = try backend.sum(distillationLosses, count: batch) / denominator
         }
         if backward {
             try backend.fill(logitGradient, value: 0, offset: 0, count: logitCount)
@@ -138,7 +166,6 @@ public final class TrainingLoss {
             }
             try student.backward(dLogits: logitGradient)
         }
-        let total = (1 - alpha) * crossEntropy + alpha * (distillationLoss ?? 0)
-        return LossValue(total: total, crossEntropy: crossEntropy, distillation: distillationLoss)
+        return denominator
     }
 }

@@ -11,15 +11,16 @@ public struct TrainingProgress: Equatable, Sendable {
     /// Batches of this epoch completed, of `batchesPerEpoch`.
     public var batchInEpoch: Int
     public var batchesPerEpoch: Int
-    /// The step's loss (before the update).
-    public var loss: Double
+    /// The mean loss (before each update) of the steps since the previous report that carried one; nil when this
+    /// step did not read it back from the device (see `Trainer.progressLoss`).
+    public var loss: Double?
     public var learningRate: Double
     /// Since this process started (or resumed) the run.
     public var imagesPerSecond: Double
     public var etaSeconds: Double
 
     public init(step: Int, totalSteps: Int, epoch: Int, epochs: Int, batchInEpoch: Int, batchesPerEpoch: Int,
-                loss: Double, learningRate: Double, imagesPerSecond: Double, etaSeconds: Double) {
+                loss: Double?, learningRate: Double, imagesPerSecond: Double, etaSeconds: Double) {
         self.step = step
         self.totalSteps = totalSteps
         self.epoch = epoch
@@ -33,6 +34,22 @@ public struct TrainingProgress: Equatable, Sendable {
     }
 }
 
+/// Which steps' progress reports carry the loss (`Trainer.progressLoss`): every `steps` steps, each epoch's last
+/// step, and, with `seconds`, the first step that long after the previous read. Each is one wait for the device.
+public struct ProgressLossCadence: Equatable, Sendable {
+    public var steps: Int
+    public var seconds: Double?
+
+    public init(steps: Int = 50, seconds: Double? = nil) {
+        self.steps = max(1, steps)
+        self.seconds = seconds
+    }
+
+    public func reads(step: Int, epochDone: Bool, secondsSinceRead: Double) -> Bool {
+        epochDone || step % steps == 0 || seconds.map { secondsSinceRead >= $0 } == true
+    }
+}
+
 /// Renders progress on stderr: on a terminal one line redrawn in place (a bar for the epoch, epoch, step, loss,
 /// images/s, ETA), at most 10 times a second so drawing never costs a step; otherwise (a log file, CI) one plain
 /// line every `plainEvery` steps and at each epoch's last step. Lives in the training layer, not the CLI, because
@@ -43,6 +60,8 @@ public final class ProgressPrinter {
     public let barWidth: Int
     private var lastDraw: UInt64 = 0
     private var drewLine = false
+    /// The latest loss a report carried, shown by the reports that carry none.
+    private var lastLoss: Double?
     private let write: (String) -> Void
 
     /// `interactive` defaults to whether stderr is a terminal; `write` defaults to stderr (tests capture it), and
@@ -56,7 +75,15 @@ public final class ProgressPrinter {
         self.write = write ?? { text in if !silent { FileHandle.standardError.write(Data(text.utf8)) } }
     }
 
+    /// The loss reads these lines need: the plain lines' steps, and on a terminal also once a second (the line is
+    /// redrawn more often, with the latest loss read).
+    public var lossCadence: ProgressLossCadence {
+        ProgressLossCadence(steps: plainEvery, seconds: interactive ? 1 : nil)
+    }
+
     public func report(_ progress: TrainingProgress) {
+        var progress = progress
+        if let loss = progress.loss { lastLoss = loss } else { progress.loss = lastLoss }
         let epochDone = progress.batchInEpoch == progress.batchesPerEpoch
         if interactive {
             let now = DispatchTime.now().uptimeNanoseconds
@@ -81,15 +108,20 @@ public final class ProgressPrinter {
         let filled = p.batchesPerEpoch > 0 ? min(barWidth, barWidth * p.batchInEpoch / p.batchesPerEpoch) : 0
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: barWidth - filled)
         return "epoch \(p.epoch)/\(p.epochs) [\(bar)] \(p.batchInEpoch)/\(p.batchesPerEpoch) "
-            + "step \(p.step)/\(p.totalSteps) loss \(String(format: "%.4f", p.loss)) "
+            + "step \(p.step)/\(p.totalSteps) loss \(lossText(p.loss)) "
             + "\(String(format: "%.0f", p.imagesPerSecond)) img/s ETA \(duration(p.etaSeconds))"
     }
 
     /// `epoch 2/7 step 649/3283 batch 180/469 loss 0.6123 lr 9.71e-04 2144.3 img/s ETA 4m03s`
     public static func plainLine(_ p: TrainingProgress) -> String {
         "epoch \(p.epoch)/\(p.epochs) step \(p.step)/\(p.totalSteps) batch \(p.batchInEpoch)/\(p.batchesPerEpoch) "
-            + "loss \(String(format: "%.4f", p.loss)) lr \(String(format: "%.2e", p.learningRate)) "
+            + "loss \(lossText(p.loss)) lr \(String(format: "%.2e", p.learningRate)) "
             + "\(String(format: "%.1f", p.imagesPerSecond)) img/s ETA \(duration(p.etaSeconds))"
+    }
+
+    /// `0.6123`, or `-` before the first read.
+    static func lossText(_ loss: Double?) -> String {
+        loss.map { String(format: "%.4f", $0) } ?? "-"
     }
 
     /// `59s`, `4m03s`, `2h05m`.

@@ -60,7 +60,8 @@ public enum GradientClipping {
         return sumOfSquares.squareRoot()
     }
 
-    /// Scales the gradients when their global norm exceeds `maxNorm`; returns the norm before clipping.
+    /// Scales the gradients when their global norm exceeds `maxNorm`; returns the norm before clipping (read back to
+    /// the host; the trainer clips with the norm kept on the device, `LossAccumulators.clip`).
     @discardableResult
     public static func clip(_ buffers: [(Buffer, Int)], maxNorm: Double, backend: Backend) throws -> Double {
         let norm = try globalNorm(buffers, backend: backend)

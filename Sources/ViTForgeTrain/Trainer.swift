@@ -193,6 +193,9 @@ public final class Trainer {
 
     /// Called after every step (on the training thread).
     public var onProgress: ((TrainingProgress) -> Void)?
+    /// Which progress reports carry the loss: reading it waits for the device, so steps in between report nil and
+    /// the step runs without a host round trip. `ProgressPrinter.lossCadence` matches what the printer shows.
+    public var progressLoss = ProgressLossCadence()
     /// Whether the process-wide Ctrl-C flag (`StopSignal`) stops this run; a trainer embedded where another owns
     /// Ctrl-C (or a test beside one that raises the flag) turns it off and uses `requestStop()`.
     public var stopsOnInterrupt = true
@@ -210,8 +213,21 @@ public final class Trainer {
     private let maximumShard: Int
     private let deviceImages: Buffer   // [maximumShard, C, H, W]
     private let deviceLabels: Buffer   // [maximumShard] Int32
-    private var hostImages: [Float]    // [maximumBatch, C, H, W]
-    private var hostLabels: [Int32]    // [maximumBatch]
+    /// Two host staging areas each for images [maximumBatch, C, H, W] and labels [maximumBatch], used in turn: the
+    /// batch is written into one while the device may still read the other's upload (`Backend.makeStaging`).
+    private let stagedImages: [StagingBuffer]
+    private let stagedLabels: [StagingBuffer]
+    private var stagingTurn = 0
+    /// The loss of the steps, kept on the device until read (`readLoss`).
+    private let accumulators: LossAccumulators
+    /// What the host adds to the device's sums: the terms' values and, in a data-parallel run, the whole loss
+    /// (summed over the ranks through the host): over the progress window, and the last step's.
+    private var windowHostSum = 0.0
+    private var windowSteps = 0
+    private var lastHostValue = LossValue(total: 0, crossEntropy: 0, distillation: nil)
+    /// The step after which the device's sums were last read, and when.
+    private var lastReadStep = 0
+    private var lastReadTime: UInt64 = 0
     private var stopRequested = false
     // This process's segment of the run, for images/s and ETA.
     private var segmentStart: UInt64 = 0
@@ -255,8 +271,10 @@ public final class Trainer {
                                         totalSteps: totalSteps, floor: settings.minimumLearningRate)
         deviceImages = try backend.allocate(maximumShard * imageElements)
         deviceLabels = try backend.allocate(maximumShard)
-        hostImages = [Float](repeating: 0, count: batches.maximumBatch * imageElements)
-        hostLabels = [Int32](repeating: 0, count: batches.maximumBatch)
+        let device = model.backend
+        stagedImages = try (0 ..< 2).map { _ in try device.makeStaging(batches.maximumBatch * imageElements) }
+        stagedLabels = try (0 ..< 2).map { _ in try device.makeStaging(batches.maximumBatch) }
+        accumulators = try LossAccumulators(backend: device)
         state.dataSeed = String(batches.dataSeed)
         state.batchesPerEpoch = batches.batchesPerEpoch
     }
@@ -273,10 +291,12 @@ public final class Trainer {
         segmentStart = DispatchTime.now().uptimeNanoseconds
         segmentSteps = 0
         segmentImages = 0
+        lastReadTime = segmentStart
         try synchronizeParameters()
         while state.epoch < settings.epochs {
             // Every rank stops at the same step, whichever saw the request.
             if try collective.any(stopRequested || (stopsOnInterrupt && StopSignal.isRequested)) {
+                _ = try readLoss()
                 try writeLastCheckpoint()
                 return TrainingOutcome(history: state.history, stopped: true)
             }
@@ -284,18 +304,22 @@ public final class Trainer {
                 try finishEpoch()
                 continue
             }
-            _ = try step()
+            try step()
             if checkpoints.everySteps > 0 && state.step % checkpoints.everySteps == 0 {
                 try writeLastCheckpoint()
             }
         }
+        _ = try readLoss()
         try writeLastCheckpoint()
         return TrainingOutcome(history: state.history, stopped: false)
     }
 
     /// One optimizer step on the next batch; advances the position. `run()` calls this; tests and benchmarks may too.
-    @discardableResult
-    public func step() throws -> LossValue {
+    /// In one process it waits for nothing on the device: the batch is uploaded without waiting, the loss is added up
+    /// on the device (`lastStepLoss()` reads it), clipping's norm stays there too; the only wait is for the upload
+    /// of two steps ago from the staging area it reuses, which keeps the host at most two steps ahead. Terms
+    /// return host values (they may read), and a data-parallel step sums the loss and gradients through the host.
+    public func step() throws {
         guard state.epoch < settings.epochs, state.batchInEpoch < batches.batchesPerEpoch else {
             throw TrainingError.invalidState("step past the end of the run or of epoch \(state.epoch + 1)")
         }
@@ -304,16 +328,18 @@ public final class Trainer {
         let imageElements = batches.imageElements
         let maximumBatch = batches.maximumBatch
         let parallel = collective.size > 1
+        let images = stagedImages[stagingTurn], labels = stagedLabels[stagingTurn]
+        stagingTurn = 1 - stagingTurn
+        try images.waitForUpload()
+        try labels.waitForUpload()
         // `shard` images of this rank's share of a batch of `count` (the same numbers in one process).
-        let (shard, count) = try hostImages.withUnsafeMutableBufferPointer { images in
-            try hostLabels.withUnsafeMutableBufferPointer { labels -> (Int, Int) in
-                if parallel {
-                    return try batches.fill(epoch: epoch, index: index, part: collective.rank, of: collective.size,
-                                            images: images, labels: labels)
-                }
-                let n = try batches.fill(epoch: epoch, index: index, images: images, labels: labels)
-                return (n, n)
-            }
+        let (shard, count): (Int, Int)
+        if parallel {
+            (shard, count) = try batches.fill(epoch: epoch, index: index, part: collective.rank, of: collective.size,
+                                              images: images.floats, labels: labels.int32s)
+        } else {
+            let n = try batches.fill(epoch: epoch, index: index, images: images.floats, labels: labels.int32s)
+            (shard, count) = (n, n)
         }
         guard count >= 1, count <= maximumBatch, shard <= maximumShard,
               shard == BatchShards.range(of: count, part: collective.rank, parts: collective.size).count else {
@@ -321,59 +347,61 @@ public final class Trainer {
                                         + "share \(shard) (1 ... \(maximumBatch) expected)")
         }
         if shard > 0 {
-            try hostImages.withUnsafeBufferPointer {
-                try backend.upload(UnsafeBufferPointer(rebasing: $0[0 ..< shard * imageElements]), to: deviceImages,
-                                   offset: 0)
-            }
-            try hostLabels.withUnsafeBufferPointer {
-                try backend.upload(UnsafeBufferPointer(rebasing: $0[0 ..< shard]), to: deviceLabels, offset: 0)
-            }
+            try backend.uploadAsync(images, count: shard * imageElements, to: deviceImages, offset: 0)
+            try backend.uploadAsync(labels, count: shard, to: deviceLabels, offset: 0)
         }
 
         try optimizer.zeroGradients()
-        // A rank's share divides by the whole batch, so the ranks' gradients and losses sum to the batch mean.
-        var value = shard == 0 ? LossValue(total: 0, crossEntropy: 0, distillation: loss.distillation.map { _ in 0 })
-            : try loss.evaluate(student: model, images: deviceImages, labels: deviceLabels, batch: shard,
-                                meanOver: parallel ? count : nil, backward: true)
+        let stepNumber = state.step + 1
+        // What the host knows of this step's loss: nothing in one process (the device adds it up), the reduced
+        // loss in a data-parallel run; the terms' values in both.
+        var hostValue = LossValue(total: 0, crossEntropy: 0, distillation: loss.distillation.map { _ in 0 })
         if parallel {
+            // A rank's share divides by the whole batch, so the ranks' gradients and losses sum to the batch mean.
+            if shard > 0 {
+                hostValue = try loss.evaluate(student: model, images: deviceImages, labels: deviceLabels, batch: shard,
+                                              meanOver: count, backward: true)
+            }
             // Every gradient the backward wrote is summed before the terms and hooks, so they see the whole batch's
             // gradient and add theirs once, identically on every rank.
             try gradientExchange.allReduceSum(backwardGradients(), backend: backend)
-            let sums = try collective.sum([value.total, value.crossEntropy, value.distillation ?? 0])
-            value.total = sums[0]
-            value.crossEntropy = sums[1]
-            if value.distillation != nil { value.distillation = sums[2] }
+            let sums = try collective.sum([hostValue.total, hostValue.crossEntropy, hostValue.distillation ?? 0])
+            hostValue.total = sums[0]
+            hostValue.crossEntropy = sums[1]
+            if hostValue.distillation != nil { hostValue.distillation = sums[2] }
+        } else {
+            try loss.accumulate(student: model, images: deviceImages, labels: deviceLabels, batch: shard,
+                                backward: true, into: accumulators, step: stepNumber)
         }
         for term in terms {
             let termValue = try term.addGradient(self)
-            value.terms[term.name] = termValue
-            value.total += termValue
+            hostValue.terms[term.name] = termValue
+            hostValue.total += termValue
         }
         for hook in hooks { try hook.afterBackward(self) }
-        guard value.total.isFinite else {
-            // Name the first parameter that went bad (NaN weights make every later loss NaN); only this failure
-            // path reads the weights back.
-            let culprit = try NonFiniteCheck.firstNonFinite(model.hostWeights().namedTensors())
-            let source = culprit.map { "parameter \($0.name) holds \($0.value)" } ?? "the weights are finite"
-            throw TrainingError.nonFinite("loss is \(value.total) at step \(state.step + 1) (epoch \(epoch + 1), "
-                                          + "batch \(index + 1)); \(source): training diverged"
-                                          + lastGoodCheckpointNote + "; lower the learning rate")
+        // The host's part is checked at once; the device's at the next read (`readLoss`), AdamW skipping every
+        // update from the first bad step on meanwhile.
+        guard hostValue.total.isFinite else {
+            throw try divergence(loss: hostValue.total, step: stepNumber, noticedAfter: stepNumber)
         }
         if let maxNorm = settings.gradientClipNorm {
-            try GradientClipping.clip(optimizer.descendingGradients, maxNorm: maxNorm, backend: backend)
+            try accumulators.clip(optimizer.descendingGradients, maxNorm: maxNorm)
         }
         let learningRate = schedule.learningRate(step: state.step)
-        try optimizer.step(learningRate: learningRate)
+        try optimizer.step(learningRate: learningRate, skipWhen: accumulators.nonFiniteFlag)
 
         state.step += 1
         state.batchInEpoch += 1
-        state.epochLossSum += value.total * Double(count)
-        if !value.terms.isEmpty {
+        state.epochLossSum += hostValue.total * Double(count)
+        if !hostValue.terms.isEmpty {
             var sums = state.epochTermSums ?? [:]
-            for (name, termValue) in value.terms { sums[name, default: 0] += termValue * Double(count) }
+            for (name, termValue) in hostValue.terms { sums[name, default: 0] += termValue * Double(count) }
             state.epochTermSums = sums
         }
         state.epochImages += count
+        windowHostSum += hostValue.total
+        windowSteps += 1
+        lastHostValue = hostValue
         for hook in hooks { try hook.afterStep(self) }
         let now = DispatchTime.now().uptimeNanoseconds
         state.epochSeconds += Double(now - started) / 1e9
@@ -382,21 +410,80 @@ public final class Trainer {
         if let onProgress {
             let elapsed = Double(now - segmentStart) / 1e9
             let secondsPerStep = elapsed / Double(segmentSteps)
+            let reads = progressLoss.reads(step: state.step,
+                                           epochDone: state.batchInEpoch == batches.batchesPerEpoch,
+                                           secondsSinceRead: Double(now - lastReadTime) / 1e9)
+            let meanLoss = reads ? try takeWindowMean() : nil
             onProgress(TrainingProgress(
                 step: state.step, totalSteps: totalSteps, epoch: epoch + 1, epochs: settings.epochs,
-                batchInEpoch: state.batchInEpoch, batchesPerEpoch: batches.batchesPerEpoch, loss: value.total,
+                batchInEpoch: state.batchInEpoch, batchesPerEpoch: batches.batchesPerEpoch, loss: meanLoss,
                 learningRate: learningRate, imagesPerSecond: elapsed > 0 ? Double(segmentImages) / elapsed : 0,
                 etaSeconds: secondsPerStep * Double(totalSteps - state.step)))
         }
+    }
+
+    /// The last step's loss and its parts. Reads the device (waits for it) and, like every read, throws when a
+    /// step's loss since the last read was not finite.
+    public func lastStepLoss() throws -> LossValue {
+        let values = try readLoss()
+        guard collective.size == 1 else { return lastHostValue }
+        var value = lastHostValue
+        value.total += values[.lastTotal] ?? 0
+        value.crossEntropy = values[.lastCrossEntropy] ?? 0
+        if loss.distillation != nil { value.distillation = values[.lastDistillation] }
         return value
+    }
+
+    // MARK: Reading the loss
+
+    /// Reads the device's loss sums (one small download): throws, naming the first bad step and the parameter
+    /// check, when a loss since the last read was not finite; else brings `state.epochDeviceLossSum` up to date.
+    private func readLoss() throws -> [LossAccumulators.Slot: Double] {
+        let values = try accumulators.read()
+        if let badStep = values[.badStep], badStep != 0 {
+            throw try divergence(loss: values[.badValue] ?? .nan, step: Int(badStep), noticedAfter: state.step)
+        }
+        state.epochDeviceLossSum = values[.epoch]
+        lastReadStep = state.step
+        lastReadTime = DispatchTime.now().uptimeNanoseconds
+        return values
+    }
+
+    /// The mean loss of the steps since the last call (nil when there were none), for a progress report.
+    private func takeWindowMean() throws -> Double? {
+        let values = try readLoss()
+        let steps = windowSteps
+        let sum = (values[.window] ?? 0) + windowHostSum
+        try accumulators.clearWindow()
+        windowHostSum = 0
+        windowSteps = 0
+        return steps > 0 ? sum / Double(steps) : nil
+    }
+
+    /// The error for a loss that is not finite at `step` (1-based), found after step `noticedAfter`: names the
+    /// first parameter that went bad (only this failure path reads the weights back). Updates after `step` were
+    /// skipped on the device, so the weights are those `step` started from.
+    private func divergence(loss value: Double, step: Int, noticedAfter: Int) throws -> TrainingError {
+        let culprit = try NonFiniteCheck.firstNonFinite(model.hostWeights().namedTensors())
+        let source = culprit.map { "parameter \($0.name) holds \($0.value)" } ?? "the weights are finite"
+        let perEpoch = batches.batchesPerEpoch
+        var position = "at step \(step) (epoch \((step - 1) / perEpoch + 1), batch \((step - 1) % perEpoch + 1))"
+        if noticedAfter > step {
+            position += ", the first non-finite one of steps \(lastReadStep + 1)–\(noticedAfter) read back after step "
+                + "\(noticedAfter) (no update since)"
+        }
+        return TrainingError.nonFinite("loss is \(value) \(position); \(source): training diverged"
+                                       + lastGoodCheckpointNote + "; lower the learning rate")
     }
 
     private func finishEpoch() throws {
         let epochNumber = state.epoch + 1
+        _ = try readLoss()
+        let lossSum = state.epochLossSum + (state.epochDeviceLossSum ?? 0)
         let validation = try evaluate?(model, epochNumber)
         let record = EpochRecord(
             epoch: epochNumber, step: state.step,
-            trainLoss: state.epochImages > 0 ? state.epochLossSum / Double(state.epochImages) : 0,
+            trainLoss: state.epochImages > 0 ? lossSum / Double(state.epochImages) : 0,
             learningRate: schedule.learningRate(step: max(state.step - 1, 0)), seconds: state.epochSeconds,
             imagesPerSecond: state.epochSeconds > 0 ? Double(state.epochImages) / state.epochSeconds : 0,
             validation: validation,
@@ -415,6 +502,8 @@ public final class Trainer {
         state.epoch += 1
         state.batchInEpoch = 0
         state.epochLossSum = 0
+        state.epochDeviceLossSum = nil
+        try accumulators.clearEpoch()
         state.epochTermSums = nil
         state.epochImages = 0
         state.epochSeconds = 0
@@ -459,6 +548,7 @@ public final class Trainer {
 
     /// Writes the resumable checkpoint (model, every optimizer slot, masks, hooks, position, generator, history).
     public func saveCheckpoint(to path: String) throws {
+        _ = try readLoss()
         state.random = random.words
         var hookStates: [String: HookState] = [:]
         for hook in hooks {
@@ -535,6 +625,10 @@ public final class Trainer {
         optimizer.stepCount = saved.state.step
         random = restoredRandom
         state = saved.state
+        try accumulators.restart(epochSum: state.epochDeviceLossSum ?? 0)
+        windowHostSum = 0
+        windowSteps = 0
+        lastReadStep = state.step
         for hook in hooks {
             guard let hookState = checkpoint.hooks[hook.name] else {
                 throw TrainingError.checkpoint(file: path, "has no state for hook \(hook.name)")

@@ -267,7 +267,7 @@ enum BenchMeasurement {
             }
             latency = try Latency.measure(warmup: warmup, runs: runs) {
                 try trainer.step()
-                // The step waits for its loss, not for the AdamW kernels enqueued after it.
+                // The step waits for nothing on the device (its loss stays there): wait for the whole step.
                 try backend.synchronize()
             }
         } else {

@@ -131,6 +131,7 @@ struct DemoCommand: ParsableCommand {
                                   checkpoints: CheckpointPolicy(lastPath: checkpoint, everySteps: 200))
         if resume && FileManager.default.fileExists(atPath: checkpoint) { try trainer.resume(from: checkpoint) }
         let progress = ProgressPrinter()
+        trainer.progressLoss = progress.lossCadence
         trainer.onProgress = { progress.report($0) }
         if let test = splits.test {
             trainer.evaluate = { model, epoch in

@@ -87,14 +87,16 @@ struct PruneCommand: ParsableCommand {
                 let config = original.config
                 let splits = try Dataset.load(options.data, options: DatasetOptions(
                     channels: config.inChannels, side: config.imageSize, classes: classes, seed: common.seed))
-                func phase(_ name: String, epochs: Int, learningRate: Double, checkpoint: String) -> TrainingPhase {
-                    TrainingPhase(name: name, epochs: epochs, batchSize: options.batchSize, learningRate: learningRate,
-                                  distill: options.distill, alpha: options.alpha, temperature: options.temperature,
-                                  seed: common.seed, checkpointPath: checkpoint,
-                                  checkpointEvery: options.checkpointEvery, resume: options.resume || fellBack,
-                                  protectedInputs: [options.model])
-                }
                 let progress = ProgressPrinter()
+                func phase(_ name: String, epochs: Int, learningRate: Double, checkpoint: String) -> TrainingPhase {
+                    var phase = TrainingPhase(
+                        name: name, epochs: epochs, batchSize: options.batchSize, learningRate: learningRate,
+                        distill: options.distill, alpha: options.alpha, temperature: options.temperature,
+                        seed: common.seed, checkpointPath: checkpoint, checkpointEvery: options.checkpointEvery,
+                        resume: options.resume || fellBack, protectedInputs: [options.model])
+                    phase.progressLoss = progress.lossCadence
+                    return phase
+                }
                 let pipeline = PruningPipeline(
                     method: method, budget: options.budget, scope: options.scope,
                     calibrationImages: group.calibrationImages(for: options.method, requested: options.calibImages,

@@ -143,6 +143,7 @@ struct TrainCommand: ParsableCommand {
                 }
 
                 let progress = ProgressPrinter()
+                trainer.progressLoss = progress.lossCadence
                 let stopAfter = stopAfterSteps
                 trainer.onProgress = { report in
                     progress.report(report)

@@ -7,7 +7,7 @@ import ViTForgeTestSupport
 
 extension OpCase {
     static let table: [OpCase] = buffers + matrixProducts + elementwise + normalization + losses
-        + statistics + optimizer + gatherScatter + masks + eigen + attention + rowShapes
+        + statistics + optimizer + gatherScatter + masks + eigen + attention + rowShapes + bookkeeping
 
     // MARK: Buffers
 

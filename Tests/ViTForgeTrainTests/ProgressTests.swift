@@ -44,4 +44,31 @@ struct ProgressTests {
         printer.finish()
         #expect(written.count == 1 && written[0].hasPrefix("\r\u{1B}[2K") && written[0].hasSuffix("\n"))
     }
+
+    @Test("a report without a loss shows the latest one read; the cadence reads on the printer's lines")
+    func lossBetweenReads() {
+        var written: [String] = []
+        let printer = ProgressPrinter(interactive: false, plainEvery: 2) { written.append($0) }
+        var progress = Self.sample
+        progress.batchesPerEpoch = 100
+        progress.step = 1
+        progress.loss = nil
+        printer.report(progress)  // not a plain line's step: nothing
+        progress.step = 2
+        printer.report(progress)  // a line before any read: "loss -"
+        progress.step = 3
+        progress.loss = 0.5
+        printer.report(progress)
+        progress.step = 4
+        progress.loss = nil
+        printer.report(progress)
+        #expect(written.count == 2 && written[0].contains("loss - ") && written[1].contains("loss 0.5000 "))
+        #expect(printer.lossCadence == ProgressLossCadence(steps: 2, seconds: nil))
+        #expect(ProgressPrinter(interactive: true, plainEvery: 50) { _ in }.lossCadence.seconds == 1)
+        let cadence = ProgressLossCadence(steps: 4, seconds: 1)
+        #expect(cadence.reads(step: 8, epochDone: false, secondsSinceRead: 0))
+        #expect(cadence.reads(step: 3, epochDone: true, secondsSinceRead: 0))
+        #expect(cadence.reads(step: 3, epochDone: false, secondsSinceRead: 1.5))
+        #expect(!cadence.reads(step: 3, epochDone: false, secondsSinceRead: 0.5))
+    }
 }

@@ -156,7 +156,9 @@ extension ResumeTests {
             plain.terms = [plainProbe]
             penalised.terms = [SquaredNormTerm(parameter: name, coefficient: coefficient), penalisedProbe]
             let w = try device.backend.read(#require(penalised.model.parameters[name]))
-            let plainValue = try plain.step(), penalisedValue = try penalised.step()
+            try plain.step()
+            try penalised.step()
+            let plainValue = try plain.lastStepLoss(), penalisedValue = try penalised.lastStepLoss()
 
             let squaredNorm = w.reduce(0.0) { $0 + Double($1) * Double($1) }
             #expect(abs(try #require(penalisedValue.terms["l2"]) - coefficient * squaredNorm) <= 1e-5 * coefficient * squaredNorm)

@@ -174,6 +174,7 @@ extension CPUBackend {
     }
 
     public func sumOfAbs(_ x: Buffer, count: Int) throws -> Double {
+        blockingCounter.increment()
         try requireSizes("sumOfAbs", ["count": count])
         let x = try range(x, count: count, "sumOfAbs", "x")
         var sum = 0.0

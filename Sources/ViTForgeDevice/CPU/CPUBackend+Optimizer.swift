@@ -6,7 +6,7 @@ import Glibc
 
 extension CPUBackend {
     public func adamwStep(param: Buffer, grad: Buffer, m: Buffer, v: Buffer, mask: Buffer?, count: Int,
-                          hyper: AdamWHyperparameters) throws
+                          hyper: AdamWHyperparameters, skipWhen flag: DeviceFlag?) throws
     {
         let operation = "adamwStep"
         try requireSizes(operation, ["count": count])
@@ -18,6 +18,9 @@ extension CPUBackend {
         let m = try range(m, count: count, operation, "m")
         let v = try range(v, count: count, operation, "v")
         let mask = try mask.map { try range($0, count: count, operation, "mask") }
+        if let flag, try float64Range(flag.buffer, doubles: flag.index + 1, operation, "flag")[flag.index] != 0 {
+            return
+        }
 
         // As torch.optim.AdamW (single-tensor path): p ← p·(1 − lr·wd); m ← β1·m + (1−β1)·g;
         // v ← β2·v + (1−β2)·g²; p ← p − lr/(1−β1ᵗ) · m / (√v / √(1−β2ᵗ) + eps).

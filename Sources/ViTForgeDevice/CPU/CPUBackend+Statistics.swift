@@ -45,12 +45,14 @@ extension CPUBackend {
     }
 
     public func sum(_ x: Buffer, count: Int) throws -> Double {
+        blockingCounter.increment()
         try requireSizes("sum", ["count": count])
         let x = try range(x, count: count, "sum", "x")
         return parallelSum(count) { elements in sumAsDouble(x + elements.lowerBound, elements.count) }
     }
 
     public func sumOfSquares(_ x: Buffer, count: Int) throws -> Double {
+        blockingCounter.increment()
         try requireSizes("sumOfSquares", ["count": count])
         let x = try range(x, count: count, "sumOfSquares", "x")
         return parallelSum(count) { elements in sumOfSquaresAsDouble(x + elements.lowerBound, elements.count) }

@@ -14,6 +14,9 @@ public final class CPUBackend: Backend {
     /// Workers for the Swift loops and for the blocks of a GEMM (OpenBLAS itself runs single-threaded).
     public let threads: Int
     let parallelThreshold: Int
+    /// Nothing here waits for a device; the count says what would have on one (`Backend.blockingCalls`).
+    let blockingCounter = CallCounter()
+    public var blockingCalls: Int { blockingCounter.count }
 
     public var name: String { "cpu (OpenBLAS, \(threads) thread\(threads == 1 ? "" : "s"))" }
     public var kind: BackendKind { .cpu }
@@ -59,6 +62,7 @@ public final class CPUBackend: Backend {
     }
 
     public func download(_ buffer: Buffer, offset: Int, into values: UnsafeMutableBufferPointer<Float>) throws {
+        blockingCounter.increment()
         let source = try range(buffer, offset: offset, count: values.count, "download", "buffer")
         guard let destination = values.baseAddress, !values.isEmpty else { return }
         destination.update(from: source, count: values.count)
@@ -80,7 +84,7 @@ public final class CPUBackend: Backend {
         }
     }
 
-    public func synchronize() throws {}
+    public func synchronize() throws { blockingCounter.increment() }
 
     // MARK: Shared by the operation files
 

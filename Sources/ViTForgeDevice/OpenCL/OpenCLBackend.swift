@@ -51,6 +51,8 @@ public final class OpenCLBackend: Backend {
     /// Float64 partial sums of `sum`/`sumOfSquares` (`reductionGroups` doubles), allocated on first use.
     private var reductionPartials: OpenCLBuffer?
     private let launchLock = ProcessLock()
+    private let blockingCounter = CallCounter()
+    public var blockingCalls: Int { blockingCounter.count }
     private let reductionLock = ProcessLock()
     /// The per-tile partial sums of the two-stage column reductions (bias, LayerNorm γ/β, mask gradients, column
     /// statistics; grown as needed), used between an operation's two stages under `columnPartialsLock`.
@@ -97,11 +99,13 @@ public final class OpenCLBackend: Backend {
         case attentionBackwardDKVRows = "attention_backward_dkv_rows"
         case attentionBackwardDQTiled = "attention_backward_dq_tiled"
         case attentionBackwardDKVTiled = "attention_backward_dkv_tiled"
+        case accumulatePartials = "accumulate_partials", clipScale = "clip_scale"
 
-        /// Compiled only where the device has cl_khr_fp64 (statistics.cl).
+        /// Compiled only where the device has cl_khr_fp64 (statistics.cl, bookkeeping.cl).
         var needsFloat64: Bool {
             switch self {
-            case .columnStatisticsPartials, .columnStatisticsCombine, .sumPartials: return true
+            case .columnStatisticsPartials, .columnStatisticsCombine, .sumPartials, .accumulatePartials, .clipScale:
+                return true
             default: return false
             }
         }
@@ -213,7 +217,15 @@ public final class OpenCLBackend: Backend {
                     "clEnqueueWriteBuffer")
     }
 
+    var contextForStaging: cl_context { shared.context }
+    var queueForStaging: cl_command_queue { shared.queue }
+
+    func checkedForUpload(_ buffer: Buffer, offset: Int, count: Int) throws -> cl_mem {
+        try checked(buffer, "uploadAsync", "destination", offset: offset, count: count)
+    }
+
     public func download(_ buffer: Buffer, offset: Int, into values: UnsafeMutableBufferPointer<Float>) throws {
+        blockingCounter.increment()
         let memory = try checked(buffer, "download", "source", offset: offset, count: values.count)
         guard values.count > 0, let base = values.baseAddress else { return }
         try checkCL(clEnqueueReadBuffer(queue, memory, cl_bool(CL_TRUE), offset * 4, values.count * 4, base, 0, nil,
@@ -242,6 +254,7 @@ public final class OpenCLBackend: Backend {
     }
 
     public func synchronize() throws {
+        blockingCounter.increment()
         try checkCL(clFinish(queue), "clFinish")
     }
 
@@ -567,6 +580,7 @@ public final class OpenCLBackend: Backend {
 
     /// mode: 0 Σx, 1 Σx², 2 Σ|x| (`sum_partials`).
     private func reduce(_ x: Buffer, count: Int, mode: Int32, operation: String) throws -> Double {
+        blockingCounter.increment()
         try requireFloat64(operation)
         let xMemory = try checked(x, operation, "x", count: count)
         if count == 0 { return 0 }
@@ -574,33 +588,77 @@ public final class OpenCLBackend: Backend {
     }
 
     private func reduceLocked(_ xMemory: cl_mem, count: Int, mode: Int32) throws -> Double {
-        let groups = min(Self.reductionGroups, (count + Self.localSize - 1) / Self.localSize)
-        // Two float elements per double.
-        let partials = try scratchBuffer(&reductionPartials, floats: 2 * Self.reductionGroups)
-        try launch(.sumPartials, global: groups * Self.localSize, [
-            .buffer(xMemory), try .int(count), .int32(mode), .buffer(partials),
-        ])
+        let (partials, groups) = try launchSumPartials(xMemory, count: count, mode: mode)
         var values = [Double](repeating: 0, count: groups)
         try checkCL(clEnqueueReadBuffer(queue, partials, cl_bool(CL_TRUE), 0, groups * 8, &values, 0, nil, nil),
                     "clEnqueueReadBuffer")
         return values.reduce(0, +)
     }
 
+    /// Enqueues the first stage of a float64 reduction: one partial sum per work-group into `reductionPartials`.
+    /// Called under `reductionLock`; the in-order queue keeps the next user of the partials behind every reader.
+    private func launchSumPartials(_ xMemory: cl_mem, count: Int, mode: Int32) throws -> (cl_mem, groups: Int) {
+        let groups = min(Self.reductionGroups, (count + Self.localSize - 1) / Self.localSize)
+        // Two float elements per double.
+        let partials = try scratchBuffer(&reductionPartials, floats: 2 * Self.reductionGroups)
+        try launch(.sumPartials, global: groups * Self.localSize, [
+            .buffer(xMemory), try .int(count), .int32(mode), .buffer(partials),
+        ])
+        return (partials, groups)
+    }
+
+    public func accumulateSum(_ x: Buffer, count: Int, squares: Bool, weights: [Double], into accumulators: Buffer,
+                              flag: Int?, marker: Double) throws {
+        let op = "accumulateSum"
+        try requireFloat64(op)
+        guard weights.count <= DeviceFlag.maximumWeights else {
+            throw BackendError.invalidArgument("\(op): \(weights.count) weights, at most \(DeviceFlag.maximumWeights)")
+        }
+        if let flag, flag < 0 { throw BackendError.invalidArgument("\(op): flag index \(flag) < 0") }
+        let xMemory = try checked(x, op, "x", count: count)
+        let doubles = max(weights.count, flag.map { $0 + 2 } ?? 0)
+        let accumulatorMemory = try checked(accumulators, op, "accumulators", count: 2 * doubles)
+        let padded = weights + [Double](repeating: 0, count: DeviceFlag.maximumWeights - weights.count)
+        try reductionLock.withLock {
+            // count 0 still runs the combine: s = 0 over zero groups.
+            let (partials, groups) = count == 0 ? (accumulatorMemory, 0)
+                : try launchSumPartials(xMemory, count: count, mode: squares ? 1 : 0)
+            try launchGroups(.accumulatePartials, groups: 1, [
+                .buffer(partials), try .int(groups), .buffer(accumulatorMemory), try .int(weights.count),
+            ] + padded.map { .double($0) } + [try .int(flag ?? -1, "flag"), .double(marker)])
+        }
+    }
+
+    public func clipScale(_ x: Buffer, count: Int, squaredNorm accumulators: Buffer, index: Int, maxNorm: Double,
+                          epsilon: Double) throws {
+        let op = "clipScale"
+        try requireFloat64(op)
+        guard index >= 0 else { throw BackendError.invalidArgument("\(op): index \(index) < 0") }
+        try launch(.clipScale, global: count, [
+            .buffer(try checked(x, op, "x", count: count)), try .int(count),
+            .buffer(try checked(accumulators, op, "accumulators", count: 2 * index + 2)), try .int(index, "index"),
+            .double(maxNorm), .double(epsilon),
+        ])
+    }
+
     // MARK: Optimizer and masks
 
     public func adamwStep(param: Buffer, grad: Buffer, m: Buffer, v: Buffer, mask: Buffer?, count: Int,
-                          hyper: AdamWHyperparameters) throws {
+                          hyper: AdamWHyperparameters, skipWhen flag: DeviceFlag?) throws {
         let op = "adamwStep"
         guard hyper.step >= 1 else { throw BackendError.invalidArgument("\(op): step \(hyper.step) < 1 (it is 1-based)") }
         let paramMemory = try checked(param, op, "param", count: count)
         let maskMemory = try mask.map { try checked($0, op, "mask", count: count) }
+        let flagMemory = try flag.map { try checked($0.buffer, op, "flag", count: 2 * $0.index + 2) }
+        if let flag, flag.index < 0 { throw BackendError.invalidArgument("\(op): flag index \(flag.index) < 0") }
         let beta1 = Double(hyper.beta1), beta2 = Double(hyper.beta2), step = Double(hyper.step)
         let biasCorrection1 = 1 - pow(beta1, step), sqrtBiasCorrection2 = (1 - pow(beta2, step)).squareRoot()
         try launch(.adamwStep, global: count, [
             .buffer(paramMemory), .buffer(try checked(grad, op, "grad", count: count)),
             .buffer(try checked(m, op, "m", count: count)), .buffer(try checked(v, op, "v", count: count)),
             // Without a mask the kernel never reads this argument, but OpenCL 1.2 wants a valid buffer there.
-            .buffer(maskMemory ?? paramMemory), .int32(maskMemory == nil ? 0 : 1), try .int(count),
+            .buffer(maskMemory ?? paramMemory), .int32(maskMemory == nil ? 0 : 1),
+            .buffer(flagMemory ?? paramMemory), try .int(flag?.index ?? -1, "flag"), try .int(count),
             .float(hyper.learningRate), .float(hyper.beta1), .float(hyper.beta2), .float(hyper.eps),
             .float(hyper.weightDecay), .float(Float(biasCorrection1)), .float(Float(sqrtBiasCorrection2)),
         ])
@@ -744,6 +802,7 @@ public final class OpenCLBackend: Backend {
         case int32(Int32)
         case long(Int64)
         case float(Float)
+        case double(Double)
 
         /// A size or offset for an `int` kernel parameter; the kernels index with 32-bit sizes.
         static func int(_ value: Int, _ label: String = "size") throws -> KernelArgument {
@@ -849,6 +908,8 @@ public final class OpenCLBackend: Backend {
                 status = clSetKernelArg(kernel, cl_uint(index), 8, &value)
             case var .float(value):
                 status = clSetKernelArg(kernel, cl_uint(index), 4, &value)
+            case var .double(value):
+                status = clSetKernelArg(kernel, cl_uint(index), 8, &value)
             }
             try checkCL(status, "clSetKernelArg(\(name.rawValue), \(index))")
         }
