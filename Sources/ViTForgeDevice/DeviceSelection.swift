@@ -81,7 +81,7 @@ public enum DeviceSelection {
                 return CPUBackend()
             }
             // The fault hook stands in for a GPU with whatever OpenCL device there is (PoCL on CI).
-            let standIn = FaultInjection.openCLCallsBeforeFailure == nil ? nil : explicitChoice(from: devices)
+            let standIn = FaultInjection.openCLFailureStep == nil ? nil : explicitChoice(from: devices)
             guard let gpu = autoChoice(from: devices) ?? standIn else { return CPUBackend() }
             do {
                 return try OpenCLBackend(device: gpu)

@@ -10,8 +10,9 @@ import Glibc
 /// constant that the optimiser removes. The variables, read once per process:
 /// - `VITFORGE_FAULT_WRITE_AFTER=N`: the first N atomic file writes succeed; every later one writes half its bytes
 ///   and then fails as a full disk would (ENOSPC), so the temporary file is abandoned and the destination kept.
-/// - `VITFORGE_FAULT_OPENCL_AFTER=N`: the first N checked OpenCL calls run; every later one fails with
-///   CL_OUT_OF_RESOURCES, as a device that has gone away does. It also lets `--device auto` pick a non-GPU OpenCL
+/// - `VITFORGE_FAULT_OPENCL_AT_STEP=N`: once the trainer has begun its step N (1-based), every checked OpenCL call
+///   fails with CL_OUT_OF_RESOURCES, as a device that has gone away does — at a point that does not move when a step
+///   makes fewer or more calls (argument caching, fused kernels). It also lets `--device auto` pick a non-GPU OpenCL
 ///   device (PoCL on CI, which `auto` otherwise never picks), so that `auto`'s mid-run fallback can be tested.
 public enum FaultInjection {
     #if VITFORGE_FAULT_INJECTION
@@ -22,8 +23,8 @@ public enum FaultInjection {
 
     /// Atomic writes allowed before they start failing, or nil (no fault).
     public static let writesBeforeFailure: Int? = setting("VITFORGE_FAULT_WRITE_AFTER")
-    /// Checked OpenCL calls allowed before they start failing, or nil (no fault).
-    public static let openCLCallsBeforeFailure: Int? = setting("VITFORGE_FAULT_OPENCL_AFTER")
+    /// The training step from which every checked OpenCL call fails, or nil (no fault).
+    public static let openCLFailureStep: Int? = setting("VITFORGE_FAULT_OPENCL_AT_STEP")
 
     /// Counts one atomic write; true when this one must fail.
     public static func writeShouldFail() -> Bool {
@@ -31,14 +32,20 @@ public enum FaultInjection {
         return writes.next() > limit
     }
 
-    /// Counts one OpenCL call; true when this one must fail.
+    /// True when this OpenCL call must fail.
     static func openCLCallShouldFail() -> Bool {
-        guard let limit = openCLCallsBeforeFailure else { return false }
-        return openCLCalls.next() > limit
+        guard let failureStep = openCLFailureStep else { return false }
+        return trainingStep.value >= failureStep
+    }
+
+    /// The trainer says which step (1-based) it begins; only `VITFORGE_FAULT_OPENCL_AT_STEP` reads it.
+    public static func beginTrainingStep(_ step: Int) {
+        guard openCLFailureStep != nil else { return }
+        trainingStep.set(step)
     }
 
     private static let writes = Counter()
-    private static let openCLCalls = Counter()
+    private static let trainingStep = Counter()
 
     private static func setting(_ name: String) -> Int? {
         #if VITFORGE_FAULT_INJECTION
@@ -56,5 +63,7 @@ public enum FaultInjection {
 
         /// The 1-based number of this call.
         func next() -> Int { lock.withLock { count += 1; return count } }
+        var value: Int { lock.withLock { count } }
+        func set(_ value: Int) { lock.withLock { count = value } }
     }
 }

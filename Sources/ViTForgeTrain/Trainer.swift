@@ -324,6 +324,7 @@ public final class Trainer {
             throw TrainingError.invalidState("step past the end of the run or of epoch \(state.epoch + 1)")
         }
         let started = DispatchTime.now().uptimeNanoseconds
+        FaultInjection.beginTrainingStep(state.step + 1)
         let (epoch, index) = (state.epoch, state.batchInEpoch)
         let imageElements = batches.imageElements
         let maximumBatch = batches.maximumBatch

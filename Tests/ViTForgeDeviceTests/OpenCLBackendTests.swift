@@ -85,6 +85,35 @@ struct OpenCLBackendTests {
         }
     }
 
+    /// A kernel launched again on the same buffers and sizes sets no argument; a new buffer (even one allocated
+    /// where a released one was) or a new size sets exactly the arguments that changed, and results stay right.
+    @Test(.enabled(if: OpenCLBackendTests.device != nil, OpenCLBackendTests.noDevice))
+    func kernelArgumentsAreSetOnlyWhenTheyChange() throws {
+        let backend = try makeBackend()
+        let (rows, cols) = (7, 13)
+        let bias = try backend.makeBuffer(values(cols, seed: 2))
+        let first = try backend.makeBuffer(values(rows * cols, seed: 1))
+        try backend.addBias(first, bias: bias, rows: rows, cols: cols)
+        let before = backend.kernelArgumentsSet
+        try backend.addBias(first, bias: bias, rows: rows, cols: cols)
+        #expect(backend.kernelArgumentsSet == before, "the same launch again set arguments")
+        // A fresh buffer in place of `first`: one argument changes.
+        let xValues = values(rows * cols, seed: 3), biasValues = values(cols, seed: 2)
+        let second = try backend.makeBuffer(xValues)
+        try backend.addBias(second, bias: bias, rows: rows, cols: cols)
+        #expect(backend.kernelArgumentsSet == before + 1)
+        let got = try backend.read(second)
+        expectClose(got, (0 ..< rows * cols).map { Double(xValues[$0]) + Double(biasValues[$0 % cols]) },
+                    "addBias on a new buffer")
+        // Fewer rows: only the size changes, and rows past it are left alone.
+        try backend.addBias(second, bias: bias, rows: rows - 2, cols: cols)
+        #expect(backend.kernelArgumentsSet == before + 2)
+        let twice = try backend.read(second)
+        expectClose(twice, (0 ..< rows * cols).map {
+            Double(xValues[$0]) + Double(biasValues[$0 % cols]) * ($0 < (rows - 2) * cols ? 2 : 1)
+        }, "addBias with fewer rows")
+    }
+
     @Test func diskCacheEntryIsReadBackAndCorruptionIgnored() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("vitforge-cache-\(getpid())")
         defer { try? FileManager.default.removeItem(at: folder) }

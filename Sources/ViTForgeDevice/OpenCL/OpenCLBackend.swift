@@ -48,6 +48,13 @@ public final class OpenCLBackend: Backend {
     private var queue: cl_command_queue? { shared.queue }
     private let kernels: [KernelName: cl_kernel]
     private var localSizes: [KernelName: Int] = [:]
+    /// The arguments each kernel was last launched with (under `launchLock`): a launch sets only those that changed,
+    /// so a kernel called again on the same buffers (every block, every step) costs no `clSetKernelArg` at all.
+    /// Buffer arguments are retained while cached, so a released buffer's handle cannot be reused by a new buffer
+    /// and compare equal.
+    private var boundArguments: [KernelName: [KernelArgument]] = [:]
+    /// How many `clSetKernelArg` calls launches have made (a test counter).
+    private(set) var kernelArgumentsSet = 0
     /// Float64 partial sums of `sum`/`sumOfSquares` (`reductionGroups` doubles), allocated on first use.
     private var reductionPartials: OpenCLBuffer?
     private let launchLock = ProcessLock()
@@ -143,6 +150,11 @@ public final class OpenCLBackend: Backend {
 
     deinit {
         for kernel in kernels.values { clReleaseKernel(kernel) }
+        for arguments in boundArguments.values { Self.releaseBuffers(arguments) }
+    }
+
+    private static func releaseBuffers(_ arguments: [KernelArgument]) {
+        for case let .buffer(memory) in arguments { clReleaseMemObject(memory) }
     }
 
     /// The `.cl` files of `$VITFORGE_KERNEL_DIR`: the embedded files' names in their order first, then any others
@@ -797,7 +809,7 @@ public final class OpenCLBackend: Backend {
 
     // MARK: Launching kernels
 
-    enum KernelArgument {
+    enum KernelArgument: Equatable {
         case buffer(cl_mem)
         case int32(Int32)
         case long(Int64)
@@ -811,6 +823,18 @@ public final class OpenCLBackend: Backend {
                     "\(label) = \(value) does not fit the OpenCL kernels' 32-bit indices")
             }
             return .int32(narrow)
+        }
+
+        /// Equal when the kernel would receive the same bytes (floats by bit pattern: −0 is not +0, NaN is NaN).
+        static func == (left: KernelArgument, right: KernelArgument) -> Bool {
+            switch (left, right) {
+            case let (.buffer(a), .buffer(b)): return a == b
+            case let (.int32(a), .int32(b)): return a == b
+            case let (.long(a), .long(b)): return a == b
+            case let (.float(a), .float(b)): return a.bitPattern == b.bitPattern
+            case let (.double(a), .double(b)): return a.bitPattern == b.bitPattern
+            default: return false
+            }
         }
     }
 
@@ -897,7 +921,10 @@ public final class OpenCLBackend: Backend {
 
     private func launchLocked(_ name: KernelName, _ kernel: cl_kernel, columns: Int, rows: Int,
                               _ arguments: [KernelArgument]) throws {
+        let bound = boundArguments[name] ?? []
         for (index, argument) in arguments.enumerated() {
+            if index < bound.count, bound[index] == argument { continue }
+            kernelArgumentsSet += 1
             let status: cl_int
             switch argument {
             case var .buffer(memory):
@@ -911,8 +938,15 @@ public final class OpenCLBackend: Backend {
             case var .double(value):
                 status = clSetKernelArg(kernel, cl_uint(index), 8, &value)
             }
-            try checkCL(status, "clSetKernelArg(\(name.rawValue), \(index))")
+            if status != CL_SUCCESS {
+                // The kernel's arguments are now partly unknown: set them all at its next launch.
+                Self.releaseBuffers(boundArguments.removeValue(forKey: name) ?? [])
+                try checkCL(status, "clSetKernelArg(\(name.rawValue), \(index))")
+            }
         }
+        for case let .buffer(memory) in arguments { clRetainMemObject(memory) }
+        Self.releaseBuffers(bound)
+        boundArguments[name] = arguments
         let local = try localSize(name, kernel)
         var globalSize = [(columns + local - 1) / local * local, rows]
         var localSizeValue = [local, 1]
