@@ -1,5 +1,5 @@
-// The OpenCL backend's row operations (LayerNorm, softmax, losses) and column reductions (bias and LayerNorm
-// parameter gradients, column statistics, mask gradients) at ViT shapes, for both kernel shapes
+// The OpenCL backend's row operations (LayerNorm, softmax, losses), column reductions (bias and LayerNorm
+// parameter gradients, column statistics, mask gradients) and fused attention at ViT shapes, for both kernel shapes
 // (OpenCLKernelShape: one work-group per row / two-stage reductions for GPUs, one work-item per row for CPU devices).
 // Usage (from the repository root):
 //   swift build -c release --package-path Benchmarks --product op-bench
@@ -113,6 +113,29 @@ func makeOps(_ device: Backend, only: String?) throws -> [TimedOp] {
             let y = try device.makeBuffer(randomValues(count, seed: 9, scale: 0.5, offset: 0.5))
             let dX = try device.zeros(count)
             return { try $0.softmaxBackward(dOut: dOut, out: y, dX: dX, rows: rows, cols: cols, scale: 0.125) }
+        }
+    }
+    // Fused attention (forward, and backward with its recomputation): DeiT-Tiny and DeiT-Small heads at 197 tokens
+    // (batch 16), and the 6×192 ViT at 50 tokens (batch 64).
+    for (heads, tokens, batch) in [(3, 197, 16), (6, 197, 16), (3, 50, 64)] {
+        let layout = QKVLayout(qkDims: [Int](repeating: 64, count: heads), vDims: [Int](repeating: 64, count: heads))
+        let rows = batch * tokens
+        let shape = "\(batch)x\(tokens) \(heads)h"
+        try add("attentionForward \(shape)") {
+            let qkv = try device.makeBuffer(randomValues(rows * layout.qkvFeatures, seed: 12))
+            let out = try device.allocate(rows * layout.totalV), lse = try device.allocate(heads * rows)
+            return { try $0.attentionForward(qkv: qkv, layout: layout, batch: batch, tokens: tokens, scale: 0.125,
+                                             out: out, logSumExp: lse) }
+        }
+        try add("attentionBackward \(shape)") {
+            let qkv = try device.makeBuffer(randomValues(rows * layout.qkvFeatures, seed: 12))
+            let out = try device.allocate(rows * layout.totalV), lse = try device.allocate(heads * rows)
+            try device.attentionForward(qkv: qkv, layout: layout, batch: batch, tokens: tokens, scale: 0.125,
+                                        out: out, logSumExp: lse)
+            let dOut = try device.makeBuffer(randomValues(rows * layout.totalV, seed: 13))
+            let dQKV = try device.zeros(rows * layout.qkvFeatures)
+            return { try $0.attentionBackward(qkv: qkv, out: out, logSumExp: lse, dOut: dOut, dQKV: dQKV,
+                                              layout: layout, batch: batch, tokens: tokens, scale: 0.125) }
         }
     }
     for rows in [64, 256] {
