@@ -51,8 +51,7 @@ enum TestBackends {
         // The kernel variants the device type does not choose, forced: on PoCL (CI) the GPU-shaped kernels
         // (work-group per row, tiled attention) run every row of the table too, so they are checked without a GPU.
         if let openCL, let device = first {
-            let other: OpenCLKernelShape = openCL.kernelShape == .gpu ? .cpuDevice : .gpu
-            if let forced = try? OpenCLBackend(device: device, kernelShape: other) {
+            if let forced = try? OpenCLBackend(device: device, kernelShape: openCL.kernelShape.other) {
                 otherBackends.append(BackendUnderTest(forced))
             }
         }

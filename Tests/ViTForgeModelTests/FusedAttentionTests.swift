@@ -11,8 +11,7 @@ struct FusedAttentionTests {
     static let backends: [ModelBackend] = {
         var list = ModelTestBackends.all
         if let openCL = list.lazy.compactMap({ $0.backend as? OpenCLBackend }).first {
-            let other: OpenCLKernelShape = openCL.kernelShape == .gpu ? .cpuDevice : .gpu
-            if let forced = try? OpenCLBackend(device: openCL.device, kernelShape: other) {
+            if let forced = try? OpenCLBackend(device: openCL.device, kernelShape: openCL.kernelShape.other) {
                 list.append(ModelBackend(backend: forced))
             }
         }

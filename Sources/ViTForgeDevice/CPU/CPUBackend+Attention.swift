@@ -1,7 +1,4 @@
 import CBLAS
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The fused attention on the CPU: one (image, head) at a time per worker, its [tokens × tokens] scores in a
 /// per-worker scratch that stays in L2 (197² floats = 152 KiB) from the q·kᵀ product through the softmax to the
@@ -31,13 +28,7 @@ extension CPUBackend {
                 sgemm(product, rows + layout.qRow(head: head, dim: 0), rows + layout.kRow(head: head, dim: 0), scores)
                 // Each row: softmax in place, its log-sum-exp saved for the backward.
                 let lse = logSumExp + (head * batch + image) * n
-                for i in 0 ..< n {
-                    let row = scores + i * n
-                    let (maximum, total) = exponentiateRow(row, row, n, scale: 1)
-                    lse[i] = maximum + Float(log(total))
-                    let inverse = Float(1 / total)
-                    for j in 0 ..< n { row[j] *= inverse }
-                }
+                for i in 0 ..< n { lse[i] = softmaxRow(scores + i * n, scores + i * n, n, scale: 1) }
                 // out[:, head's columns] = probabilities·v
                 guard layout.vDims[head] > 0 else { continue }
                 var weighted = GemmSpec(m: n, n: layout.vDims[head], k: n)

@@ -133,12 +133,7 @@ extension CPUBackend {
         let out = try range(out, count: rows * cols, "softmaxForward", "out")
         guard cols > 0 else { return }
         parallelChunks(rows, costPerItem: 4 * cols) { rowRange in
-            for r in rowRange {
-                let output = out + r * cols
-                let total = exponentiateRow(x + r * cols, output, cols, scale: scale).total
-                let inverse = Float(1 / total)
-                for i in 0 ..< cols { output[i] *= inverse }
-            }
+            for r in rowRange { _ = softmaxRow(x + r * cols, out + r * cols, cols, scale: scale) }
         }
     }
 
@@ -202,8 +197,8 @@ func sumOfSquaresAsDouble(_ p: UnsafePointer<Float>, _ count: Int) -> Double {
 
 /// `output[i] = exp(scale·input[i] − m)` with m the row's largest `scale·input[i]`; returns m and `Σ output[i]`.
 /// Subtracting the maximum keeps exp in range; `output` may alias `input` (each element is read before it is
-/// written). Vectorised exp (CPUBackend+VectorMath.swift), 8 float32 partial sums added in float64. Softmax and the
-/// fused attention's rows share it.
+/// written). Vectorised exp (CPUBackend+VectorMath.swift), 8 float32 partial sums added in float64. `softmaxRow`'s
+/// first half.
 @inline(__always)
 func exponentiateRow(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, _ cols: Int,
                      scale: Float) -> (maximum: Float, total: Double) {
@@ -234,6 +229,17 @@ func exponentiateRow(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePoint
         for lane in 0 ..< tail { total += Double(e[lane]) }
     }
     return (maximum, total)
+}
+
+/// `output = softmax(scale·input)` for one row (`output` may alias `input`); returns the row's log-sum-exp,
+/// `log Σ exp(scale·input[i])`, which the fused attention saves for its backward.
+@inline(__always)
+func softmaxRow(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, _ cols: Int,
+                scale: Float) -> Float {
+    let (maximum, total) = exponentiateRow(input, output, cols, scale: scale)
+    let inverse = Float(1 / total)
+    for i in 0 ..< cols { output[i] *= inverse }
+    return maximum + Float(log(total))
 }
 
 /// `row[i] = exp(row[i] − shift)` in place (the fused attention's backward: probabilities from saved log-sum-exps).

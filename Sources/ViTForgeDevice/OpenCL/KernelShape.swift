@@ -26,6 +26,14 @@ public enum OpenCLKernelShape: String, Sendable, CaseIterable {
             }
             return shape
         }
-        return info.type == .cpu ? .cpuDevice : .gpu
+        return natural(for: info)
     }
+
+    /// The shape a device's type calls for: `.cpuDevice` for CPU devices, `.gpu` for everything else.
+    public static func natural(for info: OpenCLDeviceInfo) -> OpenCLKernelShape {
+        info.type == .cpu ? .cpuDevice : .gpu
+    }
+
+    /// The other shape (tests run it on the same device to check both).
+    public var other: OpenCLKernelShape { self == .gpu ? .cpuDevice : .gpu }
 }

@@ -127,7 +127,7 @@ public final class OpenCLBackend: Backend {
         self.device = device
         let shape = try kernelShape ?? OpenCLKernelShape.forDevice(device)
         self.kernelShape = shape
-        let shapeNote = shape == (device.type == .cpu ? .cpuDevice : .gpu) ? "" : ", \(shape.rawValue)-shaped kernels"
+        let shapeNote = shape == OpenCLKernelShape.natural(for: device) ? "" : ", \(shape.rawValue)-shaped kernels"
         name = "\(device.spec) \(device.name) (\(device.platformName)\(shapeNote))"
         shared = try OpenCLDeviceContext.shared(for: device)
         let sources = try kernelSources ?? Self.kernelDirectorySources() ?? KernelSources.files
