@@ -70,8 +70,11 @@ public struct BlockConfig: Codable, Equatable, Sendable {
 /// A Vision Transformer as timm's `VisionTransformer` (and DeiT's `VisionTransformerDistilled`) builds it, with the
 /// per-block widths a pruned model needs. Stored as JSON under the safetensors metadata key `vitforge.config`.
 public struct ViTConfig: Codable, Equatable, Sendable {
-    /// Bumped when a field changes meaning; readers refuse versions they do not know.
-    public static let currentVersion = 1
+    /// Bumped when a field changes meaning or is added; readers refuse versions they do not know.
+    /// Version 2 added `classNames`, `preprocessing` and `heldOut` (all optional); version 1 files still load.
+    public static let currentVersion = 2
+    /// Versions this build reads.
+    public static let readableVersions = 1...2
     /// The safetensors `__metadata__` key holding this configuration as a JSON string.
     public static let metadataKey = "vitforge.config"
 
@@ -102,6 +105,13 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     /// The data set's class of each output when the head serves a subset (`train --remap-labels`, `prune --method
     /// vulcan --trim-head`): output k predicts class `classIds[k]`. Nil: output k is class k.
     public var classIds: [Int]?
+    /// The name of each output's class (`classNames[k]` for output k), when known: from the data set a model was
+    /// trained on, or an HF `config.json`'s `id2label`. Plain timm files have none. (Version 2.)
+    public var classNames: [String]?
+    /// How images become this model's input (version 2); nil for files that do not say (a plain timm file).
+    public var preprocessing: InputPreprocessing?
+    /// The validation part of a folder without splits that training held out (version 2).
+    public var heldOut: HeldOutSplit?
 
     public init(imageSize: Int, patchSize: Int, inChannels: Int, classes: Int, residualWidth: Int,
                 blocks: [BlockConfig], qkvBias: Bool = true, pooling: Pooling = .token, classToken: Bool = true,
@@ -153,7 +163,9 @@ public struct ViTConfig: Codable, Equatable, Sendable {
 
     /// Every reason this configuration cannot describe a model, as one sentence (nil when it can).
     public func problem() -> String? {
-        if version != Self.currentVersion { return "version \(version) (this build reads \(Self.currentVersion))" }
+        if !Self.readableVersions.contains(version) {
+            return "version \(version) (this build reads \(Self.readableVersions.lowerBound)–\(Self.readableVersions.upperBound))"
+        }
         if imageSize < 1 || patchSize < 1 || inChannels < 1 || classes < 1 || residualWidth < 1 {
             return "image size, patch size, input channels, classes and residual width must be positive"
         }
@@ -177,6 +189,13 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         if !(layerNormEps > 0) || !layerNormEps.isFinite { return "LayerNorm eps must be positive" }
         if let classIds, classIds.count != classes || Set(classIds).count != classes || classIds.contains(where: { $0 < 0 }) {
             return "classIds must name \(classes) distinct non-negative classes, one per output"
+        }
+        if let classNames, classNames.count != classes || Set(classNames).count != classes {
+            return "classNames must name \(classes) distinct classes, one per output"
+        }
+        if let preprocessing, let problem = preprocessing.problem(channels: inChannels) { return problem }
+        if let heldOut, !(heldOut.fraction > 0 && heldOut.fraction < 1) {
+            return "heldOut.fraction must be in (0, 1)"
         }
         for (index, block) in blocks.enumerated() {
             // A block may lose all its heads (its attention then adds only proj's bias), never its MLP.
@@ -223,7 +242,10 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         // Encoding plain structs of numbers, strings and booleans cannot fail; the fallback keeps this total.
-        guard let data = try? encoder.encode(self), let text = String(data: data, encoding: .utf8) else { return "{}" }
+        // A config read from an older file and changed is written in the current scheme.
+        var current = self
+        current.version = Self.currentVersion
+        guard let data = try? encoder.encode(current), let text = String(data: data, encoding: .utf8) else { return "{}" }
         return text
     }
 
@@ -255,7 +277,7 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     // `version` has a default, so configs written by hand may leave it out.
     private enum CodingKeys: String, CodingKey {
         case version, imageSize, patchSize, inChannels, classes, residualWidth, blocks, qkvBias, pooling
-        case classToken, distillationToken, layerNormEps, classIds
+        case classToken, distillationToken, layerNormEps, classIds, classNames, preprocessing, heldOut
     }
 
     public init(from decoder: Decoder) throws {
@@ -273,6 +295,9 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         distillationToken = try container.decodeIfPresent(Bool.self, forKey: .distillationToken) ?? false
         layerNormEps = try container.decodeIfPresent(Double.self, forKey: .layerNormEps) ?? 1e-6
         classIds = try container.decodeIfPresent([Int].self, forKey: .classIds)
+        classNames = try container.decodeIfPresent([String].self, forKey: .classNames)
+        preprocessing = try container.decodeIfPresent(InputPreprocessing.self, forKey: .preprocessing)
+        heldOut = try container.decodeIfPresent(HeldOutSplit.self, forKey: .heldOut)
     }
 
     /// The data set's class that output `k` predicts.
