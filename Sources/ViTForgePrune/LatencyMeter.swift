@@ -7,17 +7,23 @@ import ViTForgeTrain
 /// shrink in proportion). Latency does not depend on the weights' values, so a shape is timed with initialised
 /// weights; each shape is timed once per meter (bisection revisits shapes as it converges).
 public final class LatencyMeter {
-    public let backend: Backend
     public let batch: Int
-    public let warmup: Int
-    public let runs: Int
+    /// Times one shape: a median over forwards on a device, or a cost model given by a test, so that what the
+    /// solver does with latencies is checked without reading a clock on a shared machine.
+    private let measure: (ViTConfig) throws -> Double
     private var measured: [(config: ViTConfig, milliseconds: Double)] = []
 
-    public init(backend: Backend, batch: Int, warmup: Int = 2, runs: Int = 7) {
-        self.backend = backend
+    public convenience init(backend: Backend, batch: Int, warmup: Int = 2, runs: Int = 7) {
+        self.init(batch: batch) { config in
+            let model = try VisionTransformer(weights: .initialized(config: config, seed: 0), backend: backend)
+            return try model.timeInference(batch: batch, warmup: warmup, runs: runs).latencyMsMedian
+        }
+    }
+
+    /// A meter whose latencies come from `measure` (milliseconds for one batch of a model of that shape).
+    public init(batch: Int, measure: @escaping (ViTConfig) throws -> Double) {
         self.batch = batch
-        self.warmup = warmup
-        self.runs = runs
+        self.measure = measure
     }
 
     /// Median latency of one batch through a model of shape `config`, in milliseconds. In a data-parallel run
@@ -26,10 +32,7 @@ public final class LatencyMeter {
         if let known = measured.first(where: { $0.config == config }) { return known.milliseconds }
         let collective = Collectives.world
         var value = 0.0
-        if collective.isMain {
-            let model = try VisionTransformer(weights: .initialized(config: config, seed: 0), backend: backend)
-            value = try model.timeInference(batch: batch, warmup: warmup, runs: runs).latencyMsMedian
-        }
+        if collective.isMain { value = try measure(config) }
         if collective.size > 1 { value = try collective.sum([value])[0] }
         measured.append((config, value))
         return value

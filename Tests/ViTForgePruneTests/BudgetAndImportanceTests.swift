@@ -134,6 +134,33 @@ struct BudgetTests {
         #expect(abs(params.parameterFraction - 0.8) < 0.02 * 0.8, "\(method): \(params.summary)")
     }
 
+    /// The latency budget with a cost model in place of the clock: a fixed overhead, a term per MAC, and a penalty
+    /// for MLP widths that are not multiples of 8 (as a GEMM sees them), so latency is not proportional to MACs.
+    /// The solver must land within 10% of the target and report the latency of the shape it chose.
+    @Test("--target-latency lands within 10% of the target (latencies from a cost model, not a clock)",
+          arguments: [0.45, 0.7, 0.9])
+    func targetLatency(share: Double) throws {
+        let config = try Self.weights.get().config
+        let scored = try Self.scored(.magnitude, families: [.mlpHidden])
+        func milliseconds(_ shape: ViTConfig) -> Double {
+            let awkward = shape.blocks.filter { $0.mlpHidden % 8 != 0 }.count
+            return 0.8 + 2e-7 * Double(shape.cost().macs) * 64 + 0.05 * Double(awkward)
+        }
+        var measurements = 0
+        let meter = LatencyMeter(batch: 64) { shape in
+            measurements += 1
+            return milliseconds(shape)
+        }
+        let target = share * milliseconds(config)
+        let (plan, outcome) = try Budget(target: .latency(milliseconds: target, batch: 64))
+            .solve(config: config, nativeFamilies: [.mlpHidden], latency: meter, planFor: scored.plan)
+        let achieved = try #require(outcome.measuredLatencyMilliseconds)
+        #expect(abs(achieved - target) <= 0.1 * target, "\(outcome.summary)")
+        #expect(achieved == milliseconds(try plan.prunedConfig(of: config)))
+        // Each shape is timed once: the bisection's 14 steps and the full model, fewer when shapes repeat.
+        #expect(measurements <= 15)
+    }
+
     @Test func targetOverHeadsAndMLPTogether() throws {
         let config = try Self.weights.get().config
         let scored = try Self.scored(.magnitude, families: [.mlpHidden, .heads, .residual])
