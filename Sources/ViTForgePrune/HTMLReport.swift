@@ -94,10 +94,11 @@ public enum HTMLReport {
         var originalKeys = Set<String>()
         var sets: [ReportRuns.EvaluationSet] = []
         var pointsBySet: [ReportRuns.EvaluationSet: [(macs: Double, accuracy: Double)]] = [:]
+        let severalDataSets = Set(runs.reports.map { ReportRuns.evaluationSet($0).data }).count > 1
         for (index, report) in runs.reports.enumerated() {
             let set = ReportRuns.evaluationSet(report)
             if !sets.contains(set) { sets.append(set) }
-            let suffix = set.isSubset ? " (\(set.caption))" : ""
+            let suffix = set.legendSuffix(severalDataSets: severalDataSets)
             let originalKey = "\(report.original.path)|\(report.original.macs)|\(set.data)|\(set.classes ?? [])"
             if let accuracy = report.original.accuracy, originalKeys.insert(originalKey).inserted {
                 let point = (Double(report.original.macs) / 1e6, accuracy * 100)

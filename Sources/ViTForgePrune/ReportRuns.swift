@@ -1,3 +1,4 @@
+import Foundation
 import ViTForgeModel
 
 /// What the report page needs to tell runs apart: one label and one colour per run, used by every chart and the
@@ -24,8 +25,16 @@ struct ReportRuns {
         var isSubset: Bool { classes != nil }
 
         /// `fashion-mnist`, or `fashion-mnist, classes 0,2,6 only`.
-        var caption: String {
-            classes.map { "\(data), classes \($0.map(String.init).joined(separator: ",")) only" } ?? data
+        var caption: String { subsetCaption.map { "\(data), \($0)" } ?? data }
+
+        /// `classes 0,2,6 only`; nil for every class.
+        var subsetCaption: String? { classes.map { "classes \($0.map(String.init).joined(separator: ",")) only" } }
+
+        /// What a chart's legend adds to a label: the subset, and the data's last path component when the page
+        /// shows several data sets (full paths do not fit a legend; the table has them).
+        func legendSuffix(severalDataSets: Bool) -> String {
+            let parts = (severalDataSets ? [(data as NSString).lastPathComponent] : []) + [subsetCaption].compactMap { $0 }
+            return isSubset || severalDataSets ? " (\(parts.joined(separator: ", ")))" : ""
         }
     }
 

@@ -61,10 +61,10 @@ struct ReportReadabilityTests {
         let svg = try Self.chart("accuracy-macs", in: page)
         let originals = Self.elements("circle", with: "point original", in: svg)
         #expect(originals.map { $0["data-label"] ?? "" }.sorted()
-                == ["original", "original (fashion-mnist, classes 0,2,6 only)"])
+                == ["original", "original (classes 0,2,6 only)"])
         let runs = Self.elements("circle", with: "point run", in: svg)
         #expect(runs.map { $0["data-label"] ?? "" } == ["vbp.json", "slim.json", "cpd.json",
-                                                         "vulcan.json (fashion-mnist, classes 0,2,6 only)"])
+                                                         "vulcan.json (classes 0,2,6 only)"])
         #expect(runs.map { $0["fill"] == "#fff" } == [false, false, false, true], "only the subset run is hollow")
         #expect(originals.first { $0["data-label"] != "original" }?["fill"] == "#fff")
         // The full-data front never passes through a subset accuracy.
@@ -92,7 +92,7 @@ struct ReportReadabilityTests {
         let labels = Self.elements("tspan", with: "dy=", in: svg).compactMap { Double($0["x"] ?? "") }
         #expect(!labels.isEmpty && labels.allSatisfy { $0 > right })
         for name in Self.names {
-            #expect(svg.contains(">\(name)</tspan>") || svg.contains(">\(name) (fashion-mnist,</tspan>"),
+            #expect(svg.contains(">\(name)</tspan>") || svg.contains(">\(name) (classes 0,2,6 only)</tspan>"),
                     "\(name) missing from \(chart)'s legend")
             #expect(page.contains("\(name)</h2>"))
         }
