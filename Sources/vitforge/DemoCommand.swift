@@ -105,10 +105,20 @@ struct DemoCommand: ParsableCommand {
                                                atPath: checkpointPath(for: prunedPath)),
                                            protectedInputs: [sourcePath]),
                     latencyBatches: [1, 64, 256], seed: common.seed)
-                let outcome = try pipeline.run(
-                    original: original, originalPath: sourcePath, prunedPath: prunedPath, data: splits, backend: backend,
-                    command: CommandLine.arguments.joined(separator: " "), version: VitForge.version,
-                    hooks: .init(log: { print("  " + $0) }, progress: { progress.report($0) }))
+                installInterruptHandling()
+                let outcome: PruningPipeline.Outcome
+                do {
+                    outcome = try pipeline.run(
+                        original: original, originalPath: sourcePath, prunedPath: prunedPath, data: splits,
+                        backend: backend, command: CommandLine.arguments.joined(separator: " "),
+                        version: VitForge.version,
+                        hooks: .init(log: { print("  " + $0) }, progress: { progress.report($0) }))
+                } catch let interrupted as PassInterrupted {
+                    // Step 1's model (when trained) is kept; --resume starts from it.
+                    progress.finish()
+                    print("\(interrupted); continue with `vitforge demo --resume --out-dir \(outDir)`")
+                    throw ExitCode(130)
+                }
                 progress.finish()
                 guard !outcome.stopped, var report = outcome.report else {
                     print("interrupted; continue with `vitforge demo --resume --out-dir \(outDir)`")

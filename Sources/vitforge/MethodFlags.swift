@@ -36,9 +36,28 @@ enum MethodFlags {
         }
     }
 
+    /// The long flags present in `arguments` (`--flag` and `--flag=value` alike).
+    static func given(_ arguments: [String]) -> Set<String> {
+        Set(arguments.filter { $0.hasPrefix("--") }.map { String($0.split(separator: "=")[0]) })
+    }
+
+    /// A training setting given without the phase it sets: `--lr` without `--epochs`, `--finetune-lr` without
+    /// `--finetune-epochs`, `--alpha` or `--temperature` without `--distill`.
+    static func checkTrainingFlags(_ arguments: [String], epochs: Int, finetuneEpochs: Int, distill: Bool) throws {
+        let given = given(arguments)
+        let rules: [(flag: String, needs: String, met: Bool)] = [
+            ("--lr", "--epochs ≥ 1 (the method's own training phase)", epochs > 0),
+            ("--finetune-lr", "--finetune-epochs ≥ 1", finetuneEpochs > 0),
+            ("--alpha", "--distill", distill), ("--temperature", "--distill", distill),
+        ]
+        for rule in rules where given.contains(rule.flag) && !rule.met {
+            throw ValidationError("\(rule.flag) has no effect without \(rule.needs)")
+        }
+    }
+
     /// The first flag in `arguments` that `method` does not read, as a one-line error naming the methods that do.
     static func check(_ arguments: [String], method: String, groups: [any MethodOptions]) throws {
-        let given = Set(arguments.filter { $0.hasPrefix("--") }.map { String($0.split(separator: "=")[0]) })
+        let given = given(arguments)
         for (flag, methods) in readers(in: groups) where given.contains(flag) && !methods.contains(method) {
             throw ValidationError("\(flag) is read only by --method \(methods.joined(separator: ", ")); "
                                   + "--method \(method) does not read it")

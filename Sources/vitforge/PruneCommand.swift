@@ -56,8 +56,28 @@ struct PruneCommand: ParsableCommand {
         return group
     }
 
+    /// `method` with `--val-fraction` applied: the methods that select their result on a validation split read it;
+    /// nil for the others, for which the flag is an error.
+    static func withValidationFraction(_ method: any PruningMethod, _ fraction: Double) throws -> (any PruningMethod)? {
+        if var cpd = method as? CPD { cpd.options.validationFraction = fraction; return cpd }
+        if var vulcan = method as? Vulcan { vulcan.options.validationFraction = fraction; return vulcan }
+        return nil
+    }
+
     func validate() throws {
         try MethodFlags.check(CommandLine.arguments, method: options.method, groups: methodOptions)
+        if options.valFraction != nil,
+           try Self.withValidationFraction(try methodGroup().method(named: options.method), 0.5) == nil {
+            // The readers, found by asking every registered method rather than listed here.
+            let readers = try PruningMethods.names.filter { name in
+                guard let group = methodOptions.first(where: { type(of: $0).methods.contains(name) }) else { return false }
+                return try Self.withValidationFraction(group.method(named: name), 0.5) != nil
+            }
+            throw ValidationError("--val-fraction is read only by --method \(readers.joined(separator: ", ")); "
+                                  + "--method \(options.method) does not read it")
+        }
+        try MethodFlags.checkTrainingFlags(CommandLine.arguments, epochs: options.epochs,
+                                           finetuneEpochs: options.finetuneEpochs, distill: options.distill)
         let method = try methodGroup().method(named: options.method)
         if let problem = method.problem(with: options.budget, epochs: options.epochs) {
             throw ValidationError(problem)
@@ -121,10 +141,8 @@ struct PruneCommand: ParsableCommand {
                 let classes = try parseClassList(options.classes, data: options.data)
                 // Vulcan serves the subset in the order given (its trimmed head's outputs follow it).
                 if var vulcan = method as? Vulcan, let classes { vulcan.options.classes = classes; method = vulcan }
-                // The validation share is shared by the methods that select on a validation split.
                 if let fraction = options.valFraction {
-                    if var cpd = method as? CPD { cpd.options.validationFraction = fraction; method = cpd }
-                    if var vulcan = method as? Vulcan { vulcan.options.validationFraction = fraction; method = vulcan }
+                    method = try Self.withValidationFraction(method, fraction) ?? method
                 }
                 let original = try ViTWeights.load(path: options.model, heads: heads.heads)
                 let config = original.config

@@ -246,12 +246,23 @@ struct RoughEdgeTests {
                       ("taylor", ["--prune-interval", "5"], "--prune-interval", "cpd"),
                       ("vbp", ["--keep-attn", "0.5"], "--keep-attn", "slim"),
                       ("magnitude", ["--calib-batches", "2"], "--calib-batches", "taylor"),
-                      ("cpd", ["--no-bias-fold"], "--no-bias-fold", "vbp")])
+                      ("cpd", ["--no-bias-fold"], "--no-bias-fold", "vbp"),
+                      ("vbp", ["--val-fraction", "0.2"], "--val-fraction", "cpd, vulcan")])
     func foreignMethodFlag(method: String, flag: [String], name: String, readers: String) throws {
         try Self.expectRefusal(["prune", "--model", Self.model, "--method", method, "--target-macs", "0.6",
                                 "--out", "/tmp/never.safetensors"] + flag,
                                inputs: [Self.model], status: 64,
                                line: "error: \(name) is read only by --method \(readers); --method \(method) does not read it")
+    }
+
+    @Test("a training setting without its phase: one line saying what it needs",
+          arguments: [(["--lr", "1e-3"], "--lr has no effect without --epochs ≥ 1 (the method's own training phase)"),
+                      (["--finetune-lr", "1e-3"], "--finetune-lr has no effect without --finetune-epochs ≥ 1"),
+                      (["--alpha", "0.3", "--finetune-epochs", "1"], "--alpha has no effect without --distill")])
+    func trainingFlagWithoutPhase(flags: [String], line: String) throws {
+        try Self.expectRefusal(["prune", "--model", Self.model, "--method", "magnitude", "--target-macs", "0.6",
+                                "--out", "/tmp/never.safetensors"] + flags,
+                               inputs: [Self.model], status: 64, line: "error: " + line)
     }
 
     @Test("prune with no budget says the default it chose in its first line")
