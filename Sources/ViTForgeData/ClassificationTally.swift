@@ -21,8 +21,14 @@ public struct ClassificationTally: Sendable {
         return Double(correct[label]) / Double(seen[label])
     }
 
-    /// Records one image: its true label and the predicted class. `label` must be below `classes`.
+    /// Records one image: its true label and the predicted class. A label past `classes` (data with more classes
+    /// than the model has outputs) widens the tally instead of trapping; such an image can only be counted wrong by
+    /// a model that never predicts its class, and the commands refuse that mismatch before any work anyway.
     public mutating func record(label: Int, prediction: Int) {
+        if label >= seen.count {
+            seen += Array(repeating: 0, count: label + 1 - seen.count)
+            correct += Array(repeating: 0, count: label + 1 - correct.count)
+        }
         seen[label] += 1
         if prediction == label { correct[label] += 1 }
     }

@@ -8,6 +8,9 @@ public enum DeviceRequest: Equatable, Sendable, CustomStringConvertible {
     /// over the CPU backend: OpenBLAS is several times faster on the same cores).
     case auto
     case cpu
+    /// `gpu`: an OpenCL device of GPU type (the one with the most memory) or a one-line error. Never an OpenCL CPU
+    /// device such as PoCL, which runs several times slower than the CPU backend on the same cores.
+    case gpu
     /// `opencl`: the best OpenCL device (a GPU if any, else the first device); `opencl:P.D`: platform P, device D.
     case openCL(platform: Int?, device: Int?)
 
@@ -17,7 +20,8 @@ public enum DeviceRequest: Equatable, Sendable, CustomStringConvertible {
         switch text {
         case "auto": self = .auto
         case "cpu": self = .cpu
-        case "opencl", "gpu": self = .openCL(platform: nil, device: nil)
+        case "gpu": self = .gpu
+        case "opencl": self = .openCL(platform: nil, device: nil)
         default:
             let parts = text.split(separator: ":", maxSplits: 1)
             guard parts.count == 2, parts[0] == "opencl" else { throw Self.invalid(spec) }
@@ -32,13 +36,14 @@ public enum DeviceRequest: Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .auto: return "auto"
         case .cpu: return "cpu"
+        case .gpu: return "gpu"
         case .openCL(nil, _), .openCL(_, nil): return "opencl"
         case let .openCL(platform?, device?): return "opencl:\(platform).\(device)"
         }
     }
 
     private static func invalid(_ spec: String) -> BackendError {
-        .invalidDevice("invalid device '\(spec)': expected auto, cpu, opencl or opencl:P.D (see `vitforge devices`)")
+        .invalidDevice("invalid device '\(spec)': expected auto, cpu, gpu, opencl or opencl:P.D (see `vitforge devices`)")
     }
 }
 
@@ -89,6 +94,18 @@ public enum DeviceSelection {
                 warnOnce("OpenCL device \(gpu.spec) (\(gpu.name)) failed, using the CPU backend: \(error)", warn)
                 return CPUBackend()
             }
+        case .gpu:
+            let devices: [OpenCLDeviceInfo]
+            do { devices = try OpenCLRuntime.devices() } catch {
+                throw BackendError.noOpenCLDevice("--device gpu: no OpenCL GPU (\(error)); use --device cpu")
+            }
+            guard let gpu = autoChoice(from: devices) else {
+                throw BackendError.noOpenCLDevice("--device gpu: no OpenCL GPU; found only "
+                    + (devices.isEmpty ? "no OpenCL device"
+                        : devices.map { "\($0.spec) \($0.name) (\($0.type.rawValue))" }.joined(separator: ", "))
+                    + "; use --device cpu, or --device opencl to run on an OpenCL CPU device anyway")
+            }
+            return try OpenCLBackend(device: gpu)
         case let .openCL(platform, device):
             let devices: [OpenCLDeviceInfo]
             do { devices = try OpenCLRuntime.devices() } catch {

@@ -10,6 +10,8 @@ import Glibc
 /// constant that the optimiser removes. The variables, read once per process:
 /// - `VITFORGE_FAULT_WRITE_AFTER=N`: the first N atomic file writes succeed; every later one writes half its bytes
 ///   and then fails as a full disk would (ENOSPC), so the temporary file is abandoned and the destination kept.
+/// - `VITFORGE_FAULT_INTERRUPT=PASS:N`: Ctrl-C arrives after batch N (1-based) of the first pass named PASS
+///   (`evaluation`, `calibration`, `latency search`, `latency`), at the point a real one would be noticed.
 /// - `VITFORGE_FAULT_OPENCL_AT_STEP=N`: once the trainer has begun its step N (1-based), every checked OpenCL call
 ///   fails with CL_OUT_OF_RESOURCES, as a device that has gone away does — at a point that does not move when a step
 ///   makes fewer or more calls (argument caching, fused kernels). It also lets `--device auto` pick a non-GPU OpenCL
@@ -25,6 +27,25 @@ public enum FaultInjection {
     public static let writesBeforeFailure: Int? = setting("VITFORGE_FAULT_WRITE_AFTER")
     /// The training step from which every checked OpenCL call fails, or nil (no fault).
     public static let openCLFailureStep: Int? = setting("VITFORGE_FAULT_OPENCL_AT_STEP")
+
+    /// The pass and batch after which `VITFORGE_FAULT_INTERRUPT` raises Ctrl-C, or nil (no fault).
+    public static let interruptAt: (pass: String, batch: Int)? = {
+        #if VITFORGE_FAULT_INJECTION
+        guard let pointer = getenv("VITFORGE_FAULT_INTERRUPT") else { return nil }
+        let text = String(cString: pointer)
+        guard let colon = text.lastIndex(of: ":"), let batch = Int(text[text.index(after: colon)...]), batch >= 1
+        else { return nil }
+        return (String(text[..<colon]), batch)
+        #else
+        return nil
+        #endif
+    }()
+
+    /// True when a pass named `pass` that has done `batches` batches must see Ctrl-C.
+    public static func interruptsPass(_ pass: String, afterBatches batches: Int) -> Bool {
+        guard let interruptAt else { return false }
+        return interruptAt.pass == pass && batches >= interruptAt.batch
+    }
 
     /// Counts one atomic write; true when this one must fail.
     public static func writeShouldFail() -> Bool {

@@ -106,7 +106,8 @@ public struct ViTWeights: Equatable, Sendable {
     /// `config.json` beside it) is read by key layout and renamed to timm names (`HuggingFaceViT`). `allowExtraTensors` lets a checkpoint carry other tensors
     /// (optimizer moments); they are ignored rather than reported as unexpected.
     public static func load(path: String, heads: Int? = nil, allowExtraTensors: Bool = false) throws -> ViTWeights {
-        try ViTWeights(file: SafetensorsFile(path: path), heads: heads, allowExtraTensors: allowExtraTensors)
+        try ViTWeights(file: SafetensorsFile(path: ModelPath.resolve(path)), heads: heads,
+                       allowExtraTensors: allowExtraTensors)
     }
 
     public init(file: SafetensorsFile, heads: Int? = nil, allowExtraTensors: Bool = false) throws {

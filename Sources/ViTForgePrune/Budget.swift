@@ -1,4 +1,5 @@
 import ViTForgeModel
+import ViTForgeTrain
 
 /// The kinds of channel space, over all blocks: what `--keep-mlp`, `--keep-heads`, `--keep-residual` address.
 public enum SpaceFamily: String, CaseIterable, Sendable {
@@ -58,6 +59,20 @@ public struct Budget: Equatable, Sendable {
         if roundTo < 1 { throw PruneError.invalidBudget("round-to \(roundTo) must be at least 1") }
     }
 
+    /// The budget as asked for, in one line: `MACs 30%`, `latency 12 ms at batch 64`, `mlpHidden kept 50%`.
+    public var asked: String {
+        var parts = keepFractions.sorted { $0.key.rawValue < $1.key.rawValue }
+            .map { "\($0.key.rawValue) kept \(Formatting.percent($0.value))" }
+        switch target {
+        case .params(let r)?: parts.append("params \(Formatting.percent(r))")
+        case .macs(let r)?: parts.append("MACs \(Formatting.percent(r))")
+        case let .latency(milliseconds, batch)?:
+            parts.append("latency \(Formatting.fixed(milliseconds, decimals: 2)) ms at batch \(batch)")
+        case nil: break
+        }
+        return parts.isEmpty ? "the method's default" : parts.joined(separator: ", ")
+    }
+
     /// Resolves the budget to a keep plan. `planFor` is the method's plan for keep fractions per family (it must
     /// keep more as a fraction grows). Without a target the given fractions are used as they are; with one, the
     /// `nativeFamilies` share one fraction, found by bisection so that the pruned cost is as close to the target as
@@ -98,23 +113,37 @@ public struct Budget: Equatable, Sendable {
             return try planFor(fractions)
         }
         var low = 0.0, high = 1.0
+        // A latency bisection times a model per halving: a pass of its own for progress and Ctrl-C.
+        let halvings: Int
+        if case .latency = target { halvings = 14 } else { halvings = 40 }
+        var pass: PassProgress?
+        if case .latency = target { pass = PassMonitor.begin("latency search", total: halvings + 1, unit: "shapes") }
         var best = (ratio: 1.0, plan: try planAt(1), error: Double.infinity, achieved: 0.0)
         best.achieved = try fraction(best.plan)
         best.error = abs(best.achieved - goal)
+        try pass?.advance(1)
         // 40 halvings reach 1e-12, far below one channel's share of any real model. A measured latency is noisy
         // (±5% on a shared machine) and each measurement costs forwards: 14 halvings resolve the ratio to 1e-4, and
         // configurations measured once are not measured again.
-        let halvings: Int
-        if case .latency = target { halvings = 14 } else { halvings = 40 }
         for _ in 0..<halvings {
             let middle = (low + high) / 2
             let plan = try planAt(middle)
             let achieved = try fraction(plan)
+            try pass?.advance(1)
             if abs(achieved - goal) < best.error { best = (middle, plan, abs(achieved - goal), achieved) }
             if achieved < goal { low = middle } else { high = middle }
         }
         // A cost target the native families cannot reach even at their smallest widths is an error, not a model
         // cut to one neuron per block (e.g. 25% of the MACs by MLP pruning alone, when attention is 39% of them).
+        pass?.end()
+        // A latency target under the smallest cut's time (the bisection ends there when the goal is below it) is
+        // the same error, with the time that cut takes; 10% over covers the timing noise of a shared machine.
+        if case let .latency(milliseconds, batch) = target, best.achieved > goal * 1.1 {
+            let families = nativeFamilies.map(\.rawValue).joined(separator: ", ")
+            throw PruneError.invalidBudget("target latency \(milliseconds) ms at batch "
+                + "\(batch) is out of reach by pruning \(families): the smallest model this method cuts takes "
+                + "\(Formatting.fixed(best.achieved, decimals: 2)) ms on this device; ask for at least that")
+        }
         if case .latency = target {} else if best.achieved - goal > 0.01 {
             let families = nativeFamilies.map(\.rawValue).joined(separator: ", ")
             throw PruneError.invalidBudget("target \(goal) is out of reach by pruning \(families) alone: the smallest "

@@ -49,6 +49,7 @@ extension CalibrationImages {
         let total = min(limit ?? count, count)
         guard total > 0 else { throw PruneError.invalidCalibration("no calibration images") }
         guard batchSize > 0 else { throw PruneError.invalidCalibration("batch size \(batchSize) must be positive") }
+        let pass = PassMonitor.begin("calibration", total: total)
         var start = 0
         while start < total {
             let n = min(batchSize, total - start)
@@ -58,6 +59,8 @@ extension CalibrationImages {
                 try body(images, labels, share.count, n)
             }
             start += n
+            try pass.advance(n)
         }
+        pass.end()
     }
 }

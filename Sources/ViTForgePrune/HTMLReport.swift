@@ -15,12 +15,12 @@ public enum HTMLReport {
         page([report], title: title)
     }
 
-    /// `names` label the reports (file names for `vitforge report`); by default "method (budget)".
+    /// `names` label the reports (file names for `vitforge report`); by default "method · budget asked". Each run
+    /// keeps its label and colour in the table and every chart.
     public static func page(_ reports: [PruneReport], names: [String]? = nil,
                             title: String = "ViTForge pruning report") -> String {
         let escape = ReportCharts.escape
-        let labels = names ?? reports.map { "\($0.method) (\($0.budget))" }
-        let colors = methodColors(reports)
+        let runs = ReportRuns(reports, names: names)
         func percent(_ value: Double?) -> String { value.map { String(format: "%.1f%%", $0 * 100) } ?? "n/a" }
         func millions(_ value: Int) -> String { String(format: "%.2fM", Double(value) / 1e6) }
 
@@ -29,27 +29,34 @@ public enum HTMLReport {
             <style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
             table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
             th{background:#f4f4f4}code{background:#f4f4f4;padding:2px 4px;word-break:break-all}
+            td.budget{text-align:left}.swatch{display:inline-block;width:10px;height:10px;margin-right:6px}
             .charts{display:flex;flex-wrap:wrap;gap:1em}svg.chart{border:1px solid #ddd}</style>
             </head><body><h1>\(escape(title))</h1>
-            <table><tr><th>report</th><th>method</th><th>budget</th><th>accuracy original</th><th>after pruning</th>\
-            <th>after fine-tuning</th><th>params</th><th>MACs / image</th><th>device</th></tr>
+            <table><tr><th>run</th><th>method</th><th>budget: asked → reached</th><th>accuracy measured on</th>\
+            <th>accuracy original</th><th>after pruning</th><th>after fine-tuning</th><th>params</th>\
+            <th>MACs / image</th><th>device</th></tr>
 
             """
         for (index, report) in reports.enumerated() {
-            html += "<tr><th>\(escape(labels[index]))</th><td>\(escape(report.method))</td>"
-                + "<td>\(escape(report.budget))</td><td>\(percent(report.original.accuracy))</td>"
+            html += "<tr><th><span class=\"swatch\" style=\"background:\(runs.colors[index])\"></span>"
+                + "\(escape(runs.labels[index]))</th><td>\(escape(report.method))</td>"
+                + "<td class=\"budget\">\(escape(ReportRuns.askedBudget(report))) → "
+                + "\(escape(ReportRuns.reachedBudget(report)))</td>"
+                + "<td>\(escape(ReportRuns.evaluationSet(report).caption))</td>"
+                + "<td>\(percent(report.original.accuracy))</td>"
                 + "<td>\(percent(report.accuracyAfterPruning))</td><td>\(percent(report.accuracyAfterFineTuning))</td>"
                 + "<td>\(millions(report.pruned.params)) (\(percent(report.paramsFraction)))</td>"
                 + "<td>\(millions(report.pruned.macs)) (\(percent(report.macsFraction)))</td>"
                 + "<td>\(escape(report.device))</td></tr>\n"
         }
         html += "</table><div class=\"charts\">\n"
-        html += accuracyAgainstMacs(reports, labels: labels, colors: colors)
-        html += latencyAgainstBatch(reports, labels: labels, colors: colors)
+        html += accuracyAgainstMacs(runs)
+        html += latencyAgainstBatch(runs)
         html += "</div>\n"
         for (index, report) in reports.enumerated() {
-            let suffix = "-\(index + 1)", color = colors[report.method] ?? ReportCharts.palette[0]
-            html += "<h2>\(escape(labels[index]))</h2><p>Method <b>\(escape(report.method))</b>, "
+            let suffix = "-\(index + 1)", color = runs.colors[index]
+            html += "<h2><span class=\"swatch\" style=\"background:\(color)\"></span>\(escape(runs.labels[index]))</h2>"
+                + "<p>Method <b>\(escape(report.method))</b>, "
                 + "\(report.epochs) epoch(s) of the method's training, \(report.finetuneEpochs) of fine-tuning"
                 + "\(report.distill ? " with distillation" : ""), device \(escape(report.device)), seed \(report.seed), "
                 + "vitforge \(escape(report.version)).</p><p><code>\(escape(report.command))</code></p>"
@@ -78,88 +85,90 @@ public enum HTMLReport {
         return html + "</body></html>\n"
     }
 
-    /// Methods in the order they first appear, each with its palette colour.
-    static func methodColors(_ reports: [PruneReport]) -> [String: String] {
-        var colors: [String: String] = [:]
-        for report in reports where colors[report.method] == nil {
-            colors[report.method] = ReportCharts.palette[colors.count % ReportCharts.palette.count]
-        }
-        return colors
-    }
-
-    /// Every pruned model and every distinct original: accuracy (%) against MACs (millions), the Pareto front drawn
-    /// through the models no other beats on both.
-    static func accuracyAgainstMacs(_ reports: [PruneReport], labels: [String], colors: [String: String]) -> String {
+    /// Accuracy (%) against MACs (millions): one point per run in its colour, one grey "original" point per distinct
+    /// (model, data, class subset). An accuracy on a class subset is a different quantity from one on all classes:
+    /// its points are hollow, its labels name the classes, and each evaluation set has its own Pareto front.
+    static func accuracyAgainstMacs(_ runs: ReportRuns) -> String {
         let name = "accuracy-macs", title = "Accuracy against MACs per image"
-        var originals: [String: (macs: Double, accuracy: Double)] = [:]
-        var series: [String: ReportCharts.Series] = [:]
-        var order: [String] = []
-        for report in reports {
-            if let accuracy = report.original.accuracy {
-                originals["\(report.original.path)|\(report.original.macs)"] =
-                    (Double(report.original.macs) / 1e6, accuracy * 100)
+        var series: [ReportCharts.Series] = []
+        var originalKeys = Set<String>()
+        var sets: [ReportRuns.EvaluationSet] = []
+        var pointsBySet: [ReportRuns.EvaluationSet: [(macs: Double, accuracy: Double)]] = [:]
+        let severalDataSets = Set(runs.reports.map { ReportRuns.evaluationSet($0).data }).count > 1
+        for (index, report) in runs.reports.enumerated() {
+            let set = ReportRuns.evaluationSet(report)
+            if !sets.contains(set) { sets.append(set) }
+            let suffix = set.legendSuffix(severalDataSets: severalDataSets)
+            let originalKey = "\(report.original.path)|\(report.original.macs)|\(set.data)|\(set.classes ?? [])"
+            if let accuracy = report.original.accuracy, originalKeys.insert(originalKey).inserted {
+                let point = (Double(report.original.macs) / 1e6, accuracy * 100)
+                series.append(.init(name: "original" + suffix, color: ReportCharts.originalColor, points: [point],
+                                    connect: false, hollow: set.isSubset, role: "original"))
+                pointsBySet[set, default: []].append(point)
             }
             guard let accuracy = report.pruned.accuracy else { continue }
-            if series[report.method] == nil {
-                order.append(report.method)
-                series[report.method] = .init(name: report.method, color: colors[report.method] ?? "#000",
-                                              points: [], connect: false)
-            }
-            series[report.method]?.points.append((Double(report.pruned.macs) / 1e6, accuracy * 100))
+            let point = (Double(report.pruned.macs) / 1e6, accuracy * 100)
+            series.append(.init(name: runs.labels[index] + suffix, color: runs.colors[index], points: [point],
+                                connect: false, hollow: set.isSubset, role: "run"))
+            pointsBySet[set, default: []].append(point)
         }
-        var all = order.compactMap { series[$0] }
-        if !originals.isEmpty {
-            all.insert(.init(name: "original", color: ReportCharts.originalColor,
-                             points: originals.values.map { ($0.macs, $0.accuracy) }, connect: false), at: 0)
-        }
-        let points = all.flatMap(\.points)
+        let points = series.flatMap(\.points)
         guard !points.isEmpty else {
             return ReportCharts.empty(name, title: title, reason: "no accuracy in these reports (no test data)")
         }
-        let frame = ReportCharts.Frame(xs: points.map(\.x), ys: points.map(\.y))
-        let front = ReportCharts.paretoFront(points.map { (macs: $0.x, accuracy: $0.y) })
+        var frame = ReportCharts.Frame(xs: points.map(\.x), ys: points.map(\.y))
+        frame.makeRoomForLegend()
         var svg = ReportCharts.open(name, frame, title: title)
             + ReportCharts.axes(frame, xLabel: "MACs per image (millions)", yLabel: "accuracy (%)")
-        // The front as a staircase (a model is only worth its MACs until a cheaper one is as accurate) with rings.
-        var steps: [String] = []
-        for (index, point) in front.enumerated() {
-            if index > 0 { steps.append("\(ReportCharts.number(frame.x(point.macs))),\(ReportCharts.number(frame.y(front[index - 1].accuracy)))") }
-            steps.append("\(ReportCharts.number(frame.x(point.macs))),\(ReportCharts.number(frame.y(point.accuracy)))")
+        // Each set's front as a staircase (a model is only worth its MACs until a cheaper one is as accurate) with
+        // rings; never across sets, whose accuracies do not compare.
+        for set in sets {
+            let front = ReportCharts.paretoFront(pointsBySet[set] ?? [])
+            guard front.count > 1 else { continue }
+            let caption = ReportCharts.escape(set.caption)
+            var steps: [String] = []
+            for (index, point) in front.enumerated() {
+                let x = ReportCharts.number(frame.x(point.macs))
+                if index > 0 { steps.append("\(x),\(ReportCharts.number(frame.y(front[index - 1].accuracy)))") }
+                steps.append("\(x),\(ReportCharts.number(frame.y(point.accuracy)))")
+            }
+            svg += "<polyline class=\"pareto\" data-set=\"\(caption)\" fill=\"none\" stroke=\"#222\" "
+                + "stroke-width=\"1\" stroke-dasharray=\"4 3\" points=\"\(steps.joined(separator: " "))\"/>"
+            for point in front {
+                svg += "<circle class=\"pareto\" data-set=\"\(caption)\" cx=\"\(ReportCharts.number(frame.x(point.macs)))\" "
+                    + "cy=\"\(ReportCharts.number(frame.y(point.accuracy)))\" r=\"7\" fill=\"none\" stroke=\"#222\"/>"
+            }
         }
-        svg += "<polyline class=\"pareto\" fill=\"none\" stroke=\"#222\" stroke-width=\"1\" stroke-dasharray=\"4 3\" "
-            + "points=\"\(steps.joined(separator: " "))\"/>"
-        for point in front {
-            svg += "<circle class=\"pareto\" cx=\"\(ReportCharts.number(frame.x(point.macs)))\" "
-                + "cy=\"\(ReportCharts.number(frame.y(point.accuracy)))\" r=\"7\" fill=\"none\" stroke=\"#222\"/>"
-        }
-        svg += ReportCharts.plot(all, frame)
-        svg += "<text x=\"\(frame.width - frame.right)\" y=\"18\" font-size=\"10\" fill=\"#444\" text-anchor=\"end\">"
-            + "rings, dashed: Pareto front</text>"
+        var notes = ["rings, dashed: Pareto front" + (sets.count > 1 ? " per set" : "")]
+        if sets.contains(where: \.isSubset) { notes.append("hollow: accuracy on a class subset") }
+        svg += ReportCharts.plot(series, frame, notes: notes)
         return svg + "</svg>\n"
     }
 
-    /// Median latency (ms) against batch size (log axis): each distinct original dashed grey, each pruned model in
-    /// its method's colour.
-    static func latencyAgainstBatch(_ reports: [PruneReport], labels: [String], colors: [String: String]) -> String {
+    /// Median latency (ms) against batch size (log axis): each distinct original dashed grey, each run in its colour
+    /// under its label.
+    static func latencyAgainstBatch(_ runs: ReportRuns) -> String {
         let name = "latency-batch", title = "Latency against batch size"
         var series: [ReportCharts.Series] = []
         var seenOriginals = Set<String>()
-        for (index, report) in reports.enumerated() {
+        for (index, report) in runs.reports.enumerated() {
             let key = "\(report.original.path)|\(report.original.macs)|\(report.device)"
             if !report.original.latency.isEmpty && seenOriginals.insert(key).inserted {
                 series.append(.init(name: "original", color: ReportCharts.originalColor,
                                     points: report.original.latency.map { (Double($0.batch), $0.latencyMsMedian) },
-                                    dashed: true))
+                                    dashed: true, role: "original"))
             }
             if !report.pruned.latency.isEmpty {
-                series.append(.init(name: labels[index], color: colors[report.method] ?? "#000",
-                                    points: report.pruned.latency.map { (Double($0.batch), $0.latencyMsMedian) }))
+                series.append(.init(name: runs.labels[index], color: runs.colors[index],
+                                    points: report.pruned.latency.map { (Double($0.batch), $0.latencyMsMedian) },
+                                    role: "run"))
             }
         }
         let points = series.flatMap(\.points)
         guard !points.isEmpty else { return ReportCharts.empty(name, title: title, reason: "no latency measured") }
         let batches = Array(Set(points.map(\.x))).sorted()
-        let frame = ReportCharts.Frame(xs: points.map(\.x), ys: points.map(\.y), logX: true, includeZeroY: true)
+        var frame = ReportCharts.Frame(xs: points.map(\.x), ys: points.map(\.y), logX: true, includeZeroY: true)
+        frame.makeRoomForLegend()
         return ReportCharts.open(name, frame, title: title)
             + ReportCharts.axes(frame, xLabel: "batch size (log scale)", yLabel: "median latency (ms)", xTicks: batches)
             + ReportCharts.plot(series, frame) + "</svg>\n"

@@ -75,6 +75,12 @@ public struct PruneReport: Codable, Sendable {
     /// and its own series over the training steps (Vulcan: constraint values and multipliers); nil when none.
     public var methodMetrics: [String: Double]?
     public var methodSeries: [String: [Double]]?
+    /// The budget as the user asked for it (`--target-macs 0.3`; `budget` is what was reached), the data the
+    /// accuracies were measured on and its class subset (`--classes`, nil: every class). Nil in older reports,
+    /// which `EvaluationSet` and `askedBudget` then read from `command`.
+    public var budgetAsked: String?
+    public var data: String?
+    public var classes: [Int]?
 
     /// One phase's wall time, in the order of `phases`.
     public struct PhaseTime: Codable, Equatable, Sendable {
@@ -106,6 +112,8 @@ public struct PruneReport: Codable, Sendable {
         case finetuneEpochs = "finetune_epochs"
         case methodMetrics = "method_metrics"
         case methodSeries = "method_series"
+        case budgetAsked = "budget_asked"
+        case data, classes
     }
 
     public static func widths(_ config: ViTConfig) -> [BlockWidths] {

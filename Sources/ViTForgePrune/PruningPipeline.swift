@@ -124,8 +124,16 @@ public struct PruningPipeline {
         let (originalLatency, prunedLatency) = try timed("latency") {
             let originalModel = try VisionTransformer(weights: original, backend: backend)
             let prunedModel = try VisionTransformer(weights: final, backend: backend)
-            return (try latencyBatches.map { try originalModel.timeInference(batch: $0) },
-                    try latencyBatches.map { try prunedModel.timeInference(batch: $0) })
+            let pass = PassMonitor.begin("latency", total: 2 * latencyBatches.count, unit: "timings")
+            func time(_ model: VisionTransformer, batch: Int) throws -> InferenceTiming {
+                let timing = try model.timeInference(batch: batch)
+                try pass.advance(1)
+                return timing
+            }
+            let timings = (try latencyBatches.map { try time(originalModel, batch: $0) },
+                           try latencyBatches.map { try time(prunedModel, batch: $0) })
+            pass.end()
+            return timings
         }
         let originalCost = original.config.cost(), prunedCost = final.config.cost()
         var report = PruneReport(
@@ -146,6 +154,7 @@ public struct PruningPipeline {
             methodHistory: result.history, histograms: result.histograms,
             pruningSteps: result.pruningSteps.isEmpty ? nil : result.pruningSteps, seconds: seconds, phases: phases,
             finetuneHistory: finetuneHistory)
+        report.budgetAsked = budget.asked
         report.methodMetrics = result.metrics
         report.methodSeries = result.series
         return Outcome(weights: final, report: report, stopped: false)

@@ -30,6 +30,10 @@ enum ReportCharts {
         var points: [(x: Double, y: Double)]
         var dashed = false
         var connect = true
+        /// Points drawn as rings: an accuracy measured on a class subset only.
+        var hollow = false
+        /// `original` or `run`, written on the points (`class="point run"`) for checks of the page.
+        var role: String?
     }
 
     /// The plotting frame: a data range mapped onto the SVG's inner rectangle (`logX`: base-2 log axis, for batch
@@ -65,6 +69,15 @@ enum ReportCharts {
         func y(_ value: Double) -> Double {
             top + (yRange.upperBound - value) / (yRange.upperBound - yRange.lowerBound) * (height - top - bottom)
         }
+
+        /// Widens the chart by a column right of the plotting area for the legend, which then covers no data.
+        mutating func makeRoomForLegend() {
+            width += ReportCharts.legendWidth
+            right += ReportCharts.legendWidth
+        }
+
+        /// The legend column's left edge: right of the plotting area.
+        var legendX: Double { width - right + 14 }
     }
 
     static func open(_ name: String, _ frame: Frame, title: String) -> String {
@@ -100,8 +113,9 @@ enum ReportCharts {
         return svg
     }
 
-    /// Lines (or bare points) for each series, with a legend in the top right unless `legend` is false.
-    static func plot(_ series: [Series], _ frame: Frame, legend showsLegend: Bool = true) -> String {
+    /// Lines (or bare points) for each series, with a legend right of the plotting area unless `legend` is false.
+    static func plot(_ series: [Series], _ frame: Frame, legend showsLegend: Bool = true, notes: [String] = [])
+        -> String {
         var svg = ""
         for item in series {
             let points = item.points.filter { $0.x.isFinite && $0.y.isFinite }
@@ -110,24 +124,69 @@ enum ReportCharts {
                 svg += "<polyline fill=\"none\" stroke=\"\(item.color)\" stroke-width=\"2\""
                     + (item.dashed ? " stroke-dasharray=\"5 3\"" : "") + " points=\"\(path)\"/>"
             }
+            let paint = item.hollow ? "fill=\"#fff\" stroke=\"\(item.color)\" stroke-width=\"2\""
+                : "fill=\"\(item.color)\""
+            let role = item.role.map { " class=\"point \($0)\" data-label=\"\(escape(item.name))\"" } ?? ""
             for point in points {
-                svg += "<circle cx=\"\(number(frame.x(point.x)))\" cy=\"\(number(frame.y(point.y)))\" r=\"3.5\" "
-                    + "fill=\"\(item.color)\"><title>\(escape(item.name)): \(tick(point.x)), \(tick(point.y))</title></circle>"
+                svg += "<circle\(role) cx=\"\(number(frame.x(point.x)))\" cy=\"\(number(frame.y(point.y)))\" "
+                    + "r=\"\(item.hollow ? 4 : 3.5)\" \(paint)><title>\(escape(item.name)): \(tick(point.x)), "
+                    + "\(tick(point.y))</title></circle>"
             }
         }
-        return showsLegend ? svg + legend(series.map { ($0.name, $0.color) }, frame) : svg
+        return showsLegend ? svg + legend(series, frame, notes: notes) : svg
     }
 
-    static func legend(_ entries: [(String, String)], _ frame: Frame) -> String {
-        var seen = Set<String>(), svg = "<g font-size=\"10\">"
-        var row = 0
-        for (name, color) in entries where seen.insert(name).inserted {
-            let y = frame.top + 4 + Double(row) * 13
-            svg += "<rect x=\"\(frame.width - frame.right - 130)\" y=\"\(y)\" width=\"9\" height=\"9\" fill=\"\(color)\"/>"
-                + "<text x=\"\(frame.width - frame.right - 117)\" y=\"\(y + 8)\">\(escape(name))</text>"
-            row += 1
+    /// Room right of the plotting area for the legend (`Frame.makeRoomForLegend`).
+    static let legendWidth = 210.0
+    /// Characters of a legend line before it wraps.
+    static let legendLineLength = 34
+    static let legendRowHeight = 13.0
+
+    /// One entry per distinct series name, right of the plotting area: a swatch (a line for connected series, a dot
+    /// or ring for points) and the name, wrapped to the column; then `notes` in grey (what rings and hollow points
+    /// mean).
+    static func legend(_ series: [Series], _ frame: Frame, notes: [String] = []) -> String {
+        var seen = Set<String>(), svg = "<g class=\"legend\" font-size=\"10\">"
+        var y = frame.top + 4
+        for item in series where seen.insert(item.name).inserted {
+            let x = frame.legendX
+            if item.connect && item.points.count > 1 {
+                svg += "<line class=\"legend-key\" x1=\"\(number(x))\" y1=\"\(number(y + 4))\" x2=\"\(number(x + 12))\" "
+                    + "y2=\"\(number(y + 4))\" stroke=\"\(item.color)\" stroke-width=\"2\""
+                    + (item.dashed ? " stroke-dasharray=\"4 2\"" : "") + "/>"
+            } else {
+                svg += "<circle class=\"legend-key\" cx=\"\(number(x + 6))\" cy=\"\(number(y + 4))\" r=\"4\" "
+                    + (item.hollow ? "fill=\"#fff\" stroke=\"\(item.color)\" stroke-width=\"2\"/>" : "fill=\"\(item.color)\"/>")
+            }
+            let lines = wrapped(item.name, width: legendLineLength)
+            svg += "<text class=\"legend-label\" x=\"\(number(x + 17))\" y=\"\(number(y + 8))\">"
+                + lines.enumerated().map { index, line in
+                    "<tspan x=\"\(number(x + 17))\" dy=\"\(index == 0 ? 0 : legendRowHeight)\">\(escape(line))</tspan>"
+                }.joined() + "</text>"
+            y += legendRowHeight * Double(lines.count) + 3
+        }
+        y += 8
+        for note in notes {
+            for line in wrapped(note, width: legendLineLength + 2) {
+                svg += "<text class=\"legend-note\" x=\"\(number(frame.legendX))\" y=\"\(number(y + 8))\" "
+                    + "fill=\"#555\">\(escape(line))</text>"
+                y += legendRowHeight
+            }
         }
         return svg + "</g>"
+    }
+
+    /// `text` broken at spaces into lines of at most `width` characters (a longer word stands alone).
+    static func wrapped(_ text: String, width: Int) -> [String] {
+        var lines: [String] = [], line = ""
+        for word in text.split(separator: " ") {
+            if !line.isEmpty && line.count + 1 + word.count > width {
+                lines.append(line)
+                line = ""
+            }
+            line += (line.isEmpty ? "" : " ") + word
+        }
+        return lines + (line.isEmpty ? [] : [line])
     }
 
     /// A chart that has nothing to show still appears (so a page's charts can be counted), saying why it is empty.

@@ -22,6 +22,8 @@ public struct Vulcan: PruningMethod {
         public var classes: [Int]
         /// The paper's R: the share of MLP neurons and (on average) attention dims REMOVED; nil with a target.
         public var pruneRatio: Double?
+        /// The paper's R when the user gives no budget.
+        public static let defaultPruneRatio = 0.6
         /// The multipliers' learning rate ρ (§3.b).
         public var rho: Double
         /// Stop post-training once both normalised constraint values (ℓ1 parts) are below this.
@@ -36,7 +38,7 @@ public struct Vulcan: PruningMethod {
         /// honest reference (METHODS.md §0.5).
         public var compareFinetunedBase = false
 
-        public init(classes: [Int] = [], pruneRatio: Double? = 0.6, rho: Double = 1, epsilon: Double = 1e-3,
+        public init(classes: [Int] = [], pruneRatio: Double? = defaultPruneRatio, rho: Double = 1, epsilon: Double = 1e-3,
                     evalEvery: Int = 0, validationFraction: Double = 0.1, trimHead: Bool = false,
                     kmeansIterations: Int = 50) {
             self.classes = classes
@@ -102,7 +104,7 @@ public struct Vulcan: PruningMethod {
     /// R from a params/MACs target by bisection (cost falls as R grows; the widths round down, so the result keeps
     /// at most the target).
     func solveRatio(_ budget: Budget, config: ViTConfig, widthsAt: (Double) -> [VulcanBudget.BlockWidths]) throws -> Double {
-        guard let target = budget.target else { return options.pruneRatio ?? 0.6 }
+        guard let target = budget.target else { return options.pruneRatio ?? Options.defaultPruneRatio }
         let full = config.cost()
         func kept(_ ratio: Double) -> Double {
             let cost = Self.prunedConfig(config, widths: widthsAt(ratio)).cost()

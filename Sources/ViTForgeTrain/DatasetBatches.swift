@@ -11,6 +11,14 @@ public enum Evaluator {
     /// A model whose head serves a class subset (`ViTConfig.classIds`) is scored on the data set's labels: each
     /// prediction is mapped to the class its output stands for.
     public static func tally(_ model: VisionTransformer, on dataset: Dataset, batchSize: Int) throws -> ClassificationTally {
+        let pass = PassMonitor.begin("evaluation", total: dataset.count)
+        let tally = try tally(model, on: dataset, batchSize: batchSize, pass: pass)
+        pass.end()
+        return tally
+    }
+
+    private static func tally(_ model: VisionTransformer, on dataset: Dataset, batchSize: Int,
+                              pass: PassProgress) throws -> ClassificationTally {
         let config = model.config
         if let classIds = config.classIds {
             var tally = ClassificationTally(classes: max(dataset.classCount, (classIds.max() ?? 0) + 1))
@@ -24,6 +32,7 @@ public enum Evaluator {
                     }
                     tally.record(label: dataset.label(position), prediction: classIds[best])
                 }
+                try pass.advance(range.count)
             })
             return tally
         }
@@ -32,6 +41,7 @@ public enum Evaluator {
             dataset.prepare(range, into: staging)
         }, consume: { range, logits in
             tally.record(labels: range.map { dataset.label($0) }, logits: logits, logitsPerImage: model.config.classes)
+            try pass.advance(range.count)
         })
         return tally
     }

@@ -52,12 +52,15 @@ public struct ProgressLossCadence: Equatable, Sendable {
 
 /// Renders progress on stderr: on a terminal one line redrawn in place (a bar for the epoch, epoch, step, loss,
 /// images/s, ETA), at most 10 times a second so drawing never costs a step; otherwise (a log file, CI) one plain
-/// line every `plainEvery` steps and at each epoch's last step. Lives in the training layer, not the CLI, because
+/// line every `plainEvery` steps, after `plainEverySeconds` of work without one, and at each epoch's last step. Lives in the training layer, not the CLI, because
 /// pruning's fine-tuning reports through it too and the layers above may only look down.
 public final class ProgressPrinter {
     public let interactive: Bool
     public let plainEvery: Int
     public let barWidth: Int
+    public let plainEverySeconds: Double
+    private let clock: () -> Double
+    private var lastPlainLine: Double?
     private var lastDraw: UInt64 = 0
     private var drewLine = false
     /// The latest loss a report carried, shown by the reports that carry none.
@@ -66,11 +69,15 @@ public final class ProgressPrinter {
 
     /// `interactive` defaults to whether stderr is a terminal; `write` defaults to stderr (tests capture it), and
     /// to nothing on the ranks but 0 of a data-parallel run, which all report the same steps.
+    /// `clock` is seconds on any monotonic scale (tests step it by hand).
     public init(interactive: Bool = isatty(2) != 0, plainEvery: Int = 50, barWidth: Int = 24,
+                plainEverySeconds: Double = 10, clock: @escaping () -> Double = PassMonitor.monotonicSeconds,
                 write: ((String) -> Void)? = nil) {
         self.interactive = interactive
         self.plainEvery = max(1, plainEvery)
         self.barWidth = max(1, barWidth)
+        self.plainEverySeconds = plainEverySeconds
+        self.clock = clock
         let silent = !Collectives.world.isMain
         self.write = write ?? { text in if !silent { FileHandle.standardError.write(Data(text.utf8)) } }
     }
@@ -78,7 +85,7 @@ public final class ProgressPrinter {
     /// The loss reads these lines need: the plain lines' steps, and on a terminal also once a second (the line is
     /// redrawn more often, with the latest loss read).
     public var lossCadence: ProgressLossCadence {
-        ProgressLossCadence(steps: plainEvery, seconds: interactive ? 1 : nil)
+        ProgressLossCadence(steps: plainEvery, seconds: interactive ? 1 : plainEverySeconds)
     }
 
     public func report(_ progress: TrainingProgress) {
@@ -92,8 +99,15 @@ public final class ProgressPrinter {
             // Carriage return + erase line, then the line; a newline once the epoch is complete keeps its summary.
             write("\r\u{1B}[2K" + Self.terminalLine(progress, barWidth: barWidth) + (epochDone ? "\n" : ""))
             drewLine = !epochDone
-        } else if progress.step % plainEvery == 0 || epochDone {
-            write(Self.plainLine(progress) + "\n")
+        } else {
+            // The first report starts the clock: a slow first step is not "work without a line" yet.
+            let now = clock()
+            let started = lastPlainLine ?? now
+            if lastPlainLine == nil { lastPlainLine = now }
+            if progress.step % plainEvery == 0 || epochDone || now - started >= plainEverySeconds {
+                write(Self.plainLine(progress) + "\n")
+                lastPlainLine = now
+            }
         }
     }
 

@@ -301,7 +301,14 @@ public final class Trainer {
                 return TrainingOutcome(history: state.history, stopped: true)
             }
             if state.batchInEpoch >= batches.batchesPerEpoch {
-                try finishEpoch()
+                do {
+                    try finishEpoch()
+                } catch is PassInterrupted {
+                    // Ctrl-C in the epoch's evaluation: the checkpoint holds the finished epoch, so --resume
+                    // evaluates it again and goes on.
+                    try writeLastCheckpoint()
+                    return TrainingOutcome(history: state.history, stopped: true)
+                }
                 continue
             }
             try step()

@@ -20,6 +20,10 @@ struct BaselineOptions: MethodOptions {
         }
     }
 
+    static func methods(reading property: String) -> [String] {
+        property == "calibBatches" ? [TaylorPruning.name] : methods
+    }
+
     func calibrationImages(for name: String, requested: Int?, batchSize: Int) -> Int? {
         guard name == TaylorPruning.name else { return requested }
         return calibBatches.map { $0 * batchSize } ?? requested ?? 2048

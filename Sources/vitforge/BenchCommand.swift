@@ -86,8 +86,9 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try CommandFiles(inputs: models.map { .init("--model", $0) }, outputs: [.init("--json", json)]).check()
             if singleMeasurement {
-                let backend = try common.makeBackend()
+                let backend = try common.makeBackend(announce: false)
                 let row = try BenchMeasurement.measure(model: models[0], heads: heads(0), batch: batches[0], train: train,
                                                        softMasks: softMasks, attention: attention, warmup: warmup,
                                                        runs: runs, seed: common.seed, backend: backend)

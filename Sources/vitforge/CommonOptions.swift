@@ -1,5 +1,6 @@
 import ArgumentParser
 import ViTForgeDevice
+import ViTForgeTrain
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,9 +8,11 @@ import Glibc
 /// The options every command takes.
 struct CommonOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
-        "Compute device: auto, cpu, opencl or opencl:P.D (default: $VITFORGE_DEVICE, else auto).",
-        discussion: "auto uses an OpenCL GPU when there is one, else the CPU backend. A device named explicitly "
-            + "either works or the command fails; under auto an OpenCL failure falls back to the CPU with a warning.",
+        "Compute device: auto, cpu, gpu, opencl or opencl:P.D (default: $VITFORGE_DEVICE, else auto).",
+        discussion: "auto uses an OpenCL GPU when there is one, else the CPU backend. gpu is an OpenCL GPU or an "
+            + "error; opencl is the OpenCL GPU, else any OpenCL device (an OpenCL CPU device such as PoCL too). A "
+            + "device named explicitly either works or the command fails; under auto an OpenCL failure falls back to "
+            + "the CPU with a warning. Every command prints the device it runs on once.",
         valueName: "device"))
     var device: String?
 
@@ -21,8 +24,12 @@ struct CommonOptions: ParsableArguments {
         try DeviceSelection.request(flag: device)
     }
 
-    func makeBackend() throws -> Backend {
-        try DeviceSelection.makeBackend(deviceRequest())
+    /// The backend for `--device`; `announce` prints the device line (not for a child whose standard output is
+    /// a result to parse).
+    func makeBackend(announce: Bool = true) throws -> Backend {
+        let backend = try DeviceSelection.makeBackend(deviceRequest())
+        if announce { DeviceAnnouncement.once(backend) }
+        return backend
     }
 
     /// Runs a long command's `body` on the requested device. Under `auto`, an OpenCL device that fails mid-run is
@@ -31,6 +38,7 @@ struct CommonOptions: ParsableArguments {
     func onDevice(_ body: (_ backend: Backend, _ fellBack: Bool) throws -> Void) throws {
         let request = try deviceRequest()
         let backend = try DeviceSelection.makeBackend(request)
+        DeviceAnnouncement.once(backend)
         do {
             try body(backend, false)
         } catch let error as BackendError where request == .auto && backend.kind == .openCL {
@@ -57,6 +65,10 @@ func reportingErrors(_ body: () throws -> Void) throws {
         try body()
     } catch let error as ExitCode {
         throw error
+    } catch let interrupted as PassInterrupted {
+        // Ctrl-C outside a training phase, in a command without checkpoints of its own: nothing was written.
+        print(interruptionLine("\(interrupted)", checkpoints: []))
+        throw ExitCode(130)
     } catch {
         fputs("error: \(error)\n", stderr)
         throw ExitCode.failure

@@ -51,8 +51,21 @@ struct DemoCommand: ParsableCommand {
 
     @OptionGroup var common: CommonOptions
 
+    /// The demo's outputs sit in --out-dir (made with its parents if missing); none may be --model.
+    var demoFiles: CommandFiles {
+        // With --model the demo trains nothing, so model.safetensors is not written (and may be that --model).
+        let names = (model == nil ? ["model.safetensors"] : []) + ["pruned.safetensors", "report.json", "report.html"]
+        let outputs = names.map {
+            CommandFiles.Named("--out-dir", (outDir as NSString).appendingPathComponent($0))
+        }
+        let exists = FileManager.default.fileExists(atPath: outDir)
+        return CommandFiles(inputs: [.init("--model", model), .init("--data", data)],
+                            outputs: exists ? outputs : [])
+    }
+
     func run() throws {
         try reportingErrors {
+            try demoFiles.check()
             try common.onDevice { backend, fellBack in
                 let resume = self.resume || fellBack
                 let started = Date()
@@ -61,7 +74,6 @@ struct DemoCommand: ParsableCommand {
                 let prunedPath = (outDir as NSString).appendingPathComponent("pruned.safetensors")
                 let reportPath = (outDir as NSString).appendingPathComponent("report.json")
                 let htmlPath = (outDir as NSString).appendingPathComponent("report.html")
-                print("device: \(backend.name)")
 
                 let original: ViTWeights
                 let sourcePath: String
@@ -83,6 +95,7 @@ struct DemoCommand: ParsableCommand {
                 let config = original.config
                 let splits = try Dataset.load(data, options: DatasetOptions(
                     channels: config.inChannels, side: config.imageSize, seed: common.seed))
+                try checkClassesFit(data: data, dataset: splits.training, subset: nil, model: sourcePath, config: config)
                 let progress = ProgressPrinter()
                 let pipeline = PruningPipeline(
                     method: VarianceBasedPruning(), budget: Budget(keepMLP: keepMlp), calibrationImages: calibImages,
@@ -92,10 +105,20 @@ struct DemoCommand: ParsableCommand {
                                                atPath: checkpointPath(for: prunedPath)),
                                            protectedInputs: [sourcePath]),
                     latencyBatches: [1, 64, 256], seed: common.seed)
-                let outcome = try pipeline.run(
-                    original: original, originalPath: sourcePath, prunedPath: prunedPath, data: splits, backend: backend,
-                    command: CommandLine.arguments.joined(separator: " "), version: VitForge.version,
-                    hooks: .init(log: { print("  " + $0) }, progress: { progress.report($0) }))
+                installInterruptHandling()
+                let outcome: PruningPipeline.Outcome
+                do {
+                    outcome = try pipeline.run(
+                        original: original, originalPath: sourcePath, prunedPath: prunedPath, data: splits,
+                        backend: backend, command: CommandLine.arguments.joined(separator: " "),
+                        version: VitForge.version,
+                        hooks: .init(log: { print("  " + $0) }, progress: { progress.report($0) }))
+                } catch let interrupted as PassInterrupted {
+                    // Step 1's model (when trained) is kept; --resume starts from it.
+                    progress.finish()
+                    print("\(interrupted); continue with `vitforge demo --resume --out-dir \(outDir)`")
+                    throw ExitCode(130)
+                }
                 progress.finish()
                 guard !outcome.stopped, var report = outcome.report else {
                     print("interrupted; continue with `vitforge demo --resume --out-dir \(outDir)`")
@@ -141,7 +164,7 @@ struct DemoCommand: ParsableCommand {
                 return Evaluation(metric: nil, testAccuracy: accuracy)
             }
         }
-        StopSignal.installInterruptHandler()
+        installInterruptHandling()
         let outcome = try trainer.run()
         progress.finish()
         if outcome.stopped {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ViTForgeData
 import ViTForgeModel
+import ViTForgeTrain
 
 extension DataSplit: ExpressibleByArgument {}
 
@@ -56,6 +57,8 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try CommandFiles(inputs: [.init("--model", model), .init("--data", data)],
+                             outputs: [.init("--json", json)]).check()
             let started = ContinuousClock.now
             let weights = try ViTWeights.load(path: model, heads: heads.heads)
             let config = weights.config
@@ -78,6 +81,8 @@ struct EvalCommand: ParsableCommand {
             var tally = ClassificationTally(classes: max(config.classes, images.classCount,
                                                          (outputClasses.max() ?? 0) + 1))
             var restricted = subset.map { SubsetAccuracy(outputClasses: outputClasses, subset: $0) }
+            installInterruptHandling()
+            let pass = PassMonitor.begin("evaluation", total: indices.count)
             try vit.logits(count: indices.count, batchSize: batch.batchSize, prepare: { range, staging in
                 preparation.prepare(images, indices: indices[range], into: staging)
             }, consume: { range, logits in
@@ -90,7 +95,9 @@ struct EvalCommand: ParsableCommand {
                     tally.record(label: label, prediction: outputClasses[best])
                 }
                 restricted?.record(labels: labels, logits: logits)
+                try pass.advance(range.count)
             })
+            pass.end()
             let seconds = (ContinuousClock.now - started).seconds
 
             print("class  name          images  accuracy")

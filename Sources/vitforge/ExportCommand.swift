@@ -33,6 +33,7 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try CommandFiles(inputs: [.init("--model", model)], outputs: [.init("--out", out)]).check()
             let weights = try ViTWeights.load(path: model, heads: heads.heads)
             switch format {
             case .onnx:

@@ -33,6 +33,8 @@ struct GradCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try CommandFiles(inputs: [.init("--model", model), .init("--input", input)],
+                             outputs: [.init("--out", out)]).check()
             let weights = try ViTWeights.load(path: model, heads: heads.heads)
             let config = weights.config
             let file = try SafetensorsFile(path: input)

@@ -28,6 +28,8 @@ struct InferCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try CommandFiles(inputs: [.init("--model", model), .init("--input", input)],
+                             outputs: [.init("--out", out)]).check()
             let weights = try ViTWeights.load(path: model, heads: heads.heads)
             let config = weights.config
             let (images, count) = try SafetensorsFile(path: input).images("input", for: config)

@@ -11,8 +11,13 @@ protocol MethodOptions: ParsableArguments {
     func method(named name: String) throws -> any PruningMethod
     /// Calibration images for `name` when the user gave `requested` (nil: the method's default).
     func calibrationImages(for name: String, requested: Int?, batchSize: Int) -> Int?
+    /// The methods that read the flag of `property` (default: all of `methods`; a group serving several methods
+    /// narrows it for a flag only some of them read). `MethodFlags` refuses the flag for any other method.
+    static func methods(reading property: String) -> [String]
 }
 
 extension MethodOptions {
+    static func methods(reading property: String) -> [String] { methods }
+
     func calibrationImages(for name: String, requested: Int?, batchSize: Int) -> Int? { requested }
 }

@@ -56,7 +56,28 @@ struct PruneCommand: ParsableCommand {
         return group
     }
 
+    /// `method` with `--val-fraction` applied: the methods that select their result on a validation split read it;
+    /// nil for the others, for which the flag is an error.
+    static func withValidationFraction(_ method: any PruningMethod, _ fraction: Double) throws -> (any PruningMethod)? {
+        if var cpd = method as? CPD { cpd.options.validationFraction = fraction; return cpd }
+        if var vulcan = method as? Vulcan { vulcan.options.validationFraction = fraction; return vulcan }
+        return nil
+    }
+
     func validate() throws {
+        try MethodFlags.check(CommandLine.arguments, method: options.method, groups: methodOptions)
+        if options.valFraction != nil,
+           try Self.withValidationFraction(try methodGroup().method(named: options.method), 0.5) == nil {
+            // The readers, found by asking every registered method rather than listed here.
+            let readers = try PruningMethods.names.filter { name in
+                guard let group = methodOptions.first(where: { type(of: $0).methods.contains(name) }) else { return false }
+                return try Self.withValidationFraction(group.method(named: name), 0.5) != nil
+            }
+            throw ValidationError("--val-fraction is read only by --method \(readers.joined(separator: ", ")); "
+                                  + "--method \(options.method) does not read it")
+        }
+        try MethodFlags.checkTrainingFlags(CommandLine.arguments, epochs: options.epochs,
+                                           finetuneEpochs: options.finetuneEpochs, distill: options.distill)
         let method = try methodGroup().method(named: options.method)
         if let problem = method.problem(with: options.budget, epochs: options.epochs) {
             throw ValidationError(problem)
@@ -68,8 +89,50 @@ struct PruneCommand: ParsableCommand {
         }
     }
 
+    /// What the run reads and writes, checked before any work.
+    var files: CommandFiles {
+        CommandFiles(
+            inputs: [.init("--model", options.model), .init("--data", options.data),
+                     .init("--from-search", slim.fromSearch)],
+            outputs: [.init("--out", options.out), .init("--report", options.report), .init("--html", options.html),
+                      .init("--save-search", slim.saveSearch),
+                      .init("checkpoint", checkpointPath(for: options.out)),
+                      .init("checkpoint", options.methodCheckpointPath)])
+    }
+
+    /// The budget flags as given (with the default when none was), for the report's budget column.
+    var askedBudget: String {
+        let values: [(String, Double?)] = [
+            ("--keep-mlp", options.keepMlp), ("--keep-heads", options.keepHeads),
+            ("--keep-residual", options.keepResidual), ("--keep-attn", slim.keepAttn),
+            ("--target-params", options.targetParams), ("--target-macs", options.targetMacs),
+            ("--target-latency", options.targetLatency), ("--prune-ratio", vulcan.pruneRatio),
+        ]
+        var parts = values.compactMap { flag, value in value.map { "\(flag) \($0)" } }
+        if options.targetLatency != nil { parts.append("--latency-batch \(options.latencyBatch)") }
+        if parts.isEmpty {
+            parts = [options.method == Vulcan.name
+                ? "--prune-ratio \(Vulcan.Options.defaultPruneRatio) (default)"
+                : "--keep-mlp \(PruneOptions.defaultKeepMLP) (default)"]
+        }
+        return parts.joined(separator: " ")
+    }
+
+    /// The first line of a run given no budget: what it will keep instead of keeping something silently.
+    var defaultBudgetLine: String? {
+        guard options.noBudgetGiven else { return nil }
+        if options.method == Vulcan.name {
+            guard vulcan.pruneRatio == nil else { return nil }
+            return "budget: none given; vulcan removes its default share, --prune-ratio \(Vulcan.Options.defaultPruneRatio)"
+        }
+        return "budget: none given; keeping \(Formatting.percent(PruneOptions.defaultKeepMLP)) of the MLP neurons "
+            + "(--keep-mlp \(PruneOptions.defaultKeepMLP), the default)"
+    }
+
     func run() throws {
         try reportingErrors {
+            try files.check()
+            if let line = defaultBudgetLine { print(line) }
             try common.onDevice { backend, fellBack in
                 let started = Date()
                 let options = self.options
@@ -78,15 +141,15 @@ struct PruneCommand: ParsableCommand {
                 let classes = try parseClassList(options.classes, data: options.data)
                 // Vulcan serves the subset in the order given (its trimmed head's outputs follow it).
                 if var vulcan = method as? Vulcan, let classes { vulcan.options.classes = classes; method = vulcan }
-                // The validation share is shared by the methods that select on a validation split.
                 if let fraction = options.valFraction {
-                    if var cpd = method as? CPD { cpd.options.validationFraction = fraction; method = cpd }
-                    if var vulcan = method as? Vulcan { vulcan.options.validationFraction = fraction; method = vulcan }
+                    method = try Self.withValidationFraction(method, fraction) ?? method
                 }
                 let original = try ViTWeights.load(path: options.model, heads: heads.heads)
                 let config = original.config
                 let splits = try Dataset.load(options.data, options: DatasetOptions(
                     channels: config.inChannels, side: config.imageSize, classes: classes, seed: common.seed))
+                try checkClassesFit(data: options.data, dataset: splits.training, subset: classes, model: options.model,
+                                    config: config)
                 let progress = ProgressPrinter()
                 func phase(_ name: String, epochs: Int, learningRate: Double, checkpoint: String) -> TrainingPhase {
                     var phase = TrainingPhase(
@@ -108,19 +171,29 @@ struct PruneCommand: ParsableCommand {
                         : phase("finetune", epochs: options.finetuneEpochs, learningRate: options.finetuneLr,
                                 checkpoint: checkpointPath(for: options.out)),
                     latencyBatches: try parseBatchList(options.latencyBatches) ?? [1, 64], seed: common.seed)
-                StopSignal.installInterruptHandler()
-                let outcome = try pipeline.run(
-                    original: original, originalPath: options.model, prunedPath: options.out, data: splits,
-                    backend: backend, command: CommandLine.arguments.joined(separator: " "), version: VitForge.version,
-                    hooks: .init(progress: { progress.report($0) }))
+                installInterruptHandling()
+                let outcome: PruningPipeline.Outcome
+                do {
+                    outcome = try pipeline.run(
+                        original: original, originalPath: options.model, prunedPath: options.out, data: splits,
+                        backend: backend, command: CommandLine.arguments.joined(separator: " "),
+                        version: VitForge.version, hooks: .init(progress: { progress.report($0) }))
+                } catch let interrupted as PassInterrupted {
+                    progress.finish()
+                    print(interruptionLine("\(interrupted)", checkpoints: pipeline.checkpointPaths))
+                    throw ExitCode(130)
+                }
                 progress.finish()
                 guard !outcome.stopped, var report = outcome.report else {
-                    print("interrupted; continue with --resume (checkpoints \(pipeline.checkpointPaths.joined(separator: ", ")))")
+                    print(interruptionLine("interrupted", checkpoints: pipeline.checkpointPaths))
                     throw ExitCode(130)
                 }
                 let writesFiles = Collectives.world.isMain  // rank 0 of a data-parallel run
                 if writesFiles { try outcome.weights.save(to: options.out) }
                 report.seconds["total"] = Date().timeIntervalSince(started)
+                report.budgetAsked = askedBudget
+                report.data = options.data
+                report.classes = classes
                 if let path = options.report, writesFiles {
                     try AtomicFile.write(report.jsonData(), to: path, protecting: [options.model])
                 }

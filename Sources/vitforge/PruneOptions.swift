@@ -18,7 +18,9 @@ struct PruneOptions: ParsableArguments {
                                valueName: "name"))
     var method = VarianceBasedPruning.name
 
-    @Option(help: "Fraction of MLP neurons to keep.")
+    @Option(help: ArgumentHelp("Fraction of MLP neurons to keep. With no --keep-* and no --target-* (and for vulcan no "
+                               + "--prune-ratio) the run keeps \(Self.defaultKeepMLP) and says so in its first line.",
+                               valueName: "F"))
     var keepMlp: Double?
 
     @Option(help: "Fraction of attention heads to keep.")
@@ -103,14 +105,21 @@ struct PruneOptions: ParsableArguments {
     @Option(help: "Write a training phase's checkpoint every N steps (0: only at epoch ends and on Ctrl-C).")
     var checkpointEvery = 200
 
+    /// The MLP fraction kept when no budget is given (every method but Vulcan, whose default is its --prune-ratio).
+    static let defaultKeepMLP = 0.5
+
+    /// Whether no --keep-* or --target-* was given.
+    var noBudgetGiven: Bool {
+        keepMlp == nil && keepHeads == nil && keepResidual == nil && targetMacs == nil && targetParams == nil
+            && targetLatency == nil
+    }
+
     var budget: Budget {
         let target: Budget.Target? = targetMacs.map { .macs($0) } ?? targetParams.map { .params($0) }
             ?? targetLatency.map { .latency(milliseconds: $0, batch: latencyBatch) }
         var keepMLP = keepMlp
         // Vulcan's default budget is its own --prune-ratio.
-        if keepMlp == nil && keepHeads == nil && keepResidual == nil && target == nil && method != Vulcan.name {
-            keepMLP = 0.5
-        }
+        if noBudgetGiven && method != Vulcan.name { keepMLP = Self.defaultKeepMLP }
         return Budget(keepMLP: keepMLP, keepHeads: keepHeads, keepResidual: keepResidual, target: target,
                       roundTo: roundTo)
     }
@@ -126,6 +135,16 @@ struct PruneOptions: ParsableArguments {
             throw ValidationError("give one of --target-macs, --target-params and --target-latency")
         }
         if latencyBatch < 1 { throw ValidationError("--latency-batch must be at least 1") }
+        let fractions = [("--keep-mlp", keepMlp), ("--keep-heads", keepHeads), ("--keep-residual", keepResidual),
+                         ("--target-params", targetParams), ("--target-macs", targetMacs)]
+        for (flag, value) in fractions {
+            if let value, !(value > 0 && value <= 1) {
+                throw ValidationError("\(flag) \(value): a fraction kept, must be in (0, 1]")
+            }
+        }
+        if let targetLatency, !(targetLatency > 0 && targetLatency.isFinite) {
+            throw ValidationError("--target-latency \(targetLatency): milliseconds, must be positive")
+        }
         do { try budget.validate() } catch { throw ValidationError("\(error)") }
         if epochs < 0 || finetuneEpochs < 0 { throw ValidationError("--epochs and --finetune-epochs must be ≥ 0") }
         if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must be ≥ 0") }

@@ -31,6 +31,7 @@ struct ReportCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try CommandFiles(inputs: reports.map { .init("report", $0) }, outputs: [.init("--html", html)]).check()
             let decoded = try reports.map(Self.load)
             // Labels: the file names, unless two share one (then the whole paths).
             let names = reports.map { ($0 as NSString).lastPathComponent }

@@ -110,6 +110,11 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try CommandFiles(
+                inputs: [.init("--init", initModel), .init("--teacher", teacher), .init("--config", config),
+                         .init("--data", data)],
+                outputs: [.init("--out", out), .init("--log", log), .init("checkpoint", checkpointPath),
+                          .init("best checkpoint", out + ".best.safetensors")]).check()
             try common.onDevice { backend, fellBack in
                 let weights = try startingWeights()
                 let config = weights.config
@@ -163,7 +168,7 @@ struct TrainCommand: ParsableCommand {
                     return Evaluation(metric: validation?.accuracy, accuracy: validation?.accuracy,
                                       testAccuracy: test?.accuracy)
                 }
-                StopSignal.installInterruptHandler()
+                installInterruptHandling()
                 let outcome = try trainer.run()
                 progress.finish()
                 let exchange = trainer.gradientExchange

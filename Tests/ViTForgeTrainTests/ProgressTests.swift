@@ -22,7 +22,7 @@ struct ProgressTests {
     @Test("without a terminal: one line every N steps and at each epoch's end")
     func plainCadence() {
         var written: [String] = []
-        let printer = ProgressPrinter(interactive: false, plainEvery: 3) { written.append($0) }
+        let printer = ProgressPrinter(interactive: false, plainEvery: 3, write: { written.append($0) })
         for step in 1 ... 8 {
             var progress = Self.sample
             progress.step = step
@@ -37,7 +37,7 @@ struct ProgressTests {
     @Test("on a terminal: redrawn in place, a newline when the epoch completes")
     func terminalRedraw() {
         var written: [String] = []
-        let printer = ProgressPrinter(interactive: true) { written.append($0) }
+        let printer = ProgressPrinter(interactive: true, write: { written.append($0) })
         var progress = Self.sample
         progress.batchInEpoch = progress.batchesPerEpoch
         printer.report(progress)
@@ -48,7 +48,7 @@ struct ProgressTests {
     @Test("a report without a loss shows the latest one read; the cadence reads on the printer's lines")
     func lossBetweenReads() {
         var written: [String] = []
-        let printer = ProgressPrinter(interactive: false, plainEvery: 2) { written.append($0) }
+        let printer = ProgressPrinter(interactive: false, plainEvery: 2, write: { written.append($0) })
         var progress = Self.sample
         progress.batchesPerEpoch = 100
         progress.step = 1
@@ -63,8 +63,9 @@ struct ProgressTests {
         progress.loss = nil
         printer.report(progress)
         #expect(written.count == 2 && written[0].contains("loss - ") && written[1].contains("loss 0.5000 "))
-        #expect(printer.lossCadence == ProgressLossCadence(steps: 2, seconds: nil))
-        #expect(ProgressPrinter(interactive: true, plainEvery: 50) { _ in }.lossCadence.seconds == 1)
+        // Off a terminal the loss is also read for the line after 10 s of work without one.
+        #expect(printer.lossCadence == ProgressLossCadence(steps: 2, seconds: 10))
+        #expect(ProgressPrinter(interactive: true, plainEvery: 50, write: { _ in }).lossCadence.seconds == 1)
         let cadence = ProgressLossCadence(steps: 4, seconds: 1)
         #expect(cadence.reads(step: 8, epochDone: false, secondsSinceRead: 0))
         #expect(cadence.reads(step: 3, epochDone: true, secondsSinceRead: 0))

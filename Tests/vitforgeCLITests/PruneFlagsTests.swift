@@ -36,8 +36,9 @@ struct PruneFlagsTests {
         // A method with its own training phase needs one (--epochs) to get past validation.
         let phase = try #require(PruningMethods.named(method)).hasTrainingPhase ? ["--epochs", "1"] : []
         // A target every method serves (CPD prunes toward a target only).
+        // --out in a folder that exists: a missing one is refused before the model is read.
         let result = try vitforge(["prune", "--method", method, "--model", "/nonexistent/m.safetensors",
-                                   "--out", "/nonexistent/out.safetensors", "--device", "cpu",
+                                   "--out", "/tmp/vitforge-never-\(method).safetensors", "--device", "cpu",
                                    "--target-macs", "0.5"] + phase)
         #expect(result.status != 0)
         #expect(result.stderr.contains("/nonexistent/m.safetensors"), "\(result.stderr)")
