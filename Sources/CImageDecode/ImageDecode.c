@@ -252,7 +252,7 @@ static int probe_jpeg(const unsigned char *bytes, size_t size, vf_image_header *
     cinfo.err = jpeg_errors(&state);
     if (setjmp(state.jump)) {
         int more = state.ended_early;
-        set_message(message, message_size, state.message);
+        set_message(message, message_size, more ? "JPEG: truncated file (ends inside its header)" : state.message);
         jpeg_destroy_decompress(&cinfo);
         return more ? 2 : 1;
     }
@@ -262,7 +262,10 @@ static int probe_jpeg(const unsigned char *bytes, size_t size, vf_image_header *
     int more = state.ended_early;
     int width = (int)cinfo.image_width, height = (int)cinfo.image_height, components = cinfo.num_components;
     jpeg_destroy_decompress(&cinfo);
-    if (more) return 2;
+    if (more) {
+        set_message(message, message_size, "JPEG: truncated file (ends inside its header)");
+        return 2;
+    }
     if (status != JPEG_HEADER_OK) {
         set_message(message, message_size, "JPEG: no image in the file (tables only)");
         return 1;

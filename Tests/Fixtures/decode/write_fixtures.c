@@ -1,19 +1,47 @@
-// Writes a CMYK or YCCK JPEG (libjpeg adds the Adobe marker) from a deterministic pattern, for the decoder's
-// CMYK/YCCK fixtures. Usage: write_cmyk_jpeg cmyk|ycck WIDTH HEIGHT OUT.jpg
+// Writes the decoder fixtures Pillow cannot write: a CMYK or YCCK JPEG (libjpeg adds the Adobe marker) and a
+// 16-bit RGB PNG, from deterministic patterns. Usage: write_fixtures cmyk|ycck|rgb16 WIDTH HEIGHT OUT
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <jpeglib.h>
+#include <png.h>
+
+// 16-bit samples whose low bytes vary, so a decoder that rounds instead of keeping the high byte shows.
+static int write_rgb16(int width, int height, FILE *file) {
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    if (png == NULL || info == NULL || setjmp(png_jmpbuf(png))) return 1;
+    png_init_io(png, file);
+    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 16, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    unsigned char *row = malloc((size_t)width * 6);
+    for (int y = 0; y < height; y++) {
+        for (int x = 0; x < width; x++) {
+            for (int channel = 0; channel < 3; channel++) {
+                unsigned sample = (unsigned)((x * 4999 + y * 1237 + channel * 20011) % 65536);
+                row[6 * x + 2 * channel] = (unsigned char)(sample >> 8);
+                row[6 * x + 2 * channel + 1] = (unsigned char)(sample & 0xFF);
+            }
+        }
+        png_write_row(png, row);
+    }
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    free(row);
+    return 0;
+}
 
 int main(int argc, char **argv) {
     if (argc != 5) {
-        fprintf(stderr, "usage: %s cmyk|ycck WIDTH HEIGHT OUT.jpg\n", argv[0]);
+        fprintf(stderr, "usage: %s cmyk|ycck|rgb16 WIDTH HEIGHT OUT\n", argv[0]);
         return 2;
     }
     int ycck = strcmp(argv[1], "ycck") == 0;
     int width = atoi(argv[2]), height = atoi(argv[3]);
     FILE *file = fopen(argv[4], "wb");
     if (file == NULL || width < 1 || height < 1) return 1;
+    if (strcmp(argv[1], "rgb16") == 0) return write_rgb16(width, height, file) || fclose(file) != 0;
     struct jpeg_compress_struct cinfo;
     struct jpeg_error_mgr errors;
     cinfo.err = jpeg_std_error(&errors);
