@@ -35,7 +35,7 @@ if CommandLine.arguments.contains("--whole-decode") {
         let started = ContinuousClock.now
         let store = try ImageFolder.load(data, onCorrupt: .skip, warn: { print($0) })
         var usage = rusage()
-        getrusage(RUSAGE_SELF, &usage)
+        getrusage(RUSAGE_SELF.rawValue, &usage)
         print("\(data): \(store.count) images decoded whole in \(ContinuousClock.now - started): "
               + "\(store.pixels.count >> 20) MiB of pixels, peak RSS \(usage.ru_maxrss >> 10) MiB")
     } catch {
