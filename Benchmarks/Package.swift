@@ -14,6 +14,9 @@ let package = Package(
         .executableTarget(name: "op-bench", dependencies: [
             .product(name: "ViTForgeDevice", package: "ViTForge"),
         ]),
+        .executableTarget(name: "loader-bench", dependencies: [
+            .product(name: "ViTForgeData", package: "ViTForge"),
+        ]),
     ],
     swiftLanguageModes: [.v5]
 )

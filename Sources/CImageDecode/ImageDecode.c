@@ -157,25 +157,51 @@ static struct jpeg_error_mgr *jpeg_errors(jpeg_state *state) {
     return errors;
 }
 
-int vf_decode_jpeg(const unsigned char *bytes, size_t size, vf_image *image, char *message, size_t message_size) {
+// Pillow's CMYK → RGB for a JPEG it opened as "CMYK;I" (it assumes Adobe's inverted storage for every CMYK JPEG):
+// with c = 255 − stored c and k = 255 − stored k, r = (255 − k) − round(c · (255 − k) / 255), the rounding of its
+// MULDIV255. libjpeg has already turned YCCK into the stored CMYK.
+static void cmyk_row_to_rgb(const unsigned char *cmyk, unsigned char *rgb, int width) {
+    for (int x = 0; x < width; x++) {
+        int keep = cmyk[4 * x + 3];  // 255 − k
+        for (int channel = 0; channel < 3; channel++) {
+            int ink = 255 - cmyk[4 * x + channel];
+            int product = ink * keep + 128;
+            int value = keep - (((product >> 8) + product) >> 8);
+            rgb[3 * x + channel] = (unsigned char)(value < 0 ? 0 : value);
+        }
+    }
+}
+
+int vf_decode_jpeg_scaled(const unsigned char *bytes, size_t size, int scale_denom, vf_image *image, char *message,
+                          size_t message_size) {
     if (size < 3 || bytes[0] != 0xFF || bytes[1] != 0xD8) {
         set_message(message, message_size, "JPEG: not a JPEG file (SOI marker missing)");
+        return 1;
+    }
+    if (scale_denom != 1 && scale_denom != 2 && scale_denom != 4 && scale_denom != 8) {
+        set_message(message, message_size, "JPEG: scale must be 1/1, 1/2, 1/4 or 1/8");
         return 1;
     }
     struct jpeg_decompress_struct cinfo;
     jpeg_state state;
     cinfo.err = jpeg_errors(&state);
     unsigned char *volatile pixels = NULL;
+    unsigned char *volatile cmyk_row = NULL;
     if (setjmp(state.jump)) {
         set_message(message, message_size, state.message);
         free(pixels);
+        free(cmyk_row);
         jpeg_destroy_decompress(&cinfo);
         return 1;
     }
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, bytes, (unsigned long)size);
     jpeg_read_header(&cinfo, TRUE);
-    cinfo.out_color_space = cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    // Four components are CMYK or YCCK (a print workflow, a scanner): libjpeg gives the stored CMYK, converted here.
+    int is_cmyk = cinfo.num_components == 4;
+    cinfo.out_color_space = cinfo.num_components == 1 ? JCS_GRAYSCALE : is_cmyk ? JCS_CMYK : JCS_RGB;
+    cinfo.scale_num = 1;
+    cinfo.scale_denom = (unsigned int)scale_denom;
     if (!check_size((int)cinfo.image_width, (int)cinfo.image_height, message, message_size)) {
         jpeg_destroy_decompress(&cinfo);
         return 1;
@@ -183,14 +209,21 @@ int vf_decode_jpeg(const unsigned char *bytes, size_t size, vf_image *image, cha
     jpeg_start_decompress(&cinfo);
     int width = (int)cinfo.output_width;
     int height = (int)cinfo.output_height;
-    int channels = cinfo.output_components;
+    int channels = is_cmyk ? 3 : cinfo.output_components;
     size_t row_bytes = (size_t)width * (size_t)channels;
     pixels = malloc(row_bytes * (size_t)height);
     if (pixels == NULL) ERREXIT(&cinfo, JERR_OUT_OF_MEMORY);
-    while (cinfo.output_scanline < cinfo.output_height && !state.ended_early) {
-        JSAMPROW row = pixels + (size_t)cinfo.output_scanline * row_bytes;
-        jpeg_read_scanlines(&cinfo, &row, 1);
+    if (is_cmyk) {
+        cmyk_row = malloc((size_t)width * 4);
+        if (cmyk_row == NULL) ERREXIT(&cinfo, JERR_OUT_OF_MEMORY);
     }
+    while (cinfo.output_scanline < cinfo.output_height && !state.ended_early) {
+        unsigned char *target = pixels + (size_t)cinfo.output_scanline * row_bytes;
+        JSAMPROW row = is_cmyk ? cmyk_row : target;
+        if (jpeg_read_scanlines(&cinfo, &row, 1) == 1 && is_cmyk) cmyk_row_to_rgb(cmyk_row, target, width);
+    }
+    free(cmyk_row);
+    cmyk_row = NULL;
     if (state.ended_early) {
         set_message(message, message_size, "JPEG: truncated file (premature end of data)");
         free(pixels);
@@ -204,6 +237,87 @@ int vf_decode_jpeg(const unsigned char *bytes, size_t size, vf_image *image, cha
     image->height = height;
     image->channels = channels;
     return 0;
+}
+
+int vf_decode_jpeg(const unsigned char *bytes, size_t size, vf_image *image, char *message, size_t message_size) {
+    return vf_decode_jpeg_scaled(bytes, size, 1, image, message, message_size);
+}
+
+// MARK: Probing (headers only)
+
+static int probe_jpeg(const unsigned char *bytes, size_t size, vf_image_header *header, char *message,
+                      size_t message_size) {
+    struct jpeg_decompress_struct cinfo;
+    jpeg_state state;
+    cinfo.err = jpeg_errors(&state);
+    if (setjmp(state.jump)) {
+        int more = state.ended_early;
+        set_message(message, message_size, more ? "JPEG: truncated file (ends inside its header)" : state.message);
+        jpeg_destroy_decompress(&cinfo);
+        return more ? 2 : 1;
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, bytes, (unsigned long)size);
+    int status = jpeg_read_header(&cinfo, TRUE);
+    int more = state.ended_early;
+    int width = (int)cinfo.image_width, height = (int)cinfo.image_height, components = cinfo.num_components;
+    jpeg_destroy_decompress(&cinfo);
+    if (more) {
+        set_message(message, message_size, "JPEG: truncated file (ends inside its header)");
+        return 2;
+    }
+    if (status != JPEG_HEADER_OK) {
+        set_message(message, message_size, "JPEG: no image in the file (tables only)");
+        return 1;
+    }
+    if (!check_size(width, height, message, message_size)) return 1;
+    header->width = width;
+    header->height = height;
+    header->channels = components == 1 ? 1 : 3;
+    return 0;
+}
+
+static int probe_png(const unsigned char *bytes, size_t size, vf_image_header *header, char *message,
+                     size_t message_size) {
+    if (size < 8 || png_sig_cmp(bytes, 0, 8) != 0) {
+        set_message(message, message_size, "PNG: not a PNG file (signature missing)");
+        return 1;
+    }
+    png_state state = {bytes, size, 0, {0}};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &state, png_error_jump, png_warning_ignore);
+    if (png == NULL) {
+        set_message(message, message_size, "PNG: out of memory");
+        return 1;
+    }
+    png_infop info = png_create_info_struct(png);
+    // Set before a read that runs out of the bytes given: the caller then tries again with the whole file.
+    volatile int ran_out = 0;
+    if (info == NULL || setjmp(png_jmpbuf(png))) {
+        set_message(message, message_size, info == NULL ? "PNG: out of memory" : state.message);
+        ran_out = info != NULL && strstr(state.message, "truncated file") != NULL;
+        png_destroy_read_struct(&png, info == NULL ? NULL : &info, NULL);
+        return ran_out ? 2 : 1;
+    }
+    png_set_user_limits(png, VF_MAX_SIDE, VF_MAX_SIDE);
+    png_set_read_fn(png, &state, png_read_memory);
+    png_read_info(png, info);
+    int width = (int)png_get_image_width(png, info);
+    int height = (int)png_get_image_height(png, info);
+    int color_type = png_get_color_type(png, info);
+    png_destroy_read_struct(&png, &info, NULL);
+    if (!check_size(width, height, message, message_size)) return 1;
+    header->width = width;
+    header->height = height;
+    header->channels = (color_type & PNG_COLOR_MASK_COLOR) ? 3 : 1;
+    return 0;
+}
+
+int vf_probe_image(const unsigned char *bytes, size_t size, vf_image_header *header, char *message,
+                   size_t message_size) {
+    if (size >= 8 && png_sig_cmp(bytes, 0, 8) == 0) return probe_png(bytes, size, header, message, message_size);
+    if (size >= 2 && bytes[0] == 0xFF && bytes[1] == 0xD8) return probe_jpeg(bytes, size, header, message, message_size);
+    set_message(message, message_size, "neither a PNG nor a JPEG signature");
+    return 1;
 }
 
 void vf_image_free(vf_image *image) {

@@ -1,9 +1,12 @@
 import Dispatch
+import Foundation
 
 /// Training batches of a data set: per epoch a seeded shuffle, cut into batches of `maximumBatch` images, each image
 /// augmented from (seed, epoch, its index). Every batch is a pure function of (seed, epoch, index), so a run resumed
-/// at any step gets bit-identical batches. While the caller works on batch i, batch i + 1 (or the next epoch's first)
-/// is prepared on a background thread; a request for any other batch is prepared on the spot, with the same result.
+/// at any step gets bit-identical batches. While the caller works on batch i, `workers` threads prepare (decode,
+/// resize, augment) batches i + 1 ... i + `prefetchDepth` (running on into the next epoch); a request for any other
+/// batch is prepared on the spot, with the same result. Image `s` of a batch is prepared by worker `s % workers`, and
+/// no image depends on another, so the worker count changes the speed, never the numbers.
 ///
 /// The last partial batch of an epoch is kept by default (`dropLast: false`), as the fixture recipe's PyTorch loop
 /// did ("last partial batch kept": 469 steps of 128 for 60,000 images).
@@ -19,6 +22,12 @@ public final class BatchLoader {
     public let augmentation: AugmentationRecipe
     public let dropLast: Bool
     public let prefetches: Bool
+    /// Threads preparing a batch's images, and how many batches they work ahead of the caller.
+    public let workers: Int
+    public let prefetchDepth: Int
+
+    /// Threads a loader uses unless told: one per core, at most 4 (beyond that the training step needs the cores).
+    public static var defaultWorkers: Int { max(1, min(4, ProcessInfo.processInfo.activeProcessorCount)) }
 
     /// Floats per image, `channels · side · side` of the model.
     public var imageElements: Int { dataset.elementsPerImage }
@@ -36,19 +45,46 @@ public final class BatchLoader {
         var parts = 1
     }
 
-    /// The prefetched batch: [maximumBatch, channels, side, side] images and [maximumBatch] labels, written only by
-    /// the background job, read only after waiting for it.
-    private let stagedImages: UnsafeMutableBufferPointer<Float>
-    private let stagedLabels: UnsafeMutableBufferPointer<Int32>
-    private var stagedCount = (shard: 0, batch: 0)
-    private var pending: (key: BatchKey, done: DispatchGroup)?
-    private let worker = DispatchQueue(label: "ViTForgeData.BatchLoader", qos: .userInitiated)
-    /// The last epoch's order, reused by its batches; touched by one preparation at a time (the caller waits for
-    /// the background job before preparing anything itself).
+    /// One batch being prepared ahead: [maximumBatch, channels, side, side] images and [maximumBatch] labels, written
+    /// only by the workers, read only after waiting for `done`.
+    private final class StagedBatch: @unchecked Sendable {
+        let images: UnsafeMutableBufferPointer<Float>
+        let labels: UnsafeMutableBufferPointer<Int32>
+        var key = BatchKey(epoch: -1, index: -1)
+        var count = (shard: 0, batch: 0)
+        var failure: Error?
+        let done = DispatchGroup()
+
+        init(images: Int, labels: Int) {
+            self.images = .allocate(capacity: images)
+            self.labels = .allocate(capacity: labels)
+        }
+
+        deinit {
+            images.deallocate()
+            labels.deallocate()
+        }
+    }
+
+    /// Where the workers of one batch write: each its own slots of the images and labels, and its lowest failing
+    /// slot with the error. Shared by the worker threads; the slots they write do not overlap.
+    private struct WorkerTarget: @unchecked Sendable {
+        let images: UnsafeMutablePointer<Float>
+        let labels: UnsafeMutablePointer<Int32>
+        let failures: UnsafeMutableBufferPointer<(slot: Int, error: Error)?>
+    }
+
+    /// Batches handed to the workers, in the order they were asked for (consecutive keys), and idle buffers.
+    private var queued: [StagedBatch] = []
+    private var idle: [StagedBatch] = []
+    /// One serial queue per worker: each does its slots of one batch after the other, in the order queued.
+    private let workerQueues: [DispatchQueue]
+    /// The last epoch's order, reused by its batches; read and written on the caller's thread only.
     private var cachedOrder: (epoch: Int, order: [Int])?
 
     public init(dataset: Dataset, batchSize: Int, seed: UInt64, shuffle: Bool = true,
-                augmentation: AugmentationRecipe = .none, dropLast: Bool = false, prefetch: Bool = true) throws {
+                augmentation: AugmentationRecipe = .none, dropLast: Bool = false, prefetch: Bool = true,
+                workers: Int = BatchLoader.defaultWorkers, prefetchDepth: Int = 3) throws {
         guard batchSize >= 1 else { throw DataFileError(file: dataset.name, .invalidRequest("batch size \(batchSize) < 1")) }
         guard dataset.count >= (dropLast ? batchSize : 1) else {
             throw DataFileError(file: dataset.name, .invalidRequest(
@@ -57,6 +93,10 @@ public final class BatchLoader {
         guard augmentation.maximumShift >= 0, augmentation.flipProbability >= 0, augmentation.flipProbability <= 1 else {
             throw DataFileError(file: dataset.name, .invalidRequest("augmentation \(augmentation) is out of range"))
         }
+        guard workers >= 1, prefetchDepth >= 1 else {
+            throw DataFileError(file: dataset.name, .invalidRequest(
+                "\(workers) loader threads and \(prefetchDepth) batches ahead: each must be at least 1"))
+        }
         self.dataset = dataset
         self.maximumBatch = batchSize
         self.dataSeed = seed
@@ -64,14 +104,13 @@ public final class BatchLoader {
         self.augmentation = augmentation
         self.dropLast = dropLast
         self.prefetches = prefetch
-        stagedImages = .allocate(capacity: prefetch ? batchSize * dataset.elementsPerImage : 0)
-        stagedLabels = .allocate(capacity: prefetch ? batchSize : 0)
+        self.workers = workers
+        self.prefetchDepth = prefetchDepth
+        workerQueues = (0..<workers).map { DispatchQueue(label: "ViTForgeData.BatchLoader.worker\($0)", qos: .userInitiated) }
     }
 
     deinit {
-        pending?.done.wait()
-        stagedImages.deallocate()
-        stagedLabels.deallocate()
+        for staged in queued { staged.done.wait() }
     }
 
     /// Epoch `epoch`'s order: positions in the data set, a seeded permutation (identity without shuffling).
@@ -96,7 +135,7 @@ public final class BatchLoader {
     /// Writes only share `part` of `parts` (`BatchShards.range`) of batch `index` of `epoch` into the front of the
     /// buffers, decoding nothing else: one rank's images of a data-parallel step. Returns the share's image count
     /// (0 when the batch has fewer images than parts) and the whole batch's. Prefetches the same share of the next
-    /// batch.
+    /// batches.
     public func fill(epoch: Int, index: Int, part: Int, of parts: Int, images: UnsafeMutableBufferPointer<Float>,
                      labels: UnsafeMutableBufferPointer<Int32>) throws -> (shard: Int, batch: Int) {
         guard epoch >= 0, index >= 0, index < batchesPerEpoch else {
@@ -112,25 +151,31 @@ public final class BatchLoader {
         }
         let key = BatchKey(epoch: epoch, index: index, part: part, parts: parts)
         let count: (shard: Int, batch: Int)
-        if let staged = pending {
+        if let staged = queued.first, staged.key == key {
+            queued.removeFirst()
             staged.done.wait()
-            pending = nil
-            if staged.key == key, let imageBase = images.baseAddress, let stagedImageBase = stagedImages.baseAddress,
-               let labelBase = labels.baseAddress, let stagedLabelBase = stagedLabels.baseAddress {
-                count = stagedCount
+            defer { idle.append(staged) }
+            if let failure = staged.failure { throw failure }
+            count = staged.count
+            if let imageBase = images.baseAddress, let stagedImageBase = staged.images.baseAddress,
+               let labelBase = labels.baseAddress, let stagedLabelBase = staged.labels.baseAddress {
                 imageBase.update(from: stagedImageBase, count: count.shard * imageElements)
                 labelBase.update(from: stagedLabelBase, count: count.shard)
-            } else {
-                count = prepare(key, images: images, labels: labels)
             }
         } else {
-            count = prepare(key, images: images, labels: labels)
+            // Out of sequence (a resume, an evaluation pass): what was queued is not what is wanted next.
+            for staged in queued {
+                staged.done.wait()
+                idle.append(staged)
+            }
+            queued.removeAll()
+            let staged = StagedBatch(images: 0, labels: 0)
+            let done = DispatchGroup()
+            count = start(key, images: images, labels: labels, into: staged, group: done)
+            done.wait()
+            if let failure = staged.failure { throw failure }
         }
-        if prefetches {
-            startPreparing(index + 1 < batchesPerEpoch
-                           ? BatchKey(epoch: epoch, index: index + 1, part: part, parts: parts)
-                           : BatchKey(epoch: epoch + 1, index: 0, part: part, parts: parts))
-        }
+        if prefetches { queueAhead(after: key) }
         return count
     }
 
@@ -146,18 +191,30 @@ public final class BatchLoader {
         return (Array(images[..<(count * imageElements)]), Array(labels[..<count]))
     }
 
-    private func startPreparing(_ key: BatchKey) {
-        let done = DispatchGroup()
-        pending = (key, done)
-        worker.async(group: done) { [self] in
-            stagedCount = prepare(key, images: stagedImages, labels: stagedLabels)
+    /// The key after `key`: the next batch of the epoch, or the next epoch's first.
+    private func index(after key: BatchKey) -> BatchKey {
+        key.index + 1 < batchesPerEpoch
+            ? BatchKey(epoch: key.epoch, index: key.index + 1, part: key.part, parts: key.parts)
+            : BatchKey(epoch: key.epoch + 1, index: 0, part: key.part, parts: key.parts)
+    }
+
+    /// Keeps `prefetchDepth` batches after `key` queued.
+    private func queueAhead(after key: BatchKey) {
+        var next = queued.last.map { index(after: $0.key) } ?? index(after: key)
+        while queued.count < prefetchDepth {
+            let staged = idle.popLast() ?? StagedBatch(images: maximumBatch * imageElements, labels: maximumBatch)
+            staged.key = next
+            staged.failure = nil
+            staged.count = start(next, images: staged.images, labels: staged.labels, into: staged, group: staged.done)
+            queued.append(staged)
+            next = index(after: next)
         }
     }
 
-    /// Prepares the share `key` names of its batch into the buffers; returns the share's and the batch's image
-    /// counts.
-    private func prepare(_ key: BatchKey, images: UnsafeMutableBufferPointer<Float>,
-                         labels: UnsafeMutableBufferPointer<Int32>) -> (shard: Int, batch: Int) {
+    /// Hands the share `key` names of its batch to the workers, writing into the buffers and `staged.failure`;
+    /// `group` is done when they are. Returns the share's and the batch's image counts.
+    private func start(_ key: BatchKey, images: UnsafeMutableBufferPointer<Float>, labels: UnsafeMutableBufferPointer<Int32>,
+                       into staged: StagedBatch, group: DispatchGroup) -> (shard: Int, batch: Int) {
         let order: [Int]
         if let cached = cachedOrder, cached.epoch == key.epoch {
             order = cached.order
@@ -168,14 +225,37 @@ public final class BatchLoader {
         let start = key.index * maximumBatch
         let end = min(start + maximumBatch, order.count)
         let share = BatchShards.range(of: end - start, part: key.part, parts: key.parts)
-        guard let base = images.baseAddress else { return (0, end - start) }
-        for slot in 0..<share.count {
-            let position = order[start + share.lowerBound + slot]
-            dataset.writeImage(position, augmentation: augmentation(epoch: key.epoch, position: position),
-                               into: base + slot * imageElements)
-            labels[slot] = dataset.labels[position]
+        let positions = Array(order[(start + share.lowerBound)..<(start + share.upperBound)])
+        let augmentations = positions.map { augmentation(epoch: key.epoch, position: $0) }
+        guard let base = images.baseAddress, let labelBase = labels.baseAddress, !positions.isEmpty else {
+            return (positions.count, end - start)
         }
-        return (share.count, end - start)
+        let dataset = self.dataset, elements = imageElements, workers = min(self.workers, positions.count)
+        let target = WorkerTarget(images: base, labels: labelBase, failures: .allocate(capacity: workers))
+        target.failures.initialize(repeating: nil)
+        let finished = DispatchGroup()
+        for worker in 0..<workers {
+            workerQueues[worker].async(group: finished) {
+                for slot in stride(from: worker, to: positions.count, by: workers) {
+                    do {
+                        target.labels[slot] = try dataset.writeImage(positions[slot], augmentation: augmentations[slot],
+                                                                     into: target.images + slot * elements)
+                    } catch {
+                        target.failures[worker] = (slot, error)
+                        return
+                    }
+                }
+            }
+        }
+        group.enter()
+        // Not on a worker's queue: that one may already hold the next batch's slots, which would delay this batch.
+        finished.notify(queue: .global(qos: .userInitiated)) {
+            staged.failure = target.failures.compactMap { $0 }.min { $0.slot < $1.slot }?.error
+            target.failures.deinitialize()
+            target.failures.deallocate()
+            group.leave()
+        }
+        return (positions.count, end - start)
     }
 }
 

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 
 /// A labelled image set as a model sees it: `count` images, each prepared on demand (resized, channels converted,
@@ -15,6 +16,8 @@ public struct Dataset: Sendable {
     public let preparation: ImagePreparation
     /// For messages: `fashion-mnist train`, `photos/val`, ...
     public let name: String
+    /// The size a folder's JPEGs are decoded at: `.reduced` for training (DCT scaling), `.full` for evaluation.
+    public var decodeScaling: DecodeScaling = .full
 
     /// Every stored image, with the store's labels.
     public init(store: ImageStore, preparation: ImagePreparation, name: String) throws {
@@ -44,25 +47,71 @@ public struct Dataset: Sendable {
     public func label(_ position: Int) -> Int { Int(labels[position]) }
 
     /// Image `position` prepared for the model: [channels, side, side].
-    public func image(_ position: Int, augmentation: ImageAugmentation = .identity) -> [Float] {
-        [Float](unsafeUninitializedCapacity: elementsPerImage) { buffer, initialised in
-            if let base = buffer.baseAddress { writeImage(position, augmentation: augmentation, into: base) }
+    public func image(_ position: Int, augmentation: ImageAugmentation = .identity) throws -> [Float] {
+        try [Float](unsafeUninitializedCapacity: elementsPerImage) { buffer, initialised in
+            if let base = buffer.baseAddress { try writeImage(position, augmentation: augmentation, into: base) }
             initialised = elementsPerImage
         }
     }
 
-    /// Writes image `position` to `output` [channels, side, side].
-    public func writeImage(_ position: Int, augmentation: ImageAugmentation, into output: UnsafeMutablePointer<Float>) {
-        store.withImage(members[position]) { preparation.prepare($0, augmentation: augmentation, into: output) }
+    /// Writes image `position` to `output` [channels, side, side] and returns its label. A streamed file that
+    /// fails to decode now (its header read fine when listed) is, under `.skip`, warned about once and replaced by
+    /// the next position of this data set that decodes, with that image's label: the same replacement on every
+    /// thread, run and resume, and the batch keeps its size. Under `.fail` its error is thrown.
+    @discardableResult
+    public func writeImage(_ position: Int, augmentation: ImageAugmentation,
+                           into output: UnsafeMutablePointer<Float>) throws -> Int32 {
+        var candidate = position
+        for _ in 0..<count {
+            let member = members[candidate]
+            if let log = store.log, log.hasSkipped(store.name(of: member)) {
+                candidate = (candidate + 1) % count
+                continue
+            }
+            do {
+                try store.withImage(member, scaling: decodeScaling) {
+                    preparation.prepare($0, augmentation: augmentation, into: output)
+                }
+                return labels[candidate]
+            } catch let error as DataFileError {
+                guard let log = store.log else { throw error }
+                try log.skip(error)
+                candidate = (candidate + 1) % count
+            }
+        }
+        throw DataFileError(file: name, .invalidRequest("none of the \(count) images decodes"))
     }
 
     /// Writes images `positions`, unaugmented, to `output` [positions.count, channels, side, side] (evaluation).
-    public func prepare(_ positions: some Collection<Int>, into output: UnsafeMutableBufferPointer<Float>) {
+    /// Files are decoded on every core; the result does not depend on the timing.
+    public func prepare(_ positions: some Collection<Int>, into output: UnsafeMutableBufferPointer<Float>) throws {
         precondition(output.count >= positions.count * elementsPerImage, "output too small for the batch")
         guard let base = output.baseAddress else { return }
-        for (slot, position) in positions.enumerated() {
-            writeImage(position, augmentation: .identity, into: base + slot * elementsPerImage)
+        let list = Array(positions)
+        let workers = store.streams ? min(list.count, ProcessInfo.processInfo.activeProcessorCount) : 1
+        try Self.parallel(slots: list.count, workers: workers) { slot in
+            try writeImage(list[slot], augmentation: .identity, into: base + slot * elementsPerImage)
         }
+    }
+
+    /// Runs `body` for slots 0..<slots, slot `s` on worker `s % workers`; throws the error of the lowest failing
+    /// slot, so which error surfaces does not depend on the timing.
+    static func parallel(slots: Int, workers: Int, _ body: (Int) throws -> Void) throws {
+        guard workers > 1 else {
+            for slot in 0..<slots { try body(slot) }
+            return
+        }
+        let lock = NSLock()
+        var failure: (slot: Int, error: Error)?
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            for slot in stride(from: worker, to: slots, by: workers) {
+                do { try body(slot) } catch {
+                    lock.withLock { if failure == nil || slot < failure!.slot { failure = (slot, error) } }
+                    return
+                }
+            }
+        }
+        if let failure { throw failure.error }
     }
 
     /// The file (or data set and index) image `position` came from, for messages.
@@ -94,10 +143,12 @@ public struct Dataset: Sendable {
         if let missing = classes.first(where: { !present.contains(Int32($0)) }) {
             throw DataFileError(file: name, .invalidRequest("--classes: no images of class \(missing) (\(classNames[missing]))"))
         }
-        return try Dataset(store: store, members: positions.map { members[$0] },
-                           labels: positions.map { newLabel[Int(labels[$0])] },
-                           classNames: remap ? classes.map { classNames[$0] } : classNames,
-                           preparation: preparation, name: name)
+        var subset = try Dataset(store: store, members: positions.map { members[$0] },
+                                 labels: positions.map { newLabel[Int(labels[$0])] },
+                                 classNames: remap ? classes.map { classNames[$0] } : classNames,
+                                 preparation: preparation, name: name)
+        subset.decodeScaling = decodeScaling
+        return subset
     }
 
     /// Carves a held-out validation set from this (training) set, stratified: in every class, a seeded shuffle of
@@ -127,8 +178,10 @@ public struct Dataset: Sendable {
     }
 
     private func view(_ positions: [Int], name: String) throws -> Dataset {
-        try Dataset(store: store, members: positions.map { members[$0] }, labels: positions.map { labels[$0] },
-                    classNames: classNames, preparation: preparation, name: name)
+        var view = try Dataset(store: store, members: positions.map { members[$0] }, labels: positions.map { labels[$0] },
+                               classNames: classNames, preparation: preparation, name: name)
+        view.decodeScaling = decodeScaling
+        return view
     }
 }
 
@@ -138,12 +191,18 @@ public struct DatasetSplits: Sendable {
     public var training: Dataset
     public var validation: Dataset?
     public var test: Dataset?
+    /// What reading an ImageFolder's files left out (nil for IDX data).
+    public var log: ImageFolderLog?
 
-    public init(training: Dataset, validation: Dataset? = nil, test: Dataset? = nil) {
+    public init(training: Dataset, validation: Dataset? = nil, test: Dataset? = nil, log: ImageFolderLog? = nil) {
         self.training = training
         self.validation = validation
         self.test = test
+        self.log = log
     }
+
+    /// "skipped 3 of 12,408 image files; first: …" after a run, or nil when no file was skipped.
+    public var skippedSummary: String? { log?.summary }
 }
 
 /// How to load a data set for a model.
@@ -162,13 +221,22 @@ public struct DatasetOptions: Sendable {
     public var validationFraction: Double
     /// Seed of the validation split.
     public var seed: UInt64
+    /// An image file that does not decode: skipped with a warning (the default; counted in `skippedSummary`) or
+    /// the end of the run (`--strict-data`).
     public var onCorrupt: CorruptImagePolicy
-    /// Receives one line per skipped image.
+    /// Keep a folder's decoded images in memory (`--cache-images`) when they fit in `cacheBudget` bytes; otherwise
+    /// (and by default) they are decoded from their files for every batch.
+    public var cacheImages: Bool
+    public var cacheBudget: Int
+    /// Decode training JPEGs with DCT scaling (`DecodeScaling.reduced`); evaluation always decodes at full size.
+    public var reducedTrainingDecode: Bool
+    /// Receives one line per skipped image and per note.
     public var warn: @Sendable (String) -> Void
 
     public init(channels: Int, side: Int, means: [Double]? = nil, stds: [Double]? = nil, classes: [Int]? = nil,
                 remapLabels: Bool = false, validationFraction: Double = 0, seed: UInt64 = 0,
-                onCorrupt: CorruptImagePolicy = .fail,
+                onCorrupt: CorruptImagePolicy = .skip, cacheImages: Bool = false,
+                cacheBudget: Int = DatasetOptions.defaultCacheBudget, reducedTrainingDecode: Bool = true,
                 warn: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) {
         self.channels = channels
         self.side = side
@@ -179,8 +247,15 @@ public struct DatasetOptions: Sendable {
         self.validationFraction = validationFraction
         self.seed = seed
         self.onCorrupt = onCorrupt
+        self.cacheImages = cacheImages
+        self.cacheBudget = cacheBudget
+        self.reducedTrainingDecode = reducedTrainingDecode
         self.warn = warn
     }
+
+    /// A quarter of the machine's memory: what `--cache-images` may fill, leaving the rest to the model, the
+    /// optimizer and the other processes.
+    public static var defaultCacheBudget: Int { Int(clamping: ProcessInfo.processInfo.physicalMemory / 4) }
 }
 
 /// What a `--data` argument names.
@@ -219,28 +294,33 @@ extension Dataset {
         let trainingStore: ImageStore
         var validationStore: ImageStore?
         var testStore: ImageStore?
-        var isImageFolder = true
+        var folders: ImageFolderSplits?
+        let trainingScaling = options.reducedTrainingDecode ? DecodeScaling.reduced(shorterSide: options.side) : .full
         var names = (training: argument, validation: argument + "/val", test: argument)
         switch source {
         case .fashionMNIST, .idxFolder:
-            isImageFolder = false
             trainingStore = ImageStore(try IDXDataset.load(argument, split: .train), origin: argument)
             testStore = ImageStore(try IDXDataset.load(argument, split: .test), origin: argument)
             names = (argument + " train", argument + " train", argument + " test")
         case let .imageFolderSplits(folder):
             let train = ImageFolder.join(folder, "train")
-            trainingStore = try ImageFolder.load(train, onCorrupt: options.onCorrupt, warn: options.warn)
-            for (split, assign) in [("val", 0), ("test", 1)] {
-                let path = ImageFolder.join(folder, split)
-                guard ImageFolder.isDirectory(path) else { continue }
-                let store = try ImageFolder.load(path, classNames: trainingStore.classNames, onCorrupt: options.onCorrupt,
-                                                 warn: options.warn)
-                if assign == 0 { validationStore = store } else { testStore = store }
+            let present = { (split: String) in
+                ImageFolder.isDirectory(ImageFolder.join(folder, split)) ? ImageFolder.join(folder, split) : nil
             }
+            let splits = try ImageFolderSplits(training: train, validation: present("val"), test: present("test"),
+                                               trainingScaling: trainingScaling, options: options)
+            folders = splits
+            trainingStore = splits.training
+            validationStore = splits.validation
+            testStore = splits.test
             names = (train, ImageFolder.join(folder, "val"), ImageFolder.join(folder, "test"))
         case let .imageFolder(folder):
-            trainingStore = try ImageFolder.load(folder, onCorrupt: options.onCorrupt, warn: options.warn)
+            let splits = try ImageFolderSplits(training: folder, validation: nil, test: nil,
+                                               trainingScaling: trainingScaling, options: options)
+            folders = splits
+            trainingStore = splits.training
         }
+        let isImageFolder = folders != nil
 
         let preparation = try makePreparation(options, isImageFolder: isImageFolder, origin: argument)
         func restrict(_ dataset: Dataset) throws -> Dataset {
@@ -256,8 +336,10 @@ extension Dataset {
             training = split.training
             validation = split.validation
         }
+        // Set after the split: a validation share carved from training is evaluated, so decoded at full size.
+        if isImageFolder { training.decodeScaling = trainingScaling }
         let test = try testStore.map { try restrict(try Dataset(store: $0, preparation: preparation, name: names.test)) }
-        return DatasetSplits(training: training, validation: validation, test: test)
+        return DatasetSplits(training: training, validation: validation, test: test, log: folders?.log)
     }
 
     /// The options' normalisation, or the data set's default: Fashion-MNIST's statistics for IDX data, ImageNet's

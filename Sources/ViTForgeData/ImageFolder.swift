@@ -15,7 +15,7 @@ public enum CorruptImagePolicy: String, CaseIterable, Sendable {
 
 /// torchvision's ImageFolder layout: one sub-folder per class, class indices in sorted folder-name order, the
 /// images anywhere below a class folder. PNG and JPEG files (by extension, case-insensitive) are read; other files
-/// are ignored, as torchvision ignores files without an image extension.
+/// are left out, as torchvision leaves out files without an image extension, but counted and named once.
 public enum ImageFolder {
     public static let extensions: Set<String> = ["png", "jpg", "jpeg"]
 
@@ -28,12 +28,14 @@ public enum ImageFolder {
         return names.sorted(by: codePointOrder)
     }
 
-    /// Decodes every image below `folder`'s class folders. `classNames` fixes the class indices (a validation or
-    /// test folder takes the training folder's); nil means this folder's own sorted class folders. A class folder
-    /// missing from `folder` contributes no images; a folder not in `classNames` is an error (its images would have
-    /// no label). Decoding runs on all cores; labels, order and warnings do not depend on the timing.
-    public static func load(_ folder: String, classNames given: [String]? = nil, onCorrupt: CorruptImagePolicy,
-                            warn: (String) -> Void) throws -> ImageStore {
+    /// Lists every image below `folder`'s class folders with its label and its header's shape, decoding nothing:
+    /// the store decodes each image when it is used, so memory does not grow with the folder. `classNames` fixes
+    /// the class indices (a validation or test folder takes the training folder's); nil means this folder's own
+    /// sorted class folders. A class folder missing from `folder` contributes no images; a folder not in
+    /// `classNames` is an error (its images would have no label). A file whose header does not read is skipped or
+    /// fatal by `log.policy`; one that fails later, while streaming, is handled by `Dataset`. Headers are read on
+    /// all cores; labels, order and warnings do not depend on the timing.
+    public static func list(_ folder: String, classNames given: [String]? = nil, log: ImageFolderLog) throws -> ImageStore {
         let found = try classNames(in: folder)
         let classNames = given ?? found
         if let stray = found.first(where: { !classNames.contains($0) }) {
@@ -41,50 +43,96 @@ public enum ImageFolder {
                 "class folder not among the training classes (\(classNames.joined(separator: ", ")))"))
         }
         var files: [(path: String, label: Int32)] = []
+        var others: [String] = []
+        var emptyFolders: [Int] = []
         for (label, name) in classNames.enumerated() where found.contains(name) {
-            files += try imageFiles(below: join(folder, name)).map { ($0, Int32(label)) }
+            let listing = try folderFiles(below: join(folder, name))
+            if listing.images.isEmpty { emptyFolders.append(label) }
+            files += listing.images.map { ($0, Int32(label)) }
+            others += listing.others
         }
+        log.leftOut(others, in: folder)
         guard !files.isEmpty else {
             throw DataFileError(file: folder, .invalidRequest("no PNG or JPEG files in the class folders"))
         }
+        log.addListed(files.count)
 
-        // [files.count]: each file's decoded image or its error, filled concurrently, read in file order.
-        let results = UnsafeMutableBufferPointer<Result<DecodedImage, DataFileError>?>.allocate(capacity: files.count)
-        results.initialize(repeating: nil)
+        // [files.count]: each file's header or its error, filled concurrently, read in file order.
+        let headers = UnsafeMutableBufferPointer<Result<(shape: ImageStore.Shape, isJPEG: Bool), DataFileError>?>
+            .allocate(capacity: files.count)
+        headers.initialize(repeating: nil)
         defer {
-            results.deinitialize()
-            results.deallocate()
+            headers.deinitialize()
+            headers.deallocate()
         }
         DispatchQueue.concurrentPerform(iterations: files.count) { index in
-            results[index] = Result { try DecodedImage(file: files[index].path) }.mapError { error in
+            headers[index] = Result { try probe(files[index].path) }.mapError { error in
                 error as? DataFileError ?? DataFileError(file: files[index].path, .io(String(describing: error)))
             }
         }
-
-        var store = ImageStore(origin: folder, classNames: classNames)
+        var kept: (files: [String], shapes: [ImageStore.Shape], isJPEG: [Bool], labels: [Int32]) = ([], [], [], [])
         for (index, file) in files.enumerated() {
-            switch results[index] {
-            case let .success(image)?:
-                image.pixels.withUnsafeBufferPointer {
-                    store.append(pixels: $0, shape: image.shape, label: file.label, file: file.path)
-                }
+            switch headers[index] {
+            case let .success(header)?:
+                kept.files.append(file.path)
+                kept.shapes.append(header.shape)
+                kept.isJPEG.append(header.isJPEG)
+                kept.labels.append(file.label)
             case let .failure(error)?:
-                guard onCorrupt == .skip else { throw error }
-                warn("warning: \(error) (skipped)")
+                try log.skip(error)
             case nil:
-                throw DataFileError(file: file.path, .io("not decoded"))
+                throw DataFileError(file: file.path, .io("not read"))
             }
         }
-        guard store.count > 0 else {
+        guard !kept.files.isEmpty else {
             throw DataFileError(file: folder, .invalidRequest("every image file failed to decode"))
         }
+        var store = ImageStore(origin: folder, classNames: classNames, files: kept.files, shapes: kept.shapes,
+                               isJPEG: kept.isJPEG, labels: kept.labels, log: log)
+        let withImages = Set(kept.labels)
+        store.emptyClasses = classNames.indices.filter { found.contains(classNames[$0]) && !withImages.contains(Int32($0)) }
         return store
     }
 
+    /// Decodes every image below `folder`'s class folders into memory at full size (the whole-folder decode:
+    /// `list`, then `ImageStore.cachingDecoded`). A file that does not decode is skipped with a warning or ends the
+    /// load, by `onCorrupt`.
+    public static func load(_ folder: String, classNames given: [String]? = nil, onCorrupt: CorruptImagePolicy,
+                            warn: @escaping @Sendable (String) -> Void) throws -> ImageStore {
+        let log = ImageFolderLog(policy: onCorrupt, warn: warn)
+        return try list(folder, classNames: given, log: log).cachingDecoded(scaling: .full)
+    }
+
+    /// The shape a file decodes to and whether it is a JPEG, from its header: the first 64 KiB hold it in any
+    /// ordinary file; the whole file is read only when they do not.
+    static func probe(_ path: String) throws -> (shape: ImageStore.Shape, isJPEG: Bool) {
+        var bytes = try DecodedImage.readFile(path, limit: 1 << 16)
+        var header = vf_image_header(width: 0, height: 0, channels: 0)
+        var message = [CChar](repeating: 0, count: 320)
+        for attempt in 0..<2 {
+            let status = bytes.withUnsafeBufferPointer { input in
+                message.withUnsafeMutableBufferPointer { vf_probe_image(input.baseAddress, input.count, &header, $0.baseAddress, $0.count) }
+            }
+            if status == 0 {
+                return (ImageStore.Shape(width: Int(header.width), height: Int(header.height), channels: Int(header.channels)),
+                        bytes.first == 0xFF)
+            }
+            if status == 2 && attempt == 0 && bytes.count == 1 << 16 {
+                bytes = try DecodedImage.readFile(path)
+                continue
+            }
+            let reason = message.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            throw DataFileError(file: path, .corruptImage(reason))
+        }
+        throw DataFileError(file: path, .corruptImage("header not read"))
+    }
+
     /// Every PNG/JPEG file below `folder` (following links, as torchvision's `os.walk(followlinks=True)`), ordered
-    /// as torchvision orders them: by folder path, then by name within a folder.
-    static func imageFiles(below folder: String) throws -> [String] {
+    /// as torchvision orders them: by folder path, then by name within a folder; and the other files, in the same
+    /// order.
+    static func folderFiles(below folder: String) throws -> (images: [String], others: [String]) {
         var found: [(folder: String, name: String)] = []
+        var others: [(folder: String, name: String)] = []
         var pending = [(folder, 0)]
         while let (current, depth) = pending.popLast() {
             for name in try directoryEntries(current) {
@@ -96,11 +144,16 @@ public enum ImageFolder {
                 } else if let dot = name.lastIndex(of: "."),
                           extensions.contains(name[name.index(after: dot)...].lowercased()) {
                     found.append((current, name))
+                } else {
+                    others.append((current, name))
                 }
             }
         }
-        found.sort { $0.folder != $1.folder ? codePointOrder($0.folder, $1.folder) : codePointOrder($0.name, $1.name) }
-        return found.map { join($0.folder, $0.name) }
+        func sorted(_ files: [(folder: String, name: String)]) -> [String] {
+            files.sorted { $0.folder != $1.folder ? codePointOrder($0.folder, $1.folder) : codePointOrder($0.name, $1.name) }
+                .map { join($0.folder, $0.name) }
+        }
+        return (sorted(found), sorted(others))
     }
 
     private static func directoryEntries(_ folder: String) throws -> [String] {
@@ -132,7 +185,9 @@ public struct DecodedImage: Sendable {
     public let pixels: [UInt8]
 
     /// Reads and decodes a PNG or JPEG file, recognised by its first bytes (a PNG named .jpg decodes, as with PIL).
-    public init(file: String) throws {
+    /// A JPEG is decoded at 1/`scaleDenominator` of its size (1, 2, 4 or 8: libjpeg's DCT scaling); a PNG always at
+    /// full size.
+    public init(file: String, scaleDenominator: Int = 1) throws {
         let bytes = try Self.readFile(file)
         var image = vf_image(pixels: nil, width: 0, height: 0, channels: 0)
         var message = [CChar](repeating: 0, count: 320)
@@ -144,7 +199,8 @@ public struct DecodedImage: Sendable {
         let status = bytes.withUnsafeBufferPointer { input in
             message.withUnsafeMutableBufferPointer { text in
                 isPNG ? vf_decode_png(input.baseAddress, input.count, &image, text.baseAddress, text.count)
-                    : vf_decode_jpeg(input.baseAddress, input.count, &image, text.baseAddress, text.count)
+                    : vf_decode_jpeg_scaled(input.baseAddress, input.count, Int32(scaleDenominator), &image,
+                                             text.baseAddress, text.count)
             }
         }
         guard status == 0 else {
@@ -157,7 +213,8 @@ public struct DecodedImage: Sendable {
         pixels = Array(UnsafeBufferPointer(start: decoded, count: shape.bytes))
     }
 
-    static func readFile(_ path: String) throws -> [UInt8] {
+    /// The file's bytes, or its first `limit` bytes.
+    static func readFile(_ path: String, limit: Int = .max) throws -> [UInt8] {
         let descriptor = open(path, O_RDONLY)
         guard descriptor >= 0 else { throw DataFileError(file: path, .io("cannot open: " + String(cString: strerror(errno)))) }
         defer { close(descriptor) }
@@ -165,7 +222,7 @@ public struct DecodedImage: Sendable {
         guard fstat(descriptor, &status) == 0 else {
             throw DataFileError(file: path, .io("cannot stat: " + String(cString: strerror(errno))))
         }
-        let size = Int(status.st_size)
+        let size = min(Int(status.st_size), limit)
         guard size <= 1 << 30 else { throw DataFileError(file: path, .io("larger than 1 GiB, not an image ViTForge reads")) }
         var bytes = [UInt8](repeating: 0, count: size)
         var filled = 0

@@ -11,7 +11,7 @@ public struct DatasetCalibrationImages: CalibrationImages {
 
     public func batch(start: Int, count: Int) throws -> (images: [Float], labels: [Int32]) {
         var images = [Float](repeating: 0, count: count * imageElements)
-        images.withUnsafeMutableBufferPointer { dataset.prepare(start..<(start + count), into: $0) }
+        try images.withUnsafeMutableBufferPointer { try dataset.prepare(start..<(start + count), into: $0) }
         return (images, (start..<(start + count)).map { Int32(dataset.label($0)) })
     }
 }

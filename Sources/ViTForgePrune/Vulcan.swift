@@ -274,7 +274,7 @@ public struct Vulcan: PruningMethod {
         var tally = SubsetAccuracy(outputClasses: (0 ..< config.classes).map(config.classId(ofOutput:)),
                                    subset: classes)
         try model.logits(count: images.count, batchSize: batchSize, prepare: { range, staging in
-            images.prepare(range, into: staging)
+            try images.prepare(range, into: staging)
         }, consume: { range, logits in
             tally.record(labels: range.map { images.label($0) }, logits: logits)
         })

@@ -23,7 +23,7 @@ public enum Evaluator {
         if let classIds = config.classIds {
             var tally = ClassificationTally(classes: max(dataset.classCount, (classIds.max() ?? 0) + 1))
             try model.logits(count: dataset.count, batchSize: batchSize, prepare: { range, staging in
-                dataset.prepare(range, into: staging)
+                try dataset.prepare(range, into: staging)
             }, consume: { range, logits in
                 for (row, position) in range.enumerated() {
                     var best = 0
@@ -38,7 +38,7 @@ public enum Evaluator {
         }
         var tally = ClassificationTally(classes: model.config.classes)
         try model.logits(count: dataset.count, batchSize: batchSize, prepare: { range, staging in
-            dataset.prepare(range, into: staging)
+            try dataset.prepare(range, into: staging)
         }, consume: { range, logits in
             tally.record(labels: range.map { dataset.label($0) }, logits: logits, logitsPerImage: model.config.classes)
             try pass.advance(range.count)

@@ -44,6 +44,7 @@ struct PruneCommand: ParsableCommand {
     @OptionGroup(title: "Baseline options (--method magnitude|taylor|random)") var baselines: BaselineOptions
     @OptionGroup(title: "Vulcan options (--method vulcan; the subset is --classes)") var vulcan: VulcanOptions
     @OptionGroup var heads: HeadsOption
+    @OptionGroup var dataLoading: DataLoadingOptions
     @OptionGroup var common: CommonOptions
 
     /// Every method's option group; each registered method is served by exactly one (a CLI test checks).
@@ -146,8 +147,9 @@ struct PruneCommand: ParsableCommand {
                 }
                 let original = try ViTWeights.load(path: options.model, heads: heads.heads)
                 let config = original.config
-                let splits = try Dataset.load(options.data, options: DatasetOptions(
-                    channels: config.inChannels, side: config.imageSize, classes: classes, seed: common.seed))
+                let splits = try Dataset.load(options.data, options: dataLoading.applied(to: DatasetOptions(
+                    channels: config.inChannels, side: config.imageSize, classes: classes, seed: common.seed)))
+                defer { if let summary = splits.skippedSummary { print(summary) } }
                 try checkClassesFit(data: options.data, dataset: splits.training, subset: classes, model: options.model,
                                     config: config)
                 let progress = ProgressPrinter()

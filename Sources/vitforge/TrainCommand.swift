@@ -94,6 +94,7 @@ struct TrainCommand: ParsableCommand {
     var stopAfterSteps: Int?
 
     @OptionGroup var heads: HeadsOption
+    @OptionGroup var dataLoading: DataLoadingOptions
     @OptionGroup var common: CommonOptions
 
     // Not `vitforge.checkpointPath`: the fuzz package compiles these sources as a module of another name.
@@ -121,12 +122,14 @@ struct TrainCommand: ParsableCommand {
                 let options = DatasetOptions(channels: config.inChannels, side: config.imageSize,
                                              classes: try parseClassList(classes, data: data), remapLabels: remapLabels,
                                              validationFraction: valFraction, seed: common.seed)
-                let splits = try Dataset.load(data, options: options)
+                let splits = try Dataset.load(data, options: dataLoading.applied(to: options))
+                defer { if let summary = splits.skippedSummary { print(summary) } }
                 if splits.training.classCount > config.classes {
                     throw ValidationError("\(data) has \(splits.training.classCount) classes; the model has \(config.classes) outputs")
                 }
                 let loader = try BatchLoader(dataset: splits.training, batchSize: batchSize, seed: common.seed,
-                                             augmentation: AugmentationRecipe(maximumShift: translate, flipProbability: flip))
+                                             augmentation: AugmentationRecipe(maximumShift: translate, flipProbability: flip),
+                                             workers: dataLoading.loaderThreads)
                 let model = try VisionTransformer(weights: weights, backend: backend)
                 let teacherModel = try teacher.map {
                     try VisionTransformer(weights: ViTWeights.load(path: $0, heads: nil), backend: backend)

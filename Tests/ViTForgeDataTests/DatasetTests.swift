@@ -35,11 +35,11 @@ struct AugmentationTests {
     func shiftAndFlip(dx: Int, dy: Int) throws {
         let side = 7
         let dataset = try syntheticDataset(count: 3, side: side, classes: 2)
-        let plain = dataset.image(1)
+        let plain = try dataset.image(1)
         let background = Float(-0.25 / 0.5)
-        let shifted = dataset.image(1, augmentation: ImageAugmentation(dx: dx, dy: dy, flip: false))
-        let mirrored = dataset.image(1, augmentation: ImageAugmentation(dx: 0, dy: 0, flip: true))
-        let both = dataset.image(1, augmentation: ImageAugmentation(dx: dx, dy: dy, flip: true))
+        let shifted = try dataset.image(1, augmentation: ImageAugmentation(dx: dx, dy: dy, flip: false))
+        let mirrored = try dataset.image(1, augmentation: ImageAugmentation(dx: 0, dy: 0, flip: true))
+        let both = try dataset.image(1, augmentation: ImageAugmentation(dx: dx, dy: dy, flip: true))
         for y in 0..<side {
             for x in 0..<side {
                 let (sourceY, sourceX) = (y - dy, x - dx)
@@ -97,7 +97,7 @@ struct DatasetTests {
             let original = remapped.members[position] % 10
             #expect(remapped.label(position) == [7: 0, 2: 1, 9: 2][original])
         }
-        #expect(remapped.image(4) == dataset.image(remapped.members[4]))
+        #expect(try remapped.image(4) == dataset.image(remapped.members[4]))
         #expect(throws: DataFileError.self) { try dataset.subset(classes: [3, 10], remap: true) }
         #expect(throws: DataFileError.self) { try dataset.subset(classes: [3, 3], remap: true) }
         #expect(throws: DataFileError.self) { try remapped.subset(classes: [1, 2], remap: false).subset(classes: [0], remap: false) }
@@ -209,7 +209,7 @@ struct BatchLoaderTests {
         for slot in 0..<6 {
             let position = order[12 + slot]
             #expect(batch.labels[slot] == dataset.labels[position])
-            let expected = dataset.image(position, augmentation: loader.augmentation(epoch: 4, position: position))
+            let expected = try dataset.image(position, augmentation: loader.augmentation(epoch: 4, position: position))
             #expect(Array(batch.images[(slot * 16)..<(slot * 16 + 16)]) == expected)
         }
         #expect(loader.batchesPerEpoch == 5)

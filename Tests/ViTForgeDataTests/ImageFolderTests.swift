@@ -77,7 +77,11 @@ struct ImageFolderTests {
         let folder = try ScratchFolder()
         defer { folder.remove() }
         try Self.makeFolder(folder)
-        let store = try ImageFolder.load(folder.path, onCorrupt: .fail, warn: { Issue.record("warning \($0)") })
+        let notes = WarningLines()
+        let store = try ImageFolder.load(folder.path, onCorrupt: .fail, warn: { notes.append($0) })
+        // readme.txt is left out, and named once.
+        #expect(notes.lines == ["note: \(folder.path): left out 1 file that is not PNG or JPEG (.txt); first: "
+                                + "\(folder.path)/ant/readme.txt"])
         #expect(store.classNames == ["Dog", "ant", "cat"])
         #expect(store.count == 4)
         let byFile = Dictionary(uniqueKeysWithValues: (0..<store.count).map {
@@ -89,17 +93,17 @@ struct ImageFolderTests {
 
         let rgb = byFile["a.png"] ?? -1
         #expect(store.shapes[rgb] == .init(width: 3, height: 2, channels: 3))
-        store.withImage(rgb) { #expect(Array($0.pixels) == Self.rgbPixels) }
+        try store.withImage(rgb) { #expect(Array($0.pixels) == Self.rgbPixels) }
         let grey = byFile["c.PNG"] ?? -1
         #expect(store.shapes[grey] == .init(width: 2, height: 2, channels: 1))
-        store.withImage(grey) { #expect(Array($0.pixels) == [0, 64, 128, 255]) }
+        try store.withImage(grey) { #expect(Array($0.pixels) == [0, 64, 128, 255]) }
         // Quality 100 on a constant image: the DCT round trip is within a grey level or two.
         let greyJPEG = byFile["x.jpeg"] ?? -1
         #expect(store.shapes[greyJPEG] == .init(width: 8, height: 8, channels: 1))
-        store.withImage(greyJPEG) { image in #expect(image.pixels.allSatisfy { abs(Int($0) - 77) <= 1 }) }
+        try store.withImage(greyJPEG) { image in #expect(image.pixels.allSatisfy { abs(Int($0) - 77) <= 1 }) }
         let rgbJPEG = byFile["b.JPG"] ?? -1
         #expect(store.shapes[rgbJPEG] == .init(width: 16, height: 8, channels: 3))
-        store.withImage(rgbJPEG) { image in
+        try store.withImage(rgbJPEG) { image in
             for (position, value) in image.pixels.enumerated() {
                 let expected = [200, 100, 50][position % 3]
                 #expect(abs(Int(value) - expected) <= 2, "channel \(position % 3): \(value)")
@@ -124,9 +128,9 @@ struct ImageFolderTests {
         let warnings = WarningLines()
         switch policy {
         case .skip:
-            let store = try ImageFolder.load(folder.path, onCorrupt: .skip, warn: warnings.append)
+            let store = try ImageFolder.load(folder.path, onCorrupt: .skip, warn: { warnings.append($0) })
             #expect(store.count == 4)
-            #expect(warnings.lines.count == corrupt.count)
+            #expect(warnings.lines.filter { $0.hasPrefix("warning:") }.count == corrupt.count)
             for name in corrupt {
                 let line = warnings.lines.first { $0.contains(folder.path + "/" + name) }
                 #expect(line != nil, "no warning names \(name): \(warnings.lines)")
@@ -134,7 +138,7 @@ struct ImageFolderTests {
             }
         case .fail:
             do {
-                _ = try ImageFolder.load(folder.path, onCorrupt: .fail, warn: warnings.append)
+                _ = try ImageFolder.load(folder.path, onCorrupt: .fail, warn: { warnings.append($0) })
                 Issue.record("loading a folder with corrupt images succeeded")
             } catch let error as DataFileError {
                 // Files are read in class order (Dog first), then by name: garbage.jpg is the first corrupt one.
@@ -192,7 +196,7 @@ struct ImageFolderTests {
         #expect(validation.preparation.means == ImagePreparation.imageNetMeans)
 
         // Height 2 → 3 resamples rows; row 0 of the output is the source's row 0 exactly (clamped tap).
-        let image = validation.image(0)
+        let image = try validation.image(0)
         let means = ImagePreparation.imageNetMeans, stds = ImagePreparation.imageNetStds
         for channel in 0..<3 {
             for x in 0..<3 {
@@ -212,7 +216,7 @@ struct ImageFolderTests {
         // A grey image feeds a three-channel model as three equal planes.
         let ant = splits.training
         let antPosition = try #require((0..<ant.count).first { ant.label($0) == 1 })
-        let antImage = ant.image(antPosition)
+        let antImage = try ant.image(antPosition)
         for position in 0..<9 {
             let first = (Double(antImage[position]) * stds[0] + means[0])
             #expect(abs((Double(antImage[9 + position]) * stds[1] + means[1]) - first) < 1e-5)

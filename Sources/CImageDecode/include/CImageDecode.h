@@ -28,9 +28,28 @@ typedef struct vf_image {
 /// otherwise non-zero, *image untouched, and a one-line reason in message (always NUL-terminated).
 int vf_decode_png(const unsigned char *bytes, size_t size, vf_image *image, char *message, size_t message_size);
 
-/// Decode a JPEG held in memory to grey (one-component files) or RGB. A file that ends early is an error, not
+/// Decode a JPEG held in memory to grey (one-component files) or RGB; CMYK and YCCK files become RGB as Pillow's
+/// convert("RGB") makes them (Adobe's inverted CMYK assumed, as Pillow does). A file that ends early is an error, not
 /// libjpeg's grey fill. Same return convention as vf_decode_png.
 int vf_decode_jpeg(const unsigned char *bytes, size_t size, vf_image *image, char *message, size_t message_size);
+
+/// vf_decode_jpeg at 1/scale_denom of the size (1, 2, 4 or 8), by libjpeg's DCT scaling: each side becomes
+/// ceil(side / scale_denom), far cheaper than decoding at full size and resizing.
+int vf_decode_jpeg_scaled(const unsigned char *bytes, size_t size, int scale_denom, vf_image *image, char *message,
+                          size_t message_size);
+
+/// A file's size and the channels it decodes to (1 or 3), read from its header alone.
+typedef struct vf_image_header {
+    int width;
+    int height;
+    int channels;
+} vf_image_header;
+
+/// Read the header of a PNG or JPEG whose first `size` bytes are given. Returns 0 and fills *header; 1 with a
+/// one-line reason in message when the file is not a readable image; 2 when the bytes end before the header does
+/// (call again with more of the file).
+int vf_probe_image(const unsigned char *bytes, size_t size, vf_image_header *header, char *message,
+                   size_t message_size);
 
 void vf_image_free(vf_image *image);
 
