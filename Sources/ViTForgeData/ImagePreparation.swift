@@ -108,10 +108,18 @@ public struct ImagePreparation: Sendable, Equatable {
         precondition(accepts(sourceChannels: image.channels), "\(image.channels)-channel image for a \(channels)-channel model")
         precondition(image.width >= 1 && image.height >= 1, "an image has at least one pixel")
         precondition(image.pixels.count >= image.width * image.height * image.channels, "image pixels missing")
-        let (columns, rows) = resampling(width: image.width, height: image.height, augmentation: augmentation)
         let resized: [UInt8]
         let resizedChannels: Int
-        if image.channels == 3 && channels == 1 {
+        if isIdentity(width: image.width, height: image.height, augmentation: augmentation) {
+            // Pillow copies an image resized to its own size; IDX data at the model's side takes this path.
+            guard image.channels == 3 && channels == 1 else {
+                normalise(image.pixels, channels: image.channels, augmentation: augmentation, into: output)
+                return
+            }
+            resized = Self.luminance(image)
+            resizedChannels = 1
+        } else if image.channels == 3 && channels == 1 {
+            let (columns, rows) = resampling(width: image.width, height: image.height, augmentation: augmentation)
             let grey = Self.luminance(image)
             resized = grey.withUnsafeBufferPointer {
                 Self.resize(RawImage(pixels: $0, width: image.width, height: image.height, channels: 1),
@@ -119,10 +127,23 @@ public struct ImagePreparation: Sendable, Equatable {
             }
             resizedChannels = 1
         } else {
+            let (columns, rows) = resampling(width: image.width, height: image.height, augmentation: augmentation)
             resized = Self.resize(image, columns: columns, rows: rows)
             resizedChannels = image.channels
         }
-        normalise(resized, channels: resizedChannels, augmentation: augmentation, into: output)
+        resized.withUnsafeBufferPointer {
+            normalise($0, channels: resizedChannels, augmentation: augmentation, into: output)
+        }
+    }
+
+    /// Whether the transform leaves a `width × height` image's pixels as they are: a side × side image, no crop
+    /// share (or one that keeps it whole), or a random crop that takes the whole side × side image.
+    func isIdentity(width: Int, height: Int, augmentation: ImageAugmentation) -> Bool {
+        guard width == side && height == side else { return false }
+        if let crop = augmentation.crop {
+            return crop.region(width: width, height: height) == CropRegion(x: 0, y: 0, width: side, height: side)
+        }
+        return resizedShorterSide == side
     }
 
     /// The horizontal and vertical weights that take an image of `width × height` to `side × side`.
@@ -231,8 +252,8 @@ public struct ImagePreparation: Sendable, Equatable {
 
     /// Writes resized bytes [side, side, sourceChannels] as normalised floats [channels, side, side], shifted and
     /// mirrored by `augmentation`; a grey source fills every channel.
-    private func normalise(_ resized: [UInt8], channels sourceChannels: Int, augmentation: ImageAugmentation,
-                           into output: UnsafeMutablePointer<Float>) {
+    private func normalise(_ resized: UnsafeBufferPointer<UInt8>, channels sourceChannels: Int,
+                           augmentation: ImageAugmentation, into output: UnsafeMutablePointer<Float>) {
         // One affine map per channel: (x/255 − mean)/std. The background (stored 0) maps to `offset`.
         let gains = stds.map { Float(1 / (255 * $0)) }
         let offsets = (0..<channels).map { Float(-means[$0] / stds[$0]) }
