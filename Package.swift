@@ -94,11 +94,14 @@ let package = Package(
         // order and augmentation, the training generator's seeding, random pruning, bench inputs. Its own target
         // because Model and Data both need it and neither may import the other.
         .target(name: "ViTForgeRandom"),
+        // Pillow's antialiased separable resampling weights (bicubic, bilinear, nearest): images (Data) and position
+        // embeddings (Model) resample alike. Its own target for the same reason as ViTForgeRandom.
+        .target(name: "ViTForgeResampling"),
         // ViT config, timm parameter names, safetensors I/O, forward/backward on a Backend, MAC/parameter counts.
-        .target(name: "ViTForgeModel", dependencies: ["ViTForgeDevice", "ViTForgeRandom"]),
+        .target(name: "ViTForgeModel", dependencies: ["ViTForgeDevice", "ViTForgeRandom", "ViTForgeResampling"]),
         // Data sets beside the model layer (neither imports the other): IDX files, ImageFolders (PNG/JPEG), class
         // subsets, validation splits, augmentation, image preparation, prefetching batches.
-        .target(name: "ViTForgeData", dependencies: ["CZlib", "CImageDecode", "ViTForgeRandom"]),
+        .target(name: "ViTForgeData", dependencies: ["CZlib", "CImageDecode", "ViTForgeRandom", "ViTForgeResampling"]),
         // Losses (CE, KD), AdamW + schedules, the training loop, checkpoints and resume, progress lines.
         .target(name: "ViTForgeTrain", dependencies: ["ViTForgeModel", "ViTForgeData", "ViTForgeRandom"]),
         // Channel spaces, dependency groups, importance, budgets, surgery and the pruning methods.
@@ -119,6 +122,7 @@ let package = Package(
                 exclude: ["Proto/onnx_subset.proto", "Proto/generate.sh", "Proto/check_against_onnx.py"]),
         .executableTarget(name: "vitforge", dependencies: [
             "ViTForgeRandom",
+            "ViTForgeResampling",
             "ViTForgeDevice",
             "ViTForgeModel",
             "ViTForgeData",
@@ -135,7 +139,7 @@ let package = Package(
         .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "ViTForgeTestSupport", "vitforge"]),
         .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel", "ViTForgeRandom", "ViTForgeTestSupport"]),
         // CImageDecode's encoders write the tests' PNG/JPEG files.
-        .testTarget(name: "ViTForgeDataTests", dependencies: ["ViTForgeData", "CImageDecode"]),
+        .testTarget(name: "ViTForgeDataTests", dependencies: ["ViTForgeData", "ViTForgeResampling", "CImageDecode"]),
         // Runs the built `vitforge` binary as a subprocess (the dependency makes `swift build`/`swift test` build it).
         .testTarget(name: "vitforgeCLITests", dependencies: ["vitforge", "ViTForgeModel", "ViTForgeData", "CImageDecode",
                                                             "ViTForgePrune"]),

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import ViTForgeResampling
 
 /// A labelled image set as a model sees it: `count` images, each prepared on demand (resized, channels converted,
 /// normalised, optionally augmented) into `elementsPerImage` floats, with its class label. A view on shared
@@ -214,6 +215,10 @@ public struct DatasetOptions: Sendable {
     /// statistics for IDX data, ImageNet's for ImageFolders).
     public var means: [Double]?
     public var stds: [Double]?
+    /// Resize filter and timm `crop_pct` of the evaluation transform; nil takes the data set's default (bicubic;
+    /// crop 1 for IDX data, 0.875 for ImageFolders, timm's DeiT/ImageNet recipe).
+    public var filter: ResamplingFilter?
+    public var cropPct: Double?
     /// Keep only these classes (`--classes 5,7,9`), and whether to renumber them 0..<k.
     public var classes: [Int]?
     public var remapLabels: Bool
@@ -233,7 +238,8 @@ public struct DatasetOptions: Sendable {
     /// Receives one line per skipped image and per note.
     public var warn: @Sendable (String) -> Void
 
-    public init(channels: Int, side: Int, means: [Double]? = nil, stds: [Double]? = nil, classes: [Int]? = nil,
+    public init(channels: Int, side: Int, means: [Double]? = nil, stds: [Double]? = nil,
+                filter: ResamplingFilter? = nil, cropPct: Double? = nil, classes: [Int]? = nil,
                 remapLabels: Bool = false, validationFraction: Double = 0, seed: UInt64 = 0,
                 onCorrupt: CorruptImagePolicy = .skip, cacheImages: Bool = false,
                 cacheBudget: Int = DatasetOptions.defaultCacheBudget, reducedTrainingDecode: Bool = true,
@@ -242,6 +248,8 @@ public struct DatasetOptions: Sendable {
         self.side = side
         self.means = means
         self.stds = stds
+        self.filter = filter
+        self.cropPct = cropPct
         self.classes = classes
         self.remapLabels = remapLabels
         self.validationFraction = validationFraction
@@ -342,8 +350,9 @@ extension Dataset {
         return DatasetSplits(training: training, validation: validation, test: test, log: folders?.log)
     }
 
-    /// The options' normalisation, or the data set's default: Fashion-MNIST's statistics for IDX data, ImageNet's
-    /// (timm's channel average for a one-channel model) for ImageFolders. One value applies to every channel.
+    /// The options' preprocessing, or the data set's default: Fashion-MNIST's statistics and no crop for IDX data,
+    /// ImageNet's (timm's channel average for a one-channel model) and crop 0.875 for ImageFolders, bicubic. One
+    /// mean or std value applies to every channel.
     static func makePreparation(_ options: DatasetOptions, isImageFolder: Bool, origin: String) throws -> ImagePreparation {
         let channels = options.channels
         guard channels >= 1 && options.side >= 1 else {
@@ -369,6 +378,11 @@ extension Dataset {
         let means = try perChannel(options.means ?? defaults.means, "mean")
         let stds = try perChannel(options.stds ?? defaults.stds, "std")
         guard stds.allSatisfy({ $0 > 0 }) else { throw DataFileError(file: origin, .invalidRequest("std \(stds) must be positive")) }
-        return ImagePreparation(means: means, stds: stds, channels: channels, side: options.side)
+        let cropPct = options.cropPct ?? (isImageFolder ? 0.875 : 1)
+        guard cropPct > 0 && cropPct <= 1 else {
+            throw DataFileError(file: origin, .invalidRequest("crop_pct \(cropPct) is not in (0, 1]"))
+        }
+        return ImagePreparation(means: means, stds: stds, channels: channels, side: options.side,
+                                filter: options.filter ?? .bicubic, cropPct: cropPct)
     }
 }

@@ -156,6 +156,14 @@ public struct ViTWeights: Equatable, Sendable {
         tensors[name]?.values = values
     }
 
+    /// Records how images become this model's input (`ViTConfig.preprocessing`), checked against its channels.
+    public mutating func setPreprocessing(_ preprocessing: InputPreprocessing?) throws {
+        var changed = config
+        changed.preprocessing = preprocessing
+        if let problem = changed.problem() { throw ModelFileError(file: sourcePath ?? "model", .invalidConfig(problem)) }
+        config = changed
+    }
+
     /// Records which data-set class each output predicts (`ViTConfig.classIds`): one distinct id per output.
     public mutating func setClassIds(_ ids: [Int]?) throws {
         var changed = config

@@ -143,12 +143,16 @@ struct DemoCommand: ParsableCommand {
     private func train(config: ViTConfig, to path: String, backend: Backend, resume: Bool) throws -> ViTWeights {
         let checkpoint = checkpointPath(for: path)
         print("step 1/3: train \(arch) from scratch on Fashion-MNIST for \(epochs) epoch(s)")
-        let splits = try Dataset.load(data, options: DatasetOptions(
-            channels: config.inChannels, side: config.imageSize, seed: common.seed))
+        // The model written stores how its images were prepared (the data set's default, as `train` does).
+        let preprocess = try PreprocessOptions.parse([]).resolve(for: config, modelPath: nil, data: data).preprocessing
+        var options = preprocess.datasetOptions(for: config)
+        options.seed = common.seed
+        let splits = try Dataset.load(data, options: options)
         let loader = try BatchLoader(dataset: splits.training, batchSize: 128, seed: common.seed,
                                      augmentation: .fashionMNISTFixture)
-        let model = try VisionTransformer(weights: ViTWeights.initialized(config: config, seed: common.seed),
-                                          backend: backend)
+        var initial = try ViTWeights.initialized(config: config, seed: common.seed)
+        try initial.setPreprocessing(preprocess)
+        let model = try VisionTransformer(weights: initial, backend: backend)
         let trainer = try Trainer(model: model, batches: loader, settings: TrainingSettings(epochs: epochs),
                                   seed: common.seed,
                                   checkpoints: CheckpointPolicy(lastPath: checkpoint, everySteps: 200))

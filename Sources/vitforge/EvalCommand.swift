@@ -12,9 +12,8 @@ struct EvalCommand: ParsableCommand {
         commandName: "eval",
         abstract: "Measure a model's accuracy and per-class accuracy on a data set split.",
         discussion: """
-            Pixels are x/255, then (x − mean)/std (Fashion-MNIST's statistics by default). A model with several \
-            input channels gets the grey channel repeated; a model whose image size differs from the data's gets \
-            the images resized bilinearly (PyTorch's align_corners=False). With --classes only the images of those \
+            Images are prepared as the model stores (see --preprocess): timm's evaluation transform, then x/255 \
+            and (x − mean)/std. A model with several input channels gets the grey channel repeated. With --classes only the images of those \
             classes are evaluated; predictions are still the argmax over all of the model's classes.
             """)
 
@@ -35,12 +34,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Write the results as JSON here (atomically): accuracy, per_class, images, model, device, seconds.")
     var json: String?
 
-    @Option(help: "Mean subtracted after x/255.")
-    var mean = ImagePreparation.fashionMNISTMean
-
-    @Option(help: "Standard deviation divided by after subtracting the mean.")
-    var std = ImagePreparation.fashionMNISTStd
-
+    @OptionGroup var preprocessing: PreprocessOptions
     @OptionGroup var heads: HeadsOption
     @OptionGroup var batch: BatchSizeOption
     @OptionGroup var common: CommonOptions
@@ -52,7 +46,6 @@ struct EvalCommand: ParsableCommand {
 
     func validate() throws {
         _ = try classSubset
-        if !(std > 0) || !std.isFinite || !mean.isFinite { throw ValidationError("--std must be positive, --mean finite") }
     }
 
     func run() throws {
@@ -73,7 +66,8 @@ struct EvalCommand: ParsableCommand {
                 throw DataFileError(file: data, .invalidRequest("--classes: the \(split) split has no images of class \(label)"))
             }
             let indices = images.indices(ofClasses: subset.map(Set.init))
-            let preparation = ImagePreparation(mean: mean, std: std, channels: config.inChannels, side: config.imageSize)
+            let preparation = try preprocessing.resolve(for: config, modelPath: model, data: data).preprocessing
+                .preparation(for: config)
             let backend = try common.makeBackend()
             let vit = try VisionTransformer(weights: weights, backend: backend)
 

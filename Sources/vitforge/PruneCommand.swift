@@ -45,6 +45,7 @@ struct PruneCommand: ParsableCommand {
     @OptionGroup(title: "Vulcan options (--method vulcan; the subset is --classes)") var vulcan: VulcanOptions
     @OptionGroup var heads: HeadsOption
     @OptionGroup var dataLoading: DataLoadingOptions
+    @OptionGroup var preprocessing: PreprocessOptions
     @OptionGroup var common: CommonOptions
 
     /// Every method's option group; each registered method is served by exactly one (a CLI test checks).
@@ -145,13 +146,21 @@ struct PruneCommand: ParsableCommand {
                 if let fraction = options.valFraction {
                     method = try Self.withValidationFraction(method, fraction) ?? method
                 }
-                let original = try ViTWeights.load(path: options.model, heads: heads.heads)
+                var original = try ViTWeights.load(path: options.model, heads: heads.heads)
+                // Calibration, evaluation and the training phases prepare images as the model was trained; the
+                // pruned model keeps the same preprocessing (surgery copies the config).
+                let preprocess = try preprocessing.resolve(for: original.config, modelPath: options.model,
+                                                           data: options.data).preprocessing
+                try original.setPreprocessing(preprocess)
                 let config = original.config
-                let splits = try Dataset.load(options.data, options: dataLoading.applied(to: DatasetOptions(
-                    channels: config.inChannels, side: config.imageSize, classes: classes, seed: common.seed)))
+                var dataOptions = preprocess.datasetOptions(for: config)
+                dataOptions.classes = classes
+                dataOptions.seed = common.seed
+                let splits = try Dataset.load(options.data, options: dataLoading.applied(to: dataOptions))
                 defer { if let summary = splits.skippedSummary { print(summary) } }
                 try checkClassesFit(data: options.data, dataset: splits.training, subset: classes, model: options.model,
                                     config: config)
+                let isIDX = try PreprocessOptions.isIDX(options.data)
                 let progress = ProgressPrinter()
                 func phase(_ name: String, epochs: Int, learningRate: Double, checkpoint: String) -> TrainingPhase {
                     var phase = TrainingPhase(
@@ -160,6 +169,7 @@ struct PruneCommand: ParsableCommand {
                         seed: common.seed, checkpointPath: checkpoint, checkpointEvery: options.checkpointEvery,
                         resume: options.resume || fellBack, protectedInputs: [options.model])
                     phase.progressLoss = progress.lossCadence
+                    if !isIDX { phase.augmentation = .imageFolderDefault }
                     return phase
                 }
                 let pipeline = PruningPipeline(

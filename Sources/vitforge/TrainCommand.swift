@@ -11,7 +11,9 @@ struct TrainCommand: ParsableCommand {
         abstract: "Train a ViT (from scratch, or fine-tune a checkpoint), optionally distilling from a teacher.",
         discussion: """
             Defaults are the Fashion-MNIST recipe of the fixtures: AdamW lr 1e-3, weight decay 0.05, batch 128, \
-            5% linear warm-up then cosine to 0, ±2 px translation + horizontal flip, 7 epochs.
+            5% linear warm-up then cosine to 0, ±2 px translation + horizontal flip, 7 epochs. Image folders \
+            train with timm's RandomResizedCrop (--crop-scale) + horizontal flip instead of the translation.
+            The model written stores its preprocessing (--preprocess, or what --init's model stores).
             A checkpoint (model + optimizer moments + step + RNG and data position) is written to \
             OUT.checkpoint.safetensors every --checkpoint-every steps, at each epoch's end and on Ctrl-C; \
             --resume continues from it and ends bit-identical to an uninterrupted run.
@@ -75,11 +77,20 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Clip the global gradient L2 norm to this value.")
     var clipGrad: Double?
 
-    @Option(help: "Random translation of ±N pixels (0 turns it off).")
+    @Option(help: "IDX data only: random translation of ±N pixels (0 turns it off).")
     var translate = 2
 
-    @Option(help: "Probability of a horizontal flip.")
+    @Option(help: "Probability of a horizontal flip (IDX data and image folders).")
     var flip = 0.5
+
+    @Option(help: ArgumentHelp("Image folders only: RandomResizedCrop's area share range (timm's default 0.08,1; "
+                               + "1,1 crops the whole image, narrowed to the 3/4–4/3 ratio range).",
+                               valueName: "min,max"))
+    var cropScale = "0.08,1"
+
+    @Option(help: ArgumentHelp("With --init: train at this input side, the position embedding resampled as timm "
+                               + "does (bicubic, antialiased; class/distillation tokens kept).", valueName: "N"))
+    var inputSize: Int?
 
     @Option(help: "Write a checkpoint every N steps (0: only at epoch ends and on Ctrl-C).")
     var checkpointEvery = 200
@@ -95,6 +106,7 @@ struct TrainCommand: ParsableCommand {
 
     @OptionGroup var heads: HeadsOption
     @OptionGroup var dataLoading: DataLoadingOptions
+    @OptionGroup var preprocessing: PreprocessOptions
     @OptionGroup var common: CommonOptions
 
     // Not `vitforge.checkpointPath`: the fuzz package compiles these sources as a module of another name.
@@ -107,6 +119,19 @@ struct TrainCommand: ParsableCommand {
         if epochs < 1 { throw ValidationError("--epochs must be at least 1") }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         _ = try parseClassList(classes)
+        _ = try randomCrop()
+        if inputSize != nil && initModel == nil { throw ValidationError("--input-size needs --init (a model to resample)") }
+    }
+
+    /// `--crop-scale` as timm's RandomResizedCrop.
+    private func randomCrop() throws -> RandomResizedCrop {
+        let parts = cropScale.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+        guard parts.count == 2, parts[0] <= parts[1] else {
+            throw ValidationError("--crop-scale \"\(cropScale)\" is not MIN,MAX (e.g. 0.08,1)")
+        }
+        let crop = RandomResizedCrop(scale: parts[0] ... parts[1])
+        if let problem = crop.problem { throw ValidationError("--crop-scale: \(problem)") }
+        return crop
     }
 
     func run() throws {
@@ -117,18 +142,26 @@ struct TrainCommand: ParsableCommand {
                 outputs: [.init("--out", out), .init("--log", log), .init("checkpoint", checkpointPath),
                           .init("best checkpoint", out + ".best.safetensors")]).check()
             try common.onDevice { backend, fellBack in
-                let weights = try startingWeights()
+                var weights = try startingWeights()
+                let (preprocess, source) = try preprocessing.resolve(for: weights.config, modelPath: initModel, data: data)
+                try weights.setPreprocessing(preprocess)
+                print("preprocessing: \(preprocess.summary) (\(source))")
                 let config = weights.config
-                let options = DatasetOptions(channels: config.inChannels, side: config.imageSize,
-                                             classes: try parseClassList(classes, data: data), remapLabels: remapLabels,
-                                             validationFraction: valFraction, seed: common.seed)
+                var options = preprocess.datasetOptions(for: config)
+                options.classes = try parseClassList(classes, data: data)
+                options.remapLabels = remapLabels
+                options.validationFraction = valFraction
+                options.seed = common.seed
                 let splits = try Dataset.load(data, options: dataLoading.applied(to: options))
                 defer { if let summary = splits.skippedSummary { print(summary) } }
                 if splits.training.classCount > config.classes {
                     throw ValidationError("\(data) has \(splits.training.classCount) classes; the model has \(config.classes) outputs")
                 }
                 let loader = try BatchLoader(dataset: splits.training, batchSize: batchSize, seed: common.seed,
-                                             augmentation: AugmentationRecipe(maximumShift: translate, flipProbability: flip),
+                                             augmentation: try PreprocessOptions.isIDX(data)
+                                                ? AugmentationRecipe(maximumShift: translate, flipProbability: flip)
+                                                : AugmentationRecipe(maximumShift: 0, flipProbability: flip,
+                                                                     randomCrop: try randomCrop()),
                                              workers: dataLoading.loaderThreads)
                 let model = try VisionTransformer(weights: weights, backend: backend)
                 let teacherModel = try teacher.map {
@@ -201,7 +234,13 @@ struct TrainCommand: ParsableCommand {
     }
 
     private func startingWeights() throws -> ViTWeights {
-        if let initModel { return try ViTWeights.load(path: initModel, heads: heads.heads) }
+        if let initModel {
+            let loaded = try ViTWeights.load(path: initModel, heads: heads.heads)
+            guard let inputSize, inputSize != loaded.config.imageSize else { return loaded }
+            print("input size \(inputSize): position embedding resampled from \(loaded.config.gridSize)² to "
+                  + "\((inputSize / max(loaded.config.patchSize, 1)))² patches")
+            return try loaded.resampled(toInputSize: inputSize)
+        }
         let config: ViTConfig
         if let path = self.config {
             config = try ViTConfig.fromJSON(String(contentsOfFile: path, encoding: .utf8), file: path)

@@ -195,23 +195,29 @@ struct ImageFolderTests {
         #expect(validation.count == 1 && validation.label(0) == 2 && validation.classNames == ["Dog", "ant", "cat"])
         #expect(validation.preparation.means == ImagePreparation.imageNetMeans)
 
-        // Height 2 → 3 resamples rows; row 0 of the output is the source's row 0 exactly (clamped tap).
-        let image = try validation.image(0)
+        #expect(validation.preparation.cropPct == 0.875 && validation.preparation.filter == .bicubic)
+
+        // At side 2 without a crop share the 3×2 image keeps its size and the centre crop takes columns 0 and 1
+        // (torchvision rounds the half-pixel margin to even, 0): the stored pixels, normalised.
+        let uncropped = try Dataset.load(folder.path, options: DatasetOptions(channels: 3, side: 2, cropPct: 1))
+        let image = try #require(uncropped.validation).image(0)
         let means = ImagePreparation.imageNetMeans, stds = ImagePreparation.imageNetStds
         for channel in 0..<3 {
-            for x in 0..<3 {
-                let stored = Double(Self.rgbPixels[3 * x + channel])
-                let expected = (stored / 255 - means[channel]) / stds[channel]
-                #expect(abs(Double(image[channel * 9 + x]) - expected) < 1e-5)
+            for y in 0..<2 {
+                for x in 0..<2 {
+                    let stored = Double(Self.rgbPixels[3 * (3 * y + x) + channel])
+                    let expected = (stored / 255 - means[channel]) / stds[channel]
+                    #expect(abs(Double(image[channel * 4 + 2 * y + x]) - expected) < 1e-5)
+                }
             }
         }
 
-        // A one-channel model sees the luminance, with timm's one-channel ImageNet statistics.
-        let grey = try Dataset.load(folder.path, options: DatasetOptions(channels: 1, side: 3)).validation
+        // A one-channel model sees the luminance (Pillow's convert("L"): 76 for pure red), with timm's
+        // one-channel ImageNet statistics.
+        let grey = try Dataset.load(folder.path, options: DatasetOptions(channels: 1, side: 2, cropPct: 1)).validation
         let greyImage = try #require(grey).image(0)
-        let luma = 0.299 * 255.0
-        let expected = (luma / 255 - ImagePreparation.imageNetGreyMean) / ImagePreparation.imageNetGreyStd
-        #expect(abs(Double(greyImage[0]) - expected) < 1e-4)
+        let expected = (76 / 255 - ImagePreparation.imageNetGreyMean) / ImagePreparation.imageNetGreyStd
+        #expect(abs(Double(greyImage[0]) - expected) < 1e-5)
 
         // A grey image feeds a three-channel model as three equal planes.
         let ant = splits.training

@@ -1,17 +1,33 @@
 import Testing
 @testable import ViTForgeData
+import ViTForgeResampling
 
 struct ImagePreparationTests {
-    /// PyTorch: `F.interpolate(torch.tensor([[[[0., 255.]]]]), size=(1, 4), mode="bilinear", align_corners=False)`
-    /// gives [0, 63.75, 191.25, 255]: source = (x + 0.5)/2 − 0.5, clamped at 0.
-    @Test("bilinear resampling follows align_corners=False")
-    func resamplingMatchesPyTorch() {
-        let source: [Float] = [0, 255]
-        let values = ImagePreparation.resampling(from: 2, to: 4).map {
-            source[$0.low] * (1 - $0.weight) + source[$0.high] * $0.weight
+    /// Pillow's `Image.resize((4, 1), BILINEAR)` of the row [0, 255] reads [0, 64, 191, 255]: for upsampling the
+    /// triangle filter keeps support 1 and the taps are those of align_corners=False, clamped to the image.
+    @Test("bilinear upsampling weights follow Pillow (align_corners=False taps)")
+    func bilinearUpsamplingWeights() {
+        let source: [Double] = [0, 255]
+        let weights = ResamplingWeights(filter: .bilinear, inputCount: 2, outputCount: 4)
+        let values = (0..<4).map { x in
+            weights.weights[x].enumerated().reduce(0.0) { $0 + $1.element * source[weights.first[x] + $1.offset] }
         }
         #expect(values == [0, 63.75, 191.25, 255])
-        #expect(ImagePreparation.resampling(from: 7, to: 7).enumerated().allSatisfy { $1.low == $0 && $1.weight == 0 })
+        let same = ResamplingWeights(filter: .bicubic, inputCount: 7, outputCount: 7)
+        for x in 0..<7 {
+            let taps = same.weights[x]
+            #expect(taps.enumerated().allSatisfy { same.first[x] + $0.offset == x ? $0.element == 1 : $0.element == 0 })
+        }
+    }
+
+    /// Shrinking by 3 widens the bicubic filter to ±6 input samples (antialiasing), the weights still summing to 1.
+    @Test("downscaling widens the filter by the scale, weights sum to one")
+    func downscalingWidensFilter() {
+        let weights = ResamplingWeights(filter: .bicubic, inputCount: 63, outputCount: 21)
+        let middle = weights.weights[10]
+        #expect(middle.count == 12)
+        #expect(abs(middle.reduce(0, +) - 1) < 1e-12)
+        #expect(weights.weights.allSatisfy { abs($0.reduce(0, +) - 1) < 1e-12 })
     }
 
     @Test("normalisation, identity size, grey channel repeated for three-channel models")
@@ -30,15 +46,17 @@ struct ImagePreparationTests {
         }
     }
 
-    @Test("resizing 2×2 to 4×4 keeps a constant image constant and the corners exact")
+    @Test("resizing 2×2 to 4×4 bilinearly gives Pillow's bytes, the same in every row")
     func resizesBilinearly() {
         let images = LabeledImages(count: 1, height: 2, width: 2, pixels: [0, 255, 0, 255], labels: [0])
-        let preparation = ImagePreparation(mean: 0, std: 1, channels: 1, side: 4)
+        let preparation = ImagePreparation(mean: 0, std: 1, channels: 1, side: 4, filter: .bilinear)
         var output = [Float](repeating: .nan, count: 16)
         output.withUnsafeMutableBufferPointer { preparation.prepare(images, indices: [0][...], into: $0) }
+        // Pillow rounds each pass to bytes: 63.75 → 64, 191.25 → 191.
+        let expected: [Float] = [0, 64 / 255, 191 / 255, 1]
         for row in 0..<4 {
             let values = Array(output[(row * 4)..<(row * 4 + 4)])
-            #expect(zip(values, [0, 0.25, 0.75, 1] as [Float]).allSatisfy { abs($0 - $1) < 1e-6 }, "\(values)")
+            #expect(zip(values, expected).allSatisfy { abs($0 - $1) < 1e-6 }, "\(values)")
         }
     }
 
