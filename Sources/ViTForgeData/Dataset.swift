@@ -262,7 +262,7 @@ extension Dataset {
 
     /// The options' normalisation, or the data set's default: Fashion-MNIST's statistics for IDX data, ImageNet's
     /// (timm's channel average for a one-channel model) for ImageFolders. One value applies to every channel.
-    static func makePreparation(_ options: DatasetOptions, isImageFolder: Bool, origin: String) throws -> ImagePreparation {
+    public static func makePreparation(_ options: DatasetOptions, isImageFolder: Bool, origin: String) throws -> ImagePreparation {
         let channels = options.channels
         guard channels >= 1 && options.side >= 1 else {
             throw DataFileError(file: origin, .invalidRequest("model input \(channels)×\(options.side)² is empty"))

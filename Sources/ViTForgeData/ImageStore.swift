@@ -56,7 +56,7 @@ public struct ImageStore: Sendable {
     public var classCount: Int { classNames.count }
 
     /// Adds one image; `pixels` holds `shape.bytes` bytes.
-    mutating func append(pixels newPixels: UnsafeBufferPointer<UInt8>, shape: Shape, label: Int32, file: String) {
+    public mutating func append(pixels newPixels: UnsafeBufferPointer<UInt8>, shape: Shape, label: Int32, file: String) {
         precondition(newPixels.count == shape.bytes, "pixel count does not match the shape")
         offsets.append(pixels.count)
         pixels.append(contentsOf: newPixels)

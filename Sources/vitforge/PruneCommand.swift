@@ -75,9 +75,7 @@ struct PruneCommand: ParsableCommand {
                 let options = self.options
                 let group = try methodGroup()
                 var method = try group.method(named: options.method)
-                let classes = try parseClassList(options.classes, data: options.data)
-                // Vulcan serves the subset in the order given (its trimmed head's outputs follow it).
-                if var vulcan = method as? Vulcan, let classes { vulcan.options.classes = classes; method = vulcan }
+                let dataClasses = try parseClassList(options.classes, data: options.data)
                 // The validation share is shared by the methods that select on a validation split.
                 if let fraction = options.valFraction {
                     if var cpd = method as? CPD { cpd.options.validationFraction = fraction; method = cpd }
@@ -85,8 +83,16 @@ struct PruneCommand: ParsableCommand {
                 }
                 let original = try ViTWeights.load(path: options.model, heads: heads.heads)
                 let config = original.config
-                let splits = try Dataset.load(options.data, options: DatasetOptions(
-                    channels: config.inChannels, side: config.imageSize, classes: classes, seed: common.seed))
+                var splits = try Dataset.load(options.data, options: datasetOptions(for: config, classes: dataClasses,
+                                                                                  seed: common.seed))
+                let fit = try ClassFit(splits.training, data: options.data, model: options.model, config: config)
+                splits = try fit.apply(splits)
+                if let note = fit.note { print(note) }
+                // Vulcan serves the subset in the order given (its trimmed head's outputs follow it), as model classes.
+                if var vulcan = method as? Vulcan, let classes = fit.apply(dataClasses) {
+                    vulcan.options.classes = classes
+                    method = vulcan
+                }
                 let progress = ProgressPrinter()
                 func phase(_ name: String, epochs: Int, learningRate: Double, checkpoint: String) -> TrainingPhase {
                     var phase = TrainingPhase(

@@ -111,14 +111,30 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             try common.onDevice { backend, fellBack in
-                let weights = try startingWeights()
+                let classList = try parseClassList(classes, data: data)
+                var weights = try startingWeights()
+                // --classes keeps today's rule (the model's head, labels as given or renumbered).
+                if initModel != nil && classList == nil { weights = try fitHead(weights) }
                 let config = weights.config
-                let options = DatasetOptions(channels: config.inChannels, side: config.imageSize,
-                                             classes: try parseClassList(classes, data: data), remapLabels: remapLabels,
+                let options = datasetOptions(for: config, classes: classList, remapLabels: remapLabels,
                                              validationFraction: valFraction, seed: common.seed)
-                let splits = try Dataset.load(data, options: options)
-                if splits.training.classCount > config.classes {
+                var splits = try Dataset.load(data, options: options)
+                if classList == nil {
+                    let fit = try ClassFit(splits.training, data: data, model: initModel ?? "being trained", config: config)
+                    splits = try fit.apply(splits)
+                    if let note = fit.note { print(note) }
+                } else if splits.training.classCount > config.classes {
                     throw ValidationError("\(data) has \(splits.training.classCount) classes; the model has \(config.classes) outputs")
+                }
+                let dataHasNames = try DataSource.classNames(data) != nil
+                let trainingSplit = splits.training
+                try weights.describe { stored in
+                    // What the model now knows about its classes and inputs, written with it.
+                    if stored.classNames == nil, dataHasNames, trainingSplit.classNames.count == stored.classes {
+                        stored.classNames = trainingSplit.classNames
+                    }
+                    if stored.preprocessing == nil { stored.preprocessing = describedPreprocessing(trainingSplit.preparation) }
+                    if valFraction > 0 { stored.heldOut = HeldOutSplit(fraction: valFraction, seed: common.seed) }
                 }
                 let loader = try BatchLoader(dataset: splits.training, batchSize: batchSize, seed: common.seed,
                                              augmentation: AugmentationRecipe(maximumShift: translate, flipProbability: flip))
@@ -183,7 +199,7 @@ struct TrainCommand: ParsableCommand {
                 }
                 var trained = try model.hostWeights()
                 // A head trained on renumbered labels records which data-set class each output is (eval maps back).
-                if remapLabels, let ids = options.classes, ids.count == config.classes, config.classIds == nil {
+                if remapLabels, let ids = classList, ids.count == config.classes, config.classIds == nil {
                     try trained.setClassIds(ids)
                 }
                 if writesFiles { try trained.save(to: out) }
@@ -194,13 +210,50 @@ struct TrainCommand: ParsableCommand {
 
     private func startingWeights() throws -> ViTWeights {
         if let initModel { return try ViTWeights.load(path: initModel, heads: heads.heads) }
-        let config: ViTConfig
+        var config: ViTConfig
         if let path = self.config {
             config = try ViTConfig.fromJSON(String(contentsOfFile: path, encoding: .utf8), file: path)
         } else {
-            config = Architectures.named(arch ?? "fm-vit-c") ?? Architectures.all[0].config
+            let name = arch ?? "fm-vit-c"
+            config = Architectures.named(name) ?? Architectures.all[0].config
+            config = try shaped(config, named: name)
         }
         return try ViTWeights.initialized(config: config, seed: common.seed)
+    }
+
+    /// A named architecture built for the data: one output per class (named), three input channels for an
+    /// ImageFolder (grey photos are repeated, as Pillow's convert("RGB") does), the architecture's own side.
+    private func shaped(_ architecture: ViTConfig, named name: String) throws -> ViTConfig {
+        var config = architecture
+        guard let names = try DataSource.classNames(data) else { return config }
+        config.classes = names.count
+        config.classNames = names
+        switch try DataSource.resolve(data) {
+        case .imageFolder, .imageFolderSplits: config.inChannels = 3
+        case .fashionMNIST, .idxFolder: break
+        }
+        print("\(name) for \(data): \(config.inChannels)×\(config.imageSize)×\(config.imageSize) input, "
+              + "\(names.count) classes (\(ClassFit.list(names)))")
+        return config
+    }
+
+    /// `--init` on a data set with class names: the model's head stays when the data's classes are among its
+    /// names (or, for a model without names, when the counts agree: output k is the data's class k); otherwise a
+    /// new head for the data's classes replaces it, said in one line.
+    private func fitHead(_ weights: ViTWeights) throws -> ViTWeights {
+        guard let names = try DataSource.classNames(data) else { return weights }
+        let config = weights.config
+        switch config.correspondence(ofDataClasses: names) {
+        case .known:
+            return weights
+        case .unnamed where names.count == config.classes && config.classIds == nil:
+            var named = weights
+            try named.describe { $0.classNames = names }
+            return named
+        case .unnamed, .unknown:
+            print("new \(names.count)-way head for \(ClassFit.list(names)); the \(config.classes)-way head is dropped")
+            return try weights.replacingHead(classNames: names, seed: common.seed)
+        }
     }
 }
 
