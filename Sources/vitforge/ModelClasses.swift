@@ -25,7 +25,8 @@ struct ClassFit {
         let named = try DataSource.classNames(data) != nil
         switch named ? config.correspondence(ofDataClasses: presentNames) : .unnamed {
         case .unnamed:
-            if dataset.classCount > config.classIdCount {
+            // A trimmed head (classIds) names the data set's classes it predicts; otherwise output k is class k.
+            if config.classIds == nil && dataset.classCount > config.classes {
                 throw DataFileError(file: dataset.name, .invalidRequest(
                     "\(dataset.classCount) classes, but the model \(model) has \(config.classes) outputs"))
             }
