@@ -33,7 +33,7 @@ struct ClassFit {
         case let .unknown(missing):
             throw DataFileError(file: ImageFolder.join(dataset.name, missing[0]), .invalidRequest(
                 "class \"\(missing[0])\" is not one of the model \(model)'s classes "
-                + "(\(Self.list(config.classNames ?? [])))"))
+                + "(\(Self.list(config.classNames ?? []))); --classes picks the folder's classes to use"))
         case let .known(ids):
             var map = [Int](repeating: 0, count: dataset.classCount)  // absent classes: no image carries them
             for (label, id) in zip(present, ids) { map[label] = id }

@@ -20,14 +20,19 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Training data: fashion-mnist, a folder of IDX files, or an ImageFolder (one folder per class, or train/val/test of those).")
     var data = IDXDataset.fashionMNISTName
 
-    @Option(name: .customLong("init"), help: "Start from this model (safetensors, timm key names): fine-tuning.")
+    @Option(name: .customLong("init"), help: ArgumentHelp(
+        "Start from this model (safetensors, timm key names): fine-tuning.",
+        discussion: "Its head stays when the data's classes are among the model's class names (or the model has "
+            + "no names and as many outputs as the data has classes); otherwise a new head for the data's classes "
+            + "replaces it, said in one line."))
     var initModel: String?
 
     @Option(help: "Start from random weights with this config (JSON as stored in vitforge.config).")
     var config: String?
 
-    @Option(help: ArgumentHelp("Start from random weights of a named shape: \(Architectures.names.joined(separator: ", ")).",
-                               valueName: "name"))
+    @Option(help: ArgumentHelp("Start from random weights of a named shape: \(Architectures.names.joined(separator: ", ")) "
+                               + "(built for the data's classes, with 3 input channels for an ImageFolder, at the "
+                               + "shape's own input size).", valueName: "name"))
     var arch: String?
 
     @Option(help: "Epochs to train.")
@@ -51,7 +56,7 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "With --classes: renumber the kept classes 0..<k (the model then needs k outputs).")
     var remapLabels = false
 
-    @Option(help: "Share of each training class held out for validation, which picks the best checkpoint (never the test set).")
+    @Option(help: "Share of each training class held out for validation, which picks the best checkpoint (never the test set); stored in the model, so that eval --split auto scores the same images.")
     var valFraction = 0.0
 
     @Option(help: "Images per step.")

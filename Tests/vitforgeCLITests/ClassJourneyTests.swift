@@ -118,6 +118,36 @@ struct ClassJourneyTests {
         #expect((report["confusion"] as? [[Int]])?.allSatisfy { $0.count == 3 } == true)
     }
 
+    @Test("train --arch builds for the folder's classes and 3 channels; predict without names prints indices; a file that is not an image is one line naming it")
+    func archAndPredictEdges() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let data = try Self.photos(folder)
+        let built = folder.path("built.safetensors")
+        let train = try vitforge(["train", "--arch", "fm-vit-c", "--data", data, "--epochs", "1", "--batch-size", "8",
+                                  "--checkpoint-every", "0", "--out", built, "--device", "cpu"])
+        #expect(train.status == 0, "\(train.stderr)")
+        #expect(train.stdout.contains("fm-vit-c for \(data): 3×28×28 input, 3 classes (bag, dress, sneaker)"),
+                "\(train.stdout)")
+        let config = try ViTWeights.load(path: built).config
+        #expect(config.inChannels == 3 && config.classes == 3 && config.classNames == Self.classes)
+
+        let image = data + "/val/bag/0.png"
+        let predictions = folder.path("unnamed.json")
+        let unnamed = try vitforge(["predict", "--model", fixture("fm-vit-c.safetensors"), "--heads", "2", image,
+                                    "--top", "3", "--json", predictions, "--device", "cpu"])
+        #expect(unnamed.status == 0, "\(unnamed.stderr)")
+        let entries = try #require(try jsonObject(predictions)["predictions"] as? [[String: Any]])
+        let top = try #require(entries.first?["top"] as? [[String: Any]])
+        #expect(top.count == 3 && top.allSatisfy { $0["class"] as? String == ($0["index"] as? Int).map(String.init) })
+
+        let notImage = folder.path("notes.png")
+        try Data("not a picture".utf8).write(to: URL(fileURLWithPath: notImage))
+        let refused = try vitforge(["predict", "--model", built, image, notImage, "--device", "cpu"])
+        #expect(refused.status != 0 && refused.stderrLines.count == 1 && refused.stderr.contains(notImage),
+                "\(refused.stderr)")
+    }
+
     @Test("train --val-fraction stores the held-out split; eval --split auto on a folder without splits scores it")
     func heldOutSplit() throws {
         let folder = try TemporaryFolder()
