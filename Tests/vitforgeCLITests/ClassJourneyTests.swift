@@ -17,6 +17,14 @@ struct ClassJourneyTests {
         return root
     }
 
+    /// One quick epoch of `train` (batch 8, no periodic checkpoints) from `start` (e.g. `--init M` or `--arch A`).
+    static func train(_ start: [String], data: String, out: String, _ extra: [String] = []) throws -> CommandResult {
+        try vitforge(["train"] + start + ["--data", data, "--epochs", "1", "--batch-size", "8", "--checkpoint-every",
+                                          "0", "--out", out, "--device", "cpu"] + extra)
+    }
+
+    static let fashionModel = ["--init", fixture("fm-vit-c.safetensors"), "--heads", "2"]
+
     @Test("fm-vit-c → 3 named classes: train --init replaces the head, prune keeps the names, eval, predict, export")
     func fashionModelJourney() throws {
         let folder = try TemporaryFolder()
@@ -24,9 +32,7 @@ struct ClassJourneyTests {
         let data = try Self.photos(folder)
         let tuned = folder.path("tuned.safetensors"), pruned = folder.path("pruned.safetensors")
 
-        let train = try vitforge(["train", "--init", fixture("fm-vit-c.safetensors"), "--heads", "2", "--data", data,
-                                  "--epochs", "1", "--batch-size", "8", "--checkpoint-every", "0", "--out", tuned,
-                                  "--device", "cpu"])
+        let train = try Self.train(Self.fashionModel, data: data, out: tuned)
         #expect(train.status == 0, "\(train.stderr)")
         #expect(train.stdout.contains("new 3-way head for bag, dress, sneaker; the 10-way head is dropped"),
                 "\(train.stdout)")
@@ -91,9 +97,7 @@ struct ClassJourneyTests {
         defer { folder.remove() }
         let data = try Self.photos(folder)
         let tuned = folder.path("tuned.safetensors")
-        let train = try vitforge(["train", "--init", fixture("fm-vit-c.safetensors"), "--heads", "2", "--data", data,
-                                  "--epochs", "1", "--batch-size", "8", "--checkpoint-every", "0", "--out", tuned,
-                                  "--device", "cpu"])
+        let train = try Self.train(Self.fashionModel, data: data, out: tuned)
         #expect(train.status == 0, "\(train.stderr)")
 
         let unknown = folder.path("unknown")
@@ -124,8 +128,7 @@ struct ClassJourneyTests {
         defer { folder.remove() }
         let data = try Self.photos(folder)
         let built = folder.path("built.safetensors")
-        let train = try vitforge(["train", "--arch", "fm-vit-c", "--data", data, "--epochs", "1", "--batch-size", "8",
-                                  "--checkpoint-every", "0", "--out", built, "--device", "cpu"])
+        let train = try Self.train(["--arch", "fm-vit-c"], data: data, out: built)
         #expect(train.status == 0, "\(train.stderr)")
         #expect(train.stdout.contains("fm-vit-c for \(data): 3×28×28 input, 3 classes (bag, dress, sneaker)"),
                 "\(train.stdout)")
@@ -155,9 +158,7 @@ struct ClassJourneyTests {
         let data = folder.path("flat")
         try ImageFolderMaker.make(data, classes: Self.classes, perClass: ["": 5])
         let tuned = folder.path("tuned.safetensors")
-        let train = try vitforge(["train", "--init", fixture("fm-vit-c.safetensors"), "--heads", "2", "--data", data,
-                                  "--val-fraction", "0.4", "--seed", "3", "--epochs", "1", "--batch-size", "8",
-                                  "--checkpoint-every", "0", "--out", tuned, "--device", "cpu"])
+        let train = try Self.train(Self.fashionModel, data: data, out: tuned, ["--val-fraction", "0.4", "--seed", "3"])
         #expect(train.status == 0, "\(train.stderr)")
         #expect(try ViTWeights.load(path: tuned).config.heldOut == HeldOutSplit(fraction: 0.4, seed: 3))
         let evaluation = folder.path("eval.json")
@@ -189,8 +190,7 @@ struct ClassJourneyTests {
         let data = folder.path("shoes")
         try ImageFolderMaker.make(data, classes: ["bag", "sneaker"], perClass: ["train": 3, "val": 2])
         let tuned = folder.path("tuned.safetensors")
-        let train = try vitforge(["train", "--init", hf + "/model.safetensors", "--data", data, "--epochs", "1",
-                                  "--batch-size", "8", "--checkpoint-every", "0", "--out", tuned, "--device", "cpu"])
+        let train = try Self.train(["--init", hf + "/model.safetensors"], data: data, out: tuned)
         #expect(train.status == 0, "\(train.stderr)")
         #expect(!train.stdout.contains("new "), "\(train.stdout)")
         #expect(try ViTWeights.load(path: tuned).config.classNames == names)
@@ -209,8 +209,7 @@ struct ClassJourneyTests {
         let data = folder.path("photos")
         try ImageFolderMaker.make(data, classes: Self.classes, perClass: ["train": 5, "val": 1])
         let tuned = folder.path("tuned.safetensors")
-        let train = try vitforge(["train", "--init", Self.deitTinyPath, "--data", data, "--epochs", "1",
-                                  "--batch-size", "8", "--checkpoint-every", "0", "--out", tuned, "--device", "cpu"])
+        let train = try Self.train(["--init", Self.deitTinyPath], data: data, out: tuned)
         #expect(train.status == 0, "\(train.stderr)")
         #expect(train.stdout.contains("new 3-way head for bag, dress, sneaker; the 1000-way head is dropped"),
                 "\(train.stdout)")
