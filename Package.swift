@@ -141,8 +141,9 @@ let package = Package(
         // CImageDecode's encoders write the tests' PNG/JPEG files.
         .testTarget(name: "ViTForgeDataTests", dependencies: ["ViTForgeData", "ViTForgeResampling", "CImageDecode"]),
         // Runs the built `vitforge` binary as a subprocess (the dependency makes `swift build`/`swift test` build it).
-        .testTarget(name: "vitforgeCLITests", dependencies: ["vitforge", "ViTForgeModel", "ViTForgeData", "CImageDecode",
-                                                            "ViTForgePrune"]),
+        // CImageDecode's encoders write the image folders of the journey tests.
+        .testTarget(name: "vitforgeCLITests", dependencies: ["vitforge", "ViTForgeModel", "ViTForgeData",
+                                                            "ViTForgePrune", "CImageDecode"]),
         .testTarget(name: "ViTForgeTrainTests", dependencies: ["ViTForgeTrain", "ViTForgeTestSupport"]),
         .testTarget(name: "ViTForgeExportTests", dependencies: ["ViTForgeExport", "ViTForgeModel",
                                                                "ViTForgeTestSupport"]),

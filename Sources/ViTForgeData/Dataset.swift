@@ -353,7 +353,7 @@ extension Dataset {
     /// The options' preprocessing, or the data set's default: Fashion-MNIST's statistics and no crop for IDX data,
     /// ImageNet's (timm's channel average for a one-channel model) and crop 0.875 for ImageFolders, bicubic. One
     /// mean or std value applies to every channel.
-    static func makePreparation(_ options: DatasetOptions, isImageFolder: Bool, origin: String) throws -> ImagePreparation {
+    public static func makePreparation(_ options: DatasetOptions, isImageFolder: Bool, origin: String) throws -> ImagePreparation {
         let channels = options.channels
         guard channels >= 1 && options.side >= 1 else {
             throw DataFileError(file: origin, .invalidRequest("model input \(channels)×\(options.side)² is empty"))

@@ -103,6 +103,14 @@ public enum ImageFolder {
         return try list(folder, classNames: given, log: log).cachingDecoded(scaling: .full)
     }
 
+    /// Single image files (`predict`), listed by their headers like a folder's and decoded on use; every label 0,
+    /// one class "?". A file whose header does not read is an error naming it.
+    public static func files(_ paths: [String], log: ImageFolderLog) throws -> ImageStore {
+        let headers = try paths.map(probe)
+        return ImageStore(origin: paths.first ?? "", classNames: ["?"], files: paths, shapes: headers.map(\.shape),
+                          isJPEG: headers.map(\.isJPEG), labels: Array(repeating: 0, count: paths.count), log: log)
+    }
+
     /// The shape a file decodes to and whether it is a JPEG, from its header: the first 64 KiB hold it in any
     /// ordinary file; the whole file is read only when they do not.
     static func probe(_ path: String) throws -> (shape: ImageStore.Shape, isJPEG: Bool) {
@@ -169,7 +177,7 @@ public enum ImageFolder {
         return FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) && isFolder.boolValue
     }
 
-    static func join(_ folder: String, _ name: String) -> String {
+    public static func join(_ folder: String, _ name: String) -> String {
         folder.hasSuffix("/") ? folder + name : folder + "/" + name
     }
 

@@ -16,8 +16,8 @@ public enum ONNXExport {
     public static let batchSymbol = "batch"
 
     /// The serialized `ModelProto`; `producerVersion` is vitforge's version. The model's configuration is kept in
-    /// the metadata under `vitforge.config`, as in its safetensors file, and a trimmed head's classes under
-    /// `vitforge.class_ids`.
+    /// the metadata under `vitforge.config`, as in its safetensors file, a trimmed head's classes under
+    /// `vitforge.class_ids`, and class names and preprocessing as `deploymentMetadata` writes them.
     public static func modelData(_ weights: ViTWeights, producerVersion: String) throws -> Data {
         var model = Onnx_ModelProto()
         model.irVersion = Int64(irVersion)
@@ -38,8 +38,36 @@ public enum ONNXExport {
             ids.value = classIds.map(String.init).joined(separator: ",")
             model.metadataProps.append(ids)
         }
+        for (key, value) in deploymentMetadata(weights.config) {
+            var entry = Onnx_StringStringEntryProto()
+            entry.key = key
+            entry.value = value
+            model.metadataProps.append(entry)
+        }
         model.graph = try graph(weights)
         return try model.serializedData()
+    }
+
+    /// What a deployer needs beside the graph, as JSON strings: `vitforge.class_names` (the name of each logit
+    /// column, when the model has names) and `vitforge.preprocessing` (`input_size` [C, H, W], and when the model
+    /// stores them `mean`, `std` per channel for pixels scaled to [0, 1], `interpolation` and `crop_pct` as timm
+    /// names them).
+    public static func deploymentMetadata(_ config: ViTConfig) -> [(key: String, value: String)] {
+        var entries: [(key: String, value: String)] = []
+        func json(_ object: Any) -> String {
+            let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            return data.flatMap { String(data: $0, encoding: .utf8) } ?? "null"
+        }
+        if let names = config.classNames { entries.append(("vitforge.class_names", json(names))) }
+        var preprocessing: [String: Any] = ["input_size": [config.inChannels, config.imageSize, config.imageSize]]
+        if let stored = config.preprocessing {
+            preprocessing["mean"] = stored.mean
+            preprocessing["std"] = stored.std
+            preprocessing["interpolation"] = stored.interpolation.rawValue
+            preprocessing["crop_pct"] = stored.cropPct
+        }
+        entries.append(("vitforge.preprocessing", json(preprocessing)))
+        return entries
     }
 
     /// Writes the model atomically to `path`, never over one of `protecting`.

@@ -21,6 +21,21 @@ enum HuggingFaceViT {
         var heads: Int
         var layerNormEps: Double
         var qkvBias: Bool
+        /// `id2label` in index order; nil when absent, incomplete, or HF's placeholders `LABEL_0`, `LABEL_1`, ...
+        /// (what `transformers` writes for a model nobody named), which name nothing.
+        var classNames: [String]?
+    }
+
+    /// `id2label` ({"0": "tench", ...}) as names by index, under the rules of `Settings.classNames`.
+    static func classNames(id2label: Any?) -> [String]? {
+        guard let table = id2label as? [String: Any], !table.isEmpty else { return nil }
+        var names: [String] = []
+        for index in 0 ..< table.count {
+            guard let name = table[String(index)] as? String else { return nil }
+            names.append(name)
+        }
+        let placeholders = names.indices.allSatisfy { names[$0] == "LABEL_\($0)" }
+        return placeholders || Set(names).count != names.count ? nil : names
     }
 
     /// `config.json` in the model file's folder.
@@ -70,7 +85,8 @@ enum HuggingFaceViT {
             throw ModelFileError(file: path, .unsupportedVariant("use_mask_token (masked image modelling)"))
         }
         let qkvBias = object["qkv_bias"] as? Bool ?? true
-        return Settings(heads: heads, layerNormEps: eps, qkvBias: qkvBias)
+        return Settings(heads: heads, layerNormEps: eps, qkvBias: qkvBias,
+                        classNames: classNames(id2label: object["id2label"]))
     }
 
     /// The configuration and timm-named tensors of an HF-layout file. `heads` (`--heads`) must agree with
@@ -169,10 +185,12 @@ enum HuggingFaceViT {
         if !allowExtraTensors, let extra = file.names.first(where: { !used.contains($0) }) {
             throw ModelFileError(file: path, key: extra, .unexpectedKey)
         }
-        let config = ViTConfig(imageSize: grid * patchSize, patchSize: patchSize, inChannels: inChannels,
+        var config = ViTConfig(imageSize: grid * patchSize, patchSize: patchSize, inChannels: inChannels,
                                classes: head.shape[0], residualWidth: width, blocks: blocks,
                                qkvBias: settings.qkvBias, pooling: .token, classToken: true,
                                layerNormEps: settings.layerNormEps)
+        // Names for another number of classes than the classifier has describe some other model: left out.
+        if let names = settings.classNames, names.count == config.classes { config.classNames = names }
         if let problem = config.problem() { throw ModelFileError(file: path, .invalidConfig(problem)) }
         // Every converted tensor against the shape the configuration needs, naming the HF key it came from.
         for spec in config.parameterSpecs() {

@@ -71,9 +71,9 @@ public struct ViTWeights: Equatable, Sendable {
     public private(set) var config: ViTConfig
     public private(set) var tensors: [String: HostTensor]
     /// The file these weights were read from, if any; `save` refuses to write over it.
-    public private(set) var sourcePath: String?
+    public internal(set) var sourcePath: String?
     /// Where the head counts came from, for weights read from a file.
-    public private(set) var headsSource: HeadsSource?
+    public internal(set) var headsSource: HeadsSource?
 
     /// Weights built in memory (initialisation, pruning surgery). Shapes are checked like a file's.
     public init(config: ViTConfig, tensors: [String: HostTensor]) throws {

@@ -107,6 +107,8 @@ public enum VulcanSurgery {
         }
         config.classes = classes.count
         config.classIds = classes
+        // Names follow their outputs, as the classifier's rows do.
+        config.classNames = config.classNames.map { names in outputs.map { names[$0] } }
     }
 
     /// The float32 model through the float64 surgery.

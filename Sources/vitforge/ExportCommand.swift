@@ -16,7 +16,9 @@ struct ExportCommand: ParsableCommand {
             Any model vitforge loads exports: pruned per-block widths, heads of different widths, q/k ≠ v, \
             blocks without heads, custom attention scales, distillation token, average pooling, Hugging Face \
             checkpoints. Input "input" [batch, C, H, W] (normalised as for `infer`), output "logits" \
-            [batch, classes]; the configuration is kept in the model's metadata (vitforge.config). Written \
+            [batch, classes]; the configuration is kept in the model's metadata (vitforge.config), with what a \
+            deployer needs as JSON: vitforge.class_names (each logit column's class) and vitforge.preprocessing \
+            (input_size [C, H, W]; mean, std, interpolation, crop_pct when the model stores them). Written \
             atomically, never over the input.
             """)
 
@@ -40,7 +42,8 @@ struct ExportCommand: ParsableCommand {
                 try ONNXExport.write(weights, to: out, producerVersion: VitForge.version, protecting: [model])
                 print("\(out): ONNX opset \(ONNXExport.opset), input \"\(ONNXExport.inputName)\" "
                       + "[batch, \(weights.config.inChannels), \(weights.config.imageSize), \(weights.config.imageSize)], "
-                      + "output \"\(ONNXExport.outputName)\" [batch, \(weights.config.classes)]")
+                      + "output \"\(ONNXExport.outputName)\" [batch, \(weights.config.classes)]"
+                      + (weights.config.classNames == nil ? "" : "; class names and preprocessing in its metadata"))
             }
         }
     }

@@ -35,7 +35,7 @@ struct InfoCommand: ParsableCommand {
                 model:          \(model)
                 image:          \(config.inChannels)×\(config.imageSize)×\(config.imageSize), patch \(config.patchSize) \
                 (\(config.patchCount) patches, \(config.tokens) tokens)
-                classes:        \(config.classes)
+                classes:        \(config.classes)\(config.classNames.map { " (\(ClassFit.list($0)))" } ?? " (no names)")
                 width:          \(config.residualWidth), depth \(config.depth)
                 pooling:        \(config.pooling.rawValue) (final norm \(config.finalNormName))
                 class token:    \(config.classToken ? "yes" : "no"); distillation token: \

@@ -140,9 +140,8 @@ struct PruneCommand: ParsableCommand {
                 let options = self.options
                 let group = try methodGroup()
                 var method = try group.method(named: options.method)
-                let classes = try parseClassList(options.classes, data: options.data)
-                // Vulcan serves the subset in the order given (its trimmed head's outputs follow it).
-                if var vulcan = method as? Vulcan, let classes { vulcan.options.classes = classes; method = vulcan }
+                let dataClasses = try parseClassList(options.classes, data: options.data)
+                // The validation share is shared by the methods that select on a validation split.
                 if let fraction = options.valFraction {
                     method = try Self.withValidationFraction(method, fraction) ?? method
                 }
@@ -154,12 +153,20 @@ struct PruneCommand: ParsableCommand {
                 try original.setPreprocessing(preprocess)
                 let config = original.config
                 var dataOptions = preprocess.datasetOptions(for: config)
-                dataOptions.classes = classes
+                dataOptions.classes = dataClasses
                 dataOptions.seed = common.seed
-                let splits = try Dataset.load(options.data, options: dataLoading.applied(to: dataOptions))
+                var splits = try Dataset.load(options.data, options: dataLoading.applied(to: dataOptions))
                 defer { if let summary = splits.skippedSummary { print(summary) } }
-                try checkClassesFit(data: options.data, dataset: splits.training, subset: classes, model: options.model,
-                                    config: config)
+                let fit = try ClassFit(splits.training, data: options.data, model: options.model, config: config)
+                splits = try fit.apply(splits)
+                if let note = fit.note { print(note) }
+                // Vulcan serves the subset in the order given (its trimmed head's outputs follow it), as model classes.
+                if var vulcan = method as? Vulcan, let classes = fit.apply(dataClasses) {
+                    vulcan.options.classes = classes
+                    method = vulcan
+                }
+                try checkClassesFit(data: options.data, dataset: splits.training, subset: fit.apply(dataClasses),
+                                    model: options.model, config: config)
                 let isIDX = try PreprocessOptions.isIDX(options.data)
                 let progress = ProgressPrinter()
                 func phase(_ name: String, epochs: Int, learningRate: Double, checkpoint: String) -> TrainingPhase {
@@ -205,7 +212,7 @@ struct PruneCommand: ParsableCommand {
                 report.seconds["total"] = Date().timeIntervalSince(started)
                 report.budgetAsked = askedBudget
                 report.data = options.data
-                report.classes = classes
+                report.classes = dataClasses
                 if let path = options.report, writesFiles {
                     try AtomicFile.write(report.jsonData(), to: path, protecting: [options.model])
                 }

@@ -22,14 +22,19 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Training data: fashion-mnist, a folder of IDX files, or an ImageFolder (one folder per class, or train/val/test of those).")
     var data = IDXDataset.fashionMNISTName
 
-    @Option(name: .customLong("init"), help: "Start from this model (safetensors, timm key names): fine-tuning.")
+    @Option(name: .customLong("init"), help: ArgumentHelp(
+        "Start from this model (safetensors, timm key names): fine-tuning.",
+        discussion: "Its head stays when the data's classes are among the model's class names (or the model has "
+            + "no names and as many outputs as the data has classes); otherwise a new head for the data's classes "
+            + "replaces it, said in one line."))
     var initModel: String?
 
     @Option(help: "Start from random weights with this config (JSON as stored in vitforge.config).")
     var config: String?
 
-    @Option(help: ArgumentHelp("Start from random weights of a named shape: \(Architectures.names.joined(separator: ", ")).",
-                               valueName: "name"))
+    @Option(help: ArgumentHelp("Start from random weights of a named shape: \(Architectures.names.joined(separator: ", ")) "
+                               + "(built for the data's classes, with 3 input channels for an ImageFolder, at the "
+                               + "shape's own input size).", valueName: "name"))
     var arch: String?
 
     @Option(help: "Epochs to train.")
@@ -53,7 +58,7 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "With --classes: renumber the kept classes 0..<k (the model then needs k outputs).")
     var remapLabels = false
 
-    @Option(help: "Share of each training class held out for validation, which picks the best checkpoint (never the test set).")
+    @Option(help: "Share of each training class held out for validation, which picks the best checkpoint (never the test set); stored in the model, so that eval --split auto scores the same images.")
     var valFraction = 0.0
 
     @Option(help: "Images per step.")
@@ -142,20 +147,36 @@ struct TrainCommand: ParsableCommand {
                 outputs: [.init("--out", out), .init("--log", log), .init("checkpoint", checkpointPath),
                           .init("best checkpoint", out + ".best.safetensors")]).check()
             try common.onDevice { backend, fellBack in
+                let classList = try parseClassList(classes, data: data)
                 var weights = try startingWeights()
+                // --classes keeps today's rule (the model's head, labels as given or renumbered).
+                if initModel != nil && classList == nil { weights = try fitHead(weights) }
                 let (preprocess, source) = try preprocessing.resolve(for: weights.config, modelPath: initModel, data: data)
                 try weights.setPreprocessing(preprocess)
                 print("preprocessing: \(preprocess.summary) (\(source))")
                 let config = weights.config
                 var options = preprocess.datasetOptions(for: config)
-                options.classes = try parseClassList(classes, data: data)
+                options.classes = classList
                 options.remapLabels = remapLabels
                 options.validationFraction = valFraction
                 options.seed = common.seed
-                let splits = try Dataset.load(data, options: dataLoading.applied(to: options))
+                var splits = try Dataset.load(data, options: dataLoading.applied(to: options))
                 defer { if let summary = splits.skippedSummary { print(summary) } }
-                if splits.training.classCount > config.classes {
+                if classList == nil {
+                    let fit = try ClassFit(splits.training, data: data, model: initModel ?? "being trained", config: config)
+                    splits = try fit.apply(splits)
+                    if let note = fit.note { print(note) }
+                } else if splits.training.classCount > config.classes {
                     throw ValidationError("\(data) has \(splits.training.classCount) classes; the model has \(config.classes) outputs")
+                }
+                let dataHasNames = try DataSource.classNames(data) != nil
+                let trainingSplit = splits.training
+                try weights.describe { stored in
+                    // What the model now knows about its classes and inputs, written with it.
+                    if stored.classNames == nil, dataHasNames, trainingSplit.classNames.count == stored.classes {
+                        stored.classNames = trainingSplit.classNames
+                    }
+                    if valFraction > 0 { stored.heldOut = HeldOutSplit(fraction: valFraction, seed: common.seed) }
                 }
                 let loader = try BatchLoader(dataset: splits.training, batchSize: batchSize, seed: common.seed,
                                              augmentation: try PreprocessOptions.isIDX(data)
@@ -224,7 +245,7 @@ struct TrainCommand: ParsableCommand {
                 }
                 var trained = try model.hostWeights()
                 // A head trained on renumbered labels records which data-set class each output is (eval maps back).
-                if remapLabels, let ids = options.classes, ids.count == config.classes, config.classIds == nil {
+                if remapLabels, let ids = classList, ids.count == config.classes, config.classIds == nil {
                     try trained.setClassIds(ids)
                 }
                 if writesFiles { try trained.save(to: out) }
@@ -241,13 +262,50 @@ struct TrainCommand: ParsableCommand {
                   + "\((inputSize / max(loaded.config.patchSize, 1)))² patches")
             return try loaded.resampled(toInputSize: inputSize)
         }
-        let config: ViTConfig
+        var config: ViTConfig
         if let path = self.config {
             config = try ViTConfig.fromJSON(String(contentsOfFile: path, encoding: .utf8), file: path)
         } else {
-            config = Architectures.named(arch ?? "fm-vit-c") ?? Architectures.all[0].config
+            let name = arch ?? "fm-vit-c"
+            config = Architectures.named(name) ?? Architectures.all[0].config
+            config = try shaped(config, named: name)
         }
         return try ViTWeights.initialized(config: config, seed: common.seed)
+    }
+
+    /// A named architecture built for the data: one output per class (named), three input channels for an
+    /// ImageFolder (grey photos are repeated, as Pillow's convert("RGB") does), the architecture's own side.
+    private func shaped(_ architecture: ViTConfig, named name: String) throws -> ViTConfig {
+        var config = architecture
+        guard let names = try DataSource.classNames(data) else { return config }
+        config.classes = names.count
+        config.classNames = names
+        switch try DataSource.resolve(data) {
+        case .imageFolder, .imageFolderSplits: config.inChannels = 3
+        case .fashionMNIST, .idxFolder: break
+        }
+        print("\(name) for \(data): \(config.inChannels)×\(config.imageSize)×\(config.imageSize) input, "
+              + "\(names.count) classes (\(ClassFit.list(names)))")
+        return config
+    }
+
+    /// `--init` on a data set with class names: the model's head stays when the data's classes are among its
+    /// names (or, for a model without names, when the counts agree: output k is the data's class k); otherwise a
+    /// new head for the data's classes replaces it, said in one line.
+    private func fitHead(_ weights: ViTWeights) throws -> ViTWeights {
+        guard let names = try DataSource.classNames(data) else { return weights }
+        let config = weights.config
+        switch config.correspondence(ofDataClasses: names) {
+        case .known:
+            return weights
+        case .unnamed where names.count == config.classes && config.classIds == nil:
+            var named = weights
+            try named.describe { $0.classNames = names }
+            return named
+        case .unnamed, .unknown:
+            print("new \(names.count)-way head for \(ClassFit.list(names)); the \(config.classes)-way head is dropped")
+            return try weights.replacingHead(classNames: names, seed: common.seed)
+        }
     }
 }
 

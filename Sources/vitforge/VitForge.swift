@@ -15,6 +15,6 @@ struct VitForge: ParsableCommand {
         version: version,
         subcommands: [DevicesCommand.self, InfoCommand.self, InferCommand.self, GradCommand.self, EvalCommand.self,
                       TrainCommand.self, PruneCommand.self, DemoCommand.self, GroupsCommand.self, BenchCommand.self,
-                      ReportCommand.self, ExportCommand.self,
+                      ReportCommand.self, ExportCommand.self, PredictCommand.self,
                       AllReduceBenchCommand.self])
 }

@@ -7,13 +7,18 @@ batch sizes through one exported file (the batch is symbolic), on
   heads of different widths with q/k ≠ v), on a small Fashion-MNIST subset;
 - small random models written here with a stored vitforge.config for what pruning does not produce on these
   fixtures: a distillation token, heads of different widths, q/k ≠ v, a block without heads, custom attention scales,
-  average pooling with and without a class token.
+  average pooling with and without a class token;
+- fm-vit-c fine-tuned here to three named classes of a generated image folder, and that model pruned.
+Every export carries vitforge.class_names (exactly when the model has names) and vitforge.preprocessing (input size,
+and the stored mean/std/interpolation/crop_pct), checked against the model's vitforge.config.
 
     python3 Tests/Deployment/onnx_check.py OUT_DIR
 """
 import json
 import os
+import struct
 import sys
+import zlib
 
 import numpy as np
 import onnxruntime as ort
@@ -81,6 +86,32 @@ def synthetic_model(path, *, distilled, pooling, class_token, qkv_bias, seed):
     return path
 
 
+def write_png(path, pixels):
+    """An 8-bit grey ([H, W]) or RGB ([H, W, 3]) PNG, written with zlib alone (no imaging library here)."""
+    height, width = pixels.shape[:2]
+    colour = 2 if pixels.ndim == 3 else 0
+    rows = b"".join(b"\0" + pixels[y].tobytes() for y in range(height))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    with open(path, "wb") as file:
+        file.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0))
+                   + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def photo_folder(root, classes, per_class=4):
+    """root/{train,val}/CLASS/N.png: odd sizes, grey and RGB, a brightness per class."""
+    rng = np.random.default_rng(7)
+    for split in ("train", "val"):
+        for label, name in enumerate(classes):
+            os.makedirs(os.path.join(root, split, name), exist_ok=True)
+            for n in range(per_class):
+                shape = (13 + 3 * n, 17 + 2 * n) + ((3,) if n % 2 == 0 else ())
+                pixels = np.clip(50 + 60 * label + rng.integers(0, 40, shape), 0, 255).astype(np.uint8)
+                write_png(os.path.join(root, split, name, f"{n}.png"), pixels)
+    return root
+
+
 def check(name, model, out, heads=None, reference=None, seed=0):
     """Exports `model`, runs it in onnxruntime at batches 5 and 1, compares with `vitforge infer` (and with
     `reference` logits when given); returns the largest difference."""
@@ -94,6 +125,18 @@ def check(name, model, out, heads=None, reference=None, seed=0):
     config = json.loads(metadata["vitforge.config"])
     if config.get("classIds"):
         assert metadata.get("vitforge.class_ids") == ",".join(map(str, config["classIds"])), metadata
+    # What a deployer reads: the class of each logit column and how to prepare an image.
+    if config.get("classNames"):
+        assert json.loads(metadata["vitforge.class_names"]) == config["classNames"], metadata
+    else:
+        assert "vitforge.class_names" not in metadata, metadata
+    preprocessing = json.loads(metadata["vitforge.preprocessing"])
+    assert preprocessing["input_size"] == [channels, side, side], preprocessing
+    stored = config.get("preprocessing")
+    if stored:
+        assert (preprocessing["mean"], preprocessing["std"]) == (stored["mean"], stored["std"]), preprocessing
+        assert (preprocessing["interpolation"], preprocessing["crop_pct"]) == (stored["interpolation"],
+                                                                              stored["cropPct"]), preprocessing
     rng = np.random.default_rng(seed)
     worst = 0.0
     inputs = [rng.standard_normal((5, channels, side, side)).astype(np.float32)]
@@ -156,6 +199,18 @@ def main():
             results[name] = check(name, pruned, out)
     else:
         print("  (pruned models skipped: Debian's dataset-fashion-mnist is not installed)")
+
+    # A user's own classes: fm-vit-c fine-tuned to 3 named classes (a new head), then pruned; both carry the
+    # names and preprocessing into the ONNX metadata.
+    photos = photo_folder(os.path.join(out, "photos"), ["bag", "dress", "sneaker"])
+    named = os.path.join(out, "fm-vit-c-named.safetensors")
+    vitforge("train", "--init", os.path.join(FIXTURES, "fm-vit-c.safetensors"), "--heads", "2", "--data", photos,
+             "--epochs", "1", "--batch-size", "8", "--checkpoint-every", "0", "--device", "cpu", "--out", named)
+    results["fm-vit-c-named"] = check("fm-vit-c-named", named, out)
+    named_pruned = os.path.join(out, "fm-vit-c-named-magnitude.safetensors")
+    vitforge("prune", "--model", named, "--data", photos, "--method", "magnitude", "--keep-mlp", "0.5",
+             "--batch-size", "8", "--latency-batches", "1", "--device", "cpu", "--out", named_pruned)
+    results["fm-vit-c-named-magnitude"] = check("fm-vit-c-named-magnitude", named_pruned, out)
 
     for index, (distilled, pooling, class_token, qkv_bias) in enumerate([
             (True, "token", True, True), (False, "avg", False, False), (False, "avg", True, True)]):

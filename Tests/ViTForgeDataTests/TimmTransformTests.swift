@@ -129,15 +129,15 @@ struct RandomResizedCropTests {
         let dataset = try syntheticDataset(count: 2, side: side, classes: 2)
         let whole = RandomResizedCrop.Draw(crop: RandomResizedCrop(scale: 1 ... 1), key: 3)
         #expect(whole.region(width: side, height: side) == CropRegion(x: 0, y: 0, width: side, height: side))
-        let plain = dataset.image(1)
-        #expect(dataset.image(1, augmentation: ImageAugmentation(dx: 0, dy: 0, flip: false, crop: whole)) == plain)
-        let mirrored = dataset.image(1, augmentation: ImageAugmentation(dx: 0, dy: 0, flip: true, crop: whole))
+        let plain = try dataset.image(1)
+        #expect(try dataset.image(1, augmentation: ImageAugmentation(dx: 0, dy: 0, flip: false, crop: whole)) == plain)
+        let mirrored = try dataset.image(1, augmentation: ImageAugmentation(dx: 0, dy: 0, flip: true, crop: whole))
         for y in 0..<side {
             for x in 0..<side { #expect(mirrored[y * side + x] == plain[y * side + side - 1 - x]) }
         }
         // A smaller crop magnifies: the output differs from the plain image but stays within its value range.
         let small = RandomResizedCrop.Draw(crop: RandomResizedCrop(scale: 0.2 ... 0.3), key: 4)
-        let zoomed = dataset.image(1, augmentation: ImageAugmentation(dx: 0, dy: 0, flip: false, crop: small))
+        let zoomed = try dataset.image(1, augmentation: ImageAugmentation(dx: 0, dy: 0, flip: false, crop: small))
         #expect(zoomed != plain)
         let background = Float(-0.25 / 0.5), top = Float((1 - 0.25) / 0.5)
         #expect(zoomed.allSatisfy { $0 >= background - 1e-6 && $0 <= top + 1e-6 })

@@ -69,4 +69,31 @@ struct ONNXExportTests {
             #expect(defined.insert(node.output[0]).inserted, "\(node.output[0]) produced twice")
         }
     }
+
+    @Test("Metadata for deployers: class names exactly when the model has them; input size and stored preprocessing")
+    func deploymentMetadata() throws {
+        var weights = try randomWeights(irregularConfig(pooling: .token, distilled: true), seed: 5)
+        func metadata() throws -> [String: Any] {
+            let model = try Onnx_ModelProto(serializedBytes: ONNXExport.modelData(weights, producerVersion: "9.9"))
+            var found: [String: Any] = [:]
+            for entry in model.metadataProps where entry.key.hasPrefix("vitforge.") && entry.key != ViTConfig.metadataKey {
+                found[entry.key] = try JSONSerialization.jsonObject(with: Data(entry.value.utf8), options: [.fragmentsAllowed])
+            }
+            return found
+        }
+        let bare = try metadata()
+        #expect(bare["vitforge.class_names"] == nil)
+        #expect((bare["vitforge.preprocessing"] as? [String: Any])?.keys.sorted() == ["input_size"])
+        #expect((bare["vitforge.preprocessing"] as? [String: Any])?["input_size"] as? [Int] == [2, 9, 9])
+
+        let names = ["ant", "bee", "cat", "dog", "eel"]
+        let preprocessing = InputPreprocessing(mean: [0.3, 0.7], std: [0.2, 0.9], interpolation: .bicubic, cropPct: 0.875)
+        try weights.describe { $0.classNames = names; $0.preprocessing = preprocessing }
+        let described = try metadata()
+        #expect(described["vitforge.class_names"] as? [String] == names)
+        let stored = try #require(described["vitforge.preprocessing"] as? [String: Any])
+        #expect(stored["mean"] as? [Double] == [0.3, 0.7] && stored["std"] as? [Double] == [0.2, 0.9])
+        #expect(stored["interpolation"] as? String == "bicubic" && stored["crop_pct"] as? Double == 0.875)
+        #expect(stored["input_size"] as? [Int] == [2, 9, 9])
+    }
 }

@@ -317,6 +317,23 @@ struct VulcanTests {
         }
     }
 
+    @Test("--trim-head keeps the names of the classes it keeps, in the trimmed order, on top of an earlier trim")
+    func trimKeepsNames() throws {
+        var config = Self.config()
+        config.classNames = ["ant", "bee", "cat", "dog", "eel"]
+        var parameters: [String: [Double]] = [:]
+        for head in ["head"] {
+            parameters[head + ".weight"] = (0 ..< 5 * 13).map(Double.init)
+            parameters[head + ".bias"] = (0 ..< 5).map(Double.init)
+        }
+        try VulcanSurgery.trim(&parameters, config: &config, to: [4, 1, 2])
+        #expect(config.classNames == ["eel", "bee", "cat"] && config.classIds == [4, 1, 2] && config.problem() == nil)
+        #expect(parameters["head.bias"] == [4, 1, 2])
+        // Trimming a trimmed head addresses classes by their data-set ids, and names follow.
+        try VulcanSurgery.trim(&parameters, config: &config, to: [2, 4])
+        #expect(config.classNames == ["cat", "eel"] && config.classIds == [2, 4] && parameters["head.bias"] == [2, 4])
+    }
+
     // MARK: Post-training through the pipeline
 
     static func pipeline(checkpoint: String? = nil, resume: Bool = false, evalEvery: Int = 3) -> PruningPipeline {
