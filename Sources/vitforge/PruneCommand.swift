@@ -157,6 +157,9 @@ struct PruneCommand: ParsableCommand {
                 dataOptions.seed = common.seed
                 var splits = try Dataset.load(options.data, options: dataLoading.applied(to: dataOptions))
                 defer { if let summary = splits.skippedSummary { print(summary) } }
+                // More data classes than outputs: the plain count first, then the names.
+                try checkClassesFit(data: options.data, dataset: splits.training, subset: dataClasses,
+                                    model: options.model, config: config)
                 let fit = try ClassFit(splits.training, data: options.data, model: options.model, config: config)
                 splits = try fit.apply(splits)
                 if let note = fit.note { print(note) }
@@ -165,8 +168,6 @@ struct PruneCommand: ParsableCommand {
                     vulcan.options.classes = classes
                     method = vulcan
                 }
-                try checkClassesFit(data: options.data, dataset: splits.training, subset: fit.apply(dataClasses),
-                                    model: options.model, config: config)
                 let isIDX = try PreprocessOptions.isIDX(options.data)
                 let progress = ProgressPrinter()
                 func phase(_ name: String, epochs: Int, learningRate: Double, checkpoint: String) -> TrainingPhase {
