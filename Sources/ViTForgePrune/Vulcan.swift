@@ -273,11 +273,15 @@ public struct Vulcan: PruningMethod {
         let images = try dataset.subset(classes: classes.filter { $0 < dataset.classCount }, remap: false)
         var tally = SubsetAccuracy(outputClasses: (0 ..< config.classes).map(config.classId(ofOutput:)),
                                    subset: classes)
+        // A pass like every other evaluation: progress, and Ctrl-C honoured at the next batch.
+        let pass = PassMonitor.begin("subset evaluation", total: images.count)
         try model.logits(count: images.count, batchSize: batchSize, prepare: { range, staging in
             try images.prepare(range, into: staging)
         }, consume: { range, logits in
             tally.record(labels: range.map { images.label($0) }, logits: logits)
+            try pass.advance(range.count)
         })
+        pass.end()
         return tally
     }
 }
