@@ -27,8 +27,11 @@ for entry in $MODELS; do
       report="$out/$name.json"
       ft=()
       [ "$FINETUNE_EPOCHS" -gt 0 ] && ft=(--finetune-epochs "$FINETUNE_EPOCHS" --distill)
+      # Magnitude and random read no images: prune refuses --calib-images for them.
+      calib=()
+      case "$method" in vbp|taylor) calib=(--calib-images "$CALIB") ;; esac
       "$bin" prune --model "Tests/Fixtures/$model.safetensors" --heads "$heads" --method "$method" \
-        --keep-mlp "$keep" --calib-images "$CALIB" --latency-batches 1,64,256 "${ft[@]}" "${extra[@]}" --device cpu \
+        --keep-mlp "$keep" "${calib[@]}" --latency-batches 1,64,256 "${ft[@]}" "${extra[@]}" --device cpu \
         --out "$out/$name.safetensors" --report "$report" > "$out/$name.log" 2>&1
       python3 - "$report" "$model" "$method$tag" "$keep" <<'PY'
 import json, sys

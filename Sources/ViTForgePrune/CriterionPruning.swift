@@ -65,6 +65,7 @@ public struct MagnitudePruning: PruningMethod {
     public static let name = "magnitude"
     public static let summary = "baseline: remove the channels with the smallest L2 weight norm"
     public static let hasTrainingPhase = false
+    public static let sharedSettings: Set<SharedSetting> = [.rankingScope]
 
     public init() {}
 
@@ -78,6 +79,7 @@ public struct TaylorPruning: PruningMethod {
     public static let name = "taylor"
     public static let summary = "baseline: remove the channels with the smallest |Σ w·∂L/∂w| over calibration batches"
     public static let hasTrainingPhase = false
+    public static let sharedSettings: Set<SharedSetting> = [.rankingScope, .calibrationImages]
 
     public init() {}
 
@@ -91,6 +93,7 @@ public struct RandomPruning: PruningMethod {
     public static let name = "random"
     public static let summary = "baseline: remove seeded random channels (the floor every criterion must beat)"
     public static let hasTrainingPhase = false
+    public static let sharedSettings: Set<SharedSetting> = [.rankingScope]
 
     public init() {}
 

@@ -14,6 +14,9 @@ public protocol PruningMethod {
     static var summary: String { get }
     /// Whether the method has a training phase of its own before or while it cuts (`--epochs`).
     static var hasTrainingPhase: Bool { get }
+    /// The run's shared settings (`PruningContext`) the method reads; `prune` refuses the flag of any other, so a
+    /// setting is never silently ignored.
+    static var sharedSettings: Set<SharedSetting> { get }
     /// The budget and epochs this method cannot serve, as one line (checked before any work).
     func problem(with budget: Budget, epochs: Int) -> String?
     /// Fails early (before any data pass) when `budget` cannot be met on a model of `config`.
@@ -23,8 +26,18 @@ public protocol PruningMethod {
     func prune(_ context: PruningContext) throws -> MethodOutcome
 }
 
+/// Settings of `PruningContext` that only some methods read.
+public enum SharedSetting: String, CaseIterable, Sendable {
+    /// `scope`: one ranking over all blocks or a fraction per block (`--scope`).
+    case rankingScope
+    /// `calibrationImages`: how many images statistics or gradients are taken over (`--calib-images`).
+    case calibrationImages
+}
+
 extension PruningMethod {
     public var name: String { Self.name }
+
+    public static var sharedSettings: Set<SharedSetting> { [] }
 
     public func checkReach(_ budget: Budget, config: ViTConfig) throws {}
 

@@ -11,6 +11,7 @@ public struct VarianceBasedPruning: PruningMethod {
     public static let summary = "Variance-Based Pruning: remove the MLP neurons whose output varies least, their "
         + "means folded into fc2's bias"
     public static let hasTrainingPhase = false
+    public static let sharedSettings: Set<SharedSetting> = [.rankingScope, .calibrationImages]
 
     /// Scope and rounding come from the run's shared settings; the rest from `--vbp-score` and `--no-bias-fold`.
     public var options: Options

@@ -15,6 +15,7 @@ public struct Vulcan: PruningMethod {
         + "on the subset under neuron-collapse and tail-rank constraints, then merge MLP clusters and SVD-refactor "
         + "attention"
     public static let hasTrainingPhase = true
+    public static let sharedSettings: Set<SharedSetting> = [.calibrationImages]
 
     public struct Options: Equatable, Sendable {
         /// The subset (the data set's class ids), for the restricted accuracies and `--trim-head`; empty: the

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ViTForgePrune
 
 /// Which methods read which of `vitforge prune`'s method flags, derived from the option groups themselves (each
 /// group's properties are its flags, its `methods` the registered methods it configures), so that a new group or
@@ -52,6 +53,20 @@ enum MethodFlags {
         ]
         for rule in rules where given.contains(rule.flag) && !rule.met {
             throw ValidationError("\(rule.flag) has no effect without \(rule.needs)")
+        }
+    }
+
+    /// A shared setting's flag given for a method that does not read it (`--scope` for ViT-Slim), as one line
+    /// naming the methods that do, found by asking every registered method (`PruningMethod.sharedSettings`).
+    static func checkSharedSettings(_ arguments: [String], method: String) throws {
+        let given = given(arguments)
+        let flags: [(flag: String, setting: SharedSetting)] = [("--scope", .rankingScope),
+                                                               ("--calib-images", .calibrationImages)]
+        for (flag, setting) in flags where given.contains(flag) {
+            guard let type = PruningMethods.named(method), !type.sharedSettings.contains(setting) else { continue }
+            let readers = PruningMethods.all.filter { $0.sharedSettings.contains(setting) }.map { $0.name }
+            throw ValidationError("\(flag) is read only by --method \(readers.joined(separator: ", ")); "
+                                  + "--method \(method) does not read it")
         }
     }
 

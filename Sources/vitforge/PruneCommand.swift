@@ -78,6 +78,7 @@ struct PruneCommand: ParsableCommand {
             throw ValidationError("--val-fraction is read only by --method \(readers.joined(separator: ", ")); "
                                   + "--method \(options.method) does not read it")
         }
+        try MethodFlags.checkSharedSettings(CommandLine.arguments, method: options.method)
         try MethodFlags.checkTrainingFlags(CommandLine.arguments, epochs: options.epochs,
                                            finetuneEpochs: options.finetuneEpochs, distill: options.distill)
         let method = try methodGroup().method(named: options.method)

@@ -17,9 +17,10 @@ struct PruneCommandTests {
         let pruned = folder.path("pruned.safetensors"), report = folder.path("report.json")
         let result = try vitforge([
             "prune", "--model", fixture("fm-vit-c.safetensors"), "--heads", "2", "--method", method,
-            "--target-macs", "0.6", "--classes", "7", "--calib-images", "300",
+            "--target-macs", "0.6", "--classes", "7",
             "--batch-size", "97", "--latency-batches", "3", "--out", pruned, "--report", report, "--device", "cpu",
-        ] + (method == "taylor" ? ["--calib-batches", "2"] : []))  // only Taylor reads --calib-batches
+        ] + (method == "taylor" ? ["--calib-batches", "2"] : [])  // only Taylor reads --calib-batches
+          + (method == "vbp" ? ["--calib-images", "300"] : []))  // magnitude and random read no images
         #expect(result.status == 0, "\(result.stderr)")
 
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any]

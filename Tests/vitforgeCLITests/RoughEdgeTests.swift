@@ -247,7 +247,9 @@ struct RoughEdgeTests {
                       ("vbp", ["--keep-attn", "0.5"], "--keep-attn", "slim"),
                       ("magnitude", ["--calib-batches", "2"], "--calib-batches", "taylor"),
                       ("cpd", ["--no-bias-fold"], "--no-bias-fold", "vbp"),
-                      ("vbp", ["--val-fraction", "0.2"], "--val-fraction", "cpd, vulcan")])
+                      ("vbp", ["--val-fraction", "0.2"], "--val-fraction", "cpd, vulcan"),
+                      ("slim", ["--scope", "block"], "--scope", "vbp, magnitude, taylor, random"),
+                      ("magnitude", ["--calib-images", "64"], "--calib-images", "vbp, vulcan, taylor")])
     func foreignMethodFlag(method: String, flag: [String], name: String, readers: String) throws {
         try Self.expectRefusal(["prune", "--model", Self.model, "--method", method, "--target-macs", "0.6",
                                 "--out", "/tmp/never.safetensors"] + flag,
