@@ -58,17 +58,22 @@ static void png_read_memory(png_structp png, png_bytep out, size_t count) {
     state->offset += count;
 }
 
-int vf_decode_png(const unsigned char *bytes, size_t size, vf_image *image, char *message, size_t message_size) {
-    if (size < 8 || png_sig_cmp(bytes, 0, 8) != 0) {
+// The read struct of a PNG in memory (`state` holds the bytes), or NULL with `message` set when the signature is
+// missing or memory runs out. Shared by decoding and header probing; each sets its own longjmp target.
+static png_structp open_png(png_state *state, char *message, size_t message_size) {
+    if (state->size < 8 || png_sig_cmp(state->bytes, 0, 8) != 0) {
         set_message(message, message_size, "PNG: not a PNG file (signature missing)");
-        return 1;
+        return NULL;
     }
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, state, png_error_jump, png_warning_ignore);
+    if (png == NULL) set_message(message, message_size, "PNG: out of memory");
+    return png;
+}
+
+int vf_decode_png(const unsigned char *bytes, size_t size, vf_image *image, char *message, size_t message_size) {
     png_state state = {bytes, size, 0, {0}};
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &state, png_error_jump, png_warning_ignore);
-    if (png == NULL) {
-        set_message(message, message_size, "PNG: out of memory");
-        return 1;
-    }
+    png_structp png = open_png(&state, message, message_size);
+    if (png == NULL) return 1;
     png_infop info = png_create_info_struct(png);
     // Written after setjmp and read after the longjmp, hence volatile.
     unsigned char *volatile pixels = NULL;
@@ -279,16 +284,9 @@ static int probe_jpeg(const unsigned char *bytes, size_t size, vf_image_header *
 
 static int probe_png(const unsigned char *bytes, size_t size, vf_image_header *header, char *message,
                      size_t message_size) {
-    if (size < 8 || png_sig_cmp(bytes, 0, 8) != 0) {
-        set_message(message, message_size, "PNG: not a PNG file (signature missing)");
-        return 1;
-    }
     png_state state = {bytes, size, 0, {0}};
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &state, png_error_jump, png_warning_ignore);
-    if (png == NULL) {
-        set_message(message, message_size, "PNG: out of memory");
-        return 1;
-    }
+    png_structp png = open_png(&state, message, message_size);
+    if (png == NULL) return 1;
     png_infop info = png_create_info_struct(png);
     // Set before a read that runs out of the bytes given: the caller then tries again with the whole file.
     volatile int ran_out = 0;
