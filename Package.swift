@@ -132,11 +132,23 @@ let package = Package(
             "ViTForgeExport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // The tests' seeded random values (SplitMix64 behind RandomNumberGenerator), under the op table and the
+        // test support, which both use it.
+        .target(name: "ViTForgeSeededGenerator", dependencies: ["ViTForgeRandom"],
+                path: "Tests/ViTForgeSeededGenerator"),
+        // The op table: every Backend operation at odd sizes against float64 references, as a library so that
+        // `BackendOpTests` and the `op-table` executable (which runs where there is no Swift test runner: a lent GPU
+        // machine, see Benchmarks/gpu) run the same rows.
+        .target(name: "ViTForgeOpTable", dependencies: ["ViTForgeDevice", "ViTForgeSeededGenerator"],
+                path: "Tests/ViTForgeOpTable"),
+        .executableTarget(name: "op-table", dependencies: ["ViTForgeOpTable", "ViTForgeDevice"], path: "Tests/op-table"),
         // What several test targets share (test targets cannot import each other): the float64 reference ViT and
         // the seeded random source, and threads standing in for the ranks of a data-parallel run.
-        .target(name: "ViTForgeTestSupport", dependencies: ["ViTForgeModel", "ViTForgeRandom", "ViTForgeTrain"],
+        .target(name: "ViTForgeTestSupport", dependencies: ["ViTForgeModel", "ViTForgeRandom", "ViTForgeTrain",
+                                                            "ViTForgeSeededGenerator"],
                 path: "Tests/ViTForgeTestSupport"),
-        .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "ViTForgeTestSupport", "vitforge"]),
+        .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "ViTForgeOpTable",
+                                                               "ViTForgeTestSupport", "vitforge"]),
         .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel", "ViTForgeRandom", "ViTForgeTestSupport"]),
         // CImageDecode's encoders write the tests' PNG/JPEG files.
         .testTarget(name: "ViTForgeDataTests", dependencies: ["ViTForgeData", "ViTForgeResampling", "CImageDecode"]),

@@ -117,18 +117,32 @@ __kernel void attention_backward_dkv_rows(__global const float* qkv, __global co
 // 16 rows per work-group, 4 work-items per row (lane = dims lane, lane+4, …), tiles of 16 on the other side.
 // Heads wider than ATT_MAXD take the `_rows` kernels (the backend checks). Rows are padded by one float so that the
 // 16 rows of a tile read at the same column fall into different local-memory banks.
+// Every ATT_* value can be set as a build option (`-DATT_ROWS=32`, OpenCLAttentionTiles), so that one benchmark run
+// on a GPU times several tile shapes with the same source; the work-group size is ATT_ROWS × ATT_LANES.
+#ifndef ATT_ROWS
 #define ATT_ROWS 16
+#endif
+#ifndef ATT_TILE
 #define ATT_TILE 16
+#endif
+#ifndef ATT_LANES
 #define ATT_LANES 4
+#endif
+#ifndef ATT_MAXD
 #define ATT_MAXD 128
+#endif
+#define ATT_GROUP (ATT_ROWS * ATT_LANES)
 #define ATT_STRIDE (ATT_MAXD + 1)
 #define ATT_PER_LANE (ATT_MAXD / ATT_LANES)
+#if ATT_MAXD % ATT_LANES != 0
+#error "ATT_MAXD must be a multiple of ATT_LANES"
+#endif
 
 // Copies `count` rows of `width` floats from global rows `first…` (stride `row_stride`) into a local tile, zeros for
 // rows at or beyond `tokens`; consecutive work-items read consecutive addresses.
 inline void attention_load_tile(__local float* tile, __global const float* source, size_t row_stride, int first,
-                                int tokens, int width) {
-    for (int e = get_local_id(0); e < ATT_TILE * width; e += get_local_size(0)) {
+                                int count, int tokens, int width) {
+    for (int e = get_local_id(0); e < count * width; e += get_local_size(0)) {
         int r = e / width, d = e % width;
         tile[r * ATT_STRIDE + d] = first + r < tokens ? source[(size_t)(first + r) * row_stride + d] : 0;
     }
@@ -140,7 +154,7 @@ inline float attention_local_dot(__local const float* a, __local const float* b,
     return s;
 }
 
-__kernel __attribute__((reqd_work_group_size(64, 1, 1)))
+__kernel __attribute__((reqd_work_group_size(ATT_GROUP, 1, 1)))
 void attention_forward_tiled(__global const float* qkv, __global const int4* heads_table, int total_qk,
                              int features, int merged, int batch, int tokens, float scale,
                              __global float* out, __global float* lse) {
@@ -153,14 +167,14 @@ void attention_forward_tiled(__global const float* qkv, __global const int4* hea
     int image = item % batch;
     int4 h = heads_table[item / batch];
     __global const float* rows = qkv + (size_t)image * tokens * features;
-    attention_load_tile(q_tile, rows + h.z, features, first, tokens, h.x);
+    attention_load_tile(q_tile, rows + h.z, features, first, ATT_ROWS, tokens, h.x);
     float m = -INFINITY, l = 0;
     float o[ATT_PER_LANE];
     for (int c = 0; c < ATT_PER_LANE; c++) o[c] = 0;
     for (int j0 = 0; j0 < tokens; j0 += ATT_TILE) {
         barrier(CLK_LOCAL_MEM_FENCE);  // the previous tile is no longer read
-        attention_load_tile(k_tile, rows + total_qk + h.z, features, j0, tokens, h.x);
-        attention_load_tile(v_tile, rows + 2 * total_qk + h.w, features, j0, tokens, h.y);
+        attention_load_tile(k_tile, rows + total_qk + h.z, features, j0, ATT_TILE, tokens, h.x);
+        attention_load_tile(v_tile, rows + 2 * total_qk + h.w, features, j0, ATT_TILE, tokens, h.y);
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int jj = lane; jj < ATT_TILE; jj += ATT_LANES) {
             float s = j0 + jj < tokens
@@ -196,7 +210,7 @@ void attention_forward_tiled(__global const float* qkv, __global const int4* hea
     }
 }
 
-__kernel __attribute__((reqd_work_group_size(64, 1, 1)))
+__kernel __attribute__((reqd_work_group_size(ATT_GROUP, 1, 1)))
 void attention_backward_dq_tiled(__global const float* qkv, __global const int4* heads_table, int total_qk,
                                  int features, int merged, int batch, int tokens, float scale,
                                  __global const float* out, __global const float* lse,
@@ -212,8 +226,8 @@ void attention_backward_dq_tiled(__global const float* qkv, __global const int4*
     int image = item % batch;
     int4 h = heads_table[item / batch];
     __global const float* rows = qkv + (size_t)image * tokens * features;
-    attention_load_tile(q_tile, rows + h.z, features, first, tokens, h.x);
-    attention_load_tile(do_tile, dout + (size_t)image * tokens * merged + h.w, merged, first, tokens, h.y);
+    attention_load_tile(q_tile, rows + h.z, features, first, ATT_ROWS, tokens, h.x);
+    attention_load_tile(do_tile, dout + (size_t)image * tokens * merged + h.w, merged, first, ATT_ROWS, tokens, h.y);
     barrier(CLK_LOCAL_MEM_FENCE);
     // D_i = dO_i·O_i: each lane sums its dims, then the row's lanes are added.
     int i = first + r;
@@ -232,8 +246,8 @@ void attention_backward_dq_tiled(__global const float* qkv, __global const int4*
     for (int c = 0; c < ATT_PER_LANE; c++) dq[c] = 0;
     for (int j0 = 0; j0 < tokens; j0 += ATT_TILE) {
         barrier(CLK_LOCAL_MEM_FENCE);
-        attention_load_tile(k_tile, rows + total_qk + h.z, features, j0, tokens, h.x);
-        attention_load_tile(v_tile, rows + 2 * total_qk + h.w, features, j0, tokens, h.y);
+        attention_load_tile(k_tile, rows + total_qk + h.z, features, j0, ATT_TILE, tokens, h.x);
+        attention_load_tile(v_tile, rows + 2 * total_qk + h.w, features, j0, ATT_TILE, tokens, h.y);
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int jj = lane; jj < ATT_TILE; jj += ATT_LANES) {
             float ds = 0;
@@ -262,7 +276,7 @@ void attention_backward_dq_tiled(__global const float* qkv, __global const int4*
     }
 }
 
-__kernel __attribute__((reqd_work_group_size(64, 1, 1)))
+__kernel __attribute__((reqd_work_group_size(ATT_GROUP, 1, 1)))
 void attention_backward_dkv_tiled(__global const float* qkv, __global const int4* heads_table, int total_qk,
                                   int features, int merged, int batch, int tokens, float scale,
                                   __global const float* lse, __global const float* dout,
@@ -280,19 +294,20 @@ void attention_backward_dkv_tiled(__global const float* qkv, __global const int4
     int image = item % batch;
     int4 h = heads_table[item / batch];
     __global const float* rows = qkv + (size_t)image * tokens * features;
-    attention_load_tile(k_tile, rows + total_qk + h.z, features, first, tokens, h.x);
-    attention_load_tile(v_tile, rows + 2 * total_qk + h.w, features, first, tokens, h.y);
+    attention_load_tile(k_tile, rows + total_qk + h.z, features, first, ATT_ROWS, tokens, h.x);
+    attention_load_tile(v_tile, rows + 2 * total_qk + h.w, features, first, ATT_ROWS, tokens, h.y);
     int j = first + r;
     float dk[ATT_PER_LANE], dv[ATT_PER_LANE];
     for (int c = 0; c < ATT_PER_LANE; c++) { dk[c] = 0; dv[c] = 0; }
     for (int i0 = 0; i0 < tokens; i0 += ATT_TILE) {
         barrier(CLK_LOCAL_MEM_FENCE);
-        attention_load_tile(q_tile, rows + h.z, features, i0, tokens, h.x);
-        attention_load_tile(do_tile, dout + (size_t)image * tokens * merged + h.w, merged, i0, tokens, h.y);
-        if (lid < ATT_TILE) {
-            size_t at = (size_t)item * tokens + i0 + lid;
-            lse_tile[lid] = i0 + lid < tokens ? lse[at] : 0;
-            delta_tile[lid] = i0 + lid < tokens ? delta[at] : 0;
+        attention_load_tile(q_tile, rows + h.z, features, i0, ATT_TILE, tokens, h.x);
+        attention_load_tile(do_tile, dout + (size_t)image * tokens * merged + h.w, merged, i0, ATT_TILE, tokens,
+                            h.y);
+        for (int e = lid; e < ATT_TILE; e += ATT_GROUP) {
+            size_t at = (size_t)item * tokens + i0 + e;
+            lse_tile[e] = i0 + e < tokens ? lse[at] : 0;
+            delta_tile[e] = i0 + e < tokens ? delta[at] : 0;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int ii = lane; ii < ATT_TILE; ii += ATT_LANES) {

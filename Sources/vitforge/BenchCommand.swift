@@ -112,6 +112,7 @@ struct BenchCommand: ParsableCommand {
                         (row, deviceName) = try measureInChild(model: model, heads: heads(index), batch: batch)
                     }
                     print(row.tableLine)
+                    for line in row.profileLines { print(line) }
                     rows.append(row)
                 }
             }
@@ -207,11 +208,19 @@ struct BenchRow: Codable {
     var softMasks: Bool?
     /// "unfused" when measured on the reference attention path (omitted for the default fused one).
     var attention: String?
+    /// The backend's `blockingCalls` during one more run after the timed ones (the bench's own wait at the end of
+    /// each run included): how often a step stops to wait for the device.
+    var blockingCallsPerRun: Int?
+    /// With `VITFORGE_OPENCL_PROFILE=1` on an OpenCL device: device time per kernel (and GEMM shape) of one more run,
+    /// largest first (`OpenCLKernelTime`).
+    var kernelProfile: [OpenCLKernelTime]?
 
     enum CodingKeys: String, CodingKey {
         case model, batch, mode
         case softMasks = "soft_masks"
         case attention
+        case blockingCallsPerRun = "blocking_calls_per_run"
+        case kernelProfile = "kernel_profile"
         case imagesPerSecond = "images_per_second"
         case latencyMedianMs = "latency_ms_median"
         case latencyMinMs = "latency_ms_min"
@@ -229,6 +238,18 @@ struct BenchRow: Codable {
             + pad(Formatting.fixed(latencyMedianMs, decimals: 2), 11)
             + pad(Formatting.fixed(latencyMinMs, decimals: 2), 11) + pad(Formatting.decimal1(imagesPerSecond), 11)
             + pad(Formatting.decimal1(gflopsPerSecond), 10) + pad(Formatting.decimal1(peakMemoryMB), 9)
+    }
+
+    /// The kernel profile under the row, when there is one: one line per kernel, then the total.
+    var profileLines: [String] {
+        guard let kernelProfile, !kernelProfile.isEmpty else { return [] }
+        let total = kernelProfile.reduce(0) { $0 + $1.milliseconds }
+        return kernelProfile.map { entry in
+            "    " + pad(Formatting.fixed(entry.milliseconds, decimals: 3), 10) + " ms "
+                + pad(Formatting.fixed(100 * entry.milliseconds / max(total, 1e-12), decimals: 1), 5) + "% "
+                + pad(String(entry.calls), 5) + "×  " + entry.name
+        } + ["    " + pad(Formatting.fixed(total, decimals: 3), 10) + " ms device time in one run, "
+             + "\(blockingCallsPerRun.map(String.init) ?? "?") blocking calls"]
     }
 }
 
@@ -254,9 +275,10 @@ enum BenchMeasurement {
         let images = (0..<imageCount).map { _ in gaussian(&random) }
         let labels = (0..<batch).map { _ in Int32(random.next() % UInt64(c.classes)) }
 
-        let latency: Latency
+        let run: () throws -> Void
         if train {
-            let batches = RepeatedBatch(images: images, labels: labels, batchesPerEpoch: warmup + max(runs, 1))
+            // Two more than timed: the run counting blocking calls and the profiled run.
+            let batches = RepeatedBatch(images: images, labels: labels, batchesPerEpoch: warmup + max(runs, 1) + 2)
             let settings = TrainingSettings(epochs: 1, learningRate: 1e-5, warmupFraction: 0)
             let trainer = try Trainer(model: model, batches: batches, settings: settings, seed: seed)
             for (index, block) in (masks ?? []).enumerated() {
@@ -266,17 +288,28 @@ enum BenchMeasurement {
                                                   parameter: mask.values, gradient: gradient)
                 }
             }
-            latency = try Latency.measure(warmup: warmup, runs: runs) {
+            run = {
                 try trainer.step()
                 // The step waits for nothing on the device (its loss stays there): wait for the whole step.
                 try backend.synchronize()
             }
         } else {
             let deviceImages = try backend.makeBuffer(images)
-            latency = try Latency.measure(warmup: warmup, runs: runs) {
+            run = {
                 try model.forward(images: deviceImages, batch: batch, keepingActivations: false)
                 try backend.synchronize()
             }
+        }
+        let latency = try Latency.measure(warmup: warmup, runs: runs, run)
+        // After the timed runs, so that neither the counting nor the profiling events touch the times.
+        let blockingBefore = backend.blockingCalls
+        try run()
+        let blockingCalls = backend.blockingCalls - blockingBefore
+        var kernelProfile: [OpenCLKernelTime]?
+        if let openCL = backend as? OpenCLBackend, openCL.isProfiling {
+            _ = try openCL.takeProfile()  // the events of the runs before
+            try run()
+            kernelProfile = try openCL.takeProfile()
         }
         let median = latency.medianSeconds
         let forwardFlops = 2 * Double(c.cost().macs) * Double(batch)
@@ -285,7 +318,8 @@ enum BenchMeasurement {
                         imagesPerSecond: Double(batch) / median, latencyMedianMs: median * 1000,
                         latencyMinMs: latency.minimumSeconds * 1000, gflopsPerSecond: flops / median / 1e9,
                         peakMemoryMB: peakResidentMegabytes(), softMasks: softMasks ? true : nil,
-                        attention: attention == .fused ? nil : attention.rawValue)
+                        attention: attention == .fused ? nil : attention.rawValue,
+                        blockingCallsPerRun: blockingCalls, kernelProfile: kernelProfile)
     }
 
     /// N(0, 1) by Box–Muller from two uniforms, the first in (0, 1] so that its logarithm is finite.

@@ -3,83 +3,14 @@ import Glibc
 #endif
 import Testing
 @testable import ViTForgeDevice
+import ViTForgeOpTable
 import ViTForgeTestSupport
 
-// Every operation of `Backend`, on every backend in `TestBackends.all`, against the float64 `Reference`
-// (after ggml's test-backend-ops). To cover a new operation or a new shape, add a row to `OpCase.table`:
-// a name, and a function that makes fresh random inputs from the generator it is given, computes the expected
-// outputs with `Reference`, and returns how to run the operation on a backend (`PreparedOp`). Backward operations
-// also return `GradientCheck`s, which prove the reference itself against finite differences.
+// Every operation of `Backend`, on every backend in `TestBackends.all`, against the float64 `Reference`: the rows
+// of `OpCase.table` (the ViTForgeOpTable target, which the `op-table` executable runs too; see there how to add one).
 
-/// Tolerances on `normalizedError` (the max-norm error relative to the output's largest magnitude; see there why).
-/// ε₃₂ = 2⁻²⁴ ≈ 6e-8 is float32's unit roundoff.
-enum Tolerance {
-    /// Data movement with no arithmetic, and single exact multiplications (masks of 0, ½, 1): bit-exact.
-    static let exact = 0.0
-    /// A few float32 roundings per element, and libm's erff/expf (≤ 2 ulp): ~10 ε₃₂, with headroom.
-    static let elementwise = 1e-6
-    /// Sums over a row (softmax, layerNorm, losses) or over a GEMM's k ≤ 197 in float32: the error grows like
-    /// √k·ε₃₂ (k·ε₃₂ ≈ 1.2e-5 at worst, against outputs of size ≈ √k), so 1e-5 passes any sound float32
-    /// implementation while a wrong index, transpose, offset or missing term gives errors of order 1.
-    static let reduction = 1e-5
-    /// Values the protocol promises to accumulate in float64 (sum, sumOfSquares, the column-statistics state):
-    /// far below what a float32 accumulation of 10⁵ terms reaches (≈ 1e-6 even pairwise), so it proves float64.
-    static let float64 = 1e-10
-    /// The reference's backward against central differences (h = 1e-6) of its forward, both float64: truncation
-    /// h²·f‴ ≈ 1e-12 plus rounding ε₆₄·|L|/h ≈ 1e-9 for the losses used here.
-    static let finiteDifference = 1e-6
-    /// Two backends each within `t` of the reference agree within 2t (relative to the reference's scale).
-    static func betweenBackends(_ t: Double) -> Double { 2 * t }
-}
-
-/// One row of the table.
-struct OpCase: Sendable, CustomTestStringConvertible {
-    let name: String
-    let prepare: @Sendable (inout SeededGenerator) throws -> PreparedOp
-
-    init(_ name: String, _ prepare: @escaping @Sendable (inout SeededGenerator) throws -> PreparedOp) {
-        self.name = name
-        self.prepare = prepare
-    }
-
-    var testDescription: String { name }
-    var seed: UInt64 { TestSeed.forName(name) }
-
-    /// Fresh inputs for this row, from its own seed.
-    func prepared() throws -> PreparedOp {
-        var generator = SeededGenerator(seed: seed)
-        return try prepare(&generator)
-    }
-}
-
-/// One row with its inputs made: what it should produce, and how to produce it on a backend.
-struct PreparedOp {
-    /// The outputs, in the order `run` returns them, with the reference's values and the tolerance of each.
-    var expected: [ExpectedOutput]
-    /// Uploads the inputs to `backend`, runs the operation, downloads the outputs.
-    var run: (any Backend) throws -> [[Double]]
-    /// For backward operations: each gradient of the reference against finite differences.
-    var gradientChecks: [GradientCheck] = []
-}
-
-struct ExpectedOutput {
-    var name: String
-    var values: [Double]
-    var tolerance: Double
-
-    init(_ name: String, _ values: [Double], _ tolerance: Double) {
-        self.name = name
-        self.values = values
-        self.tolerance = tolerance
-    }
-}
-
-/// `analytic` should be the gradient of `loss` at `input`.
-struct GradientCheck {
-    var name: String
-    var input: [Double]
-    var analytic: [Double]
-    var loss: ([Double]) -> Double
+extension OpCase: @retroactive CustomTestStringConvertible {
+    public var testDescription: String { name }
 }
 
 // MARK: The tests
@@ -88,16 +19,10 @@ struct GradientCheck {
 struct BackendOpTests {
     @Test("operation matches the float64 reference", arguments: TestBackends.all, OpCase.table)
     func matchesReference(backend: BackendUnderTest, row: OpCase) throws {
-        let op = try row.prepared()
-        let outputs = try op.run(backend.backend)
-        try #require(outputs.count == op.expected.count, "\(row.name): run returned \(outputs.count) outputs")
-        for (got, expected) in zip(outputs, op.expected) {
-            let (error, worst) = normalizedError(got, expected.values)
-            #expect(error <= expected.tolerance, """
-                \(row.name) on \(backend.label): \(expected.name) normalised error \(error) > \(expected.tolerance) \
-                (index \(worst): got \(got.indices.contains(worst) ? got[worst] : .nan), \
-                expected \(expected.values.indices.contains(worst) ? expected.values[worst] : .nan); \
-                seed \(row.seed))
+        for check in try row.check(on: backend.backend) {
+            #expect(check.passed, """
+                \(row.name) on \(backend.label): \(check.output) normalised error \(check.error) > \(check.tolerance) \
+                (index \(check.worstIndex): got \(check.got), expected \(check.expected); seed \(row.seed))
                 """)
         }
     }

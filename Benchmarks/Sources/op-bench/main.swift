@@ -4,7 +4,10 @@
 // Usage (from the repository root):
 //   swift build -c release --package-path Benchmarks --product op-bench
 //   Benchmarks/.build/release/op-bench [--rounds N] [--shapes gpu,cpu] [--device opencl:P.D] [--only TEXT]
-//                                      [--json PATH]
+//                                      [--json PATH] [--attention-tiles RxLxTxW ...] [--gemm-batch B]
+// Each --attention-tiles adds a GPU-shaped backend built with that tile shape (OpenCLAttentionTiles), timed in the
+// same alternating rounds as the others. With --gemm-batch B the GEMMs (CLBlast) of DeiT-Tiny and DeiT-Small at B
+// images are timed too, named with their transposes and m×n×k (×batch), which Benchmarks/gpu/gpu_torch.py parses.
 // Each round times every operation once per shape, the shapes alternating (a load spike on the shared machine then
 // hits both alike); a sample is enough back-to-back calls for ≥ 20 ms, then a clFinish, divided by the calls.
 // Reported: the median over the rounds, in ms per call. Benchmarks/op_bench_compare.py runs this binary built from
@@ -34,11 +37,34 @@ struct TimedOp {
 /// The operations at their ViT shapes. DeiT at batch 64: 64·197 = 12,608 tokens (64·50 = 3,200 at 112×112 input),
 /// widths 192 / 384 / 768 (Tiny / Small / Base), attention rows heads·images·tokens × tokens, classifier rows 64 or
 /// 256 × 10 or 1000 classes.
-func makeOps(_ device: Backend, only: String?) throws -> [TimedOp] {
+func makeOps(_ device: Backend, only: String?, gemmBatch: Int?) throws -> [TimedOp] {
     var ops: [TimedOp] = []
     func add(_ name: String, _ make: () throws -> (Backend) throws -> Void) rethrows {
         if let only, !name.contains(only) { return }
         ops.append(TimedOp(name: name, run: try make()))
+    }
+    // Every GEMM of a DeiT block's training step (a Linear's forward x·Wᵀ, its dX and dW), and one head's scores
+    // q·kᵀ of the unfused attention, at 197 tokens. Only with --gemm-batch (the other operations are the kernels').
+    for (model, width, heads, hidden) in [("deit-tiny", 192, 3, 768), ("deit-small", 384, 6, 1536)] {
+        guard let gemmBatch else { break }
+        let rows = gemmBatch * 197
+        for (layer, inFeatures, outFeatures) in [("qkv", width, 3 * width), ("proj", width, width),
+                                                 ("fc1", width, hidden), ("fc2", hidden, width)] {
+            for (pass, spec) in [("forward", GemmSpec(m: rows, n: outFeatures, k: inFeatures, transB: true)),
+                                 ("dX", GemmSpec(m: rows, n: inFeatures, k: outFeatures)),
+                                 ("dW", GemmSpec(m: outFeatures, n: inFeatures, k: rows, transA: true, beta: 1))] {
+                try add(gemmName(model, "\(layer) \(pass)", spec)) { try gemmOp(device, spec) }
+            }
+        }
+        var scores = GemmSpec(m: 197, n: 197, k: width / heads, transB: true)
+        scores.lda = 3 * width
+        scores.ldb = 3 * width
+        scores.offsetB = width
+        scores.strideA = 197 * 3 * width
+        scores.strideB = 197 * 3 * width
+        scores.strideC = 197 * 197
+        scores.batch = gemmBatch
+        try add(gemmName(model, "q·kᵀ one head", scores)) { try gemmOp(device, scores) }
     }
     for rows in [12608, 3200] {
         for cols in [192, 384, 768] {
@@ -162,6 +188,19 @@ func makeOps(_ device: Backend, only: String?) throws -> [TimedOp] {
     return ops
 }
 
+func gemmName(_ model: String, _ what: String, _ spec: GemmSpec) -> String {
+    "gemm \(model) \(what) \(spec.transA ? "T" : "N")\(spec.transB ? "T" : "N") \(spec.m)x\(spec.n)x\(spec.k)"
+        + (spec.batch == 1 ? "" : " x\(spec.batch)")
+}
+
+func gemmOp(_ device: Backend, _ spec: GemmSpec) throws -> (Backend) throws -> Void {
+    let a = try device.makeBuffer(randomValues(spec.extentA, seed: 14))
+    let b = try device.makeBuffer(randomValues(spec.extentB, seed: 15))
+    let c = try device.zeros(spec.extentC)
+    if spec.batch == 1 { return { try $0.gemm(spec, a: a, b: b, c: c) } }
+    return { try $0.gemmStridedBatched(spec, a: a, b: b, c: c) }
+}
+
 /// Seconds per call of one sample: `calls` back-to-back calls, then a synchronize.
 func sample(_ op: TimedOp, on backend: Backend, calls: Int) throws -> Double {
     let start = now()
@@ -175,6 +214,8 @@ var shapeNames = ["cpu", "gpu"]
 var deviceSpec: String?
 var only: String?
 var jsonPath: String?
+var tileShapes: [OpenCLAttentionTiles] = []
+var gemmBatch: Int?
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
@@ -183,9 +224,15 @@ while let argument = arguments.next() {
     case "--device": deviceSpec = arguments.next()
     case "--only": only = arguments.next()
     case "--json": jsonPath = arguments.next()
+    case "--attention-tiles":
+        do { tileShapes.append(try OpenCLAttentionTiles(parsing: arguments.next() ?? "")) } catch {
+            fputs("error: --attention-tiles: \(error)\n", stderr)
+            exit(2)
+        }
+    case "--gemm-batch": gemmBatch = max(1, Int(arguments.next() ?? "") ?? 64)
     default:
-        fputs("usage: op-bench [--rounds N] [--shapes gpu,cpu] [--device opencl:P.D] [--only TEXT] [--json PATH]\n",
-              stderr)
+        fputs("usage: op-bench [--rounds N] [--shapes gpu,cpu] [--device opencl:P.D] [--only TEXT] [--json PATH]\n"
+              + "                [--attention-tiles RxLxTxW ...] [--gemm-batch B]\n", stderr)
         exit(2)
     }
 }
@@ -204,10 +251,13 @@ do {
         }
         backends.append((name, try OpenCLBackend(device: device, kernelShape: shape)))
     }
-    let ops = try makeOps(backends[0].backend, only: only)
+    for tiles in tileShapes {
+        backends.append(("gpu \(tiles)", try OpenCLBackend(device: device, kernelShape: .gpu, attentionTiles: tiles)))
+    }
+    let ops = try makeOps(backends[0].backend, only: only, gemmBatch: gemmBatch)
     print("\(device.spec) \(device.name) (\(device.platformName)); ms per call, median of \(rounds) alternating rounds")
     print("op".padding(toLength: 40, withPad: " ", startingAt: 0)
-        + backends.map { " \($0.shape) shape".leftPadded(12) }.joined())
+        + backends.map { " \($0.shape)".leftPadded(max(12, $0.shape.count + 2)) }.joined())
     var results: [String: [String: Double]] = [:]
     for op in ops {
         // Warm-up (kernel compilation on first use) and calibration: calls per sample for ≥ 20 ms.
@@ -226,7 +276,7 @@ do {
         for (index, entry) in backends.enumerated() {
             let median = times[index].sorted()[rounds / 2] * 1e3
             results[op.name, default: [:]][entry.shape] = median
-            line += String(format: "%12.3f", median)
+            line += String(format: "%12.3f", median).leftPadded(max(12, entry.shape.count + 2))
         }
         print(line)
         fflush(stdout)

@@ -1,14 +1,9 @@
 import COpenCL
 
-/// The fused attention on OpenCL (`Kernels/attention.cl`): the GPU shape stages 16×16 tiles of q·kᵀ in local memory
-/// with an online softmax; the CPU-device shape gives each query row one work-item. Heads wider than the tiles'
-/// 128 floats take the row kernels on any device.
+/// The fused attention on OpenCL (`Kernels/attention.cl`): the GPU shape stages tiles of q·kᵀ (16×16 in the standard
+/// `OpenCLAttentionTiles`) in local memory with an online softmax; the CPU-device shape gives each query row one
+/// work-item. Heads wider than the tiles' width (128 floats) take the row kernels on any device.
 extension OpenCLBackend {
-    /// The widest head (q/k or v) the tiled kernels hold in local memory (ATT_MAXD in attention.cl).
-    static let attentionTileMaxWidth = 128
-    /// Query (or key) rows per work-group of the tiled kernels (ATT_ROWS), and their fixed work-group size.
-    static let attentionTileRows = 16
-    static let attentionTileGroupSize = 64
 
     public func attentionForward(qkv: Buffer, layout: QKVLayout, batch: Int, tokens: Int, scale: Float, out: Buffer,
                                  logSumExp: Buffer) throws {
@@ -64,17 +59,18 @@ extension OpenCLBackend {
         let items = layout.heads * batch
         guard items > 0, tokens > 0 else { return nil }
         let widest = max(layout.qkDims.max() ?? 0, layout.vDims.max() ?? 0)
-        var tiled = kernelShape == .gpu && widest <= Self.attentionTileMaxWidth
+        var tiled = kernelShape == .gpu && widest <= attentionTiles.maxWidth
         for kernel in [KernelName.attentionForwardTiled, .attentionBackwardDQTiled, .attentionBackwardDKVTiled]
         where tiled {
-            // The tiles assume exactly 64 work-items; a device that cannot run that many gets the row kernels.
-            tiled = try launchLocalSize(kernel) == Self.attentionTileGroupSize
+            // The tiles assume exactly rows × lanes work-items; a device that cannot run that many gets the row
+            // kernels.
+            tiled = try launchLocalSize(kernel) == attentionTiles.groupSize
         }
         let shared: [KernelArgument] = [
             .buffer(qkvMemory), .buffer(try headTable(layout)), try .int(layout.totalQK),
             try .int(layout.qkvFeatures), try .int(layout.totalV), try .int(batch), try .int(tokens), .float(scale),
         ]
-        let tiles = (tokens + Self.attentionTileRows - 1) / Self.attentionTileRows
+        let tiles = (tokens + attentionTiles.rows - 1) / attentionTiles.rows
         return (rows, items, tiles, tiled, shared)
     }
 

@@ -33,12 +33,15 @@ public final class OpenCLBackend: Backend {
     public let device: OpenCLDeviceInfo
     /// Which of an operation's kernel variants this backend launches (see `OpenCLKernelShape`).
     public let kernelShape: OpenCLKernelShape
+    /// The tile shape the tiled attention kernels were built with (`OpenCLAttentionTiles`).
+    public let attentionTiles: OpenCLAttentionTiles
 
     /// `-cl-fast-relaxed-math` would make the exp-heavy kernels (softmax, losses, GELU) 3–4x faster on PoCL, but it
     /// also lets the compiler reassociate the float64 reductions and assume no NaN/Inf, which breaks the NaN
     /// signalling of bad labels/indices and the −Inf start of the row maxima.
     static let buildOptions = "-cl-std=CL1.2 -cl-mad-enable"
-    /// One fixed local size for every kernel: PoCL compiles a kernel again for every new local size.
+    /// One fixed local size for every kernel but the tiled attention ones: PoCL compiles a kernel again for every
+    /// new local size.
     static let localSize = 64
     /// Work-groups of the float64 sum: enough to fill a large GPU, few enough that the host sums the partials in
     /// microseconds.
@@ -46,6 +49,8 @@ public final class OpenCLBackend: Backend {
 
     private let shared: OpenCLDeviceContext
     private var queue: cl_command_queue? { shared.queue }
+    /// Where launches record their events when the queue profiles (`OpenCLProfile.swift`).
+    var eventLog: OpenCLEventLog? { shared.eventLog }
     private let kernels: [KernelName: cl_kernel]
     private var localSizes: [KernelName: Int] = [:]
     /// The arguments each kernel was last launched with (under `launchLock`): a launch sets only those that changed,
@@ -108,6 +113,11 @@ public final class OpenCLBackend: Backend {
         case attentionBackwardDKVTiled = "attention_backward_dkv_tiled"
         case accumulatePartials = "accumulate_partials", clipScale = "clip_scale"
 
+        /// The tiled attention kernels, whose work-group size is their tiles' (`OpenCLAttentionTiles.groupSize`).
+        var isAttentionTiled: Bool {
+            [.attentionForwardTiled, .attentionBackwardDQTiled, .attentionBackwardDKVTiled].contains(self)
+        }
+
         /// Compiled only where the device has cl_khr_fp64 (statistics.cl, bookkeeping.cl).
         var needsFloat64: Bool {
             switch self {
@@ -122,16 +132,21 @@ public final class OpenCLBackend: Backend {
     ///   `$VITFORGE_KERNEL_DIR` when that is set (kernel development without a rebuild), else the embedded ones.
     /// - Parameter kernelShape: nil chooses by device type (`OpenCLKernelShape.forDevice`); tests force `.gpu` on
     ///   PoCL to check the GPU-shaped kernels without a GPU.
+    /// - Parameter attentionTiles: nil means `OpenCLAttentionTiles.fromEnvironment()` (the standard shape unless
+    ///   `VITFORGE_OPENCL_ATTENTION_TILES` is set).
     public init(device: OpenCLDeviceInfo, kernelSources: [(name: String, source: String)]? = nil,
-                kernelShape: OpenCLKernelShape? = nil) throws {
+                kernelShape: OpenCLKernelShape? = nil, attentionTiles: OpenCLAttentionTiles? = nil) throws {
         self.device = device
         let shape = try kernelShape ?? OpenCLKernelShape.forDevice(device)
         self.kernelShape = shape
+        let tiles = try attentionTiles ?? OpenCLAttentionTiles.fromEnvironment()
+        self.attentionTiles = tiles
         let shapeNote = shape == OpenCLKernelShape.natural(for: device) ? "" : ", \(shape.rawValue)-shaped kernels"
-        name = "\(device.spec) \(device.name) (\(device.platformName)\(shapeNote))"
+        let tilesNote = tiles == .standard ? "" : ", attention tiles \(tiles)"
+        name = "\(device.spec) \(device.name) (\(device.platformName)\(shapeNote)\(tilesNote))"
         shared = try OpenCLDeviceContext.shared(for: device)
         let sources = try kernelSources ?? Self.kernelDirectorySources() ?? KernelSources.files
-        let program = try shared.program(sources: sources, options: Self.buildOptions)
+        let program = try shared.program(sources: sources, options: Self.buildOptions + tiles.buildOptions)
         var kernels: [KernelName: cl_kernel] = [:]
         do {
             for kernel in KernelName.allCases where device.supportsFloat64 || !kernel.needsFloat64 {
@@ -319,20 +334,28 @@ public final class OpenCLBackend: Backend {
         let transB = spec.transB ? CLBlastTransposeYes : CLBlastTransposeNo
         var queue = self.queue
         let call = spec.batch == 1 ? "CLBlastSgemm" : "CLBlastSgemmStridedBatched"
+        // With a profiling queue CLBlast hands back the event of its (last) kernel. Named by shape, so that a
+        // profile tells the model's GEMMs apart.
+        var event: cl_event? = nil
+        let profiled = eventLog != nil
         let status: CLBlastStatusCode = clblastLock.withLock {
             // A batch of one goes through plain Sgemm: the strided-batched routine is a separate program, and each
             // CLBlast program costs seconds of compilation the first time on some drivers.
             if spec.batch == 1 {
                 return CLBlastSgemm(CLBlastLayoutRowMajor, transA, transB, spec.m, spec.n, spec.k, spec.alpha,
                                     aMemory, spec.offsetA, spec.lda, bMemory, spec.offsetB, spec.ldb, spec.beta,
-                                    cMemory, spec.offsetC, spec.ldc, &queue, nil)
+                                    cMemory, spec.offsetC, spec.ldc, &queue, profiled ? &event : nil)
             }
             return CLBlastSgemmStridedBatched(
                 CLBlastLayoutRowMajor, transA, transB, spec.m, spec.n, spec.k, spec.alpha,
                 aMemory, spec.offsetA, spec.lda, spec.strideA, bMemory, spec.offsetB, spec.ldb, spec.strideB,
-                spec.beta, cMemory, spec.offsetC, spec.ldc, spec.strideC, spec.batch, &queue, nil)
+                spec.beta, cMemory, spec.offsetC, spec.ldc, spec.strideC, spec.batch, &queue, profiled ? &event : nil)
         }
         if status != CLBlastSuccess { throw BackendError.clblast(call: call, status: status.rawValue) }
+        if let eventLog {
+            let shape = "\(spec.m)x\(spec.n)x\(spec.k)" + (spec.batch == 1 ? "" : " x\(spec.batch)")
+            eventLog.record("sgemm \(spec.transA ? "T" : "N")\(spec.transB ? "T" : "N") \(shape)", event)
+        }
     }
 
     private func gemmOperand(_ buffer: Buffer, _ label: String, _ extent: Int, _ operation: String) throws -> cl_mem {
@@ -950,8 +973,15 @@ public final class OpenCLBackend: Backend {
         let local = try localSize(name, kernel)
         var globalSize = [(columns + local - 1) / local * local, rows]
         var localSizeValue = [local, 1]
+        guard let eventLog else {
+            try checkCL(clEnqueueNDRangeKernel(queue, kernel, rows == 1 ? 1 : 2, nil, &globalSize, &localSizeValue, 0,
+                                               nil, nil), "clEnqueueNDRangeKernel")
+            return
+        }
+        var event: cl_event? = nil
         try checkCL(clEnqueueNDRangeKernel(queue, kernel, rows == 1 ? 1 : 2, nil, &globalSize, &localSizeValue, 0,
-                                           nil, nil), "clEnqueueNDRangeKernel")
+                                           nil, &event), "clEnqueueNDRangeKernel")
+        eventLog.record(name.rawValue, event)
     }
 
     /// The local size launches of `name` use (nil when the kernel is not built on this device).
@@ -960,14 +990,16 @@ public final class OpenCLBackend: Backend {
         return try launchLock.withLock { try localSize(name, kernel) }
     }
 
-    /// `localSize`, or less where the device or the compiled kernel cannot take that many work-items.
+    /// `localSize` (the tiled attention kernels: their tiles' work-group size, which their `reqd_work_group_size`
+    /// demands), or less where the device or the compiled kernel cannot take that many work-items.
     /// Called under `launchLock` (it caches into `localSizes`).
     private func localSize(_ name: KernelName, _ kernel: cl_kernel) throws -> Int {
         if let known = localSizes[name] { return known }
         var limit = 0
         try checkCL(clGetKernelWorkGroupInfo(kernel, shared.device, cl_kernel_work_group_info(CL_KERNEL_WORK_GROUP_SIZE),
                                              MemoryLayout<Int>.size, &limit, nil), "clGetKernelWorkGroupInfo")
-        let size = max(1, min(Self.localSize, limit))
+        let wanted = name.isAttentionTiled ? attentionTiles.groupSize : Self.localSize
+        let size = max(1, min(wanted, limit))
         localSizes[name] = size
         return size
     }

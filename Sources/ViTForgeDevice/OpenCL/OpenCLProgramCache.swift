@@ -37,6 +37,8 @@ final class OpenCLDeviceContext: @unchecked Sendable {
     let device: cl_device_id?
     let context: cl_context
     let queue: cl_command_queue
+    /// The queue's events, when it was created with profiling (`OpenCLProfiling`); nil otherwise.
+    let eventLog: OpenCLEventLog?
     /// Built programs by cache key; only touched under `OpenCLDeviceContext.lock`.
     private var programs: [UInt64: cl_program] = [:]
 
@@ -66,12 +68,15 @@ final class OpenCLDeviceContext: @unchecked Sendable {
             throw BackendError.openCL(call: "clCreateContext", code: status)
         }
         try checkCL(status, "clCreateContext")
-        guard let queue = clCreateCommandQueue(context, device, 0, &status) else {
+        let profiling = OpenCLProfiling.requested
+        let queueProperties = profiling ? cl_command_queue_properties(CL_QUEUE_PROFILING_ENABLE) : 0
+        guard let queue = clCreateCommandQueue(context, device, queueProperties, &status) else {
             clReleaseContext(context)
             throw BackendError.openCL(call: "clCreateCommandQueue", code: status)
         }
         self.context = context
         self.queue = queue
+        eventLog = profiling ? OpenCLEventLog() : nil
     }
 
     /// The program built from `sources` (concatenated in order) with `options`: from memory if this process built it

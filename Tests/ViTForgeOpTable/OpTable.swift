@@ -1,12 +1,11 @@
-@testable import ViTForgeDevice
-import ViTForgeTestSupport
+import ViTForgeDevice
 
 // The rows of `BackendOpTests`: every operation of `Backend`, at odd sizes, with fresh random inputs.
 // Backward rows pre-fill their gradient buffers with random values and expect prefill + contribution, which
 // checks that they accumulate instead of overwriting.
 
 extension OpCase {
-    static let table: [OpCase] = buffers + matrixProducts + elementwise + normalization + losses
+    public static let table: [OpCase] = buffers + matrixProducts + elementwise + normalization + losses
         + statistics + optimizer + gatherScatter + masks + eigen + attention + rowShapes + bookkeeping
 
     // MARK: Buffers
