@@ -6,6 +6,7 @@ stage's result files, and the closing summary. Standard library only (it runs wh
     gpu_json.py merge --stages DIR --out RUN.json --dry-run 0|1 --commit SHA
     gpu_json.py collect --out STAGE.json FILE.json ...
     gpu_json.py summary --json RUN.json
+    gpu_json.py check --json RUN.json      (CI's dry run: every stage ran and left what it should)
 """
 import argparse
 import json
@@ -81,6 +82,40 @@ def summary(args):
     return 0
 
 
+def check(args):
+    """What CI asserts after the dry run, so that the prepared run cannot rot between draws."""
+    run = load(args.json)
+    stages = run.get("stages", {})
+    problems = []
+    for name in ["environment", "devices", "correctness", "gemm", "model", "attention", "profile"]:
+        if stages.get(name, {}).get("status") != "ok":
+            problems.append(f"stage {name}: {stages.get(name, {}).get('status', 'missing')}")
+    results = {name: stage.get("results", {}) for name, stage in stages.items()}
+    table = results.get("correctness", {})
+    if not (table.get("passed", 0) > 0 and table.get("failed") == 0):
+        problems.append(f"correctness: {table.get('passed')} passed, {table.get('failed')} failed")
+    if len({row.get("backend") for row in table.get("rows", [])}) < 3:
+        problems.append("correctness: fewer than 3 backends (both kernel shapes and a tile variant)")
+    if not results.get("gemm", {}).get("opencl"):
+        problems.append("gemm: no op-bench GEMM times")
+    for name, torch_part in [("gemm", results.get("gemm", {}).get("torch", {}))] + [
+            (f"model {key}", value) for key, value in results.get("model", {}).items() if "torch" in key]:
+        if "rows" not in torch_part and not torch_part.get("skipped"):
+            problems.append(f"{name}: PyTorch neither measured nor skipped with a reason")
+    if not any(key.startswith("model-train") and value.get("results") for key, value in results.get("model", {}).items()):
+        problems.append("model: no vitforge training rows")
+    profile = results.get("profile", {}).get("profile-train", {}).get("results", [{}])[0]
+    if not profile.get("kernel_profile") or profile.get("blocking_calls_per_run") is None:
+        problems.append("profile: no kernel profile or blocking calls in the training row")
+    tiles = results.get("attention", {}).get("attention-tiles", {})
+    if not any(len(times) >= 3 for times in tiles.values()):
+        problems.append("attention: the tile variants were not timed side by side")
+    for problem in problems:
+        print("check: " + problem)
+    print("check: " + ("ok" if not problems else f"{len(problems)} problems"))
+    return 1 if problems else 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -101,8 +136,11 @@ def main():
     p.add_argument("files", nargs="*")
     p = commands.add_parser("summary")
     p.add_argument("--json", required=True)
+    p = commands.add_parser("check")
+    p.add_argument("--json", required=True)
     args = parser.parse_args()
-    return {"record": record, "merge": merge, "collect": collect, "summary": summary}[args.command](args) or 0
+    return {"record": record, "merge": merge, "collect": collect, "summary": summary,
+            "check": check}[args.command](args) or 0
 
 
 if __name__ == "__main__":

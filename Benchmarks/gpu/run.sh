@@ -41,7 +41,10 @@ fi
 pack="$work/pack"
 scripts="$pack/scripts"
 export LD_LIBRARY_PATH="$pack/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export VITFORGE_CACHE_DIR="$work/kernel-cache" POCL_CACHE_DIR="${POCL_CACHE_DIR:-$work/pocl-cache}"
+# Kernel binaries: the run's own cache on the device; the dry run keeps the machine's (CI's test stage has built
+# the standard program and the tile variants AttentionTilesTests uses, which are the dry run's).
+[ "$dry" = 1 ] || export VITFORGE_CACHE_DIR="$work/kernel-cache"
+export POCL_CACHE_DIR="${POCL_CACHE_DIR:-$work/pocl-cache}"
 export PYTHONDONTWRITEBYTECODE=1
 # Wrappers on PATH: the binaries as they are, or (VITFORGE_PACK_LOADER=1, when the device's glibc is older than the
 # build machine's) through the pack's own glibc loader. Through the loader /proc/self/exe is the loader, so bench
@@ -93,7 +96,7 @@ if [ "$dry" = 1 ]; then
     model_args=(--tiny) bench_batches=(--batch 1 --batch 2) train_batch=2 bench_runs=(--warmup 1 --runs 1)
     table_only=(--only attention) gemm_args=(--gemm-batch 1 --rounds 1 --only "gemm deit-tiny")
     attention_only="attentionForward 64x50 3h" rounds=1
-    tiles=(--attention-tiles 8x8x16x64 --attention-tiles 32x2x8x64)
+    tiles=(--attention-tiles 8x4x16x64 --attention-tiles 32x4x8x64)
 else
     model_args=() bench_batches=(--batch 1 --batch 64 --batch 256) train_batch=64 bench_runs=(--warmup 2 --runs 5)
     table_only=() gemm_args=(--gemm-batch 64 --rounds 5 --only gemm)
@@ -123,7 +126,11 @@ if ! vitforge --help > /dev/null 2>> "$log"; then
         write_wrappers
     fi
 fi
-devices_stage() { vitforge devices | tee "$work/devices.txt"; }
+devices_stage() {
+    vitforge devices | tee "$work/devices.txt" || return 1
+    python3 -c 'import json, sys; json.dump({"output": open(sys.argv[1]).read()}, open(sys.argv[2], "w"))' \
+        "$work/devices.txt" "$work/stages/devices.json"
+}
 run_stage devices 30 devices_stage
 device=opencl
 

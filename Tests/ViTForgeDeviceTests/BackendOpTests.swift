@@ -9,7 +9,7 @@ import ViTForgeTestSupport
 // Every operation of `Backend`, on every backend in `TestBackends.all`, against the float64 `Reference`: the rows
 // of `OpCase.table` (the ViTForgeOpTable target, which the `op-table` executable runs too; see there how to add one).
 
-extension OpCase: @retroactive CustomTestStringConvertible {
+extension OpCase: CustomTestStringConvertible {
     public var testDescription: String { name }
 }
 

@@ -135,7 +135,7 @@ func run(_ options: Options) -> Int32 {
             if let thrown = outcome.thrown {
                 line += "  threw: \(thrown)"
             } else if let worst {
-                line += "  (\(worst.output): error \(worst.error) ≤? \(worst.tolerance))"
+                line += "  (worst: \(worst.output), error \(worst.error), tolerance \(worst.tolerance))"
             }
             for check in outcome.checks where !check.passed {
                 line += "\n      \(check.output): error \(check.error) > \(check.tolerance) at index \(check.worstIndex), "

@@ -338,18 +338,21 @@ public final class OpenCLBackend: Backend {
         // profile tells the model's GEMMs apart.
         var event: cl_event? = nil
         let profiled = eventLog != nil
-        let status: CLBlastStatusCode = clblastLock.withLock {
-            // A batch of one goes through plain Sgemm: the strided-batched routine is a separate program, and each
-            // CLBlast program costs seconds of compilation the first time on some drivers.
-            if spec.batch == 1 {
-                return CLBlastSgemm(CLBlastLayoutRowMajor, transA, transB, spec.m, spec.n, spec.k, spec.alpha,
-                                    aMemory, spec.offsetA, spec.lda, bMemory, spec.offsetB, spec.ldb, spec.beta,
-                                    cMemory, spec.offsetC, spec.ldc, &queue, profiled ? &event : nil)
+        let status: CLBlastStatusCode = withUnsafeMutablePointer(to: &event) { eventPointer in
+            let eventOut = profiled ? eventPointer : nil
+            return clblastLock.withLock {
+                // A batch of one goes through plain Sgemm: the strided-batched routine is a separate program, and
+                // each CLBlast program costs seconds of compilation the first time on some drivers.
+                if spec.batch == 1 {
+                    return CLBlastSgemm(CLBlastLayoutRowMajor, transA, transB, spec.m, spec.n, spec.k, spec.alpha,
+                                        aMemory, spec.offsetA, spec.lda, bMemory, spec.offsetB, spec.ldb, spec.beta,
+                                        cMemory, spec.offsetC, spec.ldc, &queue, eventOut)
+                }
+                return CLBlastSgemmStridedBatched(
+                    CLBlastLayoutRowMajor, transA, transB, spec.m, spec.n, spec.k, spec.alpha,
+                    aMemory, spec.offsetA, spec.lda, spec.strideA, bMemory, spec.offsetB, spec.ldb, spec.strideB,
+                    spec.beta, cMemory, spec.offsetC, spec.ldc, spec.strideC, spec.batch, &queue, eventOut)
             }
-            return CLBlastSgemmStridedBatched(
-                CLBlastLayoutRowMajor, transA, transB, spec.m, spec.n, spec.k, spec.alpha,
-                aMemory, spec.offsetA, spec.lda, spec.strideA, bMemory, spec.offsetB, spec.ldb, spec.strideB,
-                spec.beta, cMemory, spec.offsetC, spec.ldc, spec.strideC, spec.batch, &queue, profiled ? &event : nil)
         }
         if status != CLBlastSuccess { throw BackendError.clblast(call: call, status: status.rawValue) }
         if let eventLog {
