@@ -2,8 +2,8 @@
 # Puts everything one call on a lent GPU machine needs (no Swift, no network there) into gpu-pack/ (git-ignored,
 # carried beside the working tree): vitforge, op-table and op-bench built with the Swift runtime linked statically,
 # every shared library `ldd` lists that is not glibc's (CLBlast, the OpenCL ICD loader, OpenBLAS, libpng, …), and the
-# Python scripts of Benchmarks/gpu. Binaries and libraries go into one xz tarball (the static binaries carry ICU's
-# data and compress about 4:1), which run.sh unpacks into a temporary folder on the device.
+# Python scripts of Benchmarks/gpu. Binaries and libraries go into one xz tarball (233 MB → 27 MB, see below), which
+# run.sh unpacks into a temporary folder on the device.
 #   bash Benchmarks/gpu/pack.sh [--prebuilt DIR] [--op-bench PATH] [--dest DIR]
 # --prebuilt DIR takes vitforge and op-table from DIR (CI's dry run: the binaries its build stage made) instead of
 # building them; --op-bench PATH likewise. Fails when the pack plus the tracked tree exceed the carry limit (64 MiB).
@@ -60,6 +60,7 @@ is_glibc() {
 for binary in "$stage/pack/bin/"*; do
     ldd "$binary" | awk '/=>/ { print $1, $3 } /ld-linux/ && !/=>/ { print $1, $1 }'
 done | sort -u | while read -r name path; do
+    name=$(basename "$name")
     [ -f "$path" ] || { echo "pack.sh: $name: not found (ldd)" >&2; exit 1; }
     if is_glibc "$name"; then
         mkdir -p "$stage/pack/glibc"
@@ -73,7 +74,11 @@ cp Benchmarks/gpu/*.py "$stage/pack/scripts/"
 git rev-parse HEAD > "$stage/pack/COMMIT" 2>/dev/null || echo unknown > "$stage/pack/COMMIT"
 rm -rf "$dest"
 mkdir -p "$dest"
-tar -C "$stage" -cJf "$dest/pack.tar.xz" pack
+# Each static binary carries Foundation's ICU data (~45 MB, ViTForgeDevice imports Foundation): with a dictionary
+# larger than one binary, xz stores the later copies as references (52 MB with xz's default 8 MiB, 27 MB so; about
+# 1.3 GB of memory to compress, 128 MiB to unpack). The binaries go first and together.
+tar -C "$stage" -cf - pack/bin pack/lib pack/glibc pack/scripts pack/COMMIT \
+    | xz --lzma2=preset=6,dict=128MiB -T1 > "$dest/pack.tar.xz"
 (cd "$stage/pack" && find . -type f -printf '%s %p\n' | sort -k2) > "$dest/CONTENTS"
 pack_bytes=$(du -cb "$dest" | tail -1 | cut -f1)
 tree_bytes=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | awk '/total$/ { sum += $1 } END { print sum + 0 }')

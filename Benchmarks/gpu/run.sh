@@ -64,15 +64,24 @@ write_wrappers
 export PATH="$work/bin:$PATH"
 in_process() { [ "${VITFORGE_PACK_LOADER:-0}" = 1 ] && echo --in-process; }
 
-# Each stage: its command under `timeout`, output into the log, then its record (status, seconds, and the numbers
-# the command left in $work/stages/NAME.json) merged into the one JSON.
+# Each stage: a shell function run in its own process group (job control on), killed with its whole group when it
+# outlives its limit (`timeout` cannot run a shell function); output into the log, then its record (status,
+# seconds, and the numbers the function left in $work/stages/NAME.json) merged into the one JSON.
+set -m
 run_stage() {
-    local name=$1 limit=$2 start=$SECONDS status=0
+    local name=$1 limit=$2 start=$SECONDS status=0 outcome=ok
     shift 2
     say "== $name (limit $limit s)"
-    timeout -k 5 "$limit" "$@" >> "$log" 2>&1 || status=$?
-    local outcome=ok
-    if [ "$status" = 124 ] || [ "$status" = 137 ]; then outcome=timeout; elif [ "$status" != 0 ]; then outcome=failed; fi
+    rm -f "$work/timed-out"
+    ( "$@" ) >> "$log" 2>&1 &
+    local job=$!
+    ( sleep "$limit"; touch "$work/timed-out"; kill -TERM -- "-$job" 2> /dev/null; sleep 5
+      kill -KILL -- "-$job" 2> /dev/null ) > /dev/null 2>&1 &
+    local watchdog=$!
+    wait "$job" || status=$?
+    kill -- "-$watchdog" 2> /dev/null
+    wait "$watchdog" 2> /dev/null
+    if [ -e "$work/timed-out" ]; then outcome=timeout; elif [ "$status" != 0 ]; then outcome=failed; fi
     record "$name" "$outcome" "$((SECONDS - start))" "$status" "$limit"
     say "== $name: $outcome ($((SECONDS - start)) s)"
 }

@@ -12,11 +12,16 @@
 // hits both alike); a sample is enough back-to-back calls for ≥ 20 ms, then a clFinish, divided by the calls.
 // Reported: the median over the rounds, in ms per call. Benchmarks/op_bench_compare.py runs this binary built from
 // two checkouts in alternating processes, for before/after kernel changes.
-import Foundation
+// No Foundation: statically linked (Benchmarks/gpu/pack.sh) it would carry ICU's data, ~45 MB of the GPU pack's 64.
+#if canImport(Glibc)
+import Glibc
+#endif
 import ViTForgeDevice
 
 func now() -> Double {
-    Double(DispatchTime.now().uptimeNanoseconds) * 1e-9
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
 }
 
 func randomValues(_ count: Int, seed: UInt64, scale: Float = 1, offset: Float = 0) -> [Float] {
@@ -256,7 +261,7 @@ do {
     }
     let ops = try makeOps(backends[0].backend, only: only, gemmBatch: gemmBatch)
     print("\(device.spec) \(device.name) (\(device.platformName)); ms per call, median of \(rounds) alternating rounds")
-    print("op".padding(toLength: 40, withPad: " ", startingAt: 0)
+    print("op".rightPadded(40)
         + backends.map { " \($0.shape)".leftPadded(max(12, $0.shape.count + 2)) }.joined())
     var results: [String: [String: Double]] = [:]
     for op in ops {
@@ -272,18 +277,17 @@ do {
                 times[index].append(try sample(op, on: entry.backend, calls: calls[index]))
             }
         }
-        var line = op.name.padding(toLength: 40, withPad: " ", startingAt: 0)
+        var line = op.name.rightPadded(40)
         for (index, entry) in backends.enumerated() {
             let median = times[index].sorted()[rounds / 2] * 1e3
             results[op.name, default: [:]][entry.shape] = median
-            line += String(format: "%12.3f", median).leftPadded(max(12, entry.shape.count + 2))
+            line += fixed3(median).leftPadded(max(12, entry.shape.count + 2))
         }
         print(line)
         fflush(stdout)
     }
     if let jsonPath {
-        let data = try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys])
-        try data.write(to: URL(fileURLWithPath: jsonPath), options: .atomic)
+        try writeJSON(results, to: jsonPath)
     }
 } catch {
     fputs("error: \(error)\n", stderr)
@@ -293,5 +297,47 @@ do {
 extension String {
     func leftPadded(_ width: Int) -> String {
         count >= width ? self : String(repeating: " ", count: width - count) + self
+    }
+
+    func rightPadded(_ width: Int) -> String {
+        count >= width ? self : self + String(repeating: " ", count: width - count)
+    }
+}
+
+/// `value` with three decimals (what "%.3f" prints for the non-negative times here).
+func fixed3(_ value: Double) -> String {
+    guard value.isFinite else { return "\(value)" }
+    let thousandths = Int((abs(value) * 1000).rounded())
+    let fraction = String(thousandths % 1000)
+    return (value < 0 ? "-" : "") + "\(thousandths / 1000)." + String(repeating: "0", count: 3 - fraction.count) + fraction
+}
+
+/// `{"op": {"shape": ms}}` with sorted keys, written beside the target and renamed (a reader never sees half).
+func writeJSON(_ results: [String: [String: Double]], to path: String) throws {
+    func quoted(_ text: String) -> String {
+        "\"" + text.replacingOccurrences("\\", "\\\\").replacingOccurrences("\"", "\\\"") + "\""
+    }
+    let body = results.keys.sorted().map { op in
+        let times = results[op]!.keys.sorted().map { "    \(quoted($0)): \(results[op]![$0]!)" }
+        return "  \(quoted(op)): {\n" + times.joined(separator: ",\n") + "\n  }"
+    }.joined(separator: ",\n")
+    let temporary = path + ".tmp"
+    guard let file = fopen(temporary, "w") else { throw BenchFileError(path: path) }
+    let written = fputs("{\n" + body + "\n}\n", file) >= 0
+    guard fclose(file) == 0, written, rename(temporary, path) == 0 else {
+        unlink(temporary)
+        throw BenchFileError(path: path)
+    }
+}
+
+struct BenchFileError: Error, CustomStringConvertible {
+    let path: String
+    var description: String { "\(path): cannot write (\(String(cString: strerror(errno))))" }
+}
+
+extension String {
+    /// Every `target` replaced by `replacement` (Foundation's replacingOccurrences(of:with:) without Foundation).
+    func replacingOccurrences(_ target: String, _ replacement: String) -> String {
+        split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
     }
 }
