@@ -91,11 +91,12 @@ def check(args):
         if stages.get(name, {}).get("status") != "ok":
             problems.append(f"stage {name}: {stages.get(name, {}).get('status', 'missing')}")
     results = {name: stage.get("results", {}) for name, stage in stages.items()}
-    table = results.get("correctness", {})
-    if not (table.get("passed", 0) > 0 and table.get("failed") == 0):
-        problems.append(f"correctness: {table.get('passed')} passed, {table.get('failed')} failed")
-    if len({row.get("backend") for row in table.get("rows", [])}) < 3:
-        problems.append("correctness: fewer than 3 backends (both kernel shapes and a tile variant)")
+    for part, backends in [("correctness-table", 2), ("correctness-tiles", 3)]:
+        table = results.get("correctness", {}).get(part, {})
+        if not (table.get("passed", 0) > 0 and table.get("failed") == 0):
+            problems.append(f"{part}: {table.get('passed')} passed, {table.get('failed')} failed")
+        if len({row.get("backend") for row in table.get("rows", [])}) < backends:
+            problems.append(f"{part}: fewer than {backends} backends (kernel shapes, tile variants)")
     if not results.get("gemm", {}).get("opencl"):
         problems.append("gemm: no op-bench GEMM times")
     for name, torch_part in [("gemm", results.get("gemm", {}).get("torch", {}))] + [

@@ -48,7 +48,9 @@ export POCL_CACHE_DIR="${POCL_CACHE_DIR:-$work/pocl-cache}"
 export PYTHONDONTWRITEBYTECODE=1
 # Wrappers on PATH: the binaries as they are, or (VITFORGE_PACK_LOADER=1, when the device's glibc is older than the
 # build machine's) through the pack's own glibc loader. Through the loader /proc/self/exe is the loader, so bench
-# cannot re-run itself per row: it measures --in-process then.
+# could not re-run itself per row; every bench here measures --in-process: a child per row would also compile
+# CLBlast's kernels again for every row (CLBlast keeps them per process), seconds each on a GPU driver, and peak
+# memory is not this run's question.
 write_wrappers() {
     for binary in vitforge op-table op-bench; do
         if [ "${VITFORGE_PACK_LOADER:-0}" = 1 ]; then
@@ -62,7 +64,6 @@ write_wrappers() {
 }
 write_wrappers
 export PATH="$work/bin:$PATH"
-in_process() { [ "${VITFORGE_PACK_LOADER:-0}" = 1 ] && echo --in-process; }
 
 # Each stage: a shell function run in its own process group (job control on), killed with its whole group when it
 # outlives its limit (`timeout` cannot run a shell function); output into the log, then its record (status,
@@ -143,10 +144,15 @@ devices_stage() {
 run_stage devices 30 devices_stage
 device=opencl
 
-# MARK: correctness: the op table on the OpenCL device, both kernel shapes and every tile variant.
+# MARK: correctness: the op table on the OpenCL device, both kernel shapes (every row), then the attention rows on
+# the GPU shape once per tile variant (the variants the attention stage times).
 correctness_stage() {
-    op-table --backend opencl "${tiles[@]}" "${table_only[@]}" \
-        --json "$work/stages/correctness.json"
+    op-table --backend opencl "${table_only[@]}" --json "$work/correctness-table.json"
+    local table=$?
+    op-table --backend opencl --shapes gpu --only attention "${tiles[@]}" --json "$work/correctness-tiles.json"
+    local variants=$?
+    python3 "$scripts/gpu_json.py" collect --out "$work/stages/correctness.json" "$work"/correctness-*.json
+    [ "$table" = 0 ] && [ "$variants" = 0 ]
 }
 wants correctness && run_stage correctness 90 correctness_stage
 
@@ -154,7 +160,7 @@ wants correctness && run_stage correctness 90 correctness_stage
 # or the tiny models of the dry run.
 models_ready=0
 make_models() {
-    python3 "$scripts/gpu_models.py" --dest "$work/models" "${model_args[@]}" && models_ready=1
+    timeout 120 python3 "$scripts/gpu_models.py" --dest "$work/models" "${model_args[@]}" && models_ready=1
 }
 if wants model || wants attention || wants profile; then
     make_models >> "$log" 2>&1 || say "models: not made (see the log); the model stages fall back to the fixture"
@@ -179,9 +185,9 @@ model_stage() {
     while IFS=: read -r _ head file; do models+=(--model "$file"); heads+=(--heads "$head"); done < <(model_list)
     for round in $(seq 1 "$rounds"); do
         vitforge bench --device "$device" "${models[@]}" "${heads[@]}" --batch "$train_batch" --train \
-            "${bench_runs[@]}" $(in_process) --json "$work/model-train-$round.json" || return 1
+            "${bench_runs[@]}" --in-process --json "$work/model-train-$round.json" || return 1
         vitforge bench --device "$device" "${models[@]}" "${heads[@]}" "${bench_batches[@]}" \
-            "${bench_runs[@]}" $(in_process) --json "$work/model-infer-$round.json" || return 1
+            "${bench_runs[@]}" --in-process --json "$work/model-infer-$round.json" || return 1
         python3 "$scripts/gpu_torch.py" model --models "$(model_list | paste -sd,)" --train-batch "$train_batch" \
             "${bench_batches[@]}" "${bench_runs[@]}" --torch-state "$torch_state" --json "$work/model-torch-$round.json" \
             || return 1
@@ -198,9 +204,9 @@ attention_stage() {
     local file=${last##*:}
     for path in fused unfused; do
         vitforge bench --device "$device" --model "$file" --heads "$head" --batch "$train_batch" --train \
-            --attention "$path" "${bench_runs[@]}" $(in_process) --json "$work/attention-$path-train.json" || return 1
+            --attention "$path" "${bench_runs[@]}" --in-process --json "$work/attention-$path-train.json" || return 1
         vitforge bench --device "$device" --model "$file" --heads "$head" --batch "$train_batch" \
-            --attention "$path" "${bench_runs[@]}" $(in_process) --json "$work/attention-$path-infer.json" || return 1
+            --attention "$path" "${bench_runs[@]}" --in-process --json "$work/attention-$path-infer.json" || return 1
     done
     op-bench --shapes gpu,cpu "${tiles[@]}" --rounds 3 --only "$attention_only" --json "$work/attention-tiles.json" \
         || return 1
@@ -215,9 +221,9 @@ profile_stage() {
     local head=${last#*:}; head=${head%%:*}
     local file=${last##*:}
     VITFORGE_OPENCL_PROFILE=1 vitforge bench --device "$device" --model "$file" --heads "$head" \
-        --batch "$train_batch" --train --warmup 1 --runs 1 $(in_process) --json "$work/profile-train.json" || return 1
+        --batch "$train_batch" --train --warmup 1 --runs 1 --in-process --json "$work/profile-train.json" || return 1
     VITFORGE_OPENCL_PROFILE=1 vitforge bench --device "$device" --model "$file" --heads "$head" \
-        --batch "$train_batch" --warmup 1 --runs 1 $(in_process) --json "$work/profile-infer.json" || return 1
+        --batch "$train_batch" --warmup 1 --runs 1 --in-process --json "$work/profile-infer.json" || return 1
     python3 "$scripts/gpu_json.py" collect --out "$work/stages/profile.json" "$work"/profile-*.json
 }
 wants profile && run_stage profile 45 profile_stage
