@@ -69,7 +69,12 @@ done | sort -u | while read -r name path; do
         cp -L "$path" "$stage/pack/lib/$name"
     fi
 done
-# CLBlast is opened by vitforge through its link, but the ICD loader finds vendors itself: nothing else to copy.
+# For the loader fallback: glibc's compatibility stubs, which the driver's libraries (libnvidia-opencl, libcuda)
+# still name; from the device's older glibc they would not load beside this one.
+libc_dir=$(dirname "$(ldd "$stage/pack/bin/vitforge" | awk '$1 == "libc.so.6" { print $3 }')")
+for stub in libpthread.so.0 libdl.so.2 librt.so.1; do
+    if [ -e "$libc_dir/$stub" ]; then cp -L "$libc_dir/$stub" "$stage/pack/glibc/$stub"; fi
+done
 cp Benchmarks/gpu/*.py "$stage/pack/scripts/"
 git rev-parse HEAD > "$stage/pack/COMMIT" 2>/dev/null || echo unknown > "$stage/pack/COMMIT"
 rm -rf "$dest"

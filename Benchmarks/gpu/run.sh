@@ -54,8 +54,9 @@ export PYTHONDONTWRITEBYTECODE=1
 write_wrappers() {
     for binary in vitforge op-table op-bench; do
         if [ "${VITFORGE_PACK_LOADER:-0}" = 1 ]; then
+            # --library-path replaces LD_LIBRARY_PATH (the pack's lib, then the driver's folders) for this process.
             printf '#!/bin/sh\nexec "%s" --library-path "%s" "%s" "$@"\n' "$pack/glibc/ld-linux-x86-64.so.2" \
-                "$pack/lib:$pack/glibc" "$pack/bin/$binary" > "$work/bin/$binary"
+                "$pack/glibc:$LD_LIBRARY_PATH" "$pack/bin/$binary" > "$work/bin/$binary"
         else
             printf '#!/bin/sh\nexec "%s" "$@"\n' "$pack/bin/$binary" > "$work/bin/$binary"
         fi
