@@ -164,7 +164,14 @@ make_models() {
     timeout 120 python3 "$scripts/gpu_models.py" --dest "$work/models" "${model_args[@]}" && models_ready=1
 }
 if wants model || wants attention || wants profile; then
-    make_models >> "$log" 2>&1 || say "models: not made (see the log); the model stages fall back to the fixture"
+    if make_models >> "$log" 2>&1; then
+        python3 -c 'import json, sys; json.dump({"models": open(sys.argv[1]).read().split()}, open(sys.argv[2], "w"))' \
+            "$work/models/models.txt" "$work/model-models.json"
+    else
+        say "models: not made (see the log); the model stages fall back to the fixture"
+        echo '{"skipped": "timm models not made (no torch/timm, or they failed: see the log); fm-vit-c fixture instead"}' \
+            > "$work/model-models.json"
+    fi
 fi
 # name:heads:file for every model the model stages run.
 model_list() {
