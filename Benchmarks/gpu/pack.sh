@@ -19,6 +19,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 limit=$((64 * 1024 * 1024))
+for tool in xz strip ldd; do
+    command -v "$tool" > /dev/null || { echo "pack.sh: $tool not found (apt-get install xz-utils binutils)" >&2; exit 1; }
+done
 
 # The static build shares runtime_check.sh's scratch folder and flags (portable x86-64, static Swift runtime), so
 # that in CI vitforge is built once for both; op-table is the only addition there.
