@@ -141,7 +141,8 @@ let package = Package(
         // machine, see Benchmarks/gpu) run the same rows.
         .target(name: "ViTForgeOpTable", dependencies: ["ViTForgeDevice", "ViTForgeSeededGenerator"],
                 path: "Tests/ViTForgeOpTable"),
-        .executableTarget(name: "op-table", dependencies: ["ViTForgeOpTable", "ViTForgeDevice"], path: "Tests/op-table"),
+        .executableTarget(name: "op-table", dependencies: ["ViTForgeOpTable", "ViTForgeDevice"],
+                          path: "Tests/op-table"),
         // What several test targets share (test targets cannot import each other): the float64 reference ViT and
         // the seeded random source, and threads standing in for the ranks of a data-parallel run.
         .target(name: "ViTForgeTestSupport", dependencies: ["ViTForgeModel", "ViTForgeRandom", "ViTForgeTrain",

@@ -103,7 +103,8 @@ def check(args):
             (f"model {key}", value) for key, value in results.get("model", {}).items() if "torch" in key]:
         if "rows" not in torch_part and not torch_part.get("skipped"):
             problems.append(f"{name}: PyTorch neither measured nor skipped with a reason")
-    if not any(key.startswith("model-train") and value.get("results") for key, value in results.get("model", {}).items()):
+    model = results.get("model", {})
+    if not any(key.startswith("model-train") and value.get("results") for key, value in model.items()):
         problems.append("model: no vitforge training rows")
     profile = results.get("profile", {}).get("profile-train", {}).get("results", [{}])[0]
     if not profile.get("kernel_profile") or profile.get("blocking_calls_per_run") is None:

@@ -20,7 +20,8 @@ while [ $# -gt 0 ]; do
 done
 limit=$((64 * 1024 * 1024))
 for tool in xz strip ldd; do
-    command -v "$tool" > /dev/null || { echo "pack.sh: $tool not found (apt-get install xz-utils binutils)" >&2; exit 1; }
+    command -v "$tool" > /dev/null \
+        || { echo "pack.sh: $tool not found (apt-get install xz-utils binutils)" >&2; exit 1; }
 done
 
 # The static build shares runtime_check.sh's scratch folder and flags (portable x86-64, static Swift runtime), so
@@ -56,7 +57,8 @@ strip --strip-unneeded "$stage/pack/bin/"* 2>/dev/null || true
 # (ld-linux) travels too, for run.sh's fallback when the device's glibc is older than the one built against.
 is_glibc() {
     case "$1" in
-    linux-vdso.so.*|ld-linux-x86-64.so.*|libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|libresolv.so.*|libutil.so.*) return 0 ;;
+    linux-vdso.so.*|ld-linux-x86-64.so.*|libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*) return 0 ;;
+    libresolv.so.*|libutil.so.*) return 0 ;;
     *) return 1 ;;
     esac
 }

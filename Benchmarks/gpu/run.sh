@@ -169,7 +169,7 @@ if wants model || wants attention || wants profile; then
             "$work/models/models.txt" "$work/model-models.json"
     else
         say "models: not made (see the log); the model stages fall back to the fixture"
-        echo '{"skipped": "timm models not made (no torch/timm, or they failed: see the log); fm-vit-c fixture instead"}' \
+        echo '{"skipped": "timm models not made (no torch/timm, or they failed: see the log); fm-vit-c fixture"}' \
             > "$work/model-models.json"
     fi
 fi
@@ -197,7 +197,8 @@ model_stage() {
         vitforge bench --device "$device" "${models[@]}" "${heads[@]}" "${bench_batches[@]}" \
             "${bench_runs[@]}" --in-process --json "$work/model-infer-$round.json" || return 1
         python3 "$scripts/gpu_torch.py" model --models "$(model_list | paste -sd,)" --train-batch "$train_batch" \
-            "${bench_batches[@]}" "${bench_runs[@]}" --torch-state "$torch_state" --json "$work/model-torch-$round.json" \
+            "${bench_batches[@]}" "${bench_runs[@]}" --torch-state "$torch_state" \
+            --json "$work/model-torch-$round.json" \
             || return 1
     done
     python3 "$scripts/gpu_json.py" collect --out "$work/stages/model.json" "$work"/model-*.json

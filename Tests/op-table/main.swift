@@ -40,7 +40,9 @@ func parseOptions(_ arguments: [String]) -> Options {
         switch flag {
         case "--backend":
             options.backend = value(flag)
-            guard ["cpu", "opencl"].contains(options.backend) else { fail("--backend: expected cpu or opencl", status: 2) }
+            guard ["cpu", "opencl"].contains(options.backend) else {
+                fail("--backend: expected cpu or opencl", status: 2)
+            }
         case "--device": options.device = value(flag)
         case "--shapes":
             options.shapes = value(flag).split(separator: ",").map { text in
@@ -95,8 +97,8 @@ func makeCandidates(_ options: Options) -> [Candidate] {
         for tiles in tileVariants {
             do {
                 let backend = try OpenCLBackend(device: device, kernelShape: shape, attentionTiles: tiles)
-                candidates.append(Candidate(label: "\(device.spec) \(shape.rawValue)-shaped, tiles \(backend.attentionTiles)",
-                                            backend: backend, shape: shape.rawValue,
+                let label = "\(device.spec) \(shape.rawValue)-shaped, tiles \(backend.attentionTiles)"
+                candidates.append(Candidate(label: label, backend: backend, shape: shape.rawValue,
                                             tiles: backend.attentionTiles.description))
             } catch {
                 fail("\(device.spec) \(device.name): cannot open with \(shape.rawValue)-shaped kernels"
@@ -130,7 +132,10 @@ func run(_ options: Options) -> Int32 {
         for row in rows {
             var outcome = Outcome(backend: candidate.label, row: row.name, checks: [])
             do { outcome.checks = try row.check(on: candidate.backend) } catch { outcome.thrown = "\(error)" }
-            let worst = outcome.checks.max { $0.error / max($0.tolerance, 1e-300) < $1.error / max($1.tolerance, 1e-300) }
+            // The output nearest its tolerance.
+            let worst = outcome.checks.max {
+                $0.error / max($0.tolerance, 1e-300) < $1.error / max($1.tolerance, 1e-300)
+            }
             var line = (outcome.passed ? "PASS  " : "FAIL  ") + row.name
             if let thrown = outcome.thrown {
                 line += "  threw: \(thrown)"
@@ -138,15 +143,16 @@ func run(_ options: Options) -> Int32 {
                 line += "  (worst: \(worst.output), error \(worst.error), tolerance \(worst.tolerance))"
             }
             for check in outcome.checks where !check.passed {
-                line += "\n      \(check.output): error \(check.error) > \(check.tolerance) at index \(check.worstIndex), "
-                    + "got \(check.got), expected \(check.expected); seed \(row.seed)"
+                line += "\n      \(check.output): error \(check.error) > \(check.tolerance) "
+                    + "at index \(check.worstIndex), got \(check.got), expected \(check.expected); seed \(row.seed)"
             }
             print(line)
             outcomes.append(outcome)
         }
     }
     let failed = outcomes.filter { !$0.passed }.count
-    print("op-table: \(rows.count) rows × \(candidates.count) backends: \(outcomes.count - failed) passed, \(failed) failed")
+    print("op-table: \(rows.count) rows × \(candidates.count) backends: \(outcomes.count - failed) passed, "
+          + "\(failed) failed")
     if let path = options.json {
         do { try writeJSON(path: path, candidates: candidates, outcomes: outcomes) } catch { fail("\(path): \(error)") }
     }
@@ -200,7 +206,9 @@ func writeJSON(path: String, candidates: [Candidate], outcomes: [Outcome]) throw
     text += "\n  ],\n  \"passed\": \(outcomes.count - failed),\n  \"failed\": \(failed)\n}\n"
     // Written beside the target and renamed, so a reader never sees half a file.
     let temporary = path + ".tmp"
-    guard let file = fopen(temporary, "w") else { throw OpTableError("cannot write (\(String(cString: strerror(errno))))") }
+    guard let file = fopen(temporary, "w") else {
+        throw OpTableError("cannot write (\(String(cString: strerror(errno))))")
+    }
     let written = fputs(text, file) >= 0
     let closed = fclose(file) == 0
     guard written, closed, rename(temporary, path) == 0 else {

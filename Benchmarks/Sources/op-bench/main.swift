@@ -309,7 +309,8 @@ func fixed3(_ value: Double) -> String {
     guard value.isFinite else { return "\(value)" }
     let thousandths = Int((abs(value) * 1000).rounded())
     let fraction = String(thousandths % 1000)
-    return (value < 0 ? "-" : "") + "\(thousandths / 1000)." + String(repeating: "0", count: 3 - fraction.count) + fraction
+    let sign = value < 0 ? "-" : ""
+    return sign + "\(thousandths / 1000)." + String(repeating: "0", count: 3 - fraction.count) + fraction
 }
 
 /// `{"op": {"shape": ms}}` with sorted keys, written beside the target and renamed (a reader never sees half).
