@@ -12,7 +12,8 @@ struct CompensateCommandTests {
         let folder = try TemporaryFolder()
         defer { folder.remove() }
         let pruned = folder.path("pruned.safetensors"), report = folder.path("report.json")
-        let heads = method == "vbp" ? [] : ["--keep-heads", "0.5"]  // vbp prunes MLP neurons only
+        // vbp prunes MLP neurons only; the others lose half of every block's heads too (block scope: every layer cut).
+        let heads = method == "vbp" ? [] : ["--keep-heads", "0.5", "--scope", "block"]
         let result = try vitforge([
             "prune", "--model", fixture("fm-vit-c.safetensors"), "--heads", "2", "--method", method,
             "--keep-mlp", "0.5", "--compensate", "--calib-images", "200", "--classes", "7", "--batch-size", "97",
