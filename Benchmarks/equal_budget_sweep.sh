@@ -5,7 +5,8 @@
 # rest, `--finetune-epochs`). One JSON row per run goes to Benchmarks/results/equal-budget-<method><TAG>.jsonl.
 #
 # Usage: bash Benchmarks/equal_budget_sweep.sh METHOD [METHOD ...]
-#   env: METHOD_EPOCHS (default 0), TAG (names a variant), VITFORGE (a binary copy, so rebuilding does not change a
+#   env: METHOD_EPOCHS (default 0), TOTAL_EPOCHS (default 3; 0 measures accuracy right after the cut, without
+#        distillation), EXTRA_ARGS (flags every run gets, e.g. "--compensate --calib-images 2000"), TAG (names a variant), VITFORGE (a binary copy, so rebuilding does not change a
 #        running sweep), RUNS ("model:heads:target" triples; default the three above), WORK (per-run models, logs and
 #        reports; default out/equal-budget), and per-method extra flags in ARGS_<method>_<target> (dots as
 #        underscores), e.g. ARGS_magnitude_0_25="--keep-residual 0.5".
@@ -21,12 +22,15 @@ work="${WORK:-out/equal-budget}"
 mkdir -p "$work" Benchmarks/results
 RUNS="${RUNS:-fm-vit-b:4:0.5 fm-vit-b:4:0.25 fm-vit-c:2:0.25}"
 METHOD_EPOCHS="${METHOD_EPOCHS:-0}"
-TOTAL_EPOCHS=3
+TOTAL_EPOCHS="${TOTAL_EPOCHS:-3}"
+read -r -a extra_all <<< "${EXTRA_ARGS:-}"
 tag="${TAG:-}"
 # Residual keep fractions for the baselines (magnitude, taylor, random): enough for the MLP to reach the target.
 : "${ARGS_magnitude_0_5:=--keep-residual 0.75}" "${ARGS_magnitude_0_25:=--keep-residual 0.5 --keep-heads 0.5}"
 : "${ARGS_taylor_0_5:=--keep-residual 0.75}" "${ARGS_taylor_0_25:=--keep-residual 0.5 --keep-heads 0.5}"
 : "${ARGS_random_0_5:=--keep-residual 0.75}" "${ARGS_random_0_25:=--keep-residual 0.5 --keep-heads 0.5}"
+# obs scores MLP neurons and heads, not residual channels: at 25% it fixes the heads and solves the MLP width.
+: "${ARGS_obs_0_25:=--keep-heads 0.5}"
 for method in "$@"; do
   rows="Benchmarks/results/equal-budget-$method$tag.jsonl"
   : > "$rows.tmp"
@@ -36,9 +40,10 @@ for method in "$@"; do
     var="ARGS_${method}_${target//./_}"
     read -r -a extra <<< "${!var:-}"
     finetune=$((TOTAL_EPOCHS - METHOD_EPOCHS))
+    distill=(); [ "$TOTAL_EPOCHS" -gt 0 ] && distill=(--distill)
     command=("$bin" prune --model "Tests/Fixtures/$model.safetensors" --heads "$heads" --method "$method"
-             --target-macs "$target" --epochs "$METHOD_EPOCHS" --finetune-epochs "$finetune" --distill
-             --latency-batches 1,64 --device cpu --seed 0 "${extra[@]}"
+             --target-macs "$target" --epochs "$METHOD_EPOCHS" --finetune-epochs "$finetune" "${distill[@]}"
+             --latency-batches 1,64 --device cpu --seed 0 "${extra[@]}" "${extra_all[@]}"
              --out "$work/$name.safetensors" --report "$work/$name.json")
     start=$(date +%s)
     status=ok
@@ -49,7 +54,7 @@ for method in "$@"; do
 import json, os, sys
 report, log, status, model, method, target, epochs, finetune, seconds, command = sys.argv[1:]
 row = {"model": model, "method": method, "target_macs": float(target), "epochs": int(epochs),
-       "finetune_epochs": int(finetune), "distill": True, "wall_seconds": int(seconds), "command": command}
+       "finetune_epochs": int(finetune), "distill": int(epochs) + int(finetune) > 0, "wall_seconds": int(seconds), "command": command}
 if status == "ok" and os.path.exists(report):
     r = json.load(open(report))
     row.update(status="ok", macs_fraction=r["macs_fraction"], params_fraction=r["params_fraction"],

@@ -18,4 +18,10 @@ void sgesdd_(const char *jobz, const int *m, const int *n, float *a, const int *
 void dgesdd_(const char *jobz, const int *m, const int *n, double *a, const int *lda, double *s, double *u,
              const int *ldu, double *vt, const int *ldvt, double *work, const int *lwork, int *iwork, int *info);
 
+// Solves a·x = b for a symmetric positive definite n×n matrix a (Cholesky; uplo 'U' reads the upper triangle) and
+// nrhs right-hand sides in b (n×nrhs, column-major), overwritten by x; a is overwritten by its factor. info > 0: a is
+// not positive definite (the leading minor of that order is not), and nothing was solved.
+void dposv_(const char *uplo, const int *n, const int *nrhs, double *a, const int *lda, double *b, const int *ldb,
+            int *info);
+
 #endif

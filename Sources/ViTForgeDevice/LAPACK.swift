@@ -1,3 +1,4 @@
+import CBLAS
 import CLAPACK
 
 /// LAPACK from the OpenBLAS the CPU backend links (the Fortran routines, column-major), wrapped for row-major
@@ -90,5 +91,38 @@ public enum LAPACK {
         sgesdd_(&jobz, &rows, &cols, &matrix, &lda, &s, &dummy, &one, &dummyV, &one, &work, &lwork, &iwork, &info)
         if info != 0 { throw BackendError.invalidArgument("sgesdd: info \(info) (\(m)×\(n))") }
         return s
+    }
+
+    /// Solves `a·X = B` for the symmetric positive definite n×n matrix `a` (row-major; only its upper triangle is
+    /// read) and `columns` right-hand sides given as the rows of `bRows` ([columns, n] row-major, i.e. Bᵀ): returns
+    /// Xᵀ [columns, n] row-major, or nil when `a` is not numerically positive definite (dposv's Cholesky failed), so
+    /// that the caller decides how to regularise rather than receive a garbage solution.
+    public static func solvePositiveDefinite(_ a: [Double], n: Int, bRows: [Double], columns: Int) throws -> [Double]? {
+        guard a.count == n * n, bRows.count == n * columns else {
+            throw BackendError.invalidArgument("dposv: \(a.count) and \(bRows.count) elements for n = \(n), "
+                                               + "\(columns) right-hand sides")
+        }
+        guard n > 0, columns > 0 else { return bRows }
+        // Row-major symmetric a is its own column-major form; Bᵀ row-major [columns, n] is B column-major (n×columns).
+        var factor = a, solution = bRows
+        var uplo = CChar(UInt8(ascii: "U"))
+        var size = Int32(n), nrhs = Int32(columns), lda = Int32(n), ldb = Int32(n), info: Int32 = 0
+        dposv_(&uplo, &size, &nrhs, &factor, &lda, &solution, &ldb, &info)
+        if info > 0 { return nil }
+        if info != 0 { throw BackendError.invalidArgument("dposv: info \(info) (n = \(n))") }
+        return solution
+    }
+
+    /// Row-major float64 `C = op(A)·op(B)` (m×n, op(A) m×k, op(B) k×n) through OpenBLAS's dgemm: the host-side
+    /// products of the pruning layer's float64 least squares.
+    public static func multiply(_ a: [Double], _ b: [Double], m: Int, n: Int, k: Int, transA: Bool = false,
+                                transB: Bool = false) -> [Double] {
+        precondition(a.count == m * k && b.count == k * n, "multiply: \(a.count), \(b.count) for \(m)×\(k)·\(k)×\(n)")
+        var c = [Double](repeating: 0, count: m * n)
+        guard m > 0, n > 0, k > 0 else { return c }
+        cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), 1, a, Int32(transA ? m : k), b, Int32(transB ? k : n), 0, &c,
+                    Int32(n))
+        return c
     }
 }

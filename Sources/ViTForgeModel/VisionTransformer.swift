@@ -170,6 +170,15 @@ public final class VisionTransformer {
         return cache.block(index).mlp.hidden
     }
 
+    /// The merged heads' values (`attn.proj`'s input, [batch·tokens, Σ vDims]) of block `index` from the last
+    /// forward, which must have kept its activations: what least-squares compensation refits `proj` on.
+    public func attentionMergedValues(block index: Int) throws -> Buffer {
+        guard let cache = currentCache, index < config.depth else {
+            throw BackendError.invalidArgument("no forward that kept activations has run, or block \(index) does not exist")
+        }
+        return cache.block(index).attention.merged
+    }
+
     /// Rows (batch·tokens) of the last forward that kept activations.
     public var lastRows: Int { currentCache?.rows ?? 0 }
 

@@ -17,6 +17,8 @@ public enum CriterionPruning {
         public var weights: ViTWeights
         public var plan: KeepPlan
         public var outcome: BudgetOutcome
+        /// The full weights the cut was made from (for `--compensate`).
+        public var source: ViTWeights
     }
 
     /// Families the budget prunes: the ones with a keep fraction, else (a target alone) the MLP neurons.
@@ -46,7 +48,7 @@ public enum CriterionPruning {
         }
         let (plan, outcome) = try budget.solve(config: weights.config, nativeFamilies: [.mlpHidden], latency: latency,
                                                planFor: scored.plan)
-        return Result(weights: try Surgery.prune(weights, plan: plan), plan: plan, outcome: outcome)
+        return Result(weights: try Surgery.prune(weights, plan: plan), plan: plan, outcome: outcome, source: weights)
     }
 }
 
@@ -56,7 +58,9 @@ extension CriterionPruning {
         let result = try run(context.original, backend: context.backend, criterion: criterion, budget: context.budget,
                              scope: context.scope, images: context.calibration, limit: context.calibrationLimit,
                              batchSize: context.batchSize, latency: context.latency)
-        return MethodOutcome(weights: result.weights, outcome: result.outcome)
+        var outcome = MethodOutcome(weights: result.weights, outcome: result.outcome)
+        outcome.cut = PlannedCut(source: result.source, plan: result.plan)
+        return outcome
     }
 }
 
@@ -65,7 +69,7 @@ public struct MagnitudePruning: PruningMethod {
     public static let name = "magnitude"
     public static let summary = "baseline: remove the channels with the smallest L2 weight norm"
     public static let hasTrainingPhase = false
-    public static let sharedSettings: Set<SharedSetting> = [.rankingScope]
+    public static let sharedSettings: Set<SharedSetting> = [.rankingScope, .compensation]
 
     public init() {}
 
@@ -79,7 +83,7 @@ public struct TaylorPruning: PruningMethod {
     public static let name = "taylor"
     public static let summary = "baseline: remove the channels with the smallest |Σ w·∂L/∂w| over calibration batches"
     public static let hasTrainingPhase = false
-    public static let sharedSettings: Set<SharedSetting> = [.rankingScope, .calibrationImages]
+    public static let sharedSettings: Set<SharedSetting> = [.rankingScope, .calibrationImages, .compensation]
 
     public init() {}
 
@@ -93,7 +97,7 @@ public struct RandomPruning: PruningMethod {
     public static let name = "random"
     public static let summary = "baseline: remove seeded random channels (the floor every criterion must beat)"
     public static let hasTrainingPhase = false
-    public static let sharedSettings: Set<SharedSetting> = [.rankingScope]
+    public static let sharedSettings: Set<SharedSetting> = [.rankingScope, .compensation]
 
     public init() {}
 

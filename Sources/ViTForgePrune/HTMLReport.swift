@@ -81,6 +81,7 @@ public enum HTMLReport {
                 html += "<tr><th>\(escape(phase.name))</th><td>\(String(format: "%.1f", phase.seconds))</td></tr>\n"
             }
             html += "</table>\n"
+            html += compensationTable(report.compensation)
         }
         return html + "</body></html>\n"
     }

@@ -75,6 +75,8 @@ public struct PruneReport: Codable, Sendable {
     /// and its own series over the training steps (Vulcan: constraint values and multipliers); nil when none.
     public var methodMetrics: [String: Double]?
     public var methodSeries: [String: [Double]]?
+    /// `--compensate`: each refitted layer's output error before (plain cut, mean shift) and after the refit.
+    public var compensation: [Compensation.LayerRecord]?
     /// The budget as the user asked for it (`--target-macs 0.3`; `budget` is what was reached), the data the
     /// accuracies were measured on and its class subset (`--classes`, nil: every class). Nil in older reports,
     /// which `EvaluationSet` and `askedBudget` then read from `command`.
@@ -113,7 +115,7 @@ public struct PruneReport: Codable, Sendable {
         case methodMetrics = "method_metrics"
         case methodSeries = "method_series"
         case budgetAsked = "budget_asked"
-        case data, classes
+        case data, classes, compensation
     }
 
     public static func widths(_ config: ViTConfig) -> [BlockWidths] {

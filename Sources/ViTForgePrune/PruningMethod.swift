@@ -32,6 +32,9 @@ public enum SharedSetting: String, CaseIterable, Sendable {
     case rankingScope
     /// `calibrationImages`: how many images statistics or gradients are taken over (`--calib-images`).
     case calibrationImages
+    /// `--compensate`: the method makes a one-shot cut it reports (`MethodOutcome.cut`), which the pipeline may
+    /// refit by least squares (`CompensationSettings`).
+    case compensation
 }
 
 extension PruningMethod {
@@ -63,6 +66,8 @@ public struct MethodOutcome {
     /// The method's own numbers and step series for the report (`PruneReport.methodMetrics`, `methodSeries`).
     public var metrics: [String: Double]?
     public var series: [String: [Double]]?
+    /// The one-shot cut (full weights and plan) for `--compensate`; nil for methods that cut otherwise.
+    public var cut: PlannedCut?
 
     public init(weights: ViTWeights, outcome: BudgetOutcome, stopped: Bool = false, history: TrainingHistory? = nil,
                 histograms: [String: Histogram] = [:], pruningSteps: [PruningStepRecord] = []) {
@@ -158,7 +163,7 @@ public struct PruningContext {
 public enum PruningMethods {
     public static let all: [any PruningMethod.Type] = [
         VarianceBasedPruning.self, ViTSlim.self, CPD.self, Vulcan.self, MagnitudePruning.self, TaylorPruning.self,
-        RandomPruning.self,
+        RandomPruning.self, OBSPruning.self,
     ]
 
     public static var names: [String] { all.map { $0.name } }

@@ -20,6 +20,8 @@ public struct PruningPipeline {
     public var fineTuning: TrainingPhase?
     public var latencyBatches: [Int]
     public var seed: UInt64
+    /// `--compensate`: refit the layers the cut feeds (methods with `SharedSetting.compensation`); nil: off.
+    public var compensation: CompensationSettings?
 
     public init(method: any PruningMethod, budget: Budget, scope: RankingScope = .global,
                 calibrationImages: Int? = nil, batchSize: Int = 128, methodTraining: TrainingPhase? = nil,
@@ -98,8 +100,14 @@ public struct PruningPipeline {
             original: original, data: data, backend: backend, budget: budget, scope: scope,
             calibrationImages: calibrationImages, batchSize: batchSize, seed: seed, training: methodTraining,
             latency: latency, log: hooks.log, progress: hooks.progress, stopWhen: hooks.stopWhen)
-        let result = try timed("prune") { try method.prune(context) }
+        var result = try timed("prune") { try method.prune(context) }
         if result.stopped { return Outcome(weights: result.weights, report: nil, stopped: true) }
+        var compensationRecords: [Compensation.LayerRecord]?
+        if let compensation {
+            (result, compensationRecords) = try timed("compensate") {
+                try compensation.apply(to: result, context: context, method: method.name)
+            }
+        }
         let pruned = result.weights
         hooks.log("pruned (\(method.name)): \(result.outcome.summary)")
         let prunedAccuracy = try timed("evaluate_pruned") { try accuracy(pruned) }
@@ -157,6 +165,7 @@ public struct PruningPipeline {
         report.budgetAsked = budget.asked
         report.methodMetrics = result.metrics
         report.methodSeries = result.series
+        report.compensation = compensationRecords
         return Outcome(weights: final, report: report, stopped: false)
     }
 

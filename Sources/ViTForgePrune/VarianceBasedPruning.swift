@@ -11,7 +11,7 @@ public struct VarianceBasedPruning: PruningMethod {
     public static let summary = "Variance-Based Pruning: remove the MLP neurons whose output varies least, their "
         + "means folded into fc2's bias"
     public static let hasTrainingPhase = false
-    public static let sharedSettings: Set<SharedSetting> = [.rankingScope, .calibrationImages]
+    public static let sharedSettings: Set<SharedSetting> = [.rankingScope, .calibrationImages, .compensation]
 
     /// Scope and rounding come from the run's shared settings; the rest from `--vbp-score` and `--no-bias-fold`.
     public var options: Options
@@ -267,6 +267,9 @@ public struct VarianceBasedPruning: PruningMethod {
         let result = try Self.run(context.original, backend: context.backend, images: context.calibration,
                                   limit: context.calibrationLimit, batchSize: context.batchSize, options: options,
                                   budget: context.budget, latency: context.latency)
-        return MethodOutcome(weights: result.weights, outcome: result.outcome)
+        var outcome = MethodOutcome(weights: result.weights, outcome: result.outcome)
+        // With --compensate the pipeline refits from the unfolded weights: the refit replaces the mean shift.
+        outcome.cut = PlannedCut(source: context.original, plan: result.plan)
+        return outcome
     }
 }

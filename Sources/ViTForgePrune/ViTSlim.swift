@@ -14,6 +14,8 @@ public struct ViTSlim: PruningMethod {
     public static let summary = "ViT-Slim: search soft masks on attention dims and MLP neurons under an ℓ1 penalty, "
         + "cut every budget by one threshold per module type, fold the masks into the weights"
     public static let hasTrainingPhase = true
+    /// The cut after the search is one-shot: `--compensate` refits it.
+    public static let sharedSettings: Set<SharedSetting> = [.compensation]
 
     public struct Options: Equatable, Sendable {
         /// How attention mask values spread over a block's dims (§2.b: per head and dim, per head, per dim index).
@@ -124,12 +126,15 @@ public struct ViTSlim: PruningMethod {
                 context.log("slim: searched model and masks written to \(path)")
             }
         }
-        let (weights, outcome) = try extract(searched.weights, masks: searched.masks, context: context)
+        let (cut, outcome) = try plannedCut(searched.weights, masks: searched.masks, context: context)
+        let weights = try Surgery.prune(cut.source, plan: cut.plan)
         let histograms = [
             "slim attention masks": Histogram(searched.masks.attention.flatMap { $0 }.map(Double.init)),
             "slim MLP masks": Histogram(searched.masks.mlp.flatMap { $0 }.map(Double.init)),
         ]
-        return MethodOutcome(weights: weights, outcome: outcome, history: searched.history, histograms: histograms)
+        var result = MethodOutcome(weights: weights, outcome: outcome, history: searched.history, histograms: histograms)
+        result.cut = cut
+        return result
     }
 
     /// Trains weights and masks together under the ℓ1 penalty (§2.b) with the trainer `vitforge train` uses.
@@ -222,6 +227,12 @@ public struct ViTSlim: PruningMethod {
     /// Solves the budget on the masks (one fraction per module type, or a target by bisection on both), then
     /// folds (unless `fold` is off) and cuts.
     func extract(_ weights: ViTWeights, masks: Masks, context: PruningContext) throws -> (ViTWeights, BudgetOutcome) {
+        let (cut, outcome) = try plannedCut(weights, masks: masks, context: context)
+        return (try Surgery.prune(cut.source, plan: cut.plan), outcome)
+    }
+
+    /// The plan and the (folded) weights `extract` cuts.
+    func plannedCut(_ weights: ViTWeights, masks: Masks, context: PruningContext) throws -> (PlannedCut, BudgetOutcome) {
         let config = weights.config
         let ratio = options.attentionToMLPRatio
         var budget = context.budget
@@ -239,7 +250,7 @@ public struct ViTSlim: PruningMethod {
             outcome = try BudgetOutcome(original: config, plan: plan, nativeRatio: nil, target: nil)
         }
         let source = options.fold ? try Self.folded(weights, masks: masks) : weights
-        return (try Surgery.prune(source, plan: plan), outcome)
+        return (PlannedCut(source: source, plan: plan), outcome)
     }
 
     // MARK: Saved searches

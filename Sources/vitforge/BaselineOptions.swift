@@ -3,7 +3,7 @@ import ViTForgePrune
 
 /// The baselines' own flags (magnitude, Taylor, random).
 struct BaselineOptions: MethodOptions {
-    static let methods = [MagnitudePruning.name, TaylorPruning.name, RandomPruning.name]
+    static let methods = [MagnitudePruning.name, TaylorPruning.name, RandomPruning.name, OBSPruning.name]
 
     @Option(help: "Taylor: accumulate gradients over this many batches of --batch-size (overrides --calib-images; default 2048 images).")
     var calibBatches: Int?
@@ -16,6 +16,7 @@ struct BaselineOptions: MethodOptions {
         switch name {
         case MagnitudePruning.name: return MagnitudePruning()
         case TaylorPruning.name: return TaylorPruning()
+        case OBSPruning.name: return OBSPruning()
         default: return RandomPruning()
         }
     }

@@ -60,13 +60,18 @@ enum MethodFlags {
     /// naming the methods that do, found by asking every registered method (`PruningMethod.sharedSettings`).
     static func checkSharedSettings(_ arguments: [String], method: String) throws {
         let given = given(arguments)
-        let flags: [(flag: String, setting: SharedSetting)] = [("--scope", .rankingScope),
+        let flags: [(flag: String, setting: SharedSetting)] = [("--compensate", .compensation),
+                                                               ("--scope", .rankingScope),
                                                                ("--calib-images", .calibrationImages)]
         for (flag, setting) in flags where given.contains(flag) {
             guard let type = PruningMethods.named(method), !type.sharedSettings.contains(setting) else { continue }
+            // --compensate reads the calibration images itself.
+            if setting == .calibrationImages && given.contains("--compensate")
+                && type.sharedSettings.contains(.compensation) { continue }
             let readers = PruningMethods.all.filter { $0.sharedSettings.contains(setting) }.map { $0.name }
             throw ValidationError("\(flag) is read only by --method \(readers.joined(separator: ", ")); "
-                                  + "--method \(method) does not read it")
+                                  + "--method \(method) does not read it"
+                                  + (setting == .compensation ? ": \(CompensationSettings.refusal)" : ""))
         }
     }
 

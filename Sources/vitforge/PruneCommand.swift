@@ -41,7 +41,7 @@ struct PruneCommand: ParsableCommand {
     @OptionGroup(title: "VBP options (--method vbp)") var vbp: VBPOptions
     @OptionGroup(title: "ViT-Slim options (--method slim)") var slim: SlimOptions
     @OptionGroup(title: "CPD options (--method cpd)") var cpd: CPDOptions
-    @OptionGroup(title: "Baseline options (--method magnitude|taylor|random)") var baselines: BaselineOptions
+    @OptionGroup(title: "Baseline options (--method magnitude|taylor|random|obs)") var baselines: BaselineOptions
     @OptionGroup(title: "Vulcan options (--method vulcan; the subset is --classes)") var vulcan: VulcanOptions
     @OptionGroup var heads: HeadsOption
     @OptionGroup var dataLoading: DataLoadingOptions
@@ -79,6 +79,10 @@ struct PruneCommand: ParsableCommand {
                                   + "--method \(options.method) does not read it")
         }
         try MethodFlags.checkSharedSettings(CommandLine.arguments, method: options.method)
+        if options.compensate && vbp.noBiasFold {
+            // The refit replaces the mean shift; the ablation without it has nothing left to switch off.
+            throw ValidationError("--compensate replaces vbp's mean shift by the full refit; drop --no-bias-fold")
+        }
         try MethodFlags.checkTrainingFlags(CommandLine.arguments, epochs: options.epochs,
                                            finetuneEpochs: options.finetuneEpochs, distill: options.distill)
         let method = try methodGroup().method(named: options.method)
@@ -146,6 +150,11 @@ struct PruneCommand: ParsableCommand {
                 if let fraction = options.valFraction {
                     method = try Self.withValidationFraction(method, fraction) ?? method
                 }
+                // obs's costs use the refit's ridge, so that its removal order and --compensate agree.
+                if var obs = method as? OBSPruning, let ridge = options.compensateRidge {
+                    obs.ridge = ridge
+                    method = obs
+                }
                 var original = try ViTWeights.load(path: options.model, heads: heads.heads)
                 // Calibration, evaluation and the training phases prepare images as the model was trained; the
                 // pruned model keeps the same preprocessing (surgery copies the config).
@@ -181,7 +190,7 @@ struct PruneCommand: ParsableCommand {
                     if !isIDX { phase.augmentation = .imageFolderDefault }
                     return phase
                 }
-                let pipeline = PruningPipeline(
+                var pipeline = PruningPipeline(
                     method: method, budget: options.budget, scope: options.scope,
                     calibrationImages: group.calibrationImages(for: options.method, requested: options.calibImages,
                                                                batchSize: options.batchSize),
@@ -192,6 +201,7 @@ struct PruneCommand: ParsableCommand {
                         : phase("finetune", epochs: options.finetuneEpochs, learningRate: options.finetuneLr,
                                 checkpoint: checkpointPath(for: options.out)),
                     latencyBatches: try parseBatchList(options.latencyBatches) ?? [1, 64], seed: common.seed)
+                pipeline.compensation = options.compensation
                 installInterruptHandling()
                 let outcome: PruningPipeline.Outcome
                 do {

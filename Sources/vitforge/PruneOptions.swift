@@ -52,6 +52,18 @@ struct PruneOptions: ParsableArguments {
     @Option(help: "Calibration images (statistics, gradients): the first N training images (default: the method's).")
     var calibImages: Int?
 
+    @Flag(help: ArgumentHelp("Refit what consumes the pruned channels by least squares on the calibration images "
+                             + "(--calib-images) after the cut: fc2's kept columns and bias for MLP neurons, attn.proj's "
+                             + "for value dims and heads. Residual channels and q/k dims are not compensated (a "
+                             + "residual channel feeds every block's LayerNorm; q/k enter the softmax bilinearly). "
+                             + "One-shot methods only (vbp, where it replaces the mean shift; slim's cut; magnitude, "
+                             + "taylor, random, obs); cpd and vulcan refuse it."))
+    var compensate = false
+
+    @Option(help: ArgumentHelp("Ridge of --compensate and of obs's costs, relative to each layer's mean input "
+                               + "variance (default \(LeastSquaresRefit.defaultRidge)).", valueName: "r"))
+    var compensateRidge: Double?
+
     @Option(help: ArgumentHelp("Only these classes' images, comma-separated (calibration, training, evaluation).",
                                valueName: "list"))
     var classes: String?
@@ -108,6 +120,11 @@ struct PruneOptions: ParsableArguments {
     /// The MLP fraction kept when no budget is given (every method but Vulcan, whose default is its --prune-ratio).
     static let defaultKeepMLP = 0.5
 
+    /// `--compensate` as the pipeline's settings (nil without it).
+    var compensation: CompensationSettings? {
+        compensate ? CompensationSettings(ridge: compensateRidge ?? LeastSquaresRefit.defaultRidge) : nil
+    }
+
     /// Whether no --keep-* or --target-* was given.
     var noBudgetGiven: Bool {
         keepMlp == nil && keepHeads == nil && keepResidual == nil && targetMacs == nil && targetParams == nil
@@ -152,6 +169,14 @@ struct PruneOptions: ParsableArguments {
             throw ValidationError("--distill needs a training phase: --epochs or --finetune-epochs ≥ 1")
         }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if let compensateRidge {
+            if !(compensateRidge >= 0 && compensateRidge.isFinite) {
+                throw ValidationError("--compensate-ridge \(compensateRidge): must be ≥ 0")
+            }
+            if !compensate && method != OBSPruning.name {
+                throw ValidationError("--compensate-ridge has no effect without --compensate (or --method obs)")
+            }
+        }
         if let valFraction, !(valFraction > 0 && valFraction < 1) {
             throw ValidationError("--val-fraction must be in (0, 1)")
         }

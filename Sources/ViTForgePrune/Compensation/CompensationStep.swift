@@ -1,0 +1,50 @@
+import ViTForgeDevice
+import ViTForgeModel
+
+/// What a one-shot method cut: the full weights surgery was applied to and the keep plan. A method that returns it
+/// (`MethodOutcome.cut`) can be compensated (`--compensate`): the pipeline refits `source` to `plan` and cuts again.
+public struct PlannedCut {
+    /// The full-size weights the method handed to surgery, before any compensation of its own (VBP: before its
+    /// mean shift, which the refit replaces; ViT-Slim: the searched model with its masks folded).
+    public var source: ViTWeights
+    public var plan: KeepPlan
+
+    public init(source: ViTWeights, plan: KeepPlan) {
+        self.source = source
+        self.plan = plan
+    }
+}
+
+/// `--compensate` and `--compensate-ridge`: the pipeline's least-squares refit after the cut.
+public struct CompensationSettings: Equatable, Sendable {
+    /// λ relative to the mean input variance of each layer (`LeastSquaresRefit`).
+    public var ridge: Double
+
+    public init(ridge: Double = LeastSquaresRefit.defaultRidge) { self.ridge = ridge }
+
+    /// Why CPD and Vulcan refuse the flag (the methods without `SharedSetting.compensation`), for the error line and
+    /// the help text.
+    public static let refusal = "the refit needs a one-shot cut of the trained weights: cpd cuts inside its "
+        + "training, which re-fits the weights after every cut, and vulcan merges neurons and re-factorises "
+        + "attention by SVD rather than keeping a subset of channels, exactly when its constraints are met"
+
+    /// The method's outcome with its cut refitted (`Compensation.compensate`) and cut again, and the records of each
+    /// refitted layer. Uses the run's calibration images (`--calib-images`, the first N of the training split).
+    public func apply(to outcome: MethodOutcome, context: PruningContext, method: String) throws
+        -> (outcome: MethodOutcome, records: [Compensation.LayerRecord]) {
+        guard let cut = outcome.cut else {
+            throw PruneError.invalidBudget("--compensate: \(method) did not report the cut it made")
+        }
+        let (weights, records) = try Compensation.compensate(
+            cut.source, plan: cut.plan, backend: context.backend, images: context.calibration,
+            limit: context.calibrationLimit, batchSize: context.batchSize, ridge: ridge)
+        var result = outcome
+        result.weights = try Surgery.prune(weights, plan: cut.plan)
+        for record in records {
+            context.log("compensate \(record.layer): \(record.removed) of \(record.kept + record.removed) inputs removed, "
+                        + "output error (of its variance) cut \(Formatting.percent(record.error.cut)), mean shift "
+                        + "\(Formatting.percent(record.error.meanShift)), refit \(Formatting.percent(record.error.refit))")
+        }
+        return (result, records)
+    }
+}

@@ -1,0 +1,51 @@
+import Foundation
+import Testing
+import ViTForgeModel
+
+/// `vitforge prune --compensate` through the binary on fm-vit-c: the refit runs for one-shot methods and its
+/// per-layer errors reach the report; cpd and vulcan, and vbp without its mean shift, refuse it in one line.
+struct CompensateCommandTests {
+    @Test("prune --compensate (magnitude, vbp, obs) on fm-vit-c: a pruned model, each layer's errors in the report",
+          .enabled(if: PruneCommandTests.fashionMNISTPresent, "Debian package dataset-fashion-mnist is not installed"),
+          arguments: ["magnitude", "vbp", "obs"])
+    func compensatedPrune(method: String) throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let pruned = folder.path("pruned.safetensors"), report = folder.path("report.json")
+        // vbp prunes MLP neurons only; the others lose half of every block's heads too (block scope: every layer cut).
+        let heads = method == "vbp" ? [] : ["--keep-heads", "0.5", "--scope", "block"]
+        let result = try vitforge([
+            "prune", "--model", fixture("fm-vit-c.safetensors"), "--heads", "2", "--method", method,
+            "--keep-mlp", "0.5", "--compensate", "--calib-images", "200", "--classes", "7", "--batch-size", "97",
+            "--latency-batches", "3", "--out", pruned, "--report", report, "--device", "cpu",
+        ] + heads)
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any]
+        let records = try #require(json?["compensation"] as? [[String: Any]], "no compensation in the report")
+        let depth = 4
+        #expect(records.count == (method == "vbp" ? depth : 2 * depth))
+        for record in records {
+            let error = try #require(record["error"] as? [String: Double])
+            let refit = try #require(error["refit"]), meanShift = try #require(error["mean_shift"])
+            #expect(refit <= meanShift * (1 + 1e-9), "\(record["layer"] ?? "?"): refit \(refit), mean shift \(meanShift)")
+        }
+        #expect(try ViTWeights.load(path: pruned).config.blocks.map(\.mlpHidden).reduce(0, +) == 4 * 192)
+    }
+
+    @Test("--compensate refused in one line: cpd, vulcan (with the reason), vbp with --no-bias-fold, a negative ridge",
+          arguments: [["--method", "cpd", "--compensate"], ["--method", "vulcan", "--compensate"],
+                      ["--method", "vbp", "--compensate", "--no-bias-fold"],
+                      ["--method", "magnitude", "--compensate", "--compensate-ridge=-1"],
+                      ["--method", "magnitude", "--compensate-ridge", "0.1"]])
+    func refusals(flags: [String]) throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let result = try vitforge(["prune", "--model", fixture("fm-vit-c.safetensors"), "--heads", "2",
+                                   "--out", folder.path("p.safetensors"), "--device", "cpu"] + flags)
+        #expect(result.status != 0)
+        let lines = result.stderr.split(separator: "\n").filter { !$0.hasPrefix("Usage") && !$0.hasPrefix("  See") }
+        #expect(lines.first?.contains("compensate") == true, "\(result.stderr)")
+        if flags[1] == "cpd" || flags[1] == "vulcan" { #expect(result.stderr.contains("one-shot")) }
+        #expect(!FileManager.default.fileExists(atPath: folder.path("p.safetensors")))
+    }
+}
