@@ -82,7 +82,6 @@ let package = Package(
                     .embedInCode("loss.cl"),
                     .embedInCode("statistics.cl"),
                     .embedInCode("optimizer.cl"),
-                    .embedInCode("svd.cl"),
                     .embedInCode("masks.cl"),
                     .embedInCode("eigen.cl"),
                     .embedInCode("attention.cl"),

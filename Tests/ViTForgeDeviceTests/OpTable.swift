@@ -120,41 +120,6 @@ extension OpCase {
                     return [try backend.values(out)]
                 })
         },
-        OpCase("matVec A·x of 37×13") { rng in
-            let (rows, cols) = (37, 13)
-            let a = rng.values(rows * cols)
-            let x = rng.values(cols)
-            return PreparedOp(
-                expected: [ExpectedOutput("y", Reference.matVec(a, rows: rows, cols: cols, x: x, transposed: false),
-                                          Tolerance.reduction)],
-                run: { backend in
-                    let y = try backend.allocate(rows)
-                    try backend.matVec(backend.buffer(a), rows: rows, cols: cols, x: backend.buffer(x), y: y,
-                                       transposed: false)
-                    return [try backend.values(y)]
-                })
-        },
-        // Aᵀ·x is the adjoint of A·x: its finite-difference check is the gradient of Σ dOut·(A·x).
-        OpCase("matVec Aᵀ·x of 197×13") { rng in
-            let (rows, cols) = (197, 13)
-            let a = rng.values(rows * cols)
-            let x = rng.values(rows)
-            let y = Reference.matVec(a, rows: rows, cols: cols, x: x, transposed: true)
-            let input = rng.values(cols)
-            return PreparedOp(
-                expected: [ExpectedOutput("y", y, Tolerance.reduction)],
-                run: { backend in
-                    let y = try backend.allocate(cols)
-                    try backend.matVec(backend.buffer(a), rows: rows, cols: cols, x: backend.buffer(x), y: y,
-                                       transposed: true)
-                    return [try backend.values(y)]
-                },
-                gradientChecks: [
-                    GradientCheck(name: "Aᵀ·dOut as the gradient of Σ dOut·(A·x)", input: input, analytic: y) {
-                        dot(x, Reference.matVec(a, rows: rows, cols: cols, x: $0, transposed: false))
-                    },
-                ])
-        },
     ]
 
     static func gemmRow(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, beta: Float,
@@ -561,28 +526,6 @@ extension OpCase {
             return PreparedOp(
                 expected: [ExpectedOutput("sumOfSquares", [Reference.sumOfSquares(x)], Tolerance.float64)],
                 run: { backend in [[try backend.sumOfSquares(backend.buffer(x), count: x.count)]] })
-        },
-        OpCase("normalize 197 elements") { rng in
-            let x = rng.values(197, in: -3 ... 3)
-            let reference = Reference.normalize(x)
-            return PreparedOp(
-                expected: [ExpectedOutput("x", reference.x, Tolerance.elementwise),
-                           ExpectedOutput("norm", [reference.norm], Tolerance.float64)],
-                run: { backend in
-                    let xBuffer = try backend.buffer(x)
-                    let norm = try backend.normalize(xBuffer, count: x.count)
-                    return [try backend.values(xBuffer), [norm]]
-                })
-        },
-        OpCase("normalize a zero vector of 13 elements leaves it and returns 0") { _ in
-            let x = [Double](repeating: 0, count: 13)
-            return PreparedOp(
-                expected: [ExpectedOutput("x", x, Tolerance.exact), ExpectedOutput("norm", [0], Tolerance.exact)],
-                run: { backend in
-                    let xBuffer = try backend.buffer(x)
-                    let norm = try backend.normalize(xBuffer, count: x.count)
-                    return [try backend.values(xBuffer), [norm]]
-                })
         },
     ]
 

@@ -43,20 +43,6 @@ enum Reference {
         return out
     }
 
-    static func matVec(_ a: [Double], rows: Int, cols: Int, x: [Double], transposed: Bool) -> [Double] {
-        var y = [Double](repeating: 0, count: transposed ? cols : rows)
-        for r in 0 ..< rows {
-            for c in 0 ..< cols {
-                if transposed {
-                    y[c] += a[r * cols + c] * x[r]
-                } else {
-                    y[r] += a[r * cols + c] * x[c]
-                }
-            }
-        }
-        return y
-    }
-
     // MARK: Elementwise and row operations
 
     static func addBias(_ x: [Double], bias: [Double], rows: Int, cols: Int) -> [Double] {
@@ -278,12 +264,6 @@ enum Reference {
         var total = 0.0
         for value in x { total += value * value }
         return total
-    }
-
-    /// The normalised vector and the norm it had (a zero vector stays as it is, norm 0).
-    static func normalize(_ x: [Double]) -> (x: [Double], norm: Double) {
-        let norm = sumOfSquares(x).squareRoot()
-        return norm == 0 ? (x, 0) : (x.map { $0 / norm }, norm)
     }
 
     // MARK: Optimizer and masks

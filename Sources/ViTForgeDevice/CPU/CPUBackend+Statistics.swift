@@ -68,27 +68,6 @@ extension CPUBackend {
                     1, a, blasInt(cols), a, blasInt(cols), 0, out, blasInt(cols))
     }
 
-    public func matVec(_ a: Buffer, rows: Int, cols: Int, x: Buffer, y: Buffer, transposed: Bool) throws {
-        try requireSizes("matVec", ["rows": rows, "cols": cols])
-        let a = try range(a, count: rows * cols, "matVec", "a")
-        let x = try range(x, count: transposed ? rows : cols, "matVec", "x")
-        let y = try range(y, count: transposed ? cols : rows, "matVec", "y")
-        guard rows > 0, cols > 0 else {
-            // An empty sum: y is all zeros.
-            y.update(repeating: 0, count: transposed ? cols : rows)
-            return
-        }
-        cblas_sgemv(CblasRowMajor, transposed ? CblasTrans : CblasNoTrans, blasInt(rows), blasInt(cols),
-                    1, a, blasInt(cols), x, 1, 0, y, 1)
-    }
-
-    public func normalize(_ x: Buffer, count: Int) throws -> Double {
-        let norm = try sumOfSquares(x, count: count).squareRoot()
-        guard norm > 0 else { return 0 }
-        try scale(x, by: Float(1 / norm), count: count)
-        return norm
-    }
-
     /// Sums `partial` over one chunk per worker; the chunks' float64 partial sums are then added in order, so the
     /// result does not depend on which worker finishes first.
     private func parallelSum(_ count: Int, _ partial: (Range<Int>) -> Double) -> Double {
