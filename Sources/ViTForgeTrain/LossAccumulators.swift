@@ -20,10 +20,10 @@ final class LossAccumulators {
         case squaredGradientNorm
     }
 
-    let backend: any TrainingOps
+    let backend: Backend
     let buffer: Buffer
 
-    init(backend: any TrainingOps) throws {
+    init(backend: Backend) throws {
         self.backend = backend
         buffer = try backend.zeros(2 * Slot.allCases.count)
     }

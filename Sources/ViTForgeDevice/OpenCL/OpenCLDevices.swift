@@ -17,8 +17,17 @@ public struct OpenCLDeviceInfo: Sendable {
     public let openCLVersion: String
     public let driverVersion: String
     public let supportsFloat64: Bool
+    /// CL_DEVICE_LOCAL_MEM_SIZE and CL_DEVICE_MAX_WORK_GROUP_SIZE (the defaults are OpenCL 1.2's minimums, for
+    /// descriptions made by hand in tests).
+    public var localMemoryBytes: UInt64 = 32 << 10
+    public var maxWorkGroupSize: Int = 1
 
     public var spec: String { "opencl:\(platformIndex).\(deviceIndex)" }
+
+    public var capabilities: DeviceCapabilities {
+        DeviceCapabilities(float64: supportsFloat64, localMemoryBytes: Int(clamping: localMemoryBytes),
+                           maxWorkGroupSize: maxWorkGroupSize)
+    }
 }
 
 public enum OpenCLRuntime {
@@ -110,7 +119,9 @@ public enum OpenCLRuntime {
             computeUnits: Int(computeUnits),
             openCLVersion: try deviceString(device, cl_device_info(CL_DEVICE_VERSION)),
             driverVersion: try deviceString(device, cl_device_info(CL_DRIVER_VERSION)),
-            supportsFloat64: extensions.split(separator: " ").contains("cl_khr_fp64"))
+            supportsFloat64: extensions.split(separator: " ").contains("cl_khr_fp64"),
+            localMemoryBytes: try deviceValue(device, cl_device_info(CL_DEVICE_LOCAL_MEM_SIZE)),
+            maxWorkGroupSize: try deviceValue(device, cl_device_info(CL_DEVICE_MAX_WORK_GROUP_SIZE)))
     }
 
     static func platformString(_ platform: cl_platform_id?, _ param: cl_platform_info) throws -> String {
