@@ -6,6 +6,7 @@
 /// `DeviceMemory` (buffers, transfers, the queue), `TensorOps` (products, elementwise, reductions), `LayerOps` (the
 /// fused layers and losses), `TrainingOps` (the trainer's device-side bookkeeping), `MaskOps` (pruning masks) and
 /// `LinearAlgebraOps`. Every op role refines `DeviceMemory`: an operation is no use without buffers.
+/// How to add an operation, and which declarations are stable API: `docs/adding-an-op.md`.
 ///
 /// Conventions, the same for every operation:
 /// - Tensors are row-major float32; sizes and offsets are counted in elements, never bytes.
