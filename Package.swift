@@ -103,7 +103,8 @@ let package = Package(
         // subsets, validation splits, augmentation, image preparation, prefetching batches.
         .target(name: "ViTForgeData", dependencies: ["CZlib", "CImageDecode", "ViTForgeRandom", "ViTForgeResampling"]),
         // Losses (CE, KD), AdamW + schedules, the training loop, checkpoints and resume, progress lines.
-        .target(name: "ViTForgeTrain", dependencies: ["ViTForgeModel", "ViTForgeData", "ViTForgeRandom"]),
+        .target(name: "ViTForgeTrain", dependencies: ["ViTForgeModel", "ViTForgeData", "ViTForgeDevice",
+                                                     "ViTForgeRandom"]),
         // Channel spaces, dependency groups, importance, budgets, surgery and the pruning methods.
         .target(name: "ViTForgePrune", dependencies: ["ViTForgeTrain", "ViTForgeModel", "ViTForgeData",
                                                      "ViTForgeDevice", "ViTForgeRandom"]),
@@ -118,7 +119,7 @@ let package = Package(
         .target(name: "ViTForgeMPI", dependencies: ["CMPI", "ViTForgeTrain"]),
         // Model export: ONNX graphs of any model ViTForge loads, written with swift-protobuf.
         .target(name: "ViTForgeExport", dependencies: [
-                    "ViTForgeModel", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                    "ViTForgeModel", "ViTForgeDevice", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
                 exclude: ["Proto/onnx_subset.proto", "Proto/generate.sh", "Proto/check_against_onnx.py"]),
         .executableTarget(name: "vitforge", dependencies: [
             "ViTForgeRandom",
@@ -132,24 +133,27 @@ let package = Package(
             "ViTForgeExport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        // What several test targets share (test targets cannot import each other): the float64 reference ViT and
-        // the seeded random source, and threads standing in for the ranks of a data-parallel run.
+        // What several test targets share (test targets cannot import each other): fixtures and temporary folders,
+        // the float64 reference ViT and the seeded random source, and threads standing in for the ranks of a
+        // data-parallel run.
         .target(name: "ViTForgeTestSupport", dependencies: ["ViTForgeModel", "ViTForgeRandom", "ViTForgeTrain"],
                 path: "Tests/ViTForgeTestSupport"),
-        .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "ViTForgeTestSupport", "vitforge"]),
-        .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel", "ViTForgeRandom", "ViTForgeTestSupport"]),
+        .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "ViTForgeTestSupport"]),
+        .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel", "ViTForgeDevice", "ViTForgeRandom",
+                                                             "ViTForgeTestSupport"]),
         // CImageDecode's encoders write the tests' PNG/JPEG files.
         .testTarget(name: "ViTForgeDataTests", dependencies: ["ViTForgeData", "ViTForgeResampling", "CImageDecode"]),
         // Runs the built `vitforge` binary as a subprocess (the dependency makes `swift build`/`swift test` build it).
         // CImageDecode's encoders write the image folders of the journey tests.
-        .testTarget(name: "vitforgeCLITests", dependencies: ["vitforge", "ViTForgeModel", "ViTForgeData",
-                                                            "ViTForgePrune", "CImageDecode"]),
-        .testTarget(name: "ViTForgeTrainTests", dependencies: ["ViTForgeTrain", "ViTForgeTestSupport"]),
+        .testTarget(name: "vitforgeCLITests", dependencies: ["vitforge", "ViTForgeModel", "ViTForgeData", "ViTForgeDevice",
+                                                            "ViTForgePrune", "CImageDecode", "ViTForgeTestSupport"]),
+        .testTarget(name: "ViTForgeTrainTests", dependencies: ["ViTForgeTrain", "ViTForgeModel", "ViTForgeDevice",
+                                                             "ViTForgeTestSupport"]),
         .testTarget(name: "ViTForgeExportTests", dependencies: ["ViTForgeExport", "ViTForgeModel",
                                                                "ViTForgeTestSupport"]),
         .testTarget(name: "ViTForgePruneTests",
-                    dependencies: ["ViTForgePrune", "ViTForgeModel", "ViTForgeDevice", "ViTForgeData",
-                                   "ViTForgeTestSupport"]),
+                    dependencies: ["ViTForgePrune", "ViTForgeTrain", "ViTForgeModel", "ViTForgeDevice",
+                                   "ViTForgeData", "ViTForgeTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

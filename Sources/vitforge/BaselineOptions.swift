@@ -4,6 +4,7 @@ import ViTForgePrune
 /// The baselines' own flags (magnitude, Taylor, random).
 struct BaselineOptions: MethodOptions {
     static let methods = [MagnitudePruning.name, TaylorPruning.name, RandomPruning.name]
+    static let title = "Baseline options (--method magnitude|taylor|random)"
 
     @Option(help: "Taylor: accumulate gradients over this many batches of --batch-size (overrides --calib-images; default 2048 images).")
     var calibBatches: Int?

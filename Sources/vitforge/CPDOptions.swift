@@ -5,6 +5,7 @@ import ViTForgePrune
 /// in; --distill (with --alpha, --temperature) distils from the frozen unpruned model throughout.
 struct CPDOptions: MethodOptions {
     static let methods = [CPD.name]
+    static let title = "CPD options (--method cpd)"
 
     @Option(help: "Steps between cuts; scores accumulate over the interval and reset after each cut.")
     var pruneInterval = 50

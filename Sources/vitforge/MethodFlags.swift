@@ -56,11 +56,12 @@ enum MethodFlags {
         }
     }
 
-    /// A shared setting's flag given for a method that does not read it (`--scope` for ViT-Slim), as one line
+    /// A shared setting's flag given for a method that does not read it (`--scope` for ViT-Slim, `--val-fraction` for VBP), as one line
     /// naming the methods that do, found by asking every registered method (`PruningMethod.sharedSettings`).
     static func checkSharedSettings(_ arguments: [String], method: String) throws {
         let given = given(arguments)
-        let flags: [(flag: String, setting: SharedSetting)] = [("--scope", .rankingScope),
+        let flags: [(flag: String, setting: SharedSetting)] = [("--val-fraction", .validationFraction),
+                                                               ("--scope", .rankingScope),
                                                                ("--calib-images", .calibrationImages)]
         for (flag, setting) in flags where given.contains(flag) {
             guard let type = PruningMethods.named(method), !type.sharedSettings.contains(setting) else { continue }

@@ -14,10 +14,21 @@ protocol MethodOptions: ParsableArguments {
     /// The methods that read the flag of `property` (default: all of `methods`; a group serving several methods
     /// narrows it for a flag only some of them read). `MethodFlags` refuses the flag for any other method.
     static func methods(reading property: String) -> [String]
+    /// The title of the group in `prune --help`.
+    static var title: String { get }
+    /// Flags of the group that set the budget (ViT-Slim's --keep-attn), with their values, for the report.
+    var budgetFlags: [(flag: String, value: Double?)] { get }
+    /// Files the group's flags read and write, checked with the command's before any work.
+    var inputFiles: [CommandFiles.Named] { get }
+    var outputFiles: [CommandFiles.Named] { get }
 }
 
 extension MethodOptions {
     static func methods(reading property: String) -> [String] { methods }
 
     func calibrationImages(for name: String, requested: Int?, batchSize: Int) -> Int? { requested }
+
+    var budgetFlags: [(flag: String, value: Double?)] { [] }
+    var inputFiles: [CommandFiles.Named] { [] }
+    var outputFiles: [CommandFiles.Named] { [] }
 }

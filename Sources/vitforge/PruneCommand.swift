@@ -38,18 +38,15 @@ struct PruneCommand: ParsableCommand {
             """)
 
     @OptionGroup var options: PruneOptions
-    @OptionGroup(title: "VBP options (--method vbp)") var vbp: VBPOptions
-    @OptionGroup(title: "ViT-Slim options (--method slim)") var slim: SlimOptions
-    @OptionGroup(title: "CPD options (--method cpd)") var cpd: CPDOptions
-    @OptionGroup(title: "Baseline options (--method magnitude|taylor|random)") var baselines: BaselineOptions
-    @OptionGroup(title: "Vulcan options (--method vulcan; the subset is --classes)") var vulcan: VulcanOptions
+    @OptionGroup var training: TrainingFlags
+    @OptionGroup var methodGroups: MethodOptionGroups
     @OptionGroup var heads: HeadsOption
     @OptionGroup var dataLoading: DataLoadingOptions
     @OptionGroup var preprocessing: PreprocessOptions
     @OptionGroup var common: CommonOptions
 
     /// Every method's option group; each registered method is served by exactly one (a CLI test checks).
-    var methodOptions: [any MethodOptions] { [vbp, slim, cpd, baselines, vulcan] }
+    var methodOptions: [any MethodOptions] { methodGroups.all }
 
     func methodGroup() throws -> any MethodOptions {
         guard let group = methodOptions.first(where: { type(of: $0).methods.contains(options.method) }) else {
@@ -58,26 +55,8 @@ struct PruneCommand: ParsableCommand {
         return group
     }
 
-    /// `method` with `--val-fraction` applied: the methods that select their result on a validation split read it;
-    /// nil for the others, for which the flag is an error.
-    static func withValidationFraction(_ method: any PruningMethod, _ fraction: Double) throws -> (any PruningMethod)? {
-        if var cpd = method as? CPD { cpd.options.validationFraction = fraction; return cpd }
-        if var vulcan = method as? Vulcan { vulcan.options.validationFraction = fraction; return vulcan }
-        return nil
-    }
-
     func validate() throws {
         try MethodFlags.check(CommandLine.arguments, method: options.method, groups: methodOptions)
-        if options.valFraction != nil,
-           try Self.withValidationFraction(try methodGroup().method(named: options.method), 0.5) == nil {
-            // The readers, found by asking every registered method rather than listed here.
-            let readers = try PruningMethods.names.filter { name in
-                guard let group = methodOptions.first(where: { type(of: $0).methods.contains(name) }) else { return false }
-                return try Self.withValidationFraction(group.method(named: name), 0.5) != nil
-            }
-            throw ValidationError("--val-fraction is read only by --method \(readers.joined(separator: ", ")); "
-                                  + "--method \(options.method) does not read it")
-        }
         try MethodFlags.checkSharedSettings(CommandLine.arguments, method: options.method)
         try MethodFlags.checkTrainingFlags(CommandLine.arguments, epochs: options.epochs,
                                            finetuneEpochs: options.finetuneEpochs, distill: options.distill)
@@ -95,41 +74,45 @@ struct PruneCommand: ParsableCommand {
     /// What the run reads and writes, checked before any work.
     var files: CommandFiles {
         CommandFiles(
-            inputs: [.init("--model", options.model), .init("--data", options.data),
-                     .init("--from-search", slim.fromSearch)],
-            outputs: [.init("--out", options.out), .init("--report", options.report), .init("--html", options.html),
-                      .init("--save-search", slim.saveSearch),
-                      .init("checkpoint", checkpointPath(for: options.out)),
-                      .init("checkpoint", options.methodCheckpointPath)])
+            inputs: [.init("--model", options.model), .init("--data", options.data)]
+                + methodOptions.flatMap(\.inputFiles),
+            outputs: [.init("--out", options.out), .init("--report", options.report), .init("--html", options.html)]
+                + methodOptions.flatMap(\.outputFiles)
+                + [.init("checkpoint", checkpointPath(for: options.out)),
+                   .init("checkpoint", options.methodCheckpointPath)])
     }
 
     /// The budget flags as given (with the default when none was), for the report's budget column.
     var askedBudget: String {
-        let values: [(String, Double?)] = [
+        // The method groups' budget flags (ViT-Slim's --keep-attn, Vulcan's --prune-ratio) after the shared keep-*.
+        let keeps: [(flag: String, value: Double?)] = [
             ("--keep-mlp", options.keepMlp), ("--keep-heads", options.keepHeads),
-            ("--keep-residual", options.keepResidual), ("--keep-attn", slim.keepAttn),
+            ("--keep-residual", options.keepResidual)] + methodOptions.flatMap(\.budgetFlags)
+        let targets: [(flag: String, value: Double?)] = [
             ("--target-params", options.targetParams), ("--target-macs", options.targetMacs),
-            ("--target-latency", options.targetLatency), ("--prune-ratio", vulcan.pruneRatio),
-        ]
-        var parts = values.compactMap { flag, value in value.map { "\(flag) \($0)" } }
+            ("--target-latency", options.targetLatency)]
+        var parts = (keeps + targets).compactMap { flag, value in value.map { "\(flag) \($0)" } }
         if options.targetLatency != nil { parts.append("--latency-batch \(options.latencyBatch)") }
         if parts.isEmpty {
-            parts = [options.method == Vulcan.name
-                ? "--prune-ratio \(Vulcan.Options.defaultPruneRatio) (default)"
-                : "--keep-mlp \(PruneOptions.defaultKeepMLP) (default)"]
+            switch PruningMethods.named(options.method)?.defaultBudget ?? .keepMLP(Budget.defaultKeepMLP) {
+            case .keepMLP(let fraction): parts = ["--keep-mlp \(fraction) (default)"]
+            case .methodSetting(let flag, let value, _): parts = ["\(flag) \(value) (default)"]
+            }
         }
         return parts.joined(separator: " ")
     }
 
     /// The first line of a run given no budget: what it will keep instead of keeping something silently.
     var defaultBudgetLine: String? {
-        guard options.noBudgetGiven else { return nil }
-        if options.method == Vulcan.name {
-            guard vulcan.pruneRatio == nil else { return nil }
-            return "budget: none given; vulcan removes its default share, --prune-ratio \(Vulcan.Options.defaultPruneRatio)"
+        guard options.noBudgetGiven, let method = PruningMethods.named(options.method) else { return nil }
+        switch method.defaultBudget {
+        case .keepMLP(let fraction):
+            return "budget: none given; keeping \(Formatting.percent(fraction)) of the MLP neurons "
+                + "(--keep-mlp \(fraction), the default)"
+        case .methodSetting(let flag, let value, let meaning):
+            guard (try? methodGroup())?.budgetFlags.allSatisfy({ $0.value == nil }) ?? true else { return nil }
+            return "budget: none given; \(method.name) \(meaning), \(flag) \(value)"
         }
-        return "budget: none given; keeping \(Formatting.percent(PruneOptions.defaultKeepMLP)) of the MLP neurons "
-            + "(--keep-mlp \(PruneOptions.defaultKeepMLP), the default)"
     }
 
     func run() throws {
@@ -140,12 +123,8 @@ struct PruneCommand: ParsableCommand {
                 let started = Date()
                 let options = self.options
                 let group = try methodGroup()
-                var method = try group.method(named: options.method)
+                let method = try group.method(named: options.method)
                 let dataClasses = try parseClassList(options.classes, data: options.data)
-                // The validation share is shared by the methods that select on a validation split.
-                if let fraction = options.valFraction {
-                    method = try Self.withValidationFraction(method, fraction) ?? method
-                }
                 var original = try ViTWeights.load(path: options.model, heads: heads.heads)
                 // Calibration, evaluation and the training phases prepare images as the model was trained; the
                 // pruned model keeps the same preprocessing (surgery copies the config).
@@ -164,34 +143,33 @@ struct PruneCommand: ParsableCommand {
                 let fit = try ClassFit(splits.training, data: options.data, model: options.model, config: config)
                 splits = try fit.apply(splits)
                 if let note = fit.note { print(note) }
-                // Vulcan serves the subset in the order given (its trimmed head's outputs follow it), as model classes.
-                if var vulcan = method as? Vulcan, let classes = fit.apply(dataClasses) {
-                    vulcan.options.classes = classes
-                    method = vulcan
-                }
                 let isIDX = try PreprocessOptions.isIDX(options.data)
                 let progress = ProgressPrinter()
                 func phase(_ name: String, epochs: Int, learningRate: Double, checkpoint: String) -> TrainingPhase {
                     var phase = TrainingPhase(
-                        name: name, epochs: epochs, batchSize: options.batchSize, learningRate: learningRate,
-                        distill: options.distill, alpha: options.alpha, temperature: options.temperature,
-                        seed: common.seed, checkpointPath: checkpoint, checkpointEvery: options.checkpointEvery,
+                        name: name, epochs: epochs, batchSize: training.batchSize, learningRate: learningRate,
+                        distill: options.distill, alpha: training.alpha, temperature: training.temperature,
+                        seed: common.seed, checkpointPath: checkpoint, checkpointEvery: training.checkpointEvery,
                         resume: options.resume || fellBack, protectedInputs: [options.model])
                     phase.progressLoss = progress.lossCadence
                     if !isIDX { phase.augmentation = .imageFolderDefault }
                     return phase
                 }
-                let pipeline = PruningPipeline(
+                var pipeline = PruningPipeline(
                     method: method, budget: options.budget, scope: options.scope,
                     calibrationImages: group.calibrationImages(for: options.method, requested: options.calibImages,
-                                                               batchSize: options.batchSize),
-                    batchSize: options.batchSize,
+                                                               batchSize: training.batchSize),
+                    batchSize: training.batchSize,
                     methodTraining: phase(options.method, epochs: options.epochs, learningRate: options.lr,
                                           checkpoint: options.methodCheckpointPath),
                     fineTuning: options.finetuneEpochs == 0 ? nil
                         : phase("finetune", epochs: options.finetuneEpochs, learningRate: options.finetuneLr,
                                 checkpoint: checkpointPath(for: options.out)),
                     latencyBatches: try parseBatchList(options.latencyBatches) ?? [1, 64], seed: common.seed)
+                // The subset in the order given, as model classes (a method's trimmed head follows it).
+                pipeline.classes = fit.apply(dataClasses)
+                pipeline.validationFraction = options.valFraction
+                pipeline.makeLatencyMeter = LatencyModel.meter
                 installInterruptHandling()
                 let outcome: PruningPipeline.Outcome
                 do {

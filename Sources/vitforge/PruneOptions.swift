@@ -16,10 +16,10 @@ struct PruneOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("The pruning method: \(PruningMethods.all.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")).",
                                valueName: "name"))
-    var method = VarianceBasedPruning.name
+    var method = PruningMethods.all[0].name
 
     @Option(help: ArgumentHelp("Fraction of MLP neurons to keep. With no --keep-* and no --target-* (and for vulcan no "
-                               + "--prune-ratio) the run keeps \(Self.defaultKeepMLP) and says so in its first line.",
+                               + "--prune-ratio) the run keeps \(Budget.defaultKeepMLP) and says so in its first line.",
                                valueName: "F"))
     var keepMlp: Double?
 
@@ -71,19 +71,10 @@ struct PruneOptions: ParsableArguments {
     @Flag(help: "Knowledge distillation from the unpruned model in every training phase of the run.")
     var distill = false
 
-    @Option(help: "Distillation weight α.")
-    var alpha = 0.5
-
-    @Option(help: "Distillation temperature T.")
-    var temperature = 2.0
-
     @Option(help: ArgumentHelp("Share of each training class held out for validation by the methods that pick their "
                                + "result on it (cpd: the epoch, default 0.05; vulcan: the cut, default 0.1); never the "
                                + "test set.", valueName: "F"))
     var valFraction: Double?
-
-    @Option(help: "Images per batch (calibration, training).")
-    var batchSize = 128
 
     @Option(help: ArgumentHelp("Batch sizes at which to time both models for the report, comma-separated.",
                                valueName: "list"))
@@ -102,12 +93,6 @@ struct PruneOptions: ParsableArguments {
                              + "for the method's own training, OUT.checkpoint.safetensors for fine-tuning)."))
     var resume = false
 
-    @Option(help: "Write a training phase's checkpoint every N steps (0: only at epoch ends and on Ctrl-C).")
-    var checkpointEvery = 200
-
-    /// The MLP fraction kept when no budget is given (every method but Vulcan, whose default is its --prune-ratio).
-    static let defaultKeepMLP = 0.5
-
     /// Whether no --keep-* or --target-* was given.
     var noBudgetGiven: Bool {
         keepMlp == nil && keepHeads == nil && keepResidual == nil && targetMacs == nil && targetParams == nil
@@ -118,8 +103,10 @@ struct PruneOptions: ParsableArguments {
         let target: Budget.Target? = targetMacs.map { .macs($0) } ?? targetParams.map { .params($0) }
             ?? targetLatency.map { .latency(milliseconds: $0, batch: latencyBatch) }
         var keepMLP = keepMlp
-        // Vulcan's default budget is its own --prune-ratio.
-        if noBudgetGiven && method != Vulcan.name { keepMLP = Self.defaultKeepMLP }
+        // A method whose default budget is a setting of its own (`DefaultBudget.methodSetting`) gets none here.
+        if noBudgetGiven, case .keepMLP(let fraction)? = PruningMethods.named(method)?.defaultBudget {
+            keepMLP = fraction
+        }
         return Budget(keepMLP: keepMLP, keepHeads: keepHeads, keepResidual: keepResidual, target: target,
                       roundTo: roundTo)
     }
@@ -147,11 +134,9 @@ struct PruneOptions: ParsableArguments {
         }
         do { try budget.validate() } catch { throw ValidationError("\(error)") }
         if epochs < 0 || finetuneEpochs < 0 { throw ValidationError("--epochs and --finetune-epochs must be ≥ 0") }
-        if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must be ≥ 0") }
         if distill && epochs == 0 && finetuneEpochs == 0 {
             throw ValidationError("--distill needs a training phase: --epochs or --finetune-epochs ≥ 1")
         }
-        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         if let valFraction, !(valFraction > 0 && valFraction < 1) {
             throw ValidationError("--val-fraction must be in (0, 1)")
         }

@@ -7,6 +7,7 @@ extension AttentionMaskGranularity: ExpressibleByArgument {}
 /// ViT-Slim's own flags (METHODS.md §2). Token masks (§2.b) are not implemented yet.
 struct SlimOptions: MethodOptions {
     static let methods = [ViTSlim.name]
+    static let title = "ViT-Slim options (--method slim)"
 
     @Option(help: ArgumentHelp("Attention masks: dim (one value per head and dim, on its q, k and v), head (one per "
                                + "head) or uniform (one per dim index, shared by the heads). Token masks are not "
@@ -45,6 +46,10 @@ struct SlimOptions: MethodOptions {
             throw ValidationError("--search-label-smoothing must be in [0, 1)")
         }
     }
+
+    var budgetFlags: [(flag: String, value: Double?)] { [("--keep-attn", keepAttn)] }
+    var inputFiles: [CommandFiles.Named] { [.init("--from-search", fromSearch)] }
+    var outputFiles: [CommandFiles.Named] { [.init("--save-search", saveSearch)] }
 
     func method(named name: String) throws -> any PruningMethod {
         ViTSlim(options: .init(granularity: slimGranularity, attentionPenalty: slimAttnPenalty,

@@ -6,6 +6,7 @@ extension VarianceBasedPruning.Score: ExpressibleByArgument {}
 /// VBP's own flags (METHODS.md §1).
 struct VBPOptions: MethodOptions {
     static let methods = [VarianceBasedPruning.name]
+    static let title = "VBP options (--method vbp)"
 
     @Flag(help: "VBP without the mean-shift compensation (ablation).")
     var noBiasFold = false

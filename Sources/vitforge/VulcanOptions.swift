@@ -4,6 +4,7 @@ import ViTForgePrune
 /// Vulcan's own flags (METHODS.md §3). The subset is `--classes` (shared with every method: it restricts the data).
 struct VulcanOptions: MethodOptions {
     static let methods = [Vulcan.name]
+    static let title = "Vulcan options (--method vulcan; the subset is --classes)"
 
     @Option(help: ArgumentHelp("Vulcan's R: the share REMOVED (of MLP neurons, and on average of the q·k and v·o "
                                + "dims), as in the paper — unlike --keep-* and --target-*, which are fractions kept. "
@@ -26,6 +27,8 @@ struct VulcanOptions: MethodOptions {
 
     @Flag(help: "Also fine-tune the base on the subset for the same epochs (no constraints); the report adds its accuracy.")
     var compareFinetunedBase = false
+
+    var budgetFlags: [(flag: String, value: Double?)] { [("--prune-ratio", pruneRatio)] }
 
     func method(named name: String) throws -> any PruningMethod {
         var options = Vulcan.Options(pruneRatio: pruneRatio, rho: rho, epsilon: constraintEpsilon,

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ViTForgeModel
+import ViTForgeTestSupport
 
 /// One malformed input: how to make its bytes, the error it must give, and the tensor the error must name.
 struct BadInput: Sendable, CustomTestStringConvertible {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ViTForgeModel
+import ViTForgeTestSupport
 
 /// The timm-made fixtures load, and what is inferred from their shapes matches the facts timm recorded.
 struct FixtureTests {

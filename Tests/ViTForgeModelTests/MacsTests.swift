@@ -1,5 +1,6 @@
 import Testing
 @testable import ViTForgeModel
+import ViTForgeTestSupport
 
 struct MacsTests {
     /// Totals worked out by hand from the formula in `Macs.swift` (T tokens, D width, per block

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import ViTForgeDevice
 @testable import ViTForgeModel
+import ViTForgeTestSupport
 
 /// The end-to-end check against PyTorch (llm.c's test_gpt2 in spirit): timm's model, PyTorch's float64 logits,
 /// loss and the gradient of every parameter for a fixed batch, compared on every backend.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ViTForgeModel
+import ViTForgeTestSupport
 
 /// Heads of different widths in the configuration and the file format: round trip, files written before per-head
 /// widths, uniform heads stored as before, refused inconsistencies.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ViTForgeModel
+import ViTForgeTestSupport
 
 /// `train --input-size` against timm, and where a model's preprocessing comes from.
 struct PositionEmbeddingResamplingTests {

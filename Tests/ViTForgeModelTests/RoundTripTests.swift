@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ViTForgeModel
+import ViTForgeTestSupport
 
 struct RoundTripTests {
     @Test(arguments: [false, true])

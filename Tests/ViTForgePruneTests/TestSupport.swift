@@ -2,13 +2,8 @@ import Foundation
 import ViTForgeDevice
 import ViTForgeModel
 @testable import ViTForgePrune
+// `fixture`, `TemporaryFolder` and the reference ViT: shared by every test target.
 import ViTForgeTestSupport
-
-/// `Tests/Fixtures`, next to this test target's folder.
-let fixturesFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures")
-
-func fixture(_ name: String) -> String { fixturesFolder.appendingPathComponent(name).path }
 
 enum Variant: String, CaseIterable, Sendable {
     case tokenPooling, averagePooling, distilled

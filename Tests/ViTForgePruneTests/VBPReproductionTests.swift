@@ -4,6 +4,7 @@ import ViTForgeData
 import ViTForgeDevice
 import ViTForgeModel
 @testable import ViTForgePrune
+import ViTForgeTestSupport
 
 /// Fashion-MNIST from the Debian package, through ViTForgeData's IDX reader; pixels x/255 then
 /// (x − 0.2860)/0.3530, as the fixtures were trained.

@@ -3,6 +3,7 @@ import Testing
 import ViTForgeDevice
 import ViTForgeModel
 @testable import ViTForgeTrain
+import ViTForgeTestSupport
 
 /// 10 AdamW steps on the fixture's reference batch against PyTorch's float64 run (`fm-*-adamw.safetensors`): the
 /// loss before each step, and three parameters after the tenth.

@@ -3,6 +3,7 @@ import Testing
 import ViTForgeDevice
 import ViTForgeModel
 @testable import ViTForgeTrain
+import ViTForgeTestSupport
 
 /// The NaN/Inf guard: a run whose loss or weights stop being finite ends with an error naming the step and the
 /// tensor, and the checkpoint on disk stays the last finite one (it resumes).

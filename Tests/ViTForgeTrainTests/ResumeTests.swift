@@ -3,6 +3,7 @@ import Testing
 import ViTForgeDevice
 import ViTForgeModel
 @testable import ViTForgeTrain
+import ViTForgeTestSupport
 
 /// Checkpoint and resume: a run stopped after k steps and resumed in a fresh trainer (fresh model with other
 /// weights, fresh optimizer) ends with weights bit-identical to an uninterrupted run — through a partial last batch,

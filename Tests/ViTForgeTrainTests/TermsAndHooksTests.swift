@@ -3,6 +3,7 @@ import Testing
 import ViTForgeDevice
 import ViTForgeModel
 @testable import ViTForgeTrain
+import ViTForgeTestSupport
 
 /// c·‖w‖² over one parameter, gradient 2c·w: a term whose gradient is known in closed form. With `multiplier`, the
 /// value is λ·c·‖w‖² with λ a learned scalar slot (Lagrangian style): dλ += c·‖w‖², dw += 2cλ·w.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ViTForgeModel
+import ViTForgeTestSupport
 
 /// Every malformed input ends as exactly one `error: …` line on stderr naming the file, a non-zero exit, and no
 /// output file.

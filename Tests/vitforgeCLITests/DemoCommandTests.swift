@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ViTForgeModel
+import ViTForgeTestSupport
 
 /// `vitforge demo` through the binary, from an already trained model (training from scratch is what the README's
 /// first command times; here the prune → report → compare path runs in seconds).

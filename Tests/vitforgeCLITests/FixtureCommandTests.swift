@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ViTForgeModel
+import ViTForgeTestSupport
 
 /// `infer`, `grad`, `info` and `eval` on the timm fixtures, through the real binary, against PyTorch's numbers.
 @Suite(.serialized)

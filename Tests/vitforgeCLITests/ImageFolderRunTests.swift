@@ -2,6 +2,7 @@ import CImageDecode
 import Foundation
 import Testing
 import ViTForgeModel
+import ViTForgeTestSupport
 
 /// `vitforge train` on an ImageFolder, which is streamed (decoded per batch by loader threads): a run stopped
 /// mid-epoch and resumed ends with the uninterrupted run's model, byte for byte, and a 2-rank run (each rank

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ViTForgeModel
+import ViTForgeTestSupport
 
 /// `mpirun -np 2 vitforge …` against one process on the same global batches (the tests). Needs the binary
 /// built with the MPI package trait and Open MPI's `mpirun`; CI runs them in a second build (`.ci/run`, stage

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ViTForgeModel
+import ViTForgeTestSupport
 
 /// Preprocessing belongs to the model: `train` stores what it trained with, prune keeps it, and the flags that
 /// choose it refuse to be combined.

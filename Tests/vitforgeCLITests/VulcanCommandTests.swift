@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ViTForgeModel
+import ViTForgeTestSupport
 
 /// `vitforge prune --method vulcan` and `eval --classes --json` through the binary: classes by name, a trimmed head
 /// that records its class ids, and the restricted accuracy.

@@ -20,6 +20,12 @@ public struct PruningPipeline {
     public var fineTuning: TrainingPhase?
     public var latencyBatches: [Int]
     public var seed: UInt64
+    /// The shared settings only some methods read (`PruningContext.classes`, `.validationFraction`).
+    public var classes: [Int]?
+    public var validationFraction: Double?
+    /// The meter a latency target is solved with, for a batch size (nil: timing on the run's device). A test gives a
+    /// cost model, so that the solver's use of latencies is checked without a clock.
+    public var makeLatencyMeter: ((Int) -> LatencyMeter)?
 
     public init(method: any PruningMethod, budget: Budget, scope: RankingScope = .global,
                 calibrationImages: Int? = nil, batchSize: Int = 128, methodTraining: TrainingPhase? = nil,
@@ -93,11 +99,15 @@ public struct PruningPipeline {
         hooks.log("original: \(describe(original.config)), accuracy \(shown(originalAccuracy))")
 
         var latency: LatencyMeter?
-        if case let .latency(_, batch)? = budget.target { latency = LatencyMeter(backend: backend, batch: batch) }
-        let context = PruningContext(
+        if case let .latency(_, batch)? = budget.target {
+            latency = makeLatencyMeter?(batch) ?? LatencyMeter(backend: backend, batch: batch)
+        }
+        var context = PruningContext(
             original: original, data: data, backend: backend, budget: budget, scope: scope,
             calibrationImages: calibrationImages, batchSize: batchSize, seed: seed, training: methodTraining,
             latency: latency, log: hooks.log, progress: hooks.progress, stopWhen: hooks.stopWhen)
+        context.classes = classes
+        context.validationFraction = validationFraction
         let result = try timed("prune") { try method.prune(context) }
         if result.stopped { return Outcome(weights: result.weights, report: nil, stopped: true) }
         let pruned = result.weights
@@ -162,8 +172,7 @@ public struct PruningPipeline {
 
     /// The checkpoint files the run's training phases write (to delete once the final model is saved).
     public var checkpointPaths: [String] {
-        // `.best`: the model a method's validation picked during its training phase (CPD).
-        [methodTraining.checkpointPath, methodTraining.checkpointPath.map { $0 + ".best" },
+        [methodTraining.checkpointPath, methodTraining.bestCheckpointPath,
          fineTuning?.checkpointPath].compactMap { $0 }
     }
 

@@ -19,6 +19,7 @@ import ViTForgeTrain
 /// the current cost to the target at that point: a long run prunes exactly as CPD does.
 public struct CPD: PruningMethod {
     public static let name = "cpd"
+    public static let sharedSettings: Set<SharedSetting> = [.validationFraction]
     public static let summary = "CPD: while training (with --distill), every N steps remove the least important "
         + "block by the Fisher of channel masks — MLP neurons, residual width, q/k or v dims — until the target"
     public static let hasTrainingPhase = true
@@ -80,8 +81,9 @@ public struct CPD: PruningMethod {
     public func prune(_ context: PruningContext) throws -> MethodOutcome {
         var training = context.data.training
         var validation = context.data.validation
-        if validation == nil && options.validationFraction > 0 {
-            let split = try training.splitValidation(fraction: options.validationFraction, seed: context.seed)
+        let validationFraction = context.validationFraction ?? options.validationFraction
+        if validation == nil && validationFraction > 0 {
+            let split = try training.splitValidation(fraction: validationFraction, seed: context.seed)
             (training, validation) = (split.training, split.validation)
         }
         let phase = context.training
@@ -96,7 +98,7 @@ public struct CPD: PruningMethod {
                                        deadline: deadline, latency: context.latency, backend: context.backend,
                                        log: context.log)
         trainer.hooks = [pruner]
-        let bestPath = phase.checkpointPath.map { $0 + ".best" }
+        let bestPath = phase.bestCheckpointPath
         trainer.checkpoints.bestPath = bestPath
         var bestInMemory: ViTWeights?
         if let validation {
@@ -140,27 +142,6 @@ public struct CPD: PruningMethod {
                                     target: context.budget.target)
         if case .latency? = context.budget.target { outcome.measuredLatencyMilliseconds = pruner.lastMeasured }
         return MethodOutcome(weights: weights, outcome: outcome, history: history, pruningSteps: pruner.events)
-    }
-}
-
-/// One cut of a gradual pruning run, for the report's trajectory.
-public struct PruningStepRecord: Codable, Equatable, Sendable {
-    /// The training step after which the cut happened.
-    public var step: Int
-    /// The blocks removed, least important first: `blocks.3.mlpHidden −32`, `residual −6`, `blocks.1.qkDims −6`.
-    public var removed: [String]
-    public var params: Int
-    public var macs: Int
-    public var paramsFraction: Double
-    public var macsFraction: Double
-    /// Validation accuracy right after the cut, before training recovers (nil without a validation split).
-    public var validationAccuracy: Double?
-
-    enum CodingKeys: String, CodingKey {
-        case step, removed, params, macs
-        case paramsFraction = "params_fraction"
-        case macsFraction = "macs_fraction"
-        case validationAccuracy = "validation_accuracy"
     }
 }
 

@@ -19,6 +19,9 @@ public enum SpaceFamily: String, CaseIterable, Sendable {
 /// milliseconds per batch measured on this device) is met by bisection on the method's native ratio
 /// (METHODS.md §6.2), with this package's own counter (`ViTConfig.cost()`) or a `LatencyMeter`.
 public struct Budget: Equatable, Sendable {
+    /// The MLP fraction kept when a run gives no budget (`DefaultBudget.keepMLP`; every method but Vulcan).
+    public static let defaultKeepMLP = 0.5
+
     public enum Target: Equatable, Sendable {
         case params(Double)
         case macs(Double)

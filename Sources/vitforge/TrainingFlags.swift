@@ -1,0 +1,27 @@
+import ArgumentParser
+import ViTForgeTrain
+
+/// The training flags `train` and `prune` share, declared once with one default each (`demo` trains with these
+/// defaults): batch size, distillation weight and temperature, checkpoint interval.
+struct TrainingFlags: ParsableArguments {
+    @Option(help: "Images per batch (training; prune calibrates with it too).")
+    var batchSize = 128
+
+    @Option(help: "Distillation weight α.")
+    var alpha = 0.5
+
+    @Option(help: ArgumentHelp(
+        "Distillation temperature T.",
+        discussion: "Default \(DistillationSettings.defaultTemperature): the KD temperature of the fine-tuning recipes "
+            + "the pruning methods follow (METHODS.md: VBP and ViT-Slim at T = 2, CPD 2–4), the same for train, "
+            + "prune and demo (train's default was 4 until they shared this flag)."))
+    var temperature = DistillationSettings.defaultTemperature
+
+    @Option(help: "Write a training checkpoint every N steps (0: only at epoch ends and on Ctrl-C).")
+    var checkpointEvery = 200
+
+    func validate() throws {
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must be ≥ 0") }
+    }
+}
