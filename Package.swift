@@ -39,6 +39,7 @@ let package = Package(
     products: [
         .executable(name: "vitforge", targets: ["vitforge"]),
         .library(name: "ViTForgeRandom", targets: ["ViTForgeRandom"]),
+        .library(name: "ViTForgeSupport", targets: ["ViTForgeSupport"]),
         .library(name: "ViTForgeDevice", targets: ["ViTForgeDevice"]),
         .library(name: "ViTForgeModel", targets: ["ViTForgeModel"]),
         .library(name: "ViTForgeData", targets: ["ViTForgeData"]),
@@ -88,7 +89,10 @@ let package = Package(
                     .embedInCode("attention.cl"),
                     .embedInCode("bookkeeping.cl"),
                 ]),
-        .target(name: "ViTForgeDevice", dependencies: ["COpenCL", "CBLAS", "CLAPACK", "Kernels"],
+        // Process-wide locks, the reliability tests' fault hooks and QKVLayout: what the device layer and the file
+        // formats both need, with no system library.
+        .target(name: "ViTForgeSupport"),
+        .target(name: "ViTForgeDevice", dependencies: ["COpenCL", "CBLAS", "CLAPACK", "Kernels", "ViTForgeSupport"],
                 swiftSettings: deviceSwiftSettings),
         // The one seeded generator (SplitMix64) behind everything reproducible from a seed: initial weights, data
         // order and augmentation, the training generator's seeding, random pruning, bench inputs. Its own target

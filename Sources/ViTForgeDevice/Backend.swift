@@ -1,3 +1,4 @@
+import ViTForgeSupport
 /// The device layer's one interface: buffers owned by a backend, and the fixed list of operations the model,
 /// the trainer and the pruning methods need. The model calls nothing else, so the same code runs on the CPU
 /// (OpenBLAS + Swift loops) and on OpenCL (CLBlast + `Kernels/*.cl`).

@@ -1,4 +1,5 @@
 import COpenCL
+import ViTForgeSupport
 
 /// The fused attention on OpenCL (`Kernels/attention.cl`): the GPU shape stages 16×16 tiles of q·kᵀ in local memory
 /// with an online softmax; the CPU-device shape gives each query row one work-item. Heads wider than the tiles'

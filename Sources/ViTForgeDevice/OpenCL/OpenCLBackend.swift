@@ -2,6 +2,7 @@ import COpenCL
 import Kernels
 #if canImport(Glibc)
 import Glibc
+import ViTForgeSupport
 #endif
 
 /// Device memory of an `OpenCLBackend`: one `cl_mem`, released when the last reference goes.
