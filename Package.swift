@@ -1,6 +1,7 @@
 // swift-tools-version: 6.1
 // ViTForge: fine-tune and structurally prune Vision Transformers on OpenCL GPUs, with a CPU backend.
-// Layers (arrows point down only): vitforge (CLI) → ViTForgePrune → ViTForgeTrain → ViTForgeModel → ViTForgeDevice;
+// Layers (arrows point down only): vitforge (CLI) → ViTForgePrune → ViTForgeTrain → ViTForgeModel → ViTForgeDevice,
+// and ViTForgeModel → ViTForgeFormats (config, safetensors, HF import: no device); ViTForgeSupport under both;
 // ViTForgeData beside ViTForgeModel, and ViTForgeRandom under both. With the `MPI` trait, ViTForgeMPI (above
 // ViTForgeTrain) gives the CLI data-parallel runs under `mpirun`.
 import PackageDescription
@@ -41,6 +42,7 @@ let package = Package(
         .library(name: "ViTForgeRandom", targets: ["ViTForgeRandom"]),
         .library(name: "ViTForgeSupport", targets: ["ViTForgeSupport"]),
         .library(name: "ViTForgeDevice", targets: ["ViTForgeDevice"]),
+        .library(name: "ViTForgeFormats", targets: ["ViTForgeFormats"]),
         .library(name: "ViTForgeModel", targets: ["ViTForgeModel"]),
         .library(name: "ViTForgeData", targets: ["ViTForgeData"]),
         .library(name: "ViTForgeTrain", targets: ["ViTForgeTrain"]),
@@ -101,8 +103,13 @@ let package = Package(
         // Pillow's antialiased separable resampling weights (bicubic, bilinear, nearest): images (Data) and position
         // embeddings (Model) resample alike. Its own target for the same reason as ViTForgeRandom.
         .target(name: "ViTForgeResampling"),
-        // ViT config, timm parameter names, safetensors I/O, forward/backward on a Backend, MAC/parameter counts.
-        .target(name: "ViTForgeModel", dependencies: ["ViTForgeDevice", "ViTForgeRandom", "ViTForgeResampling"]),
+        // The file formats without the device (no OpenCL, no BLAS; the safetensors fuzz harness builds only this):
+        // ViT config, timm parameter names and weights, safetensors read/write, HF import, atomic writes.
+        .target(name: "ViTForgeFormats", dependencies: ["ViTForgeSupport"]),
+        // Forward/backward on a Backend, MAC/parameter counts, initialisation, head and input-size changes; it
+        // re-exports the formats.
+        .target(name: "ViTForgeModel", dependencies: ["ViTForgeFormats", "ViTForgeDevice", "ViTForgeRandom",
+                                                     "ViTForgeResampling"]),
         // Data sets beside the model layer (neither imports the other): IDX files, ImageFolders (PNG/JPEG), class
         // subsets, validation splits, augmentation, image preparation, prefetching batches.
         .target(name: "ViTForgeData", dependencies: ["CZlib", "CImageDecode", "ViTForgeRandom", "ViTForgeResampling"]),
@@ -143,7 +150,8 @@ let package = Package(
         .target(name: "ViTForgeTestSupport", dependencies: ["ViTForgeModel", "ViTForgeRandom", "ViTForgeTrain"],
                 path: "Tests/ViTForgeTestSupport"),
         .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "ViTForgeTestSupport"]),
-        .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel", "ViTForgeDevice", "ViTForgeRandom",
+        .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel", "ViTForgeFormats", "ViTForgeDevice",
+                                                             "ViTForgeRandom",
                                                              "ViTForgeTestSupport"]),
         // CImageDecode's encoders write the tests' PNG/JPEG files.
         .testTarget(name: "ViTForgeDataTests", dependencies: ["ViTForgeData", "ViTForgeResampling", "CImageDecode"]),

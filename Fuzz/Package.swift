@@ -26,8 +26,9 @@ let package = Package(
                                          "-Xfrontend", "vitforge_main", "-enable-testing"])]),
         // Starts libFuzzer from the harnesses' own entry points.
         .target(name: "FuzzDriver"),
+        // The file formats alone: no OpenCL, no BLAS.
         .executableTarget(name: "FuzzSafetensors", dependencies: [
-            "FuzzDriver", .product(name: "ViTForgeModel", package: "ViTForge"),
+            "FuzzDriver", .product(name: "ViTForgeFormats", package: "ViTForge"),
         ]),
         .executableTarget(name: "FuzzIDX", dependencies: [
             "FuzzDriver", .product(name: "ViTForgeData", package: "ViTForge"),

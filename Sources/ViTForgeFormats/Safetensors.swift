@@ -346,7 +346,7 @@ public struct SafetensorsFile: Sendable {
         return "python3 -c \"" + shellQuoted + "\""
     }
 
-    static func ioMessage(_ error: Error) -> String {
+    public static func ioMessage(_ error: Error) -> String {
         let nsError = error as NSError
         if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError,
            nsError.domain == NSCocoaErrorDomain, underlying.domain == NSPOSIXErrorDomain,

@@ -1,4 +1,4 @@
-import ViTForgeDevice
+import ViTForgeSupport
 import Foundation
 
 /// How the classifier reads the token sequence (timm `global_pool`).

@@ -193,3 +193,14 @@ public struct ViTWeights: Equatable, Sendable {
         lhs.config == rhs.config && lhs.tensors == rhs.tensors
     }
 }
+
+extension ViTWeights {
+    /// Keeps where the weights came from (so `save` still refuses to write over that file): for the model layer's
+    /// changes of a loaded model (a new head, a resampled input size).
+    public init(config: ViTConfig, tensors: [String: HostTensor], sourcePath: String?,
+                headsSource: HeadsSource?) throws {
+        try self.init(config: config, tensors: tensors)
+        self.sourcePath = sourcePath
+        self.headsSource = headsSource
+    }
+}

@@ -1,4 +1,5 @@
 import ViTForgeDevice
+import ViTForgeFormats
 
 extension VisionTransformer {
     /// Runs the model over `count` images, `batchSize` at a time (the last batch may be smaller).

@@ -1,4 +1,5 @@
 import ViTForgeRandom
+import ViTForgeFormats
 
 extension ViTWeights {
     /// Changes what the configuration says about the model without changing its parameters (class names, the
@@ -31,12 +32,5 @@ extension ViTWeights {
             fresh[head + ".bias"] = HostTensor(shape: [names.count], values: [Float](repeating: 0, count: names.count))
         }
         return try ViTWeights(config: changed, tensors: fresh, sourcePath: sourcePath, headsSource: headsSource)
-    }
-
-    /// Keeps where the weights came from (so `save` still refuses to write over that file).
-    init(config: ViTConfig, tensors: [String: HostTensor], sourcePath: String?, headsSource: HeadsSource?) throws {
-        try self.init(config: config, tensors: tensors)
-        self.sourcePath = sourcePath
-        self.headsSource = headsSource
     }
 }

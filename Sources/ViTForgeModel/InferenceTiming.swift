@@ -1,5 +1,6 @@
 import Foundation
 import ViTForgeDevice
+import ViTForgeFormats
 
 /// Measured inference speed of a model at one batch size.
 public struct InferenceTiming: Codable, Equatable, Sendable {

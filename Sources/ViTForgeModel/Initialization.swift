@@ -1,5 +1,6 @@
 import Foundation
 import ViTForgeRandom
+import ViTForgeFormats
 
 extension ViTWeights {
     /// Fresh weights as timm initialises a `VisionTransformer` (`init_weights_vit_timm`): every Linear weight

@@ -1,4 +1,5 @@
 import Foundation
+import ViTForgeFormats
 
 /// The median and the fastest of timed runs: the one way ViTForge times anything (a prune report's images/s,
 /// `vitforge bench`'s inference and training steps), so that their numbers compare.

@@ -1,4 +1,5 @@
 import ViTForgeDevice
+import ViTForgeFormats
 
 extension VisionTransformer {
     /// Forward, mean cross-entropy against `labels` (Int32 [batch]) with label smoothing, and, when `backward`,

@@ -1,3 +1,4 @@
+import ViTForgeFormats
 extension SafetensorsFile {
     /// A batch of images for `config`: tensor `name` of shape [N, channels, imageSize, imageSize] in any float dtype,
     /// N ≥ 1. The error names this file, the tensor and both shapes.

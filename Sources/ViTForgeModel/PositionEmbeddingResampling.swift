@@ -1,4 +1,5 @@
 import ViTForgeResampling
+import ViTForgeFormats
 
 /// Another input size for a trained model: timm's `resample_abs_pos_embed` (what `timm.create_model(...,
 /// img_size=N)` does to a checkpoint). The patch tokens' embeddings, seen as a grid × grid image of `width`

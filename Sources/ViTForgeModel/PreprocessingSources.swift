@@ -1,4 +1,5 @@
 import Foundation
+import ViTForgeFormats
 
 /// Where an `InputPreprocessing` can come from besides the model itself: named recipes (`--preprocess NAME`), a
 /// JSON file (`--preprocess FILE.json`), and Hugging Face's `preprocessor_config.json` beside an HF model.

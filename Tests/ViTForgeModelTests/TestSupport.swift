@@ -1,4 +1,5 @@
 import Foundation
+@testable import ViTForgeFormats
 @testable import ViTForgeModel
 import ViTForgeRandom
 // `fixture`, `facts`, `TemporaryFolder`: shared by every test target.

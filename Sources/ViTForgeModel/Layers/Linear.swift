@@ -1,4 +1,5 @@
 import ViTForgeDevice
+import ViTForgeFormats
 
 /// `y = x·Wᵀ + b` with PyTorch's `nn.Linear` layout: weight [out, in], bias [out], x [rows, in], y [rows, out].
 enum Linear {

@@ -1,4 +1,5 @@
 import ViTForgeDevice
+import ViTForgeFormats
 
 /// `fc2(gelu(fc1(x)))` with the exact erf GELU, on x [rows, width] (already normalised); hidden width may differ
 /// per block after pruning.

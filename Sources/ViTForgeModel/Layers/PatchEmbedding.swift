@@ -1,4 +1,5 @@
 import ViTForgeDevice
+import ViTForgeFormats
 
 /// Patch embedding plus the prefix tokens and position embedding: images [batch, channels, height, width] →
 /// tokens [batch, prefix + patches, width] = [cls, (dist), conv(images)] + pos_embed.

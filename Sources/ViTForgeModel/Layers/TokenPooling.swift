@@ -1,4 +1,5 @@
 import ViTForgeDevice
+import ViTForgeFormats
 
 /// Index maps and scratch for pooling one batch.
 final class PoolingPlan {
