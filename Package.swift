@@ -147,9 +147,13 @@ let package = Package(
         // What several test targets share (test targets cannot import each other): fixtures and temporary folders,
         // the float64 reference ViT and the seeded random source, and threads standing in for the ranks of a
         // data-parallel run.
-        .target(name: "ViTForgeTestSupport", dependencies: ["ViTForgeModel", "ViTForgeRandom", "ViTForgeTrain"],
+        .target(name: "ViTForgeTestSupport", dependencies: ["ViTForgeTestBasics", "ViTForgeModel", "ViTForgeRandom",
+                                                          "ViTForgeTrain"],
                 path: "Tests/ViTForgeTestSupport"),
-        .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "ViTForgeTestSupport"]),
+        // The part of it below the device layer (fixtures, temporary folders, the seeded generator), so that the
+        // device tests depend on the device and nothing above it.
+        .target(name: "ViTForgeTestBasics", dependencies: ["ViTForgeRandom"], path: "Tests/ViTForgeTestBasics"),
+        .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "ViTForgeTestBasics"]),
         .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel", "ViTForgeFormats", "ViTForgeDevice",
                                                              "ViTForgeRandom",
                                                              "ViTForgeTestSupport"]),

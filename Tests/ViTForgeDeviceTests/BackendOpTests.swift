@@ -3,7 +3,7 @@ import Glibc
 #endif
 import Testing
 @testable import ViTForgeDevice
-import ViTForgeTestSupport
+import ViTForgeTestBasics
 
 // Every operation of `Backend`, on every backend in `TestBackends.all`, against the float64 `Reference`
 // (after ggml's test-backend-ops). To cover a new operation or a new shape, add a row to `OpCase.table`:

@@ -1,5 +1,5 @@
 @testable import ViTForgeDevice
-import ViTForgeTestSupport
+import ViTForgeTestBasics
 
 // Rows for the operations a training step uses instead of host round trips: uploads from a staging area, sums added
 // into float64 accumulators on the device (with the non-finite flag), clipping by a device-held norm, and AdamW

@@ -1,5 +1,5 @@
 @testable import ViTForgeDevice
-import ViTForgeTestSupport
+import ViTForgeTestBasics
 
 // Op-table rows of the batched symmetric eigen-decomposition (Vulcan's TNNR), against LAPACK's float64 dsyevd.
 // Eigenvectors are defined up to sign, so rows compare sign-fixed vectors (largest component positive) where the

@@ -1,5 +1,5 @@
 @testable import ViTForgeDevice
-import ViTForgeTestSupport
+import ViTForgeTestBasics
 
 // Op-table rows at the shapes where the OpenCL kernel shapes split the work differently (OpenCLKernelShape): a
 // work-group per row strides its columns by the local size (64), so one column, 37, 197 and 769 (> 64·12) columns

@@ -3,7 +3,7 @@ import Glibc
 #endif
 import Testing
 @testable import ViTForgeDevice
-import ViTForgeTestSupport
+import ViTForgeTestBasics
 
 // MARK: Backends under test
 

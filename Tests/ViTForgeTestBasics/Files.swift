@@ -1,6 +1,6 @@
 import Foundation
 
-/// The repository root, from this file's place in `Tests/ViTForgeTestSupport/`.
+/// The repository root, from this file's place in `Tests/ViTForgeTestBasics/`.
 public let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent()
 
