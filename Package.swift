@@ -117,8 +117,10 @@ let package = Package(
         .target(name: "ViTForgeTrain", dependencies: ["ViTForgeModel", "ViTForgeData", "ViTForgeDevice",
                                                      "ViTForgeRandom"]),
         // Channel spaces, dependency groups, importance, budgets, surgery and the pruning methods.
+        // Each method's folder holds its option group (swift-argument-parser), registered beside it.
         .target(name: "ViTForgePrune", dependencies: ["ViTForgeTrain", "ViTForgeModel", "ViTForgeData",
-                                                     "ViTForgeDevice", "ViTForgeRandom"]),
+                                                     "ViTForgeDevice", "ViTForgeRandom",
+                                                     .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Open MPI's headers and library, through pkg-config (used only with the MPI trait).
         .systemLibrary(name: "COpenMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         // Plain-C wrappers of the MPI calls a data-parallel run makes (MPI_COMM_WORLD etc. are macros). Without the

@@ -75,9 +75,9 @@ struct PruneCommand: ParsableCommand {
     var files: CommandFiles {
         CommandFiles(
             inputs: [.init("--model", options.model), .init("--data", options.data)]
-                + methodOptions.flatMap(\.inputFiles),
+                + methodOptions.flatMap(\.inputFiles).map { CommandFiles.Named($0.flag, $0.path) },
             outputs: [.init("--out", options.out), .init("--report", options.report), .init("--html", options.html)]
-                + methodOptions.flatMap(\.outputFiles)
+                + methodOptions.flatMap(\.outputFiles).map { CommandFiles.Named($0.flag, $0.path) }
                 + [.init("checkpoint", checkpointPath(for: options.out)),
                    .init("checkpoint", options.methodCheckpointPath)])
     }

@@ -1,17 +1,19 @@
 import ArgumentParser
 
-/// Every method's option group, in `prune --help` order: the CLI side of the method registry (`PruningMethods`).
-/// `vitforge prune` holds this one group and asks it for the group serving `--method`, so no command names a method;
-/// a method with flags of its own adds its group file and one line here.
-struct MethodOptionGroups: ParsableArguments {
+/// Every method's option group (each in its method's folder), in `prune --help` order: beside the method registry
+/// (`PruningMethods`). `vitforge prune` holds this one group and asks it for the group serving `--method`, so no
+/// command names a method; a method with flags of its own adds one line here.
+public struct MethodOptionGroups: ParsableArguments {
     @OptionGroup(title: VBPOptions.title) var vbp: VBPOptions
     @OptionGroup(title: SlimOptions.title) var slim: SlimOptions
     @OptionGroup(title: CPDOptions.title) var cpd: CPDOptions
     @OptionGroup(title: BaselineOptions.title) var baselines: BaselineOptions
     @OptionGroup(title: VulcanOptions.title) var vulcan: VulcanOptions
 
+    public init() {}
+
     /// Every group, as `MethodOptions` (found by reflection, so a new line above joins without another list).
-    var all: [any MethodOptions] {
+    public var all: [any MethodOptions] {
         Mirror(reflecting: self).children.compactMap { ($0.value as? MethodOptionGroup)?.methodOptions }
     }
 }

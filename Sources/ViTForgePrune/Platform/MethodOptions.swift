@@ -1,10 +1,10 @@
 import ArgumentParser
-import ViTForgePrune
 
-/// A method's own flags, one option group per method file (or per family of methods sharing flags). `vitforge
+/// A method's own flags, one option group in the method's folder (or per family of methods sharing flags), found
+/// through `MethodOptionGroups`. `vitforge
 /// prune` parses every group and asks the one that serves `--method` for the configured method; its flags appear
 /// in `prune --help` under the group's title.
-protocol MethodOptions: ParsableArguments {
+public protocol MethodOptions: ParsableArguments {
     /// The registered methods (`PruningMethods`) these flags configure.
     static var methods: [String] { get }
     /// The method `name`, configured from these flags.
@@ -19,16 +19,16 @@ protocol MethodOptions: ParsableArguments {
     /// Flags of the group that set the budget (ViT-Slim's --keep-attn), with their values, for the report.
     var budgetFlags: [(flag: String, value: Double?)] { get }
     /// Files the group's flags read and write, checked with the command's before any work.
-    var inputFiles: [CommandFiles.Named] { get }
-    var outputFiles: [CommandFiles.Named] { get }
+    var inputFiles: [(flag: String, path: String?)] { get }
+    var outputFiles: [(flag: String, path: String?)] { get }
 }
 
 extension MethodOptions {
-    static func methods(reading property: String) -> [String] { methods }
+    public static func methods(reading property: String) -> [String] { methods }
 
-    func calibrationImages(for name: String, requested: Int?, batchSize: Int) -> Int? { requested }
+    public func calibrationImages(for name: String, requested: Int?, batchSize: Int) -> Int? { requested }
 
-    var budgetFlags: [(flag: String, value: Double?)] { [] }
-    var inputFiles: [CommandFiles.Named] { [] }
-    var outputFiles: [CommandFiles.Named] { [] }
+    public var budgetFlags: [(flag: String, value: Double?)] { [] }
+    public var inputFiles: [(flag: String, path: String?)] { [] }
+    public var outputFiles: [(flag: String, path: String?)] { [] }
 }
