@@ -1,4 +1,6 @@
 /// The OpenCL C sources in this folder, embedded at build time, in the order they are concatenated into one program.
+/// A new file goes here and into `Package.swift`'s `.embedInCode` list (which generates its `PackageResources`
+/// constant); `KernelListTests` fails, naming the difference, while the two lists or the folder disagree.
 public enum KernelSources {
     public static let files: [(name: String, source: String)] = [
         ("tensor.cl", String(decoding: PackageResources.tensor_cl, as: UTF8.self)),

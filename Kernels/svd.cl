@@ -1,6 +1,6 @@
-// Matrix-vector products for power iteration / randomized SVD on pruning scores. Hand-written instead of CLBlast's
-// Sgemv: these run a handful of times per pruning step, and each extra CLBlast routine costs seconds of cold
-// compilation on some drivers.
+// Matrix-vector products (the compensation's column sums Aᵀ·1 of each calibration batch). Hand-written instead of
+// CLBlast's Sgemv: these run a handful of times per pruning step, and each extra CLBlast routine costs seconds of
+// cold compilation on some drivers.
 
 // y = A·x, one row per work-item.
 __kernel void mat_vec(__global const float* a, int rows, int cols, __global const float* x, __global float* y) {

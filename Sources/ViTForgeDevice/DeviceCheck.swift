@@ -2,7 +2,7 @@
 /// compares with a float64 product on the host. `vitforge devices --check` runs it on each device.
 public enum DeviceCheck {
     /// Returns the largest absolute error; throws if the device fails or the error exceeds 1e-3.
-    public static func run(on backend: Backend) throws -> Double {
+    public static func run(on backend: any TensorOps) throws -> Double {
         let (m, n, k) = (13, 7, 37)
         let a = (0..<(m * k)).map { Float(($0 * 7919) % 97) / 97 - 0.5 }
         let b = (0..<(k * n)).map { Float(($0 * 104_729) % 89) / 89 - 0.5 }

@@ -20,10 +20,10 @@ final class LossAccumulators {
         case squaredGradientNorm
     }
 
-    let backend: Backend
+    let backend: any TrainingOps
     let buffer: Buffer
 
-    init(backend: Backend) throws {
+    init(backend: any TrainingOps) throws {
         self.backend = backend
         buffer = try backend.zeros(2 * Slot.allCases.count)
     }

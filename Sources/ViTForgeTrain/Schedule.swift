@@ -54,7 +54,7 @@ public enum GradientClipping {
     public static let epsilon = 1e-6
 
     /// The global L2 norm of `buffers` (each `counts[i]` elements).
-    public static func globalNorm(_ buffers: [(Buffer, Int)], backend: Backend) throws -> Double {
+    public static func globalNorm(_ buffers: [(Buffer, Int)], backend: any TensorOps) throws -> Double {
         var sumOfSquares = 0.0
         for (buffer, count) in buffers { sumOfSquares += try backend.sumOfSquares(buffer, count: count) }
         return sumOfSquares.squareRoot()
@@ -63,7 +63,7 @@ public enum GradientClipping {
     /// Scales the gradients when their global norm exceeds `maxNorm`; returns the norm before clipping (read back to
     /// the host; the trainer clips with the norm kept on the device, `LossAccumulators.clip`).
     @discardableResult
-    public static func clip(_ buffers: [(Buffer, Int)], maxNorm: Double, backend: Backend) throws -> Double {
+    public static func clip(_ buffers: [(Buffer, Int)], maxNorm: Double, backend: any TensorOps) throws -> Double {
         let norm = try globalNorm(buffers, backend: backend)
         let coefficient = maxNorm / (norm + epsilon)
         if coefficient < 1 {

@@ -561,28 +561,6 @@ extension OpCase {
                 expected: [ExpectedOutput("sumOfSquares", [Reference.sumOfSquares(x)], Tolerance.float64)],
                 run: { backend in [[try backend.sumOfSquares(backend.buffer(x), count: x.count)]] })
         },
-        OpCase("normalize 197 elements") { rng in
-            let x = rng.values(197, in: -3 ... 3)
-            let reference = Reference.normalize(x)
-            return PreparedOp(
-                expected: [ExpectedOutput("x", reference.x, Tolerance.elementwise),
-                           ExpectedOutput("norm", [reference.norm], Tolerance.float64)],
-                run: { backend in
-                    let xBuffer = try backend.buffer(x)
-                    let norm = try backend.normalize(xBuffer, count: x.count)
-                    return [try backend.values(xBuffer), [norm]]
-                })
-        },
-        OpCase("normalize a zero vector of 13 elements leaves it and returns 0") { _ in
-            let x = [Double](repeating: 0, count: 13)
-            return PreparedOp(
-                expected: [ExpectedOutput("x", x, Tolerance.exact), ExpectedOutput("norm", [0], Tolerance.exact)],
-                run: { backend in
-                    let xBuffer = try backend.buffer(x)
-                    let norm = try backend.normalize(xBuffer, count: x.count)
-                    return [try backend.values(xBuffer), [norm]]
-                })
-        },
     ]
 
     // MARK: Optimizer

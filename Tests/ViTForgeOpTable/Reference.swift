@@ -280,12 +280,6 @@ enum Reference {
         return total
     }
 
-    /// The normalised vector and the norm it had (a zero vector stays as it is, norm 0).
-    static func normalize(_ x: [Double]) -> (x: [Double], norm: Double) {
-        let norm = sumOfSquares(x).squareRoot()
-        return norm == 0 ? (x, 0) : (x.map { $0 / norm }, norm)
-    }
-
     // MARK: Optimizer and masks
 
     /// torch.optim.AdamW, one step, element by element.

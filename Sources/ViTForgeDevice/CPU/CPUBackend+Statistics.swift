@@ -82,13 +82,6 @@ extension CPUBackend {
                     1, a, blasInt(cols), x, 1, 0, y, 1)
     }
 
-    public func normalize(_ x: Buffer, count: Int) throws -> Double {
-        let norm = try sumOfSquares(x, count: count).squareRoot()
-        guard norm > 0 else { return 0 }
-        try scale(x, by: Float(1 / norm), count: count)
-        return norm
-    }
-
     /// Sums `partial` over one chunk per worker; the chunks' float64 partial sums are then added in order, so the
     /// result does not depend on which worker finishes first.
     private func parallelSum(_ count: Int, _ partial: (Range<Int>) -> Double) -> Double {
