@@ -64,30 +64,63 @@ public enum DeviceSelection {
         return .auto
     }
 
-    /// The OpenCL device `auto` uses: the GPU with the most global memory; nil when there is no GPU.
+    /// What ViTForge needs of any device: the loss sums, gradient clipping and the pruning statistics accumulate in
+    /// float64 on the device. (Local memory and work-group sizes are not required: kernels that need more than a
+    /// device offers fall back to their row-per-work-item shape.)
+    public static let requirements: [DeviceRequirement] = [.float64]
+
+    /// Why a device with these capabilities would not be used, as one phrase; nil when it is suitable.
+    public static func refusal(_ capabilities: DeviceCapabilities) -> String? {
+        let missing = capabilities.unmet(requirements)
+        if missing.isEmpty { return nil }
+        return "lacks " + missing.map(\.description).joined(separator: " and ") + ", which training needs"
+    }
+
+    /// The OpenCL device `auto` uses: the suitable GPU with the most global memory; nil when there is none.
     public static func autoChoice(from devices: [OpenCLDeviceInfo]) -> OpenCLDeviceInfo? {
+        largestGPU(devices.filter { refusal($0.capabilities) == nil })
+    }
+
+    /// The device plain `opencl` names: the GPU with the most memory if any, else the first device (PoCL on CI).
+    /// It may be unsuitable; `makeBackend` then refuses it.
+    public static func explicitChoice(from devices: [OpenCLDeviceInfo]) -> OpenCLDeviceInfo? {
+        autoChoice(from: devices) ?? largestGPU(devices) ?? devices.first
+    }
+
+    private static func largestGPU(_ devices: [OpenCLDeviceInfo]) -> OpenCLDeviceInfo? {
         devices.filter { $0.type == .gpu }.max { $0.globalMemoryBytes < $1.globalMemoryBytes }
     }
 
-    /// The device plain `opencl` names: the `auto` GPU if any, else the first device (PoCL on CI).
-    public static func explicitChoice(from devices: [OpenCLDeviceInfo]) -> OpenCLDeviceInfo? {
-        autoChoice(from: devices) ?? devices.first
+    /// An explicitly chosen device that cannot run ViTForge is an error: one line naming it and what it lacks.
+    static func requireSuitable(_ device: OpenCLDeviceInfo, _ request: DeviceRequest) throws {
+        if let refusal = refusal(device.capabilities) {
+            throw BackendError.unsupported("--device \(request): \(device.spec) (\(device.name)) \(refusal); "
+                                           + "use --device cpu")
+        }
     }
 
-    /// Makes the backend for `request`. `warn` receives the (single-line) fallback warning under `auto`.
-    public static func makeBackend(_ request: DeviceRequest, warn: (String) -> Void = printWarning) throws -> Backend {
+    /// Makes the backend for `request`. `warn` receives the (single-line) fallback warning under `auto`;
+    /// `listDevices` is how the OpenCL devices are found (tests pass made-up ones).
+    public static func makeBackend(_ request: DeviceRequest,
+                                   listDevices: () throws -> [OpenCLDeviceInfo] = OpenCLRuntime.devices,
+                                   warn: (String) -> Void = printWarning) throws -> Backend {
         switch request {
         case .cpu:
             return CPUBackend()
         case .auto:
             let devices: [OpenCLDeviceInfo]
-            do { devices = try OpenCLRuntime.devices() } catch {
+            do { devices = try listDevices() } catch {
                 // No ICD or no platform is the normal state of a machine without OpenCL, not a failure to report.
                 return CPUBackend()
             }
             // The fault hook stands in for a GPU with whatever OpenCL device there is (PoCL on CI).
             let standIn = FaultInjection.openCLFailureStep == nil ? nil : explicitChoice(from: devices)
-            guard let gpu = autoChoice(from: devices) ?? standIn else { return CPUBackend() }
+            guard let gpu = autoChoice(from: devices) ?? standIn else {
+                if let refused = largestGPU(devices), let refusal = refusal(refused.capabilities) {
+                    warnOnce("OpenCL GPU \(refused.spec) (\(refused.name)) \(refusal), using the CPU backend", warn)
+                }
+                return CPUBackend()
+            }
             do {
                 return try OpenCLBackend(device: gpu)
             } catch {
@@ -96,19 +129,20 @@ public enum DeviceSelection {
             }
         case .gpu:
             let devices: [OpenCLDeviceInfo]
-            do { devices = try OpenCLRuntime.devices() } catch {
+            do { devices = try listDevices() } catch {
                 throw BackendError.noOpenCLDevice("--device gpu: no OpenCL GPU (\(error)); use --device cpu")
             }
-            guard let gpu = autoChoice(from: devices) else {
+            guard let gpu = largestGPU(devices) else {
                 throw BackendError.noOpenCLDevice("--device gpu: no OpenCL GPU; found only "
                     + (devices.isEmpty ? "no OpenCL device"
                         : devices.map { "\($0.spec) \($0.name) (\($0.type.rawValue))" }.joined(separator: ", "))
                     + "; use --device cpu, or --device opencl to run on an OpenCL CPU device anyway")
             }
+            try requireSuitable(gpu, request)
             return try OpenCLBackend(device: gpu)
         case let .openCL(platform, device):
             let devices: [OpenCLDeviceInfo]
-            do { devices = try OpenCLRuntime.devices() } catch {
+            do { devices = try listDevices() } catch {
                 throw BackendError.noOpenCLDevice("--device \(request): \(error)")
             }
             let chosen: OpenCLDeviceInfo
@@ -126,6 +160,7 @@ public enum DeviceSelection {
                 }
                 chosen = first
             }
+            try requireSuitable(chosen, request)
             return try OpenCLBackend(device: chosen)
         }
     }
@@ -135,7 +170,8 @@ public enum DeviceSelection {
         fputs("warning: \(message)\n", stderr)
     }
 
-    nonisolated(unsafe) private static var warned = false
+    /// Whether the one fallback warning of this process has been given (tests reset it).
+    nonisolated(unsafe) static var warned = false
 
     private static func warnOnce(_ message: String, _ warn: (String) -> Void) {
         guard !warned else { return }

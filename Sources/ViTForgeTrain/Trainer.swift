@@ -354,6 +354,13 @@ public final class Trainer {
             throw TrainingError.batches("batch \(index) of epoch \(epoch + 1) has \(count) images, this rank's "
                                         + "share \(shard) (1 ... \(maximumBatch) expected)")
         }
+        // Labels are checked here, on the host, where the batch is made: on the device an out-of-range label only
+        // makes its loss NaN (`Backend`'s contract), which would read as divergence instead of as bad data.
+        let classes = model.config.classes
+        if let bad = labels.int32s[0 ..< shard].firstIndex(where: { $0 < 0 || Int($0) >= classes }) {
+            throw TrainingError.batches("batch \(index) of epoch \(epoch + 1): label \(labels.int32s[bad]) of image "
+                                        + "\(bad) is not a class index (\(classes) classes)")
+        }
         if shard > 0 {
             try backend.uploadAsync(images, count: shard * imageElements, to: deviceImages, offset: 0)
             try backend.uploadAsync(labels, count: shard, to: deviceLabels, offset: 0)

@@ -38,8 +38,12 @@ struct DevicesCommand: ParsableCommand {
                     \(device.spec.padding(12)) \(device.name)
                                  vendor \(device.vendor); type \(device.type.rawValue); \(memory) GiB global memory; \
                     \(device.computeUnits) compute units; \(device.openCLVersion); driver \(device.driverVersion); \
-                    fp64 \(device.supportsFloat64 ? "yes" : "no")
+                    fp64 \(device.supportsFloat64 ? "yes" : "no"); \(device.localMemoryBytes / 1024) KiB local memory; \
+                    work-groups up to \(device.maxWorkGroupSize)
                     """)
+                if let refusal = DeviceSelection.refusal(device.capabilities) {
+                    print("             not used: \(refusal) (auto skips it; --device \(device.spec) is refused)")
+                }
             }
             let autoPick = DeviceSelection.autoChoice(from: openCLDevices)
             print("auto picks:  \(autoPick.map { "\($0.spec) (\($0.name))" } ?? "cpu (no OpenCL GPU found)")")

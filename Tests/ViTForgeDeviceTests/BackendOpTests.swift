@@ -75,62 +75,6 @@ struct BackendOpTests {
         }
     }
 
-    @Test("sizes, offsets and indices outside the buffers throw invalidArgument", arguments: TestBackends.all)
-    func invalidArgumentsThrow(backend: BackendUnderTest) throws {
-        let device = backend.backend
-        let small = try device.zeros(37)
-        let large = try device.zeros(13 * 37)
-        let labels = try device.makeBuffer([Int32(0), 37])
-        let outOfRange = try device.makeBuffer([Int32(3), -1])
-        var tooSmallC = GemmSpec(m: 13, n: 37, k: 1)
-        tooSmallC.offsetC = 1
-        var shortLda = GemmSpec(m: 13, n: 1, k: 7)
-        shortLda.lda = 6
-        var strideTooFar = GemmSpec(m: 1, n: 1, k: 13)
-        strideTooFar.strideB = 13
-        strideTooFar.batch = 3
-        var calls: [(String, () throws -> Void)] = [
-            ("gemm, C one element short", { try device.gemm(tooSmallC, a: large, b: large, c: large) }),
-            ("gemm, lda shorter than a row of A", { try device.gemm(shortLda, a: large, b: large, c: large) }),
-            ("gemmStridedBatched, B's stride past its end",
-             { try device.gemmStridedBatched(strideTooFar, a: large, b: small, c: large) }),
-            ("upload past the end", { try device.write([Float](repeating: 1, count: 7), to: small, offset: 31) }),
-            ("copy past the end of dst", { try device.copy(large, srcOffset: 0, to: small, dstOffset: 1, count: 37) }),
-            ("fill at a negative offset", { try device.fill(small, value: 0, offset: -1, count: 3) }),
-            ("addBias with rows × cols larger than x", { try device.addBias(small, bias: small, rows: 2, cols: 37) }),
-            ("layerNormForward with negative rows", {
-                try device.layerNormForward(x: small, gamma: small, beta: small, out: small, mean: small, rstd: small,
-                                            rows: -1, cols: 37, eps: 1e-6)
-            }),
-        ]
-        // The values inside index and label buffers are checked where they are host memory. On a device they are
-        // device memory, and checking them would cost a download per call, so the OpenCL kernels bound-check each
-        // index instead (an out-of-range gather reads NaN, scatterAdd skips it) — see OpenCLBackendTests.
-        if device.kind == .cpu {
-            calls += [
-                ("crossEntropyForward with a label equal to classes", {
-                    try device.crossEntropyForward(logits: large, labels: labels, probs: large, losses: small, rows: 2,
-                                                   classes: 37, smoothing: 0)
-                }),
-                ("gather with a negative index", { try device.gather(src: small, indices: outOfRange, dst: small, count: 2) }),
-                ("scatterAdd with an index past dst", {
-                    try device.scatterAdd(src: small, indices: labels, dst: small, count: 2)
-                }),
-            ]
-        }
-        for (what, call) in calls {
-            do {
-                try call()
-                Issue.record("\(what): did not throw on \(backend.label)")
-            } catch let error as BackendError {
-                guard case .invalidArgument = error else {
-                    Issue.record("\(what): threw \(error) instead of invalidArgument on \(backend.label)")
-                    continue
-                }
-            }
-        }
-    }
-
     @Test("the OpenCL backend is present when CI expects it (VITFORGE_EXPECT_OPENCL=1)",
           .enabled(if: getenv("VITFORGE_EXPECT_OPENCL").map { String(cString: $0) == "1" } ?? false,
                    "VITFORGE_EXPECT_OPENCL is not 1"))

@@ -24,10 +24,47 @@ struct DeviceSelectionTests {
         }
     }
 
-    static func device(_ index: Int, _ type: OpenCLDeviceType, memoryGiB: UInt64) -> OpenCLDeviceInfo {
+    static func device(_ index: Int, _ type: OpenCLDeviceType, memoryGiB: UInt64, float64: Bool = true)
+        -> OpenCLDeviceInfo
+    {
         OpenCLDeviceInfo(platformIndex: 0, deviceIndex: index, platformName: "p", name: "d\(index)", vendor: "v",
                          type: type, globalMemoryBytes: memoryGiB << 30, computeUnits: 2, openCLVersion: "OpenCL 3.0",
-                         driverVersion: "1", supportsFloat64: true)
+                         driverVersion: "1", supportsFloat64: float64)
+    }
+
+    @Test("capabilities answer supports(_:), and a set without float64 is refused in one phrase")
+    func capabilitySets() {
+        let noFloat64 = DeviceCapabilities(float64: false, localMemoryBytes: 48 << 10, maxWorkGroupSize: 256)
+        #expect(!noFloat64.supports(.float64))
+        #expect(noFloat64.supports(.localMemory(bytes: 48 << 10)) && !noFloat64.supports(.localMemory(bytes: 64 << 10)))
+        #expect(noFloat64.supports(.workGroupSize(256)) && !noFloat64.supports(.workGroupSize(512)))
+        #expect(noFloat64.unmet([.float64, .workGroupSize(1024)]) == [.float64, .workGroupSize(1024)])
+        #expect(DeviceSelection.refusal(noFloat64) == "lacks float64 (cl_khr_fp64), which training needs")
+        #expect(DeviceSelection.refusal(.cpu) == nil)
+        #expect(CPUBackend().supports(.float64))
+    }
+
+    @Test("a GPU without float64: auto skips it with one warning, naming it explicitly is a one-line error")
+    func unsuitableGPU() throws {
+        let noFloat64 = Self.device(3, .gpu, memoryGiB: 80, float64: false), small = Self.device(4, .gpu, memoryGiB: 8)
+        #expect(DeviceSelection.autoChoice(from: [noFloat64, small])?.deviceIndex == 4)
+        #expect(DeviceSelection.autoChoice(from: [noFloat64]) == nil)
+        DeviceSelection.warned = false
+        var warnings: [String] = []
+        let fallback = try DeviceSelection.makeBackend(.auto, listDevices: { [noFloat64] }, warn: { warnings.append($0) })
+        #expect(fallback.kind == .cpu)
+        #expect(warnings == ["OpenCL GPU opencl:0.3 (d3) lacks float64 (cl_khr_fp64), which training needs, "
+                                + "using the CPU backend"])
+        for request in [DeviceRequest.gpu, .openCL(platform: nil, device: nil), .openCL(platform: 0, device: 3)] {
+            do {
+                _ = try DeviceSelection.makeBackend(request, listDevices: { [noFloat64] })
+                Issue.record("--device \(request) accepted a device without float64")
+            } catch {
+                #expect(error as? BackendError == .unsupported(
+                    "--device \(request): opencl:0.3 (d3) lacks float64 (cl_khr_fp64), which training needs; "
+                        + "use --device cpu"))
+            }
+        }
     }
 
     @Test("auto never picks an OpenCL CPU device (PoCL); it picks the GPU with the most memory")

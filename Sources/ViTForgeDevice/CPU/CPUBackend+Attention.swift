@@ -6,13 +6,12 @@ import CBLAS
 /// (the unfused path: ~60 MB per DeiT-S block at batch 64). The backward recomputes the scores from q, k and the
 /// saved log-sum-exps, one product more than keeping them, which costs less than writing and reading them back.
 extension CPUBackend {
-    public func attentionForward(qkv: Buffer, layout: QKVLayout, batch: Int, tokens: Int, scale: Float, out: Buffer,
-                                 logSumExp: Buffer) throws {
-        let op = "attentionForward"
-        let shape = try attentionOperands(op, layout: layout, batch: batch, tokens: tokens)
-        let qkv = try range(qkv, count: shape.rows * layout.qkvFeatures, op, "qkv")
-        let out = try range(out, count: shape.rows * layout.totalV, op, "out")
-        let logSumExp = try range(logSumExp, count: shape.logSumExpCount, op, "logSumExp")
+    public func uncheckedAttentionForward(qkv: Buffer, layout: QKVLayout, batch: Int, tokens: Int, scale: Float,
+                                          out: Buffer, logSumExp: Buffer) throws {
+        let shape = attentionShape(layout: layout, batch: batch, tokens: tokens)
+        let qkv = pointer(qkv)
+        let out = pointer(out)
+        let logSumExp = pointer(logSumExp)
         let n = tokens, features = layout.qkvFeatures, merged = layout.totalV
         parallelChunks(shape.items, costPerItem: shape.costPerItem) { items in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
@@ -40,15 +39,14 @@ extension CPUBackend {
         }
     }
 
-    public func attentionBackward(qkv: Buffer, out: Buffer, logSumExp: Buffer, dOut: Buffer, dQKV: Buffer,
-                                  layout: QKVLayout, batch: Int, tokens: Int, scale: Float) throws {
-        let op = "attentionBackward"
-        let shape = try attentionOperands(op, layout: layout, batch: batch, tokens: tokens)
-        let qkv = try range(qkv, count: shape.rows * layout.qkvFeatures, op, "qkv")
-        _ = try range(out, count: shape.rows * layout.totalV, op, "out")
-        let logSumExp = try range(logSumExp, count: shape.logSumExpCount, op, "logSumExp")
-        let dOut = try range(dOut, count: shape.rows * layout.totalV, op, "dOut")
-        let dQKV = try range(dQKV, count: shape.rows * layout.qkvFeatures, op, "dQKV")
+    public func uncheckedAttentionBackward(qkv: Buffer, out: Buffer, logSumExp: Buffer, dOut: Buffer, dQKV: Buffer,
+                                           layout: QKVLayout, batch: Int, tokens: Int, scale: Float) throws {
+        let shape = attentionShape(layout: layout, batch: batch, tokens: tokens)
+        let qkv = pointer(qkv)
+        _ = pointer(out)
+        let logSumExp = pointer(logSumExp)
+        let dOut = pointer(dOut)
+        let dQKV = pointer(dQKV)
         let n = tokens, features = layout.qkvFeatures, merged = layout.totalV
         parallelChunks(shape.items, costPerItem: 2 * shape.costPerItem) { items in
             let probabilities = UnsafeMutablePointer<Float>.allocate(capacity: 2 * n * n)
@@ -98,14 +96,10 @@ extension CPUBackend {
         }
     }
 
-    /// Checks the sizes of a fused attention call; `items` counts its (image, head) pairs.
-    private func attentionOperands(_ op: String, layout: QKVLayout, batch: Int, tokens: Int) throws
+    /// The sizes of a fused attention call; `items` counts its (image, head) pairs.
+    private func attentionShape(layout: QKVLayout, batch: Int, tokens: Int)
         -> (rows: Int, items: Int, logSumExpCount: Int, costPerItem: Int)
     {
-        try requireSizes(op, ["batch": batch, "tokens": tokens])
-        for head in 0 ..< layout.heads {
-            try requireSizes(op, ["qkDim": layout.qkDims[head], "vDim": layout.vDims[head]])
-        }
         let items = layout.heads * batch
         let widest = (layout.qkDims.max() ?? 0) + (layout.vDims.max() ?? 0)
         return (batch * tokens, items, items * tokens, tokens * tokens * max(widest, 1))

@@ -6,10 +6,9 @@ import Glibc
 // Inner loops run over unsafe pointers with no calls, which the compiler vectorises by itself.
 
 extension CPUBackend {
-    public func addBias(_ x: Buffer, bias: Buffer, rows: Int, cols: Int) throws {
-        try requireSizes("addBias", ["rows": rows, "cols": cols])
-        let x = try range(x, count: rows * cols, "addBias", "x")
-        let bias = try range(bias, count: cols, "addBias", "bias")
+    public func uncheckedAddBias(_ x: Buffer, bias: Buffer, rows: Int, cols: Int) throws {
+        let x = pointer(x)
+        let bias = pointer(bias)
         parallelChunks(rows, costPerItem: cols) { rowRange in
             for r in rowRange {
                 let row = x + r * cols
@@ -18,10 +17,9 @@ extension CPUBackend {
         }
     }
 
-    public func addBiasBackward(dOut: Buffer, dBias: Buffer, rows: Int, cols: Int) throws {
-        try requireSizes("addBiasBackward", ["rows": rows, "cols": cols])
-        let dOut = try range(dOut, count: rows * cols, "addBiasBackward", "dOut")
-        let dBias = try range(dBias, count: cols, "addBiasBackward", "dBias")
+    public func uncheckedAddBiasBackward(dOut: Buffer, dBias: Buffer, rows: Int, cols: Int) throws {
+        let dOut = pointer(dOut)
+        let dBias = pointer(dBias)
         // Split over columns so that each worker owns its share of dBias; float64 sums over the rows.
         parallelChunks(cols, costPerItem: rows) { colRange in
             withUnsafeTemporaryAllocation(of: Double.self, capacity: colRange.count) { buffer in
@@ -52,38 +50,34 @@ extension CPUBackend {
         }
     }
 
-    public func add(_ a: Buffer, _ b: Buffer, out: Buffer, count: Int) throws {
-        try requireSizes("add", ["count": count])
-        let a = try range(a, count: count, "add", "a")
-        let b = try range(b, count: count, "add", "b")
-        let out = try range(out, count: count, "add", "out")
+    public func uncheckedAdd(_ a: Buffer, _ b: Buffer, out: Buffer, count: Int) throws {
+        let a = pointer(a)
+        let b = pointer(b)
+        let out = pointer(out)
         parallelChunks(count, costPerItem: 1) { elements in
             for i in elements { out[i] = a[i] + b[i] }
         }
     }
 
-    public func axpy(alpha: Float, x: Buffer, y: Buffer, count: Int) throws {
-        try requireSizes("axpy", ["count": count])
-        let x = try range(x, count: count, "axpy", "x")
-        let y = try range(y, count: count, "axpy", "y")
+    public func uncheckedAxpy(alpha: Float, x: Buffer, y: Buffer, count: Int) throws {
+        let x = pointer(x)
+        let y = pointer(y)
         parallelChunks(count, costPerItem: 1) { elements in
             for i in elements { y[i] += alpha * x[i] }
         }
     }
 
-    public func scale(_ x: Buffer, by alpha: Float, count: Int) throws {
-        try requireSizes("scale", ["count": count])
-        let x = try range(x, count: count, "scale", "x")
+    public func uncheckedScale(_ x: Buffer, by alpha: Float, count: Int) throws {
+        let x = pointer(x)
         parallelChunks(count, costPerItem: 1) { elements in
             for i in elements { x[i] *= alpha }
         }
     }
 
-    public func biasGeluForward(x: Buffer, bias: Buffer, out: Buffer, rows: Int, cols: Int) throws {
-        try requireSizes("biasGeluForward", ["rows": rows, "cols": cols])
-        let x = try range(x, count: rows * cols, "biasGeluForward", "x")
-        let bias = try range(bias, count: cols, "biasGeluForward", "bias")
-        let out = try range(out, count: rows * cols, "biasGeluForward", "out")
+    public func uncheckedBiasGeluForward(x: Buffer, bias: Buffer, out: Buffer, rows: Int, cols: Int) throws {
+        let x = pointer(x)
+        let bias = pointer(bias)
+        let out = pointer(out)
         // Vectorised Φ (CPUBackend+VectorMath.swift): ~1 ns per element, so the threshold is the usual one.
         parallelChunks(rows, costPerItem: 4 * cols) { rowRange in
             for r in rowRange {
@@ -103,12 +97,9 @@ extension CPUBackend {
         }
     }
 
-    public func biasGeluBackward(dOut: Buffer, x: Buffer, bias: Buffer, dX: Buffer, rows: Int, cols: Int) throws {
-        try requireSizes("biasGeluBackward", ["rows": rows, "cols": cols])
-        let dOut = try range(dOut, count: rows * cols, "biasGeluBackward", "dOut")
-        let x = try range(x, count: rows * cols, "biasGeluBackward", "x")
-        let bias = try range(bias, count: cols, "biasGeluBackward", "bias")
-        let dX = try range(dX, count: rows * cols, "biasGeluBackward", "dX")
+    public func uncheckedBiasGeluBackward(dOut: Buffer, x: Buffer, bias: Buffer, dX: Buffer, rows: Int,
+                                          cols: Int) throws {
+        let (dOut, x, bias, dX) = (pointer(dOut), pointer(x), pointer(bias), pointer(dX))
         let inverseSqrt2Pi = 1 / (2 * Float.pi).squareRoot()
         parallelChunks(rows, costPerItem: 6 * cols) { rowRange in
             for r in rowRange {

@@ -7,10 +7,10 @@ extension CPUBackend {
     /// product too, so the block offsets are checked on odd sizes and every transpose.
     private var parallelGemmMacs: Int { parallelThreshold == 0 ? 0 : 1 << 18 }
 
-    public func gemm(_ spec: GemmSpec, a: Buffer, b: Buffer, c: Buffer) throws {
+    public func uncheckedGemm(_ spec: GemmSpec, a: Buffer, b: Buffer, c: Buffer) throws {
         var single = spec
         single.batch = 1
-        guard let operands = try gemmOperands(single, a: a, b: b, c: c, "gemm") else { return }
+        let operands = try gemmOperands(single, a: a, b: b, c: c, "gemm")
         let workers = min(threads, max(single.m, single.n))
         guard workers > 1, single.m * single.n * single.k >= parallelGemmMacs else {
             sgemm(single, operands.a, operands.b, operands.c)
@@ -38,8 +38,8 @@ extension CPUBackend {
         }
     }
 
-    public func gemmStridedBatched(_ spec: GemmSpec, a: Buffer, b: Buffer, c: Buffer) throws {
-        guard let operands = try gemmOperands(spec, a: a, b: b, c: c, "gemmStridedBatched") else { return }
+    public func uncheckedGemmStridedBatched(_ spec: GemmSpec, a: Buffer, b: Buffer, c: Buffer) throws {
+        let operands = try gemmOperands(spec, a: a, b: b, c: c, "gemmStridedBatched")
         let workers = min(threads, spec.batch)
         guard workers > 1, spec.m * spec.n * spec.k * spec.batch >= parallelGemmMacs else {
             for i in 0 ..< spec.batch {
@@ -60,39 +60,16 @@ extension CPUBackend {
         }
     }
 
-    /// Checks sizes, leading dimensions, strides and buffer bounds; returns the operands at their offsets, or nil
-    /// when there is nothing to compute (m, n or batch is 0).
+    /// The operands at their offsets (the entry point has checked the spec and the bounds, and called only with
+    /// m, n and batch > 0), after the one limit of this backend: OpenBLAS takes 32-bit sizes.
     private func gemmOperands(_ spec: GemmSpec, a: Buffer, b: Buffer, c: Buffer, _ operation: String) throws
-        -> (a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, c: UnsafeMutablePointer<Float>)?
+        -> (a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, c: UnsafeMutablePointer<Float>)
     {
-        try requireSizes(operation, ["m": spec.m, "n": spec.n, "k": spec.k, "batch": spec.batch,
-                                     "offsetA": spec.offsetA, "offsetB": spec.offsetB, "offsetC": spec.offsetC,
-                                     "strideA": spec.strideA, "strideB": spec.strideB, "strideC": spec.strideC])
-        // Row-major leading dimensions must cover a stored row (and be ≥ 1, as BLAS requires).
-        let rowA = spec.transA ? spec.m : spec.k
-        let rowB = spec.transB ? spec.k : spec.n
-        for (name, ld, row) in [("lda", spec.lda, rowA), ("ldb", spec.ldb, rowB), ("ldc", spec.ldc, spec.n)]
-        where ld < max(1, row) {
-            throw BackendError.invalidArgument("\(operation): \(name) \(ld) is smaller than a stored row (\(row))")
-        }
         for (name, value) in [("m", spec.m), ("n", spec.n), ("k", spec.k), ("lda", spec.lda), ("ldb", spec.ldb),
                               ("ldc", spec.ldc)] where value > Int(Int32.max) {
-            throw BackendError.invalidArgument("\(operation): \(name) \(value) does not fit OpenBLAS's 32-bit int")
+            throw BackendError.unsupported("\(operation): \(name) \(value) does not fit OpenBLAS's 32-bit int")
         }
-        guard spec.m > 0, spec.n > 0, spec.batch > 0 else { return nil }
-        let pointerC = try range(c, count: spec.extentC, operation, "C (\(describe(spec)))")
-        // With k = 0 the product is empty (C = beta·C) and A and B are not read.
-        guard spec.k > 0 else {
-            return (storage(a).pointer, storage(b).pointer, pointerC + spec.offsetC)
-        }
-        let pointerA = try range(a, count: spec.extentA, operation, "A (\(describe(spec)))")
-        let pointerB = try range(b, count: spec.extentB, operation, "B (\(describe(spec)))")
-        return (pointerA + spec.offsetA, pointerB + spec.offsetB, pointerC + spec.offsetC)
-    }
-
-    private func describe(_ spec: GemmSpec) -> String {
-        let shape = "m \(spec.m), n \(spec.n), k \(spec.k), lda \(spec.lda), ldb \(spec.ldb), ldc \(spec.ldc)"
-        return spec.batch == 1 ? shape : "\(shape), batch \(spec.batch)"
+        return (pointer(a) + spec.offsetA, pointer(b) + spec.offsetB, pointer(c) + spec.offsetC)
     }
 }
 

@@ -7,15 +7,13 @@ import Glibc
 // underflows.
 
 extension CPUBackend {
-    public func crossEntropyForward(logits: Buffer, labels: Buffer, probs: Buffer, losses: Buffer,
-                                    rows: Int, classes: Int, smoothing: Float) throws
+    public func uncheckedCrossEntropyForward(logits: Buffer, labels: Buffer, probs: Buffer, losses: Buffer,
+                                             rows: Int, classes: Int, smoothing: Float) throws
     {
-        let operation = "crossEntropyForward"
-        try requireSizes(operation, ["rows": rows, "classes": classes])
-        let logits = try range(logits, count: rows * classes, operation, "logits")
-        let labels = try checkedLabels(labels, rows: rows, classes: classes, operation)
-        let probs = try range(probs, count: rows * classes, operation, "probs")
-        let losses = try range(losses, count: rows, operation, "losses")
+        let logits = pointer(logits)
+        let labels = int32s(labels)
+        let probs = pointer(probs)
+        let losses = pointer(losses)
         guard classes > 0 else { return }
         let epsilon = Double(smoothing)
         parallelChunks(rows, costPerItem: 8 * classes) { rowRange in
@@ -29,44 +27,44 @@ extension CPUBackend {
                 }
                 // −Σ y·log p with y = (1−ε)·onehot + ε/C and log p = logit − logSumExp.
                 let label = Int(labels[r])
+                guard isClassIndex(label, classes) else {
+                    losses[r] = .nan
+                    continue
+                }
                 losses[r] = Float(logSumExp - (1 - epsilon) * Double(row[label])
                     - epsilon / Double(classes) * sumLogits)
             }
         }
     }
 
-    public func crossEntropyBackward(probs: Buffer, labels: Buffer, dLogits: Buffer,
-                                     rows: Int, classes: Int, smoothing: Float, scale: Float) throws
+    public func uncheckedCrossEntropyBackward(probs: Buffer, labels: Buffer, dLogits: Buffer,
+                                              rows: Int, classes: Int, smoothing: Float, scale: Float) throws
     {
-        let operation = "crossEntropyBackward"
-        try requireSizes(operation, ["rows": rows, "classes": classes])
-        let probs = try range(probs, count: rows * classes, operation, "probs")
-        let labels = try checkedLabels(labels, rows: rows, classes: classes, operation)
-        let dLogits = try range(dLogits, count: rows * classes, operation, "dLogits")
+        let probs = pointer(probs)
+        let labels = int32s(labels)
+        let dLogits = pointer(dLogits)
         guard classes > 0 else { return }
         let uniform = smoothing / Float(classes)
         parallelChunks(rows, costPerItem: classes) { rowRange in
             for r in rowRange {
                 let offset = r * classes
+                let label = Int(labels[r])
+                guard isClassIndex(label, classes) else {
+                    (dLogits + offset).update(repeating: .nan, count: classes)
+                    continue
+                }
                 for c in 0 ..< classes { dLogits[offset + c] += scale * (probs[offset + c] - uniform) }
-                dLogits[offset + Int(labels[r])] -= scale * (1 - smoothing)
+                dLogits[offset + label] -= scale * (1 - smoothing)
             }
         }
     }
 
-    public func distillationForward(student: Buffer, teacher: Buffer, studentProbs: Buffer, teacherProbs: Buffer,
-                                    losses: Buffer, rows: Int, classes: Int, temperature: Float) throws
+    public func uncheckedDistillationForward(student: Buffer, teacher: Buffer, studentProbs: Buffer,
+                                             teacherProbs: Buffer, losses: Buffer, rows: Int, classes: Int,
+                                             temperature: Float) throws
     {
-        let operation = "distillationForward"
-        try requireSizes(operation, ["rows": rows, "classes": classes])
-        guard temperature > 0 else {
-            throw BackendError.invalidArgument("\(operation): temperature \(temperature) must be positive")
-        }
-        let student = try range(student, count: rows * classes, operation, "student")
-        let teacher = try range(teacher, count: rows * classes, operation, "teacher")
-        let studentProbs = try range(studentProbs, count: rows * classes, operation, "studentProbs")
-        let teacherProbs = try range(teacherProbs, count: rows * classes, operation, "teacherProbs")
-        let losses = try range(losses, count: rows, operation, "losses")
+        let (student, teacher, losses) = (pointer(student), pointer(teacher), pointer(losses))
+        let (studentProbs, teacherProbs) = (pointer(studentProbs), pointer(teacherProbs))
         guard classes > 0 else { return }
         let t = Double(temperature)
         parallelChunks(rows, costPerItem: 16 * classes) { rowRange in
@@ -88,34 +86,24 @@ extension CPUBackend {
         }
     }
 
-    public func distillationBackward(studentProbs: Buffer, teacherProbs: Buffer, dStudent: Buffer,
-                                     rows: Int, classes: Int, temperature: Float, scale: Float) throws
+    public func uncheckedDistillationBackward(studentProbs: Buffer, teacherProbs: Buffer, dStudent: Buffer,
+                                              rows: Int, classes: Int, temperature: Float, scale: Float) throws
     {
-        let operation = "distillationBackward"
-        try requireSizes(operation, ["rows": rows, "classes": classes])
-        let studentProbs = try range(studentProbs, count: rows * classes, operation, "studentProbs")
-        let teacherProbs = try range(teacherProbs, count: rows * classes, operation, "teacherProbs")
-        let dStudent = try range(dStudent, count: rows * classes, operation, "dStudent")
+        let studentProbs = pointer(studentProbs)
+        let teacherProbs = pointer(teacherProbs)
+        let dStudent = pointer(dStudent)
         // d(T²·KL)/d student = T·(ps − pt): one T from T², the other cancelled by softmax(student / T).
         let factor = scale * temperature
         parallelChunks(rows * classes, costPerItem: 1) { elements in
             for i in elements { dStudent[i] += factor * (studentProbs[i] - teacherProbs[i]) }
         }
     }
-
-    /// The labels buffer after checking every label is a class index: an out-of-range label would read and write
-    /// outside the row.
-    private func checkedLabels(_ labels: Buffer, rows: Int, classes: Int, _ operation: String) throws
-        -> Int32Elements
-    {
-        let values = try int32Range(labels, count: rows, operation, "labels")
-        for r in 0 ..< rows where values[r] < 0 || Int(values[r]) >= classes {
-            throw BackendError.invalidArgument(
-                "\(operation): label \(values[r]) of row \(r) is not a class index (classes \(classes))")
-        }
-        return values
-    }
 }
+
+/// Labels are device memory and are not checked on the host (`Backend`'s contract): a label outside the classes makes
+/// its row's loss, or its row of the gradient, NaN, as on OpenCL, instead of reading outside the row.
+@inline(__always)
+private func isClassIndex(_ label: Int, _ classes: Int) -> Bool { label >= 0 && label < classes }
 
 /// `log Σ_c exp(row[c] / T)` in float64, shifted by the row's maximum so that exp cannot overflow.
 @inline(__always)

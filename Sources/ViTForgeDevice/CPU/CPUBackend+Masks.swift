@@ -2,11 +2,10 @@
 // LayerNorm over the kept channels of a residual-width mask.
 
 extension CPUBackend {
-    public func scaleColumns(_ x: Buffer, mask: Buffer, out: Buffer, rows: Int, cols: Int) throws {
-        try requireSizes("scaleColumns", ["rows": rows, "cols": cols])
-        let x = try range(x, count: rows * cols, "scaleColumns", "x")
-        let mask = try range(mask, count: cols, "scaleColumns", "mask")
-        let out = try range(out, count: rows * cols, "scaleColumns", "out")
+    public func uncheckedScaleColumns(_ x: Buffer, mask: Buffer, out: Buffer, rows: Int, cols: Int) throws {
+        let x = pointer(x)
+        let mask = pointer(mask)
+        let out = pointer(out)
         parallelChunks(rows, costPerItem: cols) { rowRange in
             for r in rowRange {
                 let source = x + r * cols, target = out + r * cols
@@ -15,11 +14,10 @@ extension CPUBackend {
         }
     }
 
-    public func scaleRows(_ x: Buffer, mask: Buffer, out: Buffer, rows: Int, cols: Int) throws {
-        try requireSizes("scaleRows", ["rows": rows, "cols": cols])
-        let x = try range(x, count: rows * cols, "scaleRows", "x")
-        let mask = try range(mask, count: rows, "scaleRows", "mask")
-        let out = try range(out, count: rows * cols, "scaleRows", "out")
+    public func uncheckedScaleRows(_ x: Buffer, mask: Buffer, out: Buffer, rows: Int, cols: Int) throws {
+        let x = pointer(x)
+        let mask = pointer(mask)
+        let out = pointer(out)
         parallelChunks(rows, costPerItem: cols) { rowRange in
             for r in rowRange {
                 let source = x + r * cols, target = out + r * cols, value = mask[r]
@@ -28,11 +26,10 @@ extension CPUBackend {
         }
     }
 
-    public func maskGradientRows(x: Buffer, dY: Buffer, dMask: Buffer, rows: Int, cols: Int) throws {
-        try requireSizes("maskGradientRows", ["rows": rows, "cols": cols])
-        let x = try range(x, count: rows * cols, "maskGradientRows", "x")
-        let dY = try range(dY, count: rows * cols, "maskGradientRows", "dY")
-        let dMask = try range(dMask, count: rows, "maskGradientRows", "dMask")
+    public func uncheckedMaskGradientRows(x: Buffer, dY: Buffer, dMask: Buffer, rows: Int, cols: Int) throws {
+        let x = pointer(x)
+        let dY = pointer(dY)
+        let dMask = pointer(dMask)
         parallelChunks(rows, costPerItem: cols) { rowRange in
             for r in rowRange {
                 let xRow = x + r * cols, dRow = dY + r * cols
@@ -43,11 +40,10 @@ extension CPUBackend {
         }
     }
 
-    public func maskGradient(x: Buffer, dY: Buffer, dMask: Buffer, rows: Int, cols: Int) throws {
-        try requireSizes("maskGradient", ["rows": rows, "cols": cols])
-        let x = try range(x, count: rows * cols, "maskGradient", "x")
-        let dY = try range(dY, count: rows * cols, "maskGradient", "dY")
-        let dMask = try range(dMask, count: cols, "maskGradient", "dMask")
+    public func uncheckedMaskGradient(x: Buffer, dY: Buffer, dMask: Buffer, rows: Int, cols: Int) throws {
+        let x = pointer(x)
+        let dY = pointer(dY)
+        let dMask = pointer(dMask)
         // Split over columns so that each worker owns its share of dMask; float64 sums over the rows (12,608 rows
         // for DeiT at batch 64: a float32 chain would lose the small contributions).
         parallelChunks(cols, costPerItem: rows) { colRange in
@@ -68,14 +64,12 @@ extension CPUBackend {
 // LayerNorm over the kept channels of a residual-width mask. Written plainly (float64 row statistics, one row at a
 // time): it runs only while a method trains with a 0/1 residual mask, never in a plain model's step.
 extension CPUBackend {
-    public func maskedLayerNormForward(x: Buffer, gamma: Buffer, beta: Buffer, keep: Buffer, out: Buffer,
-                                       mean: Buffer, rstd: Buffer, rows: Int, cols: Int, eps: Float) throws {
-        let op = "maskedLayerNormForward"
-        try requireSizes(op, ["rows": rows, "cols": cols])
-        let x = try range(x, count: rows * cols, op, "x"), out = try range(out, count: rows * cols, op, "out")
-        let gamma = try range(gamma, count: cols, op, "gamma"), beta = try range(beta, count: cols, op, "beta")
-        let keep = try range(keep, count: cols, op, "keep")
-        let mean = try range(mean, count: rows, op, "mean"), rstd = try range(rstd, count: rows, op, "rstd")
+    public func uncheckedMaskedLayerNormForward(x: Buffer, gamma: Buffer, beta: Buffer, keep: Buffer, out: Buffer,
+                                                mean: Buffer, rstd: Buffer, rows: Int, cols: Int, eps: Float) throws {
+        let x = pointer(x), out = pointer(out)
+        let gamma = pointer(gamma), beta = pointer(beta)
+        let keep = pointer(keep)
+        let mean = pointer(mean), rstd = pointer(rstd)
         parallelChunks(rows, costPerItem: 3 * cols) { rowRange in
             for r in rowRange {
                 let row = x + r * cols, target = out + r * cols
@@ -98,16 +92,14 @@ extension CPUBackend {
         }
     }
 
-    public func maskedLayerNormBackward(dOut: Buffer, x: Buffer, gamma: Buffer, keep: Buffer, mean: Buffer,
-                                        rstd: Buffer, dX: Buffer, dGamma: Buffer, dBeta: Buffer, rows: Int,
-                                        cols: Int) throws {
-        let op = "maskedLayerNormBackward"
-        try requireSizes(op, ["rows": rows, "cols": cols])
-        let dOut = try range(dOut, count: rows * cols, op, "dOut"), x = try range(x, count: rows * cols, op, "x")
-        let dX = try range(dX, count: rows * cols, op, "dX")
-        let gamma = try range(gamma, count: cols, op, "gamma"), keep = try range(keep, count: cols, op, "keep")
-        let mean = try range(mean, count: rows, op, "mean"), rstd = try range(rstd, count: rows, op, "rstd")
-        let dGamma = try range(dGamma, count: cols, op, "dGamma"), dBeta = try range(dBeta, count: cols, op, "dBeta")
+    public func uncheckedMaskedLayerNormBackward(dOut: Buffer, x: Buffer, gamma: Buffer, keep: Buffer, mean: Buffer,
+                                                 rstd: Buffer, dX: Buffer, dGamma: Buffer, dBeta: Buffer, rows: Int,
+                                                 cols: Int) throws {
+        let dOut = pointer(dOut), x = pointer(x)
+        let dX = pointer(dX)
+        let gamma = pointer(gamma), keep = pointer(keep)
+        let mean = pointer(mean), rstd = pointer(rstd)
+        let dGamma = pointer(dGamma), dBeta = pointer(dBeta)
         // dX = rstd·(g − mean(g) − x̂·mean(g·x̂)) over the kept columns, g = dOut·gamma.
         parallelChunks(rows, costPerItem: 3 * cols) { rowRange in
             for r in rowRange {
@@ -142,41 +134,35 @@ extension CPUBackend {
 
 // Reductions of learned masks: segment sums (a value's gradient from its columns'), the ℓ1 subgradient and value.
 extension CPUBackend {
-    public func segmentSum(_ src: Buffer, offsets: Buffer, members: Buffer, dst: Buffer, segments: Int) throws {
-        let op = "segmentSum"
-        try requireSizes(op, ["segments": segments])
-        let source = try range(src, count: src.count, op, "src")
-        let starts = try range(offsets, count: segments + 1, op, "offsets")
-        let indices = try range(members, count: members.count, op, "members")
-        let target = try range(dst, count: segments, op, "dst")
-        func int(_ value: Float) -> Int { Int(Int32(bitPattern: value.bitPattern)) }
+    public func uncheckedSegmentSum(_ src: Buffer, offsets: Buffer, members: Buffer, dst: Buffer,
+                                    segments: Int) throws {
+        let source = pointer(src)
+        let starts = int32s(offsets)
+        let indices = int32s(members)
+        let target = pointer(dst)
+        // Offsets and members are device memory (`Backend`'s contract): as on OpenCL, a member outside src, or a
+        // position outside members, adds NaN to its segment instead of reading outside the buffers.
         for s in 0 ..< segments {
-            let (first, end) = (int(starts[s]), int(starts[s + 1]))
-            guard first >= 0, first <= end, end <= members.count else {
-                throw BackendError.invalidArgument("\(op): segment \(s) spans \(first) ..< \(end) of \(members.count)")
-            }
+            let (first, end) = (Int(starts[s]), Int(starts[s + 1]))
             var sum = 0.0
-            for k in first ..< end {
-                let member = int(indices[k])
-                guard member >= 0, member < src.count else {
-                    throw BackendError.invalidArgument("\(op): member \(member) outside src (\(src.count))")
+            if first < end {
+                for k in first ..< end {
+                    let member = k >= 0 && k < members.count ? Int(indices[k]) : -1
+                    sum += member >= 0 && member < src.count ? Double(source[member]) : .nan
                 }
-                sum += Double(source[member])
             }
             target[s] += Float(sum)
         }
     }
 
-    public func addScaledSign(_ x: Buffer, alpha: Float, y: Buffer, count: Int) throws {
-        try requireSizes("addScaledSign", ["count": count])
-        let x = try range(x, count: count, "addScaledSign", "x"), y = try range(y, count: count, "addScaledSign", "y")
+    public func uncheckedAddScaledSign(_ x: Buffer, alpha: Float, y: Buffer, count: Int) throws {
+        let x = pointer(x), y = pointer(y)
         for i in 0 ..< count { y[i] += x[i] > 0 ? alpha : x[i] < 0 ? -alpha : 0 }
     }
 
-    public func sumOfAbs(_ x: Buffer, count: Int) throws -> Double {
+    public func uncheckedSumOfAbs(_ x: Buffer, count: Int) throws -> Double {
         blockingCounter.increment()
-        try requireSizes("sumOfAbs", ["count": count])
-        let x = try range(x, count: count, "sumOfAbs", "x")
+        let x = pointer(x)
         var sum = 0.0
         for i in 0 ..< count { sum += Double(abs(x[i])) }
         return sum

@@ -5,17 +5,11 @@ import Glibc
 // LayerNorm and softmax: one row at a time, row statistics in float64.
 
 extension CPUBackend {
-    public func layerNormForward(x: Buffer, gamma: Buffer, beta: Buffer, out: Buffer, mean: Buffer, rstd: Buffer,
-                                 rows: Int, cols: Int, eps: Float) throws
+    public func uncheckedLayerNormForward(x: Buffer, gamma: Buffer, beta: Buffer, out: Buffer, mean: Buffer,
+                                          rstd: Buffer, rows: Int, cols: Int, eps: Float) throws
     {
-        let operation = "layerNormForward"
-        try requireSizes(operation, ["rows": rows, "cols": cols])
-        let x = try range(x, count: rows * cols, operation, "x")
-        let gamma = try range(gamma, count: cols, operation, "gamma")
-        let beta = try range(beta, count: cols, operation, "beta")
-        let out = try range(out, count: rows * cols, operation, "out")
-        let mean = try range(mean, count: rows, operation, "mean")
-        let rstd = try range(rstd, count: rows, operation, "rstd")
+        let (x, gamma, beta, out) = (pointer(x), pointer(gamma), pointer(beta), pointer(out))
+        let (mean, rstd) = (pointer(mean), pointer(rstd))
         guard cols > 0 else { return }
         parallelChunks(rows, costPerItem: 4 * cols) { rowRange in
             for r in rowRange {
@@ -43,19 +37,11 @@ extension CPUBackend {
         }
     }
 
-    public func layerNormBackward(dOut: Buffer, x: Buffer, gamma: Buffer, mean: Buffer, rstd: Buffer,
-                                  dX: Buffer, dGamma: Buffer, dBeta: Buffer, rows: Int, cols: Int) throws
+    public func uncheckedLayerNormBackward(dOut: Buffer, x: Buffer, gamma: Buffer, mean: Buffer, rstd: Buffer,
+                                           dX: Buffer, dGamma: Buffer, dBeta: Buffer, rows: Int, cols: Int) throws
     {
-        let operation = "layerNormBackward"
-        try requireSizes(operation, ["rows": rows, "cols": cols])
-        let dOut = try range(dOut, count: rows * cols, operation, "dOut")
-        let x = try range(x, count: rows * cols, operation, "x")
-        let gamma = try range(gamma, count: cols, operation, "gamma")
-        let mean = try range(mean, count: rows, operation, "mean")
-        let rstd = try range(rstd, count: rows, operation, "rstd")
-        let dX = try range(dX, count: rows * cols, operation, "dX")
-        let dGamma = try range(dGamma, count: cols, operation, "dGamma")
-        let dBeta = try range(dBeta, count: cols, operation, "dBeta")
+        let (dOut, x, gamma, mean) = (pointer(dOut), pointer(x), pointer(gamma), pointer(mean))
+        let (rstd, dX, dGamma, dBeta) = (pointer(rstd), pointer(dX), pointer(dGamma), pointer(dBeta))
         guard cols > 0 else { return }
 
         // dX, row by row: with x̂ = (x − mean)·rstd and g = dOut·gamma,
@@ -127,21 +113,20 @@ extension CPUBackend {
         }
     }
 
-    public func softmaxForward(x: Buffer, out: Buffer, rows: Int, cols: Int, scale: Float) throws {
-        try requireSizes("softmaxForward", ["rows": rows, "cols": cols])
-        let x = try range(x, count: rows * cols, "softmaxForward", "x")
-        let out = try range(out, count: rows * cols, "softmaxForward", "out")
+    public func uncheckedSoftmaxForward(x: Buffer, out: Buffer, rows: Int, cols: Int, scale: Float) throws {
+        let x = pointer(x)
+        let out = pointer(out)
         guard cols > 0 else { return }
         parallelChunks(rows, costPerItem: 4 * cols) { rowRange in
             for r in rowRange { _ = softmaxRow(x + r * cols, out + r * cols, cols, scale: scale) }
         }
     }
 
-    public func softmaxBackward(dOut: Buffer, out: Buffer, dX: Buffer, rows: Int, cols: Int, scale: Float) throws {
-        try requireSizes("softmaxBackward", ["rows": rows, "cols": cols])
-        let dOut = try range(dOut, count: rows * cols, "softmaxBackward", "dOut")
-        let y = try range(out, count: rows * cols, "softmaxBackward", "out")
-        let dX = try range(dX, count: rows * cols, "softmaxBackward", "dX")
+    public func uncheckedSoftmaxBackward(dOut: Buffer, out: Buffer, dX: Buffer, rows: Int, cols: Int,
+                                         scale: Float) throws {
+        let dOut = pointer(dOut)
+        let y = pointer(out)
+        let dX = pointer(dX)
         parallelChunks(rows, costPerItem: 4 * cols) { rowRange in
             for r in rowRange {
                 let offset = r * cols

@@ -5,20 +5,12 @@ import Glibc
 // AdamW, and the gather/scatter pair used by surgery and token selection.
 
 extension CPUBackend {
-    public func adamwStep(param: Buffer, grad: Buffer, m: Buffer, v: Buffer, mask: Buffer?, count: Int,
-                          hyper: AdamWHyperparameters, skipWhen flag: DeviceFlag?) throws
+    public func uncheckedAdamwStep(param: Buffer, grad: Buffer, m: Buffer, v: Buffer, mask: Buffer?, count: Int,
+                                   hyper: AdamWHyperparameters, skipWhen flag: DeviceFlag?) throws
     {
-        let operation = "adamwStep"
-        try requireSizes(operation, ["count": count])
-        guard hyper.step >= 1 else {
-            throw BackendError.invalidArgument("\(operation): step \(hyper.step) must be ≥ 1 (it is 1-based)")
-        }
-        let param = try range(param, count: count, operation, "param")
-        let grad = try range(grad, count: count, operation, "grad")
-        let m = try range(m, count: count, operation, "m")
-        let v = try range(v, count: count, operation, "v")
-        let mask = try mask.map { try range($0, count: count, operation, "mask") }
-        if let flag, try float64Range(flag.buffer, doubles: flag.index + 1, operation, "flag")[flag.index] != 0 {
+        let (param, grad, m, v) = (pointer(param), pointer(grad), pointer(m), pointer(v))
+        let mask = mask.map { pointer($0) }
+        if let flag, float64s(flag.buffer)[flag.index] != 0 {
             return
         }
 
@@ -44,34 +36,29 @@ extension CPUBackend {
         }
     }
 
-    public func gather(src: Buffer, indices: Buffer, dst: Buffer, count: Int) throws {
-        try requireSizes("gather", ["count": count])
-        let indices = try checkedIndices(indices, count: count, into: src, "gather", "src")
-        let source = storage(src).pointer
-        let destination = try range(dst, count: count, "gather", "dst")
+    // Indices are device memory and are not checked on the host (`Backend`'s contract): as on OpenCL, an index
+    // outside the buffer gathers NaN and is skipped by scatterAdd, instead of reading or writing outside it.
+
+    public func uncheckedGather(src: Buffer, indices: Buffer, dst: Buffer, count: Int) throws {
+        let indices = int32s(indices)
+        let (source, sourceCount) = (pointer(src), src.count)
+        let destination = pointer(dst)
         parallelChunks(count, costPerItem: 2) { elements in
-            for i in elements { destination[i] = source[Int(indices[i])] }
+            for i in elements {
+                let j = Int(indices[i])
+                destination[i] = j >= 0 && j < sourceCount ? source[j] : .nan
+            }
         }
     }
 
-    public func scatterAdd(src: Buffer, indices: Buffer, dst: Buffer, count: Int) throws {
-        try requireSizes("scatterAdd", ["count": count])
-        let indices = try checkedIndices(indices, count: count, into: dst, "scatterAdd", "dst")
-        let source = try range(src, count: count, "scatterAdd", "src")
-        let destination = storage(dst).pointer
+    public func uncheckedScatterAdd(src: Buffer, indices: Buffer, dst: Buffer, count: Int) throws {
+        let indices = int32s(indices)
+        let source = pointer(src)
+        let (destination, destinationCount) = (pointer(dst), dst.count)
         // Serial: duplicate indices (a caller's bug) then still give the sum instead of a lost update.
-        for i in 0 ..< count { destination[Int(indices[i])] += source[i] }
-    }
-
-    /// Checks every index before anything is written, so that a bad index leaves the output untouched.
-    private func checkedIndices(_ indices: Buffer, count: Int, into target: Buffer, _ operation: String,
-                                _ targetName: String) throws -> Int32Elements
-    {
-        let values = try int32Range(indices, count: count, operation, "indices")
-        for i in 0 ..< count where values[i] < 0 || Int(values[i]) >= target.count {
-            throw BackendError.invalidArgument(
-                "\(operation): index \(values[i]) at \(i) is outside \(targetName) (\(target.count) elements)")
+        for i in 0 ..< count {
+            let j = Int(indices[i])
+            if j >= 0 && j < destinationCount { destination[j] += source[i] }
         }
-        return values
     }
 }

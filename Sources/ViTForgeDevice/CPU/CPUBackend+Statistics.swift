@@ -4,11 +4,10 @@ import CBLAS
 // is summed in float64.
 
 extension CPUBackend {
-    public func columnStatisticsAccumulate(x: Buffer, rows: Int, cols: Int, state: Buffer, countBefore: Int) throws {
-        let operation = "columnStatisticsAccumulate"
-        try requireSizes(operation, ["rows": rows, "cols": cols, "countBefore": countBefore])
-        let x = try range(x, count: rows * cols, operation, "x")
-        let state = try float64Range(state, doubles: 2 * cols, operation, "state")
+    public func uncheckedColumnStatisticsAccumulate(x: Buffer, rows: Int, cols: Int, state: Buffer,
+                                                    countBefore: Int) throws {
+        let x = pointer(x)
+        let state = float64s(state)
         guard rows > 0 else { return }
         let countA = Double(countBefore)
         let countB = Double(rows)
@@ -44,35 +43,29 @@ extension CPUBackend {
         }
     }
 
-    public func sum(_ x: Buffer, count: Int) throws -> Double {
+    public func uncheckedSum(_ x: Buffer, count: Int) throws -> Double {
         blockingCounter.increment()
-        try requireSizes("sum", ["count": count])
-        let x = try range(x, count: count, "sum", "x")
+        let x = pointer(x)
         return parallelSum(count) { elements in sumAsDouble(x + elements.lowerBound, elements.count) }
     }
 
-    public func sumOfSquares(_ x: Buffer, count: Int) throws -> Double {
+    public func uncheckedSumOfSquares(_ x: Buffer, count: Int) throws -> Double {
         blockingCounter.increment()
-        try requireSizes("sumOfSquares", ["count": count])
-        let x = try range(x, count: count, "sumOfSquares", "x")
+        let x = pointer(x)
         return parallelSum(count) { elements in sumOfSquaresAsDouble(x + elements.lowerBound, elements.count) }
     }
 
-    public func gram(_ a: Buffer, rows: Int, cols: Int, out: Buffer) throws {
-        try requireSizes("gram", ["rows": rows, "cols": cols])
-        let a = try range(a, count: rows * cols, "gram", "a")
-        let out = try range(out, count: cols * cols, "gram", "out")
+    public func uncheckedGram(_ a: Buffer, rows: Int, cols: Int, out: Buffer) throws {
+        let a = pointer(a)
+        let out = pointer(out)
         guard cols > 0 else { return }
         // Aᵀ·A as one GEMM (ssyrk would do half the flops but fills only one triangle).
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, blasInt(cols), blasInt(cols), blasInt(rows),
                     1, a, blasInt(cols), a, blasInt(cols), 0, out, blasInt(cols))
     }
 
-    public func matVec(_ a: Buffer, rows: Int, cols: Int, x: Buffer, y: Buffer, transposed: Bool) throws {
-        try requireSizes("matVec", ["rows": rows, "cols": cols])
-        let a = try range(a, count: rows * cols, "matVec", "a")
-        let x = try range(x, count: transposed ? rows : cols, "matVec", "x")
-        let y = try range(y, count: transposed ? cols : rows, "matVec", "y")
+    public func uncheckedMatVec(_ a: Buffer, rows: Int, cols: Int, x: Buffer, y: Buffer, transposed: Bool) throws {
+        let (a, x, y) = (pointer(a), pointer(x), pointer(y))
         guard rows > 0, cols > 0 else {
             // An empty sum: y is all zeros.
             y.update(repeating: 0, count: transposed ? cols : rows)

@@ -9,7 +9,7 @@ import Glibc
 /// so `synchronize` has nothing to wait for.
 ///
 /// The operations are spread over one file per family (`CPUBackend+Gemm.swift`, `+Rows`, `+Losses`, …); this file
-/// holds the buffers, the argument checks and the parallel loop they all share.
+/// holds the buffers and the parallel loop they all share. Arguments arrive checked (`ArgumentCheck`).
 public final class CPUBackend: Backend {
     /// Workers for the Swift loops and for the blocks of a GEMM (OpenBLAS itself runs single-threaded).
     public let threads: Int
@@ -20,6 +20,7 @@ public final class CPUBackend: Backend {
 
     public var name: String { "cpu (OpenBLAS, \(threads) thread\(threads == 1 ? "" : "s"))" }
     public var kind: BackendKind { .cpu }
+    public var capabilities: DeviceCapabilities { .cpu }
 
     /// `threads` defaults to the machine's online core count; values below 1 are treated as 1.
     /// Sets OpenBLAS's (process-wide) thread count to 1: the backend splits each GEMM over its own workers.
@@ -42,41 +43,41 @@ public final class CPUBackend: Backend {
 
     // MARK: Buffers
 
-    public func allocate(_ count: Int) throws -> Buffer {
-        guard count >= 0 else { throw BackendError.invalidArgument("allocate: count \(count) is negative") }
+    public func uncheckedAllocate(_ count: Int) throws -> Buffer {
         return CPUBuffer(count: count)
     }
 
-    public func upload(_ values: UnsafeBufferPointer<Float>, to buffer: Buffer, offset: Int) throws {
-        let destination = try range(buffer, offset: offset, count: values.count, "upload", "buffer")
+    public func uncheckedUpload(_ values: UnsafeBufferPointer<Float>, to buffer: Buffer, offset: Int) throws {
+        let destination = pointer(buffer) + offset
         guard let source = values.baseAddress, !values.isEmpty else { return }
         destination.update(from: source, count: values.count)
     }
 
-    public func upload(_ values: UnsafeBufferPointer<Int32>, to buffer: Buffer, offset: Int) throws {
-        let destination = try range(buffer, offset: offset, count: values.count, "upload", "buffer")
+    public func uncheckedUpload(_ values: UnsafeBufferPointer<Int32>, to buffer: Buffer, offset: Int) throws {
+        let destination = pointer(buffer) + offset
         guard let source = values.baseAddress, !values.isEmpty else { return }
         // Int32 and Float are both 4 bytes: the bits are stored as they are and read back as Int32 by the
         // operations that take index or label buffers.
         UnsafeMutableRawPointer(destination).copyMemory(from: source, byteCount: 4 * values.count)
     }
 
-    public func download(_ buffer: Buffer, offset: Int, into values: UnsafeMutableBufferPointer<Float>) throws {
+    public func uncheckedDownload(_ buffer: Buffer, offset: Int,
+                                  into values: UnsafeMutableBufferPointer<Float>) throws {
         blockingCounter.increment()
-        let source = try range(buffer, offset: offset, count: values.count, "download", "buffer")
+        let source = pointer(buffer) + offset
         guard let destination = values.baseAddress, !values.isEmpty else { return }
         destination.update(from: source, count: values.count)
     }
 
-    public func copy(_ src: Buffer, srcOffset: Int, to dst: Buffer, dstOffset: Int, count: Int) throws {
-        let source = try range(src, offset: srcOffset, count: count, "copy", "src")
-        let destination = try range(dst, offset: dstOffset, count: count, "copy", "dst")
-        // memmove semantics: a copy within one buffer may overlap.
+    public func uncheckedCopy(_ src: Buffer, srcOffset: Int, to dst: Buffer, dstOffset: Int, count: Int) throws {
+        let source = pointer(src) + srcOffset
+        let destination = pointer(dst) + dstOffset
+        // The ranges are disjoint (`ArgumentCheck.disjoint`); copyMemory would also take overlapping ones.
         UnsafeMutableRawPointer(destination).copyMemory(from: source, byteCount: 4 * count)
     }
 
-    public func fill(_ buffer: Buffer, value: Float, offset: Int, count: Int) throws {
-        let destination = try range(buffer, offset: offset, count: count, "fill", "buffer")
+    public func uncheckedFill(_ buffer: Buffer, value: Float, offset: Int, count: Int) throws {
+        let destination = pointer(buffer) + offset
         // Split like the other loops: the model zero-fills [rows, hidden] gradient scratch every step, ~2% of an
         // fm-vit-c training step on one core (perf).
         parallelChunks(count, costPerItem: 1) { elements in
@@ -97,38 +98,16 @@ public final class CPUBackend: Backend {
         return cpuBuffer
     }
 
-    /// Elements `offset ..< offset + count` of `buffer`, or `invalidArgument` naming the operation and the argument.
-    func range(_ buffer: Buffer, offset: Int = 0, count: Int, _ operation: String, _ argument: String) throws
-        -> UnsafeMutablePointer<Float>
-    {
-        guard offset >= 0, count >= 0 else {
-            throw BackendError.invalidArgument(
-                "\(operation): \(argument) offset \(offset) and count \(count) must not be negative")
-        }
-        guard offset + count <= buffer.count else {
-            throw BackendError.invalidArgument(
-                "\(operation): \(argument) holds \(buffer.count) elements, needs \(offset + count)")
-        }
-        return storage(buffer).pointer + offset
-    }
+    /// The buffer's first element (the roles' entry points have checked the bounds).
+    @inline(__always)
+    func pointer(_ buffer: Buffer) -> UnsafeMutablePointer<Float> { storage(buffer).pointer }
 
-    /// The first `count` elements of `buffer`, read as the Int32 they were uploaded as.
-    func int32Range(_ buffer: Buffer, count: Int, _ operation: String, _ argument: String) throws -> Int32Elements {
-        Int32Elements(raw: UnsafeRawPointer(try range(buffer, count: count, operation, argument)))
-    }
+    /// The elements of `buffer`, read as the Int32 they were uploaded as.
+    func int32s(_ buffer: Buffer) -> Int32Elements { Int32Elements(raw: UnsafeRawPointer(pointer(buffer))) }
 
-    /// The first `doubles` float64 values of `buffer` (2 float-sized elements each).
-    func float64Range(_ buffer: Buffer, doubles: Int, _ operation: String, _ argument: String) throws
-        -> Float64Elements
-    {
-        Float64Elements(raw: UnsafeMutableRawPointer(try range(buffer, count: 2 * doubles, operation, argument)))
-    }
-
-    /// Throws unless every size is ≥ 0 (sizes of 0 are valid and do nothing).
-    func requireSizes(_ operation: String, _ sizes: KeyValuePairs<String, Int>) throws {
-        for (name, value) in sizes where value < 0 {
-            throw BackendError.invalidArgument("\(operation): \(name) \(value) is negative")
-        }
+    /// The float64 values of `buffer` (2 float-sized elements each).
+    func float64s(_ buffer: Buffer) -> Float64Elements {
+        Float64Elements(raw: UnsafeMutableRawPointer(pointer(buffer)))
     }
 
     /// Calls `body` on contiguous chunks of `0 ..< items`, one chunk per worker when `items · costPerItem` is big

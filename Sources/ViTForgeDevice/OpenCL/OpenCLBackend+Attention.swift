@@ -5,13 +5,12 @@ import COpenCL
 /// work-item. Heads wider than the tiles' width (128 floats) take the row kernels on any device.
 extension OpenCLBackend {
 
-    public func attentionForward(qkv: Buffer, layout: QKVLayout, batch: Int, tokens: Int, scale: Float, out: Buffer,
-                                 logSumExp: Buffer) throws {
-        let op = "attentionForward"
-        guard let call = try attentionCall(op, layout: layout, batch: batch, tokens: tokens, scale: scale, qkv: qkv)
+    public func uncheckedAttentionForward(qkv: Buffer, layout: QKVLayout, batch: Int, tokens: Int, scale: Float,
+                                          out: Buffer, logSumExp: Buffer) throws {
+        guard let call = try attentionCall(layout: layout, batch: batch, tokens: tokens, scale: scale, qkv: qkv)
         else { return }
-        let outMemory = try checked(out, op, "out", count: call.rows * layout.totalV)
-        let lseMemory = try checked(logSumExp, op, "logSumExp", count: call.items * tokens)
+        let outMemory = clMemory(out)
+        let lseMemory = clMemory(logSumExp)
         let arguments = call.shared + [.buffer(outMemory), .buffer(lseMemory)]
         if call.tiled {
             try launchGroups(.attentionForwardTiled, groups: call.tiles, rows: call.items, arguments)
@@ -20,15 +19,14 @@ extension OpenCLBackend {
         }
     }
 
-    public func attentionBackward(qkv: Buffer, out: Buffer, logSumExp: Buffer, dOut: Buffer, dQKV: Buffer,
-                                  layout: QKVLayout, batch: Int, tokens: Int, scale: Float) throws {
-        let op = "attentionBackward"
-        guard let call = try attentionCall(op, layout: layout, batch: batch, tokens: tokens, scale: scale, qkv: qkv)
+    public func uncheckedAttentionBackward(qkv: Buffer, out: Buffer, logSumExp: Buffer, dOut: Buffer, dQKV: Buffer,
+                                           layout: QKVLayout, batch: Int, tokens: Int, scale: Float) throws {
+        guard let call = try attentionCall(layout: layout, batch: batch, tokens: tokens, scale: scale, qkv: qkv)
         else { return }
-        let outMemory = try checked(out, op, "out", count: call.rows * layout.totalV)
-        let lseMemory = try checked(logSumExp, op, "logSumExp", count: call.items * tokens)
-        let dOutMemory = try checked(dOut, op, "dOut", count: call.rows * layout.totalV)
-        let dQKVMemory = try checked(dQKV, op, "dQKV", count: call.rows * layout.qkvFeatures)
+        let outMemory = clMemory(out)
+        let lseMemory = clMemory(logSumExp)
+        let dOutMemory = clMemory(dOut)
+        let dQKVMemory = clMemory(dQKV)
         // D is written by the dQ kernel and read by the dK/dV kernel; the lock keeps another thread's backward from
         // using the same scratch in between (they are enqueued back to back on the in-order queue).
         try attentionLock.withLock {
@@ -46,16 +44,13 @@ extension OpenCLBackend {
         }
     }
 
-    /// The checks and arguments both directions share; nil when there is nothing to compute.
-    private func attentionCall(_ op: String, layout: QKVLayout, batch: Int, tokens: Int, scale: Float,
+    /// The arguments both directions share; nil when there is nothing to compute.
+    private func attentionCall(layout: QKVLayout, batch: Int, tokens: Int, scale: Float,
                                qkv: Buffer) throws
         -> (rows: Int, items: Int, tiles: Int, tiled: Bool, shared: [KernelArgument])?
     {
-        let rows = try size(batch, tokens, op)
-        for head in 0 ..< layout.heads where layout.qkDims[head] < 0 || layout.vDims[head] < 0 {
-            throw BackendError.invalidArgument("\(op): head \(head) has a negative width")
-        }
-        let qkvMemory = try checked(qkv, op, "qkv", count: rows * layout.qkvFeatures)
+        let rows = batch * tokens
+        let qkvMemory = clMemory(qkv)
         let items = layout.heads * batch
         guard items > 0, tokens > 0 else { return nil }
         let widest = max(layout.qkDims.max() ?? 0, layout.vDims.max() ?? 0)

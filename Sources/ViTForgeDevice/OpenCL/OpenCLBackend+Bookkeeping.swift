@@ -5,17 +5,11 @@ import Glibc
 
 /// The trainer's device-side bookkeeping: loss sums with the non-finite flag, clipping, AdamW.
 extension OpenCLBackend {
-    public func accumulateSum(_ x: Buffer, count: Int, squares: Bool, weights: [Double], into accumulators: Buffer,
-                              flag: Int?, marker: Double) throws {
-        let op = "accumulateSum"
-        try requireFloat64(op)
-        guard weights.count <= DeviceFlag.maximumWeights else {
-            throw BackendError.invalidArgument("\(op): \(weights.count) weights, at most \(DeviceFlag.maximumWeights)")
-        }
-        if let flag, flag < 0 { throw BackendError.invalidArgument("\(op): flag index \(flag) < 0") }
-        let xMemory = try checked(x, op, "x", count: count)
-        let doubles = max(weights.count, flag.map { $0 + 2 } ?? 0)
-        let accumulatorMemory = try checked(accumulators, op, "accumulators", count: 2 * doubles)
+    public func uncheckedAccumulateSum(_ x: Buffer, count: Int, squares: Bool, weights: [Double],
+                                       into accumulators: Buffer, flag: Int?, marker: Double) throws {
+        try requireFloat64("accumulateSum")
+        let xMemory = clMemory(x)
+        let accumulatorMemory = clMemory(accumulators)
         let padded = weights + [Double](repeating: 0, count: DeviceFlag.maximumWeights - weights.count)
         try reductionLock.withLock {
             // count 0 still runs the combine: s = 0 over zero groups.
@@ -27,33 +21,28 @@ extension OpenCLBackend {
         }
     }
 
-    public func clipScale(_ x: Buffer, count: Int, squaredNorm accumulators: Buffer, index: Int, maxNorm: Double,
-                          epsilon: Double) throws {
-        let op = "clipScale"
-        try requireFloat64(op)
-        guard index >= 0 else { throw BackendError.invalidArgument("\(op): index \(index) < 0") }
+    public func uncheckedClipScale(_ x: Buffer, count: Int, squaredNorm accumulators: Buffer, index: Int,
+                                   maxNorm: Double, epsilon: Double) throws {
+        try requireFloat64("clipScale")
         try launch(.clipScale, global: count, [
-            .buffer(try checked(x, op, "x", count: count)), try .int(count),
-            .buffer(try checked(accumulators, op, "accumulators", count: 2 * index + 2)), try .int(index, "index"),
+            .buffer(clMemory(x)), try .int(count),
+            .buffer(clMemory(accumulators)), try .int(index, "index"),
             .double(maxNorm), .double(epsilon),
         ])
     }
 
     // MARK: Optimizer and masks
 
-    public func adamwStep(param: Buffer, grad: Buffer, m: Buffer, v: Buffer, mask: Buffer?, count: Int,
-                          hyper: AdamWHyperparameters, skipWhen flag: DeviceFlag?) throws {
-        let op = "adamwStep"
-        guard hyper.step >= 1 else { throw BackendError.invalidArgument("\(op): step \(hyper.step) < 1 (it is 1-based)") }
-        let paramMemory = try checked(param, op, "param", count: count)
-        let maskMemory = try mask.map { try checked($0, op, "mask", count: count) }
-        let flagMemory = try flag.map { try checked($0.buffer, op, "flag", count: 2 * $0.index + 2) }
-        if let flag, flag.index < 0 { throw BackendError.invalidArgument("\(op): flag index \(flag.index) < 0") }
+    public func uncheckedAdamwStep(param: Buffer, grad: Buffer, m: Buffer, v: Buffer, mask: Buffer?, count: Int,
+                                   hyper: AdamWHyperparameters, skipWhen flag: DeviceFlag?) throws {
+        let paramMemory = clMemory(param)
+        let maskMemory = mask.map { clMemory($0) }
+        let flagMemory = flag.map { clMemory($0.buffer) }
         let beta1 = Double(hyper.beta1), beta2 = Double(hyper.beta2), step = Double(hyper.step)
         let biasCorrection1 = 1 - pow(beta1, step), sqrtBiasCorrection2 = (1 - pow(beta2, step)).squareRoot()
         try launch(.adamwStep, global: count, [
-            .buffer(paramMemory), .buffer(try checked(grad, op, "grad", count: count)),
-            .buffer(try checked(m, op, "m", count: count)), .buffer(try checked(v, op, "v", count: count)),
+            .buffer(paramMemory), .buffer(clMemory(grad)),
+            .buffer(clMemory(m)), .buffer(clMemory(v)),
             // Without a mask the kernel never reads this argument, but OpenCL 1.2 wants a valid buffer there.
             .buffer(maskMemory ?? paramMemory), .int32(maskMemory == nil ? 0 : 1),
             .buffer(flagMemory ?? paramMemory), try .int(flag?.index ?? -1, "flag"), try .int(count),

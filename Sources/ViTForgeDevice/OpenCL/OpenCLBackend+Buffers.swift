@@ -19,8 +19,7 @@ public final class OpenCLBuffer: Buffer {
 extension OpenCLBackend {
     // MARK: Buffers
 
-    public func allocate(_ count: Int) throws -> Buffer {
-        guard count >= 0 else { throw BackendError.invalidArgument("allocate: negative element count \(count)") }
+    public func uncheckedAllocate(_ count: Int) throws -> Buffer {
         var status: cl_int = CL_SUCCESS
         // OpenCL has no empty buffers; a zero-element Buffer still owns a 4-byte cl_mem.
         guard let memory = clCreateBuffer(shared.context, cl_mem_flags(CL_MEM_READ_WRITE), max(count, 1) * 4, nil,
@@ -29,16 +28,16 @@ extension OpenCLBackend {
         return OpenCLBuffer(memory: memory, context: shared.context, count: count)
     }
 
-    public func upload(_ values: UnsafeBufferPointer<Float>, to buffer: Buffer, offset: Int) throws {
+    public func uncheckedUpload(_ values: UnsafeBufferPointer<Float>, to buffer: Buffer, offset: Int) throws {
         try upload(UnsafeRawBufferPointer(values), to: buffer, offset: offset, count: values.count)
     }
 
-    public func upload(_ values: UnsafeBufferPointer<Int32>, to buffer: Buffer, offset: Int) throws {
+    public func uncheckedUpload(_ values: UnsafeBufferPointer<Int32>, to buffer: Buffer, offset: Int) throws {
         try upload(UnsafeRawBufferPointer(values), to: buffer, offset: offset, count: values.count)
     }
 
     func upload(_ bytes: UnsafeRawBufferPointer, to buffer: Buffer, offset: Int, count: Int) throws {
-        let memory = try checked(buffer, "upload", "destination", offset: offset, count: count)
+        let memory = clMemory(buffer)
         guard count > 0, let base = bytes.baseAddress else { return }
         // Blocking: the caller's pointer is only valid during this call.
         try checkCL(clEnqueueWriteBuffer(queue, memory, cl_bool(CL_TRUE), offset * 4, count * 4, base, 0, nil, nil),
@@ -48,33 +47,25 @@ extension OpenCLBackend {
     var contextForStaging: cl_context { shared.context }
     var queueForStaging: cl_command_queue { shared.queue }
 
-    func checkedForUpload(_ buffer: Buffer, offset: Int, count: Int) throws -> cl_mem {
-        try checked(buffer, "uploadAsync", "destination", offset: offset, count: count)
-    }
-
-    public func download(_ buffer: Buffer, offset: Int, into values: UnsafeMutableBufferPointer<Float>) throws {
+    public func uncheckedDownload(_ buffer: Buffer, offset: Int,
+                                  into values: UnsafeMutableBufferPointer<Float>) throws {
         blockingCounter.increment()
-        let memory = try checked(buffer, "download", "source", offset: offset, count: values.count)
+        let memory = clMemory(buffer)
         guard values.count > 0, let base = values.baseAddress else { return }
         try checkCL(clEnqueueReadBuffer(queue, memory, cl_bool(CL_TRUE), offset * 4, values.count * 4, base, 0, nil,
                                         nil), "clEnqueueReadBuffer")
     }
 
-    public func copy(_ src: Buffer, srcOffset: Int, to dst: Buffer, dstOffset: Int, count: Int) throws {
-        let source = try checked(src, "copy", "source", offset: srcOffset, count: count)
-        let destination = try checked(dst, "copy", "destination", offset: dstOffset, count: count)
+    public func uncheckedCopy(_ src: Buffer, srcOffset: Int, to dst: Buffer, dstOffset: Int, count: Int) throws {
+        let source = clMemory(src)
+        let destination = clMemory(dst)
         guard count > 0 else { return }
-        if src === dst && srcOffset < dstOffset + count && dstOffset < srcOffset + count {
-            throw BackendError.invalidArgument(
-                "copy: source [\(srcOffset), \(srcOffset + count)) and destination [\(dstOffset), "
-                    + "\(dstOffset + count)) overlap in the same buffer")
-        }
         try checkCL(clEnqueueCopyBuffer(queue, source, destination, srcOffset * 4, dstOffset * 4, count * 4, 0, nil,
                                         nil), "clEnqueueCopyBuffer")
     }
 
-    public func fill(_ buffer: Buffer, value: Float, offset: Int, count: Int) throws {
-        let memory = try checked(buffer, "fill", "buffer", offset: offset, count: count)
+    public func uncheckedFill(_ buffer: Buffer, value: Float, offset: Int, count: Int) throws {
+        let memory = clMemory(buffer)
         guard count > 0 else { return }
         var pattern = value
         try checkCL(clEnqueueFillBuffer(queue, memory, &pattern, 4, offset * 4, count * 4, 0, nil, nil),
@@ -86,36 +77,12 @@ extension OpenCLBackend {
         try checkCL(clFinish(queue), "clFinish")
     }
 
-    // MARK: Checks
-
     /// The `cl_mem` of a buffer of this backend's context; a buffer of another backend is a programming error.
-    func openCLBuffer(_ buffer: Buffer) throws -> cl_mem {
+    /// (Bounds were checked in front of the backend, by `ArgumentCheck`.)
+    func clMemory(_ buffer: Buffer) -> cl_mem {
         guard let openCL = buffer as? OpenCLBuffer, openCL.context == shared.context else {
             preconditionFailure("\(name): a buffer of another backend was passed in")
         }
         return openCL.memory
-    }
-
-    func checked(_ buffer: Buffer, _ operation: String, _ label: String, offset: Int = 0,
-                         count: Int) throws -> cl_mem {
-        let memory = try openCLBuffer(buffer)
-        guard offset >= 0, count >= 0 else {
-            throw BackendError.invalidArgument("\(operation): negative offset \(offset) or count \(count) for \(label)")
-        }
-        guard offset + count <= buffer.count else {
-            throw BackendError.invalidArgument(
-                "\(operation): \(label) holds \(buffer.count) elements, needs \(offset + count)"
-                    + (offset > 0 ? " (offset \(offset) + count \(count))" : ""))
-        }
-        return memory
-    }
-
-    func size(_ rows: Int, _ cols: Int, _ operation: String) throws -> Int {
-        guard rows >= 0, cols >= 0 else {
-            throw BackendError.invalidArgument("\(operation): negative shape [\(rows), \(cols)]")
-        }
-        let (count, overflow) = rows.multipliedReportingOverflow(by: cols)
-        guard !overflow else { throw BackendError.invalidArgument("\(operation): shape [\(rows), \(cols)] overflows") }
-        return count
     }
 }

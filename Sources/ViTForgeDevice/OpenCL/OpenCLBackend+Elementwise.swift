@@ -4,19 +4,16 @@ import COpenCL
 extension OpenCLBackend {
     // MARK: Elementwise and row operations
 
-    public func addBias(_ x: Buffer, bias: Buffer, rows: Int, cols: Int) throws {
-        let count = try size(rows, cols, "addBias")
+    public func uncheckedAddBias(_ x: Buffer, bias: Buffer, rows: Int, cols: Int) throws {
         try launch(.addBias, columns: cols, rows: rows, [
-            .buffer(try checked(x, "addBias", "x", count: count)),
-            .buffer(try checked(bias, "addBias", "bias", count: cols)), try .int(rows), try .int(cols),
+            .buffer(clMemory(x)),
+            .buffer(clMemory(bias)), try .int(rows), try .int(cols),
         ])
     }
 
-    public func addBiasBackward(dOut: Buffer, dBias: Buffer, rows: Int, cols: Int) throws {
-        let op = "addBiasBackward"
-        let count = try size(rows, cols, op)
-        let dOutMemory = try checked(dOut, op, "dOut", count: count)
-        let dBiasMemory = try checked(dBias, op, "dBias", count: cols)
+    public func uncheckedAddBiasBackward(dOut: Buffer, dBias: Buffer, rows: Int, cols: Int) throws {
+        let dOutMemory = clMemory(dOut)
+        let dBiasMemory = clMemory(dBias)
         let tiles = columnTiles(rows)
         try withColumnPartials(floats: tiles * cols, rows: rows, cols: cols) { partials in
             try launch(.columnSumPartials, columns: cols, rows: tiles, [
@@ -26,62 +23,57 @@ extension OpenCLBackend {
         }
     }
 
-    public func add(_ a: Buffer, _ b: Buffer, out: Buffer, count: Int) throws {
+    public func uncheckedAdd(_ a: Buffer, _ b: Buffer, out: Buffer, count: Int) throws {
         try launch(.add, global: count, [
-            .buffer(try checked(a, "add", "a", count: count)), .buffer(try checked(b, "add", "b", count: count)),
-            .buffer(try checked(out, "add", "out", count: count)), try .int(count),
+            .buffer(clMemory(a)), .buffer(clMemory(b)),
+            .buffer(clMemory(out)), try .int(count),
         ])
     }
 
-    public func axpy(alpha: Float, x: Buffer, y: Buffer, count: Int) throws {
+    public func uncheckedAxpy(alpha: Float, x: Buffer, y: Buffer, count: Int) throws {
         try launch(.axpy, global: count, [
-            .float(alpha), .buffer(try checked(x, "axpy", "x", count: count)),
-            .buffer(try checked(y, "axpy", "y", count: count)), try .int(count),
+            .float(alpha), .buffer(clMemory(x)),
+            .buffer(clMemory(y)), try .int(count),
         ])
     }
 
-    public func scale(_ x: Buffer, by alpha: Float, count: Int) throws {
+    public func uncheckedScale(_ x: Buffer, by alpha: Float, count: Int) throws {
         try launch(.scale, global: count, [
-            .buffer(try checked(x, "scale", "x", count: count)), .float(alpha), try .int(count),
+            .buffer(clMemory(x)), .float(alpha), try .int(count),
         ])
     }
 
-    public func biasGeluForward(x: Buffer, bias: Buffer, out: Buffer, rows: Int, cols: Int) throws {
-        let op = "biasGeluForward"
-        let count = try size(rows, cols, op)
+    public func uncheckedBiasGeluForward(x: Buffer, bias: Buffer, out: Buffer, rows: Int, cols: Int) throws {
         try launch(.biasGeluForward, columns: cols, rows: rows, [
-            .buffer(try checked(x, op, "x", count: count)), .buffer(try checked(bias, op, "bias", count: cols)),
-            .buffer(try checked(out, op, "out", count: count)), try .int(rows), try .int(cols),
+            .buffer(clMemory(x)), .buffer(clMemory(bias)),
+            .buffer(clMemory(out)), try .int(rows), try .int(cols),
         ])
     }
 
-    public func biasGeluBackward(dOut: Buffer, x: Buffer, bias: Buffer, dX: Buffer, rows: Int, cols: Int) throws {
-        let op = "biasGeluBackward"
-        let count = try size(rows, cols, op)
+    public func uncheckedBiasGeluBackward(dOut: Buffer, x: Buffer, bias: Buffer, dX: Buffer, rows: Int,
+                                          cols: Int) throws {
         try launch(.biasGeluBackward, columns: cols, rows: rows, [
-            .buffer(try checked(dOut, op, "dOut", count: count)), .buffer(try checked(x, op, "x", count: count)),
-            .buffer(try checked(bias, op, "bias", count: cols)), .buffer(try checked(dX, op, "dX", count: count)),
+            .buffer(clMemory(dOut)), .buffer(clMemory(x)),
+            .buffer(clMemory(bias)), .buffer(clMemory(dX)),
             try .int(rows), try .int(cols),
         ])
     }
 
     // MARK: Gather / scatter
 
-    public func gather(src: Buffer, indices: Buffer, dst: Buffer, count: Int) throws {
-        let op = "gather"
+    public func uncheckedGather(src: Buffer, indices: Buffer, dst: Buffer, count: Int) throws {
         try launch(.gather, global: count, [
-            .buffer(try checked(src, op, "src", count: 0)), try .int(src.count, "src.count"),
-            .buffer(try checked(indices, op, "indices", count: count)),
-            .buffer(try checked(dst, op, "dst", count: count)), try .int(count),
+            .buffer(clMemory(src)), try .int(src.count, "src.count"),
+            .buffer(clMemory(indices)),
+            .buffer(clMemory(dst)), try .int(count),
         ])
     }
 
-    public func scatterAdd(src: Buffer, indices: Buffer, dst: Buffer, count: Int) throws {
-        let op = "scatterAdd"
+    public func uncheckedScatterAdd(src: Buffer, indices: Buffer, dst: Buffer, count: Int) throws {
         try launch(.scatterAdd, global: count, [
-            .buffer(try checked(src, op, "src", count: count)),
-            .buffer(try checked(indices, op, "indices", count: count)),
-            .buffer(try checked(dst, op, "dst", count: 0)), try .int(dst.count, "dst.count"), try .int(count),
+            .buffer(clMemory(src)),
+            .buffer(clMemory(indices)),
+            .buffer(clMemory(dst)), try .int(dst.count, "dst.count"), try .int(count),
         ])
     }
 }

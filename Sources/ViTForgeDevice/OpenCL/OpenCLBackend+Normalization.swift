@@ -2,33 +2,29 @@ import COpenCL
 
 /// LayerNorm and softmax: row kernels in two shapes (`launchRows`), γ/β gradients as two-stage column reductions.
 extension OpenCLBackend {
-    public func layerNormForward(x: Buffer, gamma: Buffer, beta: Buffer, out: Buffer, mean: Buffer, rstd: Buffer,
-                                 rows: Int, cols: Int, eps: Float) throws {
-        let op = "layerNormForward"
-        let count = try size(rows, cols, op)
+    public func uncheckedLayerNormForward(x: Buffer, gamma: Buffer, beta: Buffer, out: Buffer, mean: Buffer,
+                                          rstd: Buffer, rows: Int, cols: Int, eps: Float) throws {
         try launchRows(.layerNormForward, .layerNormForwardWG, rows: rows, [
-            .buffer(try checked(x, op, "x", count: count)), .buffer(try checked(gamma, op, "gamma", count: cols)),
-            .buffer(try checked(beta, op, "beta", count: cols)), .buffer(try checked(out, op, "out", count: count)),
-            .buffer(try checked(mean, op, "mean", count: rows)), .buffer(try checked(rstd, op, "rstd", count: rows)),
+            .buffer(clMemory(x)), .buffer(clMemory(gamma)),
+            .buffer(clMemory(beta)), .buffer(clMemory(out)),
+            .buffer(clMemory(mean)), .buffer(clMemory(rstd)),
             try .int(rows), try .int(cols), .float(eps),
         ])
     }
 
-    public func layerNormBackward(dOut: Buffer, x: Buffer, gamma: Buffer, mean: Buffer, rstd: Buffer,
-                                  dX: Buffer, dGamma: Buffer, dBeta: Buffer, rows: Int, cols: Int) throws {
-        let op = "layerNormBackward"
-        let count = try size(rows, cols, op)
-        let dOutMemory = try checked(dOut, op, "dOut", count: count), xMemory = try checked(x, op, "x", count: count)
-        let meanMemory = try checked(mean, op, "mean", count: rows)
-        let rstdMemory = try checked(rstd, op, "rstd", count: rows)
+    public func uncheckedLayerNormBackward(dOut: Buffer, x: Buffer, gamma: Buffer, mean: Buffer, rstd: Buffer,
+                                           dX: Buffer, dGamma: Buffer, dBeta: Buffer, rows: Int, cols: Int) throws {
+        let dOutMemory = clMemory(dOut), xMemory = clMemory(x)
+        let meanMemory = clMemory(mean)
+        let rstdMemory = clMemory(rstd)
         try launchRows(.layerNormBackwardInput, .layerNormBackwardInputWG, rows: rows, [
-            .buffer(dOutMemory), .buffer(xMemory), .buffer(try checked(gamma, op, "gamma", count: cols)),
-            .buffer(meanMemory), .buffer(rstdMemory), .buffer(try checked(dX, op, "dX", count: count)),
+            .buffer(dOutMemory), .buffer(xMemory), .buffer(clMemory(gamma)),
+            .buffer(meanMemory), .buffer(rstdMemory), .buffer(clMemory(dX)),
             try .int(rows), try .int(cols),
         ])
         try layerNormParamsBackward(dOut: dOutMemory, x: xMemory, keep: nil, mean: meanMemory, rstd: rstdMemory,
-                                    dGamma: try checked(dGamma, op, "dGamma", count: cols),
-                                    dBeta: try checked(dBeta, op, "dBeta", count: cols), rows: rows, cols: cols)
+                                    dGamma: clMemory(dGamma),
+                                    dBeta: clMemory(dBeta), rows: rows, cols: cols)
     }
 
     /// dGamma and dBeta (sums over rows) as a two-stage column reduction; `keep` leaves the masked LayerNorm's
@@ -47,21 +43,18 @@ extension OpenCLBackend {
         }
     }
 
-    public func softmaxForward(x: Buffer, out: Buffer, rows: Int, cols: Int, scale: Float) throws {
-        let op = "softmaxForward"
-        let count = try size(rows, cols, op)
+    public func uncheckedSoftmaxForward(x: Buffer, out: Buffer, rows: Int, cols: Int, scale: Float) throws {
         try launchRows(.softmaxForward, .softmaxForwardWG, rows: rows, [
-            .buffer(try checked(x, op, "x", count: count)), .buffer(try checked(out, op, "out", count: count)),
+            .buffer(clMemory(x)), .buffer(clMemory(out)),
             try .int(rows), try .int(cols), .float(scale),
         ])
     }
 
-    public func softmaxBackward(dOut: Buffer, out: Buffer, dX: Buffer, rows: Int, cols: Int, scale: Float) throws {
-        let op = "softmaxBackward"
-        let count = try size(rows, cols, op)
+    public func uncheckedSoftmaxBackward(dOut: Buffer, out: Buffer, dX: Buffer, rows: Int, cols: Int,
+                                         scale: Float) throws {
         try launchRows(.softmaxBackward, .softmaxBackwardWG, rows: rows, [
-            .buffer(try checked(dOut, op, "dOut", count: count)), .buffer(try checked(out, op, "out", count: count)),
-            .buffer(try checked(dX, op, "dX", count: count)), try .int(rows), try .int(cols), .float(scale),
+            .buffer(clMemory(dOut)), .buffer(clMemory(out)),
+            .buffer(clMemory(dX)), try .int(rows), try .int(cols), .float(scale),
         ])
     }
 }

@@ -4,13 +4,11 @@ import COpenCL
 extension OpenCLBackend {
     // MARK: Statistics and reductions
 
-    public func columnStatisticsAccumulate(x: Buffer, rows: Int, cols: Int, state: Buffer, countBefore: Int) throws {
-        let op = "columnStatisticsAccumulate"
-        try requireFloat64(op)
-        let count = try size(rows, cols, op)
-        guard countBefore >= 0 else { throw BackendError.invalidArgument("\(op): countBefore \(countBefore) < 0") }
-        let xMemory = try checked(x, op, "x", count: count)
-        let stateMemory = try checked(state, op, "state", count: ColumnStatistics.stateCount(cols))
+    public func uncheckedColumnStatisticsAccumulate(x: Buffer, rows: Int, cols: Int, state: Buffer,
+                                                    countBefore: Int) throws {
+        try requireFloat64("columnStatisticsAccumulate")
+        let xMemory = clMemory(x)
+        let stateMemory = clMemory(state)
         if rows == 0 { return }
         let tiles = columnTiles(rows)
         // Float64 partials: a mean and an M2 per (tile, column), two floats of scratch each.
@@ -25,15 +23,15 @@ extension OpenCLBackend {
         }
     }
 
-    public func sum(_ x: Buffer, count: Int) throws -> Double {
+    public func uncheckedSum(_ x: Buffer, count: Int) throws -> Double {
         try reduce(x, count: count, mode: 0, operation: "sum")
     }
 
-    public func sumOfSquares(_ x: Buffer, count: Int) throws -> Double {
+    public func uncheckedSumOfSquares(_ x: Buffer, count: Int) throws -> Double {
         try reduce(x, count: count, mode: 1, operation: "sumOfSquares")
     }
 
-    public func sumOfAbs(_ x: Buffer, count: Int) throws -> Double {
+    public func uncheckedSumOfAbs(_ x: Buffer, count: Int) throws -> Double {
         try reduce(x, count: count, mode: 2, operation: "sumOfAbs")
     }
 
@@ -41,7 +39,7 @@ extension OpenCLBackend {
     func reduce(_ x: Buffer, count: Int, mode: Int32, operation: String) throws -> Double {
         blockingCounter.increment()
         try requireFloat64(operation)
-        let xMemory = try checked(x, operation, "x", count: count)
+        let xMemory = clMemory(x)
         if count == 0 { return 0 }
         return try reductionLock.withLock { try reduceLocked(xMemory, count: count, mode: mode) }
     }

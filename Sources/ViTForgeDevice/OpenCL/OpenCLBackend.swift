@@ -12,6 +12,7 @@ import Kernels
 public final class OpenCLBackend: Backend {
     public let name: String
     public var kind: BackendKind { .openCL }
+    public var capabilities: DeviceCapabilities { device.capabilities }
     public let device: OpenCLDeviceInfo
     /// Which of an operation's kernel variants this backend launches (see `OpenCLKernelShape`).
     public let kernelShape: OpenCLKernelShape
@@ -93,7 +94,7 @@ public final class OpenCLBackend: Backend {
     }
 
     func requireFloat64(_ operation: String) throws {
-        guard device.supportsFloat64 else {
+        guard supports(.float64) else {
             throw BackendError.unsupported(
                 "\(operation) needs cl_khr_fp64 (float64 accumulation), which \(device.name) does not provide")
         }

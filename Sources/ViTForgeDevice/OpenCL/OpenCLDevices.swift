@@ -17,8 +17,17 @@ public struct OpenCLDeviceInfo: Sendable {
     public let openCLVersion: String
     public let driverVersion: String
     public let supportsFloat64: Bool
+    /// CL_DEVICE_LOCAL_MEM_SIZE and CL_DEVICE_MAX_WORK_GROUP_SIZE (the defaults are OpenCL 1.2's minimums, for
+    /// descriptions made by hand in tests).
+    public var localMemoryBytes: UInt64 = 32 << 10
+    public var maxWorkGroupSize: Int = 1
 
     public var spec: String { "opencl:\(platformIndex).\(deviceIndex)" }
+
+    public var capabilities: DeviceCapabilities {
+        DeviceCapabilities(float64: supportsFloat64, localMemoryBytes: Int(clamping: localMemoryBytes),
+                           maxWorkGroupSize: maxWorkGroupSize)
+    }
 }
 
 public enum OpenCLRuntime {
@@ -110,7 +119,9 @@ public enum OpenCLRuntime {
             computeUnits: Int(computeUnits),
             openCLVersion: try deviceString(device, cl_device_info(CL_DEVICE_VERSION)),
             driverVersion: try deviceString(device, cl_device_info(CL_DRIVER_VERSION)),
-            supportsFloat64: extensions.split(separator: " ").contains("cl_khr_fp64"))
+            supportsFloat64: extensions.split(separator: " ").contains("cl_khr_fp64"),
+            localMemoryBytes: try deviceValue(device, cl_device_info(CL_DEVICE_LOCAL_MEM_SIZE)),
+            maxWorkGroupSize: try deviceValue(device, cl_device_info(CL_DEVICE_MAX_WORK_GROUP_SIZE)))
     }
 
     static func platformString(_ platform: cl_platform_id?, _ param: cl_platform_info) throws -> String {
@@ -129,9 +140,17 @@ public enum OpenCLRuntime {
         return trimmedString(bytes)
     }
 
+    /// A fixed-size query. The driver writes at most `MemoryLayout<T>.size` bytes (it refuses a smaller buffer with
+    /// CL_INVALID_VALUE), and the size it reports must be exactly T's: a T of the wrong width for `param` (cl_uint
+    /// against size_t, size_t against cl_ulong) is an error here rather than a value with bytes missing.
     static func deviceValue<T: FixedWidthInteger>(_ device: cl_device_id?, _ param: cl_device_info) throws -> T {
         var value: T = 0
-        try checkCL(clGetDeviceInfo(device, param, MemoryLayout<T>.size, &value, nil), "clGetDeviceInfo")
+        var size = 0
+        try checkCL(clGetDeviceInfo(device, param, MemoryLayout<T>.size, &value, &size), "clGetDeviceInfo")
+        guard size == MemoryLayout<T>.size else {
+            throw BackendError.openCL(call: "clGetDeviceInfo(\(param)): \(size) bytes, not \(MemoryLayout<T>.size)",
+                                      code: CL_INVALID_VALUE)
+        }
         return value
     }
 

@@ -60,7 +60,7 @@ extension OpenCLBackend {
     static func createKernels(_ program: cl_program, device: OpenCLDeviceInfo) throws -> [KernelName: cl_kernel] {
         var kernels: [KernelName: cl_kernel] = [:]
         do {
-            for kernel in KernelName.allCases where device.supportsFloat64 || !kernel.needsFloat64 {
+            for kernel in KernelName.allCases where device.capabilities.supports(.float64) || !kernel.needsFloat64 {
                 var status: cl_int = CL_SUCCESS
                 guard let created = clCreateKernel(program, kernel.rawValue, &status), status == CL_SUCCESS else {
                     throw BackendError.openCL(call: "clCreateKernel(\(kernel.rawValue))", code: status)

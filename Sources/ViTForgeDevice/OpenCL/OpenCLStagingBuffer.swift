@@ -53,19 +53,15 @@ final class OpenCLStagingBuffer: StagingBuffer {
 }
 
 extension OpenCLBackend {
-    public func makeStaging(_ count: Int) throws -> StagingBuffer {
-        guard count >= 0 else { throw BackendError.invalidArgument("makeStaging: negative count \(count)") }
+    public func uncheckedMakeStaging(_ count: Int) throws -> StagingBuffer {
         return try OpenCLStagingBuffer(context: contextForStaging, queue: queueForStaging, count: count)
     }
 
-    public func uploadAsync(_ staging: StagingBuffer, count: Int, to buffer: Buffer, offset: Int) throws {
+    public func uncheckedUploadAsync(_ staging: StagingBuffer, count: Int, to buffer: Buffer, offset: Int) throws {
         guard let area = staging as? OpenCLStagingBuffer, area.context == contextForStaging else {
             preconditionFailure("\(name): a staging buffer of another backend was passed in")
         }
-        guard count >= 0, count <= staging.count else {
-            throw BackendError.invalidArgument("uploadAsync: count \(count) outside the staging area's \(staging.count)")
-        }
-        let memory = try checkedForUpload(buffer, offset: offset, count: count)
+        let memory = clMemory(buffer)
         guard count > 0 else { return }
         var event: cl_event?
         // Non-blocking: the area stays valid and unwritten until `waitForUpload`, the ownership rule's half here.
