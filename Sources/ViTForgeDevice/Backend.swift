@@ -36,6 +36,7 @@
 /// - Calls may come from several threads (Swift Testing runs cases in parallel); both backends serialise what must
 ///   be serialised (OpenCL's set-argument + enqueue, CLBlast 1.5.3's cache). Training drives one backend from one
 ///   thread.
+/// How to add an operation, and which declarations are stable API: `docs/adding-an-op.md`.
 public protocol Backend: TensorOps, LayerOps, TrainingOps, MaskOps, LinearAlgebraOps {}
 
 /// A float64 element of a buffer (`accumulateSum`'s `flag`) that operations can test on the device: non-zero = set.
