@@ -6,7 +6,7 @@ import ViTForgeModel
 /// ONNX export of any model ViTForge loads: per-block widths, heads of different widths, q/k ≠ v, blocks without
 /// heads, custom attention scales, class/distillation tokens, token or average pooling. Opset 17 (LayerNormalization
 /// is a standard op from 17 on), IR version 8, input `input` [batch, C, H, W] and output `logits` [batch, classes]
-/// with a symbolic batch. The graph computes what `VisionTransformer.forward` computes (eval mode; training masks
+/// with a symbolic batch; a token-pruned model gathers its kept tokens before each block whose set shrinks. The graph computes what `VisionTransformer.forward` computes (eval mode; training masks
 /// are not part of a saved model), in the same float32 operations up to summation order.
 public enum ONNXExport {
     public static let opset = 17
@@ -148,7 +148,14 @@ struct GraphExport {
         builder.input(ONNXExport.inputName, [.symbolic(ONNXExport.batchSymbol), .fixed(c.inChannels),
                                              .fixed(c.imageSize), .fixed(c.imageSize)])
         var x = try embed()
-        for index in c.blocks.indices { x = try block(index, x) }
+        for index in c.blocks.indices {
+            if let rows = c.gatheredRows(block: index) {
+                // Static token pruning: the block runs on the kept rows of the previous block's output.
+                x = builder.add("Gather", [x, builder.int64s("blocks.\(index).kept_tokens", rows)],
+                                [ONNXAttribute.int("axis", 1)], name: "blocks.\(index).tokens")
+            }
+            x = try block(index, x)
+        }
         let logits = try head(x)
         builder.output(logits, [.symbolic(ONNXExport.batchSymbol), .fixed(c.classes)])
     }
@@ -279,7 +286,7 @@ struct GraphExport {
         }
         if c.pooling == .avg {
             let patches = builder.add("Slice", [x, builder.int64s("patches.start", [c.prefixTokens]),
-                                                builder.int64s("patches.end", [c.tokens]),
+                                                builder.int64s("patches.end", [c.finalTokens]),
                                                 builder.int64s("patches.axes", [1])], name: "patch_rows")
             let mean = builder.add("ReduceMean", [patches], [ONNXAttribute.ints("axes", [1]),
                                                              ONNXAttribute.int("keepdims", 0)], name: "pooled")

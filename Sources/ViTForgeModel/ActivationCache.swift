@@ -30,6 +30,9 @@ final class ActivationCache {
     /// Backward scratch, shared by all blocks (sized for the widest block). Training layout only.
     struct GradientScratch {
         let dResidual: Buffer      // [rows, width]
+        /// Where a token gather's backward scatters d(previous output) while dResidual holds d(block input);
+        /// the two then swap roles. [rows, width]; nil without token sets.
+        let dResidualSpare: Buffer?
         let dNormedTokens: Buffer  // [rows, width]
         let dHidden: Buffer        // [rows, max mlpHidden]
         let dPreActivation: Buffer // [rows, max mlpHidden]
@@ -44,6 +47,8 @@ final class ActivationCache {
     let rows: Int
     let embedding: PatchEmbeddingPlan
     let pooling: PoolingPlan
+    /// The token sets' gathers and each block's rows (batch · the block's tokens).
+    let tokenGather: TokenGatherPlan
     /// The residual stream, [rows, width] each; block i reads step 2i and writes steps 2i+1 (after attention) and
     /// 2i+2 (after the MLP). Training keeps all 2·depth + 1 steps; inference cycles through two buffers.
     private let residualSteps: [Buffer]
@@ -66,28 +71,32 @@ final class ActivationCache {
         embedding = try PatchEmbeddingPlan(backend, PatchEmbeddingShape(
             batch: batch, channels: c.inChannels, imageHeight: c.imageSize, imageWidth: c.imageSize,
             patch: c.patchSize, width: width, prefixTokens: c.prefixTokens))
-        pooling = try PoolingPlan(backend, batch: batch, tokens: c.tokens, width: width, prefixTokens: c.prefixTokens)
+        pooling = try PoolingPlan(backend, batch: batch, tokens: c.finalTokens, width: width,
+                                  prefixTokens: c.prefixTokens)
+        tokenGather = try TokenGatherPlan(backend, config: c, batch: batch, keepsActivations: keepsActivations)
         let steps = keepsActivations ? 2 * c.depth + 1 : 2
         residualSteps = try (0..<steps).map { _ in try backend.allocate(batch * c.tokens * width) }
         let rows = self.rows
-        let shapes = c.blocks.map { block in
-            AttentionShape(batch: batch, tokens: c.tokens, width: width, layout: QKVLayout(block),
+        let shapes = c.blocks.enumerated().map { index, block in
+            AttentionShape(batch: batch, tokens: c.tokens(inBlock: index), width: width, layout: QKVLayout(block),
                            scale: Float(block.attentionScale))
         }
         let widest = AttentionBufferSizes(shapes, path: attentionPath)
         let maxHidden = c.blocks.map(\.mlpHidden).max() ?? 1
-        func makeBlock(_ attention: AttentionBufferSizes, hidden: Int) throws -> Block {
+        func makeBlock(_ attention: AttentionBufferSizes, hidden: Int, rows: Int) throws -> Block {
             Block(norm1: try backend.allocate(rows * width), norm1Mean: try backend.allocate(rows),
                   norm1Rstd: try backend.allocate(rows), attention: try AttentionCache(backend, attention),
                   norm2: try backend.allocate(rows * width), norm2Mean: try backend.allocate(rows),
                   norm2Rstd: try backend.allocate(rows), mlp: try MLPCache(backend, rows: rows, hidden: hidden))
         }
         if keepsActivations {
+            let blockRows = tokenGather.blockRows
             blockCaches = try c.blocks.enumerated().map { index, block in
-                try makeBlock(AttentionBufferSizes([shapes[index]], path: attentionPath), hidden: block.mlpHidden)
+                try makeBlock(AttentionBufferSizes([shapes[index]], path: attentionPath), hidden: block.mlpHidden,
+                              rows: blockRows[index])
             }
         } else {
-            blockCaches = [try makeBlock(widest, hidden: maxHidden)]
+            blockCaches = [try makeBlock(widest, hidden: maxHidden, rows: rows)]
         }
         heads = try (0..<(c.distillationToken ? 2 : 1)).map { _ in
             Head(pooled: try backend.allocate(batch * width), normed: try backend.allocate(batch * width),
@@ -103,7 +112,9 @@ final class ActivationCache {
             return
         }
         gradients = GradientScratch(
-            dResidual: try backend.allocate(rows * width), dNormedTokens: try backend.allocate(rows * width),
+            dResidual: try backend.allocate(rows * width),
+            dResidualSpare: c.tokenSets == nil ? nil : try backend.allocate(rows * width),
+            dNormedTokens: try backend.allocate(rows * width),
             dHidden: try backend.allocate(rows * maxHidden), dPreActivation: try backend.allocate(rows * maxHidden),
             attention: try AttentionGradientScratch(backend, widest, path: attentionPath),
             dHeadLogits: try backend.allocate(batch * c.classes), dNormed: try backend.allocate(batch * width),

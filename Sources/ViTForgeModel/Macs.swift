@@ -1,6 +1,6 @@
 /// Multiply-accumulates and parameters of one block, for one image.
 ///
-/// With T tokens (patches + prefix), residual width D, and the block's H heads, q/k width `qk`, v width `v` and MLP
+/// With T tokens (patches + prefix; the block's kept tokens under token pruning), residual width D, and the block's H heads, q/k width `qk`, v width `v` and MLP
 /// width M:
 ///
 ///     qkv              T · D · H(2·qk + v)
@@ -68,9 +68,9 @@ public struct ModelCost: Equatable, Sendable {
 extension ViTConfig {
     /// The cost of one forward pass on one image (multiply by the batch for a batch).
     public func cost() -> ModelCost {
-        let tokens = self.tokens
         let width = residualWidth
-        let blockCosts = blocks.map { block -> BlockCost in
+        let blockCosts = blocks.enumerated().map { index, block -> BlockCost in
+            let tokens = self.tokens(inBlock: index)
             let qkvWidth = block.qkvRows
             let attentionWidth = block.attentionWidth
             let layerNorms = 2 * 2 * width

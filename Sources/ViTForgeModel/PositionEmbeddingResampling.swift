@@ -13,6 +13,11 @@ extension ViTWeights {
             throw ModelFileError(file: sourcePath ?? "model", .invalidConfig(
                 "input size \(size) is not a positive multiple of the patch size \(config.patchSize)"))
         }
+        guard config.tokenSets == nil || size == config.imageSize else {
+            throw ModelFileError(file: sourcePath ?? "model", .invalidConfig(
+                "token-pruned: its token sets are positions on the \(config.gridSize)² patch grid; "
+                + "resample the model before pruning its tokens"))
+        }
         if let problem = resized.problem() { throw ModelFileError(file: sourcePath ?? "model", .invalidConfig(problem)) }
         guard let positions = self["pos_embed"] else {
             throw ModelFileError(file: sourcePath ?? "model", key: "pos_embed", .missingKey)

@@ -73,8 +73,8 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     /// Bumped when a field changes meaning or is added; readers refuse versions they do not know.
     /// Version 2 added `classNames`, `preprocessing` and `heldOut` (all optional); version 1 files still load.
     public static let currentVersion = 2
-    /// Versions this build reads.
-    public static let readableVersions = 1...2
+    /// Versions this build reads (3: `tokenSets`, written only by models that have them, see TokenSets.swift).
+    public static let readableVersions = 1...3
     /// The safetensors `__metadata__` key holding this configuration as a JSON string.
     public static let metadataKey = "vitforge.config"
 
@@ -112,6 +112,9 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     public var preprocessing: InputPreprocessing?
     /// The validation part of a folder without splits that training held out (version 2).
     public var heldOut: HeldOutSplit?
+    /// Per block, the token positions it runs on (static token pruning, version 3); nil: every block runs on every
+    /// token. See TokenSets.swift.
+    public var tokenSets: [[Int]]?
 
     public init(imageSize: Int, patchSize: Int, inChannels: Int, classes: Int, residualWidth: Int,
                 blocks: [BlockConfig], qkvBias: Bool = true, pooling: Pooling = .token, classToken: Bool = true,
@@ -197,6 +200,7 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         if let heldOut, !(heldOut.fraction > 0 && heldOut.fraction < 1) {
             return "heldOut.fraction must be in (0, 1)"
         }
+        if let problem = tokenSetProblem() { return problem }
         for (index, block) in blocks.enumerated() {
             // A block may lose all its heads (its attention then adds only proj's bias), never its MLP.
             if block.heads == 0 && (block.qkDim != 0 || block.vDim != 0 || !block.hasUniformHeads) {
@@ -244,7 +248,7 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         // Encoding plain structs of numbers, strings and booleans cannot fail; the fallback keeps this total.
         // A config read from an older file and changed is written in the current scheme.
         var current = self
-        current.version = Self.currentVersion
+        current.version = writtenVersion
         guard let data = try? encoder.encode(current), let text = String(data: data, encoding: .utf8) else { return "{}" }
         return text
     }
@@ -277,7 +281,7 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     // `version` has a default, so configs written by hand may leave it out.
     private enum CodingKeys: String, CodingKey {
         case version, imageSize, patchSize, inChannels, classes, residualWidth, blocks, qkvBias, pooling
-        case classToken, distillationToken, layerNormEps, classIds, classNames, preprocessing, heldOut
+        case classToken, distillationToken, layerNormEps, classIds, classNames, preprocessing, heldOut, tokenSets
     }
 
     public init(from decoder: Decoder) throws {
@@ -298,6 +302,7 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         classNames = try container.decodeIfPresent([String].self, forKey: .classNames)
         preprocessing = try container.decodeIfPresent(InputPreprocessing.self, forKey: .preprocessing)
         heldOut = try container.decodeIfPresent(HeldOutSplit.self, forKey: .heldOut)
+        tokenSets = try container.decodeIfPresent([[Int]].self, forKey: .tokenSets)
     }
 
     /// The data set's class that output `k` predicts.

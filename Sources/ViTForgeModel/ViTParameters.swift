@@ -172,6 +172,14 @@ public struct ViTWeights: Equatable, Sendable {
         config = changed
     }
 
+    /// Records the per-block token sets of static token pruning (`ViTConfig.tokenSets`, checked; nil: none).
+    public mutating func setTokenSets(_ sets: [[Int]]?) throws {
+        var changed = config
+        changed.tokenSets = sets
+        if let problem = changed.problem() { throw ModelFileError(file: sourcePath ?? "model", .invalidConfig(problem)) }
+        config = changed
+    }
+
     /// The tensors in timm state-dict order, ready for `SafetensorsWriter`.
     public func namedTensors() -> [NamedTensor] {
         config.parameterSpecs().compactMap { spec in

@@ -138,7 +138,10 @@ public final class VisionTransformer {
         for (index, block) in c.blocks.enumerated() {
             let names = BlockNames(index)
             let blockCache = cache.block(index)
-            let input = cache.residual(2 * index)
+            // Under token pruning the block runs on its kept rows of the previous output (TokenGather.swift).
+            let rows = cache.tokenGather.blockRows[index]
+            try cache.tokenGather.forward(backend, block: index, residual: cache.residual(2 * index))
+            let input = cache.tokenGather.input(index, residual: cache.residual(2 * index))
             let middle = cache.residual(2 * index + 1)
             let output = cache.residual(2 * index + 2)
             try layerNormForward(x: input, gamma: parameter(names.norm1Weight), beta: parameter(names.norm1Bias),
@@ -223,11 +226,10 @@ public final class VisionTransformer {
         }
         let c = config
         let batch = cache.batch
-        let rows = cache.rows
         let width = c.residualWidth
         let norm = c.finalNormName
-        let dResidual = scratch.dResidual
-        try backend.fill(dResidual, value: 0, offset: 0, count: rows * width)
+        var dResidual = scratch.dResidual
+        try backend.fill(dResidual, value: 0, offset: 0, count: batch * c.finalTokens * width)
         let headShare: Float = cache.heads.count == 2 ? 0.5 : 1
         for (index, head) in cache.heads.enumerated() {
             let headName = index == 0 ? "head" : "head_dist"
@@ -253,6 +255,8 @@ public final class VisionTransformer {
         for (index, block) in c.blocks.enumerated().reversed() {
             let names = BlockNames(index)
             let blockCache = cache.block(index)
+            let rows = cache.tokenGather.blockRows[index]
+            let input = cache.tokenGather.input(index, residual: cache.residual(2 * index))
             // dResidual holds d(block output); each branch adds its contribution through its LayerNorm, and the
             // identity path carries dResidual through unchanged (LayerNorm backward accumulates into it).
             // Each branch writes dNormedTokens whole (overwriteDX) instead of adding to a zero-filled buffer.
@@ -297,11 +301,16 @@ public final class VisionTransformer {
             if let foldedQKV, let mask = masks?[index].qkv {
                 try unfoldQKVGradient(foldedQKV, mask: mask, names: names, block: block)
             }
-            try layerNormBackward(dOut: scratch.dNormedTokens, x: cache.residual(2 * index),
+            try layerNormBackward(dOut: scratch.dNormedTokens, x: input,
                                           gamma: parameter(names.norm1Weight), mean: blockCache.norm1Mean,
                                           rstd: blockCache.norm1Rstd, dX: dResidual,
                                           dGamma: gradient(names.norm1Weight), dBeta: gradient(names.norm1Bias),
                                           rows: rows, cols: width)
+            if cache.tokenGather.gathers(index), let spare = scratch.dResidualSpare {
+                let previous = dResidual === spare ? scratch.dResidual : spare
+                try cache.tokenGather.backward(backend, block: index, dInput: dResidual, dResidual: previous)
+                dResidual = previous
+            }
         }
         try PatchEmbedding.backward(backend, dTokens: dResidual, weights: embeddingWeights(parameter),
                                     gradients: embeddingWeights(gradient), plan: cache.embedding)
@@ -426,7 +435,7 @@ public final class VisionTransformer {
     }
 
     func attentionShape(_ block: Int, batch: Int) -> AttentionShape {
-        AttentionShape(batch: batch, tokens: config.tokens, width: config.residualWidth, layout: layouts[block],
+        AttentionShape(batch: batch, tokens: config.tokens(inBlock: block), width: config.residualWidth, layout: layouts[block],
                        scale: Float(config.blocks[block].attentionScale))
     }
 

@@ -53,6 +53,11 @@ struct InfoCommand: ParsableCommand {
                        String(block.mlpHidden).padding(10),
                        String(block.attentionScale)].joined(separator: " "))
             }
+            if config.tokenSets != nil {
+                // Static token pruning: how many of the tokens each block runs on.
+                print("tokens per block: " + (0..<config.depth).map { String(config.tokens(inBlock: $0)) }
+                    .joined(separator: " ") + " (of \(config.tokens))")
+            }
             print(cost.table(config: config))
         }
     }

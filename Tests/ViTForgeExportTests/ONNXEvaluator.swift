@@ -106,6 +106,9 @@ struct ONNXEvaluator {
             return Tensor(shape: shape, data: sum.data.map { $0 / Double(length) })
         case "Gather":
             let axisIndex = axis(attributes["axis"]!.i, rank: x[0].shape.count)
+            if !x[1].shape.isEmpty {  // a vector of indices keeps the axis
+                return concat(x[1].data.map { slice(x[0], axis: axisIndex, Int($0)..<Int($0) + 1) }, axis: axisIndex)
+            }
             let position = Int(x[1].data[0])
             var picked = slice(x[0], axis: axisIndex, position..<position + 1)
             picked.shape.remove(at: axisIndex)

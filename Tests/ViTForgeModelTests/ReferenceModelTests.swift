@@ -97,16 +97,23 @@ struct ReferenceModelTests {
         #expect(throws: BackendError.self) { try vit.mlpHiddenActivations(block: 0) }
     }
 
+    /// The model of `weights` on `backend` after one cross-entropy forward and backward on `problem`'s batch.
+    static func lossWithGradients(_ weights: ViTWeights, _ problem: Problem, _ backend: any Backend) throws
+        -> (VisionTransformer, Double) {
+        let vit = try VisionTransformer(weights: weights, backend: backend)
+        try vit.zeroGradients()
+        let loss = try vit.crossEntropy(images: backend.makeBuffer(problem.images),
+                                        labels: backend.makeBuffer(problem.labels), batch: problem.batch,
+                                        backward: true)
+        return (vit, loss)
+    }
+
     @Test("every parameter's gradient equals finite differences of the reference loss",
           arguments: Variant.allCases, ModelTestBackends.all)
     func gradientsMatchFiniteDifferences(variant: Variant, device: ModelBackend) throws {
         let problem = try Self.problem(variant, seed: 0xF1D1 + UInt64(variant.rawValue.count))
         let backend = device.backend
-        let vit = try VisionTransformer(weights: problem.weights, backend: backend)
-        try vit.zeroGradients()
-        let loss = try vit.crossEntropy(images: backend.makeBuffer(problem.images),
-                                        labels: backend.makeBuffer(problem.labels), batch: problem.batch,
-                                        backward: true)
+        let (vit, loss) = try Self.lossWithGradients(problem.weights, problem, backend)
         let images = problem.images.map(Double.init)
         let labels = problem.labels.map(Int.init)
         let referenceLoss = problem.reference.loss(images, labels: labels, batch: problem.batch)

@@ -65,8 +65,21 @@ public struct ReferenceViT {
         }
     }
 
+    /// How a token set is applied (see `tokenSets`).
+    public enum TokenPruning: Sendable {
+        /// The full sequence runs through every block, but from block l on a token outside block l's set is no
+        /// longer a key or value of anyone (an attention mask); average pooling reads the last set's patch tokens.
+        /// The reference a physically token-pruned model must equal (issue 28, part 3).
+        case masked
+        /// The dropped rows are removed from the sequence before the block (what the product does).
+        case gathered
+    }
+
     public var masks: Masks?
     public var softMasks: SoftMasks?
+    /// Per block, the token positions it keeps (nil: all); applied as `tokenPruning` says.
+    public var tokenSets: [[Int]]?
+    public var tokenPruning = TokenPruning.masked
     var channels: Int
     var imageSize: Int
     var patch: Int
@@ -208,10 +221,21 @@ public struct ReferenceViT {
         }
         for t in 0..<tokens { for d in 0..<width { x[t][d] += pos[t * width + d] } }
         x = x.map(residualMasked)
+        // The full-sequence position of each row of x, and the rows that are keys/values in the current block.
+        var positions = Array(0..<tokens)
+        var keys = Array(0..<tokens)
 
         for (i, block) in blocks.enumerated() {
             let prefix = "blocks.\(i)."
             let blockMasks = masks?.blocks[i]
+            if let kept = tokenSets.map({ Set($0[i]) }) {
+                if tokenPruning == .gathered {
+                    x = positions.indices.filter { kept.contains(positions[$0]) }.map { x[$0] }
+                    positions = positions.filter { kept.contains($0) }
+                }
+                keys = positions.indices.filter { kept.contains(positions[$0]) }
+            }
+            let tokens = x.count
             let normed = x.map { norm($0, prefix + "norm1") }
             let qkvFeatures = 2 * block.totalQK + block.totalV
             var qkv = normed.map {
@@ -241,7 +265,7 @@ public struct ReferenceViT {
                 let vStart = 2 * block.totalQK + block.vOffset(h)
                 let mergedStart = block.vOffset(h)
                 for t in 0..<tokens {
-                    var scores = (0..<tokens).map { u -> Double in
+                    var scores = keys.map { u -> Double in
                         var dot = 0.0
                         for d in 0..<block.qkDims[h] { dot += qkv[t][qStart + d] * qkv[u][kStart + d] }
                         return dot * block.scale
@@ -249,8 +273,8 @@ public struct ReferenceViT {
                     let maximum = scores.max() ?? 0
                     scores = scores.map { exp($0 - maximum) }
                     let total = scores.reduce(0, +)
-                    for u in 0..<tokens {
-                        let weight = scores[u] / total
+                    for (index, u) in keys.enumerated() {
+                        let weight = scores[index] / total
                         for d in 0..<block.vDims[h] { merged[t][mergedStart + d] += weight * qkv[u][vStart + d] }
                     }
                 }
@@ -278,7 +302,8 @@ public struct ReferenceViT {
 
         if avgPooling {
             var pooled = [Double](repeating: 0, count: width)
-            for t in prefixTokens..<tokens { for d in 0..<width { pooled[d] += x[t][d] / Double(tokens - prefixTokens) } }
+            let pooledRows = keys.filter { positions[$0] >= prefixTokens }
+            for t in pooledRows { for d in 0..<width { pooled[d] += x[t][d] / Double(pooledRows.count) } }
             let normed = norm(pooled, "fc_norm")
             return Self.linear(normed, p("head.weight"), p("head.bias"), outFeatures: classes)
         }
