@@ -40,8 +40,10 @@ func reference(_ weights: ViTWeights, overrides: [String: [Double]] = [:], masks
     return ReferenceViT(config: config, parameters: doubles, masks: masks)
 }
 
-/// The masks that make the full model compute what `plan` keeps.
-func masks(for plan: KeepPlan, of config: ViTConfig, clamps: [[Double]?]? = nil) -> ReferenceViT.Masks {
+/// The masks that make the full model compute what `plan` keeps (removed neurons and heads held at `clamps` and
+/// `headClamps`, per block, when given).
+func masks(for plan: KeepPlan, of config: ViTConfig, clamps: [[Double]?]? = nil,
+           headClamps: [[Double]?]? = nil) -> ReferenceViT.Masks {
     let residual = Set(plan.residual)
     return ReferenceViT.Masks(
         residual: (0..<config.residualWidth).map(residual.contains),
@@ -54,7 +56,7 @@ func masks(for plan: KeepPlan, of config: ViTConfig, clamps: [[Double]?]? = nil)
                 qk: (0..<block.heads).map { h in (0..<block.qkDims[h]).map { heads[h]?.qkDims.contains($0) ?? false } },
                 v: (0..<block.heads).map { h in (0..<block.vDims[h]).map { heads[h]?.vDims.contains($0) ?? false } },
                 mlp: (0..<block.mlpHidden).map(mlp.contains),
-                mlpClamp: clamps?[b])
+                mlpClamp: clamps?[b], headClamp: headClamps?[b])
         })
 }
 

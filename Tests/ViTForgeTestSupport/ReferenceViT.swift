@@ -9,7 +9,8 @@ import ViTForgeModel
 /// Masked semantics: removed residual channels are zero everywhere in the residual stream and every LayerNorm
 /// normalises over the kept channels only (what a physically smaller LayerNorm computes); a removed head
 /// contributes nothing; removed q/k dims are zero in both q and k (the scale is unchanged); removed v dims are zero;
-/// a removed MLP neuron outputs 0, or its clamp value (VBP's mean).
+/// a removed MLP neuron outputs 0, or its clamp value (VBP's mean); a removed head's merged values are 0, or their
+/// clamp values (VBP's head means).
 public struct ReferenceViT {
     public struct BlockMasks {
         public var heads: [Bool]
@@ -19,13 +20,17 @@ public struct ReferenceViT {
         public var mlp: [Bool]
         /// What a removed MLP neuron outputs instead (nil: 0).
         public var mlpClamp: [Double]?
+        /// What a removed head's merged values are instead, per merged column `vOffset(head) + d` (nil: 0).
+        public var headClamp: [Double]?
 
-        public init(heads: [Bool], qk: [[Bool]], v: [[Bool]], mlp: [Bool], mlpClamp: [Double]?) {
+        public init(heads: [Bool], qk: [[Bool]], v: [[Bool]], mlp: [Bool], mlpClamp: [Double]?,
+                    headClamp: [Double]? = nil) {
             self.heads = heads
             self.qk = qk
             self.v = v
             self.mlp = mlp
             self.mlpClamp = mlpClamp
+            self.headClamp = headClamp
         }
     }
 
@@ -277,6 +282,12 @@ public struct ReferenceViT {
                         let weight = scores[index] / total
                         for d in 0..<block.vDims[h] { merged[t][mergedStart + d] += weight * qkv[u][vStart + d] }
                     }
+                }
+            }
+            if let blockMasks, let clamp = blockMasks.headClamp {
+                for h in 0..<block.heads where !blockMasks.heads[h] {
+                    let start = block.vOffset(h)
+                    for t in 0..<tokens { for d in 0..<block.vDims[h] { merged[t][start + d] = clamp[start + d] } }
                 }
             }
             for t in 0..<tokens {

@@ -12,8 +12,8 @@ struct CompensateCommandTests {
         let folder = try TemporaryFolder()
         defer { folder.remove() }
         let pruned = folder.path("pruned.safetensors"), report = folder.path("report.json")
-        // vbp prunes MLP neurons only; the others lose half of every block's heads too (block scope: every layer cut).
-        let heads = method == "vbp" ? [] : ["--keep-heads", "0.5", "--scope", "block"]
+        // Half of every block's heads go too (block scope: every layer cut; vbp by its head criterion).
+        let heads = ["--keep-heads", "0.5", "--scope", "block"]
         let result = try vitforge([
             "prune", "--model", fixture("fm-vit-c.safetensors"), "--heads", "2", "--method", method,
             "--keep-mlp", "0.5", "--compensate", "--calib-images", "200", "--classes", "7", "--batch-size", "97",
@@ -23,7 +23,7 @@ struct CompensateCommandTests {
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any]
         let records = try #require(json?["compensation"] as? [[String: Any]], "no compensation in the report")
         let depth = 4
-        #expect(records.count == (method == "vbp" ? depth : 2 * depth))
+        #expect(records.count == 2 * depth)
         for record in records {
             let error = try #require(record["error"] as? [String: Double])
             let refit = try #require(error["refit"]), meanShift = try #require(error["mean_shift"])

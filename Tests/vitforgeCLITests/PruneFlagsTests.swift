@@ -53,7 +53,7 @@ struct PruneFlagsTests {
             (["--method", "vbp", "--epochs", "2"], "no training phase"),
             (["--target-macs", "0.5", "--target-latency", "3"], "one of"),
             (["--distill"], "--distill needs"),
-            (["--method", "vbp", "--keep-heads", "0.5"], "MLP neurons only"),
+            (["--method", "vbp", "--keep-residual", "0.5"], "MLP neurons and whole heads only"),
             // Found before any pass over the data: MLP neurons are 61% of fm-vit-c's MACs.
             (["--method", "vbp", "--target-macs", "0.25"], "out of reach by pruning mlpHidden alone"),
         ]

@@ -6,10 +6,11 @@ import ViTForgeTrain
 /// post-GELU output barely varies behave like constants. Score each neuron by the variance of its output over
 /// calibration data, remove the lowest-variance neurons (one global ranking over all blocks by default), and replace
 /// each removed neuron by its mean, folded into `fc2.bias`. Fine-tuning with distillation follows in the trainer.
+/// `--keep-heads` extends the idea to whole heads (not the paper's; `VBPHeads.swift`).
 public struct VarianceBasedPruning: PruningMethod {
     public static let name = "vbp"
-    public static let summary = "Variance-Based Pruning: remove the MLP neurons whose output varies least, their "
-        + "means folded into fc2's bias"
+    public static let summary = "Variance-Based Pruning: remove the MLP neurons (and with --keep-heads, the heads) "
+        + "whose output varies least, their means folded into fc2's (attn.proj's) bias"
     public static let hasTrainingPhase = false
     public static let sharedSettings: Set<SharedSetting> = [.rankingScope, .calibrationImages, .compensation]
 
@@ -71,36 +72,10 @@ public struct VarianceBasedPruning: PruningMethod {
     public static func statistics(of model: VisionTransformer, images: CalibrationImages, limit: Int? = nil,
                                   batchSize: Int = 64, collective: any Collective = Collectives.world)
         throws -> NeuronStatistics {
-        let backend = model.backend
-        let blocks = model.config.blocks
-        let states = try blocks.map { try backend.zeros(ColumnStatistics.stateCount($0.mlpHidden)) }
-        var observations = 0
-        try images.forEachBatch(limit: limit, batchSize: batchSize, collective: collective) { pixels, _, count, _ in
-            try model.forward(images: backend.makeBuffer(pixels), batch: count)
-            let rows = model.lastRows
-            for (b, block) in blocks.enumerated() {
-                try backend.columnStatisticsAccumulate(x: model.mlpHiddenActivations(block: b), rows: rows,
-                                                       cols: block.mlpHidden, state: states[b],
-                                                       countBefore: observations)
-            }
-            observations += rows
-        }
-        var means: [[Double]] = [], variances: [[Double]] = []
-        for (b, block) in blocks.enumerated() {
-            // The state is float64 mean[cols] then float64 M2[cols] (Backend.columnStatisticsAccumulate); read it
-            // as doubles so the bias fold gets the float64 mean, not finalize's float32 copy.
-            let raw = try backend.read(states[b], count: ColumnStatistics.stateCount(block.mlpHidden))
-            let doubles = raw.withUnsafeBytes { Array($0.bindMemory(to: Double.self)) }
-            means.append(Array(doubles[0..<block.mlpHidden]))
-            variances.append(Array(doubles[block.mlpHidden..<(2 * block.mlpHidden)]))  // M2 until divided below
-        }
-        var total = observations
-        if collective.size > 1 {
-            (means, variances, total) = try mergedAcrossRanks(means: means, squaredDeviations: variances,
-                                                              count: observations, collective: collective)
-        }
-        return NeuronStatistics(mean: means, variance: variances.map { $0.map { $0 / Double(total) } },
-                                observations: total)
+        let all = try statistics(of: model, images: images, activations: [.mlpHidden], limit: limit,
+                                 batchSize: batchSize, collective: collective)
+        guard let neurons = all[.mlpHidden] else { throw PruneError.invalidCalibration("no MLP statistics") }
+        return neurons
     }
 
     /// Merges every rank's (count n_r, mean μ_r, sum of squared deviations M2_r) per neuron into the whole data's,
@@ -187,10 +162,14 @@ public struct VarianceBasedPruning: PruningMethod {
         }
     }
 
-    /// Folds the removed neurons' means into `fc2.bias` (when `biasFold`), then cuts to `plan`.
+    /// Folds the removed neurons' means into `fc2.bias` and, given `headStatistics`, the removed heads' means into
+    /// `attn.proj.bias` (when `biasFold`), then cuts to `plan`.
     public static func prune(_ weights: ViTWeights, plan: KeepPlan, statistics: NeuronStatistics,
-                             biasFold: Bool) throws -> ViTWeights {
+                             headStatistics: NeuronStatistics? = nil, biasFold: Bool) throws -> ViTWeights {
         var compensated = weights
+        if biasFold, let headStatistics {
+            compensated = try foldingHeadMeans(weights, plan: plan, statistics: headStatistics)
+        }
         if biasFold {
             for (b, block) in weights.config.blocks.enumerated() {
                 let kept = Set(plan.blocks[b].mlpHidden)
@@ -209,6 +188,8 @@ public struct VarianceBasedPruning: PruningMethod {
         public var plan: KeepPlan
         public var outcome: BudgetOutcome
         public var statistics: NeuronStatistics
+        /// The merged values' statistics, when heads were pruned (`VBPHeads.swift`).
+        public var headStatistics: NeuronStatistics?
     }
 
     /// Fails before the statistics pass when a parameter or MAC target is out of reach by MLP pruning. Which
@@ -219,7 +200,8 @@ public struct VarianceBasedPruning: PruningMethod {
         case .params?, .macs?: break
         case .latency?, nil: return
         }
-        let anyScores = try ScoredSpaces(config: config, families: [.mlpHidden], roundTo: budget.roundTo) { space in
+        let families: [SpaceFamily] = budget.keepFractions[.heads] == nil ? [.mlpHidden] : [.mlpHidden, .heads]
+        let anyScores = try ScoredSpaces(config: config, families: families, roundTo: budget.roundTo) { space in
             Importance.random(space, seed: 0)
         }
         _ = try budget.solve(config: config, nativeFamilies: [.mlpHidden], planFor: anyScores.plan)
@@ -227,30 +209,39 @@ public struct VarianceBasedPruning: PruningMethod {
 
     /// The whole method without fine-tuning: statistics → ranking → (budget) → fold → surgery. A budget with a
     /// target solves for the keep fraction of MLP neurons; otherwise `options.keepFraction` (or the budget's
-    /// `--keep-mlp`) is used.
+    /// `--keep-mlp`) is used. A budget's `--keep-heads` also ranks and folds whole heads (`VBPHeads.swift`).
     public static func run(_ weights: ViTWeights, backend: Backend, images: CalibrationImages, limit: Int? = nil,
                            batchSize: Int = 64, options: Options = Options(), budget: Budget? = nil,
                            latency: LatencyMeter? = nil) throws -> Result {
         if let budget { try checkMLPReach(budget, config: weights.config) }
         let model = try VisionTransformer(weights: weights, backend: backend)
-        let statistics = try statistics(of: model, images: images, limit: limit, batchSize: batchSize)
+        let pruneHeads = budget?.keepFractions[.heads] != nil
+        let all = try statistics(of: model, images: images,
+                                 activations: pruneHeads ? [.mlpHidden, .mergedValues] : [.mlpHidden],
+                                 limit: limit, batchSize: batchSize)
+        guard let statistics = all[.mlpHidden] else { throw PruneError.invalidCalibration("no MLP statistics") }
+        let headStatistics = all[.mergedValues]
         let scored = try scoredSpaces(config: weights.config,
-                                      scores: scores(weights, statistics: statistics, score: options.score),
-                                      scope: options.scope,
-                                      roundTo: budget?.roundTo ?? options.roundTo)
+                                      neuronScores: scores(weights, statistics: statistics, score: options.score),
+                                      headScores: headStatistics.map {
+                                          try headScores(weights, statistics: $0, score: options.score)
+                                      },
+                                      scope: options.scope, roundTo: budget?.roundTo ?? options.roundTo)
         var resolved = budget ?? Budget(keepMLP: options.keepFraction)
         if resolved.target == nil && resolved.keepFractions.isEmpty { resolved.keepFractions[.mlpHidden] = options.keepFraction }
         let (plan, outcome) = try resolved.solve(config: weights.config, nativeFamilies: [.mlpHidden], latency: latency,
                                                  planFor: scored.plan)
-        let pruned = try prune(weights, plan: plan, statistics: statistics, biasFold: options.biasFold)
-        return Result(weights: pruned, plan: plan, outcome: outcome, statistics: statistics)
+        let pruned = try prune(weights, plan: plan, statistics: statistics, headStatistics: headStatistics,
+                               biasFold: options.biasFold)
+        return Result(weights: pruned, plan: plan, outcome: outcome, statistics: statistics,
+                      headStatistics: headStatistics)
     }
 
     // MARK: The method in the pipeline
 
     public func problem(with budget: Budget, epochs: Int) -> String? {
-        if budget.keepFractions.keys.contains(where: { $0 != .mlpHidden }) {
-            return "vbp prunes MLP neurons only; use --keep-mlp or a target"
+        if budget.keepFractions.keys.contains(where: { $0 != .mlpHidden && $0 != .heads }) {
+            return "vbp prunes MLP neurons and whole heads only; use --keep-mlp, --keep-heads or a target"
         }
         if epochs > 0 { return "vbp has no training phase of its own (--epochs); use --finetune-epochs" }
         return nil
