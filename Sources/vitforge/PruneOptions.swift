@@ -54,10 +54,14 @@ struct PruneOptions: ParsableArguments {
 
     @Flag(help: ArgumentHelp("Refit what consumes the pruned channels by least squares on the calibration images "
                              + "(--calib-images) after the cut: fc2's kept columns and bias for MLP neurons, attn.proj's "
-                             + "for value dims and heads. Residual channels and q/k dims are not compensated (a "
-                             + "residual channel feeds every block's LayerNorm; q/k enter the softmax bilinearly). "
+                             + "for value dims and heads. Residual channels and q/k dims are cut plainly, not "
+                             + "compensated: a residual channel is normalised by every block's LayerNorm and written "
+                             + "by every block, so no one linear layer can stand in for it; q/k enter the softmax "
+                             + "bilinearly (a head that loses q/k dims but keeps v dims gets a proj refit on its "
+                             + "original values, an approximation). "
                              + "One-shot methods only (vbp, where it replaces the mean shift; slim's cut; magnitude, "
-                             + "taylor, random, obs); cpd and vulcan refuse it."))
+                             + "taylor, random, obs); cpd and vulcan refuse it. Off by default (why: "
+                             + "Benchmarks/README.md)."))
     var compensate = false
 
     @Option(help: ArgumentHelp("Ridge of --compensate and of obs's costs, relative to each layer's mean input "

@@ -193,4 +193,15 @@ struct VBPHeadTests {
                                          "blocks.1.mlp.fc2"])
         for record in records { #expect(record.error.refit <= record.error.meanShift * (1 + 1e-12)) }
     }
+
+    @Test("reach is checked at the fixed head fraction's per-block share: fm-vit-c at 25% MACs with half its heads")
+    func reachWithHeads() throws {
+        let config = try ViTWeights.load(path: fixture("fm-vit-c.safetensors"), heads: 2).config
+        // Reachable: one head of two per block and the MLP cut to a few neurons (what the sweep's row cuts).
+        try VarianceBasedPruning.checkMLPReach(Budget(keepHeads: 0.5, target: .macs(0.25)), config: config)
+        // Out of reach with every head kept (MLP neurons are 61% of fm-vit-c's MACs).
+        #expect(throws: PruneError.self) {
+            try VarianceBasedPruning.checkMLPReach(Budget(target: .macs(0.25)), config: config)
+        }
+    }
 }

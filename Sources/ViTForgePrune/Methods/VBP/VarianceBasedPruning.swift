@@ -200,8 +200,12 @@ public struct VarianceBasedPruning: PruningMethod {
         case .params?, .macs?: break
         case .latency?, nil: return
         }
+        // A fixed head fraction is checked at its per-block share: a global ranking of random head scores can
+        // leave a block without heads, and the one it must keep there would make a reachable target look out of
+        // reach (the real ranking's plan is checked again by the solve after the statistics).
         let families: [SpaceFamily] = budget.keepFractions[.heads] == nil ? [.mlpHidden] : [.mlpHidden, .heads]
-        let anyScores = try ScoredSpaces(config: config, families: families, roundTo: budget.roundTo) { space in
+        let anyScores = try ScoredSpaces(config: config, families: families, scope: .block,
+                                         roundTo: budget.roundTo) { space in
             Importance.random(space, seed: 0)
         }
         _ = try budget.solve(config: config, nativeFamilies: [.mlpHidden], planFor: anyScores.plan)
