@@ -1,5 +1,6 @@
 #if canImport(Glibc)
 import Glibc
+import ViTForgeSupport
 #endif
 
 /// What the user asked for with `--device` or `VITFORGE_DEVICE`.

@@ -1,5 +1,6 @@
 #if canImport(Glibc)
 import Glibc
+import ViTForgeSupport
 #endif
 
 /// Host memory owned by a backend from which `Backend.uploadAsync` copies without waiting (see

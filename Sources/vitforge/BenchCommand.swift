@@ -6,6 +6,7 @@ import ViTForgeRandom
 import ViTForgeTrain
 #if canImport(Glibc)
 import Glibc
+import ViTForgeFormats
 #endif
 
 /// Times inference (or a training step) of one or more models at one or more batch sizes.

@@ -1,6 +1,7 @@
 import COpenCL
 #if canImport(Glibc)
 import Glibc
+import ViTForgeSupport
 #endif
 
 /// Device time per kernel (and per CLBlast GEMM shape), from the command queue's profiling events.
