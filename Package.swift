@@ -88,7 +88,9 @@ let package = Package(
                     .embedInCode("attention.cl"),
                     .embedInCode("bookkeeping.cl"),
                 ]),
-        .target(name: "ViTForgeDevice", dependencies: ["COpenCL", "CBLAS", "CLAPACK", "Kernels"],
+        // The register-only FMA loops behind `bench --peak`, one function per instruction set (picked at run time).
+        .target(name: "CFMAPeak"),
+        .target(name: "ViTForgeDevice", dependencies: ["COpenCL", "CBLAS", "CLAPACK", "Kernels", "CFMAPeak"],
                 swiftSettings: deviceSwiftSettings),
         // The one seeded generator (SplitMix64) behind everything reproducible from a seed: initial weights, data
         // order and augmentation, the training generator's seeding, random pruning, bench inputs. Its own target

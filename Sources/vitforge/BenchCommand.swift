@@ -25,7 +25,9 @@ struct BenchCommand: ParsableCommand {
             (the batch uploaded, forward + cross-entropy backward, AdamW with training's weight decay, at \
             learning rate 1e-5 so that nothing diverges). GFLOP/s counts 2 FLOPs per multiply-accumulate of `vitforge info` (forward only; \
             a training step is counted as 3 forwards). Peak memory is the peak RSS of a child process that \
-            measures only that row (see --in-process).
+            measures only that row (see --in-process). On the CPU backend every row also reports its GFLOP/s as a \
+            share of the CPU's FMA peak, measured first (--peak prints it; with --peak alone nothing else is \
+            measured).
             """)
 
     @OptionGroup var common: CommonOptions
@@ -61,6 +63,14 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Write the results as JSON (DESIGN.md's bench keys) to this file, atomically.")
     var json: String?
 
+    @Flag(help: ArgumentHelp("Measure and print the CPU's float32 FMA peak (a register-only loop on one core and on "
+                             + "all cores); --model is then optional."))
+    var peak = false
+
+    @Flag(help: ArgumentHelp("After the timed runs, one more run on the CPU backend with each operation timed: the "
+                             + "share of GEMM, attention, LayerNorm, bias+GELU, elementwise, loss, AdamW, copies."))
+    var profile = false
+
     @Flag(help: "Measure every row in this process (peak memory is then a running high-water mark).")
     var inProcess = false
 
@@ -68,7 +78,7 @@ struct BenchCommand: ParsableCommand {
     var singleMeasurement = false
 
     func validate() throws {
-        guard !models.isEmpty else { throw ValidationError("give at least one --model") }
+        guard !models.isEmpty || peak else { throw ValidationError("give at least one --model (or --peak)") }
         guard batches.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--batch must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
@@ -91,25 +101,38 @@ struct BenchCommand: ParsableCommand {
                 let backend = try common.makeBackend(announce: false)
                 let row = try BenchMeasurement.measure(model: models[0], heads: heads(0), batch: batches[0], train: train,
                                                        softMasks: softMasks, attention: attention, warmup: warmup,
-                                                       runs: runs, seed: common.seed, backend: backend)
+                                                       runs: runs, seed: common.seed, profile: profile,
+                                                       backend: backend)
                 print(String(decoding: try JSONEncoder().encode(BenchReport(device: backend.name, results: [row])),
                              as: UTF8.self))
                 return
             }
+            if profile, !models.isEmpty, try !runsOnCPU() {
+                throw BenchError("--profile times the CPU backend's operations; on an OpenCL device set "
+                                 + "VITFORGE_OPENCL_PROFILE=1 for device times per kernel")
+            }
             var rows: [BenchRow] = []
             var deviceName = ""
-            print(BenchRow.tableHeader)
+            // Measured before any row (and in this process, not in a row's child), so that no model's threads
+            // share the cores with it.
+            let fmaPeak = try peak || runsOnCPU() ? FMAPeak.measure() : nil
+            if let fmaPeak { print(fmaPeak.summary) }
+            if !models.isEmpty { print(BenchRow.tableHeader) }
             for (index, model) in models.enumerated() {
                 for batch in batches {
-                    let row: BenchRow
+                    var row: BenchRow
                     if inProcess {
                         let backend = try common.makeBackend()
                         deviceName = backend.name
                         row = try BenchMeasurement.measure(model: model, heads: heads(index), batch: batch, train: train,
                                                            softMasks: softMasks, attention: attention, warmup: warmup,
-                                                           runs: runs, seed: common.seed, backend: backend)
+                                                           runs: runs, seed: common.seed, profile: profile,
+                                                           backend: backend)
                     } else {
                         (row, deviceName) = try measureInChild(model: model, heads: heads(index), batch: batch)
+                    }
+                    if let fmaPeak, row.backendKind == BackendKind.cpu.rawValue {
+                        row.peakShare = row.gflopsPerSecond / fmaPeak.allCoresGflops
                     }
                     print(row.tableLine)
                     for line in row.profileLines { print(line) }
@@ -117,7 +140,7 @@ struct BenchCommand: ParsableCommand {
                 }
             }
             let coreWarning = OpenBLAS.coreWarning
-            print("device: \(deviceName); OpenBLAS core \(OpenBLAS.coreName)")
+            print("device: \(deviceName.isEmpty ? "cpu" : deviceName); OpenBLAS core \(OpenBLAS.coreName)")
             if let coreWarning { print("warning: \(coreWarning)") }
             if let json {
                 let encoder = JSONEncoder()
@@ -125,11 +148,21 @@ struct BenchCommand: ParsableCommand {
                 var report = BenchReport(device: deviceName, results: rows)
                 report.blasCore = OpenBLAS.coreName
                 report.blasCoreWarning = coreWarning
+                report.fmaPeak = fmaPeak
                 var text = try encoder.encode(report)
                 text.append(UInt8(ascii: "\n"))
                 try AtomicFile.write(text, to: json, protecting: models)
                 print("wrote \(json)")
             }
+        }
+    }
+
+    /// Whether the rows will run on the CPU backend (`--device cpu`, or `auto` on a machine without an OpenCL GPU).
+    private func runsOnCPU() throws -> Bool {
+        switch try common.deviceRequest() {
+        case .cpu: return true
+        case .auto: return DeviceSelection.autoChoice(from: (try? OpenCLRuntime.devices()) ?? []) == nil
+        default: return false
         }
     }
 
@@ -142,6 +175,7 @@ struct BenchCommand: ParsableCommand {
         if let heads { arguments += ["--heads", String(heads)] }
         if train { arguments.append("--train") }
         if softMasks { arguments.append("--soft-masks") }
+        if profile { arguments.append("--profile") }
         arguments += ["--attention", attention.rawValue]
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
@@ -185,11 +219,14 @@ struct BenchReport: Codable {
     /// they are older than the CPU supports.
     var blasCore: String?
     var blasCoreWarning: String?
+    /// The CPU's FMA peak, measured before the rows (absent when no row ran on the CPU backend and no --peak).
+    var fmaPeak: FMAPeak?
 
     enum CodingKeys: String, CodingKey {
         case device, results
         case blasCore = "blas_core"
         case blasCoreWarning = "blas_core_warning"
+        case fmaPeak = "fma_peak"
     }
 }
 
@@ -203,6 +240,10 @@ struct BenchRow: Codable {
     var latencyMedianMs: Double
     var latencyMinMs: Double
     var gflopsPerSecond: Double
+    /// GFLOP/s ÷ the CPU's FMA peak on all cores, for a row measured on the CPU backend.
+    var peakShare: Double?
+    /// The backend that measured the row ("cpu" or "opencl").
+    var backendKind: String?
     var peakMemoryMB: Double
     /// True when measured with soft masks on (omitted otherwise).
     var softMasks: Bool?
@@ -214,9 +255,13 @@ struct BenchRow: Codable {
     /// With `VITFORGE_OPENCL_PROFILE=1` on an OpenCL device: device time per kernel (and GEMM shape) of one more run,
     /// largest first (`OpenCLKernelTime`).
     var kernelProfile: [OpenCLKernelTime]?
+    /// With --profile on the CPU backend: wall time per operation of one more run, largest first
+    /// (`OperationTimeline`).
+    var operationProfile: [OperationTime]?
 
     enum CodingKeys: String, CodingKey {
         case model, batch, mode
+        case operationProfile = "op_profile"
         case softMasks = "soft_masks"
         case attention
         case blockingCallsPerRun = "blocking_calls_per_run"
@@ -225,11 +270,13 @@ struct BenchRow: Codable {
         case latencyMedianMs = "latency_ms_median"
         case latencyMinMs = "latency_ms_min"
         case gflopsPerSecond = "gflops_per_second"
+        case peakShare = "fma_peak_share"
+        case backendKind = "backend"
         case peakMemoryMB = "peak_memory_mb"
     }
 
     static let tableHeader = "model                                     batch  mode    median ms     min ms   images/s"
-        + "   GFLOP/s  peak MB"
+        + "   GFLOP/s  % peak  peak MB"
 
     var tableLine: String {
         let name = model.count > 40 ? "…" + model.suffix(39) : model
@@ -237,11 +284,36 @@ struct BenchRow: Codable {
         return name.padding(41) + pad(String(batch), 6) + "  " + modeLabel.padding(6)
             + pad(Formatting.fixed(latencyMedianMs, decimals: 2), 11)
             + pad(Formatting.fixed(latencyMinMs, decimals: 2), 11) + pad(Formatting.decimal1(imagesPerSecond), 11)
-            + pad(Formatting.decimal1(gflopsPerSecond), 10) + pad(Formatting.decimal1(peakMemoryMB), 9)
+            + pad(Formatting.decimal1(gflopsPerSecond), 10)
+            + pad(peakShare.map { Formatting.decimal1(100 * $0) } ?? "", 8) + pad(Formatting.decimal1(peakMemoryMB), 9)
     }
 
-    /// The kernel profile under the row, when there is one: one line per kernel, then the total.
-    var profileLines: [String] {
+    /// The kernel or operation profile under the row, when there is one.
+    var profileLines: [String] { kernelProfileLines + operationProfileLines }
+
+    /// --profile's breakdown: each category's share of the profiled run, then the ten slowest operations.
+    var operationProfileLines: [String] {
+        guard let operationProfile, !operationProfile.isEmpty else { return [] }
+        let total = max(operationProfile.reduce(0) { $0 + $1.milliseconds }, 1e-12)
+        var categories: [String: (calls: Int, ms: Double)] = [:]
+        for entry in operationProfile {
+            let sum = categories[entry.category] ?? (0, 0)
+            categories[entry.category] = (sum.calls + entry.calls, sum.ms + entry.milliseconds)
+        }
+        func line(_ ms: Double, _ calls: Int, _ name: String) -> String {
+            "    " + pad(Formatting.fixed(ms, decimals: 3), 10) + " ms " + pad(Formatting.fixed(100 * ms / total,
+                                                                                             decimals: 1), 5)
+                + "% " + pad(String(calls), 5) + "×  " + name
+        }
+        return ["  by category (wall time of one more run, \(Formatting.fixed(total, decimals: 1)) ms):"]
+            + categories.sorted { ($0.value.ms, $1.key) > ($1.value.ms, $0.key) }
+                .map { line($0.value.ms, $0.value.calls, $0.key) }
+            + ["  slowest operations:"]
+            + operationProfile.prefix(10).map { line($0.milliseconds, $0.calls, $0.name) }
+    }
+
+    /// The OpenCL kernel profile: one line per kernel, then the total.
+    var kernelProfileLines: [String] {
         guard let kernelProfile, !kernelProfile.isEmpty else { return [] }
         let total = kernelProfile.reduce(0) { $0 + $1.milliseconds }
         return kernelProfile.map { entry in
@@ -256,7 +328,11 @@ struct BenchRow: Codable {
 enum BenchMeasurement {
     static func measure(model path: String, heads: Int?, batch: Int, train: Bool, softMasks: Bool = false,
                         attention: AttentionPath = .fused, warmup: Int, runs: Int, seed: UInt64,
-                        backend: Backend) throws -> BenchRow {
+                        profile: Bool = false, backend: Backend) throws -> BenchRow {
+        if profile && backend.kind != .cpu {
+            throw BenchError("--profile times the CPU backend's operations; on an OpenCL device set "
+                             + "VITFORGE_OPENCL_PROFILE=1 for device times per kernel")
+        }
         let weights = try ViTWeights.load(path: path, heads: heads)
         let model = try VisionTransformer(weights: weights, backend: backend)
         model.attentionPath = attention
@@ -311,15 +387,23 @@ enum BenchMeasurement {
             try run()
             kernelProfile = try openCL.takeProfile()
         }
+        var operationProfile: [OperationTime]?
+        if profile {
+            OperationTimeline.start()
+            try run()
+            operationProfile = OperationTimeline.stop()
+        }
         let median = latency.medianSeconds
         let forwardFlops = 2 * Double(c.cost().macs) * Double(batch)
         let flops = train ? 3 * forwardFlops : forwardFlops
         return BenchRow(model: path, batch: batch, mode: train ? "train" : "infer",
                         imagesPerSecond: Double(batch) / median, latencyMedianMs: median * 1000,
                         latencyMinMs: latency.minimumSeconds * 1000, gflopsPerSecond: flops / median / 1e9,
-                        peakMemoryMB: peakResidentMegabytes(), softMasks: softMasks ? true : nil,
+                        backendKind: backend.kind.rawValue, peakMemoryMB: peakResidentMegabytes(),
+                        softMasks: softMasks ? true : nil,
                         attention: attention == .fused ? nil : attention.rawValue,
-                        blockingCallsPerRun: blockingCalls, kernelProfile: kernelProfile)
+                        blockingCallsPerRun: blockingCalls, kernelProfile: kernelProfile,
+                        operationProfile: operationProfile)
     }
 
     /// N(0, 1) by Box–Muller from two uniforms, the first in (0, 1] so that its logarithm is finite.
@@ -362,6 +446,14 @@ func peakResidentMegabytes() -> Double {
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     return Double(usage.ru_maxrss) / 1024
+}
+
+extension FMAPeak {
+    /// One line: the instruction set and both rates.
+    var summary: String {
+        "FMA peak (\(instructionSet), register-only loop): \(Formatting.decimal1(perCoreGflops)) GFLOP/s per core, "
+            + "\(Formatting.decimal1(allCoresGflops)) GFLOP/s on \(threads) thread\(threads == 1 ? "" : "s")"
+    }
 }
 
 private func pad(_ text: String, _ width: Int) -> String {

@@ -10,6 +10,7 @@ struct ArgumentCheck {
     /// Checks that every named size is ≥ 0 (0 is valid and does nothing).
     init(_ operation: String, _ sizes: KeyValuePairs<String, Int> = [:]) throws {
         self.operation = operation
+        OperationTimeline.enter(operation)  // every public operation starts here (`bench --profile`)
         for (name, value) in sizes where value < 0 { throw fail("\(name) \(value) is negative") }
     }
 
