@@ -18,6 +18,10 @@ public final class VisionTransformer {
     /// A 0/1 mask on the residual width: removed channels are zero in the residual stream and every LayerNorm
     /// normalises over the kept channels only, which is what the model without those channels computes.
     public private(set) var residualMask: ChannelMask?
+    /// Soft token masks, one per block over every token position (see TokenMasks.swift); nil: none.
+    public internal(set) var tokenMasks: [ChannelMask]?
+    /// The token masks' per-batch plans, keyed like `caches`.
+    var tokenMaskPlans: [Bool: TokenMaskPlan] = [:]
     /// `masks` folded into the weights they multiply (see `FoldedMasks`).
     private var folded: FoldedMasks?
     /// One cache per layout, keyed by "keeps activations" (training: true, inference: false); each is rebuilt when
@@ -135,6 +139,7 @@ public final class VisionTransformer {
                                    plan: cache.embedding, tokens: cache.residual(0))
         try maskResidual(cache.residual(0), rows: rows)
         try foldMasks()
+        let tokenMaskPlan = try broadcastTokenMasks(batch: batch, keepingActivations: keepingActivations)
         for (index, block) in c.blocks.enumerated() {
             let names = BlockNames(index)
             let blockCache = cache.block(index)
@@ -147,6 +152,7 @@ public final class VisionTransformer {
             try layerNormForward(x: input, gamma: parameter(names.norm1Weight), beta: parameter(names.norm1Bias),
                                          out: blockCache.norm1, mean: blockCache.norm1Mean, rstd: blockCache.norm1Rstd,
                                          rows: rows, cols: width, eps: Float(c.layerNormEps))
+            try tokenMaskPlan?.apply(backend, block: index, second: false, normed: blockCache.norm1)
             try Attention.forward(backend, x: blockCache.norm1, weights: maskedAttentionWeights(index, names),
                                   shape: attentionShape(index, batch: batch), cache: blockCache.attention,
                                   out: cache.branchOut, path: attentionPath)
@@ -155,6 +161,7 @@ public final class VisionTransformer {
             try layerNormForward(x: middle, gamma: parameter(names.norm2Weight), beta: parameter(names.norm2Bias),
                                          out: blockCache.norm2, mean: blockCache.norm2Mean, rstd: blockCache.norm2Rstd,
                                          rows: rows, cols: width, eps: Float(c.layerNormEps))
+            try tokenMaskPlan?.apply(backend, block: index, second: true, normed: blockCache.norm2)
             try MLP.forward(backend, x: blockCache.norm2, weights: maskedMLPWeights(index, names), rows: rows,
                             width: width, hidden: block.mlpHidden, cache: blockCache.mlp, out: cache.branchOut)
             try maskResidual(cache.branchOut, rows: rows)
@@ -257,6 +264,8 @@ public final class VisionTransformer {
             let blockCache = cache.block(index)
             let rows = cache.tokenGather.blockRows[index]
             let input = cache.tokenGather.input(index, residual: cache.residual(2 * index))
+            let tokenMaskPlan = tokenMasks == nil ? nil : tokenMaskPlans[true]
+            try tokenMaskPlan?.beginBackward(backend)
             // dResidual holds d(block output); each branch adds its contribution through its LayerNorm, and the
             // identity path carries dResidual through unchanged (LayerNorm backward accumulates into it).
             // Each branch writes dNormedTokens whole (overwriteDX) instead of adding to a zero-filled buffer.
@@ -276,6 +285,7 @@ public final class VisionTransformer {
             if let foldedFC2, let mask = masks?[index].mlpHidden {
                 try unfoldMLPGradient(foldedFC2, mask: mask, names: names, block: block)
             }
+            try tokenMaskPlan?.backward(backend, block: index, second: true, dNormed: scratch.dNormedTokens)
             try layerNormBackward(dOut: scratch.dNormedTokens, x: cache.residual(2 * index + 1),
                                           gamma: parameter(names.norm2Weight), mean: blockCache.norm2Mean,
                                           rstd: blockCache.norm2Rstd, dX: dResidual,
@@ -301,6 +311,8 @@ public final class VisionTransformer {
             if let foldedQKV, let mask = masks?[index].qkv {
                 try unfoldQKVGradient(foldedQKV, mask: mask, names: names, block: block)
             }
+            try tokenMaskPlan?.backward(backend, block: index, second: false, dNormed: scratch.dNormedTokens)
+            if let tokenMaskPlan, let mask = tokenMasks?[index] { try tokenMaskPlan.endBackward(backend, mask: mask) }
             try layerNormBackward(dOut: scratch.dNormedTokens, x: input,
                                           gamma: parameter(names.norm1Weight), mean: blockCache.norm1Mean,
                                           rstd: blockCache.norm1Rstd, dX: dResidual,

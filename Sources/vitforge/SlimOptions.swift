@@ -4,13 +4,12 @@ import ViTForgePrune
 
 extension AttentionMaskGranularity: ExpressibleByArgument {}
 
-/// ViT-Slim's own flags (METHODS.md §2). Token masks (§2.b) are not implemented yet.
+/// ViT-Slim's own flags (METHODS.md §2), token masks (§2.b) included.
 struct SlimOptions: MethodOptions {
     static let methods = [ViTSlim.name]
 
     @Option(help: ArgumentHelp("Attention masks: dim (one value per head and dim, on its q, k and v), head (one per "
-                               + "head) or uniform (one per dim index, shared by the heads). Token masks are not "
-                               + "searched yet.", valueName: "granularity"))
+                               + "head) or uniform (one per dim index, shared by the heads).", valueName: "granularity"))
     var slimGranularity = AttentionMaskGranularity.dim
 
     @Option(help: "ℓ1 weight on the attention masks (effective, per-batch-mean loss: the paper's 2e-4 over 4 GPUs).")
@@ -28,6 +27,18 @@ struct SlimOptions: MethodOptions {
     @Option(help: "With a --target-*: attention keeps min(1, ratio · r) of its entries when the MLP keeps r.")
     var attnMlpRatio = 1.0
 
+    @Option(help: ArgumentHelp("Search token masks (tanh(ρ) per block and position, on the LayerNorm outputs) and "
+                               + "keep this fraction of the patch-token entries, made monotone in depth; the cut "
+                               + "gathers the kept tokens physically. With --target-macs/--target-latency the tokens "
+                               + "stay at this fraction and the target solves attention and MLP.", valueName: "r"))
+    var keepTokens: Double?
+
+    @Option(help: "ℓ1 weight on the token masks tanh(ρ) (effective: the paper's 1e-4 over 4 GPUs).")
+    var slimTokenPenalty = 2.5e-5
+
+    @Option(help: "Multiplies the learning rate of the token masks' ρ (Adam moves ρ by about lr per step).")
+    var slimTokenLrScale = 1.0
+
     @Flag(help: "Snap the kept masks to 1 as the released code does (ablation) instead of folding their values in.")
     var noFold = false
 
@@ -40,16 +51,25 @@ struct SlimOptions: MethodOptions {
     var fromSearch: String?
 
     func validate() throws {
-        if !(slimAttnPenalty >= 0) || !(slimMlpPenalty >= 0) { throw ValidationError("ℓ1 weights must be ≥ 0") }
+        if !(slimAttnPenalty >= 0) || !(slimMlpPenalty >= 0) || !(slimTokenPenalty >= 0) {
+            throw ValidationError("ℓ1 weights must be ≥ 0")
+        }
+        if !(slimTokenLrScale > 0) || !slimTokenLrScale.isFinite {
+            throw ValidationError("--slim-token-lr-scale must be positive")
+        }
         if !(0 ..< 1).contains(searchLabelSmoothing) {
             throw ValidationError("--search-label-smoothing must be in [0, 1)")
         }
     }
 
     func method(named name: String) throws -> any PruningMethod {
-        ViTSlim(options: .init(granularity: slimGranularity, attentionPenalty: slimAttnPenalty,
-                               mlpPenalty: slimMlpPenalty, searchLabelSmoothing: searchLabelSmoothing,
-                               keepAttention: keepAttn, attentionToMLPRatio: attnMlpRatio, fold: !noFold,
-                               saveSearch: saveSearch, fromSearch: fromSearch))
+        var options = ViTSlim.Options(granularity: slimGranularity, attentionPenalty: slimAttnPenalty,
+                                      mlpPenalty: slimMlpPenalty, searchLabelSmoothing: searchLabelSmoothing,
+                                      keepAttention: keepAttn, attentionToMLPRatio: attnMlpRatio, fold: !noFold,
+                                      saveSearch: saveSearch, fromSearch: fromSearch)
+        options.keepTokens = keepTokens
+        options.tokenPenalty = slimTokenPenalty
+        options.tokenLearningRateScale = slimTokenLrScale
+        return ViTSlim(options: options)
     }
 }

@@ -63,6 +63,9 @@ public struct ReferenceViT {
     public struct SoftMasks {
         public var qkvColumns: [[Double]?]
         public var mlpHidden: [[Double]?]
+        /// Per block, one multiplier per token position on the LayerNorm outputs feeding attention and the MLP
+        /// (ViT-Slim's token masks); nil: none.
+        public var tokens: [[Double]?]? = nil
 
         public init(qkvColumns: [[Double]?], mlpHidden: [[Double]?]) {
             self.qkvColumns = qkvColumns
@@ -241,7 +244,10 @@ public struct ReferenceViT {
                 keys = positions.indices.filter { kept.contains(positions[$0]) }
             }
             let tokens = x.count
-            let normed = x.map { norm($0, prefix + "norm1") }
+            let tokenScale = softMasks?.tokens?[i]
+            let normed = x.indices.map { t in
+                norm(x[t], prefix + "norm1").map { $0 * (tokenScale?[positions[t]] ?? 1) }
+            }
             let qkvFeatures = 2 * block.totalQK + block.totalV
             var qkv = normed.map {
                 Self.linear($0, p(prefix + "attn.qkv.weight"), qkvBias ? p(prefix + "attn.qkv.bias") : nil,
@@ -296,7 +302,7 @@ public struct ReferenceViT {
                 for d in 0..<width { x[t][d] += projected[d] }
             }
             for t in 0..<tokens {
-                let n2 = norm(x[t], prefix + "norm2")
+                let n2 = norm(x[t], prefix + "norm2").map { $0 * (tokenScale?[positions[t]] ?? 1) }
                 var hidden = Self.linear(n2, p(prefix + "mlp.fc1.weight"), p(prefix + "mlp.fc1.bias"),
                                          outFeatures: block.hidden).map(Self.gelu)
                 if let blockMasks {

@@ -77,18 +77,21 @@ public struct Budget: Equatable, Sendable {
     /// keep more as a fraction grows). Without a target the given fractions are used as they are; with one, the
     /// `nativeFamilies` share one fraction, found by bisection so that the pruned cost is as close to the target as
     /// the discrete widths allow, while fixed fractions of other families stay. A latency target needs `latency`,
-    /// which measures a pruned configuration.
+    /// which measures a pruned configuration. `original`, when given, is what the cost is a fraction of (a
+    /// method that fixed part of the cut beforehand, as ViT-Slim's token sets); otherwise `config`.
     public func solve(config: ViTConfig, nativeFamilies: [SpaceFamily], latency: LatencyMeter? = nil,
+                      original: ViTConfig? = nil,
                       planFor: ([SpaceFamily: Double]) throws -> KeepPlan) throws -> (KeepPlan, BudgetOutcome) {
         try validate()
+        let original = original ?? config
         guard let target else {
             let plan = try planFor(keepFractions)
-            return (plan, try BudgetOutcome(original: config, plan: plan, nativeRatio: nil, target: nil))
+            return (plan, BudgetOutcome(original: original, pruned: try plan.prunedConfig(of: config)))
         }
         if let clash = nativeFamilies.first(where: { keepFractions[$0] != nil }) {
             throw PruneError.invalidBudget("a target and a keep fraction for \(clash.rawValue) at once")
         }
-        let originalCost = config.cost()
+        let originalCost = original.cost()
         if case .latency = target, latency == nil {
             throw PruneError.invalidBudget("a latency target needs a device to measure on")
         }
@@ -150,7 +153,8 @@ public struct Budget: Equatable, Sendable {
                 + "model this method cuts keeps \((best.achieved * 1000).rounded() / 10)%; prune other families too "
                 + "(--keep-heads, --keep-residual) where the method can")
         }
-        var outcome = try BudgetOutcome(original: config, plan: best.plan, nativeRatio: best.ratio, target: target)
+        var outcome = BudgetOutcome(original: original, pruned: try best.plan.prunedConfig(of: config),
+                                    nativeRatio: best.ratio, target: target)
         if case .latency = target { outcome.measuredLatencyMilliseconds = best.achieved }
         return (best.plan, outcome)
     }

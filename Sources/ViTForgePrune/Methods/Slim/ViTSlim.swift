@@ -34,6 +34,13 @@ public struct ViTSlim: PruningMethod {
         /// Where to keep the searched model and masks, and where to read them instead of searching.
         public var saveSearch: String?
         public var fromSearch: String?
+        /// Fraction of the patch-token mask entries kept (ViTSlimTokens.swift); nil: tokens are neither searched
+        /// nor cut. With a target, the tokens stay at this fraction and the target solves attention and MLP.
+        public var keepTokens: Double?
+        /// Effective ℓ1 coefficient on tanh(ρ): the paper's 1e-4 over its 4 GPUs.
+        public var tokenPenalty: Double = 2.5e-5
+        /// Multiplies the learning rate of ρ.
+        public var tokenLearningRateScale: Double = 1
 
         public init(granularity: AttentionMaskGranularity = .dim, attentionPenalty: Double = 5e-5,
                     mlpPenalty: Double = 1.25e-5, searchLabelSmoothing: Double = 0.1, keepAttention: Double? = nil,
@@ -60,11 +67,15 @@ public struct ViTSlim: PruningMethod {
         public var granularity: AttentionMaskGranularity
         public var attention: [[Float]]
         public var mlp: [[Float]]
+        /// Per block, tanh(ρ) of every token position (nil: tokens not searched).
+        public var tokens: [[Float]]?
 
-        public init(granularity: AttentionMaskGranularity, attention: [[Float]], mlp: [[Float]]) {
+        public init(granularity: AttentionMaskGranularity, attention: [[Float]], mlp: [[Float]],
+                    tokens: [[Float]]? = nil) {
             self.granularity = granularity
             self.attention = attention
             self.mlp = mlp
+            self.tokens = tokens
         }
 
         /// All ones: the search's start (§2.d).
@@ -89,6 +100,7 @@ public struct ViTSlim: PruningMethod {
             return "--keep-attn \(keep) must be in (0, 1]"
         }
         if !(options.attentionToMLPRatio > 0) { return "--attn-mlp-ratio must be positive" }
+        if let keep = options.keepTokens, !(keep > 0 && keep <= 1) { return "--keep-tokens \(keep) must be in (0, 1]" }
         return nil
     }
 
@@ -128,10 +140,14 @@ public struct ViTSlim: PruningMethod {
         }
         let (cut, outcome) = try plannedCut(searched.weights, masks: searched.masks, context: context)
         let weights = try Surgery.prune(cut.source, plan: cut.plan)
-        let histograms = [
+        var histograms = [
             "slim attention masks": Histogram(searched.masks.attention.flatMap { $0 }.map(Double.init)),
             "slim MLP masks": Histogram(searched.masks.mlp.flatMap { $0 }.map(Double.init)),
         ]
+        if let tokens = searched.masks.tokens {
+            let prefix = context.original.config.prefixTokens
+            histograms["slim token masks"] = Histogram(tokens.flatMap { $0.dropFirst(prefix) }.map(Double.init))
+        }
         var result = MethodOutcome(weights: weights, outcome: outcome, history: searched.history, histograms: histograms)
         result.cut = cut
         return result
@@ -146,11 +162,20 @@ public struct ViTSlim: PruningMethod {
                                             training: context.data.training, backend: context.backend)
         let masks = try SearchMasks(trainer: trainer, granularity: options.granularity)
         trainer.terms = [SparsityPenalty(masks: masks, attention: options.attentionPenalty, mlp: options.mlpPenalty)]
-        trainer.hooks = [MaskColumns(masks: masks)]
+        // After every step (the optimizer moved the learned values) and after a resume: the column multipliers again.
+        trainer.hooks = [MaskRefresh(name: "slim_columns", refresh: masks.gatherColumns)]
+        let tokenMasks = options.keepTokens == nil ? nil
+            : try SearchTokenMasks(trainer: trainer, learningRateScale: options.tokenLearningRateScale)
+        if let tokenMasks {
+            trainer.terms.append(TokenSparsityPenalty(masks: tokenMasks, weight: options.tokenPenalty))
+            trainer.hooks.append(MaskRefresh(name: "slim_tokens", refresh: tokenMasks.refresh))
+        }
         var searchContext = context
         searchContext.training = phase
         let stopped = try searchContext.train(trainer)
-        return (try trainer.model.hostWeights(), try masks.values(), trainer.state.history, stopped)
+        var values = try masks.values()
+        values.tokens = try tokenMasks?.values()
+        return (try trainer.model.hostWeights(), values, trainer.state.history, stopped)
     }
 
     // MARK: 2. Select: one threshold per module type
@@ -233,23 +258,26 @@ public struct ViTSlim: PruningMethod {
 
     /// The plan and the (folded) weights `extract` cuts.
     func plannedCut(_ weights: ViTWeights, masks: Masks, context: PruningContext) throws -> (PlannedCut, BudgetOutcome) {
-        let config = weights.config
+        let original = weights.config
+        // The token sets are fixed by --keep-tokens; the plan (and a target) then counts every block on its tokens.
+        let tokenPruned = try Self.withTokenSets(weights, masks: masks, keep: options.keepTokens)
+        let config = tokenPruned.config
         let ratio = options.attentionToMLPRatio
         var budget = context.budget
         let (plan, outcome): (KeepPlan, BudgetOutcome)
         if budget.target != nil {
             budget.keepFractions = [:]
             (plan, outcome) = try budget.solve(config: config, nativeFamilies: [.mlpHidden],
-                                               latency: context.latency) { fractions in
+                                               latency: context.latency, original: original) { fractions in
                 let r = fractions[.mlpHidden] ?? 1
                 return try Self.plan(masks, config: config, attention: min(1, ratio * r), mlp: r)
             }
         } else {
             let mlp = budget.keepFractions[.mlpHidden] ?? 1
             plan = try Self.plan(masks, config: config, attention: options.keepAttention ?? mlp, mlp: mlp)
-            outcome = try BudgetOutcome(original: config, plan: plan, nativeRatio: nil, target: nil)
+            outcome = BudgetOutcome(original: original, pruned: try plan.prunedConfig(of: config))
         }
-        let source = options.fold ? try Self.folded(weights, masks: masks) : weights
+        let source = options.fold ? try Self.folded(tokenPruned, masks: masks) : tokenPruned
         return (PlannedCut(source: source, plan: plan), outcome)
     }
 
@@ -267,6 +295,9 @@ public struct ViTSlim: PruningMethod {
             tensors.append(NamedTensor(name: attentionName(b), shape: [masks.attention[b].count],
                                        floats: masks.attention[b]))
             tensors.append(NamedTensor(name: mlpName(b), shape: [masks.mlp[b].count], floats: masks.mlp[b]))
+            if let tokens = masks.tokens?[b] {
+                tensors.append(NamedTensor(name: tokenName(b), shape: [tokens.count], floats: tokens))
+            }
         }
         try SafetensorsWriter.write(tensors, metadata: [ViTConfig.metadataKey: weights.config.jsonString(),
                                                         searchKey: masks.granularity.rawValue],
@@ -291,7 +322,18 @@ public struct ViTSlim: PruningMethod {
                 if name == attentionName(b) { attention.append(values) } else { mlp.append(values) }
             }
         }
-        return (weights, Masks(granularity: granularity, attention: attention, mlp: mlp))
+        var tokens: [[Float]]?
+        if file.contains(tokenName(0)) {
+            tokens = try weights.config.blocks.indices.map { b in
+                let values = try file.floats(tokenName(b))
+                guard values.count == weights.config.tokens else {
+                    throw ModelFileError(file: path, key: tokenName(b),
+                                         .wrongShape(expected: [weights.config.tokens], actual: [values.count]))
+                }
+                return values
+            }
+        }
+        return (weights, Masks(granularity: granularity, attention: attention, mlp: mlp, tokens: tokens))
     }
 }
 
@@ -407,16 +449,4 @@ final class SparsityPenalty: TrainingTerm {
         }
         return value
     }
-}
-
-/// After every step (the optimizer moved the learned values) and after a resume: the column multipliers again.
-final class MaskColumns: TrainingHook {
-    let name = "slim_columns"
-    let masks: SearchMasks
-
-    init(masks: SearchMasks) { self.masks = masks }
-
-    func afterStep(_ trainer: Trainer) throws { try masks.gatherColumns() }
-
-    func restore(_ state: HookState, trainer: Trainer) throws { try masks.gatherColumns() }
 }
