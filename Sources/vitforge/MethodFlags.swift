@@ -60,7 +60,8 @@ enum MethodFlags {
     /// naming the methods that do, found by asking every registered method (`PruningMethod.sharedSettings`).
     static func checkSharedSettings(_ arguments: [String], method: String) throws {
         let given = given(arguments)
-        let flags: [(flag: String, setting: SharedSetting)] = [("--compensate", .compensation),
+        let flags: [(flag: String, setting: SharedSetting)] = [("--val-fraction", .validationFraction),
+                                                               ("--compensate", .compensation),
                                                                ("--scope", .rankingScope),
                                                                ("--calib-images", .calibrationImages)]
         for (flag, setting) in flags where given.contains(flag) {

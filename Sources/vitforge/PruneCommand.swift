@@ -59,26 +59,8 @@ struct PruneCommand: ParsableCommand {
         return group
     }
 
-    /// `method` with `--val-fraction` applied: the methods that select their result on a validation split read it;
-    /// nil for the others, for which the flag is an error.
-    static func withValidationFraction(_ method: any PruningMethod, _ fraction: Double) throws -> (any PruningMethod)? {
-        if var cpd = method as? CPD { cpd.options.validationFraction = fraction; return cpd }
-        if var vulcan = method as? Vulcan { vulcan.options.validationFraction = fraction; return vulcan }
-        return nil
-    }
-
     func validate() throws {
         try MethodFlags.check(CommandLine.arguments, method: options.method, groups: methodOptions)
-        if options.valFraction != nil,
-           try Self.withValidationFraction(try methodGroup().method(named: options.method), 0.5) == nil {
-            // The readers, found by asking every registered method rather than listed here.
-            let readers = try PruningMethods.names.filter { name in
-                guard let group = methodOptions.first(where: { type(of: $0).methods.contains(name) }) else { return false }
-                return try Self.withValidationFraction(group.method(named: name), 0.5) != nil
-            }
-            throw ValidationError("--val-fraction is read only by --method \(readers.joined(separator: ", ")); "
-                                  + "--method \(options.method) does not read it")
-        }
         try MethodFlags.checkSharedSettings(CommandLine.arguments, method: options.method)
         if options.compensate && vbp.noBiasFold {
             // The refit replaces the mean shift; the ablation without it has nothing left to switch off.
@@ -118,23 +100,28 @@ struct PruneCommand: ParsableCommand {
         ]
         var parts = values.compactMap { flag, value in value.map { "\(flag) \($0)" } }
         if options.targetLatency != nil { parts.append("--latency-batch \(options.latencyBatch)") }
-        if parts.isEmpty {
-            parts = [options.method == Vulcan.name
-                ? "--prune-ratio \(Vulcan.Options.defaultPruneRatio) (default)"
-                : "--keep-mlp \(PruneOptions.defaultKeepMLP) (default)"]
+        if parts.isEmpty, let defaultBudget = PruningMethods.named(options.method)?.defaultBudget {
+            switch defaultBudget {
+            case .keepMLP(let fraction): parts = ["--keep-mlp \(fraction) (default)"]
+            case .methodSetting(let flag, let value, _): parts = ["\(flag) \(value) (default)"]
+            }
         }
         return parts.joined(separator: " ")
     }
 
     /// The first line of a run given no budget: what it will keep instead of keeping something silently.
     var defaultBudgetLine: String? {
-        guard options.noBudgetGiven else { return nil }
-        if options.method == Vulcan.name {
-            guard vulcan.pruneRatio == nil else { return nil }
-            return "budget: none given; vulcan removes its default share, --prune-ratio \(Vulcan.Options.defaultPruneRatio)"
+        guard options.noBudgetGiven, let defaultBudget = PruningMethods.named(options.method)?.defaultBudget else {
+            return nil
         }
-        return "budget: none given; keeping \(Formatting.percent(PruneOptions.defaultKeepMLP)) of the MLP neurons "
-            + "(--keep-mlp \(PruneOptions.defaultKeepMLP), the default)"
+        switch defaultBudget {
+        case .keepMLP(let fraction):
+            return "budget: none given; keeping \(Formatting.percent(fraction)) of the MLP neurons "
+                + "(--keep-mlp \(fraction), the default)"
+        case .methodSetting(let flag, let value, let meaning):
+            guard !MethodFlags.given(CommandLine.arguments).contains(flag) else { return nil }
+            return "budget: none given; \(options.method) \(meaning), \(flag) \(value)"
+        }
     }
 
     func run() throws {
@@ -145,17 +132,8 @@ struct PruneCommand: ParsableCommand {
                 let started = Date()
                 let options = self.options
                 let group = try methodGroup()
-                var method = try group.method(named: options.method)
+                let method = try group.method(named: options.method)
                 let dataClasses = try parseClassList(options.classes, data: options.data)
-                // The validation share is shared by the methods that select on a validation split.
-                if let fraction = options.valFraction {
-                    method = try Self.withValidationFraction(method, fraction) ?? method
-                }
-                // obs's costs use the refit's ridge, so that its removal order and --compensate agree.
-                if var obs = method as? OBSPruning, let ridge = options.compensateRidge {
-                    obs.ridge = ridge
-                    method = obs
-                }
                 var original = try ViTWeights.load(path: options.model, heads: heads.heads)
                 // Calibration, evaluation and the training phases prepare images as the model was trained; the
                 // pruned model keeps the same preprocessing (surgery copies the config).
@@ -174,11 +152,6 @@ struct PruneCommand: ParsableCommand {
                 let fit = try ClassFit(splits.training, data: options.data, model: options.model, config: config)
                 splits = try fit.apply(splits)
                 if let note = fit.note { print(note) }
-                // Vulcan serves the subset in the order given (its trimmed head's outputs follow it), as model classes.
-                if var vulcan = method as? Vulcan, let classes = fit.apply(dataClasses) {
-                    vulcan.options.classes = classes
-                    method = vulcan
-                }
                 let isIDX = try PreprocessOptions.isIDX(options.data)
                 let progress = ProgressPrinter()
                 func phase(_ name: String, epochs: Int, learningRate: Double, checkpoint: String) -> TrainingPhase {
@@ -203,6 +176,11 @@ struct PruneCommand: ParsableCommand {
                                 checkpoint: checkpointPath(for: options.out)),
                     latencyBatches: try parseBatchList(options.latencyBatches) ?? [1, 64], seed: common.seed)
                 pipeline.compensation = options.compensation
+                // Settings only some methods read (`SharedSetting`); each reads them from its context.
+                pipeline.validationFraction = options.valFraction
+                pipeline.compensationRidge = options.compensateRidge
+                // The subset in the order given, as model classes (Vulcan's trimmed head follows it).
+                pipeline.classes = fit.apply(dataClasses)
                 installInterruptHandling()
                 let outcome: PruningPipeline.Outcome
                 do {

@@ -16,10 +16,10 @@ struct PruneOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("The pruning method: \(PruningMethods.all.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")).",
                                valueName: "name"))
-    var method = VarianceBasedPruning.name
+    var method = PruningMethods.all[0].name
 
     @Option(help: ArgumentHelp("Fraction of MLP neurons to keep. With no --keep-* and no --target-* (and for vulcan no "
-                               + "--prune-ratio) the run keeps \(Self.defaultKeepMLP) and says so in its first line.",
+                               + "--prune-ratio) the run keeps \(Budget.defaultKeepMLP) and says so in its first line.",
                                valueName: "F"))
     var keepMlp: Double?
 
@@ -105,9 +105,6 @@ struct PruneOptions: ParsableArguments {
                              + "for the method's own training, OUT.checkpoint.safetensors for fine-tuning)."))
     var resume = false
 
-    /// The MLP fraction kept when no budget is given (every method but Vulcan, whose default is its --prune-ratio).
-    static let defaultKeepMLP = 0.5
-
     /// `--compensate` as the pipeline's settings (nil without it).
     var compensation: CompensationSettings? {
         compensate ? CompensationSettings(ridge: compensateRidge ?? LeastSquaresRefit.defaultRidge) : nil
@@ -123,8 +120,10 @@ struct PruneOptions: ParsableArguments {
         let target: Budget.Target? = targetMacs.map { .macs($0) } ?? targetParams.map { .params($0) }
             ?? targetLatency.map { .latency(milliseconds: $0, batch: latencyBatch) }
         var keepMLP = keepMlp
-        // Vulcan's default budget is its own --prune-ratio.
-        if noBudgetGiven && method != Vulcan.name { keepMLP = Self.defaultKeepMLP }
+        // A method whose default budget is a setting of its own (`DefaultBudget.methodSetting`) gets none here.
+        if noBudgetGiven, case .keepMLP(let fraction)? = PruningMethods.named(method)?.defaultBudget {
+            keepMLP = fraction
+        }
         return Budget(keepMLP: keepMLP, keepHeads: keepHeads, keepResidual: keepResidual, target: target,
                       roundTo: roundTo)
     }
@@ -159,7 +158,8 @@ struct PruneOptions: ParsableArguments {
             if !(compensateRidge >= 0 && compensateRidge.isFinite) {
                 throw ValidationError("--compensate-ridge \(compensateRidge): must be ≥ 0")
             }
-            if !compensate && method != OBSPruning.name {
+            let readers = PruningMethods.all.filter { $0.sharedSettings.contains(.compensationRidge) }
+            if !compensate && !readers.contains(where: { $0.name == method }) {
                 throw ValidationError("--compensate-ridge has no effect without --compensate (or --method obs)")
             }
         }

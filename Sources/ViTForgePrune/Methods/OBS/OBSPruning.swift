@@ -14,9 +14,11 @@ public struct OBSPruning: PruningMethod {
     public static let summary = "structured Optimal Brain Surgeon (ZipLM): remove the MLP neurons, heads or value "
         + "dims whose removal, with the least-squares update of the rest, costs the least output error (greedy)"
     public static let hasTrainingPhase = false
-    public static let sharedSettings: Set<SharedSetting> = [.rankingScope, .calibrationImages, .compensation]
+    public static let sharedSettings: Set<SharedSetting> = [.rankingScope, .calibrationImages, .compensation,
+                                                            .compensationRidge]
 
-    /// λ of the costs, relative to each layer's mean input variance (the pipeline's `--compensate-ridge`).
+    /// λ of the costs, relative to each layer's mean input variance, when the run gives none
+    /// (`PruningContext.compensationRidge`, the pipeline's `--compensate-ridge`).
     public var ridge: Double
 
     public init(ridge: Double = LeastSquaresRefit.defaultRidge) { self.ridge = ridge }
@@ -43,7 +45,7 @@ public struct OBSPruning: PruningMethod {
                                                batchSize: context.batchSize)
         let scored = try ScoredSpaces(config: config, families: families, scope: context.scope,
                                       roundTo: context.budget.roundTo) { space in
-            try scores(space, weights: weights, moments: moments)
+            try scores(space, weights: weights, moments: moments, ridge: context.compensationRidge ?? ridge)
         }
         let (plan, outcome) = try context.solve(nativeFamilies: [.mlpHidden], planFor: scored.plan)
         var result = MethodOutcome(weights: try Surgery.prune(weights, plan: plan), outcome: outcome)
@@ -52,8 +54,8 @@ public struct OBSPruning: PruningMethod {
     }
 
     /// The space's groups' scores (aligned with `space.groups`) from its layer's greedy OBS order.
-    func scores(_ space: ChannelSpace, weights: ViTWeights, moments: [Compensation.Layer: ActivationMoments]) throws
-        -> [Double] {
+    func scores(_ space: ChannelSpace, weights: ViTWeights, moments: [Compensation.Layer: ActivationMoments],
+                ridge: Double) throws -> [Double] {
         let config = weights.config
         let layer: Compensation.Layer
         let columns: [[Int]]
