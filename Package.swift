@@ -104,9 +104,11 @@ let package = Package(
         .target(name: "ViTForgeData", dependencies: ["CZlib", "CImageDecode", "ViTForgeRandom", "ViTForgeResampling"]),
         // Losses (CE, KD), AdamW + schedules, the training loop, checkpoints and resume, progress lines.
         .target(name: "ViTForgeTrain", dependencies: ["ViTForgeModel", "ViTForgeData", "ViTForgeRandom"]),
-        // Channel spaces, dependency groups, importance, budgets, surgery and the pruning methods.
-        .target(name: "ViTForgePrune", dependencies: ["ViTForgeTrain", "ViTForgeModel", "ViTForgeData",
-                                                     "ViTForgeDevice", "ViTForgeRandom"]),
+        // Channel spaces, dependency groups, importance, budgets, surgery and the pruning methods, each with its
+        // option group (swift-argument-parser), so that a method is one folder plus one registry line.
+        .target(name: "ViTForgePrune", dependencies: [
+                    "ViTForgeTrain", "ViTForgeModel", "ViTForgeData", "ViTForgeDevice", "ViTForgeRandom",
+                    .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Open MPI's headers and library, through pkg-config (used only with the MPI trait).
         .systemLibrary(name: "COpenMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         // Plain-C wrappers of the MPI calls a data-parallel run makes (MPI_COMM_WORLD etc. are macros). Without the

@@ -33,7 +33,7 @@ enum MethodFlags {
     /// Every method flag with the methods that read it.
     static func readers(in groups: [any MethodOptions]) -> [(flag: String, methods: [String])] {
         groups.flatMap { group in
-            longNames(of: group).map { ($0.flag, type(of: group).methods(reading: $0.property)) }
+            longNames(of: group).map { ($0.flag, type(of: group).methods(reading: $0.property).map { $0.name }) }
         }
     }
 

@@ -39,21 +39,17 @@ struct PruneCommand: ParsableCommand {
 
     @OptionGroup var options: PruneOptions
     @OptionGroup var training: TrainingFlags
-    @OptionGroup(title: "VBP options (--method vbp)") var vbp: VBPOptions
-    @OptionGroup(title: "ViT-Slim options (--method slim)") var slim: SlimOptions
-    @OptionGroup(title: "CPD options (--method cpd)") var cpd: CPDOptions
-    @OptionGroup(title: "Baseline options (--method magnitude|taylor|random|obs)") var baselines: BaselineOptions
-    @OptionGroup(title: "Vulcan options (--method vulcan; the subset is --classes)") var vulcan: VulcanOptions
+    @OptionGroup var methodGroups: MethodOptionGroups
     @OptionGroup var heads: HeadsOption
     @OptionGroup var dataLoading: DataLoadingOptions
     @OptionGroup var preprocessing: PreprocessOptions
     @OptionGroup var common: CommonOptions
 
     /// Every method's option group; each registered method is served by exactly one (a CLI test checks).
-    var methodOptions: [any MethodOptions] { [vbp, slim, cpd, baselines, vulcan] }
+    var methodOptions: [any MethodOptions] { methodGroups.all }
 
     func methodGroup() throws -> any MethodOptions {
-        guard let group = methodOptions.first(where: { type(of: $0).methods.contains(options.method) }) else {
+        guard let group = methodGroups.group(for: options.method) else {
             throw ValidationError("--method \(options.method) has no option group")
         }
         return group
@@ -62,10 +58,7 @@ struct PruneCommand: ParsableCommand {
     func validate() throws {
         try MethodFlags.check(CommandLine.arguments, method: options.method, groups: methodOptions)
         try MethodFlags.checkSharedSettings(CommandLine.arguments, method: options.method)
-        if options.compensate && vbp.noBiasFold {
-            // The refit replaces the mean shift; the ablation without it has nothing left to switch off.
-            throw ValidationError("--compensate replaces vbp's mean shift by the full refit; drop --no-bias-fold")
-        }
+        if let problem = try methodGroup().problem(compensate: options.compensate) { throw ValidationError(problem) }
         try MethodFlags.checkTrainingFlags(CommandLine.arguments, epochs: options.epochs,
                                            finetuneEpochs: options.finetuneEpochs, distill: options.distill)
         let method = try methodGroup().method(named: options.method)
@@ -82,21 +75,23 @@ struct PruneCommand: ParsableCommand {
     /// What the run reads and writes, checked before any work.
     var files: CommandFiles {
         CommandFiles(
-            inputs: [.init("--model", options.model), .init("--data", options.data),
-                     .init("--from-search", slim.fromSearch)],
-            outputs: [.init("--out", options.out), .init("--report", options.report), .init("--html", options.html),
-                      .init("--save-search", slim.saveSearch),
-                      .init("checkpoint", checkpointPath(for: options.out)),
-                      .init("checkpoint", options.methodCheckpointPath)])
+            inputs: [.init("--model", options.model), .init("--data", options.data)]
+                + methodOptions.flatMap { $0.inputFiles }.map { CommandFiles.Named($0.flag, $0.path) },
+            outputs: [.init("--out", options.out), .init("--report", options.report), .init("--html", options.html)]
+                + methodOptions.flatMap { $0.outputFiles }.map { CommandFiles.Named($0.flag, $0.path) }
+                + [.init("checkpoint", checkpointPath(for: options.out)),
+                   .init("checkpoint", options.methodCheckpointPath)])
     }
 
-    /// The budget flags as given (with the default when none was), for the report's budget column.
+    /// The budget flags as given (with the default when none was), for the report's budget column: the fractions
+    /// kept, the method's own, then the targets.
     var askedBudget: String {
         let values: [(String, Double?)] = [
             ("--keep-mlp", options.keepMlp), ("--keep-heads", options.keepHeads),
-            ("--keep-residual", options.keepResidual), ("--keep-attn", slim.keepAttn),
+            ("--keep-residual", options.keepResidual),
+        ] + methodOptions.flatMap { $0.budgetFlags } + [
             ("--target-params", options.targetParams), ("--target-macs", options.targetMacs),
-            ("--target-latency", options.targetLatency), ("--prune-ratio", vulcan.pruneRatio),
+            ("--target-latency", options.targetLatency),
         ]
         var parts = values.compactMap { flag, value in value.map { "\(flag) \($0)" } }
         if options.targetLatency != nil { parts.append("--latency-batch \(options.latencyBatch)") }

@@ -1,9 +1,6 @@
-/// The registry `vitforge prune --method NAME` dispatches through. A new method adds its type here.
+/// Every registered method, in `--method`'s order: the methods of the option groups `MethodOptionGroups` lists.
 public enum PruningMethods {
-    public static let all: [any PruningMethod.Type] = [
-        VarianceBasedPruning.self, ViTSlim.self, CPD.self, Vulcan.self, MagnitudePruning.self, TaylorPruning.self,
-        RandomPruning.self, OBSPruning.self,
-    ]
+    public static let all: [any PruningMethod.Type] = MethodOptionGroups.groupTypes.flatMap { $0.methods }
 
     public static var names: [String] { all.map { $0.name } }
 

@@ -1,12 +1,14 @@
 import ArgumentParser
 import ViTForgeModel
-import ViTForgePrune
 
 extension AttentionMaskGranularity: ExpressibleByArgument {}
 
 /// ViT-Slim's own flags (METHODS.md §2). Token masks (§2.b) are not implemented yet.
-struct SlimOptions: MethodOptions {
-    static let methods = [ViTSlim.name]
+public struct SlimOptions: MethodOptions {
+    public static let methods: [any PruningMethod.Type] = [ViTSlim.self]
+    public static let title = "ViT-Slim options (--method slim)"
+
+    public init() {}
 
     @Option(help: ArgumentHelp("Attention masks: dim (one value per head and dim, on its q, k and v), head (one per "
                                + "head) or uniform (one per dim index, shared by the heads). Token masks are not "
@@ -39,14 +41,18 @@ struct SlimOptions: MethodOptions {
                                valueName: "file"))
     var fromSearch: String?
 
-    func validate() throws {
+    public func validate() throws {
         if !(slimAttnPenalty >= 0) || !(slimMlpPenalty >= 0) { throw ValidationError("ℓ1 weights must be ≥ 0") }
         if !(0 ..< 1).contains(searchLabelSmoothing) {
             throw ValidationError("--search-label-smoothing must be in [0, 1)")
         }
     }
 
-    func method(named name: String) throws -> any PruningMethod {
+    public var budgetFlags: [(flag: String, value: Double?)] { [("--keep-attn", keepAttn)] }
+    public var inputFiles: [(flag: String, path: String?)] { [("--from-search", fromSearch)] }
+    public var outputFiles: [(flag: String, path: String?)] { [("--save-search", saveSearch)] }
+
+    public func method(named name: String) throws -> any PruningMethod {
         ViTSlim(options: .init(granularity: slimGranularity, attentionPenalty: slimAttnPenalty,
                                mlpPenalty: slimMlpPenalty, searchLabelSmoothing: searchLabelSmoothing,
                                keepAttention: keepAttn, attentionToMLPRatio: attnMlpRatio, fold: !noFold,

@@ -1,18 +1,22 @@
 import ArgumentParser
-import ViTForgePrune
 
 /// The baselines' own flags (magnitude, Taylor, random).
-struct BaselineOptions: MethodOptions {
-    static let methods = [MagnitudePruning.name, TaylorPruning.name, RandomPruning.name, OBSPruning.name]
+public struct BaselineOptions: MethodOptions {
+    public static let methods: [any PruningMethod.Type] = [
+        MagnitudePruning.self, TaylorPruning.self, RandomPruning.self, OBSPruning.self,
+    ]
+    public static let title = "Baseline options (--method magnitude|taylor|random|obs)"
+
+    public init() {}
 
     @Option(help: "Taylor: accumulate gradients over this many batches of --batch-size (overrides --calib-images; default 2048 images).")
     var calibBatches: Int?
 
-    func validate() throws {
+    public func validate() throws {
         if let calibBatches, calibBatches < 1 { throw ValidationError("--calib-batches must be at least 1") }
     }
 
-    func method(named name: String) throws -> any PruningMethod {
+    public func method(named name: String) throws -> any PruningMethod {
         switch name {
         case MagnitudePruning.name: return MagnitudePruning()
         case TaylorPruning.name: return TaylorPruning()
@@ -21,11 +25,11 @@ struct BaselineOptions: MethodOptions {
         }
     }
 
-    static func methods(reading property: String) -> [String] {
-        property == "calibBatches" ? [TaylorPruning.name] : methods
+    public static func methods(reading property: String) -> [any PruningMethod.Type] {
+        property == "calibBatches" ? [TaylorPruning.self] : methods
     }
 
-    func calibrationImages(for name: String, requested: Int?, batchSize: Int) -> Int? {
+    public func calibrationImages(for name: String, requested: Int?, batchSize: Int) -> Int? {
         guard name == TaylorPruning.name else { return requested }
         return calibBatches.map { $0 * batchSize } ?? requested ?? 2048
     }
