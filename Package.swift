@@ -1,7 +1,8 @@
 // swift-tools-version: 6.1
 // ViTForge: fine-tune and structurally prune Vision Transformers on OpenCL GPUs, with a CPU backend.
 // Layers (arrows point down only): vitforge (CLI) → ViTForgePrune → ViTForgeTrain → ViTForgeModel → ViTForgeDevice;
-// ViTForgeData beside ViTForgeModel, and ViTForgeRandom under both. With the `MPI` trait, ViTForgeMPI (above
+// ViTForgeFormats (model files) under ViTForgeModel and beside ViTForgeDevice, ViTForgeSupport (locks, fault hooks,
+// the qkv layout) under both; ViTForgeData beside ViTForgeModel, and ViTForgeRandom under both. With the `MPI` trait, ViTForgeMPI (above
 // ViTForgeTrain) gives the CLI data-parallel runs under `mpirun`.
 import PackageDescription
 import Foundation
@@ -39,7 +40,9 @@ let package = Package(
     products: [
         .executable(name: "vitforge", targets: ["vitforge"]),
         .library(name: "ViTForgeRandom", targets: ["ViTForgeRandom"]),
+        .library(name: "ViTForgeSupport", targets: ["ViTForgeSupport"]),
         .library(name: "ViTForgeDevice", targets: ["ViTForgeDevice"]),
+        .library(name: "ViTForgeFormats", targets: ["ViTForgeFormats"]),
         .library(name: "ViTForgeModel", targets: ["ViTForgeModel"]),
         .library(name: "ViTForgeData", targets: ["ViTForgeData"]),
         .library(name: "ViTForgeTrain", targets: ["ViTForgeTrain"]),
@@ -90,7 +93,11 @@ let package = Package(
                 ]),
         // The register-only FMA loops behind `bench --peak`, one function per instruction set (picked at run time).
         .target(name: "CFMAPeak"),
-        .target(name: "ViTForgeDevice", dependencies: ["COpenCL", "CBLAS", "CLAPACK", "Kernels", "CFMAPeak"],
+        // What both the device layer and the file formats need, neither importing the other: the process-wide lock,
+        // the fault hooks of the reliability tests, and where a head's q, k and v sit in the fused qkv projection.
+        .target(name: "ViTForgeSupport"),
+        .target(name: "ViTForgeDevice",
+                dependencies: ["ViTForgeSupport", "COpenCL", "CBLAS", "CLAPACK", "Kernels", "CFMAPeak"],
                 swiftSettings: deviceSwiftSettings),
         // The one seeded generator (SplitMix64) behind everything reproducible from a seed: initial weights, data
         // order and augmentation, the training generator's seeding, random pruning, bench inputs. Its own target
@@ -99,16 +106,23 @@ let package = Package(
         // Pillow's antialiased separable resampling weights (bicubic, bilinear, nearest): images (Data) and position
         // embeddings (Model) resample alike. Its own target for the same reason as ViTForgeRandom.
         .target(name: "ViTForgeResampling"),
-        // ViT config, timm parameter names, safetensors I/O, forward/backward on a Backend, MAC/parameter counts.
-        .target(name: "ViTForgeModel", dependencies: ["ViTForgeDevice", "ViTForgeRandom", "ViTForgeResampling"]),
+        // Model files without the device layer (the fuzz harness of safetensors builds it without OpenCL or BLAS):
+        // ViT config and its inference from tensor shapes, timm parameter names, weights on the host, safetensors
+        // read/write, Hugging Face import, preprocessing recipes, atomic writes and the file errors.
+        .target(name: "ViTForgeFormats", dependencies: ["ViTForgeSupport", "ViTForgeRandom"]),
+        // Forward/backward of a ViT on a Backend, initialisation, position-embedding resampling, MAC counts.
+        .target(name: "ViTForgeModel", dependencies: ["ViTForgeFormats", "ViTForgeDevice", "ViTForgeSupport",
+                                                     "ViTForgeRandom", "ViTForgeResampling"]),
         // Data sets beside the model layer (neither imports the other): IDX files, ImageFolders (PNG/JPEG), class
         // subsets, validation splits, augmentation, image preparation, prefetching batches.
         .target(name: "ViTForgeData", dependencies: ["CZlib", "CImageDecode", "ViTForgeRandom", "ViTForgeResampling"]),
         // Losses (CE, KD), AdamW + schedules, the training loop, checkpoints and resume, progress lines.
-        .target(name: "ViTForgeTrain", dependencies: ["ViTForgeModel", "ViTForgeData", "ViTForgeRandom"]),
+        .target(name: "ViTForgeTrain", dependencies: ["ViTForgeModel", "ViTForgeFormats", "ViTForgeDevice",
+                                                     "ViTForgeSupport", "ViTForgeData", "ViTForgeRandom"]),
         // Channel spaces, dependency groups, importance, budgets, surgery and the pruning methods.
-        .target(name: "ViTForgePrune", dependencies: ["ViTForgeTrain", "ViTForgeModel", "ViTForgeData",
-                                                     "ViTForgeDevice", "ViTForgeRandom"]),
+        .target(name: "ViTForgePrune", dependencies: ["ViTForgeTrain", "ViTForgeModel", "ViTForgeFormats",
+                                                     "ViTForgeData", "ViTForgeDevice", "ViTForgeSupport",
+                                                     "ViTForgeRandom"]),
         // Open MPI's headers and library, through pkg-config (used only with the MPI trait).
         .systemLibrary(name: "COpenMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         // Plain-C wrappers of the MPI calls a data-parallel run makes (MPI_COMM_WORLD etc. are macros). Without the
@@ -120,12 +134,15 @@ let package = Package(
         .target(name: "ViTForgeMPI", dependencies: ["CMPI", "ViTForgeTrain"]),
         // Model export: ONNX graphs of any model ViTForge loads, written with swift-protobuf.
         .target(name: "ViTForgeExport", dependencies: [
-                    "ViTForgeModel", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                    "ViTForgeModel", "ViTForgeFormats", "ViTForgeDevice", "ViTForgeSupport",
+                    .product(name: "SwiftProtobuf", package: "swift-protobuf")],
                 exclude: ["Proto/onnx_subset.proto", "Proto/generate.sh", "Proto/check_against_onnx.py"]),
         .executableTarget(name: "vitforge", dependencies: [
             "ViTForgeRandom",
             "ViTForgeResampling",
+            "ViTForgeSupport",
             "ViTForgeDevice",
+            "ViTForgeFormats",
             "ViTForgeModel",
             "ViTForgeData",
             "ViTForgeTrain",
@@ -141,30 +158,34 @@ let package = Package(
         // The op table: every Backend operation at odd sizes against float64 references, as a library so that
         // `BackendOpTests` and the `op-table` executable (which runs where there is no Swift test runner: a lent GPU
         // machine, see Benchmarks/gpu) run the same rows.
-        .target(name: "ViTForgeOpTable", dependencies: ["ViTForgeDevice", "ViTForgeSeededGenerator"],
+        .target(name: "ViTForgeOpTable", dependencies: ["ViTForgeDevice", "ViTForgeSupport", "ViTForgeSeededGenerator"],
                 path: "Tests/ViTForgeOpTable"),
         .executableTarget(name: "op-table", dependencies: ["ViTForgeOpTable", "ViTForgeDevice"],
                           path: "Tests/op-table"),
         // What several test targets share (test targets cannot import each other): the float64 reference ViT and
         // the seeded random source, and threads standing in for the ranks of a data-parallel run.
-        .target(name: "ViTForgeTestSupport", dependencies: ["ViTForgeModel", "ViTForgeRandom", "ViTForgeTrain",
-                                                            "ViTForgeSeededGenerator"],
+        .target(name: "ViTForgeTestSupport", dependencies: ["ViTForgeModel", "ViTForgeFormats", "ViTForgeRandom",
+                                                            "ViTForgeTrain", "ViTForgeSeededGenerator"],
                 path: "Tests/ViTForgeTestSupport"),
-        .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "ViTForgeOpTable",
+        .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "Kernels", "ViTForgeOpTable",
                                                                "ViTForgeTestSupport", "vitforge"]),
-        .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel", "ViTForgeRandom", "ViTForgeTestSupport"]),
+        .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel", "ViTForgeFormats", "ViTForgeDevice",
+                                                              "ViTForgeSupport", "ViTForgeRandom",
+                                                              "ViTForgeTestSupport"]),
         // CImageDecode's encoders write the tests' PNG/JPEG files.
         .testTarget(name: "ViTForgeDataTests", dependencies: ["ViTForgeData", "ViTForgeResampling", "CImageDecode"]),
         // Runs the built `vitforge` binary as a subprocess (the dependency makes `swift build`/`swift test` build it).
         // CImageDecode's encoders write the image folders of the journey tests.
-        .testTarget(name: "vitforgeCLITests", dependencies: ["vitforge", "ViTForgeModel", "ViTForgeData",
-                                                            "ViTForgePrune", "CImageDecode"]),
-        .testTarget(name: "ViTForgeTrainTests", dependencies: ["ViTForgeTrain", "ViTForgeTestSupport"]),
-        .testTarget(name: "ViTForgeExportTests", dependencies: ["ViTForgeExport", "ViTForgeModel",
+        .testTarget(name: "vitforgeCLITests", dependencies: ["vitforge", "ViTForgeModel", "ViTForgeFormats",
+                                                            "ViTForgeDevice", "ViTForgeData", "ViTForgePrune",
+                                                            "CImageDecode"]),
+        .testTarget(name: "ViTForgeTrainTests", dependencies: ["ViTForgeTrain", "ViTForgeModel", "ViTForgeFormats",
+                                                              "ViTForgeDevice", "ViTForgeTestSupport"]),
+        .testTarget(name: "ViTForgeExportTests", dependencies: ["ViTForgeExport", "ViTForgeModel", "ViTForgeFormats",
                                                                "ViTForgeTestSupport"]),
         .testTarget(name: "ViTForgePruneTests",
-                    dependencies: ["ViTForgePrune", "ViTForgeModel", "ViTForgeDevice", "ViTForgeData",
-                                   "ViTForgeTestSupport"]),
+                    dependencies: ["ViTForgePrune", "ViTForgeTrain", "ViTForgeModel", "ViTForgeFormats",
+                                   "ViTForgeDevice", "ViTForgeSupport", "ViTForgeData", "ViTForgeTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -9,10 +9,12 @@ let package = Package(
     targets: [
         .executableTarget(name: "gemm-bench", dependencies: [
             .product(name: "ViTForgeDevice", package: "ViTForge"),
+            .product(name: "ViTForgeFormats", package: "ViTForge"),
             .product(name: "ViTForgeModel", package: "ViTForge"),
         ]),
         .executableTarget(name: "op-bench", dependencies: [
             .product(name: "ViTForgeDevice", package: "ViTForge"),
+            .product(name: "ViTForgeSupport", package: "ViTForge"),
         ]),
         .executableTarget(name: "loader-bench", dependencies: [
             .product(name: "ViTForgeData", package: "ViTForge"),

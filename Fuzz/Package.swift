@@ -14,7 +14,9 @@ let package = Package(
         // flag harness can parse command lines exactly as `vitforge` does: its @main entry point is renamed, since
         // libFuzzer supplies `main`.
         .target(name: "VitforgeCLI", dependencies: [
+            .product(name: "ViTForgeSupport", package: "ViTForge"),
             .product(name: "ViTForgeDevice", package: "ViTForge"),
+            .product(name: "ViTForgeFormats", package: "ViTForge"),
             .product(name: "ViTForgeModel", package: "ViTForge"),
             .product(name: "ViTForgeData", package: "ViTForge"),
             .product(name: "ViTForgeTrain", package: "ViTForge"),
@@ -26,8 +28,9 @@ let package = Package(
                                          "-Xfrontend", "vitforge_main", "-enable-testing"])]),
         // Starts libFuzzer from the harnesses' own entry points.
         .target(name: "FuzzDriver"),
+        // The file formats alone: no OpenCL, no BLAS.
         .executableTarget(name: "FuzzSafetensors", dependencies: [
-            "FuzzDriver", .product(name: "ViTForgeModel", package: "ViTForge"),
+            "FuzzDriver", .product(name: "ViTForgeFormats", package: "ViTForge"),
         ]),
         .executableTarget(name: "FuzzIDX", dependencies: [
             "FuzzDriver", .product(name: "ViTForgeData", package: "ViTForge"),

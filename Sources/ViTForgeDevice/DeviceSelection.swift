@@ -1,3 +1,4 @@
+import ViTForgeSupport
 #if canImport(Glibc)
 import Glibc
 #endif

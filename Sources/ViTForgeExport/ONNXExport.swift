@@ -1,7 +1,9 @@
 import Foundation
 import SwiftProtobuf
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeSupport
 
 /// ONNX export of any model ViTForge loads: per-block widths, heads of different widths, q/k ≠ v, blocks without
 /// heads, custom attention scales, class/distillation tokens, token or average pooling. Opset 17 (LayerNormalization

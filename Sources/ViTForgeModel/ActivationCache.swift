@@ -1,4 +1,6 @@
 import ViTForgeDevice
+import ViTForgeFormats
+import ViTForgeSupport
 
 /// Every buffer one forward (+ backward) of a given batch size needs, allocated once and reused for each step of
 /// that batch size (nothing is allocated inside the step loop). Shapes are written where each buffer is born.

@@ -1,3 +1,4 @@
+import ViTForgeFormats
 /// Named model shapes for `vitforge train --arch NAME` (from-scratch training), as timm constructs them.
 public enum Architectures {
     public struct Entry: Sendable {

@@ -1,4 +1,6 @@
 import ViTForgeDevice
+import ViTForgeFormats
+import ViTForgeSupport
 
 /// A multiplier per channel that the forward applies (ViT-Slim's learned soft masks, CPD's 0/1 masks), and where
 /// the backward adds each entry's gradient. Both buffers belong to the caller — usually an optimizer slot's value

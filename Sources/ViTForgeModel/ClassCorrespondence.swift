@@ -1,3 +1,4 @@
+import ViTForgeFormats
 /// How a data set's classes, by name, meet a model's classes.
 public enum ClassCorrespondence: Equatable, Sendable {
     /// The data's class `i` is the model's class `modelClasses[i]` (a data-set class id, `ViTConfig.classId`):

@@ -1,4 +1,5 @@
 import Foundation
+import ViTForgeFormats
 import ViTForgeRandom
 
 extension ViTWeights {

@@ -1,3 +1,4 @@
+import ViTForgeFormats
 /// Multiply-accumulates and parameters of one block, for one image.
 ///
 /// With T tokens (patches + prefix; the block's kept tokens under token pruning), residual width D, and the block's H heads, q/k width `qk`, v width `v` and MLP

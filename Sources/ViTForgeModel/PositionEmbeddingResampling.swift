@@ -1,3 +1,4 @@
+import ViTForgeFormats
 import ViTForgeResampling
 
 /// Another input size for a trained model: timm's `resample_abs_pos_embed` (what `timm.create_model(...,

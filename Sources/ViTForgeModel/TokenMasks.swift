@@ -1,4 +1,5 @@
 import ViTForgeDevice
+import ViTForgeFormats
 
 /// Soft token masks (ViT-Slim's token search, METHODS.md §2.b): per block one multiplier per token position, applied
 /// to the LayerNorm outputs that feed that block's attention and its MLP (the same values for both), for every image

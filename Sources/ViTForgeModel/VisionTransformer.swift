@@ -1,4 +1,6 @@
 import ViTForgeDevice
+import ViTForgeFormats
+import ViTForgeSupport
 
 /// A Vision Transformer on a backend: the parameters as device buffers named exactly as timm's keys, a forward
 /// pass that keeps what backward needs (`ActivationCache`) or, for inference, only one block's worth, and a

@@ -1,4 +1,5 @@
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
 
 /// AdamW's hyper-parameters apart from the learning rate, which the schedule supplies per step.

@@ -1,3 +1,4 @@
+import ViTForgeFormats
 import ViTForgeModel
 
 /// The NaN/Inf guard's search: which tensor first holds a value that is not finite.

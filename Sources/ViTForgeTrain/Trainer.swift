@@ -1,7 +1,9 @@
 import Foundation
 import ViTForgeData
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeSupport
 
 /// Where training images come from. The data layer adapts its readers to this; the trainer never sees files.
 ///

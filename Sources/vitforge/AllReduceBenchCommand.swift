@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
 import ViTForgeTrain
 

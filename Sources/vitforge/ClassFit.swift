@@ -1,4 +1,5 @@
 import ViTForgeData
+import ViTForgeFormats
 import ViTForgeModel
 
 /// Refuses data whose labels the model has no output for, before any pass over the data on the device: an image of

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ViTForgeFormats
 import ViTForgeModel
 
 /// A command's files as named by its flags, checked before any work (DESIGN.md: inputs are never overwritten).

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ViTForgeData
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
 import ViTForgePrune
 import ViTForgeTrain

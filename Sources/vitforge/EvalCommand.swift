@@ -3,6 +3,7 @@ import Foundation
 import ViTForgeData
 import ViTForgeModel
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeTrain
 
 /// Which part of the data `eval` scores.

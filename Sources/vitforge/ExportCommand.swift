@@ -1,5 +1,6 @@
 import ArgumentParser
 import ViTForgeExport
+import ViTForgeFormats
 import ViTForgeModel
 
 /// The formats `vitforge export` writes.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ViTForgeFormats
 import ViTForgeModel
 
 /// The loss and the gradient of every parameter for one batch, written as safetensors.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ViTForgeFormats
 import ViTForgeModel
 import ViTForgePrune
 

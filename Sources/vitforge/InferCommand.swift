@@ -1,4 +1,5 @@
 import ArgumentParser
+import ViTForgeFormats
 import ViTForgeModel
 
 /// Logits for a tensor of images, written as safetensors.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ViTForgeFormats
 import ViTForgeModel
 
 /// Prints a model's configuration, parameter count and MACs per block.

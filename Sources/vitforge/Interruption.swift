@@ -1,5 +1,6 @@
 import Foundation
 import ViTForgeDevice
+import ViTForgeSupport
 import ViTForgeTrain
 
 /// Ctrl-C and progress for a long command: the first Ctrl-C stops training at the next step and every other pass

@@ -1,4 +1,5 @@
 import ViTForgeData
+import ViTForgeFormats
 import ViTForgeModel
 
 /// A data set's classes placed among a model's: what every command that reads data does before it scores or

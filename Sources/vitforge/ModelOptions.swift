@@ -1,4 +1,5 @@
 import ArgumentParser
+import ViTForgeFormats
 import ViTForgeModel
 
 /// `--heads`, shared by the commands that read a model.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ViTForgeData
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
 
 /// The most likely classes of single image files, by name.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ViTForgeData
+import ViTForgeFormats
 import ViTForgeModel
 import ViTForgeResampling
 

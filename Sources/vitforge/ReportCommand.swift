@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ViTForgeFormats
 import ViTForgeModel
 import ViTForgePrune
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ViTForgeExport
+import ViTForgeFormats
 import ViTForgeModel
 import ViTForgeTestSupport
 

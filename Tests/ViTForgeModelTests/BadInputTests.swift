@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import ViTForgeFormats
 @testable import ViTForgeModel
 
 /// One malformed input: how to make its bytes, the error it must give, and the tensor the error must name.

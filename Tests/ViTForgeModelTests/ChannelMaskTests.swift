@@ -1,7 +1,9 @@
 import Foundation
 import Testing
 import ViTForgeDevice
+@testable import ViTForgeFormats
 @testable import ViTForgeModel
+import ViTForgeSupport
 import ViTForgeTestSupport
 
 /// Channel masks in the product's forward and backward: soft masks' gradients against central finite differences

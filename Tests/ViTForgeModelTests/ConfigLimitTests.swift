@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import ViTForgeFormats
 @testable import ViTForgeModel
 
 /// Absurd widths in `vitforge.config`: every one within its own limit, multiplying into more parameters than a

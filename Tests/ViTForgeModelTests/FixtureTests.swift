@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import ViTForgeFormats
 @testable import ViTForgeModel
 
 /// The timm-made fixtures load, and what is inferred from their shapes matches the facts timm recorded.

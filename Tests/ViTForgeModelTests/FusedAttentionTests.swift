@@ -1,5 +1,6 @@
 import Testing
 import ViTForgeDevice
+@testable import ViTForgeFormats
 @testable import ViTForgeModel
 import ViTForgeTestSupport
 

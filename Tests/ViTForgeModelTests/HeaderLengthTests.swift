@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import ViTForgeFormats
 @testable import ViTForgeModel
 
 /// A safetensors file whose 8-byte header length has 0x80 as its low byte starts with the same byte as a pickle;

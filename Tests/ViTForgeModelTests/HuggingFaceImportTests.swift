@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import ViTForgeFormats
 @testable import ViTForgeModel
 
 /// `Tests/Fixtures/hf-vit-c` is fm-vit-c written by transformers' `save_pretrained` (Tests/Fixtures/tools/

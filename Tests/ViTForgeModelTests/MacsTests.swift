@@ -1,4 +1,5 @@
 import Testing
+@testable import ViTForgeFormats
 @testable import ViTForgeModel
 
 struct MacsTests {

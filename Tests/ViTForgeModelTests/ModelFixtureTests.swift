@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ViTForgeDevice
+@testable import ViTForgeFormats
 @testable import ViTForgeModel
 
 /// The end-to-end check against PyTorch (llm.c's test_gpt2 in spirit): timm's model, PyTorch's float64 logits,

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import ViTForgeFormats
 @testable import ViTForgeModel
 
 /// Heads of different widths in the configuration and the file format: round trip, files written before per-head

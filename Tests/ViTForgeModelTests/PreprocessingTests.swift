@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import ViTForgeFormats
 @testable import ViTForgeModel
 
 /// `train --input-size` against timm, and where a model's preprocessing comes from.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ViTForgeDevice
+@testable import ViTForgeFormats
 @testable import ViTForgeModel
 import ViTForgeTestSupport
 

@@ -1,4 +1,5 @@
 import Foundation
+@testable import ViTForgeFormats
 @testable import ViTForgeModel
 import ViTForgeRandom
 

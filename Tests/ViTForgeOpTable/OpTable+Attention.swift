@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ViTForgeDevice
+import ViTForgeSupport
 
 // The fused attention's rows: equal heads, per-head widths with q/k ≠ v, a head wider than the GPU tiles (which
 // sends it to the row kernels), and token counts that are not multiples of the 16-row tiles (50, 197, 257).

@@ -2,8 +2,10 @@ import Foundation
 import Testing
 import ViTForgeData
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
 @testable import ViTForgePrune
+import ViTForgeSupport
 import ViTForgeTestSupport
 import ViTForgeTrain
 

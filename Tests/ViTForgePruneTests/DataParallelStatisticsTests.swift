@@ -1,5 +1,6 @@
 import Testing
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
 @testable import ViTForgePrune
 import ViTForgeTestSupport

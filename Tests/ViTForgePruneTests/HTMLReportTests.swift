@@ -3,6 +3,7 @@ import Foundation
 import FoundationXML  // XMLParser, for the SVG well-formedness check
 #endif
 import Testing
+import ViTForgeFormats
 import ViTForgeModel
 @testable import ViTForgePrune
 import ViTForgeTrain

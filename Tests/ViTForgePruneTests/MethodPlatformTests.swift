@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import ViTForgeData
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
 @testable import ViTForgePrune
 import ViTForgeTestSupport

@@ -1,8 +1,10 @@
 import Foundation
 import Testing
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
 @testable import ViTForgePrune
+import ViTForgeSupport
 import ViTForgeTestSupport
 
 /// The surgery invariant: a pruned model computes exactly what the full model computes with the removed channels

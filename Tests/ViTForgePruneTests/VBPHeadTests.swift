@@ -1,8 +1,10 @@
 import Foundation
 import Testing
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
 @testable import ViTForgePrune
+import ViTForgeSupport
 import ViTForgeTestSupport
 
 /// VBP's head criterion (`VBPHeads.swift`): the merged values' statistics are the population mean/variance over every

@@ -1,3 +1,4 @@
+import ViTForgeFormats
 import ViTForgeModel
 
 /// Random weights for `config` (LayerNorm weights near 1, so no channel is silently switched off).

@@ -1,4 +1,5 @@
 import Foundation
+import ViTForgeFormats
 import ViTForgeModel
 
 /// A Vision Transformer in float64, written as plainly as possible (nested loops, timm's semantics, timm's key

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
 @testable import ViTForgeTrain
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ViTForgeFormats
 import ViTForgeModel
 
 /// Every malformed input ends as exactly one `error: …` line on stderr naming the file, a non-zero exit, and no

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ViTForgeFormats
 import ViTForgeModel
 
 /// A user's own photos, through the binary: fine-tune a 10-class model to their 3 named classes, prune it,

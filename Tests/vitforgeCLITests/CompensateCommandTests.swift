@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ViTForgeFormats
 import ViTForgeModel
 
 /// `vitforge prune --compensate` through the binary on fm-vit-c: the refit runs for one-shot methods and its

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ViTForgeFormats
 import ViTForgeModel
 
 /// `vitforge demo` through the binary, from an already trained model (training from scratch is what the README's

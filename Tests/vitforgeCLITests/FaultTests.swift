@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ViTForgeFormats
 import ViTForgeModel
 
 /// Faults a long command must survive with its last checkpoint intact: a write that fails (injected: CI runs as

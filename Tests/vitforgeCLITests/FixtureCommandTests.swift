@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ViTForgeFormats
 import ViTForgeModel
 
 /// `infer`, `grad`, `info` and `eval` on the timm fixtures, through the real binary, against PyTorch's numbers.

@@ -1,6 +1,7 @@
 import CImageDecode
 import Foundation
 import Testing
+import ViTForgeFormats
 import ViTForgeModel
 
 /// `vitforge train` on an ImageFolder, which is streamed (decoded per batch by loader threads): a run stopped

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ViTForgeFormats
 import ViTForgeModel
 
 /// `mpirun -np 2 vitforge …` against one process on the same global batches (the tests). Needs the binary

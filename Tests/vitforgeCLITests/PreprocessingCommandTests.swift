@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ViTForgeFormats
 import ViTForgeModel
 
 /// Preprocessing belongs to the model: `train` stores what it trained with, prune keeps it, and the flags that

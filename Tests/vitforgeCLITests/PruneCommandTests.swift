@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ViTForgeFormats
 import ViTForgeModel
 
 /// `vitforge prune` through the binary: a physically smaller model that every other command loads with no extra

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ViTForgeFormats
 import ViTForgeModel
 
 /// `vitforge train` killed with SIGKILL at a random moment and resumed with --resume ends with a model file that is

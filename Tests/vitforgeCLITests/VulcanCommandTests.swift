@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ViTForgeFormats
 import ViTForgeModel
 
 /// `vitforge prune --method vulcan` and `eval --classes --json` through the binary: classes by name, a trimmed head

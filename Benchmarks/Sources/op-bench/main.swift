@@ -17,6 +17,7 @@
 import Glibc
 #endif
 import ViTForgeDevice
+import ViTForgeSupport
 
 func now() -> Double {
     var time = timespec()

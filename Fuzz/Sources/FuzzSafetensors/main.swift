@@ -1,6 +1,6 @@
 import Foundation
 import FuzzDriver
-import ViTForgeModel
+import ViTForgeFormats
 
 // One input = one safetensors file. Everything a command does with a model file before computing runs: validation,
 // every tensor converted, `vitforge.config` decoded and checked against the tensors, the weights assembled (also

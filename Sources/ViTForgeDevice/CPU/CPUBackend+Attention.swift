@@ -1,4 +1,5 @@
 import CBLAS
+import ViTForgeSupport
 
 /// The fused attention on the CPU: one (image, head) at a time per worker, its [tokens × tokens] scores in a
 /// per-worker scratch that stays in L2 (197² floats = 152 KiB) from the q·kᵀ product through the softmax to the

@@ -1,4 +1,5 @@
 import COpenCL
+import ViTForgeSupport
 
 /// The fused attention on OpenCL (`Kernels/attention.cl`): the GPU shape stages tiles of q·kᵀ (16×16 in the standard
 /// `OpenCLAttentionTiles`) in local memory with an online softmax; the CPU-device shape gives each query row one

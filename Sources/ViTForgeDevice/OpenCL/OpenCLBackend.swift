@@ -1,5 +1,6 @@
 import COpenCL
 import Kernels
+import ViTForgeSupport
 
 /// The OpenCL implementation of `Backend`: GEMMs through CLBlast, every other operation through the hand-written
 /// kernels of `Kernels/*.cl`, all enqueued in order on the device's one queue.

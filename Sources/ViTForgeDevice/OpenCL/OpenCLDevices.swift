@@ -1,4 +1,5 @@
 import COpenCL
+import ViTForgeSupport
 
 public enum OpenCLDeviceType: String, Sendable {
     case gpu, cpu, accelerator, other

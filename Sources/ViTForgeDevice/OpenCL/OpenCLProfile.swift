@@ -1,4 +1,5 @@
 import COpenCL
+import ViTForgeSupport
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,28 +1,8 @@
 import COpenCL
+import ViTForgeSupport
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// A pthread mutex for the few process-wide tables of the OpenCL backend (no Foundation in this target).
-final class ProcessLock: @unchecked Sendable {
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-
-    init() {
-        mutex = .allocate(capacity: 1)
-        pthread_mutex_init(mutex, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-    }
-
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return try body()
-    }
-}
 
 /// Every CLBlast call of the process goes through this lock: CLBlast 1.5.3 (Debian 12) races on its program
 /// cache when two threads call it at once (fixed in 1.6.1).

@@ -1,3 +1,4 @@
+import ViTForgeSupport
 /// The argument checks of one device-layer call, made by the roles' checked entry points (`addBias` …) before the
 /// backend's implementation (`uncheckedAddBias` …) runs. This is the one place the device layer checks arguments:
 /// the backends implement only the unchecked calls, so every backend refuses a bad argument before doing

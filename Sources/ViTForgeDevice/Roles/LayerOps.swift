@@ -1,3 +1,4 @@
+import ViTForgeSupport
 /// A role of `Backend`: the fused layers of a ViT and its losses, forward and backward.
 public protocol LayerOps: DeviceMemory {
     /// The implementation behind `layerNormForward`, its arguments already checked.

@@ -1,4 +1,5 @@
 import ViTForgeDevice
+import ViTForgeSupport
 
 /// The sizes of one block's multi-head self-attention. A pruned block may have any number of heads, a q/k width
 /// different from its v width, and heads of different widths (`layout`); the scale is stored, not derived, so

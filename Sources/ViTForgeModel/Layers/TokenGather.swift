@@ -1,4 +1,5 @@
 import ViTForgeDevice
+import ViTForgeFormats
 
 /// Physical token pruning for one batch size: at each block boundary where the model's token set shrinks
 /// (`ViTConfig.gatheredRows`), the kept rows of the residual stream are gathered into a smaller buffer the block

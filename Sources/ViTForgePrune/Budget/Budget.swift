@@ -1,3 +1,4 @@
+import ViTForgeFormats
 import ViTForgeModel
 import ViTForgeTrain
 

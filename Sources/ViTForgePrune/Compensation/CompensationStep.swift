@@ -1,4 +1,5 @@
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
 
 /// What a one-shot method cut: the full weights surgery was applied to and the keep plan. A method that returns it

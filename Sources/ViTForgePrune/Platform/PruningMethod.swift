@@ -1,5 +1,6 @@
 import ViTForgeData
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
 import ViTForgeTrain
 

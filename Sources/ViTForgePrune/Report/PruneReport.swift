@@ -1,4 +1,5 @@
 import Foundation
+import ViTForgeFormats
 import ViTForgeModel
 import ViTForgeTrain
 

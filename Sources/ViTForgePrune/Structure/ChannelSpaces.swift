@@ -1,4 +1,5 @@
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
 
 /// What one axis of one parameter tensor indexes. Every pruning decision is a choice of indices along axes of a

@@ -1,4 +1,5 @@
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
 
 /// CPD's "comb" (METHODS.md §4.b) on the layer graph ViTForge owns: the forward pass written down as operations on

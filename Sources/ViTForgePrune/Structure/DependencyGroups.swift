@@ -1,5 +1,7 @@
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeSupport
 
 /// A family of channels that can be pruned independently of the others: removing one group of a space never forces
 /// a change in another space.

@@ -1,5 +1,7 @@
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeSupport
 
 extension KeepPlan {
     /// The 0/1 channel masks under which the full model computes what `Surgery.prune(weights, plan: self)`

@@ -1,5 +1,7 @@
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeSupport
 
 /// Every pruning failure, as one line.
 public enum PruneError: Error, CustomStringConvertible, Equatable, Sendable {

@@ -1,4 +1,5 @@
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
 
 /// The baselines: score every group of the spaces the budget names with a plain criterion, keep the best, cut.

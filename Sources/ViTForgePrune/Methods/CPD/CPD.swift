@@ -1,7 +1,9 @@
 import Foundation
 import ViTForgeData
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeSupport
 import ViTForgeTrain
 
 /// CPD — Comb, Prune, Distill (Schmitt et al., ITSC 2024; METHODS.md §4). Comb: the dependency groups come from the

@@ -1,4 +1,5 @@
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
 
 /// CPD's importance (METHODS.md §4.b): for every channel group, the empirical Fisher of a virtual multiplicative

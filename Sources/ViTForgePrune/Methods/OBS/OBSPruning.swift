@@ -1,5 +1,7 @@
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeSupport
 
 /// `--method obs`: rank MLP neurons, heads and value dims by the structured OBS cost of removing them with the
 /// least-squares update of the rest (`StructuredOBS`), greedily per layer with the inverse updated after every

@@ -1,6 +1,8 @@
 import Foundation
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeSupport
 import ViTForgeTrain
 
 /// ViT-Slim (Chavan et al., CVPR 2022; METHODS.md §2): learn soft masks, initialised to 1, on every head's attention

@@ -1,5 +1,7 @@
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeSupport
 import ViTForgeTrain
 
 /// VBP's head criterion. The paper prunes MLP neurons only (METHODS.md §1.c), so alone it cannot reach budgets where

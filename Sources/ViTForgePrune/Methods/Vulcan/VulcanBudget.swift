@@ -1,6 +1,8 @@
 import Foundation
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeSupport
 
 /// Vulcan's budget (METHODS.md §3.b steps 1–2): from the paper's R, the share REMOVED, to a merged MLP width and
 /// q·k and v·o inner dims per block. MLP: one global threshold on per-layer z-scored activation scores. Attention

@@ -1,6 +1,8 @@
 import Dispatch
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeSupport
 import ViTForgeTrain
 
 /// The two Lagrange multipliers of Vulcan's post-training (METHODS.md §3.b step 3): λ1 (ℓ1 parts) and λ2 (squared

@@ -1,5 +1,6 @@
 import Foundation
 import ViTForgeData
+import ViTForgeFormats
 import ViTForgeModel
 import ViTForgeTrain
 

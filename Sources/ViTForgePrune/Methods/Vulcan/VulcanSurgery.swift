@@ -1,3 +1,4 @@
+import ViTForgeFormats
 import ViTForgeModel
 
 /// Vulcan's final surgery (METHODS.md §3.b step 4), in float64: every MLP cluster merged into its anchor (the

@@ -2,8 +2,8 @@
 /// every head (head-major), then k of every head, then v of every head (timm's reshape to (3, heads, head_dim)
 /// when the heads are equal); heads of different widths follow each other at their own offsets.
 ///
-/// In the device layer because the fused attention operation reads q, k and v where this layout puts them;
-/// `ViTForgeModel` adds the initialiser from a block's config.
+/// Below both the device layer (the fused attention operation reads q, k and v where this layout puts them) and
+/// the file formats (`ViTForgeFormats` adds the initialiser from a block's config), which do not import each other.
 public struct QKVLayout: Hashable, Sendable {
     public let heads: Int
     /// Each head's q/k width and v width.

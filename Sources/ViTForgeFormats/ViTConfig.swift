@@ -1,5 +1,5 @@
-import ViTForgeDevice
 import Foundation
+import ViTForgeSupport
 
 /// How the classifier reads the token sequence (timm `global_pool`).
 public enum Pooling: String, Codable, Sendable {

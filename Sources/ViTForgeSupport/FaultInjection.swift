@@ -54,7 +54,7 @@ public enum FaultInjection {
     }
 
     /// True when this OpenCL call must fail.
-    static func openCLCallShouldFail() -> Bool {
+    package static func openCLCallShouldFail() -> Bool {
         guard let failureStep = openCLFailureStep else { return false }
         return trainingStep.value >= failureStep
     }

@@ -1,5 +1,5 @@
 import Foundation
-import ViTForgeDevice
+import ViTForgeSupport
 
 /// Values of one tensor to be written, in the element type it is stored as.
 public enum TensorValues: Equatable, Sendable {
