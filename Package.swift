@@ -151,41 +151,43 @@ let package = Package(
             "ViTForgeExport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        // The tests' seeded random values (SplitMix64 behind RandomNumberGenerator), under the op table and the
-        // test support, which both use it.
-        .target(name: "ViTForgeSeededGenerator", dependencies: ["ViTForgeRandom"],
-                path: "Tests/ViTForgeSeededGenerator"),
+        // What every test target may share, below the device layer (so that the device tests depend on the device
+        // and nothing above it): the fixtures folder, temporary folders, and the seeded random values (SplitMix64
+        // behind RandomNumberGenerator) of the op table and the test support.
+        .target(name: "ViTForgeTestBasics", dependencies: ["ViTForgeRandom"], path: "Tests/ViTForgeTestBasics"),
         // The op table: every Backend operation at odd sizes against float64 references, as a library so that
         // `BackendOpTests` and the `op-table` executable (which runs where there is no Swift test runner: a lent GPU
         // machine, see Benchmarks/gpu) run the same rows.
-        .target(name: "ViTForgeOpTable", dependencies: ["ViTForgeDevice", "ViTForgeSupport", "ViTForgeSeededGenerator"],
+        .target(name: "ViTForgeOpTable", dependencies: ["ViTForgeDevice", "ViTForgeSupport", "ViTForgeTestBasics"],
                 path: "Tests/ViTForgeOpTable"),
         .executableTarget(name: "op-table", dependencies: ["ViTForgeOpTable", "ViTForgeDevice"],
                           path: "Tests/op-table"),
-        // What several test targets share (test targets cannot import each other): the float64 reference ViT and
-        // the seeded random source, and threads standing in for the ranks of a data-parallel run.
-        .target(name: "ViTForgeTestSupport", dependencies: ["ViTForgeModel", "ViTForgeFormats", "ViTForgeRandom",
-                                                            "ViTForgeTrain", "ViTForgeSeededGenerator"],
+        // What the test targets above the device layer share (test targets cannot import each other): the float64
+        // reference ViT, random weights, and threads standing in for the ranks of a data-parallel run.
+        .target(name: "ViTForgeTestSupport", dependencies: ["ViTForgeModel", "ViTForgeFormats", "ViTForgeTrain",
+                                                            "ViTForgeTestBasics"],
                 path: "Tests/ViTForgeTestSupport"),
         .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "Kernels", "ViTForgeOpTable",
-                                                               "ViTForgeTestSupport", "vitforge"]),
+                                                               "ViTForgeTestBasics"]),
         .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel", "ViTForgeFormats", "ViTForgeDevice",
                                                               "ViTForgeSupport", "ViTForgeRandom",
-                                                              "ViTForgeTestSupport"]),
+                                                              "ViTForgeTestBasics", "ViTForgeTestSupport"]),
         // CImageDecode's encoders write the tests' PNG/JPEG files.
         .testTarget(name: "ViTForgeDataTests", dependencies: ["ViTForgeData", "ViTForgeResampling", "CImageDecode"]),
         // Runs the built `vitforge` binary as a subprocess (the dependency makes `swift build`/`swift test` build it).
         // CImageDecode's encoders write the image folders of the journey tests.
         .testTarget(name: "vitforgeCLITests", dependencies: ["vitforge", "ViTForgeModel", "ViTForgeFormats",
                                                             "ViTForgeDevice", "ViTForgeData", "ViTForgePrune",
-                                                            "CImageDecode"]),
+                                                            "ViTForgeTestBasics", "CImageDecode"]),
         .testTarget(name: "ViTForgeTrainTests", dependencies: ["ViTForgeTrain", "ViTForgeModel", "ViTForgeFormats",
-                                                              "ViTForgeDevice", "ViTForgeTestSupport"]),
+                                                              "ViTForgeDevice", "ViTForgeTestBasics",
+                                                              "ViTForgeTestSupport"]),
         .testTarget(name: "ViTForgeExportTests", dependencies: ["ViTForgeExport", "ViTForgeModel", "ViTForgeFormats",
-                                                               "ViTForgeTestSupport"]),
+                                                               "ViTForgeTestBasics", "ViTForgeTestSupport"]),
         .testTarget(name: "ViTForgePruneTests",
                     dependencies: ["ViTForgePrune", "ViTForgeTrain", "ViTForgeModel", "ViTForgeFormats",
-                                   "ViTForgeDevice", "ViTForgeSupport", "ViTForgeData", "ViTForgeTestSupport"]),
+                                   "ViTForgeDevice", "ViTForgeSupport", "ViTForgeData", "ViTForgeTestBasics",
+                                   "ViTForgeTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -19,6 +19,12 @@ let package = Package(
         .executableTarget(name: "loader-bench", dependencies: [
             .product(name: "ViTForgeData", package: "ViTForge"),
         ]),
+        .executableTarget(name: "kernel-timings", dependencies: [
+            .product(name: "ViTForgeDevice", package: "ViTForge"),
+        ]),
+        .executableTarget(name: "preparation-timing", dependencies: [
+            .product(name: "ViTForgeData", package: "ViTForge"),
+        ]),
     ],
     swiftLanguageModes: [.v5]
 )

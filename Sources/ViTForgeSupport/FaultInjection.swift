@@ -16,6 +16,9 @@ import Glibc
 ///   fails with CL_OUT_OF_RESOURCES, as a device that has gone away does — at a point that does not move when a step
 ///   makes fewer or more calls (argument caching, fused kernels). It also lets `--device auto` pick a non-GPU OpenCL
 ///   device (PoCL on CI, which `auto` otherwise never picks), so that `auto`'s mid-run fallback can be tested.
+/// - `VITFORGE_FAULT_LATENCY_MS_PER_GMAC=K`: `--target-latency` solves on a cost model instead of the device's clock
+///   (one batch of a shape takes K ms per 10⁹ MACs), so that a test checks what the solver does with latencies
+///   without timing a shared machine. The report's latencies are still measured.
 public enum FaultInjection {
     #if VITFORGE_FAULT_INJECTION
     public static let isCompiledIn = true
@@ -27,6 +30,17 @@ public enum FaultInjection {
     public static let writesBeforeFailure: Int? = setting("VITFORGE_FAULT_WRITE_AFTER")
     /// The training step from which every checked OpenCL call fails, or nil (no fault).
     public static let openCLFailureStep: Int? = setting("VITFORGE_FAULT_OPENCL_AT_STEP")
+
+    /// Milliseconds per 10⁹ MACs of the latency meter's cost model, or nil (the device's clock).
+    public static let latencyMillisecondsPerGMAC: Double? = {
+        #if VITFORGE_FAULT_INJECTION
+        guard let pointer = getenv("VITFORGE_FAULT_LATENCY_MS_PER_GMAC"), let value = Double(String(cString: pointer)),
+              value > 0, value.isFinite else { return nil }
+        return value
+        #else
+        return nil
+        #endif
+    }()
 
     /// The pass and batch after which `VITFORGE_FAULT_INTERRUPT` raises Ctrl-C, or nil (no fault).
     public static let interruptAt: (pass: String, batch: Int)? = {

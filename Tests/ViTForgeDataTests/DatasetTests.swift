@@ -218,39 +218,3 @@ struct BatchLoaderTests {
         #expect(throws: DataFileError.self) { try BatchLoader(dataset: dataset, batchSize: 30, seed: 2, dropLast: true) }
     }
 }
-
-/// Timings for the report, not a check: `VITFORGE_DATA_TIMING=1 swift test -c release -Xswiftc -enable-testing
-/// --filter preparationTiming`.
-struct PreparationTiming {
-    @Test("an epoch of Fashion-MNIST with the fixture's augmentation, and DeiT-sized batches (only with VITFORGE_DATA_TIMING=1)",
-          .enabled(if: ProcessInfo.processInfo.environment["VITFORGE_DATA_TIMING"] == "1"
-                   && FileManager.default.fileExists(atPath: IDXDataset.fashionMNISTFolder)))
-    func preparationTiming() throws {
-        let clock = ContinuousClock()
-        var started = clock.now
-        let splits = try Dataset.load("fashion-mnist", options: DatasetOptions(channels: 1, side: 28))
-        print("load fashion-mnist train+test: \(clock.now - started)")
-        for prefetch in [false, true] {
-            let loader = try BatchLoader(dataset: splits.training, batchSize: 128, seed: 0,
-                                         augmentation: .fashionMNISTFixture, prefetch: prefetch)
-            var images = [Float](repeating: 0, count: 128 * loader.imageElements)
-            var labels = [Int32](repeating: 0, count: 128)
-            var total = 0
-            started = clock.now
-            for index in 0..<loader.batchesPerEpoch {
-                total += try images.withUnsafeMutableBufferPointer { imageBuffer in
-                    try labels.withUnsafeMutableBufferPointer { try loader.fill(epoch: 0, index: index, images: imageBuffer, labels: $0) }
-                }
-            }
-            print("epoch of \(total) images, 28×28×1, augmented, prefetch \(prefetch): \(clock.now - started)")
-        }
-        let deit = try Dataset(store: splits.training.store,
-                               preparation: ImagePreparation(means: ImagePreparation.imageNetMeans,
-                                                             stds: ImagePreparation.imageNetStds, channels: 3, side: 224),
-                               name: "fashion-mnist at 224")
-        let loader = try BatchLoader(dataset: deit, batchSize: 64, seed: 0, augmentation: .fashionMNISTFixture, prefetch: false)
-        started = clock.now
-        for index in 0..<10 { _ = try loader.batch(epoch: 0, index: index) }
-        print("batch of 64 images 28→224×224×3, augmented: \((clock.now - started) / 10)")
-    }
-}

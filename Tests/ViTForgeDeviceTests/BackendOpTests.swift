@@ -4,7 +4,7 @@ import Glibc
 import Testing
 @testable import ViTForgeDevice
 import ViTForgeOpTable
-import ViTForgeTestSupport
+import ViTForgeTestBasics
 
 // Every operation of `Backend`, on every backend in `TestBackends.all`, against the float64 `Reference`: the rows
 // of `OpCase.table` (the ViTForgeOpTable target, which the `op-table` executable runs too; see there how to add one).

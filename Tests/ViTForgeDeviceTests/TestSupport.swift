@@ -3,7 +3,6 @@ import Glibc
 #endif
 import Testing
 @testable import ViTForgeDevice
-import ViTForgeTestSupport
 
 // MARK: Backends under test
 

@@ -3,6 +3,7 @@ import Testing
 @testable import ViTForgeExport
 import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeTestBasics
 import ViTForgeTestSupport
 
 /// Irregular models: uniform heads with q/k ≠ v, heads of different widths, a block without heads, custom scales,

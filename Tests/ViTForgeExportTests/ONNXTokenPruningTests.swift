@@ -3,6 +3,7 @@ import Testing
 @testable import ViTForgeExport
 import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeTestBasics
 import ViTForgeTestSupport
 
 extension ONNXExportTests {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import ViTForgeFormats
 @testable import ViTForgeModel
+import ViTForgeTestBasics
 
 /// One malformed input: how to make its bytes, the error it must give, and the tensor the error must name.
 struct BadInput: Sendable, CustomTestStringConvertible {

@@ -4,6 +4,7 @@ import ViTForgeDevice
 @testable import ViTForgeFormats
 @testable import ViTForgeModel
 import ViTForgeSupport
+import ViTForgeTestBasics
 import ViTForgeTestSupport
 
 /// Channel masks in the product's forward and backward: soft masks' gradients against central finite differences

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import ViTForgeFormats
 @testable import ViTForgeModel
+import ViTForgeTestBasics
 import ViTForgeTestSupport
 
 /// Class names stored with a model: matching a data set's classes to them, a new head in place of the old one,

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import ViTForgeFormats
 @testable import ViTForgeModel
+import ViTForgeTestBasics
 
 /// The timm-made fixtures load, and what is inferred from their shapes matches the facts timm recorded.
 struct FixtureTests {

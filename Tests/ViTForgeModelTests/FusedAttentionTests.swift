@@ -2,6 +2,7 @@ import Testing
 import ViTForgeDevice
 @testable import ViTForgeFormats
 @testable import ViTForgeModel
+import ViTForgeTestBasics
 import ViTForgeTestSupport
 
 /// The fused attention (the default path) against the unfused one it replaced, on whole models: the irregular

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import ViTForgeFormats
 @testable import ViTForgeModel
+import ViTForgeTestBasics
 
 /// `Tests/Fixtures/hf-vit-c` is fm-vit-c written by transformers' `save_pretrained` (Tests/Fixtures/tools/
 /// make_hf_fixture.py checked transformers' logits against timm's before writing it). Read through the key-layout

@@ -1,6 +1,7 @@
 import Testing
 @testable import ViTForgeFormats
 @testable import ViTForgeModel
+import ViTForgeTestBasics
 
 struct MacsTests {
     /// Totals worked out by hand from the formula in `Macs.swift` (T tokens, D width, per block

@@ -3,6 +3,7 @@ import Testing
 import ViTForgeDevice
 @testable import ViTForgeFormats
 @testable import ViTForgeModel
+import ViTForgeTestBasics
 
 /// The end-to-end check against PyTorch (llm.c's test_gpt2 in spirit): timm's model, PyTorch's float64 logits,
 /// loss and the gradient of every parameter for a fixed batch, compared on every backend.

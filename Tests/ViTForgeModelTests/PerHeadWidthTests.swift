@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import ViTForgeFormats
 @testable import ViTForgeModel
+import ViTForgeTestBasics
 
 /// Heads of different widths in the configuration and the file format: round trip, files written before per-head
 /// widths, uniform heads stored as before, refused inconsistencies.

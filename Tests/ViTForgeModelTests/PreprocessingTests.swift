@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import ViTForgeFormats
 @testable import ViTForgeModel
+import ViTForgeTestBasics
 
 /// `train --input-size` against timm, and where a model's preprocessing comes from.
 struct PositionEmbeddingResamplingTests {

@@ -3,6 +3,7 @@ import Testing
 import ViTForgeDevice
 @testable import ViTForgeFormats
 @testable import ViTForgeModel
+import ViTForgeTestBasics
 import ViTForgeTestSupport
 
 /// The Swift model against the float64 reference ViT on tiny, deliberately irregular configurations: every block

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import ViTForgeFormats
 @testable import ViTForgeModel
+import ViTForgeTestBasics
 
 struct RoundTripTests {
     @Test(arguments: [false, true])

@@ -3,45 +3,12 @@ import Foundation
 @testable import ViTForgeModel
 import ViTForgeRandom
 
-/// `Tests/Fixtures`, next to this test target's folder.
-let fixturesFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures")
-
 /// `../shared/fixtures` relative to the repository root (the DeiT-Tiny files stay outside the repository).
 let sharedFixturesFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/fixtures")
 
 let deitTinyPath = sharedFixturesFolder.appendingPathComponent("deit_tiny_patch16_224.safetensors").path
 let deitTinyPresent = FileManager.default.fileExists(atPath: deitTinyPath)
-
-func fixture(_ name: String) -> String {
-    fixturesFolder.appendingPathComponent(name).path
-}
-
-/// The `.json` facts file next to a fixture model.
-func facts(_ model: String) throws -> [String: Any] {
-    let data = try Data(contentsOf: fixturesFolder.appendingPathComponent(model + ".json"))
-    return try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
-}
-
-/// A fresh folder under the system's temporary directory; removed by `remove()`.
-struct TemporaryFolder {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory
-            .appendingPathComponent("vitforge-model-tests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
-
-    func contents() throws -> [String] {
-        try FileManager.default.contentsOfDirectory(atPath: url.path).sorted()
-    }
-
-    func remove() { try? FileManager.default.removeItem(at: url) }
-}
 
 /// A safetensors file assembled by hand: `declaredLength` overrides the 8-byte header length.
 func rawSafetensors(header: String, data: [UInt8] = [], declaredLength: UInt64? = nil) -> Data {

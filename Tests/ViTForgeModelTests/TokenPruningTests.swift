@@ -3,6 +3,7 @@ import Testing
 import ViTForgeDevice
 @testable import ViTForgeFormats
 @testable import ViTForgeModel
+import ViTForgeTestBasics
 import ViTForgeTestSupport
 
 /// Static token pruning (issue 28, part 3): a model that physically gathers each block's kept tokens equals the

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import ViTForgeDevice
-@_exported import ViTForgeSeededGenerator
+import ViTForgeTestBasics
 
 // The op table's row type and its comparison: every operation of `Backend`, at odd sizes, with fresh random inputs,
 // against the float64 `Reference` (after ggml's test-backend-ops). A library of its own so that the XCTest-free

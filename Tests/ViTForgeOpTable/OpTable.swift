@@ -1,4 +1,5 @@
 import ViTForgeDevice
+import ViTForgeTestBasics
 
 // The rows of `BackendOpTests`: every operation of `Backend`, at odd sizes, with fresh random inputs.
 // Backward rows pre-fill their gradient buffers with random values and expect prefill + contribution, which

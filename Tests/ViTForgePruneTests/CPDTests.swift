@@ -6,6 +6,7 @@ import ViTForgeFormats
 import ViTForgeModel
 @testable import ViTForgePrune
 import ViTForgeSupport
+import ViTForgeTestBasics
 import ViTForgeTestSupport
 import ViTForgeTrain
 

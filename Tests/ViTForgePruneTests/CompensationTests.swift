@@ -4,6 +4,7 @@ import ViTForgeDevice
 import ViTForgeFormats
 import ViTForgeModel
 @testable import ViTForgePrune
+import ViTForgeTestBasics
 import ViTForgeTestSupport
 
 /// Least-squares compensation (`--compensate`) in float64 against references written here without LAPACK: the

@@ -3,6 +3,7 @@ import Testing
 import ViTForgeDevice
 import ViTForgeModel
 @testable import ViTForgePrune
+import ViTForgeTestBasics
 import ViTForgeTestSupport
 
 /// The product's 0/1 masks against surgery: the full model with a plan's channels masked (residual width, heads,

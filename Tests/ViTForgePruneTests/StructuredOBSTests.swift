@@ -2,6 +2,7 @@ import Testing
 import ViTForgeDevice
 import ViTForgeModel
 @testable import ViTForgePrune
+import ViTForgeTestBasics
 import ViTForgeTestSupport
 
 /// `--method obs`: every greedy step's predicted cost is the brute-force increase of the refit's objective (the

@@ -5,6 +5,7 @@ import ViTForgeFormats
 import ViTForgeModel
 @testable import ViTForgePrune
 import ViTForgeSupport
+import ViTForgeTestBasics
 import ViTForgeTestSupport
 
 /// The surgery invariant: a pruned model computes exactly what the full model computes with the removed channels

@@ -3,13 +3,8 @@ import ViTForgeDevice
 import ViTForgeFormats
 import ViTForgeModel
 @testable import ViTForgePrune
+import ViTForgeTestBasics
 import ViTForgeTestSupport
-
-/// `Tests/Fixtures`, next to this test target's folder.
-let fixturesFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures")
-
-func fixture(_ name: String) -> String { fixturesFolder.appendingPathComponent(name).path }
 
 enum Variant: String, CaseIterable, Sendable {
     case tokenPooling, averagePooling, distilled

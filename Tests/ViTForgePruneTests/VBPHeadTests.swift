@@ -5,6 +5,7 @@ import ViTForgeFormats
 import ViTForgeModel
 @testable import ViTForgePrune
 import ViTForgeSupport
+import ViTForgeTestBasics
 import ViTForgeTestSupport
 
 /// VBP's head criterion (`VBPHeads.swift`): the merged values' statistics are the population mean/variance over every

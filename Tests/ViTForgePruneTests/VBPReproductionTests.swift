@@ -5,6 +5,7 @@ import ViTForgeDevice
 import ViTForgeFormats
 import ViTForgeModel
 @testable import ViTForgePrune
+import ViTForgeTestBasics
 
 /// Fashion-MNIST from the Debian package, through ViTForgeData's IDX reader; pixels x/255 then
 /// (x − 0.2860)/0.3530, as the fixtures were trained.

@@ -4,6 +4,7 @@ import ViTForgeDevice
 import ViTForgeFormats
 import ViTForgeModel
 @testable import ViTForgePrune
+import ViTForgeTestBasics
 import ViTForgeTestSupport
 
 /// VBP's exactness claims (METHODS.md §1.b, §6.4): the statistics are the population mean/variance of the post-GELU

@@ -1,5 +1,6 @@
 import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeTestBasics
 
 /// Random weights for `config` (LayerNorm weights near 1, so no channel is silently switched off).
 public func randomWeights(_ config: ViTConfig, generator: inout SeededGenerator) throws -> ViTWeights {

@@ -3,6 +3,7 @@ import Testing
 import ViTForgeDevice
 import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeTestBasics
 @testable import ViTForgeTrain
 
 /// 10 AdamW steps on the fixture's reference batch against PyTorch's float64 run (`fm-*-adamw.safetensors`): the

@@ -3,6 +3,7 @@ import Testing
 import ViTForgeDevice
 import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeTestBasics
 import ViTForgeTestSupport
 @testable import ViTForgeTrain
 

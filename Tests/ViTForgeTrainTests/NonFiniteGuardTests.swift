@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import ViTForgeDevice
 import ViTForgeModel
+import ViTForgeTestBasics
 @testable import ViTForgeTrain
 
 /// The NaN/Inf guard: a run whose loss or weights stop being finite ends with an error naming the step and the

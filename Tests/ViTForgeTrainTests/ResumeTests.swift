@@ -3,6 +3,7 @@ import Testing
 import ViTForgeDevice
 import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeTestBasics
 @testable import ViTForgeTrain
 
 /// Checkpoint and resume: a run stopped after k steps and resumed in a fresh trainer (fresh model with other

@@ -3,6 +3,7 @@ import Testing
 import ViTForgeDevice
 import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeTestBasics
 @testable import ViTForgeTrain
 
 /// c·‖w‖² over one parameter, gradient 2c·w: a term whose gradient is known in closed form. With `multiplier`, the

@@ -5,14 +5,6 @@ import ViTForgeFormats
 import ViTForgeModel
 @testable import ViTForgeTrain
 
-/// `Tests/Fixtures`, next to this test target's folder.
-let fixturesFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures")
-
-func fixture(_ name: String) -> String {
-    fixturesFolder.appendingPathComponent(name).path
-}
-
 /// The backends the training tests run on: the CPU backend, and the first OpenCL device when there is one (PoCL on
 /// CI). One instance each, shared by every test, so kernels compile once per run.
 struct TrainBackend: @unchecked Sendable, CustomTestStringConvertible {
@@ -31,21 +23,6 @@ enum TrainTestBackends {
     }()
 
     static let cpu = CPUBackend()
-}
-
-/// A fresh folder under the system's temporary directory; removed by `remove()`.
-struct TemporaryFolder {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory
-            .appendingPathComponent("vitforge-train-tests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
-
-    func remove() { try? FileManager.default.removeItem(at: url) }
 }
 
 extension TrainingRandom {

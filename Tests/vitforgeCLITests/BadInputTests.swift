@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeTestBasics
 
 /// Every malformed input ends as exactly one `error: …` line on stderr naming the file, a non-zero exit, and no
 /// output file.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ViTForgeTestBasics
 
 /// `vitforge bench` with `VITFORGE_OPENCL_PROFILE=1` (the GPU run's profile stage, Benchmarks/gpu): each row carries
 /// the device time per kernel and per GEMM shape of one more run, and always its blocking calls.

@@ -1,20 +1,7 @@
 import Foundation
 import Testing
 import ViTForgeModel
-
-/// The repository root, from this file's place in `Tests/vitforgeCLITests/`.
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
-
-func fixture(_ name: String) -> String {
-    packageRoot.appendingPathComponent("Tests/Fixtures").appendingPathComponent(name).path
-}
-
-/// The `.json` facts file next to a fixture model.
-func facts(_ model: String) throws -> [String: Any] {
-    let data = try Data(contentsOf: URL(fileURLWithPath: fixture(model + ".json")))
-    return try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
-}
+import ViTForgeTestBasics
 
 /// The `vitforge` binary SwiftPM built for this test run: next to the test bundle (whatever the configuration),
 /// else `.build/debug/vitforge`.
@@ -70,26 +57,6 @@ func runProcess(_ program: String, _ arguments: [String], environment extra: [St
     return CommandResult(status: process.terminationStatus,
                          stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
                          stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
-}
-
-/// A fresh folder under the system's temporary directory.
-struct TemporaryFolder {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("vitforge-cli-tests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
-
-    func write(_ name: String, _ bytes: [UInt8]) throws -> String {
-        let path = self.path(name)
-        try Data(bytes).write(to: URL(fileURLWithPath: path))
-        return path
-    }
-
-    func remove() { try? FileManager.default.removeItem(at: url) }
 }
 
 /// Largest absolute difference.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeTestBasics
 
 /// A user's own photos, through the binary: fine-tune a 10-class model to their 3 named classes, prune it,
 /// evaluate on their val split, predict single files by name, export with names and preprocessing in the ONNX file.

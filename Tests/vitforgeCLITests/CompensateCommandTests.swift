@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeTestBasics
 
 /// `vitforge prune --compensate` through the binary on fm-vit-c: the refit runs for one-shot methods and its
 /// per-layer errors reach the report; cpd and vulcan, and vbp without its mean shift, refuse it in one line.

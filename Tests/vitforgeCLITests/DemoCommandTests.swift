@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeTestBasics
 
 /// `vitforge demo` through the binary, from an already trained model (training from scratch is what the README's
 /// first command times; here the prune → report → compare path runs in seconds).

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ViTForgeDevice
+import ViTForgeTestBasics
 
 /// Device errors end as one line on stderr and a non-zero exit, through the real binary.
 struct DeviceErrorTests {

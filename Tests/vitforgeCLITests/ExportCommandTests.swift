@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ViTForgeTestBasics
 
 /// `vitforge export`: writes the file (onnxruntime's agreement is checked in CI by Tests/Deployment/onnx_check.py,
 /// the graph's arithmetic by ViTForgeExportTests), never over its input, one-line errors.

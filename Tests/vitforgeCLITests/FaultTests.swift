@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeTestBasics
 
 /// Faults a long command must survive with its last checkpoint intact: a write that fails (injected: CI runs as
 /// root, so permissions cannot make one fail), a real `ulimit -f`, and an OpenCL device that fails mid-run (the

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeTestBasics
 
 /// `infer`, `grad`, `info` and `eval` on the timm fixtures, through the real binary, against PyTorch's numbers.
 @Suite(.serialized)

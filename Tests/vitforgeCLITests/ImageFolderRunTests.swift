@@ -3,6 +3,7 @@ import Foundation
 import Testing
 import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeTestBasics
 
 /// `vitforge train` on an ImageFolder, which is streamed (decoded per batch by loader threads): a run stopped
 /// mid-epoch and resumed ends with the uninterrupted run's model, byte for byte, and a 2-rank run (each rank

@@ -2,10 +2,11 @@ import Foundation
 import Testing
 import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeTestBasics
 
 /// `mpirun -np 2 vitforge …` against one process on the same global batches (the tests). Needs the binary
-/// built with the MPI package trait and Open MPI's `mpirun`; CI runs them in a second build (`.ci/run`, stage
-/// mpi-test). 2 ranks sum each step's gradients in another order than one process, so the weights agree to
+/// built with the MPI package trait and Open MPI's `mpirun`; CI builds the whole package with the trait once and runs
+/// them in their own stage (`.ci/run`, stage mpi-test). 2 ranks sum each step's gradients in another order than one process, so the weights agree to
 /// rounding (1e-5 relative), not bit for bit; a resumed 2-rank run must be bit-identical to an uninterrupted one.
 @Suite(.serialized, .enabled(if: MPIRun.available, MPIRun.unavailableReason))
 struct MPIRunTests {
@@ -164,8 +165,7 @@ struct MPIRunTests {
 }
 
 /// Launching an MPI build of the binary under Open MPI's mpirun: this test run's own binary when it was built with
-/// the MPI package trait, else the one `VITFORGE_MPI_BINARY` names (CI builds only the CLI with the trait and runs
-/// these tests from the plain build's test bundle).
+/// the MPI package trait (as CI builds it), else the one `VITFORGE_MPI_BINARY` names.
 enum MPIRun {
     static let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first {
         FileManager.default.isExecutableFile(atPath: $0)

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeTestBasics
 
 /// Preprocessing belongs to the model: `train` stores what it trained with, prune keeps it, and the flags that
 /// choose it refuse to be combined.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ViTForgePrune
+import ViTForgeTestBasics
 
 /// The shared flags of `vitforge prune` and every method's option group: one meaning per flag, no flag twice.
 struct PruneFlagsTests {

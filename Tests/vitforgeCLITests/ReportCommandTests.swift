@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ViTForgeTestBasics
 
 /// `vitforge report` on bad input: one stderr line naming the file, non-zero exit, no page written. (Pages from real
 /// prune reports are drawn and opened in headless Chromium by Tests/Deployment/report_check.py in CI.)

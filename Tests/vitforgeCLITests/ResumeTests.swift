@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeTestBasics
 
 /// `vitforge train` killed with SIGKILL at a random moment and resumed with --resume ends with a model file that is
 /// byte-identical to an uninterrupted run's: same weights, bit for bit (the resume guarantee, through the

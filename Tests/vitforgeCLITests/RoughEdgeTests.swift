@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import ViTForgeModel
 import ViTForgePrune
+import ViTForgeTestBasics
 
 /// Every rough edge a new user hit (issue 25), one test per row of its table: the exact error line, the exit code,
 /// no backtrace, and every input file byte-for-byte unchanged (sha256 before and after). Tiny IDX data written

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeTestBasics
 
 /// `vitforge prune --method vulcan` and `eval --classes --json` through the binary: classes by name, a trimmed head
 /// that records its class ids, and the restricted accuracy.

@@ -1,6 +1,7 @@
 import ViTForgeDevice
 import ViTForgeFormats
 import ViTForgeModel
+import ViTForgeSupport
 import ViTForgeTrain
 
 /// Measures the inference latency of model shapes on one device, for `--target-latency MS --latency-batch B`: the
@@ -14,7 +15,12 @@ public final class LatencyMeter {
     private let measure: (ViTConfig) throws -> Double
     private var measured: [(config: ViTConfig, milliseconds: Double)] = []
 
+    /// The device's meter; under `VITFORGE_FAULT_LATENCY_MS_PER_GMAC` (a fault-injection build) the cost model.
     public convenience init(backend: Backend, batch: Int, warmup: Int = 2, runs: Int = 7) {
+        if let perGMAC = FaultInjection.latencyMillisecondsPerGMAC {
+            self.init(batch: batch) { config in perGMAC * Double(config.cost().macs * batch) / 1e9 }
+            return
+        }
         self.init(batch: batch) { config in
             let model = try VisionTransformer(weights: .initialized(config: config, seed: 0), backend: backend)
             return try model.timeInference(batch: batch, warmup: warmup, runs: runs).latencyMsMedian
