@@ -6,9 +6,15 @@ import ViTForgeTrain
 
 /// The CLI's MPI life cycle: `start()` once before parsing the command (initialises MPI, makes
 /// `Collectives.world` the MPI world, and silences stdout on every rank but 0 so that results print once), and
-/// `finish(status:)` on the way out. A process started without `mpirun` is a world of one and behaves exactly like
-/// the plain build.
+/// `finish(status:)` on the way out. The CLI calls it only when an MPI launcher started the process
+/// (`launchedByMPI`); started any other way it is the plain build.
 public enum MPIProcess {
+    /// Whether an MPI launcher started this process: Open MPI's `mpirun` sets `OMPI_COMM_WORLD_SIZE` in every rank,
+    /// PMIx-based launchers (`prterun`, Open MPI 5's `mpirun`) `PMIX_RANK`.
+    public static var launchedByMPI: Bool {
+        getenv("OMPI_COMM_WORLD_SIZE") != nil || getenv("PMIX_RANK") != nil
+    }
+
     /// Initialises MPI and installs its world; returns it.
     @discardableResult
     public static func start() throws -> any Collective {

@@ -45,9 +45,10 @@ extension VitForge {
     }
 }
 
-#if !MPI
 extension VitForge {
-    static func main() {
+    /// The single-process entry: what the plain build runs, and what an MPI build runs when no MPI launcher started
+    /// it (`MPIMain.swift`).
+    static func plainMain() {
         do {
             var command = try parseAsRoot(joiningNegativeValues(Array(CommandLine.arguments.dropFirst())))
             try command.run()
@@ -55,5 +56,10 @@ extension VitForge {
             exitReporting(error)
         }
     }
+}
+
+#if !MPI
+extension VitForge {
+    static func main() { plainMain() }
 }
 #endif

@@ -3,10 +3,12 @@ import ArgumentParser
 import Foundation
 import ViTForgeMPI
 
-/// With the `MPI` package trait the CLI starts MPI before parsing, so that every command runs as one rank of
-/// `mpirun -np N vitforge …` (or as a world of one without mpirun), and a failure on one rank ends all of them.
+/// With the `MPI` package trait the CLI started by an MPI launcher starts MPI before parsing, so that every command
+/// runs as one rank of `mpirun -np N vitforge …`, and a failure on one rank ends all of them. Started any other way
+/// it runs the plain build's entry (no MPI_Init), so that one build serves the test suite and the MPI runs.
 extension VitForge {
     static func main() {
+        guard MPIProcess.launchedByMPI else { return plainMain() }
         do {
             try MPIProcess.start()
         } catch {
