@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import ViTForgeDevice
 @testable import ViTForgeModel
+import ViTForgeTestBasics
 import ViTForgeTestSupport
 
 /// Soft token masks (ViT-Slim's token search, issue 28 part 1): the model with a multiplier per (block, token

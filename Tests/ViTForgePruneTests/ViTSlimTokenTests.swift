@@ -4,6 +4,7 @@ import ViTForgeDevice
 import ViTForgeFormats
 import ViTForgeModel
 @testable import ViTForgePrune
+import ViTForgeTestBasics
 import ViTForgeTestSupport
 import ViTForgeTrain
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ViTForgeTestBasics
 
 /// `vitforge bench --profile` (issue 31, part 4): one more run with every CPU operation timed.
 @Suite struct BenchOperationProfileTests {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ViTForgeTestBasics
 
 /// `vitforge bench --peak` and the share of the peak on every CPU row (issue 31, part 1).
 @Suite struct BenchPeakTests {
