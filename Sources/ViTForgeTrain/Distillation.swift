@@ -8,7 +8,12 @@ public struct DistillationSettings: Codable, Equatable, Sendable {
     /// Softmax temperature T of both student and teacher.
     public var temperature: Double
 
-    public init(alpha: Double = 0.5, temperature: Double = 4) {
+    /// T = 2, the default of every command that distils (`train --teacher`, `prune --distill`, the demo): the
+    /// fine-tuning recipes the pruning methods document (METHODS.md: VBP's and ViT-Slim's KD at T = 2, CPD's 2–4)
+    /// and the value `prune` always used; `train` used 4 until the commands shared one flag group.
+    public static let defaultTemperature = 2.0
+
+    public init(alpha: Double = 0.5, temperature: Double = defaultTemperature) {
         self.alpha = alpha
         self.temperature = temperature
     }

@@ -149,28 +149,24 @@ struct DemoCommand: ParsableCommand {
         var options = preprocess.datasetOptions(for: config)
         options.seed = common.seed
         let splits = try Dataset.load(data, options: options)
-        let loader = try BatchLoader(dataset: splits.training, batchSize: 128, seed: common.seed,
-                                     augmentation: .fashionMNISTFixture)
         var initial = try ViTWeights.initialized(config: config, seed: common.seed)
         try initial.setPreprocessing(preprocess)
         let model = try VisionTransformer(weights: initial, backend: backend)
-        let trainer = try Trainer(model: model, batches: loader, settings: TrainingSettings(epochs: epochs),
-                                  seed: common.seed,
-                                  checkpoints: CheckpointPolicy(lastPath: checkpoint, everySteps: 200))
-        if resume && FileManager.default.fileExists(atPath: checkpoint) { try trainer.resume(from: checkpoint) }
         let progress = ProgressPrinter()
-        trainer.progressLoss = progress.lossCadence
-        trainer.onProgress = { progress.report($0) }
+        var session = TrainingSession(settings: TrainingSettings(epochs: epochs), batchSize: 128, seed: common.seed,
+                                      augmentation: .fashionMNISTFixture,
+                                      checkpoints: CheckpointPolicy(lastPath: checkpoint, everySteps: 200),
+                                      resume: resume ? .ifCheckpointExists : .never)
+        session.progressLoss = progress.lossCadence
         if let test = splits.test {
-            trainer.evaluate = { model, epoch in
-                let accuracy = try Evaluator.tally(model, on: test, batchSize: 256).accuracy
+            session.evaluation = .init(validation: nil, test: test) { epoch, _, accuracy in
                 progress.finish()
                 print("  epoch \(epoch)/\(epochs): test accuracy \(Formatting.percent(accuracy))")
-                return Evaluation(metric: nil, testAccuracy: accuracy)
             }
         }
+        let trainer = try session.makeTrainer(model: model, training: splits.training)
         installInterruptHandling()
-        let outcome = try trainer.run()
+        let outcome = try session.run(trainer, progress: { progress.report($0) })
         progress.finish()
         if outcome.stopped {
             print("interrupted; continue with `vitforge demo --resume --out-dir \(outDir)`")

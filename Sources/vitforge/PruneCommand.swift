@@ -39,6 +39,7 @@ struct PruneCommand: ParsableCommand {
             """)
 
     @OptionGroup var options: PruneOptions
+    @OptionGroup var training: TrainingFlags
     @OptionGroup(title: "VBP options (--method vbp)") var vbp: VBPOptions
     @OptionGroup(title: "ViT-Slim options (--method slim)") var slim: SlimOptions
     @OptionGroup(title: "CPD options (--method cpd)") var cpd: CPDOptions
@@ -183,9 +184,9 @@ struct PruneCommand: ParsableCommand {
                 let progress = ProgressPrinter()
                 func phase(_ name: String, epochs: Int, learningRate: Double, checkpoint: String) -> TrainingPhase {
                     var phase = TrainingPhase(
-                        name: name, epochs: epochs, batchSize: options.batchSize, learningRate: learningRate,
-                        distill: options.distill, alpha: options.alpha, temperature: options.temperature,
-                        seed: common.seed, checkpointPath: checkpoint, checkpointEvery: options.checkpointEvery,
+                        name: name, epochs: epochs, batchSize: training.batchSize, learningRate: learningRate,
+                        distill: options.distill, alpha: training.alpha, temperature: training.temperature,
+                        seed: common.seed, checkpointPath: checkpoint, checkpointEvery: training.checkpointEvery,
                         resume: options.resume || fellBack, protectedInputs: [options.model])
                     phase.progressLoss = progress.lossCadence
                     if !isIDX { phase.augmentation = .imageFolderDefault }
@@ -194,8 +195,8 @@ struct PruneCommand: ParsableCommand {
                 var pipeline = PruningPipeline(
                     method: method, budget: options.budget, scope: options.scope,
                     calibrationImages: group.calibrationImages(for: options.method, requested: options.calibImages,
-                                                               batchSize: options.batchSize),
-                    batchSize: options.batchSize,
+                                                               batchSize: training.batchSize),
+                    batchSize: training.batchSize,
                     methodTraining: phase(options.method, epochs: options.epochs, learningRate: options.lr,
                                           checkpoint: options.methodCheckpointPath),
                     fineTuning: options.finetuneEpochs == 0 ? nil

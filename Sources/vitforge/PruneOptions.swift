@@ -87,19 +87,10 @@ struct PruneOptions: ParsableArguments {
     @Flag(help: "Knowledge distillation from the unpruned model in every training phase of the run.")
     var distill = false
 
-    @Option(help: "Distillation weight α.")
-    var alpha = 0.5
-
-    @Option(help: "Distillation temperature T.")
-    var temperature = 2.0
-
     @Option(help: ArgumentHelp("Share of each training class held out for validation by the methods that pick their "
                                + "result on it (cpd: the epoch, default 0.05; vulcan: the cut, default 0.1); never the "
                                + "test set.", valueName: "F"))
     var valFraction: Double?
-
-    @Option(help: "Images per batch (calibration, training).")
-    var batchSize = 128
 
     @Option(help: ArgumentHelp("Batch sizes at which to time both models for the report, comma-separated.",
                                valueName: "list"))
@@ -117,9 +108,6 @@ struct PruneOptions: ParsableArguments {
     @Flag(help: ArgumentHelp("Continue an interrupted run from its checkpoints (OUT.METHOD.checkpoint.safetensors "
                              + "for the method's own training, OUT.checkpoint.safetensors for fine-tuning)."))
     var resume = false
-
-    @Option(help: "Write a training phase's checkpoint every N steps (0: only at epoch ends and on Ctrl-C).")
-    var checkpointEvery = 200
 
     /// The MLP fraction kept when no budget is given (every method but Vulcan, whose default is its --prune-ratio).
     static let defaultKeepMLP = 0.5
@@ -168,11 +156,9 @@ struct PruneOptions: ParsableArguments {
         }
         do { try budget.validate() } catch { throw ValidationError("\(error)") }
         if epochs < 0 || finetuneEpochs < 0 { throw ValidationError("--epochs and --finetune-epochs must be ≥ 0") }
-        if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must be ≥ 0") }
         if distill && epochs == 0 && finetuneEpochs == 0 {
             throw ValidationError("--distill needs a training phase: --epochs or --finetune-epochs ≥ 1")
         }
-        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         if let compensateRidge {
             if !(compensateRidge >= 0 && compensateRidge.isFinite) {
                 throw ValidationError("--compensate-ridge \(compensateRidge): must be ≥ 0")

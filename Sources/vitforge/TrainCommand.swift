@@ -47,12 +47,6 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Teacher model for knowledge distillation (loss = (1−α)·CE + α·T²·KL).")
     var teacher: String?
 
-    @Option(help: "Distillation weight α.")
-    var alpha = 0.5
-
-    @Option(help: "Distillation temperature T.")
-    var temperature = 4.0
-
     @Option(help: ArgumentHelp("Train only on these classes, comma-separated (e.g. 5,7,9).", valueName: "list"))
     var classes: String?
 
@@ -61,9 +55,6 @@ struct TrainCommand: ParsableCommand {
 
     @Option(help: "Share of each training class held out for validation, which picks the best checkpoint (never the test set); stored in the model, so that eval --split auto scores the same images.")
     var valFraction = 0.0
-
-    @Option(help: "Images per step.")
-    var batchSize = 128
 
     @Option(help: "Peak learning rate.")
     var lr = 1e-3
@@ -98,9 +89,6 @@ struct TrainCommand: ParsableCommand {
                                + "does (bicubic, antialiased; class/distillation tokens kept).", valueName: "N"))
     var inputSize: Int?
 
-    @Option(help: "Write a checkpoint every N steps (0: only at epoch ends and on Ctrl-C).")
-    var checkpointEvery = 200
-
     @Flag(help: "Continue from OUT.checkpoint.safetensors.")
     var resume = false
 
@@ -110,6 +98,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Stop after this many steps, leaving a checkpoint to resume from (for tests and time-boxed runs).")
     var stopAfterSteps: Int?
 
+    @OptionGroup var training: TrainingFlags
     @OptionGroup var heads: HeadsOption
     @OptionGroup var dataLoading: DataLoadingOptions
     @OptionGroup var preprocessing: PreprocessOptions
@@ -123,7 +112,6 @@ struct TrainCommand: ParsableCommand {
         if sources.count > 1 { throw ValidationError("give one of --init, --config, --arch") }
         if let arch { _ = try architecture(arch) }
         if epochs < 1 { throw ValidationError("--epochs must be at least 1") }
-        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         _ = try parseClassList(classes)
         _ = try randomCrop()
         if inputSize != nil && initModel == nil { throw ValidationError("--input-size needs --init (a model to resample)") }
@@ -179,12 +167,6 @@ struct TrainCommand: ParsableCommand {
                     }
                     if valFraction > 0 { stored.heldOut = HeldOutSplit(fraction: valFraction, seed: common.seed) }
                 }
-                let loader = try BatchLoader(dataset: splits.training, batchSize: batchSize, seed: common.seed,
-                                             augmentation: try PreprocessOptions.isIDX(data)
-                                                ? AugmentationRecipe(maximumShift: translate, flipProbability: flip)
-                                                : AugmentationRecipe(maximumShift: 0, flipProbability: flip,
-                                                                     randomCrop: try randomCrop()),
-                                             workers: dataLoading.loaderThreads)
                 let model = try VisionTransformer(weights: weights, backend: backend)
                 let teacherModel = try teacher.map {
                     try VisionTransformer(weights: ViTWeights.load(path: $0, heads: nil), backend: backend)
@@ -192,42 +174,37 @@ struct TrainCommand: ParsableCommand {
                 let settings = TrainingSettings(
                     epochs: epochs, learningRate: lr, minimumLearningRate: minLr, warmupFraction: warmup,
                     optimizer: AdamWSettings(weightDecay: weightDecay), labelSmoothing: labelSmoothing,
-                    gradientClipNorm: clipGrad,
-                    distillation: teacher == nil ? nil : DistillationSettings(alpha: alpha, temperature: temperature))
+                    gradientClipNorm: clipGrad, distillation: teacher == nil ? nil
+                        : DistillationSettings(alpha: training.alpha, temperature: training.temperature))
                 let protected = [initModel, teacher, self.config].compactMap { $0 }
-                let trainer = try Trainer(
-                    model: model, batches: loader, settings: settings, teacher: teacherModel, seed: common.seed,
+                let progress = ProgressPrinter()
+                var session = TrainingSession(
+                    settings: settings, batchSize: training.batchSize, seed: common.seed,
+                    augmentation: try PreprocessOptions.isIDX(data)
+                        ? AugmentationRecipe(maximumShift: translate, flipProbability: flip)
+                        : AugmentationRecipe(maximumShift: 0, flipProbability: flip, randomCrop: try randomCrop()),
                     checkpoints: CheckpointPolicy(lastPath: checkpointPath,
                                                   bestPath: splits.validation == nil ? nil : out + ".best.safetensors",
-                                                  everySteps: checkpointEvery, protectedInputs: protected))
-                if resume || (fellBack && FileManager.default.fileExists(atPath: checkpointPath)) {
-                    try trainer.resume(from: checkpointPath)
-                    print("resumed at step \(trainer.state.step) from \(checkpointPath)")
-                }
-
-                let progress = ProgressPrinter()
-                trainer.progressLoss = progress.lossCadence
-                let stopAfter = stopAfterSteps
-                trainer.onProgress = { report in
-                    progress.report(report)
-                    if let stopAfter, report.step >= stopAfter { trainer.requestStop() }
-                }
-                let evaluationBatch = max(batchSize, 256)
-                trainer.evaluate = { model, epoch in
-                    let test = try splits.test.map { try Evaluator.tally(model, on: $0, batchSize: evaluationBatch) }
-                    let validation = try splits.validation.map {
-                        try Evaluator.tally(model, on: $0, batchSize: evaluationBatch)
-                    }
+                                                  everySteps: training.checkpointEvery, protectedInputs: protected),
+                    resume: resume ? .always : fellBack ? .ifCheckpointExists : .never)
+                session.loaderWorkers = dataLoading.loaderThreads
+                session.progressLoss = progress.lossCadence
+                session.evaluation = .init(validation: splits.validation, test: splits.test,
+                                           batchSize: max(training.batchSize, 256)) { epoch, validation, test in
                     progress.finish()
                     var line = "epoch \(epoch)/\(epochs):"
-                    if let validation { line += " validation \(Formatting.percent(validation.accuracy))" }
-                    if let test { line += " test \(Formatting.percent(test.accuracy))" }
+                    if let validation { line += " validation \(Formatting.percent(validation))" }
+                    if let test { line += " test \(Formatting.percent(test))" }
                     print(line)
-                    return Evaluation(metric: validation?.accuracy, accuracy: validation?.accuracy,
-                                      testAccuracy: test?.accuracy)
                 }
+                let trainer = try session.makeTrainer(model: model, teacher: teacherModel, training: splits.training)
                 installInterruptHandling()
-                let outcome = try trainer.run()
+                let stopAfter = stopAfterSteps
+                let outcome = try session.run(trainer, progress: { progress.report($0) },
+                                              stopWhen: { report in stopAfter.map { report.step >= $0 } ?? false },
+                                              resumed: { trainer in
+                                                  print("resumed at step \(trainer.state.step) from \(checkpointPath)")
+                                              })
                 progress.finish()
                 let exchange = trainer.gradientExchange
                 if trainer.collective.size > 1 && exchange.calls > 0 {

@@ -39,7 +39,8 @@ public struct TrainingPhase {
 
     public init(name: String = "finetune", epochs: Int, batchSize: Int = 128, learningRate: Double = 1e-4,
                 warmupFraction: Double = 0, labelSmoothing: Double = 0, distill: Bool = true, alpha: Double = 0.5,
-                temperature: Double = 2, augmentation: AugmentationRecipe = .fashionMNISTFixture, seed: UInt64 = 0,
+                temperature: Double = DistillationSettings.defaultTemperature,
+                augmentation: AugmentationRecipe = .fashionMNISTFixture, seed: UInt64 = 0,
                 checkpointPath: String? = nil, checkpointEvery: Int = 200, resume: Bool = false,
                 protectedInputs: [String] = []) {
         self.name = name
@@ -59,23 +60,29 @@ public struct TrainingPhase {
         self.protectedInputs = protectedInputs
     }
 
+    /// The phase as a training session (the one `vitforge train` runs): no schedule with `constantLearningRate`.
+    public var session: TrainingSession {
+        let settings = TrainingSettings(
+            epochs: epochs, learningRate: learningRate, minimumLearningRate: constantLearningRate ? learningRate : 0,
+            warmupFraction: constantLearningRate ? 0 : warmupFraction, labelSmoothing: labelSmoothing,
+            distillation: distill ? DistillationSettings(alpha: alpha, temperature: temperature) : nil)
+        var session = TrainingSession(
+            settings: settings, batchSize: batchSize, seed: seed, augmentation: augmentation,
+            checkpoints: CheckpointPolicy(lastPath: checkpointPath, everySteps: checkpointEvery,
+                                          protectedInputs: protectedInputs),
+            resume: resume ? .ifCheckpointExists : .never)
+        session.stopsOnInterrupt = stopsOnInterrupt
+        session.progressLoss = progressLoss
+        return session
+    }
+
     /// A trainer for `student` on `training` with these settings (the teacher is built only when distilling). A
     /// method adds its terms, hooks and optimizer slots to it, then calls `run(_:progress:)`.
     public func makeTrainer(student: ViTWeights, teacher: ViTWeights, training: Dataset,
                             backend: Backend) throws -> Trainer {
         let model = try VisionTransformer(weights: student, backend: backend)
         let teacherModel = distill ? try VisionTransformer(weights: teacher, backend: backend) : nil
-        let loader = try BatchLoader(dataset: training, batchSize: batchSize, seed: seed, augmentation: augmentation)
-        let settings = TrainingSettings(
-            epochs: epochs, learningRate: learningRate, minimumLearningRate: constantLearningRate ? learningRate : 0,
-            warmupFraction: constantLearningRate ? 0 : warmupFraction, labelSmoothing: labelSmoothing,
-            distillation: distill ? DistillationSettings(alpha: alpha, temperature: temperature) : nil)
-        let trainer = try Trainer(model: model, batches: loader, settings: settings, teacher: teacherModel, seed: seed,
-                                  checkpoints: CheckpointPolicy(lastPath: checkpointPath, everySteps: checkpointEvery,
-                                                                protectedInputs: protectedInputs))
-        trainer.stopsOnInterrupt = stopsOnInterrupt
-        trainer.progressLoss = progressLoss
-        return trainer
+        return try session.makeTrainer(model: model, teacher: teacherModel, training: training)
     }
 
     /// Trains `trainer` to the end of the phase, first continuing from the checkpoint when `resume` is set and the
@@ -83,14 +90,7 @@ public struct TrainingPhase {
     /// `stopWhen`, asked after every step) stopped it; the checkpoint then holds the position.
     public func run(_ trainer: Trainer, progress: ((TrainingProgress) -> Void)? = nil,
                     stopWhen: ((TrainingProgress) -> Bool)? = nil) throws -> Bool {
-        if resume, let checkpointPath, FileManager.default.fileExists(atPath: checkpointPath) {
-            try trainer.resume(from: checkpointPath)
-        }
-        trainer.onProgress = { [unowned trainer] step in
-            progress?(step)
-            if stopWhen?(step) == true { trainer.requestStop() }
-        }
-        return try trainer.run().stopped
+        try session.run(trainer, progress: progress, stopWhen: stopWhen).stopped
     }
 
     /// Plain training of `student` (no terms or hooks): the fine-tuning after the cut. Returns the trained weights
