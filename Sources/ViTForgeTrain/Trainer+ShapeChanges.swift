@@ -1,6 +1,7 @@
 import Foundation
 import ViTForgeData
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
 
 extension Trainer {

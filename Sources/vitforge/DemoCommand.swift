@@ -157,6 +157,7 @@ struct DemoCommand: ParsableCommand {
                                       augmentation: .fashionMNISTFixture,
                                       checkpoints: CheckpointPolicy(lastPath: checkpoint, everySteps: 200),
                                       resume: resume ? .ifCheckpointExists : .never)
+        session.output = .init(path: path, removesCheckpoint: true)
         session.progressLoss = progress.lossCadence
         if let test = splits.test {
             session.evaluation = .init(validation: nil, test: test) { epoch, _, accuracy in
@@ -172,9 +173,6 @@ struct DemoCommand: ParsableCommand {
             print("interrupted; continue with `vitforge demo --resume --out-dir \(outDir)`")
             throw ExitCode(130)
         }
-        let weights = try model.hostWeights()
-        try weights.save(to: path)
-        try? FileManager.default.removeItem(atPath: checkpoint)
-        return weights
+        return try session.result(of: trainer)
     }
 }

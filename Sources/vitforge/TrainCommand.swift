@@ -187,6 +187,11 @@ struct TrainCommand: ParsableCommand {
                                                   bestPath: splits.validation == nil ? nil : out + ".best.safetensors",
                                                   everySteps: training.checkpointEvery, protectedInputs: protected),
                     resume: resume ? .always : fellBack ? .ifCheckpointExists : .never)
+                // A head trained on renumbered labels records which data-set class each output is (eval maps back).
+                let remapped = remapLabels ? classList.flatMap { $0.count == config.classes ? $0 : nil } : nil
+                session.output = .init(path: out) { trained in
+                    if let ids = remapped, trained.config.classIds == nil { try trained.setClassIds(ids) }
+                }
                 session.loaderWorkers = dataLoading.loaderThreads
                 session.progressLoss = progress.lossCadence
                 session.evaluation = .init(validation: splits.validation, test: splits.test,
@@ -221,12 +226,7 @@ struct TrainCommand: ParsableCommand {
                     print("stopped at step \(trainer.state.step); resume with --resume (checkpoint \(checkpointPath))")
                     throw ExitCode(130)
                 }
-                var trained = try model.hostWeights()
-                // A head trained on renumbered labels records which data-set class each output is (eval maps back).
-                if remapLabels, let ids = classList, ids.count == config.classes, config.classIds == nil {
-                    try trained.setClassIds(ids)
-                }
-                if writesFiles { try trained.save(to: out) }
+                _ = try session.result(of: trainer)
                 print("wrote \(out)")
             }
         }

@@ -101,6 +101,6 @@ public struct TrainingPhase {
         throws -> (weights: ViTWeights, stopped: Bool, history: TrainingHistory) {
         let trainer = try makeTrainer(student: student, teacher: teacher, training: training, backend: backend)
         let stopped = try run(trainer, progress: progress, stopWhen: stopWhen)
-        return (try trainer.model.hostWeights(), stopped, trainer.state.history)
+        return (try session.result(of: trainer), stopped, trainer.state.history)
     }
 }

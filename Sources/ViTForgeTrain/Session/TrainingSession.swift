@@ -1,12 +1,13 @@
 import Foundation
 import ViTForgeData
+import ViTForgeFormats
 import ViTForgeModel
 
 /// One training run wired end to end, the same for `vitforge train`, `vitforge demo` and every training phase of a
 /// pruning run: the batches (data, batch size, seed, augmentation, loader threads), the trainer (model, teacher when
 /// distilling, settings, checkpoints), continuing from the checkpoint, progress reports and stop requests, the
-/// per-epoch evaluation, and the trained weights at the end. Callers differ only in what they print and where the
-/// result is written.
+/// per-epoch evaluation, and the trained weights at the end, written to the run's output file when it has one.
+/// Callers differ only in what they print and where the result goes.
 public struct TrainingSession {
     /// Whether the run continues from `checkpoints.lastPath`.
     public enum Resume: Sendable {
@@ -15,6 +16,24 @@ public struct TrainingSession {
         case ifCheckpointExists
         /// Always (`train --resume`): a missing checkpoint is the trainer's one-line error naming it.
         case always
+    }
+
+    /// Where a completed run's model is written (`train --out`, the demo's first step).
+    public struct Output {
+        public var path: String
+        /// Told the trained weights before they are written: what the model now knows (e.g. which data-set class
+        /// each output of a head trained on renumbered labels is).
+        public var describe: ((inout ViTWeights) throws -> Void)?
+        /// Whether the last checkpoint is deleted once the model is written (the demo: its `--resume` then starts
+        /// from the model; `train` keeps it).
+        public var removesCheckpoint: Bool
+
+        public init(path: String, removesCheckpoint: Bool = false,
+                    describe: ((inout ViTWeights) throws -> Void)? = nil) {
+            self.path = path
+            self.removesCheckpoint = removesCheckpoint
+            self.describe = describe
+        }
     }
 
     /// The data sets evaluated after every epoch, and the batch size of that inference.
@@ -48,6 +67,8 @@ public struct TrainingSession {
     public var progressLoss = ProgressLossCadence()
     /// Evaluated after every epoch; the validation accuracy picks the best checkpoint (nil: no evaluation).
     public var evaluation: EpochEvaluation?
+    /// Where `result(of:)` writes the trained model; nil: it stays in memory (a pruning phase hands it on).
+    public var output: Output?
 
     public init(settings: TrainingSettings, batchSize: Int, seed: UInt64, augmentation: AugmentationRecipe,
                 checkpoints: CheckpointPolicy = CheckpointPolicy(), resume: Resume = .never) {
@@ -88,6 +109,22 @@ public struct TrainingSession {
             if stopWhen?(step) == true { trainer.requestStop() }
         }
         return try trainer.run()
+    }
+
+    /// The trained weights of a completed run (`run` did not stop), written to `output` when there is one: by the
+    /// main rank only in a data-parallel run (every rank ends with the same weights), which then deletes the last
+    /// checkpoint when `output.removesCheckpoint`.
+    public func result(of trainer: Trainer) throws -> ViTWeights {
+        var weights = try trainer.model.hostWeights()
+        guard let output else { return weights }
+        try output.describe?(&weights)
+        if trainer.collective.isMain {
+            try weights.save(to: output.path)
+            if output.removesCheckpoint, let path = checkpoints.lastPath {
+                try? FileManager.default.removeItem(atPath: path)
+            }
+        }
+        return weights
     }
 
     /// The per-epoch evaluation as the trainer asks for it: validation accuracy is the metric (best checkpoint).
