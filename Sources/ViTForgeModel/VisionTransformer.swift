@@ -173,7 +173,7 @@ public final class VisionTransformer {
         return cache.logits
     }
 
-    /// The MLP hidden activations (post-GELU, [batch·tokens, mlpHidden]) of block `index` from the last forward,
+    /// The MLP hidden activations (post-GELU, [`lastRows(block:)`, mlpHidden]) of block `index` from the last forward,
     /// which must have kept its activations.
     public func mlpHiddenActivations(block index: Int) throws -> Buffer {
         guard let cache = currentCache, index < config.depth else {
@@ -182,7 +182,7 @@ public final class VisionTransformer {
         return cache.block(index).mlp.hidden
     }
 
-    /// The merged heads' values (`attn.proj`'s input, [batch·tokens, Σ vDims]) of block `index` from the last
+    /// The merged heads' values (`attn.proj`'s input, [`lastRows(block:)`, Σ vDims]) of block `index` from the last
     /// forward, which must have kept its activations: what least-squares compensation refits `proj` on.
     public func attentionMergedValues(block index: Int) throws -> Buffer {
         guard let cache = currentCache, index < config.depth else {
@@ -191,8 +191,15 @@ public final class VisionTransformer {
         return cache.block(index).attention.merged
     }
 
-    /// Rows (batch·tokens) of the last forward that kept activations.
+    /// Rows (batch·tokens, every token) of the last forward that kept activations: the embedding's rows.
     public var lastRows: Int { currentCache?.rows ?? 0 }
+
+    /// Rows (batch · the block's tokens) block `index`'s activations had in the last forward that kept them: fewer
+    /// than `lastRows` from the first block where a token-pruned model's token set shrinks (`ViTConfig.tokenSets`).
+    public func lastRows(block index: Int) -> Int {
+        guard let cache = currentCache, index < config.depth else { return 0 }
+        return cache.tokenGather.blockRows[index]
+    }
 
     private func headForward(_ cache: ActivationCache) throws {
         let c = config

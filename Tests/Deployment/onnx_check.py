@@ -8,6 +8,8 @@ batch sizes through one exported file (the batch is symbolic), on
 - small random models written here with a stored vitforge.config for what pruning does not produce on these
   fixtures: a distillation token, heads of different widths, q/k ≠ v, a block without heads, custom attention scales,
   average pooling with and without a class token;
+- physically token-pruned models (Gather nodes): fm-vit-c after a ViT-Slim token search (--keep-tokens), and random
+  models with token sets, with a distillation token (ending on the prefix tokens only) and with average pooling;
 - fm-vit-c fine-tuned here to three named classes of a generated image folder, and that model pruned.
 Every export carries vitforge.class_names (exactly when the model has names) and vitforge.preprocessing (input size,
 and the stored mean/std/interpolation/crop_pct), checked against the model's vitforge.config.
@@ -29,8 +31,9 @@ from deploy_support import (FASHION_MNIST, FIXTURES, SHARED_FIXTURES, fashion_mn
 TOLERANCE = 1e-4
 
 
-def synthetic_model(path, *, distilled, pooling, class_token, qkv_bias, seed):
-    """A random model with irregular blocks and the full configuration in its metadata (timm names)."""
+def synthetic_model(path, *, distilled, pooling, class_token, qkv_bias, seed, token_sets=None):
+    """A random model with irregular blocks and the full configuration in its metadata (timm names); with
+    `token_sets`, physically token-pruned (config version 3)."""
     rng = np.random.default_rng(seed)
     width, channels, image, patch, classes = 20, 3, 12, 4, 7
     blocks = [
@@ -43,6 +46,8 @@ def synthetic_model(path, *, distilled, pooling, class_token, qkv_bias, seed):
     config = {"version": 1, "imageSize": image, "patchSize": patch, "inChannels": channels, "classes": classes,
               "residualWidth": width, "blocks": blocks, "qkvBias": qkv_bias, "pooling": pooling,
               "classToken": class_token, "distillationToken": distilled, "layerNormEps": 1e-6}
+    if token_sets:
+        config.update(version=3, tokenSets=token_sets)
     tokens = (image // patch) ** 2 + int(class_token) + int(distilled)
 
     def tensor(*shape, scale=0.3):
@@ -186,6 +191,10 @@ def main():
             ("fm-vit-c-random", "fm-vit-c", 2, ["--method", "random", "--keep-heads", "0.5", "--keep-mlp", "0.61"]),
             ("fm-vit-c-slim", "fm-vit-c", 2, ["--method", "slim", "--epochs", "1", "--keep-mlp", "0.45",
                                               "--keep-attn", "0.55", "--slim-granularity", "dim"]),
+            # Physical token pruning: Gather nodes where a block's token set shrinks.
+            ("fm-vit-c-slim-tokens", "fm-vit-c", 2, ["--method", "slim", "--epochs", "1", "--keep-mlp", "0.6",
+                                                     "--keep-attn", "0.7", "--keep-tokens", "0.6",
+                                                     "--slim-token-lr-scale", "10"]),
             # CPD: q/k ≠ v per block, cuts while training; Vulcan: q/k ≠ v and a head trimmed to three classes.
             ("fm-vit-c-cpd", "fm-vit-c", 2, ["--method", "cpd", "--epochs", "1", "--target-macs", "0.7",
                                              "--prune-interval", "2", "--batch-size", "32"]),
@@ -212,11 +221,17 @@ def main():
              "--batch-size", "8", "--latency-batches", "1", "--device", "cpu", "--out", named_pruned)
     results["fm-vit-c-named-magnitude"] = check("fm-vit-c-named-magnitude", named_pruned, out)
 
-    for index, (distilled, pooling, class_token, qkv_bias) in enumerate([
-            (True, "token", True, True), (False, "avg", False, False), (False, "avg", True, True)]):
+    # 9 patches; token sets (positions: class, distillation, patches) that shrink at blocks 0, 1 and 3, one ending
+    # with the prefix tokens only.
+    distilled_sets = [[0, 1, 2, 3, 5, 6, 8, 9, 10], [0, 1, 3, 5, 8, 10], [0, 1, 3, 5, 8, 10], [0, 1]]
+    avg_sets = [[0, 1, 2, 4, 5, 7, 9], [0, 2, 4, 7], [0, 2, 4, 7], [0, 7]]
+    for index, (distilled, pooling, class_token, qkv_bias, sets) in enumerate([
+            (True, "token", True, True, None), (False, "avg", False, False, None), (False, "avg", True, True, None),
+            (True, "token", True, True, distilled_sets), (False, "avg", True, True, avg_sets)]):
         name = f"random-{'distilled' if distilled else pooling}-{'cls' if class_token else 'nocls'}"
+        name += "-tokens" if sets else ""
         model = synthetic_model(os.path.join(out, name + ".safetensors"), distilled=distilled, pooling=pooling,
-                                class_token=class_token, qkv_bias=qkv_bias, seed=index)
+                                class_token=class_token, qkv_bias=qkv_bias, seed=index, token_sets=sets)
         results[name] = check(name, model, out, seed=index)
 
     failed = [name for name, error in results.items() if not error <= TOLERANCE]

@@ -14,25 +14,6 @@ import ViTForgeTestSupport
 struct TokenPruningTests {
     typealias Variant = ReferenceModelTests.Variant
 
-    /// Random monotone sets for `config`: each block drops a random part of what the previous one kept; with
-    /// `prefixOnlyFrom`, that block and every later one keep only the class (and distillation) token.
-    static func randomTokenSets(_ config: ViTConfig, prefixOnlyFrom: Int?,
-                                generator: inout SeededGenerator) -> [[Int]] {
-        var current = Array(0..<config.tokens)
-        return (0..<config.depth).map { block in
-            if let start = prefixOnlyFrom, block >= start {
-                current = Array(0..<config.prefixTokens)
-            } else {
-                var next = current.filter { $0 < config.prefixTokens || generator.below(10) >= 3 }
-                if config.pooling == .avg && next.count == config.prefixTokens, let last = current.last {
-                    next.append(last)  // average pooling needs a patch token
-                }
-                current = next
-            }
-            return current
-        }
-    }
-
     static func tokenPruned(_ variant: Variant, seed: UInt64) throws -> (ReferenceModelTests.Problem, [[Int]]) {
         let problem = try ReferenceModelTests.problem(variant, seed: seed)
         var generator = SeededGenerator(seed: seed ^ 0x70CE)

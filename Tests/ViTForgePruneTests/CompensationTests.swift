@@ -225,11 +225,13 @@ struct CompensationTests {
         }
     }
 
-    @Test("the model's pass reads the right buffers: fc2's and proj's input moments == those of the activations")
-    func modelMomentsMatchActivations() throws {
+    @Test("the model's pass reads the right buffers: fc2's and proj's input moments == those of the activations; a token-pruned model's blocks over the tokens they see",
+          arguments: [false, true])
+    func modelMomentsMatchActivations(tokenPruned: Bool) throws {
         var generator = SeededGenerator(seed: 0x77)
         let config = irregularConfig(.tokenPooling)
-        let weights = try randomWeights(config, generator: &generator)
+        var weights = try randomWeights(config, generator: &generator)
+        if tokenPruned { try weights.setTokenSets(randomTokenSets(config, prefixOnlyFrom: nil, generator: &generator)) }
         let batch = 3
         let pixels = randomImages(config, batch: batch, generator: &generator)
         let images = try InMemoryImages(images: pixels, labels: [0, 1, 2],
@@ -240,11 +242,14 @@ struct CompensationTests {
                                                batchSize: 2)
         let model = try VisionTransformer(weights: weights, backend: backend)
         try model.forward(images: backend.makeBuffer(pixels), batch: batch)
-        let rows = batch * config.tokens
-        let hidden = try backend.read(model.mlpHiddenActivations(block: 1), count: rows * config.blocks[1].mlpHidden)
-        let merged = try backend.read(model.attentionMergedValues(block: 3), count: rows * config.blocks[3].attentionWidth)
-        for (layer, values, cols) in [(layers[0], hidden, config.blocks[1].mlpHidden),
-                                      (layers[1], merged, config.blocks[3].attentionWidth)] {
+        let rows = (0 ..< config.depth).map { batch * weights.config.tokens(inBlock: $0) }
+        if tokenPruned { #expect(rows[3] < batch * config.tokens, "the token sets drop nothing: \(rows)") }
+        #expect(model.lastRows(block: 1) == rows[1] && model.lastRows(block: 3) == rows[3])
+        let hidden = try backend.read(model.mlpHiddenActivations(block: 1), count: rows[1] * config.blocks[1].mlpHidden)
+        let merged = try backend.read(model.attentionMergedValues(block: 3),
+                                      count: rows[3] * config.blocks[3].attentionWidth)
+        for (layer, values, cols, rows) in [(layers[0], hidden, config.blocks[1].mlpHidden, rows[1]),
+                                            (layers[1], merged, config.blocks[3].attentionWidth, rows[3])] {
             let expected = ActivationMoments(rows: values.map(Double.init), cols: cols)
             let got = try #require(moments[layer])
             #expect(got.observations == rows)

@@ -68,24 +68,29 @@ struct DataParallelStatisticsTests {
         }
     }
 
-    @Test("merging per-rank (count, mean, M2) is Chan's exact update, also with an empty rank")
+    @Test("merging per-rank (count, mean, M2) is Chan's exact update, also with an empty rank and per-block counts")
     func chanMerge() throws {
-        // Three ranks' data, one of them empty; float64 reference from all the values at once.
+        // Three ranks' data, one of them empty; float64 reference from all the values at once. Block 1 sees only
+        // each rank's first value, as a token-pruned model's later blocks see fewer tokens than the first.
         let data: [[Double]] = [[1e4 + 0.5, 1e4 - 0.25, 1e4 + 1], [1e4 + 2, 1e4 - 3], []]
-        let all = data.flatMap { $0 }
-        let mean = all.reduce(0, +) / Double(all.count)
-        let m2 = all.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }
+        let blocks: [[[Double]]] = [data, data.map { Array($0.prefix(1)) }]
+        @Sendable func moments(_ values: [Double]) -> (mean: Double, m2: Double) {
+            let mean = values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count)
+            return (mean, values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) })
+        }
         let results = try ThreadRanks(size: 3).run { collective in
-            let mine = data[collective.rank]
-            let localMean = mine.isEmpty ? 0 : mine.reduce(0, +) / Double(mine.count)
-            let localM2 = mine.reduce(0) { $0 + ($1 - localMean) * ($1 - localMean) }
-            return try VarianceBasedPruning.mergedAcrossRanks(means: [[localMean]], squaredDeviations: [[localM2]],
-                                                              count: mine.count, collective: collective)
+            let mine = blocks.map { moments($0[collective.rank]) }
+            return try VarianceBasedPruning.mergedAcrossRanks(
+                means: mine.map { [$0.mean] }, squaredDeviations: mine.map { [$0.m2] },
+                counts: blocks.map { $0[collective.rank].count }, collective: collective)
         }
         for result in results {
-            #expect(result.count == all.count)
-            #expect(abs(result.means[0][0] - mean) < 1e-9)
-            #expect(abs(result.squaredDeviations[0][0] - m2) < 1e-6 * m2)
+            #expect(result.counts == [5, 2])
+            for (b, block) in blocks.enumerated() {
+                let all = moments(block.flatMap { $0 })
+                #expect(abs(result.means[b][0] - all.mean) < 1e-9, "block \(b)")
+                #expect(abs(result.squaredDeviations[b][0] - all.m2) < 1e-6 * all.m2, "block \(b)")
+            }
         }
     }
 }

@@ -44,7 +44,7 @@ struct VBPHeadTests {
         let model = try VisionTransformer(weights: setup.weights, backend: backend)
         try model.forward(images: backend.makeBuffer(setup.pixels), batch: setup.imageCount)
         let rows = model.lastRows
-        #expect(setup.heads.observations == rows)
+        #expect(setup.heads.observations == [Int](repeating: rows, count: setup.weights.config.depth))
         for (b, block) in setup.weights.config.blocks.enumerated() {
             let width = block.attentionWidth
             let merged = try backend.read(model.attentionMergedValues(block: b), count: rows * width)

@@ -102,7 +102,7 @@ struct VBPReproductionTests {
         }
         let model = try VisionTransformer(weights: weights, backend: backend)
         let statistics = try VarianceBasedPruning.statistics(of: model, images: calibration, batchSize: 100)
-        #expect(statistics.observations == 2000 * 50)
+        #expect(statistics.observations == [Int](repeating: 2000 * 50, count: weights.config.depth))
         let loaded = clock.now
         for scope in [RankingScope.block, .global] {
             let scored = try VarianceBasedPruning.scoredSpaces(config: weights.config, statistics: statistics, scope: scope)

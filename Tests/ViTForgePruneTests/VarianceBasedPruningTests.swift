@@ -17,10 +17,17 @@ struct VarianceBasedPruningTests {
         let statistics: VarianceBasedPruning.NeuronStatistics
     }
 
-    static func setup(_ variant: Variant, imageCount: Int = 5, batchSize: Int = 2) throws -> Setup {
+    /// With `tokenPruned`, random monotone token sets (from block 3 on only the prefix tokens, except under average
+    /// pooling): the later blocks see fewer tokens than the first.
+    static func setup(_ variant: Variant, imageCount: Int = 5, batchSize: Int = 2, tokenPruned: Bool = false) throws
+        -> Setup {
         var generator = SeededGenerator(seed: 0xB1A5 ^ variant.rawValue.hashStable)
         let config = irregularConfig(variant)
-        let weights = try randomWeights(config, generator: &generator)
+        var weights = try randomWeights(config, generator: &generator)
+        if tokenPruned {
+            try weights.setTokenSets(randomTokenSets(config, prefixOnlyFrom: variant == .averagePooling ? nil : 3,
+                                                     generator: &generator))
+        }
         let pixels = randomImages(config, batch: imageCount, generator: &generator)
         let images = try InMemoryImages(images: pixels, labels: [Int32](repeating: 0, count: imageCount),
                                         imageElements: pixels.count / imageCount)
@@ -30,15 +37,19 @@ struct VarianceBasedPruningTests {
         return Setup(weights: weights, images: images, statistics: statistics)
     }
 
-    @Test("statistics equal a direct float64 mean/variance over all tokens", arguments: Variant.allCases)
-    func statisticsAreDirect(variant: Variant) throws {
-        let setup = try Self.setup(variant)
+    @Test("statistics equal a direct float64 mean/variance over all tokens (a token-pruned model's blocks: the tokens each sees)",
+          arguments: Variant.allCases, [false, true])
+    func statisticsAreDirect(variant: Variant, tokenPruned: Bool) throws {
+        let setup = try Self.setup(variant, tokenPruned: tokenPruned)
         let backend = CPUBackend()
         let model = try VisionTransformer(weights: setup.weights, backend: backend)
         try model.forward(images: backend.makeBuffer(setup.images.images), batch: setup.images.count)
-        let rows = model.lastRows
-        #expect(setup.statistics.observations == rows)
-        for (b, block) in setup.weights.config.blocks.enumerated() {
+        let config = setup.weights.config
+        let blockRows = config.blocks.indices.map { setup.images.count * config.tokens(inBlock: $0) }
+        #expect(setup.statistics.observations == blockRows)
+        if tokenPruned { #expect(blockRows.last! < model.lastRows, "the token sets drop nothing: \(blockRows)") }
+        for (b, block) in config.blocks.enumerated() {
+            let rows = blockRows[b]
             let hidden = try backend.read(model.mlpHiddenActivations(block: b), count: rows * block.mlpHidden)
             for j in 0..<block.mlpHidden {
                 let column = (0..<rows).map { Double(hidden[$0 * block.mlpHidden + j]) }

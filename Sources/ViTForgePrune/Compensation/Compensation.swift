@@ -79,7 +79,8 @@ public enum Compensation {
     }
 
     /// The moments of every layer's inputs over the first `limit` calibration images (all when nil), accumulated on
-    /// the device (`GramAccumulator`), from one pass of `weights`' model.
+    /// the device (`GramAccumulator`), from one pass of `weights`' model: over the tokens the layer's block sees (a
+    /// token-pruned model's later blocks see fewer).
     public static func moments(of weights: ViTWeights, layers: [Layer], backend: Backend, images: CalibrationImages,
                                limit: Int? = nil, batchSize: Int = 64, collective: any Collective = Collectives.world)
         throws -> [Layer: ActivationMoments] {
@@ -90,7 +91,7 @@ public enum Compensation {
         try images.forEachBatch(limit: limit, batchSize: batchSize, collective: collective) { pixels, _, count, _ in
             try model.forward(images: backend.makeBuffer(pixels), batch: count)
             for (layer, accumulator) in zip(layers, accumulators) {
-                try accumulator.add(layer.activations(model), rows: model.lastRows, scratch: scratch)
+                try accumulator.add(layer.activations(model), rows: model.lastRows(block: layer.block), scratch: scratch)
             }
         }
         var result: [Layer: ActivationMoments] = [:]

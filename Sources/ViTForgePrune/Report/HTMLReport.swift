@@ -4,12 +4,15 @@ import ViTForgeTrain
 /// A self-contained HTML page for one or more prune reports (`vitforge report`, and what `prune --html` and the
 /// demo write): a summary table and inline-SVG charts, no scripts, no external files, so it opens anywhere and can
 /// be attached to a ticket. Charts: accuracy against MACs of every model (Pareto front marked, one colour per
-/// method), each pruned model's per-block widths (heads, q/k and v dims, MLP) against its original, latency against
-/// batch size, training and search curves, and the phases in the order they ran.
+/// method), each pruned model's per-block widths (heads, q/k and v dims, MLP) against its original, for a token-pruned
+/// model its tokens per block and the patch grid shaded by how many blocks keep each patch, latency against batch
+/// size, training and search curves, and the phases in the order they ran.
 public enum HTMLReport {
     /// The `data-chart` names every page has (per-report charts add `-N`, 1-based, to theirs).
     public static let pageCharts = ["accuracy-macs", "latency-batch"]
     public static let perReportCharts = ["widths-heads", "widths-qk", "widths-v", "widths-mlp", "curves", "phases"]
+    /// What a token-pruned model's section adds (`-N` too).
+    public static let tokenCharts = ["tokens-blocks", "tokens-grid"]
 
     public static func page(_ report: PruneReport, title: String = "ViTForge pruning report") -> String {
         page([report], title: title)
@@ -71,6 +74,14 @@ public enum HTMLReport {
             for (name, caption, value) in quantities {
                 html += ReportCharts.blockBars(name + suffix, title: caption, original: before.map(value),
                                                pruned: after.map(value), color: color)
+            }
+            if let tokens = report.pruned.tokens {
+                let full = report.original.tokens?.sets.map(\.count)
+                    ?? [Int](repeating: tokens.tokens, count: tokens.sets.count)
+                html += ReportCharts.blockBars(tokenCharts[0] + suffix, title: "Tokens per block", original: full,
+                                               pruned: tokens.sets.map(\.count), color: color)
+                html += ReportCharts.tokenGrid(tokenCharts[1] + suffix, title: "Blocks keeping each patch",
+                                               tokens: tokens, color: color)
             }
             html += trainingCurves("curves" + suffix, report)
             if let steps = report.pruningSteps { html += pruningTrajectory("trajectory" + suffix, steps) }

@@ -14,10 +14,60 @@ public struct PruneReport: Codable, Sendable {
         public var accuracy: Double?
         public var perBlock: [BlockWidths]
         public var latency: [InferenceTiming]
+        /// The token sets of a physically token-pruned model; nil (and no key) for a model that runs every block on
+        /// every token.
+        public var tokens: TokenSets? = nil
 
         enum CodingKeys: String, CodingKey {
             case path, params, macs, accuracy, latency
             case perBlock = "per_block"
+            case tokens = "token_sets"
+        }
+    }
+
+    /// Physical token pruning (`ViTConfig.tokenSets`): per block the token positions it runs on, and what is needed
+    /// to draw them on the patch grid.
+    public struct TokenSets: Codable, Equatable, Sendable {
+        /// The full sequence's length (prefix tokens, then the patches row by row).
+        public var tokens: Int
+        /// Class and distillation tokens, positions 0..<prefixTokens (always kept).
+        public var prefixTokens: Int
+        /// Patches per side of the (square) patch grid.
+        public var gridSide: Int
+        /// Per block, ascending positions.
+        public var sets: [[Int]]
+
+        enum CodingKeys: String, CodingKey {
+            case tokens, sets
+            case prefixTokens = "prefix_tokens"
+            case gridSide = "grid_side"
+        }
+
+        /// `config`'s token sets, nil when it has none.
+        public init?(_ config: ViTConfig) {
+            guard let sets = config.tokenSets else { return nil }
+            self.init(tokens: config.tokens, prefixTokens: config.prefixTokens,
+                      gridSide: config.imageSize / max(config.patchSize, 1), sets: sets)
+        }
+
+        public init(tokens: Int, prefixTokens: Int, gridSide: Int, sets: [[Int]]) {
+            self.tokens = tokens
+            self.prefixTokens = prefixTokens
+            self.gridSide = gridSide
+            self.sets = sets
+        }
+
+        /// Per patch (row by row), how many blocks, from the first, run on it: 0 for a patch the first block drops,
+        /// the depth for one every block keeps (the sets shrink with depth, so a patch is kept by a prefix of them).
+        public var blocksKeeping: [Int] {
+            let patches = max(tokens - prefixTokens, 0)
+            var counts = [Int](repeating: 0, count: patches)
+            for set in sets {
+                for position in set where position >= prefixTokens && position - prefixTokens < patches {
+                    counts[position - prefixTokens] += 1
+                }
+            }
+            return counts
         }
     }
 

@@ -266,4 +266,37 @@ enum ReportCharts {
         }
         return svg + "</svg>\n"
     }
+
+    /// The patch grid of a token-pruned model: one cell per patch, row by row as the image is cut, shaded by how
+    /// many blocks (from the first) run on it, numbered, with the block range in each cell's tooltip. A patch the
+    /// first block already drops is white; one every block keeps is the run's full colour.
+    static func tokenGrid(_ name: String, title: String, tokens: PruneReport.TokenSets, color: String) -> String {
+        let depth = tokens.sets.count, side = max(tokens.gridSide, 1)
+        let counts = tokens.blocksKeeping
+        let cell = min(24.0, max(6.0, 260.0 / Double(side)))
+        var frame = Frame(xs: [0, 1], ys: [0, 1])
+        frame.width = max(230, 16 + cell * Double(side))
+        frame.height = 28 + cell * Double(side) + 40
+        var svg = open(name, frame, title: title)
+        for (patch, count) in counts.enumerated() {
+            let x = 8 + Double(patch % side) * cell, y = 28 + Double(patch / side) * cell
+            let kept = count == 0 ? "dropped before block 0" : count == 1 ? "kept by block 0 only"
+                : "kept by blocks 0–\(count - 1)"
+            svg += "<rect class=\"patch\" data-blocks=\"\(count)\" x=\"\(number(x))\" y=\"\(number(y))\" "
+                + "width=\"\(number(cell))\" height=\"\(number(cell))\" fill=\"\(color)\" "
+                + "fill-opacity=\"\(String(format: "%.2f", depth > 0 ? Double(count) / Double(depth) : 0))\" "
+                + "stroke=\"#ccc\"><title>patch \(patch) (row \(patch / side), column \(patch % side)): \(kept) "
+                + "of \(depth)</title></rect>"
+            if cell >= 14 {
+                svg += "<text x=\"\(number(x + cell / 2))\" y=\"\(number(y + cell / 2 + 3))\" font-size=\"9\" "
+                    + "text-anchor=\"middle\">\(count)</text>"
+            }
+        }
+        let keyY = 28 + cell * Double(side) + 16
+        svg += "<text x=\"8\" y=\"\(number(keyY))\" font-size=\"10\">number: blocks (of \(depth)) that run on the "
+            + "patch</text><text x=\"8\" y=\"\(number(keyY + 13))\" font-size=\"10\">"
+            + "\(tokens.prefixTokens == 1 ? "the class token is" : "the \(tokens.prefixTokens) prefix tokens are") "
+            + "always kept</text>"
+        return svg + "</svg>\n"
+    }
 }

@@ -107,6 +107,11 @@ public struct ViTSlim: PruningMethod {
     }
 
     public func checkReach(_ budget: Budget, config: ViTConfig) throws {
+        // The token search masks every position of every block; a token-pruned model's later blocks have fewer rows.
+        if options.keepTokens != nil && config.tokenSets != nil {
+            throw PruneError.invalidBudget("--keep-tokens: the model is already token-pruned (token sets in its "
+                + "config); search the tokens of the model it was cut from, or drop --keep-tokens")
+        }
         for (b, block) in config.blocks.enumerated() where QKVLayout(block).qkvColumnIndices(options.granularity) == nil {
             throw PruneError.invalidBudget("block \(b): \(options.granularity.rawValue) masks need each head's q/k "
                 + "and v widths equal\(options.granularity == .sharedDim ? " and equal heads" : "")")

@@ -35,9 +35,10 @@ extension VarianceBasedPruning {
         }
     }
 
-    /// Per kind, per block, per column: mean and population variance over every token of the first `limit`
-    /// calibration images (all when nil), all kinds from one pass, accumulated in float64 on the device (Chan's
-    /// parallel update) and merged exactly across the ranks of a data-parallel run (`mergedAcrossRanks`).
+    /// Per kind, per block, per column: mean and population variance over every token the block sees (fewer in the
+    /// later blocks of a token-pruned model) of the first `limit` calibration images (all when nil), all kinds from
+    /// one pass, accumulated in float64 on the device (Chan's parallel update) and merged exactly across the ranks of
+    /// a data-parallel run (`mergedAcrossRanks`).
     public static func statistics(of model: VisionTransformer, images: CalibrationImages, activations: [Activations],
                                   limit: Int? = nil, batchSize: Int = 64, collective: any Collective = Collectives.world)
         throws -> [Activations: NeuronStatistics] {
@@ -46,18 +47,18 @@ extension VarianceBasedPruning {
         let states = try activations.map { kind in
             try blocks.map { try backend.zeros(ColumnStatistics.stateCount(kind.width($0))) }
         }
-        var observations = 0
+        var observations = [Int](repeating: 0, count: blocks.count)
         try images.forEachBatch(limit: limit, batchSize: batchSize, collective: collective) { pixels, _, count, _ in
             try model.forward(images: backend.makeBuffer(pixels), batch: count)
-            let rows = model.lastRows
+            let rows = blocks.indices.map { model.lastRows(block: $0) }
             for (kind, kindStates) in zip(activations, states) {
                 for (b, block) in blocks.enumerated() {
-                    try backend.columnStatisticsAccumulate(x: kind.buffer(model, block: b), rows: rows,
+                    try backend.columnStatisticsAccumulate(x: kind.buffer(model, block: b), rows: rows[b],
                                                            cols: kind.width(block), state: kindStates[b],
-                                                           countBefore: observations)
+                                                           countBefore: observations[b])
                 }
             }
-            observations += rows
+            for b in blocks.indices { observations[b] += rows[b] }
         }
         var result: [Activations: NeuronStatistics] = [:]
         for (kind, kindStates) in zip(activations, states) {
@@ -71,13 +72,13 @@ extension VarianceBasedPruning {
                 means.append(Array(doubles[0 ..< cols]))
                 deviations.append(Array(doubles[cols ..< (2 * cols)]))
             }
-            var total = observations
+            var totals = observations
             if collective.size > 1 {
-                (means, deviations, total) = try mergedAcrossRanks(means: means, squaredDeviations: deviations,
-                                                                   count: observations, collective: collective)
+                (means, deviations, totals) = try mergedAcrossRanks(means: means, squaredDeviations: deviations,
+                                                                    counts: observations, collective: collective)
             }
-            result[kind] = NeuronStatistics(mean: means, variance: deviations.map { $0.map { $0 / Double(total) } },
-                                            observations: total)
+            let variances = zip(deviations, totals).map { block, total in block.map { $0 / Double(total) } }
+            result[kind] = NeuronStatistics(mean: means, variance: variances, observations: totals)
         }
         return result
     }

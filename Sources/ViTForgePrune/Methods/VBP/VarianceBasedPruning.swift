@@ -49,15 +49,17 @@ public struct VarianceBasedPruning: PruningMethod {
         }
     }
 
-    /// Per block, per neuron: mean and population variance (ddof 0) of the post-GELU activation over every token of
-    /// every calibration image. Ranking does not depend on ddof (every neuron sees the same count).
+    /// Per block, per neuron: mean and population variance (ddof 0) of the post-GELU activation over every token the
+    /// block sees of every calibration image. Ranking does not depend on ddof (every neuron of a block sees the same
+    /// count).
     public struct NeuronStatistics: Equatable, Sendable {
         public var mean: [[Double]]
         public var variance: [[Double]]
-        /// Tokens observed per neuron.
-        public var observations: Int
+        /// Per block, tokens observed per neuron: the same for every block unless the model is token-pruned
+        /// (`ViTConfig.tokenSets`), whose blocks from the first shrinking set on see fewer.
+        public var observations: [Int]
 
-        public init(mean: [[Double]], variance: [[Double]], observations: Int) {
+        public init(mean: [[Double]], variance: [[Double]], observations: [Int]) {
             self.mean = mean
             self.variance = variance
             self.observations = observations
@@ -82,21 +84,25 @@ public struct VarianceBasedPruning: PruningMethod {
     /// Merges every rank's (count n_r, mean μ_r, sum of squared deviations M2_r) per neuron into the whole data's,
     /// exactly as Chan et al.'s pairwise update does, in float64 with two all-reduces: μ = Σ n_r·μ_r / N, then
     /// M2 = Σ (M2_r + n_r·(μ_r − μ)²). Sums of squares would lose the variance to cancellation when a neuron's mean is
-    /// large against its spread (the near-constant neurons VBP looks for).
-    static func mergedAcrossRanks(means: [[Double]], squaredDeviations: [[Double]], count: Int,
+    /// large against its spread (the near-constant neurons VBP looks for). `counts` has one count per block (the
+    /// blocks of a token-pruned model see different numbers of tokens).
+    static func mergedAcrossRanks(means: [[Double]], squaredDeviations: [[Double]], counts: [Int],
                                   collective: any Collective) throws
-        -> (means: [[Double]], squaredDeviations: [[Double]], count: Int) {
-        let n = Double(count)
-        let first = try collective.sum([n] + means.flatMap { $0.map { n * $0 } })
-        let total = first[0]
-        guard total > 0 else { throw PruneError.invalidCalibration("no calibration images on any rank") }
-        var offset = 1
-        let merged = means.map { block -> [Double] in
+        -> (means: [[Double]], squaredDeviations: [[Double]], counts: [Int]) {
+        let n = counts.map(Double.init)
+        let first = try collective.sum(n + zip(means, n).flatMap { block, n in block.map { n * $0 } })
+        let totals = Array(first[0 ..< n.count])
+        guard totals.allSatisfy({ $0 > 0 }) else {
+            throw PruneError.invalidCalibration("no calibration images on any rank")
+        }
+        var offset = n.count
+        let merged = zip(means, totals).map { block, total -> [Double] in
             defer { offset += block.count }
             return (0..<block.count).map { first[offset + $0] / total }
         }
-        let local = zip(zip(means, squaredDeviations), merged).flatMap { pair, mean in
-            (0..<mean.count).map { j in pair.1[j] + n * (pair.0[j] - mean[j]) * (pair.0[j] - mean[j]) }
+        let local = zip(zip(means, squaredDeviations), zip(merged, n)).flatMap { pair, blockMerged in
+            let (mean, n) = blockMerged
+            return (0..<mean.count).map { j in pair.1[j] + n * (pair.0[j] - mean[j]) * (pair.0[j] - mean[j]) }
         }
         let second = try collective.sum(local)
         offset = 0
@@ -104,7 +110,7 @@ public struct VarianceBasedPruning: PruningMethod {
             defer { offset += block.count }
             return Array(second[offset ..< offset + block.count])
         }
-        return (merged, deviations, Int(total))
+        return (merged, deviations, totals.map { Int($0) })
     }
 
     // MARK: 2. Select: lowest variance removed
