@@ -146,6 +146,16 @@ def vitforge_bench(vitforge, weights, batches, heads=None, runs=7, warmup=2, tra
             return json.load(f)
 
 
+def add_round_arguments(parser, runs):
+    """--rounds, --runs, --warmup, --vitforge and --json: what the scripts that time models in alternating rounds
+    share (prune_speedup.py, token_speedup.py)."""
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=runs)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--vitforge", default=os.path.join(ROOT, ".build", "release", "vitforge"))
+    parser.add_argument("--json", help="write every measurement here")
+
+
 def write_json(path, data):
     """Writes `data` as JSON to `path` through a temporary file renamed over it."""
     with open(path + ".tmp", "w") as f:

@@ -16,7 +16,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare_pytorch import ROOT, vitforge_bench, write_json  # noqa: E402
+from compare_pytorch import add_round_arguments, vitforge_bench, write_json  # noqa: E402
 
 
 def bench(vitforge, model, heads, batches, runs, warmup):
@@ -33,11 +33,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("reports", nargs="+", help="prune report JSON files (their pruned model sits beside them)")
     parser.add_argument("--batches", default="1,64,256")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--vitforge", default=os.path.join(ROOT, ".build", "release", "vitforge"))
-    parser.add_argument("--json", help="write every measurement here")
+    add_round_arguments(parser, runs=7)
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
 

@@ -27,7 +27,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "Tests", "Deployment"))
-from compare_pytorch import ROOT, vitforge_bench, write_json  # noqa: E402
+from compare_pytorch import add_round_arguments, vitforge_bench, write_json  # noqa: E402
 from deploy_support import FIXTURES, SHARED_FIXTURES, read_safetensors, write_safetensors  # noqa: E402
 
 # The two shapes: timm constructor facts the fixtures' files cannot tell by themselves.
@@ -95,12 +95,8 @@ def main():
     parser.add_argument("--shapes", default="fm-vit-b,deit-tiny")
     parser.add_argument("--keep", default="0.7,0.5", help="fractions of the patch-token entries kept")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--seed", type=int, default=28)
-    parser.add_argument("--vitforge", default=os.path.join(ROOT, ".build", "release", "vitforge"))
-    parser.add_argument("--json", help="write every measurement here")
+    add_round_arguments(parser, runs=5)
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     env = dict(os.environ)

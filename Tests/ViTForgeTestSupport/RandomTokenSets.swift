@@ -1,4 +1,5 @@
-import ViTForgeModel
+import ViTForgeFormats
+import ViTForgeTestBasics
 
 /// Random monotone token sets for `config` (`ViTConfig.tokenSets`): each block drops a random part of what the
 /// previous one kept (about 30% of it); with `prefixOnlyFrom`, that block and every later one keep only the class (and
