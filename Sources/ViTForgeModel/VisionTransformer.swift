@@ -191,6 +191,16 @@ public final class VisionTransformer {
         return cache.block(index).attention.merged
     }
 
+    /// The classifier's input (the pooled, final-normed features, [batch, residualWidth]) of head `index` (0:
+    /// `head`, 1: `head_dist`) from the last forward, which must have kept its activations: what the sequential
+    /// compensation refits the classifier on.
+    public func headInputs(head index: Int) throws -> Buffer {
+        guard let cache = currentCache, index < cache.heads.count else {
+            throw BackendError.invalidArgument("no forward that kept activations has run, or head \(index) does not exist")
+        }
+        return cache.heads[index].normed
+    }
+
     /// Rows (batch·tokens, every token) of the last forward that kept activations: the embedding's rows.
     public var lastRows: Int { currentCache?.rows ?? 0 }
 

@@ -3,6 +3,7 @@ import ViTForgeData
 import ViTForgePrune
 
 extension RankingScope: ExpressibleByArgument {}
+extension CompensationSettings.Order: ExpressibleByArgument {}
 
 /// The flags of `vitforge prune` that mean the same for every method. Budgets are fractions KEPT; `--epochs` is the
 /// method's own training phase, `--finetune-epochs` the fine-tuning after the cut, `--distill` KD from the unpruned
@@ -64,6 +65,14 @@ struct PruneOptions: ParsableArguments {
                              + "Benchmarks/README.md)."))
     var compensate = false
 
+    @Option(help: ArgumentHelp("Which inputs --compensate refits each layer on. parallel: the unpruned model's, "
+                               + "from one calibration pass. sequential: layer by layer in depth order, on the inputs "
+                               + "of the model pruned and refitted so far, towards the unpruned model's outputs, then "
+                               + "the classifier (one pass per layer; also answers a cut residual stream in part: "
+                               + "every layer after it is refitted to the unpruned model). Default "
+                               + "\(CompensationSettings.defaultOrder.rawValue).", valueName: "order"))
+    var compensateOrder: CompensationSettings.Order?
+
     @Option(help: ArgumentHelp("Ridge of --compensate and of obs's costs, relative to each layer's mean input "
                                + "variance (default \(LeastSquaresRefit.defaultRidge)).", valueName: "r"))
     var compensateRidge: Double?
@@ -114,7 +123,8 @@ struct PruneOptions: ParsableArguments {
 
     /// `--compensate` as the pipeline's settings (nil without it).
     var compensation: CompensationSettings? {
-        compensate ? CompensationSettings(ridge: compensateRidge ?? LeastSquaresRefit.defaultRidge) : nil
+        compensate ? CompensationSettings(ridge: compensateRidge ?? LeastSquaresRefit.defaultRidge,
+                                          order: compensateOrder ?? CompensationSettings.defaultOrder) : nil
     }
 
     /// Whether no --keep-* or --target-* was given.
@@ -166,6 +176,9 @@ struct PruneOptions: ParsableArguments {
             if !compensate && method != OBSPruning.name {
                 throw ValidationError("--compensate-ridge has no effect without --compensate (or --method obs)")
             }
+        }
+        if compensateOrder != nil && !compensate {
+            throw ValidationError("--compensate-order has no effect without --compensate")
         }
         if let valFraction, !(valFraction > 0 && valFraction < 1) {
             throw ValidationError("--val-fraction must be in (0, 1)")

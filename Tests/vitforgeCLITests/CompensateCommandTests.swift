@@ -34,11 +34,37 @@ struct CompensateCommandTests {
         #expect(try ViTWeights.load(path: pruned).config.blocks.map(\.mlpHidden).reduce(0, +) == 4 * 192)
     }
 
+    @Test("prune --compensate --compensate-order sequential with a cut residual: every fc2 and attn.proj and the head refitted",
+          .enabled(if: PruneCommandTests.fashionMNISTPresent, "Debian package dataset-fashion-mnist is not installed"))
+    func sequentialPrune() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let pruned = folder.path("pruned.safetensors"), report = folder.path("report.json")
+        let result = try vitforge([
+            "prune", "--model", fixture("fm-vit-c.safetensors"), "--heads", "2", "--method", "taylor",
+            "--keep-mlp", "0.5", "--keep-residual", "0.75", "--compensate", "--compensate-order", "sequential",
+            "--calib-images", "150", "--classes", "7", "--batch-size", "64", "--latency-batches", "3",
+            "--out", pruned, "--report", report, "--device", "cpu",
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any]
+        let records = try #require(json?["compensation"] as? [[String: Any]], "no compensation in the report")
+        #expect(records.compactMap { $0["layer"] as? String }.last == "head" && records.count == 2 * 4 + 1)
+        for record in records {
+            let error = try #require(record["error"] as? [String: Double])
+            let refit = try #require(error["refit"]), meanShift = try #require(error["mean_shift"])
+            #expect(refit <= meanShift * (1 + 1e-6), "\(record["layer"] ?? "?"): refit \(refit), mean shift \(meanShift)")
+        }
+        #expect(try ViTWeights.load(path: pruned).config.residualWidth == 72)
+    }
+
     @Test("--compensate refused in one line: cpd, vulcan (with the reason), vbp with --no-bias-fold, a negative ridge",
           arguments: [["--method", "cpd", "--compensate"], ["--method", "vulcan", "--compensate"],
                       ["--method", "vbp", "--compensate", "--no-bias-fold"],
                       ["--method", "magnitude", "--compensate", "--compensate-ridge=-1"],
-                      ["--method", "magnitude", "--compensate-ridge", "0.1"]])
+                      ["--method", "magnitude", "--compensate-ridge", "0.1"],
+                      ["--method", "magnitude", "--compensate-order", "sequential"],
+                      ["--method", "magnitude", "--compensate", "--compensate-order", "serial"]])
     func refusals(flags: [String]) throws {
         let folder = try TemporaryFolder()
         defer { folder.remove() }

@@ -14,8 +14,10 @@ import ViTForgeTrain
 /// - q/k dims: they enter the scores bilinearly (q·kᵀ) inside a softmax, so no linear refit of a consumer
 ///   reproduces them. When a head loses q/k dims but keeps v dims (ViT-Slim cuts both together), its kept values
 ///   themselves change, and the refit of `proj` on the original values is an approximation.
-/// The moments come from the unpruned (pre-surgery) model on the calibration images, every layer from the same
-/// pass; each layer is refitted against its own original inputs (not the pruned upstream's).
+/// Two orders (`CompensationSettings.Order`): parallel, every layer refitted on the unpruned model's inputs from one
+/// pass (`compensate`); sequential, layer by layer in depth order on the inputs of the model pruned and refitted so
+/// far, towards the unpruned model's outputs, then the classifiers (`compensateSequentially`), which also answers
+/// a cut residual stream in part: every layer downstream of it is refitted to what the full model computed.
 public enum Compensation {
     /// A linear layer whose inputs a keep plan can remove, refitted by compensation.
     public enum Layer: Hashable, Sendable {
@@ -23,17 +25,24 @@ public enum Compensation {
         case mlp(block: Int)
         /// `blocks.b.attn.proj`, inputs the merged heads' values.
         case attention(block: Int)
+        /// The classifier `head` (0) or `head_dist` (1), inputs the final-normed residual channels; refitted by the
+        /// sequential compensation only (`SequentialCompensation`), on the pruned model's features.
+        case classifier(head: Int)
 
         public var name: String {
             switch self {
             case .mlp(let b): return "blocks.\(b).mlp.fc2"
             case .attention(let b): return "blocks.\(b).attn.proj"
+            case .classifier(let h): return h == 0 ? "head" : "head_dist"
             }
         }
 
-        var block: Int {
+        /// The depth order of the layers: a block's attention, then its MLP; the classifiers after every block.
+        var order: (Int, Int) {
             switch self {
-            case .mlp(let b), .attention(let b): return b
+            case .attention(let b): return (b, 0)
+            case .mlp(let b): return (b, 1)
+            case .classifier(let h): return (Int.max, h)
             }
         }
 
@@ -42,6 +51,7 @@ public enum Compensation {
             switch self {
             case .mlp(let b): return config.blocks[b].mlpHidden
             case .attention(let b): return config.blocks[b].attentionWidth
+            case .classifier: return config.residualWidth
             }
         }
 
@@ -50,6 +60,7 @@ public enum Compensation {
             switch self {
             case .mlp(let b): return plan.blocks[b].mlpHidden
             case .attention(let b): return plan.keepIndices(along: .mergedValues(block: b), of: config) ?? []
+            case .classifier: return plan.residual
             }
         }
 
@@ -58,6 +69,16 @@ public enum Compensation {
             switch self {
             case .mlp(let b): return try model.mlpHiddenActivations(block: b)
             case .attention(let b): return try model.attentionMergedValues(block: b)
+            case .classifier(let h): return try model.headInputs(head: h)
+            }
+        }
+
+        /// Rows of those activations after a forward of `batch` images: the block's tokens (fewer in a token-pruned
+        /// model) for the blocks' layers, images for the classifiers.
+        func rows(_ model: VisionTransformer, batch: Int) -> Int {
+            switch self {
+            case .mlp(let b), .attention(let b): return model.lastRows(block: b)
+            case .classifier: return batch
             }
         }
     }
@@ -91,7 +112,7 @@ public enum Compensation {
         try images.forEachBatch(limit: limit, batchSize: batchSize, collective: collective) { pixels, _, count, _ in
             try model.forward(images: backend.makeBuffer(pixels), batch: count)
             for (layer, accumulator) in zip(layers, accumulators) {
-                try accumulator.add(layer.activations(model), rows: model.lastRows(block: layer.block), scratch: scratch)
+                try accumulator.add(layer.activations(model), rows: layer.rows(model, batch: count), scratch: scratch)
             }
         }
         var result: [Layer: ActivationMoments] = [:]
@@ -105,7 +126,7 @@ public enum Compensation {
                              ridge: Double) throws -> (weights: ViTWeights, records: [LayerRecord]) {
         var result = weights
         var records: [LayerRecord] = []
-        for layer in moments.keys.sorted(by: { ($0.block, $0.name) < ($1.block, $1.name) }) {
+        for layer in moments.keys.sorted(by: { $0.order < $1.order }) {
             guard let layerMoments = moments[layer], let w = weights[layer.name + ".weight"],
                   let b = weights[layer.name + ".bias"], w.shape.count == 2, w.shape[1] == layerMoments.count else {
                 throw PruneError.planMismatch("\(layer.name) does not match its calibration moments")
@@ -114,16 +135,22 @@ public enum Compensation {
             let kept = layer.kept(by: plan, of: weights.config)
             let refit = try LeastSquaresRefit.refit(weight: w.values.map(Double.init), bias: b.values.map(Double.init),
                                                     outputs: outputs, kept: kept, moments: layerMoments, ridge: ridge)
-            var newWeight = [Float](repeating: 0, count: outputs * inputs)
-            for o in 0 ..< outputs {
-                for (c, j) in kept.enumerated() { newWeight[o * inputs + j] = Float(refit.weight[o * kept.count + c]) }
-            }
-            try result.setValues(layer.name + ".weight", newWeight)
-            try result.setValues(layer.name + ".bias", refit.bias.map { Float($0) })
-            records.append(LayerRecord(layer: layer.name, kept: kept.count, removed: inputs - kept.count,
-                                       error: refit.error))
+            records.append(try store(refit, of: layer, kept: kept, inputs: inputs, in: &result))
         }
         return (result, records)
+    }
+
+    /// Writes `refit` into `weights`' full-size `layer` (the kept columns; removed ones zeroed) and returns its record.
+    static func store(_ refit: LeastSquaresRefit.Result, of layer: Layer, kept: [Int], inputs: Int,
+                      in weights: inout ViTWeights) throws -> LayerRecord {
+        let outputs = refit.bias.count
+        var newWeight = [Float](repeating: 0, count: outputs * inputs)
+        for o in 0 ..< outputs {
+            for (c, j) in kept.enumerated() { newWeight[o * inputs + j] = Float(refit.weight[o * kept.count + c]) }
+        }
+        try weights.setValues(layer.name + ".weight", newWeight)
+        try weights.setValues(layer.name + ".bias", refit.bias.map { Float($0) })
+        return LayerRecord(layer: layer.name, kept: kept.count, removed: inputs - kept.count, error: refit.error)
     }
 
     /// The whole step: the moments of the layers `plan` cuts, then their refit; returns the full (unpruned-shape)

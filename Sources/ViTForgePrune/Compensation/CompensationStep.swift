@@ -20,8 +20,23 @@ public struct PlannedCut {
 public struct CompensationSettings: Equatable, Sendable {
     /// λ relative to the mean input variance of each layer (`LeastSquaresRefit`).
     public var ridge: Double
+    public var order: Order
 
-    public init(ridge: Double = LeastSquaresRefit.defaultRidge) { self.ridge = ridge }
+    /// `--compensate-order`: which inputs each layer is refitted on.
+    public enum Order: String, CaseIterable, Sendable {
+        /// The unpruned model's, every layer from one calibration pass (`Compensation.compensate`).
+        case parallel
+        /// The pruned and refitted upstream's, layer by layer in depth order, then the classifiers: one pass per
+        /// layer (`Compensation.compensateSequentially`).
+        case sequential
+    }
+
+    public static let defaultOrder = Order.parallel
+
+    public init(ridge: Double = LeastSquaresRefit.defaultRidge, order: Order = CompensationSettings.defaultOrder) {
+        self.ridge = ridge
+        self.order = order
+    }
 
     /// Why CPD and Vulcan refuse the flag (the methods without `SharedSetting.compensation`), for the error line and
     /// the help text.
@@ -36,9 +51,13 @@ public struct CompensationSettings: Equatable, Sendable {
         guard let cut = outcome.cut else {
             throw PruneError.invalidBudget("--compensate: \(method) did not report the cut it made")
         }
-        let (weights, records) = try Compensation.compensate(
-            cut.source, plan: cut.plan, backend: context.backend, images: context.calibration,
-            limit: context.calibrationLimit, batchSize: context.batchSize, ridge: ridge)
+        let (weights, records) = try order == .parallel
+            ? Compensation.compensate(cut.source, plan: cut.plan, backend: context.backend,
+                                      images: context.calibration, limit: context.calibrationLimit,
+                                      batchSize: context.batchSize, ridge: ridge)
+            : Compensation.compensateSequentially(cut.source, plan: cut.plan, backend: context.backend,
+                                                  images: context.calibration, limit: context.calibrationLimit,
+                                                  batchSize: context.batchSize, ridge: ridge)
         var result = outcome
         result.weights = try Surgery.prune(weights, plan: cut.plan)
         for record in records {

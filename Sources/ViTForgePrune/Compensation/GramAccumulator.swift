@@ -96,6 +96,20 @@ public final class GramAccumulator {
         observations += rows
     }
 
+    /// Merges the rows of [left | right] (left [rows, leftCols] and right [rows, cols − leftCols], device buffers of
+    /// `scratch`'s backend): the two are placed side by side on the device (two copies and a gather) and go through
+    /// the same GEMM, so the moments hold both Grams and the cross term between them (the sequential compensation:
+    /// the full model's inputs of a layer beside the pruned model's).
+    public func add(_ left: Buffer, leftCols: Int, beside right: Buffer, rows: Int, scratch: GramScratch) throws {
+        guard rows > 0 else { return }
+        let rightCols = cols - leftCols
+        guard leftCols >= 0, rightCols >= 0 else {
+            throw PruneError.planMismatch("Gram of \(cols) columns: \(leftCols) on the left do not fit")
+        }
+        let joined = try scratch.sideBySide(left, leftCols: leftCols, right, rightCols: rightCols, rows: rows)
+        try add(joined, rows: rows, scratch: scratch)
+    }
+
     /// The mean and covariance of everything merged, over every rank of `collective` (each rank's moments combined
     /// exactly, as Chan et al.'s pairwise update does for variances).
     public func moments(collective: any Collective = Collectives.world) throws -> ActivationMoments {
@@ -133,20 +147,53 @@ public final class GramAccumulator {
 }
 
 /// Device buffers one accumulation pass shares between its accumulators (each merges its tile to the host before
-/// the next one runs): the shifted copy of the activations, the float32 Gram tile, column sums and a ones vector.
+/// the next one runs): the shifted copy of the activations, the float32 Gram tile, column sums and a ones vector
+/// (and, for the side-by-side Gram, the joined activations).
 public final class GramScratch {
     public let backend: Backend
     private(set) var shifted: Buffer
     private(set) var tile: Buffer
     private(set) var sums: Buffer
     private(set) var ones: Buffer
+    /// `sideBySide`'s buffers: the two inputs one after the other, the joined rows, and the gather's indices for
+    /// the shape [rows, leftCols, rightCols] they were built for.
+    private var stacked: Buffer
+    private var joined: Buffer
+    private var joinIndices: Buffer
+    private var joinShape: [Int] = []
 
     public init(backend: Backend) throws {
         self.backend = backend
+        stacked = try backend.allocate(1)
+        joined = try backend.allocate(1)
+        joinIndices = try backend.makeBuffer([Int32(0)])
         shifted = try backend.allocate(1)
         tile = try backend.allocate(1)
         sums = try backend.allocate(1)
         ones = try backend.makeBuffer([Float(1)])
+    }
+
+    /// [left | right] row by row, in a buffer of the scratch (valid until the next call): both copied into one
+    /// buffer, one after the other, then gathered into rows of leftCols + rightCols.
+    func sideBySide(_ left: Buffer, leftCols: Int, _ right: Buffer, rightCols: Int, rows: Int) throws -> Buffer {
+        let cols = leftCols + rightCols, count = rows * cols
+        if stacked.count < count { stacked = try backend.allocate(count) }
+        if joined.count < count { joined = try backend.allocate(count) }
+        if joinShape != [rows, leftCols, rightCols] {
+            var indices = [Int32](repeating: 0, count: count)
+            for r in 0 ..< rows {
+                for c in 0 ..< leftCols { indices[r * cols + c] = Int32(r * leftCols + c) }
+                for c in 0 ..< rightCols { indices[r * cols + leftCols + c] = Int32(rows * leftCols + r * rightCols + c) }
+            }
+            joinIndices = try backend.makeBuffer(indices)
+            joinShape = [rows, leftCols, rightCols]
+        }
+        if leftCols > 0 { try backend.copy(left, srcOffset: 0, to: stacked, dstOffset: 0, count: rows * leftCols) }
+        if rightCols > 0 {
+            try backend.copy(right, srcOffset: 0, to: stacked, dstOffset: rows * leftCols, count: rows * rightCols)
+        }
+        try backend.gather(src: stacked, indices: joinIndices, dst: joined, count: count)
+        return joined
     }
 
     /// Grows the buffers to hold `rows` × `cols` activations (never shrinks: a pass sees one batch size).
