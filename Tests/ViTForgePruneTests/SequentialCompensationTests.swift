@@ -1,8 +1,10 @@
 import Foundation
 import Testing
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
 @testable import ViTForgePrune
+import ViTForgeTestBasics
 import ViTForgeTestSupport
 
 /// The sequential compensation (`--compensate-order sequential`) in float64: its refit on the pruned model's inputs

@@ -1,4 +1,5 @@
 import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgeModel
 import ViTForgeTrain
 
