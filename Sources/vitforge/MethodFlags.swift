@@ -65,8 +65,8 @@ enum MethodFlags {
                                                                ("--calib-images", .calibrationImages)]
         for (flag, setting) in flags where given.contains(flag) {
             guard let type = PruningMethods.named(method), !type.sharedSettings.contains(setting) else { continue }
-            // --compensate reads the calibration images itself.
-            if setting == .calibrationImages && given.contains("--compensate")
+            // The compensation (on unless --no-compensate) reads the calibration images itself.
+            if setting == .calibrationImages && !given.contains("--no-compensate")
                 && type.sharedSettings.contains(.compensation) { continue }
             let readers = PruningMethods.all.filter { $0.sharedSettings.contains(setting) }.map { $0.name }
             throw ValidationError("\(flag) is read only by --method \(readers.joined(separator: ", ")); "

@@ -81,7 +81,7 @@ struct PruneCommand: ParsableCommand {
                                   + "--method \(options.method) does not read it")
         }
         try MethodFlags.checkSharedSettings(CommandLine.arguments, method: options.method)
-        if options.compensate && vbp.noBiasFold {
+        if options.compensate == true && vbp.noBiasFold {
             // The refit replaces the mean shift; the ablation without it has nothing left to switch off.
             throw ValidationError("--compensate replaces vbp's mean shift by the full refit; drop --no-bias-fold")
         }
@@ -203,7 +203,7 @@ struct PruneCommand: ParsableCommand {
                         : phase("finetune", epochs: options.finetuneEpochs, learningRate: options.finetuneLr,
                                 checkpoint: checkpointPath(for: options.out)),
                     latencyBatches: try parseBatchList(options.latencyBatches) ?? [1, 64], seed: common.seed)
-                pipeline.compensation = options.compensation
+                pipeline.compensation = options.compensation(noBiasFold: vbp.noBiasFold)
                 installInterruptHandling()
                 let outcome: PruningPipeline.Outcome
                 do {

@@ -53,17 +53,18 @@ struct PruneOptions: ParsableArguments {
     @Option(help: "Calibration images (statistics, gradients): the first N training images (default: the method's).")
     var calibImages: Int?
 
-    @Flag(help: ArgumentHelp("Refit what consumes the pruned channels by least squares on the calibration images "
-                             + "(--calib-images) after the cut: fc2's kept columns and bias for MLP neurons, attn.proj's "
-                             + "for value dims and heads. Residual channels and q/k dims are cut plainly, not "
-                             + "compensated: a residual channel is normalised by every block's LayerNorm and written "
-                             + "by every block, so no one linear layer can stand in for it; q/k enter the softmax "
-                             + "bilinearly (a head that loses q/k dims but keeps v dims gets a proj refit on its "
-                             + "original values, an approximation). "
-                             + "One-shot methods only (vbp, where it replaces the mean shift; slim's cut; magnitude, "
-                             + "taylor, random, obs); cpd and vulcan refuse it. Off by default (why: "
-                             + "Benchmarks/README.md)."))
-    var compensate = false
+    @Flag(inversion: .prefixedNo,
+          help: ArgumentHelp("On by default for the one-shot methods (vbp, where it replaces the mean shift; slim's "
+                             + "cut; magnitude, taylor, random, obs): after the cut, refit by least squares on the "
+                             + "calibration images (--calib-images; default the first "
+                             + "\(CompensationSettings.defaultImages)) what consumes the pruned channels: every "
+                             + "attn.proj and fc2 from the first changed one, block by block, on the pruned model's "
+                             + "inputs towards the unpruned model's outputs, then the classifier (see "
+                             + "--compensate-order). Residual channels and q/k dims are not refitted themselves (a "
+                             + "residual channel feeds every LayerNorm; q/k enter the softmax bilinearly): the layers "
+                             + "after them absorb what they can. --no-compensate: the plain cut (vbp: its mean "
+                             + "shift). cpd and vulcan refuse --compensate and never compensate."))
+    var compensate: Bool?
 
     @Option(help: ArgumentHelp("Which inputs --compensate refits each layer on. parallel: the unpruned model's, "
                                + "from one calibration pass. sequential: layer by layer in depth order, on the inputs "
@@ -121,10 +122,19 @@ struct PruneOptions: ParsableArguments {
     /// The MLP fraction kept when no budget is given (every method but Vulcan, whose default is its --prune-ratio).
     static let defaultKeepMLP = 0.5
 
-    /// `--compensate` as the pipeline's settings (nil without it).
-    var compensation: CompensationSettings? {
-        compensate ? CompensationSettings(ridge: compensateRidge ?? LeastSquaresRefit.defaultRidge,
-                                          order: compensateOrder ?? CompensationSettings.defaultOrder) : nil
+    /// Whether the run compensates: `--compensate`/`--no-compensate` as given, else on for the methods that can
+    /// (`SharedSetting.compensation`; the ablation `--no-bias-fold` turns the default off for vbp).
+    func compensates(noBiasFold: Bool = false) -> Bool {
+        compensate ?? (!noBiasFold && (PruningMethods.named(method)?.sharedSettings.contains(.compensation) ?? false))
+    }
+
+    /// The compensation as the pipeline's settings (nil when the run does not compensate); without
+    /// --calib-images it reads at most `CompensationSettings.defaultImages`.
+    func compensation(noBiasFold: Bool = false) -> CompensationSettings? {
+        compensates(noBiasFold: noBiasFold)
+            ? CompensationSettings(ridge: compensateRidge ?? LeastSquaresRefit.defaultRidge,
+                                   order: compensateOrder ?? CompensationSettings.defaultOrder,
+                                   images: calibImages == nil ? CompensationSettings.defaultImages : nil) : nil
     }
 
     /// Whether no --keep-* or --target-* was given.
@@ -173,12 +183,14 @@ struct PruneOptions: ParsableArguments {
             if !(compensateRidge >= 0 && compensateRidge.isFinite) {
                 throw ValidationError("--compensate-ridge \(compensateRidge): must be ≥ 0")
             }
-            if !compensate && method != OBSPruning.name {
-                throw ValidationError("--compensate-ridge has no effect without --compensate (or --method obs)")
+            if !compensates() && method != OBSPruning.name {
+                throw ValidationError("--compensate-ridge has no effect without the compensation (--no-compensate, or a "
+                                      + "method that does not compensate) unless --method obs")
             }
         }
-        if compensateOrder != nil && !compensate {
-            throw ValidationError("--compensate-order has no effect without --compensate")
+        if compensateOrder != nil && !compensates() {
+            throw ValidationError("--compensate-order has no effect without the compensation (--no-compensate, or a "
+                                  + "method that does not compensate)")
         }
         if let valFraction, !(valFraction > 0 && valFraction < 1) {
             throw ValidationError("--val-fraction must be in (0, 1)")

@@ -4,8 +4,9 @@ import ViTForgeFormats
 import ViTForgeModel
 import ViTForgeTestBasics
 
-/// `vitforge prune --compensate` through the binary on fm-vit-c: the refit runs for one-shot methods and its
-/// per-layer errors reach the report; cpd and vulcan, and vbp without its mean shift, refuse it in one line.
+/// `vitforge prune --compensate` through the binary on fm-vit-c: the refit runs for one-shot methods (by default:
+/// `pruneThenUse` runs vbp without the flag) and its per-layer errors reach the report; cpd and vulcan, and vbp
+/// without its mean shift, refuse it in one line.
 struct CompensateCommandTests {
     @Test("prune --compensate (magnitude, vbp, obs) on fm-vit-c: a pruned model, each layer's errors in the report",
           .enabled(if: PruneCommandTests.fashionMNISTPresent, "Debian package dataset-fashion-mnist is not installed"),
@@ -62,8 +63,9 @@ struct CompensateCommandTests {
           arguments: [["--method", "cpd", "--compensate"], ["--method", "vulcan", "--compensate"],
                       ["--method", "vbp", "--compensate", "--no-bias-fold"],
                       ["--method", "magnitude", "--compensate", "--compensate-ridge=-1"],
-                      ["--method", "magnitude", "--compensate-ridge", "0.1"],
-                      ["--method", "magnitude", "--compensate-order", "sequential"],
+                      ["--method", "magnitude", "--no-compensate", "--compensate-ridge", "0.1"],
+                      ["--method", "magnitude", "--no-compensate", "--compensate-order", "sequential"],
+                      ["--method", "cpd", "--compensate-order", "parallel"],
                       ["--method", "magnitude", "--compensate", "--compensate-order", "serial"]])
     func refusals(flags: [String]) throws {
         let folder = try TemporaryFolder()

@@ -22,7 +22,9 @@ struct PruneCommandTests {
             "--target-macs", "0.6", "--classes", "7",
             "--batch-size", "97", "--latency-batches", "3", "--out", pruned, "--report", report, "--device", "cpu",
         ] + (method == "taylor" ? ["--calib-batches", "2"] : [])  // only Taylor reads --calib-batches
-          + (method == "vbp" ? ["--calib-images", "300"] : []))  // magnitude and random read no images
+          // vbp compensates by default (on 300 images); the others cut plainly here (the refit's own tests:
+          // CompensateCommandTests).
+          + (method == "vbp" ? ["--calib-images", "300"] : ["--no-compensate"]))
         #expect(result.status == 0, "\(result.stderr)")
 
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any]
@@ -32,6 +34,8 @@ struct PruneCommandTests {
         #expect(original?["params"] != nil && after?["params"] != nil)
         #expect(original?["accuracy"] != nil && after?["accuracy"] != nil)
         #expect((after?["per_block"] as? [Any])?.count == 4)
+        // On by default: vbp's report has the refitted layers (from the first cut fc2 on, and the head).
+        #expect(((json?["compensation"] as? [Any])?.isEmpty == false) == (method == "vbp"), "\(method)")
 
         let weights = try ViTWeights.load(path: pruned)
         #expect(weights.config.blocks.map(\.mlpHidden).reduce(0, +) < 4 * 384)
@@ -77,7 +81,7 @@ struct LatencyTargetTests {
         let target = 0.6 * millisecondsPerGMAC * Double(originalMacs * batch) / 1e9
         let report = folder.path("report.json")
         let result = try vitforge([
-            "prune", "--model", model, "--heads", "2", "--method", "magnitude",
+            "prune", "--model", model, "--heads", "2", "--method", "magnitude", "--no-compensate",
             "--target-latency", "\(target)", "--latency-batch", "\(batch)", "--classes", "7",
             "--latency-batches", "\(batch)", "--out", folder.path("pruned.safetensors"), "--report", report,
             "--device", "cpu",

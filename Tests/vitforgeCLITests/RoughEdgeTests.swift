@@ -250,7 +250,9 @@ struct RoughEdgeTests {
                       ("cpd", ["--no-bias-fold"], "--no-bias-fold", "vbp"),
                       ("vbp", ["--val-fraction", "0.2"], "--val-fraction", "cpd, vulcan"),
                       ("slim", ["--scope", "block"], "--scope", "vbp, magnitude, taylor, random, obs"),
-                      ("magnitude", ["--calib-images", "64"], "--calib-images", "vbp, vulcan, taylor, obs")])
+                      // Without the compensation (on by default, it reads the calibration images).
+                      ("magnitude", ["--no-compensate", "--calib-images", "64"], "--calib-images",
+                       "vbp, vulcan, taylor, obs")])
     func foreignMethodFlag(method: String, flag: [String], name: String, readers: String) throws {
         try Self.expectRefusal(["prune", "--model", Self.model, "--method", method, "--target-macs", "0.6",
                                 "--out", "/tmp/never.safetensors"] + flag,

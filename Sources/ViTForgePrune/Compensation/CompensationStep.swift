@@ -31,11 +31,19 @@ public struct CompensationSettings: Equatable, Sendable {
         case sequential
     }
 
-    public static let defaultOrder = Order.parallel
+    public static let defaultOrder = Order.sequential
+    /// At most this many calibration images when the run does not name a number (`images`): the sequential refit
+    /// makes one pass per layer, and the measured rows used 2000.
+    public static let defaultImages = 2048
 
-    public init(ridge: Double = LeastSquaresRefit.defaultRidge, order: Order = CompensationSettings.defaultOrder) {
+    /// A cap on the calibration images the refit reads (nil: the run's `--calib-images`, else all).
+    public var images: Int?
+
+    public init(ridge: Double = LeastSquaresRefit.defaultRidge, order: Order = CompensationSettings.defaultOrder,
+                images: Int? = nil) {
         self.ridge = ridge
         self.order = order
+        self.images = images
     }
 
     /// Why CPD and Vulcan refuse the flag (the methods without `SharedSetting.compensation`), for the error line and
@@ -51,12 +59,13 @@ public struct CompensationSettings: Equatable, Sendable {
         guard let cut = outcome.cut else {
             throw PruneError.invalidBudget("--compensate: \(method) did not report the cut it made")
         }
+        let limit = images.map { min($0, context.calibrationLimit ?? $0) } ?? context.calibrationLimit
         let (weights, records) = try order == .parallel
             ? Compensation.compensate(cut.source, plan: cut.plan, backend: context.backend,
-                                      images: context.calibration, limit: context.calibrationLimit,
-                                      batchSize: context.batchSize, ridge: ridge)
+                                      images: context.calibration, limit: limit, batchSize: context.batchSize,
+                                      ridge: ridge)
             : Compensation.compensateSequentially(cut.source, plan: cut.plan, backend: context.backend,
-                                                  images: context.calibration, limit: context.calibrationLimit,
+                                                  images: context.calibration, limit: limit,
                                                   batchSize: context.batchSize, ridge: ridge)
         var result = outcome
         result.weights = try Surgery.prune(weights, plan: cut.plan)
