@@ -6,7 +6,9 @@
 #
 # Usage: bash Benchmarks/equal_budget_sweep.sh METHOD [METHOD ...]
 #   env: METHOD_EPOCHS (default 0), TOTAL_EPOCHS (default 3; 0 measures accuracy right after the cut, without
-#        distillation), EXTRA_ARGS (flags every run gets, e.g. "--compensate --calib-images 2000"), TAG (names a variant), VITFORGE (a binary copy, so rebuilding does not change a
+#        distillation), EXTRA_ARGS (flags every run gets, e.g. "--calib-images 2000"; prune compensates the one-shot
+#        methods' cuts by default since issue 29's sequential refit, so the plain-cut rows need "--no-compensate",
+#        and the rows measured before the flip name "--compensate [--compensate-order sequential]"), TAG (names a variant), VITFORGE (a binary copy, so rebuilding does not change a
 #        running sweep), RUNS ("model:heads:target" triples; default the three above), WORK (per-run models, logs and
 #        reports; default out/equal-budget), and per-method extra flags in ARGS_<method>_<target> (dots as
 #        underscores), e.g. ARGS_magnitude_0_25="--keep-residual 0.5".

@@ -90,7 +90,9 @@ struct StructuredOBSTests {
         #expect(cut.plan.blocks.map(\.mlpHidden.count) == [6, 4])  // 11 → 6 (5.5 rounds up), 7 → 4 (3.5 up)
         #expect(cut.plan.blocks.map(\.heads.count) == [1, 2])      // 2 → 1, 3 → 2 (1.5 up)
         #expect(outcome.weights.config == (try cut.plan.prunedConfig(of: config)))
-        let (compensated, records) = try CompensationSettings().apply(to: outcome, context: context, method: "obs")
+        // The parallel order: the update obs's costs assumed (the sequential default also refits the head).
+        let (compensated, records) = try CompensationSettings(order: .parallel).apply(to: outcome, context: context,
+                                                                                        method: "obs")
         #expect(compensated.weights.config == outcome.weights.config)
         #expect(records.map(\.layer) == ["blocks.0.attn.proj", "blocks.0.mlp.fc2", "blocks.1.attn.proj",
                                          "blocks.1.mlp.fc2"])
