@@ -167,8 +167,9 @@ let package = Package(
         .target(name: "ViTForgeTestSupport", dependencies: ["ViTForgeModel", "ViTForgeFormats", "ViTForgeTrain",
                                                             "ViTForgeTestBasics"],
                 path: "Tests/ViTForgeTestSupport"),
+        // CFMAPeak: FMAPeakTests run each peak loop and check the FLOPs it counts against the work it does.
         .testTarget(name: "ViTForgeDeviceTests", dependencies: ["ViTForgeDevice", "Kernels", "ViTForgeOpTable",
-                                                               "ViTForgeTestBasics"]),
+                                                               "ViTForgeTestBasics", "CFMAPeak"]),
         .testTarget(name: "ViTForgeModelTests", dependencies: ["ViTForgeModel", "ViTForgeFormats", "ViTForgeDevice",
                                                               "ViTForgeSupport", "ViTForgeRandom",
                                                               "ViTForgeTestBasics", "ViTForgeTestSupport"]),

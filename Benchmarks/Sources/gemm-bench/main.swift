@@ -184,17 +184,26 @@ if includeOpenCL {
     }
 }
 
+// The CPU's FMA peak on all cores (what `vitforge bench --peak` measures): no GEMM on the CPU can beat it, so a CPU
+// GEMM above 100% means the peak loop is not the machine's limit (the suite's FMAPeakTests check only what cannot
+// depend on timing).
+let fmaPeak = FMAPeak.measure()
+print("FMA peak (\(fmaPeak.instructionSet)): \(format(fmaPeak.perCoreGflops)) GFLOP/s per core, "
+      + "\(format(fmaPeak.allCoresGflops)) on \(fmaPeak.threads) threads")
 print("GEMM GFLOP/s, median of \(repeats) interleaved runs after a warm-up; OpenBLAS core \(OpenBLAS.coreName), \(bareThreads) threads")
-print("ratio = backend / bare OpenBLAS in the same run")
+print("ratio = backend / bare OpenBLAS in the same run; % peak = a CPU GEMM's share of the all-core FMA peak")
+var gemmsAbovePeak: [String] = []
 for shape in shapes {
     let flops = shape.spec.flops
     let bare = BareOpenBLASGemm(shape.spec)
     var contenders: [TimedGemm] = [{ bare.run() }]
     var names = ["bare cblas_sgemm loop"]
+    var onCPU = [true]
     for backend in backends {
         do {
             contenders.append(try backendGemm(backend, shape.spec))
             names.append(backend.name)
+            onCPU.append(backend.kind == .cpu)
         } catch {
             print("  \(backend.name): failed: \(error)")
         }
@@ -202,11 +211,18 @@ for shape in shapes {
     let medians = try interleavedMedians(contenders, repeats: repeats)
     let bareGflops = flops / medians[0] / 1e9
     print("\(shape.name)")
-    for (name, seconds) in zip(names, medians) {
+    for (index, (name, seconds)) in zip(names, medians).enumerated() {
         let gflops = flops / seconds / 1e9
-        let ratio = name == names[0] ? "" : "  ratio \(format(gflops / bareGflops, 2))"
-        print("  \(name.padding(toLength: 44))\(pad(format(gflops), 8)) GFLOP/s\(ratio)")
+        let ratio = index == 0 ? "" : "  ratio \(format(gflops / bareGflops, 2))"
+        let share = onCPU[index] ? "  \(format(100 * gflops / fmaPeak.allCoresGflops))% peak" : ""
+        print("  \(name.padding(toLength: 44))\(pad(format(gflops), 8)) GFLOP/s\(ratio)\(share)")
+        if onCPU[index] && gflops > fmaPeak.allCoresGflops { gemmsAbovePeak.append("\(shape.name), \(name)") }
     }
+}
+if !gemmsAbovePeak.isEmpty {
+    print("GEMM above the FMA peak (the peak loop is not this machine's limit): "
+          + gemmsAbovePeak.joined(separator: "; "))
+    exit(1)
 }
 
 extension String {

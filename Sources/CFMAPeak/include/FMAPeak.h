@@ -3,7 +3,7 @@
 
 /// The widest fused multiply-add this CPU runs (checked at run time, not at build time).
 typedef enum {
-    VFPeakScalar = 0,   // no x86 FMA (another architecture, or a CPU without FMA): C's fmaf, 4 lanes
+    VFPeakScalar = 0,   // no x86 FMA (another architecture, or a CPU without FMA): 16 multiply-adds in plain C
     VFPeakAVX2 = 1,     // 256-bit FMA3
     VFPeakAVX512 = 2,   // 512-bit AVX-512F
 } VFPeakISA;
