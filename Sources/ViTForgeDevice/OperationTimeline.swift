@@ -43,9 +43,7 @@ public enum OperationTimeline {
         defer { lock.unlock() }
         close(at: now)
         recording = false
-        return totals.map { OperationTime(name: $0.key, calls: $0.value.calls,
-                                          milliseconds: Double($0.value.nanoseconds) / 1e6) }
-            .sorted { ($0.milliseconds, $1.name) > ($1.milliseconds, $0.name) }
+        return OperationTime.records(totals)
     }
 
     private static func close(at now: UInt64) {
@@ -54,41 +52,5 @@ public enum OperationTimeline {
         // The host's stretch before the first operation is one stretch, not a call.
         totals[name] = (total.calls + (name == hostName ? 0 : 1), total.nanoseconds + (now - start))
         current = nil
-    }
-}
-
-/// One operation's time in a recording of `OperationTimeline`.
-public struct OperationTime: Codable, Sendable {
-    /// The operation's name (`gemm`, `layerNormForward`, …) or `OperationTimeline.hostName`.
-    public var name: String
-    public var calls: Int
-    public var milliseconds: Double
-
-    enum CodingKeys: String, CodingKey {
-        case name, calls
-        case milliseconds = "ms"
-    }
-
-    /// The family the operation belongs to, for a step's breakdown: GEMM, attention, LayerNorm, bias+GELU,
-    /// elementwise, loss, AdamW, gradient norms, masks, copies, host.
-    public var category: String {
-        switch name {
-        case "gemm", "gemmStridedBatched": return "GEMM"
-        case "attentionForward", "attentionBackward", "softmaxForward", "softmaxBackward": return "attention"
-        case "layerNormForward", "layerNormBackward", "maskedLayerNormForward", "maskedLayerNormBackward":
-            return "LayerNorm"
-        case "biasGeluForward", "biasGeluBackward": return "bias+GELU"
-        case "add", "axpy", "scale", "addBias", "addBiasBackward", "addScaledSign", "scaleRows", "scaleColumns":
-            return "elementwise"
-        case "crossEntropyForward", "crossEntropyBackward", "distillationForward", "distillationBackward":
-            return "loss"
-        case "adamwStep": return "AdamW"
-        case "accumulateSum", "clipScale", "sum", "sumOfSquares", "sumOfAbs": return "gradient norms"
-        case "maskGradient", "maskGradientRows": return "masks"
-        case "copy", "upload", "uploadAsync", "download", "fill", "gather", "scatterAdd", "allocate", "makeStaging":
-            return "copies"
-        case OperationTimeline.hostName: return "host"
-        default: return "other"
-        }
     }
 }

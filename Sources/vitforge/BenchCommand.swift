@@ -254,8 +254,8 @@ struct BenchRow: Codable {
     /// each run included): how often a step stops to wait for the device.
     var blockingCallsPerRun: Int?
     /// With `VITFORGE_OPENCL_PROFILE=1` on an OpenCL device: device time per kernel (and GEMM shape) of one more run,
-    /// largest first (`OpenCLKernelTime`).
-    var kernelProfile: [OpenCLKernelTime]?
+    /// largest first (`OpenCLBackend.takeProfile()`).
+    var kernelProfile: [OperationTime]?
     /// With --profile on the CPU backend: wall time per operation of one more run, largest first
     /// (`OperationTimeline`).
     var operationProfile: [OperationTime]?
@@ -382,7 +382,7 @@ enum BenchMeasurement {
         let blockingBefore = backend.blockingCalls
         try run()
         let blockingCalls = backend.blockingCalls - blockingBefore
-        var kernelProfile: [OpenCLKernelTime]?
+        var kernelProfile: [OperationTime]?
         if let openCL = backend as? OpenCLBackend, openCL.isProfiling {
             _ = try openCL.takeProfile()  // the events of the runs before
             try run()

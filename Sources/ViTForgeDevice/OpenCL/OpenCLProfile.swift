@@ -4,24 +4,13 @@ import ViTForgeSupport
 import Glibc
 #endif
 
-/// Device time per kernel (and per CLBlast GEMM shape), from the command queue's profiling events.
-///
-/// With `VITFORGE_OPENCL_PROFILE=1` a device's queue is created with `CL_QUEUE_PROFILING_ENABLE` and every kernel
-/// launch and GEMM keeps its event until `OpenCLBackend.takeProfile()` reads the events' start and end times. Off
-/// by default: profiling queues may serialise work, and the events cost host time, so timings taken without it are
-/// the ones to compare; with it, the split of one step between kernels is what it answers.
-public struct OpenCLKernelTime: Codable, Sendable {
-    /// The kernel's name in `Kernels/*.cl`, or `sgemm …` with the GEMM's transposes and m×n×k (×batch).
-    public var name: String
-    public var calls: Int
-    /// Device time from each command's start to its end, summed, in milliseconds.
-    public var milliseconds: Double
-
-    enum CodingKeys: String, CodingKey {
-        case name, calls
-        case milliseconds = "ms"
-    }
-}
+// Device time per kernel (and per CLBlast GEMM shape), from the command queue's profiling events, as
+// `OperationTime` records.
+//
+// With `VITFORGE_OPENCL_PROFILE=1` a device's queue is created with `CL_QUEUE_PROFILING_ENABLE` and every kernel
+// launch and GEMM keeps its event until `OpenCLBackend.takeProfile()` reads the events' start and end times. Off
+// by default: profiling queues may serialise work, and the events cost host time, so timings taken without it are
+// the ones to compare; with it, the split of one step between kernels is what it answers.
 
 /// Whether queues are created with profiling (`VITFORGE_OPENCL_PROFILE=1`); read when a device's context is made.
 enum OpenCLProfiling {
@@ -43,7 +32,7 @@ final class OpenCLEventLog: @unchecked Sendable {
 
     /// The recorded events' device times per name (largest total first), releasing them; the queue must have
     /// finished them (the caller waits first).
-    func take() throws -> [OpenCLKernelTime] {
+    func take() throws -> [OperationTime] {
         let taken = lock.withLock { () -> [(name: String, event: cl_event)] in
             defer { events.removeAll() }
             return events
@@ -59,9 +48,7 @@ final class OpenCLEventLog: @unchecked Sendable {
             let previous = totals[name] ?? (0, 0)
             totals[name] = (previous.calls + 1, previous.nanoseconds + (end >= start ? end - start : 0))
         }
-        return totals.map { OpenCLKernelTime(name: $0.key, calls: $0.value.calls,
-                                             milliseconds: Double($0.value.nanoseconds) * 1e-6) }
-            .sorted { $0.milliseconds != $1.milliseconds ? $0.milliseconds > $1.milliseconds : $0.name < $1.name }
+        return OperationTime.records(totals)
     }
 }
 
@@ -71,7 +58,7 @@ extension OpenCLBackend {
 
     /// Waits for the queue, then returns the device time of every kernel and GEMM enqueued (by any backend of this
     /// device) since the previous call, and forgets them. Empty when the queue does not profile.
-    public func takeProfile() throws -> [OpenCLKernelTime] {
+    public func takeProfile() throws -> [OperationTime] {
         guard let eventLog else { return [] }
         try synchronize()
         return try eventLog.take()
