@@ -17,23 +17,16 @@ struct VBPHeadTests {
         let weights: ViTWeights
         let neurons: VarianceBasedPruning.NeuronStatistics
         let heads: VarianceBasedPruning.NeuronStatistics
-        let pixels: [Float]
-        let imageCount: Int
+        let images: InMemoryImages
     }
 
     static func setup(_ variant: Variant, imageCount: Int = 5) throws -> Setup {
-        var generator = SeededGenerator(seed: 0x4EAD ^ variant.rawValue.hashStable)
-        let config = irregularConfig(variant)
-        let weights = try randomWeights(config, generator: &generator)
-        let pixels = randomImages(config, batch: imageCount, generator: &generator)
-        let images = try InMemoryImages(images: pixels, labels: [Int32](repeating: 0, count: imageCount),
-                                        imageElements: pixels.count / imageCount)
-        let model = try VisionTransformer(weights: weights, backend: CPUBackend())
+        let (weights, images, model) = try vbpModelAndImages(variant, seed: 0x4EAD, imageCount: imageCount)
         // Uneven batches (2, 2, 1) exercise the running merge; both kinds come from the same pass.
         let all = try VarianceBasedPruning.statistics(of: model, images: images, activations: [.mlpHidden, .mergedValues],
                                                       batchSize: 2)
         return Setup(weights: weights, neurons: try #require(all[.mlpHidden]), heads: try #require(all[.mergedValues]),
-                     pixels: pixels, imageCount: imageCount)
+                     images: images)
     }
 
     @Test("merged values' statistics equal a direct float64 mean/variance; neurons' equal the one-kind pass",
@@ -42,7 +35,7 @@ struct VBPHeadTests {
         let setup = try Self.setup(variant)
         let backend = CPUBackend()
         let model = try VisionTransformer(weights: setup.weights, backend: backend)
-        try model.forward(images: backend.makeBuffer(setup.pixels), batch: setup.imageCount)
+        try model.forward(images: backend.makeBuffer(setup.images.images), batch: setup.images.count)
         let rows = model.lastRows
         #expect(setup.heads.observations == [Int](repeating: rows, count: setup.weights.config.depth))
         for (b, block) in setup.weights.config.blocks.enumerated() {
@@ -56,9 +49,7 @@ struct VBPHeadTests {
                 #expect(abs(setup.heads.variance[b][j] - variance) < 1e-6)
             }
         }
-        let images = try InMemoryImages(images: setup.pixels, labels: [Int32](repeating: 0, count: setup.imageCount),
-                                        imageElements: setup.pixels.count / setup.imageCount)
-        let neuronsAlone = try VarianceBasedPruning.statistics(of: model, images: images, batchSize: 2)
+        let neuronsAlone = try VarianceBasedPruning.statistics(of: model, images: setup.images, batchSize: 2)
         #expect(neuronsAlone == setup.neurons)
     }
 
@@ -117,23 +108,10 @@ struct VBPHeadTests {
             headScores: VarianceBasedPruning.headScores(setup.weights, statistics: setup.heads, score: .variance),
             scope: scope).plan([.mlpHidden: 0.5, .heads: 0.5])
         #expect(plan.blocks.map(\.heads.count).reduce(0, +) < config.blocks.map(\.heads).reduce(0, +))
-        var generator = SeededGenerator(seed: 12)
-        let batch = 2
-        let images = randomImages(config, batch: batch, generator: &generator)
-        let doubles = images.map(Double.init)
-        let clamped = reference(setup.weights, masks: masks(for: plan, of: config, clamps: setup.neurons.mean,
-                                                            headClamps: setup.heads.mean))
-            .logits(doubles, batch: batch).flatMap { $0 }
-
         // float64: surgery without any fold, then both folded biases, computed here, put into the pruned reference.
-        let cut = try Surgery.prune(setup.weights, plan: plan)
-        var overrides: [String: [Double]] = [:]
+        var check = try VBPFoldCheck(setup.weights, plan: plan, neuronMeans: setup.neurons.mean,
+                                     headMeans: setup.heads.mean, seed: 12)
         for (b, block) in config.blocks.enumerated() {
-            let keptNeurons = Set(plan.blocks[b].mlpHidden)
-            overrides["blocks.\(b).mlp.fc2.bias"] = VarianceBasedPruning.foldedBias(
-                fc2Weight: setup.weights["blocks.\(b).mlp.fc2.weight"]!,
-                fc2Bias: setup.weights["blocks.\(b).mlp.fc2.bias"]!.values,
-                removed: (0 ..< block.mlpHidden).filter { !keptNeurons.contains($0) }, mean: setup.neurons.mean[b])
             // The removed heads' columns, from the plan's heads (not from the code under test's column lookup).
             let keptHeads = Set(plan.blocks[b].heads.map(\.head))
             let layout = QKVLayout(block)
@@ -141,26 +119,25 @@ struct VBPHeadTests {
                 .flatMap { h in (0 ..< layout.vDims[h]).map { layout.vOffsets[h] + $0 } }
             let proj = setup.weights["blocks.\(b).attn.proj.weight"]!
             let bias = setup.weights["blocks.\(b).attn.proj.bias"]!.values
-            overrides["blocks.\(b).attn.proj.bias"] = (0 ..< config.residualWidth).map { o in
+            check.overrides["blocks.\(b).attn.proj.bias"] = (0 ..< config.residualWidth).map { o in
                 removed.reduce(Double(bias[o])) {
                     $0 + Double(proj.values[o * block.attentionWidth + $1]) * setup.heads.mean[b][$1]
                 }
             }
         }
-        let float64Error = maxDifference(reference(cut, overrides: overrides).logits(doubles, batch: batch)
-            .flatMap { $0 }, clamped)
+        let float64Error = check.float64Error
         #expect(float64Error < 1e-9, "\(variant) \(scope): float64 error \(float64Error)")
 
         // The method's own path (biases stored as float32), through the reference and the CPU model.
         let pruned = try VarianceBasedPruning.prune(setup.weights, plan: plan, statistics: setup.neurons,
                                                     headStatistics: setup.heads, biasFold: true)
-        #expect(maxDifference(reference(pruned).logits(doubles, batch: batch).flatMap { $0 }, clamped) < 1e-5)
-        #expect(maxDifference(try cpuLogits(pruned, images: images, batch: batch), clamped) < 1e-4)
+        #expect(maxDifference(check.logits(pruned), check.clamped) < 1e-5)
+        #expect(maxDifference(try cpuLogits(pruned, images: check.images, batch: check.batch), check.clamped) < 1e-4)
 
         // Heads held at zero instead (the neurons' fold alone) is a different model: the head fold matters.
         let neuronsOnly = reference(setup.weights, masks: masks(for: plan, of: config, clamps: setup.neurons.mean))
-            .logits(doubles, batch: batch).flatMap { $0 }
-        #expect(maxDifference(neuronsOnly, clamped) > 1e-6)
+            .logits(check.doubles, batch: check.batch).flatMap { $0 }
+        #expect(maxDifference(neuronsOnly, check.clamped) > 1e-6)
     }
 
     @Test("vbp with --keep-heads in the pipeline: plan, folded cut, cut reported; --compensate refits both layers")

@@ -21,17 +21,8 @@ struct VarianceBasedPruningTests {
     /// pooling): the later blocks see fewer tokens than the first.
     static func setup(_ variant: Variant, imageCount: Int = 5, batchSize: Int = 2, tokenPruned: Bool = false) throws
         -> Setup {
-        var generator = SeededGenerator(seed: 0xB1A5 ^ variant.rawValue.hashStable)
-        let config = irregularConfig(variant)
-        var weights = try randomWeights(config, generator: &generator)
-        if tokenPruned {
-            try weights.setTokenSets(randomTokenSets(config, prefixOnlyFrom: variant == .averagePooling ? nil : 3,
-                                                     generator: &generator))
-        }
-        let pixels = randomImages(config, batch: imageCount, generator: &generator)
-        let images = try InMemoryImages(images: pixels, labels: [Int32](repeating: 0, count: imageCount),
-                                        imageElements: pixels.count / imageCount)
-        let model = try VisionTransformer(weights: weights, backend: CPUBackend())
+        let (weights, images, model) = try vbpModelAndImages(variant, seed: 0xB1A5, imageCount: imageCount,
+                                                             tokenPruned: tokenPruned)
         // Uneven batches (2, 2, 1) exercise the running merge.
         let statistics = try VarianceBasedPruning.statistics(of: model, images: images, batchSize: batchSize)
         return Setup(weights: weights, images: images, statistics: statistics)
@@ -68,39 +59,24 @@ struct VarianceBasedPruningTests {
         let config = setup.weights.config
         let scored = try VarianceBasedPruning.scoredSpaces(config: config, statistics: setup.statistics, scope: scope)
         let plan = try scored.plan([.mlpHidden: 0.5])
-        var generator = SeededGenerator(seed: 11)
-        let batch = 2
-        let images = randomImages(config, batch: batch, generator: &generator)
-        let doubles = images.map(Double.init)
-        let clamped = reference(setup.weights, masks: masks(for: plan, of: config, clamps: setup.statistics.mean))
-            .logits(doubles, batch: batch).flatMap { $0 }
-
         // float64: surgery without the fold, then the float64 folded bias put into the pruned reference.
-        let cut = try Surgery.prune(setup.weights, plan: plan)
-        var overrides: [String: [Double]] = [:]
-        for (b, block) in config.blocks.enumerated() {
-            let kept = Set(plan.blocks[b].mlpHidden)
-            overrides["blocks.\(b).mlp.fc2.bias"] = VarianceBasedPruning.foldedBias(
-                fc2Weight: setup.weights["blocks.\(b).mlp.fc2.weight"]!,
-                fc2Bias: setup.weights["blocks.\(b).mlp.fc2.bias"]!.values,
-                removed: (0..<block.mlpHidden).filter { !kept.contains($0) }, mean: setup.statistics.mean[b])
-        }
-        let float64Error = maxDifference(reference(cut, overrides: overrides).logits(doubles, batch: batch).flatMap { $0 },
-                                         clamped)
+        let check = try VBPFoldCheck(setup.weights, plan: plan, neuronMeans: setup.statistics.mean, seed: 11)
+        let float64Error = check.float64Error
         #expect(float64Error < 1e-9, "\(variant) \(scope): float64 error \(float64Error)")
 
         // The method's own path (bias stored as float32), through the reference and the CPU model.
         let pruned = try VarianceBasedPruning.prune(setup.weights, plan: plan, statistics: setup.statistics,
                                                     biasFold: true)
-        #expect(maxDifference(reference(pruned).logits(doubles, batch: batch).flatMap { $0 }, clamped) < 1e-5)
-        #expect(maxDifference(try cpuLogits(pruned, images: images, batch: batch), clamped) < 1e-4)
+        #expect(maxDifference(check.logits(pruned), check.clamped) < 1e-5)
+        #expect(maxDifference(try cpuLogits(pruned, images: check.images, batch: check.batch), check.clamped) < 1e-4)
 
         // Without the fold the pruned model is the zero-masked one, which differs from the clamped one.
         let unfolded = try VarianceBasedPruning.prune(setup.weights, plan: plan, statistics: setup.statistics,
                                                       biasFold: false)
-        let zeroed = reference(setup.weights, masks: masks(for: plan, of: config)).logits(doubles, batch: batch).flatMap { $0 }
-        #expect(maxDifference(reference(unfolded).logits(doubles, batch: batch).flatMap { $0 }, zeroed) < 1e-9)
-        #expect(maxDifference(zeroed, clamped) > 1e-6)
+        let zeroed = reference(setup.weights, masks: masks(for: plan, of: config))
+            .logits(check.doubles, batch: check.batch).flatMap { $0 }
+        #expect(maxDifference(check.logits(unfolded), zeroed) < 1e-9)
+        #expect(maxDifference(zeroed, check.clamped) > 1e-6)
     }
 
     @Test func globalRankingRemovesTheLowestVariances() throws {
