@@ -124,6 +124,8 @@ struct PruneCommand: ParsableCommand {
                 ? "--prune-ratio \(Vulcan.Options.defaultPruneRatio) (default)"
                 : "--keep-mlp \(PruneOptions.defaultKeepMLP) (default)"]
         }
+        // Tokens are a budget beside the others (a --target-* solves attention and MLP with them fixed).
+        if let keepTokens = slim.keepTokens { parts.append("--keep-tokens \(keepTokens)") }
         return parts.joined(separator: " ")
     }
 

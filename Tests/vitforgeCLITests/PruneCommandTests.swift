@@ -138,3 +138,22 @@ struct CPDCommandTests {
         #expect((groups.first?["out_in_group"] as? [String])?.contains("head.weight[1]") == true)
     }
 }
+
+/// `prune --method slim --keep-tokens` through the binary: the token budget reaches the report's budget column.
+struct SlimTokenCommandTests {
+    @Test("slim --keep-tokens: the report's budget asked names the token budget beside the others")
+    func budgetAskedNamesTokens() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let data = try RoughEdgeTests.idxData(folder)
+        let report = folder.path("report.json")
+        let result = try vitforge([
+            "prune", "--model", RoughEdgeTests.model, "--heads", "2", "--data", data, "--method", "slim",
+            "--epochs", "1", "--keep-mlp", "0.5", "--keep-tokens", "0.7", "--no-compensate", "--latency-batches", "1",
+            "--out", folder.path("p.safetensors"), "--report", report, "--device", "cpu",
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any]
+        #expect(json?["budget_asked"] as? String == "--keep-mlp 0.5 --keep-tokens 0.7")
+    }
+}
