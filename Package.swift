@@ -96,8 +96,10 @@ let package = Package(
         // What both the device layer and the file formats need, neither importing the other: the process-wide lock,
         // the fault hooks of the reliability tests, and where a head's q, k and v sit in the fused qkv projection.
         .target(name: "ViTForgeSupport"),
+        // oneDNN's sgemm, one of the CPU backend's GEMM libraries (`VITFORGE_GEMM`), single-threaded per caller.
+        .target(name: "CGemmDNNL", linkerSettings: [.linkedLibrary("dnnl")]),
         .target(name: "ViTForgeDevice",
-                dependencies: ["ViTForgeSupport", "COpenCL", "CBLAS", "CLAPACK", "Kernels", "CFMAPeak"],
+                dependencies: ["ViTForgeSupport", "COpenCL", "CBLAS", "CLAPACK", "Kernels", "CFMAPeak", "CGemmDNNL"],
                 swiftSettings: deviceSwiftSettings),
         // The one seeded generator (SplitMix64) behind everything reproducible from a seed: initial weights, data
         // order and augmentation, the training generator's seeding, random pruning, bench inputs. Its own target

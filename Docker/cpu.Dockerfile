@@ -1,4 +1,4 @@
-# ViTForge on the CPU (OpenBLAS) with PoCL as an OpenCL CPU device: runs on any x86-64 machine.
+# ViTForge on the CPU (OpenBLAS, oneDNN) with PoCL as an OpenCL CPU device: runs on any x86-64 machine.
 #   docker build -f Docker/cpu.Dockerfile -t vitforge:cpu .
 #   docker run --rm vitforge:cpu devices
 #   docker run --rm -v "$PWD/out:/out" vitforge:cpu demo --out-dir /out

@@ -105,6 +105,11 @@ public enum DeviceSelection {
     public static func makeBackend(_ request: DeviceRequest,
                                    listDevices: () throws -> [OpenCLDeviceInfo] = OpenCLRuntime.devices,
                                    warn: (String) -> Void = printWarning) throws -> Backend {
+        // A CPU backend may be made below (or as a fallback later): a VITFORGE_GEMM it cannot honour is an error
+        // now, not a silent OpenBLAS.
+        if case .failure(let error) = GemmSelection.fromEnvironment() {
+            throw BackendError.invalidArgument(error.description)
+        }
         switch request {
         case .cpu:
             return CPUBackend()

@@ -36,11 +36,16 @@ enum TestBackends {
     /// silently left out).
     static let all: [BackendUnderTest] = {
         let cpuBackends = [
-            BackendUnderTest(CPUBackend()),
+            BackendUnderTest(CPUBackend(gemm: .pinned(.openblas))),
             // The same backend with every loop split over the workers however small it is, so that the chunked
             // parallel code paths (uneven chunk boundaries at odd sizes, per-worker partial sums) meet the odd
             // sizes of the table instead of only the serial path.
-            BackendUnderTest(CPUBackend(threads: nil, parallelThreshold: 0), label: "cpu, every loop split"),
+            BackendUnderTest(CPUBackend(threads: nil, parallelThreshold: 0, gemm: .pinned(.openblas)),
+                             label: "cpu, every loop split"),
+            // Every other GEMM library the backend can use (`VITFORGE_GEMM`), on the split path too, so that the
+            // op table runs against each of them. The two above pin OpenBLAS, whatever VITFORGE_GEMM says.
+            BackendUnderTest(CPUBackend(threads: nil, parallelThreshold: 0, gemm: .pinned(.onednn)),
+                             label: "cpu, oneDNN GEMM, every loop split"),
         ]
         // Further backends go here. The first OpenCL device (PoCL on a GPU-less machine); left out when there is
         // none or it fails to open, which `openCLPresentWhenExpected` turns into a failure when CI expects one.

@@ -11,12 +11,13 @@ extension CPUBackend {
         var single = spec
         single.batch = 1
         let operands = try gemmOperands(single, a: a, b: b, c: c, "gemm")
+        let library = library(for: single)  // chosen for the whole product, not per block
         let workers = min(threads, max(single.m, single.n))
         guard workers > 1, single.m * single.n * single.k >= parallelGemmMacs else {
-            sgemm(single, operands.a, operands.b, operands.c)
+            library.run(single, operands.a, operands.b, operands.c)
             return
         }
-        // OpenBLAS runs single-threaded (see `init`); the product is split into one block of C per worker, along
+        // The library runs single-threaded (see `init`, `vitforge_dnnl_sgemm`); the product is split into one block of C per worker, along
         // the longer of m and n (no split of k, so no reduction). Each block is an ordinary sgemm on a sub-matrix.
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             var part = single
@@ -34,16 +35,18 @@ extension CPUBackend {
                 pointerB += single.transB ? first * single.ldb : first  // columns of op(B)
                 pointerC += first
             }
-            if part.m > 0, part.n > 0 { sgemm(part, pointerA, pointerB, pointerC) }
+            if part.m > 0, part.n > 0 { library.run(part, pointerA, pointerB, pointerC) }
         }
     }
 
     public func uncheckedGemmStridedBatched(_ spec: GemmSpec, a: Buffer, b: Buffer, c: Buffer) throws {
         let operands = try gemmOperands(spec, a: a, b: b, c: c, "gemmStridedBatched")
+        let library = library(for: spec)
         let workers = min(threads, spec.batch)
         guard workers > 1, spec.m * spec.n * spec.k * spec.batch >= parallelGemmMacs else {
             for i in 0 ..< spec.batch {
-                sgemm(spec, operands.a + i * spec.strideA, operands.b + i * spec.strideB, operands.c + i * spec.strideC)
+                library.run(spec, operands.a + i * spec.strideA, operands.b + i * spec.strideB,
+                            operands.c + i * spec.strideC)
             }
             return
         }
@@ -55,13 +58,15 @@ extension CPUBackend {
         let batch = spec.batch
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             for i in batch * worker / workers ..< batch * (worker + 1) / workers {
-                sgemm(spec, operands.a + i * spec.strideA, operands.b + i * spec.strideB, operands.c + i * spec.strideC)
+                library.run(spec, operands.a + i * spec.strideA, operands.b + i * spec.strideB,
+                            operands.c + i * spec.strideC)
             }
         }
     }
 
     /// The operands at their offsets (the entry point has checked the spec and the bounds, and called only with
-    /// m, n and batch > 0), after the one limit of this backend: OpenBLAS takes 32-bit sizes.
+    /// m, n and batch > 0), after the one limit of this backend: OpenBLAS takes 32-bit sizes (and so, for one
+    /// result whichever library runs, does every library here).
     private func gemmOperands(_ spec: GemmSpec, a: Buffer, b: Buffer, c: Buffer, _ operation: String) throws
         -> (a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, c: UnsafeMutablePointer<Float>)
     {
@@ -73,14 +78,22 @@ extension CPUBackend {
     }
 }
 
-/// One row-major `C = alpha·op(A)·op(B) + beta·C` through OpenBLAS, with the operands already at their offsets.
-@inline(__always)
-func sgemm(_ spec: GemmSpec, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                   _ c: UnsafeMutablePointer<Float>)
-{
-    cblas_sgemm(CblasRowMajor, spec.transA ? CblasTrans : CblasNoTrans, spec.transB ? CblasTrans : CblasNoTrans,
-                blasInt(spec.m), blasInt(spec.n), blasInt(spec.k), spec.alpha, a, blasInt(spec.lda), b,
-                blasInt(spec.ldb), spec.beta, c, blasInt(spec.ldc))
+extension CPUBackend {
+    /// The library for a product of this shape: the pinned one, or the table's choice under `auto`.
+    @inline(__always)
+    func library(for spec: GemmSpec) -> GemmLibrary {
+        switch gemm {
+        case .pinned(let library): library
+        case .auto: GemmChoiceTable.shared.library(for: spec)
+        }
+    }
+
+    /// One row-major `C = alpha·op(A)·op(B) + beta·C` on the calling thread, with the operands already at their
+    /// offsets (the fused attention's per-head products).
+    @inline(__always)
+    func sgemm(_ spec: GemmSpec, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>) {
+        library(for: spec).run(spec, a, b, c)
+    }
 }
 
 /// OpenBLAS's `blasint` (32-bit in Debian's build).

@@ -4,7 +4,7 @@ import Dispatch
 import Glibc
 #endif
 
-/// The CPU backend: OpenBLAS for the matrix products, Swift loops over unsafe pointers for everything else.
+/// The CPU backend: OpenBLAS (or oneDNN, `GemmLibrary`) for the matrix products, Swift loops over unsafe pointers for everything else.
 /// Every operation runs synchronously on the calling thread (splitting big ones over `threads` Dispatch workers),
 /// so `synchronize` has nothing to wait for.
 ///
@@ -18,23 +18,30 @@ public final class CPUBackend: Backend {
     let blockingCounter = CallCounter()
     public var blockingCalls: Int { blockingCounter.count }
 
-    public var name: String { "cpu (OpenBLAS, \(threads) thread\(threads == 1 ? "" : "s"))" }
+    /// The library behind the matrix products (`VITFORGE_GEMM`; see `GemmSelection`).
+    public let gemm: GemmSelection
+
+    /// Names the GEMM library, so that bench JSON and reports record it.
+    public var name: String { "cpu (\(gemm.label), \(threads) thread\(threads == 1 ? "" : "s"))" }
     public var kind: BackendKind { .cpu }
     public var capabilities: DeviceCapabilities { .cpu }
 
-    /// `threads` defaults to the machine's online core count; values below 1 are treated as 1.
+    /// `threads` defaults to the machine's online core count; values below 1 are treated as 1. `gemm` defaults to
+    /// `VITFORGE_GEMM` (OpenBLAS when unset; the command line has rejected a value it does not know, see
+    /// `DeviceSelection.makeBackend`, and a library caller gets OpenBLAS for one).
     /// Sets OpenBLAS's (process-wide) thread count to 1: the backend splits each GEMM over its own workers.
-    public convenience init(threads: Int? = nil) {
-        self.init(threads: threads, parallelThreshold: 1 << 16)
+    public convenience init(threads: Int? = nil, gemm: GemmSelection? = nil) {
+        self.init(threads: threads, parallelThreshold: 1 << 16, gemm: gemm)
     }
 
     /// `parallelThreshold`: below this many elements of work an operation runs on the calling thread. Waking a
     /// second worker costs a few microseconds, about what 2 cores save on 64 Ki simple float operations. Tests
     /// pass 0 to send every loop, however small, through the chunked parallel path.
-    init(threads: Int?, parallelThreshold: Int) {
+    init(threads: Int?, parallelThreshold: Int, gemm: GemmSelection? = nil) {
         let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         self.threads = max(1, threads ?? cores)
         self.parallelThreshold = parallelThreshold
+        self.gemm = gemm ?? ((try? GemmSelection.fromEnvironment().get()) ?? .pinned(.openblas))
         // One thread pool, not two: OpenBLAS's idle workers spin in sched_yield for a while after every call and
         // took the cores from the Dispatch workers of the next Swift loop (perf: ~15% of a DeiT-Tiny forward in
         // the scheduler). Splitting C ourselves over single-threaded OpenBLAS calls keeps only Dispatch's workers.

@@ -248,7 +248,7 @@ struct KernelBinaryStore {
     /// Written to a temporary file in the same folder, then renamed, so a concurrent reader (another process
     /// starting at the same time) sees either nothing or the whole file.
     func save(_ payload: [UInt8], key: UInt64) {
-        guard !payload.isEmpty, makeDirectories(directory) else { return }
+        guard !payload.isEmpty, Self.makeDirectories(directory) else { return }
         var hasher = FNV1a64()
         hasher.combine(payload)
         var contents = Self.magic
@@ -270,7 +270,8 @@ struct KernelBinaryStore {
         unlink(temporary)
     }
 
-    private func makeDirectories(_ path: String) -> Bool {
+    /// `mkdir -p`; also the GEMM choice table's (`GemmChoiceTable`), which lives in the same folder.
+    static func makeDirectories(_ path: String) -> Bool {
         var prefix = path.hasPrefix("/") ? "" : "."
         for component in path.split(separator: "/") {
             prefix += "/" + component

@@ -1,0 +1,165 @@
+import CBLAS
+import ViTForgeSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `VITFORGE_GEMM=auto`: the faster library for each product shape, measured the first time the shape is seen on
+/// this machine and kept in a file next to the OpenCL program cache (`KernelBinaryStore`'s folder), named after a
+/// hash of the machine key (CPU model, OpenBLAS's core, oneDNN's version). Later runs read the choice instead of
+/// timing again, so on one machine a shape always goes to the same library and results do not depend on the load
+/// of the moment: a run resumed from a checkpoint on the same machine reads the same file. Deleting the file (or
+/// another machine) measures afresh — the one way results can change, which is why `auto` is not the default.
+///
+/// File: a first line `vitforge-gemm-choice 1 <machine key>`, then one line per shape:
+/// `NT m n k lda ldb ldc beta0|beta1 openblas|onednn`.
+final class GemmChoiceTable: @unchecked Sendable {
+    static let shared = GemmChoiceTable(path: GemmChoiceTable.defaultPath())
+
+    let path: String?
+    private let lock = ProcessLock()
+    /// Only touched under `lock`.
+    private var choices: [Key: GemmLibrary] = [:]
+
+    struct Key: Hashable {
+        var transA, transB: Bool
+        var m, n, k, lda, ldb, ldc: Int
+        var accumulates: Bool
+
+        init(_ spec: GemmSpec) {
+            (transA, transB, m, n, k) = (spec.transA, spec.transB, spec.m, spec.n, spec.k)
+            (lda, ldb, ldc, accumulates) = (spec.lda, spec.ldb, spec.ldc, spec.beta != 0)
+        }
+
+        var line: String {
+            "\(transA ? "T" : "N")\(transB ? "T" : "N") \(m) \(n) \(k) \(lda) \(ldb) \(ldc) beta\(accumulates ? 1 : 0)"
+        }
+    }
+
+    init(path: String?) {
+        self.path = path
+        if let path { choices = Self.read(path) }
+    }
+
+    static var machineKey: String {
+        let core = openblas_get_corename().map { String(cString: $0) } ?? "?"
+        return "\(cpuModel()) | OpenBLAS \(core) | oneDNN \(GemmLibrary.oneDNNVersion)"
+    }
+
+    static func defaultPath() -> String? {
+        guard let directory = KernelBinaryStore()?.directory else { return nil }
+        var hasher = FNV1a64()
+        hasher.combine(machineKey)
+        return directory + "/gemm-choice-" + String(hasher.value, radix: 16) + ".txt"
+    }
+
+    /// The library for `spec`: from the table, else measured now (on scratch operands of the same layout) and
+    /// added to the table and its file.
+    func library(for spec: GemmSpec) -> GemmLibrary {
+        let key = Key(spec)
+        return lock.withLock {
+            if let known = choices[key] { return known }
+            let chosen = Self.measure(spec)
+            choices[key] = chosen
+            if let path { Self.write(choices, to: path) }
+            return chosen
+        }
+    }
+
+    /// The fastest of 3 calls of each library after a warm-up, alternating; ties go to OpenBLAS (the default).
+    static func measure(_ spec: GemmSpec) -> GemmLibrary {
+        var spec = spec
+        (spec.offsetA, spec.offsetB, spec.offsetC) = (0, 0, 0)
+        let a = scratch(rows: spec.transA ? spec.k : spec.m, leading: spec.lda)
+        let b = scratch(rows: spec.transB ? spec.n : spec.k, leading: spec.ldb)
+        let c = scratch(rows: spec.m, leading: spec.ldc)
+        defer { a.deallocate(); b.deallocate(); c.deallocate() }
+        var best = [GemmLibrary: Double]()
+        for round in 0 ..< 4 {
+            for library in GemmLibrary.allCases {
+                let start = monotonicSeconds()
+                library.run(spec, a.baseAddress!, b.baseAddress!, c.baseAddress!)
+                let elapsed = monotonicSeconds() - start
+                if round > 0 { best[library] = min(best[library] ?? .infinity, elapsed) }
+            }
+        }
+        return best[.onednn]! < best[.openblas]! ? .onednn : .openblas
+    }
+
+    private static func scratch(rows: Int, leading: Int) -> UnsafeMutableBufferPointer<Float> {
+        let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, rows * leading))
+        for i in buffer.indices { buffer[i] = Float(i % 7) * 0.25 - 0.75 }
+        return buffer
+    }
+
+    static func read(_ path: String) -> [Key: GemmLibrary] {
+        guard let text = readText(path) else { return [:] }
+        var lines = text.split(separator: "\n")
+        guard let header = lines.first, header == "vitforge-gemm-choice 1 \(machineKey)" else { return [:] }
+        lines.removeFirst()
+        var table = [Key: GemmLibrary]()
+        for line in lines {
+            let fields = line.split(separator: " ")
+            guard fields.count == 9, fields[0].count == 2, let library = GemmLibrary(rawValue: String(fields[8])),
+                  let numbers = Optional(fields[1 ... 6].compactMap { Int($0) }), numbers.count == 6,
+                  fields[7] == "beta0" || fields[7] == "beta1"
+            else { continue }  // a damaged line is measured again
+            var spec = GemmSpec(m: numbers[0], n: numbers[1], k: numbers[2], transA: fields[0].first == "T",
+                                transB: fields[0].last == "T", beta: fields[7] == "beta1" ? 1 : 0)
+            (spec.lda, spec.ldb, spec.ldc) = (numbers[3], numbers[4], numbers[5])
+            table[Key(spec)] = library
+        }
+        return table
+    }
+
+    /// The whole table, written to a temporary file and renamed (a concurrent reader sees the old or the new file).
+    /// Failures are silent: the table in memory still holds, and the next run measures again.
+    static func write(_ table: [Key: GemmLibrary], to path: String) {
+        guard let slash = path.lastIndex(of: "/"), KernelBinaryStore.makeDirectories(String(path[..<slash])) else {
+            return
+        }
+        var text = "vitforge-gemm-choice 1 \(machineKey)\n"
+        for line in table.map({ "\($0.key.line) \($0.value.rawValue)" }).sorted() { text += line + "\n" }
+        let temporary = path + ".tmp.\(getpid())"
+        guard let file = fopen(temporary, "w") else { return }
+        let written = fputs(text, file) >= 0
+        if fclose(file) == 0, written, rename(temporary, path) == 0 { return }
+        unlink(temporary)
+    }
+
+    private static func readText(_ path: String) -> String? {
+        guard let file = fopen(path, "r") else { return nil }
+        defer { fclose(file) }
+        var bytes = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = fread(&chunk, 1, chunk.count, file)
+            if count <= 0 { break }
+            bytes += chunk[0 ..< count]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private static func cpuModel() -> String {
+        guard let text = readText("/proc/cpuinfo"),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("model name") }),
+              let colon = line.firstIndex(of: ":")
+        else { return "unknown CPU" }
+        return line[line.index(after: colon)...].trimmingCharacters(in: " \t")
+    }
+
+    private static func monotonicSeconds() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
+    }
+}
+
+private extension Substring {
+    func trimmingCharacters(in set: String) -> String {
+        var text = self
+        while let first = text.first, set.contains(first) { text.removeFirst() }
+        while let last = text.last, set.contains(last) { text.removeLast() }
+        return String(text)
+    }
+}

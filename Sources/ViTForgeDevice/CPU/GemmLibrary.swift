@@ -1,0 +1,79 @@
+import CBLAS
+import CGemmDNNL
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The library behind the CPU backend's matrix products (issue 31, part 2). Measured at every GEMM shape of a ViT
+/// forward and backward (`Benchmarks/gemm_libs.c`, Benchmarks/README.md "GEMM libraries"): oneDNN's sgemm was
+/// faster than OpenBLAS's at most linear-layer shapes on the machine it was measured on, OpenBLAS at the smallest
+/// attention products; BLIS and libxsmm won too few shapes to be worth a dependency.
+public enum GemmLibrary: String, Sendable, CaseIterable {
+    case openblas
+    case onednn
+
+    var label: String {
+        switch self {
+        case .openblas: "OpenBLAS"
+        case .onednn: "oneDNN"
+        }
+    }
+
+    /// One row-major product on the calling thread, the operands already at their offsets.
+    @inline(__always)
+    func run(_ spec: GemmSpec, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>) {
+        // oneDNN 2.6 leaves C as it is when k = 0 instead of scaling it by beta (the op table's `gemm NN 13×0·0×7`
+        // row); OpenBLAS does what the spec says, and costs nothing there.
+        switch spec.k == 0 ? .openblas : self {
+        case .openblas:
+            cblas_sgemm(CblasRowMajor, spec.transA ? CblasTrans : CblasNoTrans, spec.transB ? CblasTrans : CblasNoTrans,
+                        blasInt(spec.m), blasInt(spec.n), blasInt(spec.k), spec.alpha, a, blasInt(spec.lda), b,
+                        blasInt(spec.ldb), spec.beta, c, blasInt(spec.ldc))
+        case .onednn:
+            // The entry point has checked every size and offset; a failure here is a broken installation.
+            let status = vitforge_dnnl_sgemm(spec.transA ? 1 : 0, spec.transB ? 1 : 0, spec.m, spec.n, spec.k,
+                                             spec.alpha, a, spec.lda, b, spec.ldb, spec.beta, c, spec.ldc)
+            precondition(status == 0, "oneDNN's sgemm failed with status \(status) on \(spec)")
+        }
+    }
+
+    /// oneDNN's version as linked, for reports and the choice cache's key.
+    public static let oneDNNVersion: String = String(cString: vitforge_dnnl_version())
+}
+
+/// How the CPU backend picks the library of each product: one library for all (`VITFORGE_GEMM=openblas` or
+/// `onednn`), or per shape (`auto`) from a table measured once per machine and kept in a file (`GemmChoiceTable`).
+/// The default is `openblas`: results are then bit-identical to every earlier release, and do not depend on any
+/// timing. With `auto` they depend on the table, which the backend's name (in bench JSON and reports) names.
+public enum GemmSelection: Sendable, Equatable {
+    case pinned(GemmLibrary)
+    case auto
+
+    /// `VITFORGE_GEMM` (unset or empty: `openblas`); nil and the problem on a value it does not know.
+    public static func fromEnvironment() -> Result<GemmSelection, GemmSelectionError> {
+        guard let raw = getenv("VITFORGE_GEMM"), raw.pointee != 0 else { return .success(.pinned(.openblas)) }
+        return parse(String(cString: raw))
+    }
+
+    public static func parse(_ text: String) -> Result<GemmSelection, GemmSelectionError> {
+        let value = text.lowercased()
+        if value == "auto" { return .success(.auto) }
+        if let library = GemmLibrary(rawValue: value) { return .success(.pinned(library)) }
+        return .failure(GemmSelectionError(value: text))
+    }
+
+    /// What the backend's name says about it, e.g. "oneDNN" or "auto (OpenBLAS/oneDNN per shape)".
+    var label: String {
+        switch self {
+        case .pinned(let library): library.label
+        case .auto: "GEMM auto per shape (OpenBLAS/oneDNN \(GemmLibrary.oneDNNVersion))"
+        }
+    }
+}
+
+public struct GemmSelectionError: Error, CustomStringConvertible {
+    public let value: String
+    public var description: String {
+        "VITFORGE_GEMM=\(value): unknown GEMM library (expected openblas, onednn or auto)"
+    }
+}
