@@ -96,8 +96,9 @@ let package = Package(
         // What both the device layer and the file formats need, neither importing the other: the process-wide lock,
         // the fault hooks of the reliability tests, and where a head's q, k and v sit in the fused qkv projection.
         .target(name: "ViTForgeSupport"),
-        // oneDNN's sgemm, one of the CPU backend's GEMM libraries (`VITFORGE_GEMM`), single-threaded per caller.
-        .target(name: "CGemmDNNL", linkerSettings: [.linkedLibrary("dnnl")]),
+        // oneDNN's sgemm, one of the CPU backend's GEMM libraries (`VITFORGE_GEMM`), single-threaded per caller;
+        // loaded with dlopen, so that the binary also runs (on OpenBLAS) where oneDNN is not installed.
+        .target(name: "CGemmDNNL", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "ViTForgeDevice",
                 dependencies: ["ViTForgeSupport", "COpenCL", "CBLAS", "CLAPACK", "Kernels", "CFMAPeak", "CGemmDNNL"],
                 swiftSettings: deviceSwiftSettings),

@@ -56,6 +56,9 @@ public struct Checkpoint {
         public var version = Metadata.currentVersion
         public var settings: TrainingSettings
         public var state: TrainingState
+        /// The CPU backend's GEMM library the run used (nil on an OpenCL device, and in older checkpoints): a
+        /// resume continues on it (`CPUBackend.continueGemm`).
+        public var gemm: GemmRecord?
     }
 
     public var weights: ViTWeights

@@ -52,8 +52,9 @@ extension Trainer {
             }
             hookStates[hook.name] = try hook.checkpointState()
         }
+        let gemm = (backend as? CPUBackend)?.gemmRecord
         try Checkpoint.write(model: model, optimizer: optimizer, hooks: hookStates,
-                             metadata: Checkpoint.Metadata(settings: settings, state: state), to: path,
+                             metadata: Checkpoint.Metadata(settings: settings, state: state, gemm: gemm), to: path,
                              protecting: checkpoints.protectedInputs)
     }
 
@@ -83,6 +84,7 @@ extension Trainer {
                 + "\(saved.state.batchesPerEpoch) batches per epoch; this run has seed \(batches.dataSeed), "
                 + "\(batches.batchesPerEpoch)")
         }
+        if let gemm = saved.gemm, let cpu = backend as? CPUBackend { try cpu.continueGemm(gemm, checkpoint: path) }
         guard let restoredRandom = TrainingRandom(words: saved.state.random) else {
             throw TrainingError.checkpoint(file: path, "generator state is not four UInt64 words")
         }

@@ -108,6 +108,7 @@ struct BenchCommand: ParsableCommand {
                              as: UTF8.self))
                 return
             }
+            let gemm = try GemmSelection.fromEnvironment().get()  // a bad VITFORGE_GEMM: one line, before any row
             if profile, !models.isEmpty, try !runsOnCPU() {
                 throw BenchError("--profile times the CPU backend's operations; on an OpenCL device set "
                                  + "VITFORGE_OPENCL_PROFILE=1 for device times per kernel")
@@ -141,7 +142,8 @@ struct BenchCommand: ParsableCommand {
                 }
             }
             let coreWarning = OpenBLAS.coreWarning
-            print("device: \(deviceName.isEmpty ? "cpu" : deviceName); OpenBLAS core \(OpenBLAS.coreName)")
+            print("device: \(deviceName.isEmpty ? "cpu" : deviceName); OpenBLAS core \(OpenBLAS.coreName); "
+                  + "CPU GEMM \(gemm.description)")
             if let coreWarning { print("warning: \(coreWarning)") }
             if let json {
                 let encoder = JSONEncoder()
@@ -149,6 +151,8 @@ struct BenchCommand: ParsableCommand {
                 var report = BenchReport(device: deviceName, results: rows)
                 report.blasCore = OpenBLAS.coreName
                 report.blasCoreWarning = coreWarning
+                report.gemm = gemm.setting
+                report.gemmChoiceFile = gemm == .auto ? GemmSelection.choiceFile : nil
                 report.fmaPeak = fmaPeak
                 var text = try encoder.encode(report)
                 text.append(UInt8(ascii: "\n"))
@@ -220,6 +224,10 @@ struct BenchReport: Codable {
     /// they are older than the CPU supports.
     var blasCore: String?
     var blasCoreWarning: String?
+    /// The CPU backend's GEMM library (`VITFORGE_GEMM`: openblas, onednn or auto), and under auto the file of
+    /// per-shape choices the rows used.
+    var gemm: String?
+    var gemmChoiceFile: String?
     /// The CPU's FMA peak, measured before the rows (absent when no row ran on the CPU backend and no --peak).
     var fmaPeak: FMAPeak?
 
@@ -227,6 +235,8 @@ struct BenchReport: Codable {
         case device, results
         case blasCore = "blas_core"
         case blasCoreWarning = "blas_core_warning"
+        case gemm
+        case gemmChoiceFile = "gemm_choice_file"
         case fmaPeak = "fma_peak"
     }
 }

@@ -19,9 +19,11 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Seed for every random choice (data order, initialisation, augmentation, random pruning).")
     var seed: UInt64 = 0
 
-    /// The request after applying the flag / environment precedence.
+    /// The request after applying the flag / environment precedence. A `VITFORGE_GEMM` this build cannot honour
+    /// is the command's one-line error here, before any file is read (under auto the CPU may end up running it).
     func deviceRequest() throws -> DeviceRequest {
-        try DeviceSelection.request(flag: device)
+        _ = try GemmSelection.fromEnvironment().get()
+        return try DeviceSelection.request(flag: device)
     }
 
     /// The backend for `--device`; `announce` prints the device line (not for a child whose standard output is

@@ -24,7 +24,10 @@ struct DevicesCommand: ParsableCommand {
             var openCLProblem: String?
             do { openCLDevices = try OpenCLRuntime.devices() } catch { openCLProblem = "\(error)" }
 
+            let gemm = try GemmSelection.fromEnvironment().get()
             print("cpu          CPU backend: OpenBLAS \(OpenBLAS.coreName), \(OpenBLAS.threads) threads (always available)")
+            let oneDNN = GemmLibrary.oneDNNVersion.map { "oneDNN \($0) available" } ?? GemmLibrary.oneDNNProblem ?? ""
+            print("             GEMM library: \(gemm) (\(GemmSelection.variable)=openblas|onednn|auto; \(oneDNN))")
             if let warning = OpenBLAS.coreWarning { print("warning: \(warning)") }
             if let openCLProblem { print("OpenCL:      \(openCLProblem)") }
             var platform = -1

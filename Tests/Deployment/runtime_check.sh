@@ -49,6 +49,8 @@ run)
     in_root vitforge devices | tee "$work/devices.txt"
     grep -qi "pocl\|portable computing" "$work/devices.txt" || { echo "PoCL's OpenCL device not found in the root"; exit 1; }
     in_root vitforge bench --model /models/fm-vit-c.safetensors --heads 2 --batch 1 --batch 8 --device cpu
+    # oneDNN is loaded at run time (ldd does not list it): the packages' libdnnl must load and run the products.
+    in_root env VITFORGE_GEMM=onednn vitforge bench --model /models/fm-vit-c.safetensors --heads 2 --batch 8 --device cpu
     # PoCL compiles every kernel first (most of this step's time); one small batch shows the path runs.
     in_root vitforge bench --model /models/fm-vit-c.safetensors --heads 2 --batch 1 --warmup 1 --runs 3 --device opencl
     echo "runtime check: vitforge runs in a clean Debian root with only Docker/runtime-packages (cpu) installed"

@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,15 +28,20 @@ struct GemmChoiceTests {
         #expect(CPUBackend(threads: 1, gemm: .auto).name.hasPrefix("cpu (GEMM auto per shape"))
     }
 
-    @Test("a choice read from the file is used as it is, and a measured one is written back")
-    func fileRoundTrip() throws {
-        let path = "/tmp/vitforge-gemm-choice-test-\(getpid()).txt"
-        defer { unlink(path) }
+    /// A table file in /tmp that says oneDNN for `known` (an NT shape), whatever a measurement would say, and the
+    /// table read from it.
+    static func tableSayingOneDNN(_ name: String) -> (path: String, known: GemmSpec, table: GemmChoiceTable) {
+        let path = "/tmp/vitforge-gemm-choice-\(name)-\(getpid()).txt"
         var known = GemmSpec(m: 37, n: 29, k: 13, transB: true)
         known.ldb = 13
-        // A table that says oneDNN for `known`, whatever a measurement would say.
         GemmChoiceTable.write([GemmChoiceTable.Key(known): .onednn], to: path)
-        let table = GemmChoiceTable(path: path)
+        return (path, known, GemmChoiceTable(path: path))
+    }
+
+    @Test("a choice read from the file is used as it is, and a measured one is written back")
+    func fileRoundTrip() throws {
+        let (path, known, table) = Self.tableSayingOneDNN("test")
+        defer { unlink(path) }
         #expect(table.library(for: known) == .onednn)
         // A shape it has not seen is measured once and added to the file.
         let fresh = GemmSpec(m: 5, n: 7, k: 3)
@@ -51,5 +57,50 @@ struct GemmChoiceTests {
         fputs("vitforge-gemm-choice 1 another machine\nNT 37 29 13 13 13 29 beta0 onednn\n", file)
         fclose(file)
         #expect(GemmChoiceTable.read(other).isEmpty)
+    }
+
+    @Test("a checkpoint's choices win over the table's, in memory only; damaged lines are counted and skipped")
+    func adoptedChoices() throws {
+        let (path, known, table) = Self.tableSayingOneDNN("adopt")
+        defer { unlink(path) }
+        let key = GemmChoiceTable.Key(known)
+        #expect(table.adopt(["\(key.line) openblas", "NT 1 2 three"]) == 1)
+        #expect(table.library(for: known) == .openblas)
+        #expect(table.lines == ["\(key.line) openblas"])
+        #expect(GemmChoiceTable.read(path)[key] == .onednn)
+    }
+
+    @Test("resuming: the checkpoint's library unless VITFORGE_GEMM pins another (one warning); refused without it")
+    func continueFromRecord() throws {
+        let backend = CPUBackend(threads: 1, gemm: .pinned(.openblas))
+        var warnings: [String] = []
+        try backend.continueGemm(GemmRecord(setting: "onednn"), checkpoint: "c.safetensors", pinnedByUser: true,
+                                 warn: { warnings.append($0) })
+        #expect(backend.gemm == .pinned(.openblas))
+        #expect(warnings == ["c.safetensors was written with VITFORGE_GEMM=onednn; continuing with "
+                             + "VITFORGE_GEMM=openblas as set, so the result may differ in its last bits from an "
+                             + "uninterrupted run"])
+        #expect(throws: BackendError.self) {
+            try backend.continueGemm(GemmRecord(setting: "mkl"), checkpoint: "c.safetensors", pinnedByUser: false)
+        }
+        if GemmLibrary.oneDNNProblem == nil {
+            var notes: [String] = []
+            try backend.continueGemm(GemmRecord(setting: "onednn"), checkpoint: "c.safetensors", pinnedByUser: false,
+                                     note: { notes.append($0) })
+            #expect(backend.gemm == .pinned(.onednn))
+            #expect(notes == ["c.safetensors was written with VITFORGE_GEMM=onednn: continuing on oneDNN"])
+        } else {
+            #expect(throws: BackendError.self) {
+                try backend.continueGemm(GemmRecord(setting: "onednn"), checkpoint: "c.safetensors",
+                                         pinnedByUser: false)
+            }
+        }
+    }
+
+    @Test("oneDNN loads where CI installed it (VITFORGE_EXPECT_ONEDNN=1), so the op table runs on it",
+          .enabled(if: ProcessInfo.processInfo.environment["VITFORGE_EXPECT_ONEDNN"] == "1"))
+    func oneDNNPresentWhenExpected() {
+        #expect(GemmLibrary.oneDNNProblem == nil, "\(GemmLibrary.oneDNNProblem ?? "")")
+        #expect(TestBackends.all.contains { ($0.backend as? CPUBackend)?.gemm == .pinned(.onednn) })
     }
 }

@@ -23,8 +23,8 @@ struct ResumeTests {
         return Evaluation(metric: Double(head[epoch % head.count]), accuracy: nil, loss: nil)
     }
 
-    static func trainer(weightsSeed: UInt64, checkpoints: CheckpointPolicy = CheckpointPolicy()) throws -> Trainer {
-        let backend = TrainTestBackends.cpu
+    static func trainer(weightsSeed: UInt64, checkpoints: CheckpointPolicy = CheckpointPolicy(),
+                        backend: any Backend = TrainTestBackends.cpu) throws -> Trainer {
         let model = try VisionTransformer(weights: randomWeights(config, seed: weightsSeed), backend: backend)
         let teacher = try VisionTransformer(weights: randomWeights(config, seed: 99), backend: backend)
         let trainer = try Trainer(model: model, batches: SyntheticBatches(config: config), settings: settings,
@@ -65,6 +65,32 @@ struct ResumeTests {
         #expect(rest.history.epochs.map(\.validation) == full.history.epochs.map(\.validation))
         #expect(rest.history.bestEpoch == full.history.bestEpoch)
         #expect(resumed.random == uninterrupted.random)
+    }
+
+    @Test("a checkpoint records the CPU GEMM library; a resume on a backend set to another continues on it",
+          .enabled(if: GemmLibrary.oneDNNProblem == nil && !GemmSelection.isPinnedByEnvironment))
+    func gemmLibraryFollowsCheckpoint() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let uninterrupted = try Self.trainer(weightsSeed: 1, backend: CPUBackend(gemm: .pinned(.onednn)))
+        _ = try uninterrupted.run()
+        // The two libraries round differently here, so a resume that ignored the record would show.
+        let onOpenBLAS = try Self.trainer(weightsSeed: 1, backend: CPUBackend(gemm: .pinned(.openblas)))
+        _ = try onOpenBLAS.run()
+        #expect(try Self.bits(onOpenBLAS) != Self.bits(uninterrupted))
+        let last = folder.path("last.safetensors")
+        let first = try Self.trainer(weightsSeed: 1, checkpoints: CheckpointPolicy(lastPath: last),
+                                     backend: CPUBackend(gemm: .pinned(.onednn)))
+        first.onProgress = { progress in if progress.step == 4 { first.requestStop() } }
+        _ = try first.run()
+        #expect(try Checkpoint.read(path: last).metadata.gemm == GemmRecord(setting: "onednn"))
+
+        let backend = CPUBackend(gemm: .pinned(.openblas))
+        let resumed = try Self.trainer(weightsSeed: 2, checkpoints: CheckpointPolicy(lastPath: last), backend: backend)
+        try resumed.resume(from: last)
+        #expect(backend.gemm == .pinned(.onednn))
+        _ = try resumed.run()
+        #expect(try Self.bits(resumed) == Self.bits(uninterrupted), "the resumed part ran on another GEMM library")
     }
 
     @Test("a checkpoint holds the model (loadable as a model file), both moments and the position")

@@ -24,6 +24,14 @@ struct DeviceErrorTests {
                              mentioning: "VITFORGE_DEVICE")
     }
 
+    @Test("VITFORGE_GEMM with a bad value, in a command that lists devices and in one that measures")
+    func badGemmEnvironment() throws {
+        for arguments in [["devices"], ["bench", "--peak"]] {
+            expectOneLineFailure(try vitforge(arguments, environment: ["VITFORGE_GEMM": "mkl"]),
+                                 mentioning: "VITFORGE_GEMM=mkl: unknown GEMM library")
+        }
+    }
+
     @Test("an OpenCL device that does not exist")
     func missingDevice() throws {
         expectOneLineFailure(try vitforge(["devices", "--check", "--device", "opencl:7.3"]), mentioning: "opencl:7.3")

@@ -18,8 +18,9 @@ public final class CPUBackend: Backend {
     let blockingCounter = CallCounter()
     public var blockingCalls: Int { blockingCounter.count }
 
-    /// The library behind the matrix products (`VITFORGE_GEMM`; see `GemmSelection`).
-    public let gemm: GemmSelection
+    /// The library behind the matrix products (`VITFORGE_GEMM`; see `GemmSelection`). Changed only between
+    /// operations, by `useGemm` (a run resumed from a checkpoint continues on the selection it was written with).
+    public private(set) var gemm: GemmSelection
 
     /// Names the GEMM library, so that bench JSON and reports record it.
     public var name: String { "cpu (\(gemm.label), \(threads) thread\(threads == 1 ? "" : "s"))" }
@@ -46,6 +47,15 @@ public final class CPUBackend: Backend {
         // took the cores from the Dispatch workers of the next Swift loop (perf: ~15% of a DeiT-Tiny forward in
         // the scheduler). Splitting C ourselves over single-threaded OpenBLAS calls keeps only Dispatch's workers.
         openblas_set_num_threads(1)
+    }
+
+    /// Switches the library of the products that follow (between operations, never during one); refused when
+    /// this machine lacks it (oneDNN not installed).
+    public func useGemm(_ selection: GemmSelection) throws {
+        if let problem = selection.problem {
+            throw BackendError.invalidArgument("\(GemmSelection.variable)=\(selection.setting): \(problem)")
+        }
+        gemm = selection
     }
 
     // MARK: Buffers

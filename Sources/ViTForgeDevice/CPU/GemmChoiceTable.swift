@@ -18,8 +18,10 @@ final class GemmChoiceTable: @unchecked Sendable {
 
     let path: String?
     private let lock = ProcessLock()
-    /// Only touched under `lock`.
+    /// Only touched under `lock`. `choices`: measured on this machine or read from its file; `adopted`: from a
+    /// resumed checkpoint, which wins over `choices` and is never written to the file.
     private var choices: [Key: GemmLibrary] = [:]
+    private var adopted: [Key: GemmLibrary] = [:]
 
     struct Key: Hashable {
         var transA, transB: Bool
@@ -43,7 +45,7 @@ final class GemmChoiceTable: @unchecked Sendable {
 
     static var machineKey: String {
         let core = openblas_get_corename().map { String(cString: $0) } ?? "?"
-        return "\(cpuModel()) | OpenBLAS \(core) | oneDNN \(GemmLibrary.oneDNNVersion)"
+        return "\(cpuModel()) | OpenBLAS \(core) | oneDNN \(GemmLibrary.oneDNNVersion ?? "missing")"
     }
 
     static func defaultPath() -> String? {
@@ -58,7 +60,7 @@ final class GemmChoiceTable: @unchecked Sendable {
     func library(for spec: GemmSpec) -> GemmLibrary {
         let key = Key(spec)
         return lock.withLock {
-            if let known = choices[key] { return known }
+            if let known = adopted[key] ?? choices[key] { return known }
             let chosen = Self.measure(spec)
             choices[key] = chosen
             if let path { Self.write(choices, to: path) }
@@ -98,18 +100,42 @@ final class GemmChoiceTable: @unchecked Sendable {
         guard let header = lines.first, header == "vitforge-gemm-choice 1 \(machineKey)" else { return [:] }
         lines.removeFirst()
         var table = [Key: GemmLibrary]()
-        for line in lines {
-            let fields = line.split(separator: " ")
-            guard fields.count == 9, fields[0].count == 2, let library = GemmLibrary(rawValue: String(fields[8])),
-                  let numbers = Optional(fields[1 ... 6].compactMap { Int($0) }), numbers.count == 6,
-                  fields[7] == "beta0" || fields[7] == "beta1"
-            else { continue }  // a damaged line is measured again
-            var spec = GemmSpec(m: numbers[0], n: numbers[1], k: numbers[2], transA: fields[0].first == "T",
-                                transB: fields[0].last == "T", beta: fields[7] == "beta1" ? 1 : 0)
-            (spec.lda, spec.ldb, spec.ldc) = (numbers[3], numbers[4], numbers[5])
-            table[Key(spec)] = library
-        }
+        for case let (key, library)? in lines.map(choice) { table[key] = library }  // a damaged line: measured again
         return table
+    }
+
+    /// One line of the file (`NT m n k lda ldb ldc beta0|beta1 openblas|onednn`); nil when damaged.
+    static func choice(_ line: Substring) -> (Key, GemmLibrary)? {
+        let fields = line.split(separator: " ")
+        guard fields.count == 9, fields[0].count == 2, let library = GemmLibrary(rawValue: String(fields[8])),
+              let numbers = Optional(fields[1 ... 6].compactMap { Int($0) }), numbers.count == 6,
+              fields[7] == "beta0" || fields[7] == "beta1"
+        else { return nil }
+        var spec = GemmSpec(m: numbers[0], n: numbers[1], k: numbers[2], transA: fields[0].first == "T",
+                            transB: fields[0].last == "T", beta: fields[7] == "beta1" ? 1 : 0)
+        (spec.lda, spec.ldb, spec.ldc) = (numbers[3], numbers[4], numbers[5])
+        return (Key(spec), library)
+    }
+
+    /// The choices made so far, as the file's lines, sorted: what a checkpoint written under `auto` records.
+    var lines: [String] {
+        lock.withLock { Self.lines(choices.merging(adopted) { $1 }) }
+    }
+
+    static func lines(_ table: [Key: GemmLibrary]) -> [String] {
+        table.map { "\($0.key.line) \($0.value.rawValue)" }.sorted()
+    }
+
+    /// Takes a checkpoint's choices over the table's for the same shapes (in memory only: the file keeps what
+    /// this machine measured), so that a run resumed elsewhere multiplies as it did before. Returns how many
+    /// lines were damaged and skipped (those shapes are measured here as usual).
+    @discardableResult
+    func adopt(_ lines: [String]) -> Int {
+        let parsed = lines.map { Self.choice(Substring($0)) }
+        lock.withLock {
+            for case let (key, library)? in parsed { adopted[key] = library }
+        }
+        return parsed.filter { $0 == nil }.count
     }
 
     /// The whole table, written to a temporary file and renamed (a concurrent reader sees the old or the new file).
@@ -119,7 +145,7 @@ final class GemmChoiceTable: @unchecked Sendable {
             return
         }
         var text = "vitforge-gemm-choice 1 \(machineKey)\n"
-        for line in table.map({ "\($0.key.line) \($0.value.rawValue)" }).sorted() { text += line + "\n" }
+        for line in lines(table) { text += line + "\n" }
         let temporary = path + ".tmp.\(getpid())"
         guard let file = fopen(temporary, "w") else { return }
         let written = fputs(text, file) >= 0

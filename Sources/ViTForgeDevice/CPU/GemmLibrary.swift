@@ -33,47 +33,89 @@ public enum GemmLibrary: String, Sendable, CaseIterable {
             // The entry point has checked every size and offset; a failure here is a broken installation.
             let status = vitforge_dnnl_sgemm(spec.transA ? 1 : 0, spec.transB ? 1 : 0, spec.m, spec.n, spec.k,
                                              spec.alpha, a, spec.lda, b, spec.ldb, spec.beta, c, spec.ldc)
+            // (`GemmSelection` refuses oneDNN on a machine without it, so -1 does not reach here either.)
             precondition(status == 0, "oneDNN's sgemm failed with status \(status) on \(spec)")
         }
     }
 
-    /// oneDNN's version as linked, for reports and the choice cache's key.
-    public static let oneDNNVersion: String = String(cString: vitforge_dnnl_version())
+    /// oneDNN's version ("2.6.3"), nil when it cannot be loaded (`oneDNNProblem` says why).
+    public static let oneDNNVersion: String? = vitforge_dnnl_version().map { String(cString: $0) }
+
+    /// Why oneDNN cannot be used on this machine (not installed, or not a oneDNN), one line; nil when it can.
+    public static let oneDNNProblem: String? = vitforge_dnnl_problem().map { String(cString: $0) }
 }
 
 /// How the CPU backend picks the library of each product: one library for all (`VITFORGE_GEMM=openblas` or
 /// `onednn`), or per shape (`auto`) from a table measured once per machine and kept in a file (`GemmChoiceTable`).
 /// The default is `openblas`: results are then bit-identical to every earlier release, and do not depend on any
 /// timing. With `auto` they depend on the table, which the backend's name (in bench JSON and reports) names.
-public enum GemmSelection: Sendable, Equatable {
+public enum GemmSelection: Sendable, Equatable, CustomStringConvertible {
     case pinned(GemmLibrary)
     case auto
 
-    /// `VITFORGE_GEMM` (unset or empty: `openblas`); nil and the problem on a value it does not know.
+    /// The environment variable that pins the selection.
+    public static let variable = "VITFORGE_GEMM"
+
+    /// `VITFORGE_GEMM` (unset or empty: `openblas`); the problem on a value it does not know, or on a library
+    /// this machine does not have.
     public static func fromEnvironment() -> Result<GemmSelection, GemmSelectionError> {
-        guard let raw = getenv("VITFORGE_GEMM"), raw.pointee != 0 else { return .success(.pinned(.openblas)) }
-        return parse(String(cString: raw))
+        guard let text = environmentValue else { return .success(.pinned(.openblas)) }
+        return parse(text).flatMap { selection in
+            selection.problem.map { .failure(GemmSelectionError(value: text, problem: $0)) } ?? .success(selection)
+        }
+    }
+
+    /// Whether `VITFORGE_GEMM` is set (not empty): the user chose, and a resumed checkpoint does not override it.
+    public static var isPinnedByEnvironment: Bool { environmentValue != nil }
+
+    private static var environmentValue: String? {
+        guard let raw = getenv(variable), raw.pointee != 0 else { return nil }
+        return String(cString: raw)
     }
 
     public static func parse(_ text: String) -> Result<GemmSelection, GemmSelectionError> {
         let value = text.lowercased()
         if value == "auto" { return .success(.auto) }
         if let library = GemmLibrary(rawValue: value) { return .success(.pinned(library)) }
-        return .failure(GemmSelectionError(value: text))
+        return .failure(GemmSelectionError(value: text,
+                                           problem: "unknown GEMM library (expected openblas, onednn or auto)"))
     }
 
-    /// What the backend's name says about it, e.g. "oneDNN" or "auto (OpenBLAS/oneDNN per shape)".
+    /// Why this machine cannot run the selection (oneDNN missing), nil when it can.
+    public var problem: String? { self == .pinned(.openblas) ? nil : GemmLibrary.oneDNNProblem }
+
+    /// The `VITFORGE_GEMM` value that selects it: "openblas", "onednn" or "auto" (reports, checkpoints).
+    public var setting: String {
+        switch self {
+        case .pinned(let library): library.rawValue
+        case .auto: "auto"
+        }
+    }
+
+    /// The file of `auto`'s per-shape choices on this machine (nil without a cache folder: measured every run).
+    public static var choiceFile: String? { GemmChoiceTable.shared.path }
+
+    /// For `vitforge devices` and bench: "openblas", "onednn (oneDNN 2.6.3)", "auto (per shape, ... FILE)".
+    public var description: String {
+        let version = GemmLibrary.oneDNNVersion.map { "oneDNN \($0)" } ?? "oneDNN missing"
+        switch self {
+        case .pinned(.openblas): return "openblas"
+        case .pinned(.onednn): return "onednn (\(version))"
+        case .auto: return "auto (OpenBLAS or \(version) per shape, choices in \(Self.choiceFile ?? "memory only"))"
+        }
+    }
+
+    /// What the backend's name says about it, e.g. "oneDNN" or "GEMM auto per shape (OpenBLAS/oneDNN 2.6.3)".
     var label: String {
         switch self {
         case .pinned(let library): library.label
-        case .auto: "GEMM auto per shape (OpenBLAS/oneDNN \(GemmLibrary.oneDNNVersion))"
+        case .auto: "GEMM auto per shape (OpenBLAS/oneDNN \(GemmLibrary.oneDNNVersion ?? "missing"))"
         }
     }
 }
 
 public struct GemmSelectionError: Error, CustomStringConvertible {
     public let value: String
-    public var description: String {
-        "VITFORGE_GEMM=\(value): unknown GEMM library (expected openblas, onednn or auto)"
-    }
+    public let problem: String
+    public var description: String { "\(GemmSelection.variable)=\(value): \(problem)" }
 }
