@@ -3,6 +3,7 @@ import ViTForgeModel
 import ViTForgePrune
 
 extension AttentionMaskGranularity: ExpressibleByArgument {}
+extension SlimPenaltySchedule: ExpressibleByArgument {}
 
 /// ViT-Slim's own flags (METHODS.md §2), token masks (§2.b) included.
 struct SlimOptions: MethodOptions {
@@ -39,6 +40,26 @@ struct SlimOptions: MethodOptions {
     @Option(help: "Multiplies the learning rate of the token masks' ρ (Adam moves ρ by about lr per step).")
     var slimTokenLrScale = 1.0
 
+    @Option(help: ArgumentHelp("Peak learning rate of the attention and MLP masks (the weights follow --lr; Adam "
+                               + "moves a mask by about this per step, so a short search needs it well above --lr).",
+                               valueName: "lr"))
+    var slimMaskLr = ViTSlim.Options.defaultMaskLearningRate ?? 1e-4
+
+    @Option(help: ArgumentHelp("How the ℓ1 weights move over the search: constant (the paper's), ramp (every entry "
+                               + "gets an extra weight growing from 0 to --slim-penalty-peak) or budget (only the "
+                               + "entries this run's budget would remove at the current values get it, so they reach "
+                               + "≈ 0 and the cut keeps what the search learned; a search for this budget: "
+                               + "--from-search at another budget cuts masks pushed for this one).",
+                               valueName: "schedule"))
+    var slimPenaltySchedule = ViTSlim.Options.defaultPenaltySchedule
+
+    @Option(help: "The schedule's extra ℓ1 weight at its peak.")
+    var slimPenaltyPeak = ViTSlim.Options.defaultPenaltyPeak
+
+    @Option(help: ArgumentHelp("Share of the search over which the extra weight ramps up from 0 to its peak.",
+                               valueName: "fraction"))
+    var slimPenaltyRamp = ViTSlim.Options.defaultPenaltyRampFraction
+
     @Flag(help: "Snap the kept masks to 1 as the released code does (ablation) instead of folding their values in.")
     var noFold = false
 
@@ -70,6 +91,10 @@ struct SlimOptions: MethodOptions {
         options.keepTokens = keepTokens
         options.tokenPenalty = slimTokenPenalty
         options.tokenLearningRateScale = slimTokenLrScale
+        options.maskLearningRate = slimMaskLr
+        options.penaltySchedule = slimPenaltySchedule
+        options.penaltyPeak = slimPenaltyPeak
+        options.penaltyRampFraction = slimPenaltyRamp
         return ViTSlim(options: options)
     }
 }

@@ -134,8 +134,13 @@ struct ViTSlimTests {
                                    checkpointEvery: 1, resume: resume)
         search.stopsOnInterrupt = false
         // A strong ℓ1 so that 10 steps move the masks apart.
-        let slim = ViTSlim(options: .init(attentionPenalty: 0.05, mlpPenalty: 0.02, keepAttention: keep.attention,
-                                          saveSearch: saveSearch, fromSearch: fromSearch))
+        var options = ViTSlim.Options(attentionPenalty: 0.05, mlpPenalty: 0.02, keepAttention: keep.attention,
+                                      saveSearch: saveSearch, fromSearch: fromSearch)
+        // The paper's search, which serves every budget (the default `budget` schedule pushes for one:
+        // ViTSlimScheduleTests).
+        options.penaltySchedule = .constant
+        options.maskLearningRate = nil
+        let slim = ViTSlim(options: options)
         return PruningPipeline(method: slim, budget: Budget(keepMLP: keep.mlp), batchSize: 8, methodTraining: search,
                                latencyBatches: [2], seed: 5)
     }
@@ -191,7 +196,7 @@ struct ViTSlimTests {
                          training: MethodPlatformTests.data().training, backend: backend)
         let masks = try SearchMasks(trainer: trainer, granularity: .dim)
         let (wAttention, wMLP) = (0.03, 0.007)
-        let term = SparsityPenalty(masks: masks, attention: wAttention, mlp: wMLP)
+        let term = try SparsityPenalty(masks: masks, attention: wAttention, mlp: wMLP)
         var expectedValue = 0.0
         var expected: [[Float]] = []
         for block in masks.blocks {

@@ -93,8 +93,20 @@ public enum HTMLReport {
             }
             html += "</table>\n"
             html += compensationTable(report.compensation)
+            html += methodMetricsTable(report.methodMetrics)
         }
         return html + "</body></html>\n"
+    }
+
+    /// The method's own numbers by name (ViT-Slim: how far apart the removed and kept mask entries ended; Vulcan:
+    /// subset accuracies), in name order.
+    static func methodMetricsTable(_ metrics: [String: Double]?) -> String {
+        guard let metrics, !metrics.isEmpty else { return "" }
+        var html = "<table><tr><th>the method's numbers</th><th>value</th></tr>\n"
+        for (name, value) in metrics.sorted(by: { $0.key < $1.key }) {
+            html += "<tr><th>\(ReportCharts.escape(name))</th><td>\(String(format: "%.4g", value))</td></tr>\n"
+        }
+        return html + "</table>\n"
     }
 
     /// Accuracy (%) against MACs (millions): one point per run in its colour, one grey "original" point per distinct

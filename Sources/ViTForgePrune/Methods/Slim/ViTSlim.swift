@@ -43,6 +43,18 @@ public struct ViTSlim: PruningMethod {
         public var tokenPenalty: Double = 2.5e-5
         /// Multiplies the learning rate of ρ.
         public var tokenLearningRateScale: Double = 1
+        /// Peak learning rate of the attention and MLP masks (the weights' schedule, scaled); nil: the weights'.
+        public var maskLearningRate: Double? = Self.defaultMaskLearningRate
+        /// How the ℓ1 weights move over the search (ViTSlimPenaltySchedule.swift), the extra weight at its peak, and
+        /// the share of the search over which it ramps up from 0.
+        public var penaltySchedule: SlimPenaltySchedule = Self.defaultPenaltySchedule
+        public var penaltyPeak: Double = Self.defaultPenaltyPeak
+        public var penaltyRampFraction: Double = Self.defaultPenaltyRampFraction
+
+        public static let defaultMaskLearningRate: Double? = 5e-3
+        public static let defaultPenaltySchedule = SlimPenaltySchedule.budget
+        public static let defaultPenaltyPeak = 1e-2
+        public static let defaultPenaltyRampFraction = 0.5
 
         public init(granularity: AttentionMaskGranularity = .dim, attentionPenalty: Double = 5e-5,
                     mlpPenalty: Double = 1.25e-5, searchLabelSmoothing: Double = 0.1, keepAttention: Double? = nil,
@@ -103,6 +115,15 @@ public struct ViTSlim: PruningMethod {
         }
         if !(options.attentionToMLPRatio > 0) { return "--attn-mlp-ratio must be positive" }
         if let keep = options.keepTokens, !(keep > 0 && keep <= 1) { return "--keep-tokens \(keep) must be in (0, 1]" }
+        if let rate = options.maskLearningRate, !(rate > 0 && rate.isFinite) {
+            return "--slim-mask-lr \(rate) must be positive"
+        }
+        if !(options.penaltyPeak >= 0 && options.penaltyPeak.isFinite) {
+            return "--slim-penalty-peak \(options.penaltyPeak) must be ≥ 0"
+        }
+        if !(options.penaltyRampFraction > 0 && options.penaltyRampFraction <= 1) {
+            return "--slim-penalty-ramp \(options.penaltyRampFraction) must be in (0, 1]"
+        }
         return nil
     }
 
@@ -145,7 +166,7 @@ public struct ViTSlim: PruningMethod {
                 context.log("slim: searched model and masks written to \(path)")
             }
         }
-        let (cut, outcome) = try plannedCut(searched.weights, masks: searched.masks, context: context)
+        let (cut, outcome, kept) = try plannedCut(searched.weights, masks: searched.masks, context: context)
         let weights = try Surgery.prune(cut.source, plan: cut.plan)
         var histograms = [
             "slim attention masks": Histogram(searched.masks.attention.flatMap { $0 }.map(Double.init)),
@@ -157,6 +178,8 @@ public struct ViTSlim: PruningMethod {
         }
         var result = MethodOutcome(weights: weights, outcome: outcome, history: searched.history, histograms: histograms)
         result.cut = cut
+        result.metrics = Self.separation(searched.masks, kept: kept, tokenSets: cut.source.config.tokenSets,
+                                         prefixTokens: context.original.config.prefixTokens)
         return result
     }
 
@@ -167,12 +190,24 @@ public struct ViTSlim: PruningMethod {
         phase.labelSmoothing = options.searchLabelSmoothing
         let trainer = try phase.makeTrainer(student: context.original, teacher: context.original,
                                             training: context.data.training, backend: context.backend)
-        let masks = try SearchMasks(trainer: trainer, granularity: options.granularity)
-        trainer.terms = [SparsityPenalty(masks: masks, attention: options.attentionPenalty, mlp: options.mlpPenalty)]
-        // After every step (the optimizer moved the learned values) and after a resume: the column multipliers again.
-        trainer.hooks = [MaskRefresh(name: "slim_columns", refresh: masks.gatherColumns)]
+        let maskScale = options.maskLearningRate.map { $0 / phase.learningRate } ?? 1
+        let masks = try SearchMasks(trainer: trainer, granularity: options.granularity, learningRateScale: maskScale)
         let tokenMasks = options.keepTokens == nil ? nil
             : try SearchTokenMasks(trainer: trainer, learningRateScale: options.tokenLearningRateScale)
+        let penalty = try SparsityPenalty(masks: masks, attention: options.attentionPenalty, mlp: options.mlpPenalty,
+                                          schedule: options.penaltySchedule, peak: options.penaltyPeak,
+                                          rampFraction: options.penaltyRampFraction)
+        if options.penaltySchedule == .budget {
+            let original = context.original
+            penalty.keptSets = { values in
+                var current = values
+                current.tokens = try tokenMasks?.values()
+                return try? self.keptEntries(original, masks: current, context: context)
+            }
+        }
+        trainer.terms = [penalty]
+        // After every step (the optimizer moved the learned values) and after a resume: the column multipliers again.
+        trainer.hooks = [MaskRefresh(name: "slim_columns", refresh: masks.gatherColumns)]
         if let tokenMasks {
             trainer.terms.append(TokenSparsityPenalty(masks: tokenMasks, weight: options.tokenPenalty))
             trainer.hooks.append(MaskRefresh(name: "slim_tokens", refresh: tokenMasks.refresh))
@@ -197,11 +232,23 @@ public struct ViTSlim: PruningMethod {
         return values.map { $0.map { $0 >= threshold } }
     }
 
+    /// The entries the plan of fractions `attention` and `mlp` keeps: one threshold per module type; an MLP keeps
+    /// at least its best neuron.
+    static func keptEntries(_ masks: Masks, attention: Double, mlp: Double) -> RemovedEntryPenalty.KeptSets {
+        var keptMLP = kept(masks.mlp, keep: mlp)
+        for b in keptMLP.indices where !keptMLP[b].contains(true) {
+            if let best = masks.mlp[b].indices.max(by: { masks.mlp[b][$0] < masks.mlp[b][$1] }) {
+                keptMLP[b][best] = true  // an MLP is never emptied
+            }
+        }
+        return (kept(masks.attention, keep: attention), keptMLP)
+    }
+
     /// The keep plan of fractions `attention` and `mlp` of the mask entries: a head keeps the dims whose entry is
     /// kept (the same dims for q/k and v; a head with none disappears); an MLP keeps at least its best neuron.
     public static func plan(_ masks: Masks, config: ViTConfig, attention: Double, mlp: Double) throws -> KeepPlan {
         var plan = KeepPlan(keepingAllOf: config)
-        let keptAttention = kept(masks.attention, keep: attention), keptMLP = kept(masks.mlp, keep: mlp)
+        let (keptAttention, keptMLP) = keptEntries(masks, attention: attention, mlp: mlp)
         for (b, block) in config.blocks.enumerated() {
             let layout = QKVLayout(block)
             var qk: [Int] = [], v: [Int] = []
@@ -215,11 +262,7 @@ public struct ViTSlim: PruningMethod {
             }
             try plan.keep(qk, in: .qkDims(block: b), of: config)
             try plan.keep(v, in: .vDims(block: b), of: config)
-            var neurons = (0 ..< block.mlpHidden).filter { keptMLP[b][$0] }
-            if neurons.isEmpty, let best = masks.mlp[b].indices.max(by: { masks.mlp[b][$0] < masks.mlp[b][$1] }) {
-                neurons = [best]  // an MLP is never emptied
-            }
-            try plan.keep(neurons, in: .mlpHidden(block: b), of: config)
+            try plan.keep((0 ..< block.mlpHidden).filter { keptMLP[b][$0] }, in: .mlpHidden(block: b), of: config)
         }
         return plan
     }
@@ -259,33 +302,57 @@ public struct ViTSlim: PruningMethod {
     /// Solves the budget on the masks (one fraction per module type, or a target by bisection on both), then
     /// folds (unless `fold` is off) and cuts.
     func extract(_ weights: ViTWeights, masks: Masks, context: PruningContext) throws -> (ViTWeights, BudgetOutcome) {
-        let (cut, outcome) = try plannedCut(weights, masks: masks, context: context)
+        let (cut, outcome, _) = try plannedCut(weights, masks: masks, context: context)
         return (try Surgery.prune(cut.source, plan: cut.plan), outcome)
     }
 
-    /// The plan and the (folded) weights `extract` cuts.
-    func plannedCut(_ weights: ViTWeights, masks: Masks, context: PruningContext) throws -> (PlannedCut, BudgetOutcome) {
-        let original = weights.config
+    /// The plan and the (folded) weights `extract` cuts, and the attention and MLP entries the plan keeps.
+    func plannedCut(_ weights: ViTWeights, masks: Masks, context: PruningContext) throws
+        -> (PlannedCut, BudgetOutcome, RemovedEntryPenalty.KeptSets) {
         // The token sets are fixed by --keep-tokens; the plan (and a target) then counts every block on its tokens.
         let tokenPruned = try Self.withTokenSets(weights, masks: masks, keep: options.keepTokens)
-        let config = tokenPruned.config
+        let (plan, outcome, fractions) = try solvedPlan(masks, config: tokenPruned.config, original: weights.config,
+                                                        latency: context.latency, budget: context.budget)
+        let source = options.fold ? try Self.folded(tokenPruned, masks: masks) : tokenPruned
+        return (PlannedCut(source: source, plan: plan), outcome,
+                Self.keptEntries(masks, attention: fractions.attention, mlp: fractions.mlp))
+    }
+
+    /// The budget solved on the masks: the plan, its outcome and the two fractions of entries it keeps.
+    func solvedPlan(_ masks: Masks, config: ViTConfig, original: ViTConfig, latency: LatencyMeter?, budget: Budget)
+        throws -> (KeepPlan, BudgetOutcome, (attention: Double, mlp: Double)) {
         let ratio = options.attentionToMLPRatio
-        var budget = context.budget
-        let (plan, outcome): (KeepPlan, BudgetOutcome)
         if budget.target != nil {
+            var budget = budget
             budget.keepFractions = [:]
-            (plan, outcome) = try budget.solve(config: config, nativeFamilies: [.mlpHidden],
-                                               latency: context.latency, original: original) { fractions in
+            let (plan, outcome) = try budget.solve(config: config, nativeFamilies: [.mlpHidden], latency: latency,
+                                                   original: original) { fractions in
                 let r = fractions[.mlpHidden] ?? 1
                 return try Self.plan(masks, config: config, attention: min(1, ratio * r), mlp: r)
             }
-        } else {
-            let mlp = budget.keepFractions[.mlpHidden] ?? 1
-            plan = try Self.plan(masks, config: config, attention: options.keepAttention ?? mlp, mlp: mlp)
-            outcome = BudgetOutcome(original: original, pruned: try plan.prunedConfig(of: config))
+            let r = outcome.nativeRatio ?? 1
+            return (plan, outcome, (min(1, ratio * r), r))
         }
-        let source = options.fold ? try Self.folded(tokenPruned, masks: masks) : tokenPruned
-        return (PlannedCut(source: source, plan: plan), outcome)
+        let mlp = budget.keepFractions[.mlpHidden] ?? 1, attention = options.keepAttention ?? mlp
+        let plan = try Self.plan(masks, config: config, attention: attention, mlp: mlp)
+        return (plan, BudgetOutcome(original: original, pruned: try plan.prunedConfig(of: config)), (attention, mlp))
+    }
+
+    /// What the cut would keep if the search stopped at `masks` (the `budget` penalty schedule's kept sets). A
+    /// latency target would time shapes at every step, and a timing differs between a run and its resume: with one,
+    /// every entry counts as removed (the schedule then pushes as `ramp` does).
+    func keptEntries(_ original: ViTWeights, masks: Masks, context: PruningContext) throws
+        -> RemovedEntryPenalty.KeptSets {
+        if case .latency = context.budget.target {
+            return (masks.attention.map { $0.map { _ in false } }, masks.mlp.map { $0.map { _ in false } })
+        }
+        var config = original.config
+        if let keep = options.keepTokens, let tokens = masks.tokens {
+            config.tokenSets = Self.tokenSets(tokens, keep: keep, config: config)
+        }
+        let (_, _, fractions) = try solvedPlan(masks, config: config, original: original.config, latency: nil,
+                                               budget: context.budget)
+        return Self.keptEntries(masks, attention: fractions.attention, mlp: fractions.mlp)
     }
 
     // MARK: Saved searches
@@ -366,7 +433,7 @@ final class SearchMasks {
     let granularity: AttentionMaskGranularity
     let blocks: [Block]
 
-    init(trainer: Trainer, granularity: AttentionMaskGranularity) throws {
+    init(trainer: Trainer, granularity: AttentionMaskGranularity, learningRateScale: Double = 1) throws {
         let model = trainer.model
         backend = model.backend
         self.granularity = granularity
@@ -389,14 +456,15 @@ final class SearchMasks {
                          mlpGradient: try model.backend.zeros(block.mlpHidden))
         }
         for (b, block) in blocks.enumerated() {
-            // No weight decay on masks (§2.g: the released code decays them); the weights' learning rate. A block
-            // without heads has no attention values.
+            // No weight decay on masks (§2.g: the released code decays them); the weights' learning rate times
+            // `learningRateScale` (--slim-mask-lr). A block without heads has no attention values.
             if block.attention.count > 0 {
                 try trainer.optimizer.addSlot(name: "slim.attention.\(b)", shape: [block.attention.count],
-                                              parameter: block.attention, gradient: block.attentionGradient)
+                                              parameter: block.attention, gradient: block.attentionGradient,
+                                              learningRateScale: learningRateScale)
             }
             try trainer.optimizer.addSlot(name: "slim.mlp.\(b)", shape: [block.mlp.count], parameter: block.mlp,
-                                          gradient: block.mlpGradient)
+                                          gradient: block.mlpGradient, learningRateScale: learningRateScale)
         }
         try gatherColumns()
         try model.setMasks(blocks.map {
@@ -430,29 +498,62 @@ final class SearchMasks {
 }
 
 /// `w_attn·Σ|z_attn| + w_mlp·Σ|z_mlp|` (§2.b), its subgradient `w·sign(z)` added after the task loss's backward,
-/// which first moves the model's column gradients onto the learned attention values.
+/// which first moves the model's column gradients onto the learned attention values; plus the schedule's extra
+/// weight (ViTSlimPenaltySchedule.swift) on every entry (`ramp`) or on the entries `keptSets` leaves out (`budget`).
 final class SparsityPenalty: TrainingTerm {
     let name = "slim_l1"
     let masks: SearchMasks
     let attention: Double, mlp: Double
+    let schedule: SlimPenaltySchedule
+    let peak: Double, rampFraction: Double
+    /// `budget`: the entries the budget keeps at the given values (nil when it cannot be solved on them yet, e.g.
+    /// while ties at the start leave no threshold that meets a target: nothing is pushed then).
+    var keptSets: ((ViTSlim.Masks) throws -> RemovedEntryPenalty.KeptSets?)?
+    /// `budget`: per block, scratch for the extra gradient of the attention and the MLP values.
+    let scratch: [(attention: Buffer?, mlp: Buffer)]
 
-    init(masks: SearchMasks, attention: Double, mlp: Double) {
+    init(masks: SearchMasks, attention: Double, mlp: Double, schedule: SlimPenaltySchedule = .constant,
+         peak: Double = 0, rampFraction: Double = 1) throws {
         self.masks = masks
         self.attention = attention
         self.mlp = mlp
+        self.schedule = schedule
+        self.peak = peak
+        self.rampFraction = rampFraction
+        scratch = schedule != .budget ? [] : try masks.blocks.map {
+            ($0.attention.count > 0 ? try masks.backend.allocate($0.attention.count) : nil,
+             try masks.backend.allocate($0.mlp.count))
+        }
     }
 
     func addGradient(_ trainer: Trainer) throws -> Double {
         try masks.reduceColumnGradients()
         let backend = masks.backend
+        let extra = schedule == .constant ? 0
+            : peak * SlimPenaltySchedule.ramp(step: trainer.state.step, totalSteps: trainer.totalSteps,
+                                              rampFraction: rampFraction)
+        let everyEntry = schedule == .ramp ? extra : 0
         var value = 0.0
         for block in masks.blocks {
-            for (values, gradient, weight) in [(block.attention, block.attentionGradient, attention),
-                                               (block.mlp, block.mlpGradient, mlp)] {
+            for (values, gradient, weight) in [(block.attention, block.attentionGradient, attention + everyEntry),
+                                               (block.mlp, block.mlpGradient, mlp + everyEntry)] {
                 // The value is read back (it is logged with the loss); the subgradient stays on the device.
                 value += weight * (try backend.sumOfAbs(values, count: values.count))
                 try backend.addScaledSign(values, alpha: Float(weight), y: gradient, count: values.count)
             }
+        }
+        guard schedule == .budget, extra > 0, let keptSets else { return value }
+        let current = try masks.values()
+        guard let kept = try keptSets(current) else { return value }
+        for (b, block) in masks.blocks.enumerated() {
+            if let attentionScratch = scratch[b].attention {
+                value += try RemovedEntryPenalty.add(values: current.attention[b], kept: kept.attention[b],
+                                                     extra: extra, gradient: block.attentionGradient,
+                                                     scratch: attentionScratch, backend: backend)
+            }
+            value += try RemovedEntryPenalty.add(values: current.mlp[b], kept: kept.mlp[b], extra: extra,
+                                                 gradient: block.mlpGradient, scratch: scratch[b].mlp,
+                                                 backend: backend)
         }
         return value
     }
