@@ -68,7 +68,13 @@ final class GemmChoiceTable: @unchecked Sendable {
         }
     }
 
-    /// The fastest of 3 calls of each library after a warm-up, alternating; ties go to OpenBLAS (the default).
+    /// How much faster oneDNN must be to be chosen: its time at most this share of OpenBLAS's. Near-ties, where
+    /// the load of the moment decides, stay with OpenBLAS (the default, whose results match runs without `auto`).
+    static let margin = 0.9
+
+    /// Both libraries timed alternately (5 rounds after a warm-up, the order swapping each round, each timing over
+    /// enough calls to last ~50 µs so that the clock's resolution and a call's fixed cost do not decide small
+    /// shapes); the fastest round of each counts.
     static func measure(_ spec: GemmSpec) -> GemmLibrary {
         var spec = spec
         (spec.offsetA, spec.offsetB, spec.offsetC) = (0, 0, 0)
@@ -76,16 +82,21 @@ final class GemmChoiceTable: @unchecked Sendable {
         let b = scratch(rows: spec.transB ? spec.n : spec.k, leading: spec.ldb)
         let c = scratch(rows: spec.m, leading: spec.ldc)
         defer { a.deallocate(); b.deallocate(); c.deallocate() }
+        func seconds(_ library: GemmLibrary, calls: Int) -> Double {
+            let start = monotonicSeconds()
+            for _ in 0 ..< calls { library.run(spec, a.baseAddress!, b.baseAddress!, c.baseAddress!) }
+            return (monotonicSeconds() - start) / Double(calls)
+        }
+        let calls = max(1, min(1000, Int(50e-6 / max(seconds(.openblas, calls: 1), 1e-9))))
         var best = [GemmLibrary: Double]()
-        for round in 0 ..< 4 {
-            for library in GemmLibrary.allCases {
-                let start = monotonicSeconds()
-                library.run(spec, a.baseAddress!, b.baseAddress!, c.baseAddress!)
-                let elapsed = monotonicSeconds() - start
-                if round > 0 { best[library] = min(best[library] ?? .infinity, elapsed) }
+        for round in 0 ..< 6 {
+            let order = round % 2 == 0 ? GemmLibrary.allCases : GemmLibrary.allCases.reversed()
+            for library in order {
+                let time = seconds(library, calls: calls)
+                if round > 0 { best[library] = min(best[library] ?? .infinity, time) }
             }
         }
-        return best[.onednn]! < best[.openblas]! ? .onednn : .openblas
+        return best[.onednn]! <= margin * best[.openblas]! ? .onednn : .openblas
     }
 
     private static func scratch(rows: Int, leading: Int) -> UnsafeMutableBufferPointer<Float> {
