@@ -75,11 +75,27 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Measure every row in this process (peak memory is then a running high-water mark).")
     var inProcess = false
 
+    @Option(help: ArgumentHelp(
+        "Instead of timing the model, measure its layers' latency table and write it to this JSON file (atomically) "
+            + "for `prune --round-to table --latency-table T`.",
+        discussion: "Once per device and model shape, with one --model and one --batch (the table's batch): linear "
+            + "layers (GEMM and bias) at every width from 1 to the parent's MLP width, and with every per-head q/k "
+            + "and v width from 1 to the parent's; attention's fused core at each of those per-head widths, at the "
+            + "model's token count. --runs rounds, the shapes alternating within each round; each entry is the "
+            + "median of its rounds.", valueName: "T"))
+    var latencyTable: String?
+
     @Flag(help: .hidden)
     var singleMeasurement = false
 
     func validate() throws {
         guard !models.isEmpty || peak else { throw ValidationError("give at least one --model (or --peak)") }
+        if latencyTable != nil {
+            guard models.count == 1, batches.count == 1, !train, !peak, !profile, !softMasks, json == nil else {
+                throw ValidationError("--latency-table measures one model at one batch: give one --model and one "
+                                      + "--batch, without --train, --peak, --profile, --soft-masks or --json")
+            }
+        }
         guard batches.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--batch must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
@@ -97,7 +113,9 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            try CommandFiles(inputs: models.map { .init("--model", $0) }, outputs: [.init("--json", json)]).check()
+            try CommandFiles(inputs: models.map { .init("--model", $0) },
+                             outputs: [.init("--json", json), .init("--latency-table", latencyTable)]).check()
+            if let latencyTable { return try measureLatencyTable(to: latencyTable) }
             if singleMeasurement {
                 let backend = try common.makeBackend(announce: false)
                 let row = try BenchMeasurement.measure(model: models[0], heads: heads(0), batch: batches[0], train: train,

@@ -126,6 +126,7 @@ struct PruneCommand: ParsableCommand {
         }
         // Tokens are a budget beside the others (a --target-* solves attention and MLP with them fixed).
         if let keepTokens = slim.keepTokens { parts.append("--keep-tokens \(keepTokens)") }
+        if options.roundTo != .multiple(1) { parts.append("--round-to \(options.roundTo.defaultValueDescription)") }
         return parts.joined(separator: " ")
     }
 
@@ -166,6 +167,8 @@ struct PruneCommand: ParsableCommand {
                                                            data: options.data).preprocessing
                 try original.setPreprocessing(preprocess)
                 let config = original.config
+                // Before the data: a latency table for another shape or device is refused first.
+                let budget = try options.budget(for: config, on: backend)
                 var dataOptions = preprocess.datasetOptions(for: config)
                 dataOptions.classes = dataClasses
                 dataOptions.seed = common.seed
@@ -195,7 +198,7 @@ struct PruneCommand: ParsableCommand {
                     return phase
                 }
                 var pipeline = PruningPipeline(
-                    method: method, budget: options.budget, scope: options.scope,
+                    method: method, budget: budget, scope: options.scope,
                     calibrationImages: group.calibrationImages(for: options.method, requested: options.calibImages,
                                                                batchSize: training.batchSize),
                     batchSize: training.batchSize,

@@ -1,5 +1,7 @@
 import ArgumentParser
 import ViTForgeData
+import ViTForgeDevice
+import ViTForgeFormats
 import ViTForgePrune
 
 extension RankingScope: ExpressibleByArgument {}
@@ -44,8 +46,20 @@ struct PruneOptions: ParsableArguments {
     @Option(help: "Batch size of --target-latency.")
     var latencyBatch = 1
 
-    @Option(help: "Keep counts in multiples of K (e.g. 8, for GEMM-friendly widths).")
-    var roundTo = 1
+    @Option(help: ArgumentHelp(
+        "K: keep counts in multiples of K (e.g. 8, for GEMM-friendly widths; 1, the default, keeps them as asked). "
+            + "table: each MLP width and per-head q/k and v width goes to the width of --latency-table T that is "
+            + "fastest per kept channel, never above the count the method asked for and never below 1: among the "
+            + "measured widths w with count − max(8, count/8) < w ≤ count, the lowest latency(w)/w, and of those "
+            + "within 2% of it the largest. Head counts and the residual width stay as asked. The rounding is the "
+            + "budget's, for every method that picks counts (magnitude, taylor, random, obs, vbp, slim; not cpd or "
+            + "vulcan); a --target-* bisection rounds every shape it tries, and --target-latency still times each.",
+        valueName: "K|table"))
+    var roundTo = RoundTo.multiple(1)
+
+    @Option(help: ArgumentHelp("The layer latency table for --round-to table, made on this device for this model's "
+                               + "shape by `vitforge bench --model M --batch B --latency-table T`.", valueName: "T"))
+    var latencyTable: String?
 
     @Option(help: "global: one ranking over all blocks (widths differ per block); block: the same fraction per block.")
     var scope = RankingScope.global
@@ -149,8 +163,20 @@ struct PruneOptions: ParsableArguments {
         var keepMLP = keepMlp
         // Vulcan's default budget is its own --prune-ratio.
         if noBudgetGiven && method != Vulcan.name { keepMLP = Self.defaultKeepMLP }
+        var rounding = WidthRounding.multiple(1)
+        if case .multiple(let k) = roundTo { rounding = .multiple(k) }
         return Budget(keepMLP: keepMLP, keepHeads: keepHeads, keepResidual: keepResidual, target: target,
-                      roundTo: roundTo)
+                      rounding: rounding)
+    }
+
+    /// The budget with the latency table read, checked against the model and device (`--round-to table`).
+    func budget(for config: ViTConfig, on backend: Backend) throws -> Budget {
+        var budget = self.budget
+        if roundTo == .table, let latencyTable {
+            budget.rounding = .table(try LayerLatencyTable.load(path: latencyTable, for: config,
+                                                                on: .init(current: backend)))
+        }
+        return budget
     }
 
     /// The method's own training phase's checkpoint.
@@ -175,6 +201,9 @@ struct PruneOptions: ParsableArguments {
             throw ValidationError("--target-latency \(targetLatency): milliseconds, must be positive")
         }
         do { try budget.validate() } catch { throw ValidationError("\(error)") }
+        if (roundTo == .table) != (latencyTable != nil) {
+            throw ValidationError("--round-to table and --latency-table T go together")
+        }
         if epochs < 0 || finetuneEpochs < 0 { throw ValidationError("--epochs and --finetune-epochs must be ≥ 0") }
         if distill && epochs == 0 && finetuneEpochs == 0 {
             throw ValidationError("--distill needs a training phase: --epochs or --finetune-epochs ≥ 1")
@@ -197,5 +226,28 @@ struct PruneOptions: ParsableArguments {
         }
         _ = try parseClassList(classes)
         _ = try parseBatchList(latencyBatches)
+    }
+}
+
+/// `--round-to`'s value: a multiple, or `table` (the widths come from `--latency-table`).
+enum RoundTo: Equatable, ExpressibleByArgument {
+    case multiple(Int)
+    case table
+
+    init?(argument: String) {
+        if argument == "table" {
+            self = .table
+        } else if let k = Int(argument) {
+            self = .multiple(k)
+        } else {
+            return nil
+        }
+    }
+
+    var defaultValueDescription: String {
+        switch self {
+        case .multiple(let k): return String(k)
+        case .table: return "table"
+        }
     }
 }

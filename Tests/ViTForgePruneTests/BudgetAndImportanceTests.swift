@@ -96,7 +96,8 @@ struct BudgetTests {
 
     enum Method: String, CaseIterable, Sendable { case magnitude, taylor, random, vbp }
 
-    static func scored(_ method: Method, families: [SpaceFamily], roundTo: Int = 1) throws -> ScoredSpaces {
+    static func scored(_ method: Method, families: [SpaceFamily],
+                       rounding: WidthRounding = .multiple(1)) throws -> ScoredSpaces {
         let weights = try Self.weights.get()
         let config = weights.config
         var generator = SeededGenerator(seed: 9)
@@ -104,22 +105,22 @@ struct BudgetTests {
         let images = try InMemoryImages(images: pixels, labels: [1, 2, 3, 4], imageElements: 28 * 28)
         switch method {
         case .magnitude:
-            return try ScoredSpaces(config: config, families: families, roundTo: roundTo) {
+            return try ScoredSpaces(config: config, families: families, rounding: rounding) {
                 Importance.magnitude($0, weights: weights, norm: .l2)
             }
         case .taylor:
             let model = try VisionTransformer(weights: weights, backend: CPUBackend())
             let gradients = try Importance.accumulatedGradients(of: model, images: images, limit: nil, batchSize: 4)
-            return try ScoredSpaces(config: config, families: families, roundTo: roundTo) {
+            return try ScoredSpaces(config: config, families: families, rounding: rounding) {
                 Importance.taylor($0, weights: weights, gradients: gradients)
             }
         case .random:
-            return try ScoredSpaces(config: config, families: families, roundTo: roundTo) { Importance.random($0, seed: 5) }
+            return try ScoredSpaces(config: config, families: families, rounding: rounding) { Importance.random($0, seed: 5) }
         case .vbp:
             let model = try VisionTransformer(weights: weights, backend: CPUBackend())
             let statistics = try VarianceBasedPruning.statistics(of: model, images: images)
             return try VarianceBasedPruning.scoredSpaces(config: config, statistics: statistics, scope: .global,
-                                                         roundTo: roundTo)
+                                                         rounding: rounding)
         }
     }
 
@@ -184,7 +185,7 @@ struct BudgetTests {
     @Test func roundToKeepsMultiples() throws {
         let config = try Self.weights.get().config
         for scope in [RankingScope.global, .block] {
-            var scored = try Self.scored(.magnitude, families: [.mlpHidden], roundTo: 8)
+            var scored = try Self.scored(.magnitude, families: [.mlpHidden], rounding: .multiple(8))
             scored.scope = scope
             for fraction in [0.01, 0.3, 0.5, 0.77, 1.0] {
                 let plan = try scored.plan([.mlpHidden: fraction])
@@ -192,7 +193,7 @@ struct BudgetTests {
                     #expect(keep.mlpHidden.count % 8 == 0 && keep.mlpHidden.count >= 8 && keep.mlpHidden.count <= 384)
                 }
             }
-            let (_, outcome) = try Budget(target: .macs(0.6), roundTo: 8)
+            let (_, outcome) = try Budget(target: .macs(0.6), rounding: .multiple(8))
                 .solve(config: config, nativeFamilies: [.mlpHidden], planFor: scored.plan)
             #expect(abs(outcome.macFraction - 0.6) < 0.02 * 0.6, "\(scope): \(outcome.summary)")
         }

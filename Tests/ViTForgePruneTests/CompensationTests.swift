@@ -285,7 +285,7 @@ struct CompensationTests {
         let weights = try ViTWeights.load(path: fixture("fm-vit-c.safetensors"), heads: 2)
         let images = try FashionMNIST.load("train", limit: 256)
         var budget = Budget(keepMLP: 0.5, keepHeads: 0.5)
-        budget.roundTo = 1
+        budget.rounding = .multiple(1)
         let result = try CriterionPruning.run(weights, backend: CPUBackend(), criterion: .magnitude(.l2), budget: budget,
                                               scope: .block)
         let (_, records) = try Compensation.compensate(weights, plan: result.plan, backend: CPUBackend(),

@@ -178,20 +178,6 @@ final class OpenCLDeviceContext: @unchecked Sendable {
     }
 }
 
-/// FNV-1a, 64 bits: a stable hash (Swift's `Hasher` is seeded per process, useless for file names).
-struct FNV1a64 {
-    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
-
-    mutating func combine<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 {
-        for byte in bytes {
-            value ^= UInt64(byte)
-            value = value &* 0x0000_0100_0000_01b3
-        }
-    }
-
-    mutating func combine(_ text: String) { combine(text.utf8) }
-}
-
 /// Program binaries on disk, one file per cache key: `$VITFORGE_CACHE_DIR`, else `$XDG_CACHE_HOME/vitforge/kernels`,
 /// else `~/.cache/vitforge/kernels`. Every failure here is silent: the cache only saves time.
 ///

@@ -29,18 +29,19 @@ public struct Budget: Equatable, Sendable {
 
     public var keepFractions: [SpaceFamily: Double]
     public var target: Target?
-    /// Keep counts in multiples of this (at least it, at most all), for GEMM-friendly widths.
-    public var roundTo: Int
+    /// How kept counts are rounded (`--round-to`): multiples of K for GEMM-friendly widths, or a latency table's
+    /// fastest widths.
+    public var rounding: WidthRounding
 
     public init(keepMLP: Double? = nil, keepHeads: Double? = nil, keepResidual: Double? = nil,
-                target: Target? = nil, roundTo: Int = 1) {
+                target: Target? = nil, rounding: WidthRounding = .multiple(1)) {
         var fractions: [SpaceFamily: Double] = [:]
         fractions[.mlpHidden] = keepMLP
         fractions[.heads] = keepHeads
         fractions[.residual] = keepResidual
         keepFractions = fractions
         self.target = target
-        self.roundTo = roundTo
+        self.rounding = rounding
     }
 
     public func validate() throws {
@@ -57,7 +58,7 @@ public struct Budget: Equatable, Sendable {
             if batch < 1 { throw PruneError.invalidBudget("latency batch \(batch) must be at least 1") }
         case nil: break
         }
-        if roundTo < 1 { throw PruneError.invalidBudget("round-to \(roundTo) must be at least 1") }
+        try rounding.validate()
     }
 
     /// The budget as asked for, in one line: `MACs 30%`, `latency 12 ms at batch 64`, `mlpHidden kept 50%`.
@@ -220,24 +221,24 @@ public struct ScoredSpaces {
     public let spaces: [ChannelSpace]
     public let scores: [SpaceKind: [Double]]
     public var scope: RankingScope
-    public var roundTo: Int
+    public var rounding: WidthRounding
 
     public init(config: ViTConfig, spaces: [ChannelSpace], scores: [SpaceKind: [Double]],
-                scope: RankingScope = .global, roundTo: Int = 1) {
+                scope: RankingScope = .global, rounding: WidthRounding = .multiple(1)) {
         self.config = config
         self.spaces = spaces
         self.scores = scores
         self.scope = scope
-        self.roundTo = roundTo
+        self.rounding = rounding
     }
 
     /// Scores every space of `families` with `criterion`.
-    public init(config: ViTConfig, families: [SpaceFamily], scope: RankingScope = .global, roundTo: Int = 1,
-                criterion: (ChannelSpace) throws -> [Double]) throws {
+    public init(config: ViTConfig, families: [SpaceFamily], scope: RankingScope = .global,
+                rounding: WidthRounding = .multiple(1), criterion: (ChannelSpace) throws -> [Double]) throws {
         let spaces = try config.channelSpaces().filter { space in families.contains { $0.contains(space.kind) } }
         var scores: [SpaceKind: [Double]] = [:]
         for space in spaces { scores[space.kind] = try criterion(space) }
-        self.init(config: config, spaces: spaces, scores: scores, scope: scope, roundTo: roundTo)
+        self.init(config: config, spaces: spaces, scores: scores, scope: scope, rounding: rounding)
     }
 
     /// Keeps the best `fractions[family]` of each family's groups (families without a fraction: everything).
@@ -250,7 +251,7 @@ public struct ScoredSpaces {
                 throw PruneError.invalidBudget("no scores for \(family.rawValue): this method does not prune it")
             }
             let kept = try Selection.keep(spaces: members, scores: members.map { scores[$0.kind] ?? [] },
-                                          keepFraction: fraction, scope: scope, roundTo: roundTo)
+                                          keepFraction: fraction, scope: scope, rounding: rounding)
             for (kind, indices) in kept { try plan.keep(indices, in: kind, of: config) }
         }
         return plan

@@ -167,6 +167,7 @@ public struct PruningPipeline {
         report.methodMetrics = result.metrics
         report.methodSeries = result.series
         report.compensation = compensationRecords
+        if case .table(let loaded) = budget.rounding { report.latencyTable = .init(loaded) }
         return Outcome(weights: final, report: report, stopped: false)
     }
 

@@ -63,6 +63,10 @@ public enum HTMLReport {
                 + "\(report.epochs) epoch(s) of the method's training, \(report.finetuneEpochs) of fine-tuning"
                 + "\(report.distill ? " with distillation" : ""), device \(escape(report.device)), seed \(report.seed), "
                 + "vitforge \(escape(report.version)).</p><p><code>\(escape(report.command))</code></p>"
+                + (report.latencyTable.map {
+                    "<p>Widths rounded with the latency table <code>\(escape($0.path))</code> (\(escape($0.hash))), "
+                        + "measured on \(escape($0.device)) at batch \($0.batch).</p>"
+                } ?? "")
                 + "<div class=\"charts\">\n"
             let before = report.original.perBlock, after = report.pruned.perBlock
             let quantities: [(String, String, (PruneReport.BlockWidths) -> Int)] = [

@@ -134,6 +134,23 @@ public struct PruneReport: Codable, Sendable {
     public var budgetAsked: String?
     public var data: String?
     public var classes: [Int]?
+    /// `--round-to table`: the latency table the widths were rounded with (nil: counts rounded to a multiple).
+    public var latencyTable: LatencyTableRecord?
+
+    /// Which latency table a run used: its file, the file's hash, and the machine and batch it was measured on.
+    public struct LatencyTableRecord: Codable, Equatable, Sendable {
+        public var path: String
+        public var hash: String
+        public var device: String
+        public var batch: Int
+
+        public init(_ loaded: LoadedLatencyTable) {
+            path = loaded.path
+            hash = loaded.hash
+            device = loaded.table.device.summary
+            batch = loaded.table.batch
+        }
+    }
 
     /// One phase's wall time, in the order of `phases`.
     public struct PhaseTime: Codable, Equatable, Sendable {
@@ -167,6 +184,7 @@ public struct PruneReport: Codable, Sendable {
         case methodSeries = "method_series"
         case budgetAsked = "budget_asked"
         case data, classes, compensation
+        case latencyTable = "latency_table"
     }
 
     public static func widths(_ config: ViTConfig) -> [BlockWidths] {

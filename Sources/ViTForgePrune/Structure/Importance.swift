@@ -99,15 +99,15 @@ public enum RankingScope: String, Sendable {
 public enum Selection {
     /// Keep-sets for `spaces` (all of one family, e.g. every block's MLP) keeping `keepFraction` of their groups.
     /// Global scope ranks all groups together and then rounds each space's count; block scope rounds each space's
-    /// own share. `roundTo`: counts are multiples of it, at least it, at most the space's size. q/k and v dims keep
+    /// own share. `rounding`: each space's count is rounded by it (`WidthRounding`). q/k and v dims keep
     /// the same count in every head of a block (the model stores one width per block): the space's count is split
     /// evenly and each head keeps its own best dims.
     public static func keep(spaces: [ChannelSpace], scores: [[Double]], keepFraction: Double, scope: RankingScope,
-                            roundTo: Int = 1) throws -> [(SpaceKind, [Int])] {
+                            rounding: WidthRounding = .multiple(1)) throws -> [(SpaceKind, [Int])] {
         guard keepFraction >= 0, keepFraction <= 1, keepFraction.isFinite else {
             throw PruneError.invalidBudget("keep fraction \(keepFraction) must be in [0, 1]")
         }
-        guard roundTo >= 1 else { throw PruneError.invalidBudget("round-to \(roundTo) must be at least 1") }
+        try rounding.validate()
         guard spaces.count == scores.count, zip(spaces, scores).allSatisfy({ $0.groups.count == $1.count }) else {
             throw PruneError.planMismatch("one score per group needed")
         }
@@ -132,22 +132,16 @@ public enum Selection {
             switch space.kind {
             case .qkDims, .vDims:
                 let perHead = size / max(heads, 1)
-                let keepPerHead = rounded(Int((Double(count) / Double(max(heads, 1))).rounded()), to: roundTo,
-                                          size: perHead)
+                let keepPerHead = rounding.rounded(Int((Double(count) / Double(max(heads, 1))).rounded()),
+                                                   size: perHead, kind: space.kind)
                 let kept = (0..<heads).flatMap { h in
                     topIndices(Array(list[(h * perHead)..<((h + 1) * perHead)]), count: keepPerHead).map { h * perHead + $0 }
                 }
                 return (space.kind, kept)
             default:
-                return (space.kind, topIndices(list, count: rounded(count, to: roundTo, size: size)))
+                return (space.kind, topIndices(list, count: rounding.rounded(count, size: size, kind: space.kind)))
             }
         }
-    }
-
-    /// `count` rounded to the nearest multiple of `k`, at least `k` (and at least 1), at most `size`.
-    static func rounded(_ count: Int, to k: Int, size: Int) -> Int {
-        let multiple = Int((Double(count) / Double(k)).rounded()) * k
-        return min(size, max(k, multiple, 1))
     }
 
     /// Indices of the `count` highest scores, ascending (ties: lower index first).

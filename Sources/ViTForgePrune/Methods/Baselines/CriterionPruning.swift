@@ -40,7 +40,7 @@ public enum CriterionPruning {
         var families = families(of: budget)
         if budget.target != nil && !families.contains(.mlpHidden) { families.append(.mlpHidden) }
         let scored = try ScoredSpaces(config: weights.config, families: families, scope: scope,
-                                      roundTo: budget.roundTo) { space in
+                                      rounding: budget.rounding) { space in
             switch criterion {
             case let .magnitude(norm): return Importance.magnitude(space, weights: weights, norm: norm)
             case .taylor: return Importance.taylor(space, weights: weights, gradients: gradients)

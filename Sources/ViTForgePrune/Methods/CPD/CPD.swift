@@ -53,6 +53,7 @@ public struct CPD: PruningMethod {
 
     public func problem(with budget: Budget, epochs: Int) -> String? {
         if epochs < 1 { return "cpd prunes while it trains: give --epochs N (≥ 1)" }
+        if case .table = budget.rounding { return "cpd removes fixed steps while it trains: --round-to table does not apply" }
         if budget.target == nil || !budget.keepFractions.isEmpty {
             return "cpd prunes toward one target: give --target-macs, --target-params or --target-latency (and no --keep-*)"
         }

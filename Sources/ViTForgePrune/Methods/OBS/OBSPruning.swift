@@ -44,7 +44,7 @@ public struct OBSPruning: PruningMethod {
                                                images: context.calibration, limit: context.calibrationLimit,
                                                batchSize: context.batchSize)
         let scored = try ScoredSpaces(config: config, families: families, scope: context.scope,
-                                      roundTo: context.budget.roundTo) { space in
+                                      rounding: context.budget.rounding) { space in
             try scores(space, weights: weights, moments: moments)
         }
         let (plan, outcome) = try context.solve(nativeFamilies: [.mlpHidden], planFor: scored.plan)

@@ -246,25 +246,45 @@ public struct ViTSlim: PruningMethod {
 
     /// The keep plan of fractions `attention` and `mlp` of the mask entries: a head keeps the dims whose entry is
     /// kept (the same dims for q/k and v; a head with none disappears); an MLP keeps at least its best neuron.
-    public static func plan(_ masks: Masks, config: ViTConfig, attention: Double, mlp: Double) throws -> KeepPlan {
+    /// `rounding` (`--round-to`) then rounds each MLP's count and each remaining head's dim count, keeping the
+    /// highest entries (head masks have no dim count to round; a head's dims are rounded as q/k dims, their v dims
+    /// following).
+    public static func plan(_ masks: Masks, config: ViTConfig, attention: Double, mlp: Double,
+                            rounding: WidthRounding = .multiple(1)) throws -> KeepPlan {
         var plan = KeepPlan(keepingAllOf: config)
         let (keptAttention, keptMLP) = keptEntries(masks, attention: attention, mlp: mlp)
         for (b, block) in config.blocks.enumerated() {
             let layout = QKVLayout(block)
             var qk: [Int] = [], v: [Int] = []
             for h in 0 ..< block.heads {
-                for d in 0 ..< layout.qkDims[h] {
-                    let entry = masks.granularity == .dim ? layout.qkOffsets[h] + d : masks.granularity == .head ? h : d
-                    guard keptAttention[b][entry] else { continue }
-                    qk.append(layout.qkOffsets[h] + d)
-                    v.append(layout.vOffsets[h] + d)
+                func entry(_ d: Int) -> Int {
+                    masks.granularity == .dim ? layout.qkOffsets[h] + d : masks.granularity == .head ? h : d
                 }
+                var dims = (0 ..< layout.qkDims[h]).filter { keptAttention[b][entry($0)] }
+                if !dims.isEmpty && masks.granularity != .head {
+                    dims = highest(dims.count, of: layout.qkDims[h], rounding: rounding, kind: .qkDims(block: b),
+                                   value: { masks.attention[b][entry($0)] }) ?? dims
+                }
+                qk += dims.map { layout.qkOffsets[h] + $0 }
+                v += dims.map { layout.vOffsets[h] + $0 }
             }
             try plan.keep(qk, in: .qkDims(block: b), of: config)
             try plan.keep(v, in: .vDims(block: b), of: config)
-            try plan.keep((0 ..< block.mlpHidden).filter { keptMLP[b][$0] }, in: .mlpHidden(block: b), of: config)
+            var neurons = (0 ..< block.mlpHidden).filter { keptMLP[b][$0] }
+            neurons = highest(neurons.count, of: block.mlpHidden, rounding: rounding, kind: .mlpHidden(block: b),
+                              value: { masks.mlp[b][$0] }) ?? neurons
+            try plan.keep(neurons, in: .mlpHidden(block: b), of: config)
         }
         return plan
+    }
+
+    /// The `rounding` of `count` out of `size` entries as the highest-valued ones (ties: lower index), ascending;
+    /// nil when rounding leaves the count as it is (the threshold's own choice stands).
+    private static func highest(_ count: Int, of size: Int, rounding: WidthRounding, kind: SpaceKind,
+                                value: (Int) -> Float) -> [Int]? {
+        let target = rounding.rounded(count, size: size, kind: kind)
+        guard target != count else { return nil }
+        return (0 ..< size).sorted { (value($0), -$0) > (value($1), -$1) }.prefix(target).sorted()
     }
 
     // MARK: 3. Fold and cut
@@ -328,13 +348,14 @@ public struct ViTSlim: PruningMethod {
             let (plan, outcome) = try budget.solve(config: config, nativeFamilies: [.mlpHidden], latency: latency,
                                                    original: original) { fractions in
                 let r = fractions[.mlpHidden] ?? 1
-                return try Self.plan(masks, config: config, attention: min(1, ratio * r), mlp: r)
+                return try Self.plan(masks, config: config, attention: min(1, ratio * r), mlp: r,
+                                     rounding: budget.rounding)
             }
             let r = outcome.nativeRatio ?? 1
             return (plan, outcome, (min(1, ratio * r), r))
         }
         let mlp = budget.keepFractions[.mlpHidden] ?? 1, attention = options.keepAttention ?? mlp
-        let plan = try Self.plan(masks, config: config, attention: attention, mlp: mlp)
+        let plan = try Self.plan(masks, config: config, attention: attention, mlp: mlp, rounding: budget.rounding)
         return (plan, BudgetOutcome(original: original, pruned: try plan.prunedConfig(of: config)), (attention, mlp))
     }
 

@@ -120,12 +120,12 @@ extension VarianceBasedPruning {
 
     /// Neuron scores and, when heads are pruned, head scores (higher = keep) as `ScoredSpaces`.
     public static func scoredSpaces(config: ViTConfig, neuronScores: [[Double]], headScores: [[Double]]?,
-                                    scope: RankingScope, roundTo: Int = 1) throws -> ScoredSpaces {
+                                    scope: RankingScope, rounding: WidthRounding = .multiple(1)) throws -> ScoredSpaces {
         guard neuronScores.count == config.depth, headScores.map({ $0.count == config.depth }) ?? true else {
             throw PruneError.planMismatch("statistics do not match the model's depth")
         }
         let families: [SpaceFamily] = headScores == nil ? [.mlpHidden] : [.mlpHidden, .heads]
-        return try ScoredSpaces(config: config, families: families, scope: scope, roundTo: roundTo) { space in
+        return try ScoredSpaces(config: config, families: families, scope: scope, rounding: rounding) { space in
             switch space.kind {
             case .mlpHidden(let b): return neuronScores[b]
             case .heads(let b): return headScores?[b] ?? []

@@ -36,15 +36,15 @@ public struct VarianceBasedPruning: PruningMethod {
         public var scope: RankingScope
         /// Mean-shift compensation (§1.b); off reproduces the paper's "variance without mean shift" ablation.
         public var biasFold: Bool
-        public var roundTo: Int
+        public var rounding: WidthRounding
         public var score: Score
 
         public init(keepFraction: Double = 0.5, scope: RankingScope = .global, biasFold: Bool = true,
-                    roundTo: Int = 1, score: Score = .variance) {
+                    rounding: WidthRounding = .multiple(1), score: Score = .variance) {
             self.keepFraction = keepFraction
             self.scope = scope
             self.biasFold = biasFold
-            self.roundTo = roundTo
+            self.rounding = rounding
             self.score = score
         }
     }
@@ -117,17 +117,17 @@ public struct VarianceBasedPruning: PruningMethod {
 
     /// The variance scores as `ScoredSpaces` over every block's MLP, for any keep fraction or budget.
     public static func scoredSpaces(config: ViTConfig, statistics: NeuronStatistics, scope: RankingScope,
-                                    roundTo: Int = 1) throws -> ScoredSpaces {
-        try scoredSpaces(config: config, scores: statistics.variance, scope: scope, roundTo: roundTo)
+                                    rounding: WidthRounding = .multiple(1)) throws -> ScoredSpaces {
+        try scoredSpaces(config: config, scores: statistics.variance, scope: scope, rounding: rounding)
     }
 
     /// Any per-block, per-neuron scores (higher = keep) as `ScoredSpaces` over every block's MLP.
     public static func scoredSpaces(config: ViTConfig, scores: [[Double]], scope: RankingScope,
-                                    roundTo: Int = 1) throws -> ScoredSpaces {
+                                    rounding: WidthRounding = .multiple(1)) throws -> ScoredSpaces {
         guard scores.count == config.depth, zip(scores, config.blocks).allSatisfy({ $0.count == $1.mlpHidden }) else {
             throw PruneError.planMismatch("statistics do not match the model's MLP widths")
         }
-        return try ScoredSpaces(config: config, families: [.mlpHidden], scope: scope, roundTo: roundTo) { space in
+        return try ScoredSpaces(config: config, families: [.mlpHidden], scope: scope, rounding: rounding) { space in
             scores[space.kind.block ?? 0]
         }
     }
@@ -212,7 +212,7 @@ public struct VarianceBasedPruning: PruningMethod {
         // reach (the real ranking's plan is checked again by the solve after the statistics).
         let families: [SpaceFamily] = budget.keepFractions[.heads] == nil ? [.mlpHidden] : [.mlpHidden, .heads]
         let anyScores = try ScoredSpaces(config: config, families: families, scope: .block,
-                                         roundTo: budget.roundTo) { space in
+                                         rounding: budget.rounding) { space in
             Importance.random(space, seed: 0)
         }
         _ = try budget.solve(config: config, nativeFamilies: [.mlpHidden], planFor: anyScores.plan)
@@ -237,7 +237,7 @@ public struct VarianceBasedPruning: PruningMethod {
                                       headScores: headStatistics.map {
                                           try headScores(weights, statistics: $0, score: options.score)
                                       },
-                                      scope: options.scope, roundTo: budget?.roundTo ?? options.roundTo)
+                                      scope: options.scope, rounding: budget?.rounding ?? options.rounding)
         var resolved = budget ?? Budget(keepMLP: options.keepFraction)
         if resolved.target == nil && resolved.keepFractions.isEmpty { resolved.keepFractions[.mlpHidden] = options.keepFraction }
         let (plan, outcome) = try resolved.solve(config: weights.config, nativeFamilies: [.mlpHidden], latency: latency,
@@ -265,7 +265,7 @@ public struct VarianceBasedPruning: PruningMethod {
     public func prune(_ context: PruningContext) throws -> MethodOutcome {
         var options = self.options
         options.scope = context.scope
-        options.roundTo = context.budget.roundTo
+        options.rounding = context.budget.rounding
         let result = try Self.run(context.original, backend: context.backend, images: context.calibration,
                                   limit: context.calibrationLimit, batchSize: context.batchSize, options: options,
                                   budget: context.budget, latency: context.latency)

@@ -63,6 +63,7 @@ public struct Vulcan: PruningMethod {
             return "vulcan's budget is --prune-ratio R (the share removed) or --target-params/--target-macs, not --keep-*"
         }
         if case .latency? = budget.target { return "vulcan solves params or MACs targets, not latency" }
+        if case .table = budget.rounding { return "vulcan rounds its widths down to multiples of 8: --round-to table does not apply" }
         if let ratio = options.pruneRatio, budget.target == nil, !(0 ..< 1).contains(ratio) {
             return "--prune-ratio \(ratio) must be in [0, 1) (the share removed)"
         }
