@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Issue 31 part 3: pruned speed-up ÷ MAC ratio with `--round-to 1`, `8` and `table`, per method, at one MAC target.
+# Measures fm-vit-b's layer latency table at the speed-up's batch (`bench --latency-table`), prunes with each
+# method and rounding (no compensation and no training: the widths alone decide the speed), then times every pruned
+# model against the original in alternating rounds (`prune_speedup.py`). slim's search runs once and is cut three
+# times (`--from-search`). OpenBLAS picks its own kernels (`env -u OPENBLAS_CORETYPE`).
+#
+# Usage: bash Benchmarks/round_to_speedup.sh
+#   env: METHODS (default "magnitude vbp slim"), TARGET (MACs kept, default 0.65: MLP-only methods reach it on
+#        fm-vit-b), BATCH (default 64), ROUNDS (default 3), VITFORGE (a binary copy), WORK (default out/round-to),
+#        OUT (rows, default Benchmarks/results/round-to-speedup-fm-vit-b.json)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin="${VITFORGE:-.build/release/vitforge}"
+work="${WORK:-out/round-to}"
+methods="${METHODS:-magnitude vbp slim}"
+target="${TARGET:-0.65}"
+batch="${BATCH:-64}"
+rounds="${ROUNDS:-3}"
+out="${OUT:-Benchmarks/results/round-to-speedup-fm-vit-b.json}"
+model=Tests/Fixtures/fm-vit-b.safetensors
+mkdir -p "$work"
+run() { env -u OPENBLAS_CORETYPE "$@"; }
+
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+run "$bin" devices | head -2
+table="$work/fm-vit-b-table-b$batch.json"
+[ -f "$table" ] || run "$bin" bench --model "$model" --heads 4 --batch "$batch" --runs 7 --device cpu \
+    --latency-table "$table"
+
+reports=()
+for method in $methods; do
+  extra=()
+  if [ "$method" = slim ]; then
+    search="$work/fm-vit-b-slim.search.safetensors"
+    if [ ! -f "$search" ]; then
+      run "$bin" prune --model "$model" --heads 4 --method slim --epochs 1 --target-macs "$target" --no-compensate \
+          --latency-batches "$batch" --device cpu --seed 0 --save-search "$search" \
+          --out "$work/fm-vit-b-slim-searched.safetensors" > "$work/slim-search.log" 2>&1
+    fi
+    extra=(--from-search "$search")
+  fi
+  for rounding in 1 8 table; do
+    name="fm-vit-b-$method-r$rounding"
+    tableArgs=(); [ "$rounding" = table ] && tableArgs=(--latency-table "$table")
+    run "$bin" prune --model "$model" --heads 4 --method "$method" --target-macs "$target" --no-compensate \
+        --round-to "$rounding" "${tableArgs[@]}" "${extra[@]}" --latency-batches "$batch" --device cpu --seed 0 \
+        --out "$work/$name.safetensors" --report "$work/$name.json" > "$work/$name.log" 2>&1
+    grep "^residual width" "$work/$name.log" | sed "s/^/$name: /"
+    reports+=("$work/$name.json")
+  done
+done
+
+run python3 Benchmarks/prune_speedup.py "${reports[@]}" --batches "$batch" --rounds "$rounds" --vitforge "$bin" \
+    --json "$out"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
