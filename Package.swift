@@ -122,10 +122,12 @@ let package = Package(
         // Losses (CE, KD), AdamW + schedules, the training loop, checkpoints and resume, progress lines.
         .target(name: "ViTForgeTrain", dependencies: ["ViTForgeModel", "ViTForgeFormats", "ViTForgeDevice",
                                                      "ViTForgeSupport", "ViTForgeData", "ViTForgeRandom"]),
-        // Channel spaces, dependency groups, importance, budgets, surgery and the pruning methods.
-        .target(name: "ViTForgePrune", dependencies: ["ViTForgeTrain", "ViTForgeModel", "ViTForgeFormats",
-                                                     "ViTForgeData", "ViTForgeDevice", "ViTForgeSupport",
-                                                     "ViTForgeRandom"]),
+        // Channel spaces, dependency groups, importance, budgets, surgery and the pruning methods, each with its
+        // option group (swift-argument-parser), so that a method is one folder plus one registry line.
+        .target(name: "ViTForgePrune", dependencies: [
+                    "ViTForgeTrain", "ViTForgeModel", "ViTForgeFormats", "ViTForgeData", "ViTForgeDevice",
+                    "ViTForgeSupport", "ViTForgeRandom",
+                    .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Open MPI's headers and library, through pkg-config (used only with the MPI trait).
         .systemLibrary(name: "COpenMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         // Plain-C wrappers of the MPI calls a data-parallel run makes (MPI_COMM_WORLD etc. are macros). Without the
@@ -191,7 +193,8 @@ let package = Package(
         .testTarget(name: "ViTForgePruneTests",
                     dependencies: ["ViTForgePrune", "ViTForgeTrain", "ViTForgeModel", "ViTForgeFormats",
                                    "ViTForgeDevice", "ViTForgeSupport", "ViTForgeData", "ViTForgeTestBasics",
-                                   "ViTForgeTestSupport"]),
+                                   "ViTForgeTestSupport",
+                                   .product(name: "ArgumentParser", package: "swift-argument-parser")]),
     ],
     swiftLanguageModes: [.v5]
 )

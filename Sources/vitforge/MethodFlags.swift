@@ -33,7 +33,7 @@ enum MethodFlags {
     /// Every method flag with the methods that read it.
     static func readers(in groups: [any MethodOptions]) -> [(flag: String, methods: [String])] {
         groups.flatMap { group in
-            longNames(of: group).map { ($0.flag, type(of: group).methods(reading: $0.property)) }
+            longNames(of: group).map { ($0.flag, type(of: group).methods(reading: $0.property).map { $0.name }) }
         }
     }
 
@@ -60,7 +60,8 @@ enum MethodFlags {
     /// naming the methods that do, found by asking every registered method (`PruningMethod.sharedSettings`).
     static func checkSharedSettings(_ arguments: [String], method: String) throws {
         let given = given(arguments)
-        let flags: [(flag: String, setting: SharedSetting)] = [("--compensate", .compensation),
+        let flags: [(flag: String, setting: SharedSetting)] = [("--val-fraction", .validationFraction),
+                                                               ("--compensate", .compensation),
                                                                ("--scope", .rankingScope),
                                                                ("--calib-images", .calibrationImages)]
         for (flag, setting) in flags where given.contains(flag) {

@@ -40,51 +40,26 @@ struct PruneCommand: ParsableCommand {
 
     @OptionGroup var options: PruneOptions
     @OptionGroup var training: TrainingFlags
-    @OptionGroup(title: "VBP options (--method vbp)") var vbp: VBPOptions
-    @OptionGroup(title: "ViT-Slim options (--method slim)") var slim: SlimOptions
-    @OptionGroup(title: "CPD options (--method cpd)") var cpd: CPDOptions
-    @OptionGroup(title: "Baseline options (--method magnitude|taylor|random|obs)") var baselines: BaselineOptions
-    @OptionGroup(title: "Vulcan options (--method vulcan; the subset is --classes)") var vulcan: VulcanOptions
+    @OptionGroup var methodGroups: MethodOptionGroups
     @OptionGroup var heads: HeadsOption
     @OptionGroup var dataLoading: DataLoadingOptions
     @OptionGroup var preprocessing: PreprocessOptions
     @OptionGroup var common: CommonOptions
 
     /// Every method's option group; each registered method is served by exactly one (a CLI test checks).
-    var methodOptions: [any MethodOptions] { [vbp, slim, cpd, baselines, vulcan] }
+    var methodOptions: [any MethodOptions] { methodGroups.groups }
 
     func methodGroup() throws -> any MethodOptions {
-        guard let group = methodOptions.first(where: { type(of: $0).methods.contains(options.method) }) else {
+        guard let group = methodGroups.group(for: options.method) else {
             throw ValidationError("--method \(options.method) has no option group")
         }
         return group
     }
 
-    /// `method` with `--val-fraction` applied: the methods that select their result on a validation split read it;
-    /// nil for the others, for which the flag is an error.
-    static func withValidationFraction(_ method: any PruningMethod, _ fraction: Double) throws -> (any PruningMethod)? {
-        if var cpd = method as? CPD { cpd.options.validationFraction = fraction; return cpd }
-        if var vulcan = method as? Vulcan { vulcan.options.validationFraction = fraction; return vulcan }
-        return nil
-    }
-
     func validate() throws {
         try MethodFlags.check(CommandLine.arguments, method: options.method, groups: methodOptions)
-        if options.valFraction != nil,
-           try Self.withValidationFraction(try methodGroup().method(named: options.method), 0.5) == nil {
-            // The readers, found by asking every registered method rather than listed here.
-            let readers = try PruningMethods.names.filter { name in
-                guard let group = methodOptions.first(where: { type(of: $0).methods.contains(name) }) else { return false }
-                return try Self.withValidationFraction(group.method(named: name), 0.5) != nil
-            }
-            throw ValidationError("--val-fraction is read only by --method \(readers.joined(separator: ", ")); "
-                                  + "--method \(options.method) does not read it")
-        }
         try MethodFlags.checkSharedSettings(CommandLine.arguments, method: options.method)
-        if options.compensate == true && vbp.noBiasFold {
-            // The refit replaces the mean shift; the ablation without it has nothing left to switch off.
-            throw ValidationError("--compensate replaces vbp's mean shift by the full refit; drop --no-bias-fold")
-        }
+        if let problem = try methodGroup().problem(compensate: options.compensate) { throw ValidationError(problem) }
         try MethodFlags.checkTrainingFlags(CommandLine.arguments, epochs: options.epochs,
                                            finetuneEpochs: options.finetuneEpochs, distill: options.distill)
         let method = try methodGroup().method(named: options.method)
@@ -101,28 +76,32 @@ struct PruneCommand: ParsableCommand {
     /// What the run reads and writes, checked before any work.
     var files: CommandFiles {
         CommandFiles(
-            inputs: [.init("--model", options.model), .init("--data", options.data),
-                     .init("--from-search", slim.fromSearch)],
-            outputs: [.init("--out", options.out), .init("--report", options.report), .init("--html", options.html),
-                      .init("--save-search", slim.saveSearch),
-                      .init("checkpoint", checkpointPath(for: options.out)),
-                      .init("checkpoint", options.methodCheckpointPath)])
+            inputs: [.init("--model", options.model), .init("--data", options.data)]
+                + methodOptions.flatMap { $0.inputFiles }.map { CommandFiles.Named($0.flag, $0.path) },
+            outputs: [.init("--out", options.out), .init("--report", options.report), .init("--html", options.html)]
+                + methodOptions.flatMap { $0.outputFiles }.map { CommandFiles.Named($0.flag, $0.path) }
+                + [.init("checkpoint", checkpointPath(for: options.out)),
+                   .init("checkpoint", options.methodCheckpointPath)])
     }
 
-    /// The budget flags as given (with the default when none was), for the report's budget column.
+    /// The budget flags as given (with the default when none was), for the report's budget column: the fractions
+    /// kept (the methods' --keep-* too), the targets, then the methods' other budget flags.
     var askedBudget: String {
+        let methodFlags = methodOptions.flatMap { $0.budgetFlags }
         let values: [(String, Double?)] = [
             ("--keep-mlp", options.keepMlp), ("--keep-heads", options.keepHeads),
-            ("--keep-residual", options.keepResidual), ("--keep-attn", slim.keepAttn),
+            ("--keep-residual", options.keepResidual),
+        ] + methodFlags.filter { $0.flag.hasPrefix("--keep-") } + [
             ("--target-params", options.targetParams), ("--target-macs", options.targetMacs),
-            ("--target-latency", options.targetLatency), ("--prune-ratio", vulcan.pruneRatio),
-        ]
+            ("--target-latency", options.targetLatency),
+        ] + methodFlags.filter { !$0.flag.hasPrefix("--keep-") }
         var parts = values.compactMap { flag, value in value.map { "\(flag) \($0)" } }
         if options.targetLatency != nil { parts.append("--latency-batch \(options.latencyBatch)") }
-        if parts.isEmpty {
-            parts = [options.method == Vulcan.name
-                ? "--prune-ratio \(Vulcan.Options.defaultPruneRatio) (default)"
-                : "--keep-mlp \(PruneOptions.defaultKeepMLP) (default)"]
+        if parts.isEmpty, let defaultBudget = PruningMethods.named(options.method)?.defaultBudget {
+            switch defaultBudget {
+            case .keepMLP(let fraction): parts = ["--keep-mlp \(fraction) (default)"]
+            case .methodSetting(let flag, let value, _): parts = ["\(flag) \(value) (default)"]
+            }
         }
         // Tokens are a budget beside the others (a --target-* solves attention and MLP with them fixed).
         if let keepTokens = slim.keepTokens { parts.append("--keep-tokens \(keepTokens)") }
@@ -132,13 +111,17 @@ struct PruneCommand: ParsableCommand {
 
     /// The first line of a run given no budget: what it will keep instead of keeping something silently.
     var defaultBudgetLine: String? {
-        guard options.noBudgetGiven else { return nil }
-        if options.method == Vulcan.name {
-            guard vulcan.pruneRatio == nil else { return nil }
-            return "budget: none given; vulcan removes its default share, --prune-ratio \(Vulcan.Options.defaultPruneRatio)"
+        guard options.noBudgetGiven, let defaultBudget = PruningMethods.named(options.method)?.defaultBudget else {
+            return nil
         }
-        return "budget: none given; keeping \(Formatting.percent(PruneOptions.defaultKeepMLP)) of the MLP neurons "
-            + "(--keep-mlp \(PruneOptions.defaultKeepMLP), the default)"
+        switch defaultBudget {
+        case .keepMLP(let fraction):
+            return "budget: none given; keeping \(Formatting.percent(fraction)) of the MLP neurons "
+                + "(--keep-mlp \(fraction), the default)"
+        case .methodSetting(let flag, let value, let meaning):
+            guard !MethodFlags.given(CommandLine.arguments).contains(flag) else { return nil }
+            return "budget: none given; \(options.method) \(meaning), \(flag) \(value)"
+        }
     }
 
     func run() throws {
@@ -149,17 +132,8 @@ struct PruneCommand: ParsableCommand {
                 let started = Date()
                 let options = self.options
                 let group = try methodGroup()
-                var method = try group.method(named: options.method)
+                let method = try group.method(named: options.method)
                 let dataClasses = try parseClassList(options.classes, data: options.data)
-                // The validation share is shared by the methods that select on a validation split.
-                if let fraction = options.valFraction {
-                    method = try Self.withValidationFraction(method, fraction) ?? method
-                }
-                // obs's costs use the refit's ridge, so that its removal order and --compensate agree.
-                if var obs = method as? OBSPruning, let ridge = options.compensateRidge {
-                    obs.ridge = ridge
-                    method = obs
-                }
                 var original = try ViTWeights.load(path: options.model, heads: heads.heads)
                 // Calibration, evaluation and the training phases prepare images as the model was trained; the
                 // pruned model keeps the same preprocessing (surgery copies the config).
@@ -180,11 +154,6 @@ struct PruneCommand: ParsableCommand {
                 let fit = try ClassFit(splits.training, data: options.data, model: options.model, config: config)
                 splits = try fit.apply(splits)
                 if let note = fit.note { print(note) }
-                // Vulcan serves the subset in the order given (its trimmed head's outputs follow it), as model classes.
-                if var vulcan = method as? Vulcan, let classes = fit.apply(dataClasses) {
-                    vulcan.options.classes = classes
-                    method = vulcan
-                }
                 let isIDX = try PreprocessOptions.isIDX(options.data)
                 let progress = ProgressPrinter()
                 func phase(_ name: String, epochs: Int, learningRate: Double, checkpoint: String) -> TrainingPhase {
@@ -208,7 +177,12 @@ struct PruneCommand: ParsableCommand {
                         : phase("finetune", epochs: options.finetuneEpochs, learningRate: options.finetuneLr,
                                 checkpoint: checkpointPath(for: options.out)),
                     latencyBatches: try parseBatchList(options.latencyBatches) ?? [1, 64], seed: common.seed)
-                pipeline.compensation = options.compensation(noBiasFold: vbp.noBiasFold)
+                pipeline.compensation = options.compensation(methodDefault: group.compensatesByDefault)
+                // Settings only some methods read (`SharedSetting`); each reads them from its context.
+                pipeline.validationFraction = options.valFraction
+                pipeline.compensationRidge = options.compensateRidge
+                // The subset in the order given, as model classes (for a method that derives a subset model).
+                pipeline.classes = fit.apply(dataClasses)
                 installInterruptHandling()
                 let outcome: PruningPipeline.Outcome
                 do {

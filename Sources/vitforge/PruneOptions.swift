@@ -19,10 +19,11 @@ struct PruneOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("The pruning method: \(PruningMethods.all.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")).",
                                valueName: "name"))
-    var method = VarianceBasedPruning.name
+    var method = PruningMethods.all[0].name
 
-    @Option(help: ArgumentHelp("Fraction of MLP neurons to keep. With no --keep-* and no --target-* (and for vulcan no "
-                               + "--prune-ratio) the run keeps \(Self.defaultKeepMLP) and says so in its first line.",
+    @Option(help: ArgumentHelp("Fraction of MLP neurons to keep. With no --keep-* and no --target-* (and no "
+                               + "\(PruningMethods.ownBudgetFlags)) the run keeps \(Budget.defaultKeepMLP) and says "
+                               + "so in its first line.",
                                valueName: "F"))
     var keepMlp: Double?
 
@@ -68,16 +69,17 @@ struct PruneOptions: ParsableArguments {
     var calibImages: Int?
 
     @Flag(inversion: .prefixedNo,
-          help: ArgumentHelp("On by default for the one-shot methods (vbp, where it replaces the mean shift; slim's "
-                             + "cut; magnitude, taylor, random, obs): after the cut, refit by least squares on the "
-                             + "calibration images (--calib-images; default the first "
+          help: ArgumentHelp("On by default for the one-shot methods, "
+                             + "\(PruningMethods.list(reading: .compensation)). After the cut, refit by least squares "
+                             + "on the calibration images (--calib-images; default the first "
                              + "\(CompensationSettings.defaultImages)) what consumes the pruned channels: every "
                              + "attn.proj and fc2 from the first changed one, block by block, on the pruned model's "
                              + "inputs towards the unpruned model's outputs, then the classifier (see "
                              + "--compensate-order). Residual channels and q/k dims are not refitted themselves (a "
                              + "residual channel feeds every LayerNorm; q/k enter the softmax bilinearly): the layers "
                              + "after them absorb what they can. --no-compensate: the plain cut (vbp: its mean "
-                             + "shift). cpd and vulcan refuse --compensate and never compensate."))
+                             + "shift). \(PruningMethods.list(reading: .compensation, false)) refuse --compensate "
+                             + "and never compensate."))
     var compensate: Bool?
 
     @Option(help: ArgumentHelp("Which inputs --compensate refits each layer on. parallel: the unpruned model's, "
@@ -88,8 +90,9 @@ struct PruneOptions: ParsableArguments {
                                + "\(CompensationSettings.defaultOrder.rawValue).", valueName: "order"))
     var compensateOrder: CompensationSettings.Order?
 
-    @Option(help: ArgumentHelp("Ridge of --compensate and of obs's costs, relative to each layer's mean input "
-                               + "variance (default \(LeastSquaresRefit.defaultRidge)).", valueName: "r"))
+    @Option(help: ArgumentHelp("Ridge of --compensate and of the costs of "
+                               + "\(PruningMethods.list(reading: .compensationRidge)), relative to each layer's "
+                               + "mean input variance (default \(LeastSquaresRefit.defaultRidge)).", valueName: "r"))
     var compensateRidge: Double?
 
     @Option(help: ArgumentHelp("Only these classes' images, comma-separated (calibration, training, evaluation).",
@@ -112,7 +115,7 @@ struct PruneOptions: ParsableArguments {
     var distill = false
 
     @Option(help: ArgumentHelp("Share of each training class held out for validation by the methods that pick their "
-                               + "result on it (cpd: the epoch, default 0.05; vulcan: the cut, default 0.1); never the "
+                               + "result on it: \(PruningMethods.list(reading: .validationFraction)); never the "
                                + "test set.", valueName: "F"))
     var valFraction: Double?
 
@@ -133,19 +136,17 @@ struct PruneOptions: ParsableArguments {
                              + "for the method's own training, OUT.checkpoint.safetensors for fine-tuning)."))
     var resume = false
 
-    /// The MLP fraction kept when no budget is given (every method but Vulcan, whose default is its --prune-ratio).
-    static let defaultKeepMLP = 0.5
-
     /// Whether the run compensates: `--compensate`/`--no-compensate` as given, else on for the methods that can
-    /// (`SharedSetting.compensation`; the ablation `--no-bias-fold` turns the default off for vbp).
-    func compensates(noBiasFold: Bool = false) -> Bool {
-        compensate ?? (!noBiasFold && (PruningMethods.named(method)?.sharedSettings.contains(.compensation) ?? false))
+    /// (`SharedSetting.compensation`) unless the method's flags turn the default off
+    /// (`MethodOptions.compensatesByDefault`: vbp's ablation --no-bias-fold).
+    func compensates(methodDefault: Bool = true) -> Bool {
+        compensate ?? (methodDefault && (PruningMethods.named(method)?.sharedSettings.contains(.compensation) ?? false))
     }
 
     /// The compensation as the pipeline's settings (nil when the run does not compensate); without
     /// --calib-images it reads at most `CompensationSettings.defaultImages`.
-    func compensation(noBiasFold: Bool = false) -> CompensationSettings? {
-        compensates(noBiasFold: noBiasFold)
+    func compensation(methodDefault: Bool = true) -> CompensationSettings? {
+        compensates(methodDefault: methodDefault)
             ? CompensationSettings(ridge: compensateRidge ?? LeastSquaresRefit.defaultRidge,
                                    order: compensateOrder ?? CompensationSettings.defaultOrder,
                                    images: calibImages == nil ? CompensationSettings.defaultImages : nil) : nil
@@ -161,8 +162,10 @@ struct PruneOptions: ParsableArguments {
         let target: Budget.Target? = targetMacs.map { .macs($0) } ?? targetParams.map { .params($0) }
             ?? targetLatency.map { .latency(milliseconds: $0, batch: latencyBatch) }
         var keepMLP = keepMlp
-        // Vulcan's default budget is its own --prune-ratio.
-        if noBudgetGiven && method != Vulcan.name { keepMLP = Self.defaultKeepMLP }
+        // A method whose default budget is a setting of its own (`DefaultBudget.methodSetting`) gets none here.
+        if noBudgetGiven, case .keepMLP(let fraction)? = PruningMethods.named(method)?.defaultBudget {
+            keepMLP = fraction
+        }
         var rounding = WidthRounding.multiple(1)
         if case .multiple(let k) = roundTo { rounding = .multiple(k) }
         return Budget(keepMLP: keepMLP, keepHeads: keepHeads, keepResidual: keepResidual, target: target,
@@ -212,9 +215,11 @@ struct PruneOptions: ParsableArguments {
             if !(compensateRidge >= 0 && compensateRidge.isFinite) {
                 throw ValidationError("--compensate-ridge \(compensateRidge): must be ≥ 0")
             }
-            if !compensates() && method != OBSPruning.name {
+            let readers = PruningMethods.all.filter { $0.sharedSettings.contains(.compensationRidge) }
+            if !compensates() && !readers.contains(where: { $0.name == method }) {
                 throw ValidationError("--compensate-ridge has no effect without the compensation (--no-compensate, or a "
-                                      + "method that does not compensate) unless --method obs")
+                                      + "method that does not compensate) unless --method "
+                                      + readers.map { $0.name }.joined(separator: ", "))
             }
         }
         if compensateOrder != nil && !compensates() {

@@ -27,6 +27,9 @@ public struct Budget: Equatable, Sendable {
         case latency(milliseconds: Double, batch: Int)
     }
 
+    /// The MLP fraction kept when a run gives no budget (`DefaultBudget.keepMLP`, every method's default but Vulcan's).
+    public static let defaultKeepMLP = 0.5
+
     public var keepFractions: [SpaceFamily: Double]
     public var target: Target?
     /// How kept counts are rounded (`--round-to`): multiples of K for GEMM-friendly widths, or a latency table's

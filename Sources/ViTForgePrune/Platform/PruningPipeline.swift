@@ -21,6 +21,11 @@ public struct PruningPipeline {
     public var fineTuning: TrainingPhase?
     public var latencyBatches: [Int]
     public var seed: UInt64
+    /// The shared settings only some methods read (`PruningContext.classes`, `.validationFraction`,
+    /// `.compensationRidge`).
+    public var classes: [Int]?
+    public var validationFraction: Double?
+    public var compensationRidge: Double?
     /// `--compensate`: refit the layers the cut feeds (methods with `SharedSetting.compensation`); nil: off.
     public var compensation: CompensationSettings?
 
@@ -97,10 +102,13 @@ public struct PruningPipeline {
 
         var latency: LatencyMeter?
         if case let .latency(_, batch)? = budget.target { latency = LatencyMeter(backend: backend, batch: batch) }
-        let context = PruningContext(
+        var context = PruningContext(
             original: original, data: data, backend: backend, budget: budget, scope: scope,
             calibrationImages: calibrationImages, batchSize: batchSize, seed: seed, training: methodTraining,
             latency: latency, log: hooks.log, progress: hooks.progress, stopWhen: hooks.stopWhen)
+        context.classes = classes
+        context.validationFraction = validationFraction
+        context.compensationRidge = compensationRidge
         var result = try timed("prune") { try method.prune(context) }
         if result.stopped { return Outcome(weights: result.weights, report: nil, stopped: true) }
         var compensationRecords: [Compensation.LayerRecord]?
@@ -173,8 +181,7 @@ public struct PruningPipeline {
 
     /// The checkpoint files the run's training phases write (to delete once the final model is saved).
     public var checkpointPaths: [String] {
-        // `.best`: the model a method's validation picked during its training phase (CPD).
-        [methodTraining.checkpointPath, methodTraining.checkpointPath.map { $0 + ".best" },
+        [methodTraining.checkpointPath, methodTraining.bestCheckpointPath,
          fineTuning?.checkpointPath].compactMap { $0 }
     }
 

@@ -27,6 +27,9 @@ public struct TrainingPhase {
     /// Where the phase's checkpoint goes (written every `checkpointEvery` steps, on Ctrl-C and at the end of the
     /// phase), and whether to continue from it when it exists.
     public var checkpointPath: String?
+    /// Where a method that selects on validation keeps its best-so-far model (CPD), beside the checkpoint; the
+    /// pipeline removes it with the checkpoints once the result is written.
+    public var bestCheckpointPath: String? { checkpointPath.map { $0 + ".best" } }
     public var checkpointEvery: Int
     public var resume: Bool
     public var protectedInputs: [String]

@@ -24,6 +24,8 @@ public struct CPD: PruningMethod {
     public static let summary = "CPD: while training (with --distill), every N steps remove the least important "
         + "block by the Fisher of channel masks — MLP neurons, residual width, q/k or v dims — until the target"
     public static let hasTrainingPhase = true
+    public static let sharedSettings: Set<SharedSetting> = [.validationFraction]
+    public static let settingNotes: [SharedSetting: String] = [.validationFraction: "the epoch, default 0.05"]
 
     public struct Options: Equatable, Sendable {
         /// Steps between cuts (CPD's `interval`).
@@ -83,8 +85,9 @@ public struct CPD: PruningMethod {
     public func prune(_ context: PruningContext) throws -> MethodOutcome {
         var training = context.data.training
         var validation = context.data.validation
-        if validation == nil && options.validationFraction > 0 {
-            let split = try training.splitValidation(fraction: options.validationFraction, seed: context.seed)
+        let validationFraction = context.validationFraction ?? options.validationFraction
+        if validation == nil && validationFraction > 0 {
+            let split = try training.splitValidation(fraction: validationFraction, seed: context.seed)
             (training, validation) = (split.training, split.validation)
         }
         let phase = context.training
@@ -99,7 +102,7 @@ public struct CPD: PruningMethod {
                                        deadline: deadline, latency: context.latency, backend: context.backend,
                                        log: context.log)
         trainer.hooks = [pruner]
-        let bestPath = phase.checkpointPath.map { $0 + ".best" }
+        let bestPath = phase.bestCheckpointPath
         trainer.checkpoints.bestPath = bestPath
         var bestInMemory: ViTWeights?
         if let validation {

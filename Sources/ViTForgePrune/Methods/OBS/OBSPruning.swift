@@ -11,17 +11,19 @@ import ViTForgeSupport
 /// with `--compensate` the pipeline applies the very update the costs assumed (same moments, same ridge), so the
 /// removal and the compensation agree. Residual channels and q/k dims are not scored: neither has one linear layer
 /// consuming it whose refit the cost could describe (see `Compensation`).
-public struct OBSPruning: PruningMethod {
+public struct OBSPruning: FlaglessMethod {
     public static let name = "obs"
     public static let summary = "structured Optimal Brain Surgeon (ZipLM): remove the MLP neurons, heads or value "
         + "dims whose removal, with the least-squares update of the rest, costs the least output error (greedy)"
     public static let hasTrainingPhase = false
-    public static let sharedSettings: Set<SharedSetting> = [.rankingScope, .calibrationImages, .compensation]
+    public static let sharedSettings: Set<SharedSetting> = [.rankingScope, .calibrationImages, .compensation,
+                                                            .compensationRidge]
 
-    /// λ of the costs, relative to each layer's mean input variance (the pipeline's `--compensate-ridge`).
-    public var ridge: Double
+    /// λ of the costs, relative to each layer's mean input variance, when the run gives none
+    /// (`PruningContext.compensationRidge`, the pipeline's `--compensate-ridge`).
+    public var ridge = LeastSquaresRefit.defaultRidge
 
-    public init(ridge: Double = LeastSquaresRefit.defaultRidge) { self.ridge = ridge }
+    public init() {}
 
     public func problem(with budget: Budget, epochs: Int) -> String? {
         if budget.keepFractions.keys.contains(where: { $0 == .residual || $0 == .qkDims }) {
@@ -45,7 +47,7 @@ public struct OBSPruning: PruningMethod {
                                                batchSize: context.batchSize)
         let scored = try ScoredSpaces(config: config, families: families, scope: context.scope,
                                       rounding: context.budget.rounding) { space in
-            try scores(space, weights: weights, moments: moments)
+            try scores(space, weights: weights, moments: moments, ridge: context.compensationRidge ?? ridge)
         }
         let (plan, outcome) = try context.solve(nativeFamilies: [.mlpHidden], planFor: scored.plan)
         var result = MethodOutcome(weights: try Surgery.prune(weights, plan: plan), outcome: outcome)
@@ -54,8 +56,8 @@ public struct OBSPruning: PruningMethod {
     }
 
     /// The space's groups' scores (aligned with `space.groups`) from its layer's greedy OBS order.
-    func scores(_ space: ChannelSpace, weights: ViTWeights, moments: [Compensation.Layer: ActivationMoments]) throws
-        -> [Double] {
+    func scores(_ space: ChannelSpace, weights: ViTWeights, moments: [Compensation.Layer: ActivationMoments],
+                ridge: Double) throws -> [Double] {
         let config = weights.config
         let layer: Compensation.Layer
         let columns: [[Int]]

@@ -18,6 +18,7 @@ public struct ViTSlim: PruningMethod {
     public static let hasTrainingPhase = true
     /// The cut after the search is one-shot: `--compensate` refits it.
     public static let sharedSettings: Set<SharedSetting> = [.compensation]
+    public static let settingNotes: [SharedSetting: String] = [.compensation: "its cut"]
 
     public struct Options: Equatable, Sendable {
         /// How attention mask values spread over a block's dims (§2.b: per head and dim, per head, per dim index).

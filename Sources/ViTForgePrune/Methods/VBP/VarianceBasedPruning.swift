@@ -14,6 +14,7 @@ public struct VarianceBasedPruning: PruningMethod {
         + "whose output varies least, their means folded into fc2's (attn.proj's) bias"
     public static let hasTrainingPhase = false
     public static let sharedSettings: Set<SharedSetting> = [.rankingScope, .calibrationImages, .compensation]
+    public static let settingNotes: [SharedSetting: String] = [.compensation: "where it replaces the mean shift"]
 
     /// Scope and rounding come from the run's shared settings; the rest from `--vbp-score` and `--no-bias-fold`.
     public var options: Options

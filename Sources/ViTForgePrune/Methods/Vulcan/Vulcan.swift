@@ -16,7 +16,10 @@ public struct Vulcan: PruningMethod {
         + "on the subset under neuron-collapse and tail-rank constraints, then merge MLP clusters and SVD-refactor "
         + "attention"
     public static let hasTrainingPhase = true
-    public static let sharedSettings: Set<SharedSetting> = [.calibrationImages]
+    public static let sharedSettings: Set<SharedSetting> = [.calibrationImages, .validationFraction]
+    public static let settingNotes: [SharedSetting: String] = [.validationFraction: "the cut, default 0.1"]
+    public static let defaultBudget = DefaultBudget.methodSetting(flag: "--prune-ratio", value: Options.defaultPruneRatio,
+                                                                  meaning: "removes its default share")
 
     public struct Options: Equatable, Sendable {
         /// The subset (the data set's class ids), for the restricted accuracies and `--trim-head`; empty: the
@@ -168,9 +171,11 @@ public struct Vulcan: PruningMethod {
                                      iterations: options.kmeansIterations)
         context.log("vulcan: R = \(Formatting.fixed(ratio, decimals: 3)); widths (mlp/qk/v) "
                     + widths.map { "\($0.mlpHidden)/\($0.qkDim)/\($0.vDim)" }.joined(separator: " "))
-        let trimClasses = options.classes.isEmpty
-            ? Set((0 ..< context.data.training.count).map(context.data.training.label)).sorted() : options.classes
-        let trim = options.trimHead ? trimClasses : nil
+        // The subset in the order given (the trimmed head's outputs follow it): the method's own, else the run's.
+        let subset = options.classes.isEmpty ? context.classes ?? [] : options.classes
+        let classes = subset.isEmpty
+            ? Set((0 ..< context.data.training.count).map(context.data.training.label)).sorted() : subset
+        let trim = options.trimHead ? classes : nil
         let outcome = { (weights: ViTWeights) in
             BudgetOutcome(original: config, pruned: weights.config, nativeRatio: 1 - ratio, target: context.budget.target)
         }
@@ -178,12 +183,11 @@ public struct Vulcan: PruningMethod {
         var data = context.data.training
         var validation: Dataset?
         if options.evalEvery > 0 {
-            let split = try data.splitValidation(fraction: options.validationFraction, seed: context.seed)
+            let split = try data.splitValidation(fraction: context.validationFraction ?? options.validationFraction,
+                                                 seed: context.seed)
             (data, validation) = (split.training, split.validation)
         }
         var metrics: [String: Double] = [:]
-        let classes = options.classes.isEmpty
-            ? Set((0 ..< context.data.training.count).map(context.data.training.label)).sorted() : options.classes
         guard classes.count < config.classes else {
             throw PruneError.invalidBudget("vulcan derives a model for a class subset: give --classes")
         }

@@ -1,10 +1,12 @@
 import ArgumentParser
-import ViTForgePrune
 
 /// CPD's own flags (METHODS.md §4). The budget is one --target-*; --epochs is the training run the pruning happens
 /// in; --distill (with --alpha, --temperature) distils from the frozen unpruned model throughout.
-struct CPDOptions: MethodOptions {
-    static let methods = [CPD.name]
+public struct CPDOptions: MethodOptions {
+    public static let methods: [any PruningMethod.Type] = [CPD.self]
+    public static let title = "CPD options (--method cpd)"
+
+    public init() {}
 
     @Option(help: "Steps between cuts; scores accumulate over the interval and reset after each cut.")
     var pruneInterval = 50
@@ -19,7 +21,7 @@ struct CPDOptions: MethodOptions {
                                + "one per interval would not get there); the rest of the run trains the final shape."))
     var pruneUntil = 0.75
 
-    func method(named name: String) throws -> any PruningMethod {
+    public func method(named name: String) throws -> any PruningMethod {
         CPD(options: .init(pruneInterval: pruneInterval, mlpStep: mlpStep, residualStep: residualStep,
                            finishFraction: pruneUntil))
     }

@@ -1,9 +1,11 @@
 import ArgumentParser
-import ViTForgePrune
 
 /// Vulcan's own flags (METHODS.md §3). The subset is `--classes` (shared with every method: it restricts the data).
-struct VulcanOptions: MethodOptions {
-    static let methods = [Vulcan.name]
+public struct VulcanOptions: MethodOptions {
+    public static let methods: [any PruningMethod.Type] = [Vulcan.self]
+    public static let title = "Vulcan options (--method vulcan; the subset is --classes)"
+
+    public init() {}
 
     @Option(help: ArgumentHelp("Vulcan's R: the share REMOVED (of MLP neurons, and on average of the q·k and v·o "
                                + "dims), as in the paper — unlike --keep-* and --target-*, which are fractions kept. "
@@ -27,7 +29,9 @@ struct VulcanOptions: MethodOptions {
     @Flag(help: "Also fine-tune the base on the subset for the same epochs (no constraints); the report adds its accuracy.")
     var compareFinetunedBase = false
 
-    func method(named name: String) throws -> any PruningMethod {
+    public var budgetFlags: [(flag: String, value: Double?)] { [("--prune-ratio", pruneRatio)] }
+
+    public func method(named name: String) throws -> any PruningMethod {
         var options = Vulcan.Options(pruneRatio: pruneRatio, rho: rho, epsilon: constraintEpsilon,
                                      evalEvery: evalEvery, trimHead: trimHead)
         options.compareFinetunedBase = compareFinetunedBase

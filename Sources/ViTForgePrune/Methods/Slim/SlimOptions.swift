@@ -1,13 +1,15 @@
 import ArgumentParser
 import ViTForgeModel
-import ViTForgePrune
 
 extension AttentionMaskGranularity: ExpressibleByArgument {}
 extension SlimPenaltySchedule: ExpressibleByArgument {}
 
 /// ViT-Slim's own flags (METHODS.md §2), token masks (§2.b) included.
-struct SlimOptions: MethodOptions {
-    static let methods = [ViTSlim.name]
+public struct SlimOptions: MethodOptions {
+    public static let methods: [any PruningMethod.Type] = [ViTSlim.self]
+    public static let title = "ViT-Slim options (--method slim)"
+
+    public init() {}
 
     @Option(help: ArgumentHelp("Attention masks: dim (one value per head and dim, on its q, k and v), head (one per "
                                + "head) or uniform (one per dim index, shared by the heads).", valueName: "granularity"))
@@ -71,7 +73,7 @@ struct SlimOptions: MethodOptions {
                                valueName: "file"))
     var fromSearch: String?
 
-    func validate() throws {
+    public func validate() throws {
         if !(slimAttnPenalty >= 0) || !(slimMlpPenalty >= 0) || !(slimTokenPenalty >= 0) {
             throw ValidationError("ℓ1 weights must be ≥ 0")
         }
@@ -83,7 +85,11 @@ struct SlimOptions: MethodOptions {
         }
     }
 
-    func method(named name: String) throws -> any PruningMethod {
+    public var budgetFlags: [(flag: String, value: Double?)] { [("--keep-attn", keepAttn)] }
+    public var inputFiles: [(flag: String, path: String?)] { [("--from-search", fromSearch)] }
+    public var outputFiles: [(flag: String, path: String?)] { [("--save-search", saveSearch)] }
+
+    public func method(named name: String) throws -> any PruningMethod {
         var options = ViTSlim.Options(granularity: slimGranularity, attentionPenalty: slimAttnPenalty,
                                       mlpPenalty: slimMlpPenalty, searchLabelSmoothing: searchLabelSmoothing,
                                       keepAttention: keepAttn, attentionToMLPRatio: attnMlpRatio, fold: !noFold,
