@@ -103,8 +103,6 @@ struct PruneCommand: ParsableCommand {
             case .methodSetting(let flag, let value, _): parts = ["\(flag) \(value) (default)"]
             }
         }
-        // Tokens are a budget beside the others (a --target-* solves attention and MLP with them fixed).
-        if let keepTokens = slim.keepTokens { parts.append("--keep-tokens \(keepTokens)") }
         if options.roundTo != .multiple(1) { parts.append("--round-to \(options.roundTo.defaultValueDescription)") }
         return parts.joined(separator: " ")
     }

@@ -85,7 +85,10 @@ public struct SlimOptions: MethodOptions {
         }
     }
 
-    public var budgetFlags: [(flag: String, value: Double?)] { [("--keep-attn", keepAttn)] }
+    // Tokens are a budget beside the others (a --target-* solves attention and MLP with them fixed).
+    public var budgetFlags: [(flag: String, value: Double?)] {
+        [("--keep-attn", keepAttn), ("--keep-tokens", keepTokens)]
+    }
     public var inputFiles: [(flag: String, path: String?)] { [("--from-search", fromSearch)] }
     public var outputFiles: [(flag: String, path: String?)] { [("--save-search", saveSearch)] }
 
