@@ -115,6 +115,36 @@ struct LatencyTableTests {
         }
     }
 
+    @Test("a table measured on another GEMM library is refused: the backend's name says which library multiplied")
+    func anotherGemmLibraryIsAnotherDevice() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let config = try Self.fmVitB.get()
+        // Same CPU, same OpenBLAS core, same thread count: only the library behind the products differs. (No
+        // product runs here, so this holds on a machine without oneDNN too.)
+        func device(_ gemm: GemmSelection) -> LayerLatencyTable.Device {
+            .init(current: CPUBackend(threads: 2, gemm: gemm))
+        }
+        let openBLAS = device(.pinned(.openblas))
+        var table = try Self.syntheticTable(config) { Double($0 % 3 + 1) }
+        table.device = openBLAS
+        let path = folder.path("openblas-table.json")
+        try table.jsonData().write(to: URL(fileURLWithPath: path))
+        #expect(try LayerLatencyTable.load(path: path, for: config, on: openBLAS).table == table)
+        for other in [GemmSelection.pinned(.onednn), .auto] {
+            let elsewhere = device(other)
+            #expect(elsewhere.cpu == openBLAS.cpu && elsewhere.blasCore == openBLAS.blasCore
+                    && elsewhere.backend != openBLAS.backend, "\(elsewhere.backend)")
+            let error = try #require(throws: LatencyTableError.self) {
+                try LayerLatencyTable.load(path: path, for: config, on: elsewhere)
+            }
+            #expect(error.description.hasPrefix("--latency-table \(path): measured on another device (cpu (OpenBLAS, "
+                                                + "2 threads) on ")
+                    && error.description.contains("this run: \(elsewhere.backend) on ")
+                    && !error.description.contains("\n"), "\(error)")
+        }
+    }
+
     @Test("slim's cut rounds each MLP and each kept head's dims (multiples, and a table)")
     func slimRounds() throws {
         var generator = SeededGenerator(seed: 0x7AB)
