@@ -57,6 +57,14 @@ struct GemmChoiceTests {
         fputs("vitforge-gemm-choice 1 another machine\nNT 37 29 13 13 13 29 beta0 onednn\n", file)
         fclose(file)
         #expect(GemmChoiceTable.read(other).isEmpty)
+        // This machine's file from version 1 (timed by whole products on the wall clock) is measured afresh.
+        let older = "/tmp/vitforge-gemm-choice-v1-\(getpid()).txt"
+        defer { unlink(older) }
+        let v1 = try #require(fopen(older, "w"))
+        fputs("vitforge-gemm-choice 1 \(GemmChoiceTable.machineKey)\nNT 37 29 13 13 13 29 beta0 onednn\n", v1)
+        fclose(v1)
+        #expect(GemmChoiceTable.read(older).isEmpty)
+        #expect(GemmChoiceTable.read(path).count == 2)
     }
 
     @Test("a checkpoint's choices win over the table's, in memory only; damaged lines are counted and skipped")
@@ -64,10 +72,38 @@ struct GemmChoiceTests {
         let (path, known, table) = Self.tableSayingOneDNN("adopt")
         defer { unlink(path) }
         let key = GemmChoiceTable.Key(known)
+        #expect(table.library(for: known) == .onednn)  // now in this thread's copy too, which the adoption drops
         #expect(table.adopt(["\(key.line) openblas", "NT 1 2 three"]) == 1)
         #expect(table.library(for: known) == .openblas)
         #expect(table.lines == ["\(key.line) openblas"])
         #expect(GemmChoiceTable.read(path)[key] == .onednn)
+    }
+
+    @Test("auto: a product split over the workers runs on the library chosen for a worker's block, not the whole",
+          .enabled(if: GemmLibrary.oneDNNProblem == nil, "oneDNN is not installed"))
+    func splitProductUsesTheBlockChoice() throws {
+        // 37×29·1500 on 2 workers is split along m; worker 0's block is 18×29·1500 (the shape a library call gets).
+        let whole = GemmSpec(m: 37, n: 29, k: 1500)
+        let block = CPUBackend.block(whole, worker: 0, of: 2)
+        #expect(block.spec.m == 18 && block.spec.n == 29 && block.a == 0 && block.c == 0)
+        var second = whole
+        second.m = 19
+        #expect(CPUBackend.block(whole, worker: 1, of: 2) == (second, 18 * 1500, 0, 18 * 29))
+        var generator = SystemRandomNumberGenerator()
+        let a = (0 ..< 37 * 1500).map { _ in Float.random(in: -1 ... 1, using: &generator) }
+        let b = (0 ..< 1500 * 29).map { _ in Float.random(in: -1 ... 1, using: &generator) }
+        func product(_ gemm: GemmSelection) throws -> [Float] {
+            let backend = CPUBackend(threads: 2, parallelThreshold: 0, gemm: gemm)
+            let c = try backend.makeBuffer([Float](repeating: 0, count: 37 * 29))
+            try backend.gemm(whole, a: try backend.makeBuffer(a), b: try backend.makeBuffer(b), c: c)
+            return try backend.read(c)
+        }
+        let openBLAS = try product(.pinned(.openblas)), oneDNN = try product(.pinned(.onednn))
+        try #require(openBLAS != oneDNN, "the libraries' sums must differ in their last bits to tell them apart")
+        // The shared table (these shapes occur nowhere else): OpenBLAS for the whole product, oneDNN for the block.
+        GemmChoiceTable.shared.adopt(["\(GemmChoiceTable.Key(whole).line) openblas",
+                                      "\(GemmChoiceTable.Key(block.spec).line) onednn"])
+        #expect(try product(.auto) == oneDNN)
     }
 
     @Test("resuming: the checkpoint's library unless VITFORGE_GEMM pins another (one warning); refused without it")

@@ -11,32 +11,36 @@ extension CPUBackend {
         var single = spec
         single.batch = 1
         let operands = try gemmOperands(single, a: a, b: b, c: c, "gemm")
-        let library = library(for: single)  // chosen for the whole product, not per block
         let workers = min(threads, max(single.m, single.n))
         guard workers > 1, single.m * single.n * single.k >= parallelGemmMacs else {
-            library.run(single, operands.a, operands.b, operands.c)
+            library(for: single).run(single, operands.a, operands.b, operands.c)
             return
         }
-        // The library runs single-threaded (see `init`, `vitforge_dnnl_sgemm`); the product is split into one block of C per worker, along
-        // the longer of m and n (no split of k, so no reduction). Each block is an ordinary sgemm on a sub-matrix.
+        // The library runs single-threaded (see `init`, `vitforge_dnnl_sgemm`); the product is split into one block
+        // of C per worker, along the longer of m and n (no split of k, so no reduction). Each block is an ordinary
+        // sgemm on a sub-matrix. The library is the one for the first block's shape, what a worker runs (under
+        // `auto` that is the shape timed), and the same for every block.
+        let library = library(for: Self.block(single, worker: 0, of: workers).spec)
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            var part = single
-            var pointerA = operands.a
-            var pointerB = operands.b
-            var pointerC = operands.c
-            if single.m >= single.n {
-                let first = single.m * worker / workers
-                part.m = single.m * (worker + 1) / workers - first
-                pointerA += single.transA ? first : first * single.lda  // rows of op(A)
-                pointerC += first * single.ldc
-            } else {
-                let first = single.n * worker / workers
-                part.n = single.n * (worker + 1) / workers - first
-                pointerB += single.transB ? first * single.ldb : first  // columns of op(B)
-                pointerC += first
+            let block = Self.block(single, worker: worker, of: workers)
+            if block.spec.m > 0, block.spec.n > 0 {
+                library.run(block.spec, operands.a + block.a, operands.b + block.b, operands.c + block.c)
             }
-            if part.m > 0, part.n > 0 { library.run(part, pointerA, pointerB, pointerC) }
         }
+    }
+
+    /// Worker `worker`'s block of `single` split over `workers` along the longer of m and n: its product and the
+    /// element offsets of its operands.
+    static func block(_ single: GemmSpec, worker: Int, of workers: Int) -> (spec: GemmSpec, a: Int, b: Int, c: Int) {
+        var part = single
+        if single.m >= single.n {
+            let first = single.m * worker / workers
+            part.m = single.m * (worker + 1) / workers - first
+            return (part, single.transA ? first : first * single.lda, 0, first * single.ldc)  // rows of op(A)
+        }
+        let first = single.n * worker / workers
+        part.n = single.n * (worker + 1) / workers - first
+        return (part, 0, single.transB ? first * single.ldb : first, first)  // columns of op(B)
     }
 
     public func uncheckedGemmStridedBatched(_ spec: GemmSpec, a: Buffer, b: Buffer, c: Buffer) throws {

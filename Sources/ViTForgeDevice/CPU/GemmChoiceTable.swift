@@ -1,4 +1,5 @@
 import CBLAS
+import Synchronization
 import ViTForgeSupport
 #if canImport(Glibc)
 import Glibc
@@ -11,10 +12,15 @@ import Glibc
 /// of the moment: a run resumed from a checkpoint on the same machine reads the same file. Deleting the file (or
 /// another machine) measures afresh — the one way results can change, which is why `auto` is not the default.
 ///
-/// File: a first line `vitforge-gemm-choice 1 <machine key>`, then one line per shape:
-/// `NT m n k lda ldb ldc beta0|beta1 openblas|onednn`.
+/// The shape of a product is the shape one library call gets: a product the backend splits over its workers is
+/// keyed (and timed) by a worker's block, not the whole product.
+///
+/// File: a first line `vitforge-gemm-choice 2 <machine key>`, then one line per shape:
+/// `NT m n k lda ldb ldc beta0|beta1 openblas|onednn`. (Version 1 files were timed by the whole product and the
+/// wall clock, see `measure`; they are measured afresh.)
 final class GemmChoiceTable: @unchecked Sendable {
     static let shared = GemmChoiceTable(path: GemmChoiceTable.defaultPath())
+    static let header = "vitforge-gemm-choice 2"
 
     let path: String?
     private let lock = ProcessLock()
@@ -22,6 +28,11 @@ final class GemmChoiceTable: @unchecked Sendable {
     /// resumed checkpoint, which wins over `choices` and is never written to the file.
     private var choices: [Key: GemmLibrary] = [:]
     private var adopted: [Key: GemmLibrary] = [:]
+    /// Which table a thread's copy belongs to (`ThreadChoices`), and how often `adopt` has changed choices made:
+    /// a thread's copy from before an adoption is dropped.
+    private let identity = GemmChoiceTable.tables.add(1, ordering: .relaxed).newValue
+    private let generation = Atomic<Int>(0)
+    private static let tables = Atomic<Int>(0)
 
     struct Key: Hashable {
         var transA, transB: Bool
@@ -56,36 +67,50 @@ final class GemmChoiceTable: @unchecked Sendable {
     }
 
     /// The library for `spec`: from the table, else measured now (on scratch operands of the same layout) and
-    /// added to the table and its file.
+    /// added to the table and its file. After a thread's first lookup of a shape it reads its own copy of the
+    /// choice, without the lock (the fused attention looks up every (image, head)'s products).
     func library(for spec: GemmSpec) -> GemmLibrary {
         let key = Key(spec)
-        return lock.withLock {
+        let mine = ThreadChoices.current(table: identity, generation: generation.load(ordering: .acquiring))
+        if let known = mine.choices[key] { return known }
+        let chosen = lock.withLock {
             if let known = adopted[key] ?? choices[key] { return known }
             let chosen = Self.measure(spec)
             choices[key] = chosen
             if let path { Self.write(choices, to: path) }
             return chosen
         }
+        mine.choices[key] = chosen
+        return chosen
     }
 
-    /// How much faster oneDNN must be to be chosen: its time at most this share of OpenBLAS's. Near-ties, where
-    /// the load of the moment decides, stay with OpenBLAS (the default, whose results match runs without `auto`).
-    static let margin = 0.9
+    /// How much faster oneDNN must be to be chosen: its time at most this share of OpenBLAS's. Near-ties stay
+    /// with OpenBLAS (the default, whose results match runs without `auto`). 5%: the attention products, where
+    /// oneDNN is 5–15% faster in these timings, went to OpenBLAS at 10% (Benchmarks/README.md, "GEMM libraries").
+    static let margin = 0.95
 
-    /// Both libraries timed alternately (5 rounds after a warm-up, the order swapping each round, each timing over
-    /// enough calls to last ~50 µs so that the clock's resolution and a call's fixed cost do not decide small
-    /// shapes); the fastest round of each counts.
+    /// Both libraries timed alternately (5 rounds after a warm-up, the order swapping each round); the fastest
+    /// round of each counts. A round calls the product on several copies of its operands in turn (≥ 8 MiB in
+    /// all, so that they come from L2 or beyond as in a model, where each product reads what another op wrote,
+    /// not from L1), over enough calls to last ~50 µs (the clock's resolution and a call's fixed cost do not
+    /// decide small shapes). The clock is the thread's CPU time: on a shared machine a round the thread spent
+    /// preempted does not count against the library it was timing.
     static func measure(_ spec: GemmSpec) -> GemmLibrary {
         var spec = spec
         (spec.offsetA, spec.offsetB, spec.offsetC) = (0, 0, 0)
-        let a = scratch(rows: spec.transA ? spec.k : spec.m, leading: spec.lda)
-        let b = scratch(rows: spec.transB ? spec.n : spec.k, leading: spec.ldb)
-        let c = scratch(rows: spec.m, leading: spec.ldc)
+        let sizes = (a: max(1, (spec.transA ? spec.k : spec.m) * spec.lda),
+                     b: max(1, (spec.transB ? spec.n : spec.k) * spec.ldb), c: max(1, spec.m * spec.ldc))
+        let copies = min(64, (8 << 20) / (4 * (sizes.a + sizes.b + sizes.c)) + 1)
+        let a = scratch(sizes.a * copies), b = scratch(sizes.b * copies), c = scratch(sizes.c * copies)
         defer { a.deallocate(); b.deallocate(); c.deallocate() }
         func seconds(_ library: GemmLibrary, calls: Int) -> Double {
-            let start = monotonicSeconds()
-            for _ in 0 ..< calls { library.run(spec, a.baseAddress!, b.baseAddress!, c.baseAddress!) }
-            return (monotonicSeconds() - start) / Double(calls)
+            let start = threadSeconds()
+            for call in 0 ..< calls {
+                let copy = call % copies
+                library.run(spec, a.baseAddress! + copy * sizes.a, b.baseAddress! + copy * sizes.b,
+                            c.baseAddress! + copy * sizes.c)
+            }
+            return (threadSeconds() - start) / Double(calls)
         }
         let calls = max(1, min(1000, Int(50e-6 / max(seconds(.openblas, calls: 1), 1e-9))))
         var best = [GemmLibrary: Double]()
@@ -99,8 +124,8 @@ final class GemmChoiceTable: @unchecked Sendable {
         return best[.onednn]! <= margin * best[.openblas]! ? .onednn : .openblas
     }
 
-    private static func scratch(rows: Int, leading: Int) -> UnsafeMutableBufferPointer<Float> {
-        let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, rows * leading))
+    private static func scratch(_ count: Int) -> UnsafeMutableBufferPointer<Float> {
+        let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
         for i in buffer.indices { buffer[i] = Float(i % 7) * 0.25 - 0.75 }
         return buffer
     }
@@ -108,7 +133,7 @@ final class GemmChoiceTable: @unchecked Sendable {
     static func read(_ path: String) -> [Key: GemmLibrary] {
         guard let text = readText(path) else { return [:] }
         var lines = text.split(separator: "\n")
-        guard let header = lines.first, header == "vitforge-gemm-choice 1 \(machineKey)" else { return [:] }
+        guard let first = lines.first, first == "\(header) \(machineKey)" else { return [:] }
         lines.removeFirst()
         var table = [Key: GemmLibrary]()
         for case let (key, library)? in lines.map(choice) { table[key] = library }  // a damaged line: measured again
@@ -145,6 +170,7 @@ final class GemmChoiceTable: @unchecked Sendable {
         let parsed = lines.map { Self.choice(Substring($0)) }
         lock.withLock {
             for case let (key, library)? in parsed { adopted[key] = library }
+            generation.add(1, ordering: .releasing)  // every thread's copy goes: an adopted choice wins
         }
         return parsed.filter { $0 == nil }.count
     }
@@ -155,7 +181,7 @@ final class GemmChoiceTable: @unchecked Sendable {
         guard let slash = path.lastIndex(of: "/"), KernelBinaryStore.makeDirectories(String(path[..<slash])) else {
             return
         }
-        var text = "vitforge-gemm-choice 1 \(machineKey)\n"
+        var text = "\(header) \(machineKey)\n"
         for line in lines(table) { text += line + "\n" }
         let temporary = path + ".tmp.\(getpid())"
         guard let file = fopen(temporary, "w") else { return }
@@ -185,9 +211,10 @@ final class GemmChoiceTable: @unchecked Sendable {
         return line[line.index(after: colon)...].trimmingCharacters(in: " \t")
     }
 
-    private static func monotonicSeconds() -> Double {
+    /// The calling thread's CPU time (both libraries run single-threaded on the caller).
+    private static func threadSeconds() -> Double {
         var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
         return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
     }
 }
@@ -198,5 +225,39 @@ private extension Substring {
         while let first = text.first, set.contains(first) { text.removeFirst() }
         while let last = text.last, set.contains(last) { text.removeLast() }
         return String(text)
+    }
+}
+
+/// A thread's copy of the choices it has looked up, per table (`GemmChoiceTable.library(for:)`): read without a
+/// lock, filled from the table under its lock on a miss, dropped when the table's generation moves.
+private final class ThreadChoices {
+    var generation: Int
+    var choices: [GemmChoiceTable.Key: GemmLibrary] = [:]
+
+    init(generation: Int) { self.generation = generation }
+
+    /// The calling thread's copies, by table identity (released with the thread).
+    private final class Copies { var tables: [Int: ThreadChoices] = [:] }
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { copies in
+            if let copies { Unmanaged<Copies>.fromOpaque(copies).release() }
+        }
+        return key
+    }()
+
+    static func current(table: Int, generation: Int) -> ThreadChoices {
+        let copies: Copies
+        if let raw = pthread_getspecific(key) {
+            copies = Unmanaged<Copies>.fromOpaque(raw).takeUnretainedValue()
+        } else {
+            copies = Copies()
+            pthread_setspecific(key, Unmanaged.passRetained(copies).toOpaque())
+        }
+        if let mine = copies.tables[table], mine.generation == generation { return mine }
+        let fresh = ThreadChoices(generation: generation)
+        copies.tables[table] = fresh
+        return fresh
     }
 }
