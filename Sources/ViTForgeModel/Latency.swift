@@ -17,9 +17,12 @@ public struct Latency: Sendable, Equatable {
             try body()
             seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
         }
-        seconds.sort()
-        let middle = seconds.count / 2
-        let median = seconds.count % 2 == 1 ? seconds[middle] : (seconds[middle - 1] + seconds[middle]) / 2
-        return Latency(medianSeconds: median, minimumSeconds: seconds[0])
+        return Latency(medianSeconds: median(seconds), minimumSeconds: seconds.min()!)
+    }
+
+    /// The middle value of `seconds` (at least one), or the mean of the two middle ones for an even count.
+    public static func median(_ seconds: [Double]) -> Double {
+        let sorted = seconds.sorted(), middle = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
     }
 }

@@ -142,13 +142,14 @@ public struct PruningPipeline {
             let originalModel = try VisionTransformer(weights: original, backend: backend)
             let prunedModel = try VisionTransformer(weights: final, backend: backend)
             let pass = PassMonitor.begin("latency", total: 2 * latencyBatches.count, unit: "timings")
-            func time(_ model: VisionTransformer, batch: Int) throws -> InferenceTiming {
-                let timing = try model.timeInference(batch: batch)
-                try pass.advance(1)
-                return timing
+            // Both models in alternating rounds per batch size, so a burst of load cannot favour one of them.
+            var timings: ([InferenceTiming], [InferenceTiming]) = ([], [])
+            for batch in latencyBatches {
+                let pair = try VisionTransformer.timeInferenceAlternating([originalModel, prunedModel], batch: batch)
+                timings.0.append(pair[0])
+                timings.1.append(pair[1])
+                try pass.advance(2)
             }
-            let timings = (try latencyBatches.map { try time(originalModel, batch: $0) },
-                           try latencyBatches.map { try time(prunedModel, batch: $0) })
             pass.end()
             return timings
         }
