@@ -5,6 +5,8 @@
 # seeds (Fuzz/Seeds/<harness>/) into a scratch corpus under the build folder (new inputs are not committed).
 # A crash, a sanitizer report, a timeout (10 s) or an input needing more than 2 GB (-rss_limit_mb) fails the run and
 # leaves the input in <build>/fuzz-artifacts/. Set FUZZ_BUILD to choose the build folder (default .build-fuzz).
+# A libFuzzer process uses one core: FUZZ_JOBS harnesses (default: the core count) run side by side, each for its
+# full SECONDS, and their lines print in the order given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-60}
@@ -30,8 +32,10 @@ executable() {
     esac
 }
 
-failed=0
-for harness in "${HARNESSES[@]}"; do
+# Runs one harness (regressions, then fuzzing) and writes what it has to say to <build>/fuzz-<harness>.summary;
+# fails when the harness found something.
+fuzz_one() {
+    local harness=$1 program corpus artifacts log status=0 runs rate coverage features rss
     program="$BIN/$(executable "$harness")"
     corpus="$BUILD/fuzz-corpus/$harness"
     artifacts="$BUILD/fuzz-artifacts/$harness/"
@@ -39,10 +43,9 @@ for harness in "${HARNESSES[@]}"; do
     if compgen -G "Fuzz/Regressions/$harness/*" > /dev/null; then
         "$program" -rss_limit_mb=2048 -timeout=10 Fuzz/Regressions/$harness/* > "$BUILD/fuzz-$harness-regressions.log" 2>&1 \
             || { echo "fuzz $harness: a committed regression input fails:"; tail -30 "$BUILD/fuzz-$harness-regressions.log"
-                 failed=1; continue; }
+                 return 1; }
     fi
     log="$BUILD/fuzz-$harness.log"
-    status=0
     "$program" -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10 -max_len=16384 \
         -print_final_stats=1 -artifact_prefix="$artifacts" "$corpus" "Fuzz/Seeds/$harness" > "$log" 2>&1 || status=$?
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
@@ -55,7 +58,22 @@ for harness in "${HARNESSES[@]}"; do
     if [ "$status" != 0 ]; then
         echo "fuzz $harness: FAILED (status $status); input in $artifacts"
         grep -m 5 -E 'ERROR|SUMMARY|Fatal error|deadly signal' "$log" || tail -20 "$log"
-        failed=1
+        return 1
     fi
+}
+
+JOBS=${FUZZ_JOBS:-$(nproc)}
+pids=()
+for harness in "${HARNESSES[@]}"; do
+    executable "$harness" > /dev/null  # an unknown name stops here, before anything runs
+    # At most JOBS at once: wait for any one of the running harnesses (its status is read below, by its pid).
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+    fuzz_one "$harness" > "$BUILD/fuzz-$harness.summary" 2>&1 &
+    pids+=($!)
+done
+failed=0
+for i in "${!HARNESSES[@]}"; do
+    wait "${pids[$i]}" || failed=1
+    cat "$BUILD/fuzz-${HARNESSES[$i]}.summary"
 done
 exit "$failed"
