@@ -4,13 +4,9 @@
 // that neighbouring work-items read neighbouring addresses, and the row's sums reduced in local memory. The row of a
 // `_wg` kernel is its group along dimension 0 (dimension 1 of a launch is capped at 65535 groups on some GPUs).
 
-__kernel void layernorm_forward(__global const float* x, __global const float* gamma, __global const float* beta,
-                                __global float* out, __global float* mean, __global float* rstd,
-                                int rows, int cols, float eps) {
-    int r = get_global_id(0);
-    if (r >= rows) return;
-    __global const float* xr = x + (size_t)r * cols;
-    __global float* yr = out + (size_t)r * cols;
+// One row of layernorm_forward (and of residual_layernorm_forward, on the row of sums it has just written).
+static void layernorm_row(__global const float* xr, __global const float* gamma, __global const float* beta,
+                          __global float* yr, __global float* mean, __global float* rstd, int r, int cols, float eps) {
     // Two passes (mean, then squared deviations) instead of E[x²] − E[x]²: the one-pass form cancels
     // catastrophically for activations whose mean is large next to their spread.
     acc_t s = 0;
@@ -22,6 +18,28 @@ __kernel void layernorm_forward(__global const float* x, __global const float* g
     for (int c = 0; c < cols; c++) yr[c] = (xr[c] - m) * inv_std * gamma[c] + beta[c];
     mean[r] = m;
     rstd[r] = inv_std;
+}
+
+__kernel void layernorm_forward(__global const float* x, __global const float* gamma, __global const float* beta,
+                                __global float* out, __global float* mean, __global float* rstd,
+                                int rows, int cols, float eps) {
+    int r = get_global_id(0);
+    if (r >= rows) return;
+    layernorm_row(x + (size_t)r * cols, gamma, beta, out + (size_t)r * cols, mean, rstd, r, cols, eps);
+}
+
+// sum = residual + (branch + bias), then its LayerNorm (LayerOps.residualLayerNormForward). `sum` may alias
+// `residual` or `branch`: each element is read before it is written, by the same work-item.
+__kernel void residual_layernorm_forward(__global const float* residual, __global const float* branch,
+                                         __global const float* bias, __global float* sum,
+                                         __global const float* gamma, __global const float* beta,
+                                         __global float* out, __global float* mean, __global float* rstd,
+                                         int rows, int cols, float eps) {
+    int r = get_global_id(0);
+    if (r >= rows) return;
+    size_t base = (size_t)r * cols;
+    for (int c = 0; c < cols; c++) sum[base + c] = residual[base + c] + (branch[base + c] + bias[c]);
+    layernorm_row(sum + base, gamma, beta, out + base, mean, rstd, r, cols, eps);
 }
 
 // dX for one row: with g = dOut·gamma and x̂ the normalised input, dX = rstd·(g − mean(g) − x̂·mean(g·x̂)).
@@ -94,14 +112,13 @@ __kernel void masked_layernorm_backward_input(__global const float* dout, __glob
 // The GPU shapes. Same arguments as their one-work-item-per-row counterparts above; launched with exactly one
 // work-group per row, so no work-item returns early (PoCL miscompiles barriers after a group-dependent return).
 
-// Two passes here too (mean, then squared deviations): see layernorm_forward.
-__kernel void layernorm_forward_wg(__global const float* x, __global const float* gamma, __global const float* beta,
-                                   __global float* out, __global float* mean, __global float* rstd,
-                                   int rows, int cols, float eps) {
-    __local float2 scratch[ROW_GROUP_MAX];
-    const int r = get_group_id(0), lid = get_local_id(0), step = get_local_size(0);
-    __global const float* xr = x + (size_t)r * cols;
-    __global float* yr = out + (size_t)r * cols;
+// One row of layernorm_forward_wg, work-item `lid` of `step` reading columns lid, lid + step, … (the same columns
+// residual_layernorm_forward_wg's work-item has just written). Two passes here too (mean, then squared
+// deviations): see layernorm_row. Barriers inside: call in uniform control flow.
+static void layernorm_row_wg(__global const float* xr, __global const float* gamma, __global const float* beta,
+                             __global float* yr, __global float* mean, __global float* rstd, int r, int cols,
+                             float eps, __local float2* scratch) {
+    const int lid = get_local_id(0), step = get_local_size(0);
     float s = 0;
     for (int c = lid; c < cols; c += step) s += xr[c];
     float m = group_sum(s, scratch) / cols;
@@ -113,6 +130,26 @@ __kernel void layernorm_forward_wg(__global const float* x, __global const float
         mean[r] = m;
         rstd[r] = inv_std;
     }
+}
+
+__kernel void layernorm_forward_wg(__global const float* x, __global const float* gamma, __global const float* beta,
+                                   __global float* out, __global float* mean, __global float* rstd,
+                                   int rows, int cols, float eps) {
+    __local float2 scratch[ROW_GROUP_MAX];
+    const int r = get_group_id(0);
+    layernorm_row_wg(x + (size_t)r * cols, gamma, beta, out + (size_t)r * cols, mean, rstd, r, cols, eps, scratch);
+}
+
+__kernel void residual_layernorm_forward_wg(__global const float* residual, __global const float* branch,
+                                            __global const float* bias, __global float* sum,
+                                            __global const float* gamma, __global const float* beta,
+                                            __global float* out, __global float* mean, __global float* rstd,
+                                            int rows, int cols, float eps) {
+    __local float2 scratch[ROW_GROUP_MAX];
+    const int r = get_group_id(0), lid = get_local_id(0), step = get_local_size(0);
+    size_t base = (size_t)r * cols;
+    for (int c = lid; c < cols; c += step) sum[base + c] = residual[base + c] + (branch[base + c] + bias[c]);
+    layernorm_row_wg(sum + base, gamma, beta, out + base, mean, rstd, r, cols, eps, scratch);
 }
 
 __kernel void layernorm_backward_input_wg(__global const float* dout, __global const float* x,

@@ -26,7 +26,8 @@ public struct OperationTime: Codable, Sendable {
         switch name {
         case "gemm", "gemmStridedBatched": return "GEMM"
         case "attentionForward", "attentionBackward", "softmaxForward", "softmaxBackward": return "attention"
-        case "layerNormForward", "layerNormBackward", "maskedLayerNormForward", "maskedLayerNormBackward":
+        case "layerNormForward", "layerNormBackward", "maskedLayerNormForward", "maskedLayerNormBackward",
+             "residualLayerNormForward":
             return "LayerNorm"
         case "biasGeluForward", "biasGeluBackward": return "bias+GELU"
         case "add", "axpy", "scale", "addBias", "addBiasBackward", "addScaledSign", "scaleRows", "scaleColumns":

@@ -142,6 +142,11 @@ public final class VisionTransformer {
         try maskResidual(cache.residual(0), rows: rows)
         try foldMasks()
         let tokenMaskPlan = try broadcastTokenMasks(batch: batch, keepingActivations: keepingActivations)
+        // Without a residual mask, each residual add is one pass with the branch's output bias and the LayerNorm
+        // that reads the sum (residualLayerNormForward; the same float sums as addBias, add, layerNormForward): the
+        // block's second add runs the next block's norm1 unless that block gathers its tokens or there is none.
+        let fusesResidualAdds = residualMask == nil
+        var norm1Written = false
         for (index, block) in c.blocks.enumerated() {
             let names = BlockNames(index)
             let blockCache = cache.block(index)
@@ -151,23 +156,31 @@ public final class VisionTransformer {
             let input = cache.tokenGather.input(index, residual: cache.residual(2 * index))
             let middle = cache.residual(2 * index + 1)
             let output = cache.residual(2 * index + 2)
-            try layerNormForward(x: input, gamma: parameter(names.norm1Weight), beta: parameter(names.norm1Bias),
-                                         out: blockCache.norm1, mean: blockCache.norm1Mean, rstd: blockCache.norm1Rstd,
-                                         rows: rows, cols: width, eps: Float(c.layerNormEps))
+            let eps = Float(c.layerNormEps)
+            if !norm1Written {
+                try layerNormForward(x: input, gamma: parameter(names.norm1Weight), beta: parameter(names.norm1Bias),
+                                     out: blockCache.norm1, mean: blockCache.norm1Mean, rstd: blockCache.norm1Rstd,
+                                     rows: rows, cols: width, eps: eps)
+            }
             try tokenMaskPlan?.apply(backend, block: index, second: false, normed: blockCache.norm1)
-            try Attention.forward(backend, x: blockCache.norm1, weights: maskedAttentionWeights(index, names),
+            let attentionWeights = try maskedAttentionWeights(index, names)
+            try Attention.forward(backend, x: blockCache.norm1, weights: attentionWeights,
                                   shape: attentionShape(index, batch: batch), cache: blockCache.attention,
-                                  out: cache.branchOut, path: attentionPath)
-            try maskResidual(cache.branchOut, rows: rows)
-            try backend.add(input, cache.branchOut, out: middle, count: rows * width)
-            try layerNormForward(x: middle, gamma: parameter(names.norm2Weight), beta: parameter(names.norm2Bias),
-                                         out: blockCache.norm2, mean: blockCache.norm2Mean, rstd: blockCache.norm2Rstd,
-                                         rows: rows, cols: width, eps: Float(c.layerNormEps))
+                                  out: cache.branchOut, path: attentionPath, addingProjBias: !fusesResidualAdds)
+            try residualAdd(cache, residual: input, bias: fusesResidualAdds ? attentionWeights.projBias : nil,
+                            sum: middle, rows: rows, normalizing: (block: index, second: true))
             try tokenMaskPlan?.apply(backend, block: index, second: true, normed: blockCache.norm2)
-            try MLP.forward(backend, x: blockCache.norm2, weights: maskedMLPWeights(index, names), rows: rows,
-                            width: width, hidden: block.mlpHidden, cache: blockCache.mlp, out: cache.branchOut)
-            try maskResidual(cache.branchOut, rows: rows)
-            try backend.add(middle, cache.branchOut, out: output, count: rows * width)
+            let next = index + 1
+            let fusesNextNorm = fusesResidualAdds && next < c.depth && !cache.tokenGather.gathers(next)
+            let mlpWeights = try maskedMLPWeights(index, names)
+            try MLP.forward(backend, x: blockCache.norm2, weights: mlpWeights, rows: rows, width: width,
+                            hidden: block.mlpHidden, cache: blockCache.mlp, out: cache.branchOut,
+                            addingFC2Bias: !fusesNextNorm)
+            // When fused, the next block runs on these rows (it gathers none): its input is `output` itself.
+            let nextNorm1: (block: Int, second: Bool)? = fusesNextNorm ? (next, false) : nil
+            try residualAdd(cache, residual: middle, bias: fusesNextNorm ? mlpWeights.fc2Bias : nil, sum: output,
+                            rows: rows, normalizing: nextNorm1)
+            norm1Written = fusesNextNorm
         }
         try headForward(cache)
         return cache.logits
@@ -430,6 +443,36 @@ public final class VisionTransformer {
     private func maskResidual(_ x: Buffer, rows: Int) throws {
         guard let residualMask else { return }
         try backend.scaleColumns(x, mask: residualMask.values, out: x, rows: rows, cols: config.residualWidth)
+    }
+
+    /// A residual add, `sum = residual + cache.branchOut`, then, with `normalizing`, block `block`'s norm1 (`second`:
+    /// norm2) of the sum into that block's cache. With `bias` (the branch's output bias, which the branch then left
+    /// out; only without a residual mask) and a LayerNorm to run, all of it is one pass, `residualLayerNormForward`.
+    private func residualAdd(_ cache: ActivationCache, residual: Buffer, bias: Buffer?, sum: Buffer, rows: Int,
+                             normalizing: (block: Int, second: Bool)?) throws {
+        let width = config.residualWidth, eps = Float(config.layerNormEps)
+        let norm = normalizing.map { target in
+            (names: BlockNames(target.block), cache: cache.block(target.block), second: target.second)
+        }
+        let gamma = try norm.map { try parameter($0.second ? $0.names.norm2Weight : $0.names.norm1Weight) }
+        let beta = try norm.map { try parameter($0.second ? $0.names.norm2Bias : $0.names.norm1Bias) }
+        let outputs = norm.map { n in
+            n.second ? (out: n.cache.norm2, mean: n.cache.norm2Mean, rstd: n.cache.norm2Rstd)
+                : (out: n.cache.norm1, mean: n.cache.norm1Mean, rstd: n.cache.norm1Rstd)
+        }
+        if let bias, let gamma, let beta, let outputs {
+            try backend.residualLayerNormForward(residual: residual, branch: cache.branchOut, bias: bias, sum: sum,
+                                                 gamma: gamma, beta: beta, out: outputs.out, mean: outputs.mean,
+                                                 rstd: outputs.rstd, rows: rows, cols: width, eps: eps)
+            return
+        }
+        precondition(bias == nil, "a branch left out its bias for a residual add that does not fuse it")
+        try maskResidual(cache.branchOut, rows: rows)
+        try backend.add(residual, cache.branchOut, out: sum, count: rows * width)
+        if let gamma, let beta, let outputs {
+            try layerNormForward(x: sum, gamma: gamma, beta: beta, out: outputs.out, mean: outputs.mean,
+                                 rstd: outputs.rstd, rows: rows, cols: width, eps: eps)
+        }
     }
 
     /// LayerNorm over the residual width, or over its kept channels under a residual mask.

@@ -10,6 +10,8 @@ extension OpCase {
         layerNormForwardRow(rows: 1, cols: 769, eps: 1e-5, inputs: -3 ... 5),
         // One column: the mean is the value, the variance 0, so out = beta and rstd = 1/√eps.
         layerNormForwardRow(rows: 5, cols: 1, eps: 1e-5, inputs: -3 ... 5),
+        residualLayerNormForwardRow(rows: 3, cols: 769, eps: 1e-5, residuals: -3 ... 5, sumInto: .branch),
+        residualLayerNormForwardRow(rows: 5, cols: 1, eps: 1e-5, residuals: -3 ... 5, sumInto: .separate),
         layerNormBackwardRow(rows: 1, cols: 769, eps: 1e-5, inputs: -3 ... 5),
         layerNormBackwardRow(rows: 131, cols: 37, eps: 1e-5, inputs: -3 ... 5),
         // Fewer kept columns than work-items in a group: most work-items of a row see none.

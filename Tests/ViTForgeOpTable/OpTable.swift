@@ -309,6 +309,9 @@ extension OpCase {
         // around a mean of 0.5 that a one-pass variance would cancel badly.
         layerNormForwardRow(rows: 37, cols: 197, eps: 1e-6, inputs: 0.49 ... 0.51),
         layerNormForwardRow(rows: 13, cols: 37, eps: 1e-5, inputs: -3 ... 5),
+        residualLayerNormForwardRow(rows: 37, cols: 197, eps: 1e-6, residuals: 0.49 ... 0.51, sumInto: .separate),
+        residualLayerNormForwardRow(rows: 13, cols: 37, eps: 1e-5, residuals: -3 ... 5, sumInto: .residual),
+        residualLayerNormForwardRow(rows: 7, cols: 97, eps: 1e-5, residuals: -3 ... 5, sumInto: .branch),
         layerNormBackwardRow(rows: 13, cols: 37, eps: 1e-6, inputs: 0.49 ... 0.51),
         layerNormBackwardRow(rows: 7, cols: 197, eps: 1e-5, inputs: -3 ... 5),
         softmaxForwardRow(rows: 37, cols: 197, scale: 0.125, inputs: -20 ... 20),
@@ -348,6 +351,51 @@ extension OpCase {
                                                  beta: backend.buffer(beta), out: out, mean: mean, rstd: rstd,
                                                  rows: rows, cols: cols, eps: eps)
                     return [try backend.values(out), try backend.values(mean), try backend.values(rstd)]
+                })
+        }
+    }
+
+    /// Where `residualLayerNormForward` writes its sum: a buffer of its own, or over one of its inputs.
+    enum SumBuffer: String { case separate, residual, branch }
+
+    static func residualLayerNormForwardRow(rows: Int, cols: Int, eps: Float, residuals: ClosedRange<Float>,
+                                            sumInto: SumBuffer) -> OpCase {
+        OpCase("residualLayerNormForward \(rows)×\(cols), eps \(eps), residual in \(residuals), sum into "
+               + sumInto.rawValue) { rng in
+            let residual = rng.values(rows * cols, in: residuals)
+            let branch = rng.values(rows * cols, in: -0.01 ... 0.01)
+            let bias = rng.values(cols, in: -0.01 ... 0.01)
+            let gamma = rng.values(cols, in: 0.5 ... 1.5)
+            let beta = rng.values(cols)
+            let sum = (0 ..< rows * cols).map { residual[$0] + branch[$0] + bias[$0 % cols] }
+            // The LayerNorm is of the sum the operation writes: float32.
+            let reference = Reference.layerNormForward(x: roundedToFloat(sum), gamma: gamma, beta: beta, rows: rows,
+                                                       cols: cols, eps: Double(eps))
+            return PreparedOp(
+                expected: [
+                    ExpectedOutput("sum", sum, Tolerance.elementwise),
+                    ExpectedOutput("out", reference.out, Tolerance.reduction),
+                    ExpectedOutput("mean", reference.mean, Tolerance.reduction),
+                    ExpectedOutput("rstd", reference.rstd, Tolerance.reduction),
+                ],
+                run: { backend in
+                    let (residualBuffer, branchBuffer) = (try backend.buffer(residual), try backend.buffer(branch))
+                    let sumBuffer: Buffer
+                    switch sumInto {
+                    case .separate: sumBuffer = try backend.allocate(rows * cols)
+                    case .residual: sumBuffer = residualBuffer
+                    case .branch: sumBuffer = branchBuffer
+                    }
+                    let out = try backend.allocate(rows * cols)
+                    let mean = try backend.allocate(rows)
+                    let rstd = try backend.allocate(rows)
+                    try backend.residualLayerNormForward(residual: residualBuffer, branch: branchBuffer,
+                                                         bias: backend.buffer(bias), sum: sumBuffer,
+                                                         gamma: backend.buffer(gamma), beta: backend.buffer(beta),
+                                                         out: out, mean: mean, rstd: rstd, rows: rows, cols: cols,
+                                                         eps: eps)
+                    return [try backend.values(sumBuffer), try backend.values(out), try backend.values(mean),
+                            try backend.values(rstd)]
                 })
         }
     }

@@ -23,7 +23,10 @@ import ViTForgeTestBasics
         // final LayerNorm, and AdamW on every parameter tensor.
         let facts = try facts("fm-vit-c")
         let depth = try #require((facts["timm_kwargs"] as? [String: Any])?["depth"] as? Int)
-        #expect(calls["layerNormForward"] == 2 * depth + 1, "\(calls)")
+        // Every residual add but the last runs with the LayerNorm after it (residualLayerNormForward): block 0's
+        // norm1 and the final norm are the plain ones.
+        #expect(calls["layerNormForward"] == 2 && calls["residualLayerNormForward"] == 2 * depth - 1, "\(calls)")
+        #expect(calls["add"] == 1, "\(calls)")
         #expect(calls["layerNormBackward"] == 2 * depth + 1, "\(calls)")
         #expect(calls["biasGeluForward"] == depth && calls["biasGeluBackward"] == depth, "\(calls)")
         #expect((calls["gemm"] ?? 0) > 0 && (calls["adamwStep"] ?? 0) > 0, "\(calls)")

@@ -12,6 +12,17 @@ extension OpenCLBackend {
         ])
     }
 
+    public func uncheckedResidualLayerNormForward(residual: Buffer, branch: Buffer, bias: Buffer, sum: Buffer,
+                                                  gamma: Buffer, beta: Buffer, out: Buffer, mean: Buffer,
+                                                  rstd: Buffer, rows: Int, cols: Int, eps: Float) throws {
+        try launchRows(.residualLayerNormForward, .residualLayerNormForwardWG, rows: rows, [
+            .buffer(clMemory(residual)), .buffer(clMemory(branch)), .buffer(clMemory(bias)),
+            .buffer(clMemory(sum)), .buffer(clMemory(gamma)), .buffer(clMemory(beta)),
+            .buffer(clMemory(out)), .buffer(clMemory(mean)), .buffer(clMemory(rstd)),
+            try .int(rows), try .int(cols), .float(eps),
+        ])
+    }
+
     public func uncheckedLayerNormBackward(dOut: Buffer, x: Buffer, gamma: Buffer, mean: Buffer, rstd: Buffer,
                                            dX: Buffer, dGamma: Buffer, dBeta: Buffer, rows: Int, cols: Int) throws {
         let dOutMemory = clMemory(dOut), xMemory = clMemory(x)

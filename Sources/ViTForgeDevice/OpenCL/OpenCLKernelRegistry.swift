@@ -11,6 +11,7 @@ extension OpenCLBackend {
         case scaleMatrices = "scale_matrices", gather, scatterAdd = "scatter_add"
         case layerNormForward = "layernorm_forward", layerNormBackwardInput = "layernorm_backward_input"
         case maskedLayerNormForward = "masked_layernorm_forward"
+        case residualLayerNormForward = "residual_layernorm_forward"
         case maskedLayerNormBackwardInput = "masked_layernorm_backward_input"
         case softmaxForward = "softmax_forward", softmaxBackward = "softmax_backward"
         case biasGeluForward = "bias_gelu_forward", biasGeluBackward = "bias_gelu_backward"
@@ -19,6 +20,7 @@ extension OpenCLBackend {
         // The GPU shapes of the row operations: one work-group per row (`launchRows`).
         case layerNormForwardWG = "layernorm_forward_wg", layerNormBackwardInputWG = "layernorm_backward_input_wg"
         case maskedLayerNormForwardWG = "masked_layernorm_forward_wg"
+        case residualLayerNormForwardWG = "residual_layernorm_forward_wg"
         case maskedLayerNormBackwardInputWG = "masked_layernorm_backward_input_wg"
         case softmaxForwardWG = "softmax_forward_wg", softmaxBackwardWG = "softmax_backward_wg"
         case crossEntropyForwardWG = "cross_entropy_forward_wg", distillationForwardWG = "distillation_forward_wg"

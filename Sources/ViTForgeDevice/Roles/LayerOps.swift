@@ -5,6 +5,11 @@ public protocol LayerOps: DeviceMemory {
     func uncheckedLayerNormForward(x: Buffer, gamma: Buffer, beta: Buffer, out: Buffer, mean: Buffer, rstd: Buffer,
                                    rows: Int, cols: Int, eps: Float) throws
 
+    /// The implementation behind `residualLayerNormForward`, its arguments already checked.
+    func uncheckedResidualLayerNormForward(residual: Buffer, branch: Buffer, bias: Buffer, sum: Buffer, gamma: Buffer,
+                                           beta: Buffer, out: Buffer, mean: Buffer, rstd: Buffer, rows: Int,
+                                           cols: Int, eps: Float) throws
+
     /// The implementation behind `layerNormBackward`, its arguments already checked.
     func uncheckedLayerNormBackward(dOut: Buffer, x: Buffer, gamma: Buffer, mean: Buffer, rstd: Buffer, dX: Buffer,
                                     dGamma: Buffer, dBeta: Buffer, rows: Int, cols: Int) throws
@@ -58,6 +63,25 @@ extension LayerOps {
                           (mean, "mean", rows), (rstd, "rstd", rows))
         try uncheckedLayerNormForward(x: x, gamma: gamma, beta: beta, out: out, mean: mean, rstd: rstd, rows: rows,
                                       cols: cols, eps: eps)
+    }
+
+    /// A residual connection and the LayerNorm after it, in one pass over the rows:
+    /// `sum[r, c] = residual[r, c] + (branch[r, c] + bias[c])` (written, added in that order: what `addBias` on the
+    /// branch and then `add` with the residual write), then `layerNormForward` of `sum` into `out`, `mean` and `rstd`
+    /// [rows]. `sum` may alias `residual` or `branch`; `out` aliases none of the inputs. The backward is
+    /// `layerNormBackward` on `sum` (the identity path's gradient is the one `dX` accumulates into) and
+    /// `addBiasBackward` for the bias.
+    public func residualLayerNormForward(residual: Buffer, branch: Buffer, bias: Buffer, sum: Buffer, gamma: Buffer,
+                                         beta: Buffer, out: Buffer, mean: Buffer, rstd: Buffer, rows: Int, cols: Int,
+                                         eps: Float) throws {
+        let check = try ArgumentCheck("residualLayerNormForward", ["rows": rows, "cols": cols])
+        let n = try check.product(rows, cols)
+        try check.buffers((residual, "residual", n), (branch, "branch", n), (bias, "bias", cols), (sum, "sum", n),
+                          (gamma, "gamma", cols), (beta, "beta", cols), (out, "out", n), (mean, "mean", rows),
+                          (rstd, "rstd", rows))
+        try uncheckedResidualLayerNormForward(residual: residual, branch: branch, bias: bias, sum: sum, gamma: gamma,
+                                              beta: beta, out: out, mean: mean, rstd: rstd, rows: rows, cols: cols,
+                                              eps: eps)
     }
 
     /// Accumulates `dX`, `dGamma`, `dBeta` from `dOut`, using the saved `mean`/`rstd`.

@@ -84,14 +84,16 @@ struct AttentionWeights {
 }
 
 enum Attention {
-    /// `out = proj(merge_h softmax(scale·q_h·k_hᵀ)·v_h)` for x [rows, width] (already normalised).
+    /// `out = proj(merge_h softmax(scale·q_h·k_hᵀ)·v_h)` for x [rows, width] (already normalised). Without
+    /// `addingProjBias`, `out` lacks proj's bias: the caller adds it in the residual add
+    /// (`residualLayerNormForward`).
     static func forward(_ backend: Backend, x: Buffer, weights: AttentionWeights, shape: AttentionShape,
-                        cache: AttentionCache, out: Buffer, path: AttentionPath) throws {
+                        cache: AttentionCache, out: Buffer, path: AttentionPath, addingProjBias: Bool = true) throws {
         let s = shape
         if s.heads == 0 {
             // Every head pruned away: the branch is proj's bias on every token.
             try backend.fill(out, value: 0, offset: 0, count: s.rows * s.width)
-            try backend.addBias(out, bias: weights.projBias, rows: s.rows, cols: s.width)
+            if addingProjBias { try backend.addBias(out, bias: weights.projBias, rows: s.rows, cols: s.width) }
             return
         }
         try Linear.forward(backend, x: x, weight: weights.qkvWeight, bias: weights.qkvBias, out: cache.qkv,
@@ -103,7 +105,8 @@ enum Attention {
         case .unfused:
             try unfusedCoreForward(backend, shape: s, cache: cache)
         }
-        try Linear.forward(backend, x: cache.merged, weight: weights.projWeight, bias: weights.projBias, out: out,
+        try Linear.forward(backend, x: cache.merged, weight: weights.projWeight,
+                           bias: addingProjBias ? weights.projBias : nil, out: out,
                            rows: s.rows, inFeatures: s.mergedFeatures, outFeatures: s.width)
     }
 

@@ -20,13 +20,16 @@ struct MLPCache {
 }
 
 enum MLP {
+    /// `out = fc2(gelu(fc1(x)))`; without `addingFC2Bias`, `out` lacks fc2's bias: the caller adds it in the
+    /// residual add (`residualLayerNormForward`).
     static func forward(_ backend: Backend, x: Buffer, weights: MLPWeights, rows: Int, width: Int, hidden: Int,
-                        cache: MLPCache, out: Buffer) throws {
+                        cache: MLPCache, out: Buffer, addingFC2Bias: Bool = true) throws {
         try Linear.forward(backend, x: x, weight: weights.fc1Weight, bias: nil, out: cache.preActivation,
                            rows: rows, inFeatures: width, outFeatures: hidden)
         try backend.biasGeluForward(x: cache.preActivation, bias: weights.fc1Bias, out: cache.hidden,
                                     rows: rows, cols: hidden)
-        try Linear.forward(backend, x: cache.hidden, weight: weights.fc2Weight, bias: weights.fc2Bias, out: out,
+        try Linear.forward(backend, x: cache.hidden, weight: weights.fc2Weight,
+                           bias: addingFC2Bias ? weights.fc2Bias : nil, out: out,
                            rows: rows, inFeatures: hidden, outFeatures: width)
     }
 
