@@ -29,7 +29,7 @@ public struct OperationTime: Codable, Sendable {
         case "layerNormForward", "layerNormBackward", "maskedLayerNormForward", "maskedLayerNormBackward",
              "residualLayerNormForward":
             return "LayerNorm"
-        case "biasGeluForward", "biasGeluBackward", "biasGeluBackwardWithBiasGradient": return "bias+GELU"
+        case "biasGeluForward", "biasGeluBackward": return "bias+GELU"
         case "add", "axpy", "scale", "addBias", "addBiasBackward", "addScaledSign", "scaleRows", "scaleColumns":
             return "elementwise"
         case "crossEntropyForward", "crossEntropyBackward", "distillationForward", "distillationBackward":

@@ -300,38 +300,7 @@ extension OpCase {
                     },
                 ])
         },
-        biasGeluBackwardWithBiasGradientRow(rows: 13, cols: 37),
-        // Enough work for the CPU backend to split the 131 columns over its workers (at a column that is no
-        // multiple of 8), rows not a multiple of 4.
-        biasGeluBackwardWithBiasGradientRow(rows: 67, cols: 131),
     ]
-
-    static func biasGeluBackwardWithBiasGradientRow(rows: Int, cols: Int) -> OpCase {
-        OpCase("biasGeluBackwardWithBiasGradient \(rows)×\(cols)") { rng in
-            let x = rng.values(rows * cols, in: -5 ... 5)
-            let bias = rng.values(cols)
-            let dOut = rng.values(rows * cols)
-            let contribution = Reference.biasGeluBackward(dOut: dOut, x: x, bias: bias, rows: rows, cols: cols)
-            let prefillX = prefill(like: contribution, &rng)
-            let dX = elementwiseSum(prefillX, contribution)
-            // The bias gradient sums the dX the operation leaves, prefill included.
-            let columnSums = Reference.addBiasBackward(dOut: dX, rows: rows, cols: cols)
-            let prefillBias = prefill(like: columnSums, &rng)
-            return PreparedOp(
-                expected: [
-                    ExpectedOutput("dX", dX, Tolerance.elementwise),
-                    ExpectedOutput("dBias", elementwiseSum(prefillBias, columnSums), Tolerance.reduction),
-                ],
-                run: { backend in
-                    let dXBuffer = try backend.buffer(prefillX)
-                    let dBiasBuffer = try backend.buffer(prefillBias)
-                    try backend.biasGeluBackwardWithBiasGradient(dOut: backend.buffer(dOut), x: backend.buffer(x),
-                                                                 bias: backend.buffer(bias), dX: dXBuffer,
-                                                                 dBias: dBiasBuffer, rows: rows, cols: cols)
-                    return [try backend.values(dXBuffer), try backend.values(dBiasBuffer)]
-                })
-        }
-    }
 
     // MARK: LayerNorm and softmax
 

@@ -59,14 +59,6 @@ extension OpenCLBackend {
         ])
     }
 
-    /// The GELU pass, then the bias gradient's two-stage column reduction over the dX it wrote: on a GPU a row pass
-    /// and a column reduction do not share a pass the way the CPU's loops do.
-    public func uncheckedBiasGeluBackwardWithBiasGradient(dOut: Buffer, x: Buffer, bias: Buffer, dX: Buffer,
-                                                          dBias: Buffer, rows: Int, cols: Int) throws {
-        try uncheckedBiasGeluBackward(dOut: dOut, x: x, bias: bias, dX: dX, rows: rows, cols: cols)
-        try uncheckedAddBiasBackward(dOut: dX, dBias: dBias, rows: rows, cols: cols)
-    }
-
     // MARK: Gather / scatter
 
     public func uncheckedGather(src: Buffer, indices: Buffer, dst: Buffer, count: Int) throws {

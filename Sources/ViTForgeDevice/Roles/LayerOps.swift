@@ -26,10 +26,6 @@ public protocol LayerOps: DeviceMemory {
     /// The implementation behind `biasGeluBackward`, its arguments already checked.
     func uncheckedBiasGeluBackward(dOut: Buffer, x: Buffer, bias: Buffer, dX: Buffer, rows: Int, cols: Int) throws
 
-    /// The implementation behind `biasGeluBackwardWithBiasGradient`, its arguments already checked.
-    func uncheckedBiasGeluBackwardWithBiasGradient(dOut: Buffer, x: Buffer, bias: Buffer, dX: Buffer, dBias: Buffer,
-                                                   rows: Int, cols: Int) throws
-
     /// The implementation behind `attentionForward`, its arguments already checked.
     func uncheckedAttentionForward(qkv: Buffer, layout: QKVLayout, batch: Int, tokens: Int, scale: Float, out: Buffer,
                                    logSumExp: Buffer) throws
@@ -129,18 +125,6 @@ extension LayerOps {
         let n = try check.product(rows, cols)
         try check.buffers((dOut, "dOut", n), (x, "x", n), (bias, "bias", cols), (dX, "dX", n))
         try uncheckedBiasGeluBackward(dOut: dOut, x: x, bias: bias, dX: dX, rows: rows, cols: cols)
-    }
-
-    /// `biasGeluBackward`, then `dBias[c] += Σ_r dX[r, c]` over the `dX` it leaves (what `addBiasBackward` of `dX`
-    /// adds, with the same float64 sums), in one pass on the CPU backend while the rows are in cache.
-    public func biasGeluBackwardWithBiasGradient(dOut: Buffer, x: Buffer, bias: Buffer, dX: Buffer, dBias: Buffer,
-                                                 rows: Int, cols: Int) throws {
-        let check = try ArgumentCheck("biasGeluBackwardWithBiasGradient", ["rows": rows, "cols": cols])
-        let n = try check.product(rows, cols)
-        try check.buffers((dOut, "dOut", n), (x, "x", n), (bias, "bias", cols), (dX, "dX", n),
-                          (dBias, "dBias", cols))
-        try uncheckedBiasGeluBackwardWithBiasGradient(dOut: dOut, x: x, bias: bias, dX: dX, dBias: dBias, rows: rows,
-                                                      cols: cols)
     }
 
     /// Fused multi-head attention for `batch` images of `tokens` tokens. `qkv` [batch·tokens, layout.qkvFeatures]

@@ -45,12 +45,10 @@ enum MLP {
                             dX: dHidden, dWeight: gradients.fc2Weight, dBias: gradients.fc2Bias,
                             rows: rows, inFeatures: hidden, outFeatures: width, overwriteDX: true)
 
-        // fc1's bias gradient is summed in the GELU's pass over dPreActivation.
-        try backend.biasGeluBackwardWithBiasGradient(dOut: dHidden, x: cache.preActivation, bias: weights.fc1Bias,
-                                                     dX: dPreActivation, dBias: gradients.fc1Bias, rows: rows,
-                                                     cols: hidden)
+        try backend.biasGeluBackward(dOut: dHidden, x: cache.preActivation, bias: weights.fc1Bias,
+                                     dX: dPreActivation, rows: rows, cols: hidden)
         try Linear.backward(backend, dOut: dPreActivation, x: x, weight: weights.fc1Weight,
-                            dX: dX, dWeight: gradients.fc1Weight, dBias: nil,
+                            dX: dX, dWeight: gradients.fc1Weight, dBias: gradients.fc1Bias,
                             rows: rows, inFeatures: width, outFeatures: hidden, overwriteDX: overwriteDX)
     }
 }
