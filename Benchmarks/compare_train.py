@@ -13,6 +13,9 @@ own subprocess; the table gives each engine's median images/s over the rounds an
 ratios.
 
     /tmp/benchenv/venv/bin/python Benchmarks/compare_train.py [--only fm-vit-c,deit-tiny] [--rounds 3] [--runs 5]
+        [--gemm openblas,onednn]
+
+`--gemm` measures vitforge once per VITFORGE_GEMM value in each round (each its own row and ratio).
 """
 import argparse
 import json
@@ -77,6 +80,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="alternating measurements per engine")
     parser.add_argument("--only", help="comma-separated model names (fm-vit-c, deit-tiny)")
     parser.add_argument("--vitforge", default=os.path.join(ROOT, ".build", "release", "vitforge"))
+    parser.add_argument("--gemm", help="comma-separated VITFORGE_GEMM values to run vitforge with, each a row "
+                                       "(default: the environment's)")
     parser.add_argument("--json", help="write every measured number here")
     args = parser.parse_args()
 
@@ -85,32 +90,49 @@ def main():
         return
 
     selected = [m for m in MODELS if not args.only or m[0] in args.only.split(",")]
-    summary = {"threads": THREADS, "runs": args.runs, "warmup": args.warmup, "rounds": args.rounds, "models": []}
+    gemms = args.gemm.split(",") if args.gemm else [None]
+    summary = {"threads": THREADS, "runs": args.runs, "warmup": args.warmup, "rounds": args.rounds,
+               "load_start": os.getloadavg(), "models": []}
     for name, file, batch, heads, _ in selected:
         weights = os.path.join(FIXTURES, file)
         rounds = []
+        engines = gemms + ["pytorch"]
         for i in range(args.rounds):
             print(f"{name} batch {batch}: round {i + 1}/{args.rounds} …", file=sys.stderr, flush=True)
-            v = run_vitforge(args, weights, batch, heads, train=True)
-            p = run_torch(args, name, batch)
-            rounds.append({"vitforge": v, "pytorch": p, "ratio": p["median_s"] / v["median_s"]})
-            print(f"  vitforge {batch / v['median_s']:.1f} images/s, PyTorch {batch / p['median_s']:.1f} images/s,"
-                  f" ratio {rounds[-1]['ratio']:.2f}", file=sys.stderr, flush=True)
+            measured = {"load": os.getloadavg()[0]}
+            for engine in engines[i % len(engines):] + engines[:i % len(engines)]:  # the order rotates
+                if engine == "pytorch":
+                    measured["pytorch"] = run_torch(args, name, batch)
+                else:
+                    measured["vitforge" + (f":{engine}" if engine else "")] = run_vitforge(
+                        args, weights, batch, heads, train=True, gemm=engine)
+            for g in gemms:
+                key = "vitforge" + (f":{g}" if g else "")
+                measured["ratio" + (f":{g}" if g else "")] = measured["pytorch"]["median_s"] / measured[key]["median_s"]
+            rounds.append(measured)
+            print("  " + ", ".join(f"{k} {batch / v['median_s']:.1f} images/s" for k, v in measured.items()
+                                   if isinstance(v, dict)), file=sys.stderr, flush=True)
         summary["models"].append({"model": name, "weights": weights, "batch": batch, "rounds": rounds})
+    summary["load_end"] = os.getloadavg()
 
     print()
     print(f"CPU training step (forward + backward + AdamW), {THREADS} threads, median of {args.runs} steps after "
           f"{args.warmup} warm-up per measurement, {args.rounds} alternating rounds")
-    print(f"{'model':10} {'batch':>5} {'vitforge img/s':>15} {'PyTorch img/s':>14} {'ratio (median)':>15}"
-          f" {'ratios per round':>20}")
+    print(f"{'model':10} {'batch':>5} {'engine':18} {'vitforge img/s':>15} {'PyTorch img/s':>14} {'ratio (median)':>15}"
+          f" {'GFLOP/s':>8} {'% FMA peak':>10}  ratios per round")
     for entry in summary["models"]:
         batch = entry["batch"]
-        v = statistics.median(batch / r["vitforge"]["median_s"] for r in entry["rounds"])
         p = statistics.median(batch / r["pytorch"]["median_s"] for r in entry["rounds"])
-        ratios = [r["ratio"] for r in entry["rounds"]]
-        entry["ratio_median"] = statistics.median(ratios)
-        print(f"{entry['model']:10} {batch:>5} {v:15.1f} {p:14.1f} {entry['ratio_median']:15.2f}"
-              f"   {' '.join(f'{x:.2f}' for x in ratios)}")
+        entry["ratio_median"] = {}
+        for g in gemms:
+            key, ratio_key = "vitforge" + (f":{g}" if g else ""), "ratio" + (f":{g}" if g else "")
+            v = statistics.median(batch / r[key]["median_s"] for r in entry["rounds"])
+            gflops = statistics.median(r[key]["gflops"] or 0 for r in entry["rounds"])
+            share = statistics.median(r[key].get("fma_peak_share") or 0 for r in entry["rounds"])
+            ratios = [r[ratio_key] for r in entry["rounds"]]
+            entry["ratio_median"][key] = statistics.median(ratios)
+            print(f"{entry['model']:10} {batch:>5} {key:18} {v:15.1f} {p:14.1f} {statistics.median(ratios):15.2f}"
+                  f" {gflops:8.1f} {100 * share:10.1f}  {' '.join(f'{x:.2f}' for x in ratios)}")
     if args.json:
         write_json(args.json, summary)
         print(f"wrote {args.json}")
