@@ -23,7 +23,7 @@ mkdir -p "$work"
 run() { env -u OPENBLAS_CORETYPE "$@"; }
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-run "$bin" devices | head -2
+run "$bin" devices | sed -n 1,2p  # sed reads to the end: head would SIGPIPE devices under pipefail
 table="$work/fm-vit-b-table-b$batch.json"
 [ -f "$table" ] || run "$bin" bench --model "$model" --heads 4 --batch "$batch" --runs 7 --device cpu \
     --latency-table "$table"
