@@ -146,7 +146,6 @@ public final class VisionTransformer {
         // that reads the sum (residualLayerNormForward; the same float sums as addBias, add, layerNormForward): the
         // block's second add runs the next block's norm1 unless that block gathers its tokens or there is none.
         let fusesResidualAdds = residualMask == nil
-        var norm1Written = false
         for (index, block) in c.blocks.enumerated() {
             let names = BlockNames(index)
             let blockCache = cache.block(index)
@@ -157,10 +156,10 @@ public final class VisionTransformer {
             let middle = cache.residual(2 * index + 1)
             let output = cache.residual(2 * index + 2)
             let eps = Float(c.layerNormEps)
-            if !norm1Written {
-                try layerNormForward(x: input, gamma: parameter(names.norm1Weight), beta: parameter(names.norm1Bias),
-                                     out: blockCache.norm1, mean: blockCache.norm1Mean, rstd: blockCache.norm1Rstd,
-                                     rows: rows, cols: width, eps: eps)
+            if !norm1RunsInPreviousAdd(index, cache) {
+                let norm1 = try layerNormSlot(cache, block: index, second: false)
+                try layerNormForward(x: input, gamma: norm1.gamma, beta: norm1.beta, out: norm1.out, mean: norm1.mean,
+                                     rstd: norm1.rstd, rows: rows, cols: width, eps: eps)
             }
             try tokenMaskPlan?.apply(backend, block: index, second: false, normed: blockCache.norm1)
             let attentionWeights = try maskedAttentionWeights(index, names)
@@ -171,7 +170,7 @@ public final class VisionTransformer {
                             sum: middle, rows: rows, normalizing: (block: index, second: true))
             try tokenMaskPlan?.apply(backend, block: index, second: true, normed: blockCache.norm2)
             let next = index + 1
-            let fusesNextNorm = fusesResidualAdds && next < c.depth && !cache.tokenGather.gathers(next)
+            let fusesNextNorm = norm1RunsInPreviousAdd(next, cache)
             let mlpWeights = try maskedMLPWeights(index, names)
             try MLP.forward(backend, x: blockCache.norm2, weights: mlpWeights, rows: rows, width: width,
                             hidden: block.mlpHidden, cache: blockCache.mlp, out: cache.branchOut,
@@ -180,7 +179,6 @@ public final class VisionTransformer {
             let nextNorm1: (block: Int, second: Bool)? = fusesNextNorm ? (next, false) : nil
             try residualAdd(cache, residual: middle, bias: fusesNextNorm ? mlpWeights.fc2Bias : nil, sum: output,
                             rows: rows, normalizing: nextNorm1)
-            norm1Written = fusesNextNorm
         }
         try headForward(cache)
         return cache.logits
@@ -445,33 +443,43 @@ public final class VisionTransformer {
         try backend.scaleColumns(x, mask: residualMask.values, out: x, rows: rows, cols: config.residualWidth)
     }
 
+    /// Whether block `index`'s norm1 runs inside the previous block's second residual add (fused, no residual mask)
+    /// rather than on its own: not for the first block, nor past the last, nor for a block that gathers its tokens
+    /// (its input is then not the previous block's output).
+    private func norm1RunsInPreviousAdd(_ index: Int, _ cache: ActivationCache) -> Bool {
+        residualMask == nil && index > 0 && index < config.depth && !cache.tokenGather.gathers(index)
+    }
+
+    /// Block `block`'s norm1 (`second`: norm2): its parameters and where its forward writes.
+    private func layerNormSlot(_ cache: ActivationCache, block: Int, second: Bool) throws
+        -> (gamma: Buffer, beta: Buffer, out: Buffer, mean: Buffer, rstd: Buffer) {
+        let names = BlockNames(block), blockCache = cache.block(block)
+        return second
+            ? (try parameter(names.norm2Weight), try parameter(names.norm2Bias),
+               blockCache.norm2, blockCache.norm2Mean, blockCache.norm2Rstd)
+            : (try parameter(names.norm1Weight), try parameter(names.norm1Bias),
+               blockCache.norm1, blockCache.norm1Mean, blockCache.norm1Rstd)
+    }
+
     /// A residual add, `sum = residual + cache.branchOut`, then, with `normalizing`, block `block`'s norm1 (`second`:
     /// norm2) of the sum into that block's cache. With `bias` (the branch's output bias, which the branch then left
     /// out; only without a residual mask) and a LayerNorm to run, all of it is one pass, `residualLayerNormForward`.
     private func residualAdd(_ cache: ActivationCache, residual: Buffer, bias: Buffer?, sum: Buffer, rows: Int,
                              normalizing: (block: Int, second: Bool)?) throws {
         let width = config.residualWidth, eps = Float(config.layerNormEps)
-        let norm = normalizing.map { target in
-            (names: BlockNames(target.block), cache: cache.block(target.block), second: target.second)
-        }
-        let gamma = try norm.map { try parameter($0.second ? $0.names.norm2Weight : $0.names.norm1Weight) }
-        let beta = try norm.map { try parameter($0.second ? $0.names.norm2Bias : $0.names.norm1Bias) }
-        let outputs = norm.map { n in
-            n.second ? (out: n.cache.norm2, mean: n.cache.norm2Mean, rstd: n.cache.norm2Rstd)
-                : (out: n.cache.norm1, mean: n.cache.norm1Mean, rstd: n.cache.norm1Rstd)
-        }
-        if let bias, let gamma, let beta, let outputs {
+        let norm = try normalizing.map { try layerNormSlot(cache, block: $0.block, second: $0.second) }
+        if let bias, let norm {
             try backend.residualLayerNormForward(residual: residual, branch: cache.branchOut, bias: bias, sum: sum,
-                                                 gamma: gamma, beta: beta, out: outputs.out, mean: outputs.mean,
-                                                 rstd: outputs.rstd, rows: rows, cols: width, eps: eps)
+                                                 gamma: norm.gamma, beta: norm.beta, out: norm.out, mean: norm.mean,
+                                                 rstd: norm.rstd, rows: rows, cols: width, eps: eps)
             return
         }
         precondition(bias == nil, "a branch left out its bias for a residual add that does not fuse it")
         try maskResidual(cache.branchOut, rows: rows)
         try backend.add(residual, cache.branchOut, out: sum, count: rows * width)
-        if let gamma, let beta, let outputs {
-            try layerNormForward(x: sum, gamma: gamma, beta: beta, out: outputs.out, mean: outputs.mean,
-                                 rstd: outputs.rstd, rows: rows, cols: width, eps: eps)
+        if let norm {
+            try layerNormForward(x: sum, gamma: norm.gamma, beta: norm.beta, out: norm.out, mean: norm.mean,
+                                 rstd: norm.rstd, rows: rows, cols: width, eps: eps)
         }
     }
 

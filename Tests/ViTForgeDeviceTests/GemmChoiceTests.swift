@@ -38,6 +38,15 @@ struct GemmChoiceTests {
         return (path, known, GemmChoiceTable(path: path))
     }
 
+    /// A choice file in /tmp with `header` as its key line and one line choosing oneDNN for a 37×29·13 NT shape.
+    static func choiceFile(_ name: String, header: String) throws -> String {
+        let path = "/tmp/vitforge-gemm-choice-\(name)-\(getpid()).txt"
+        let file = try #require(fopen(path, "w"))
+        fputs("\(header)\nNT 37 29 13 13 13 29 beta0 onednn\n", file)
+        fclose(file)
+        return path
+    }
+
     @Test("a choice read from the file is used as it is, and a measured one is written back")
     func fileRoundTrip() throws {
         let (path, known, table) = Self.tableSayingOneDNN("test")
@@ -51,18 +60,12 @@ struct GemmChoiceTests {
         #expect(reread[GemmChoiceTable.Key(fresh)] == chosen)
         #expect(reread.count == 2)
         // Another machine's file (a different key line) is ignored, not trusted.
-        let other = "/tmp/vitforge-gemm-choice-other-\(getpid()).txt"
+        let other = try Self.choiceFile("other", header: "vitforge-gemm-choice 1 another machine")
         defer { unlink(other) }
-        let file = try #require(fopen(other, "w"))
-        fputs("vitforge-gemm-choice 1 another machine\nNT 37 29 13 13 13 29 beta0 onednn\n", file)
-        fclose(file)
         #expect(GemmChoiceTable.read(other).isEmpty)
         // This machine's file from version 1 (timed by whole products on the wall clock) is measured afresh.
-        let older = "/tmp/vitforge-gemm-choice-v1-\(getpid()).txt"
+        let older = try Self.choiceFile("v1", header: "vitforge-gemm-choice 1 \(GemmChoiceTable.machineKey)")
         defer { unlink(older) }
-        let v1 = try #require(fopen(older, "w"))
-        fputs("vitforge-gemm-choice 1 \(GemmChoiceTable.machineKey)\nNT 37 29 13 13 13 29 beta0 onednn\n", v1)
-        fclose(v1)
         #expect(GemmChoiceTable.read(older).isEmpty)
         #expect(GemmChoiceTable.read(path).count == 2)
     }
