@@ -25,8 +25,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare_pytorch import (FIXTURES, ROOT, THREADS, build_timm_model, peak_rss_mb, run_vitforge,  # noqa: E402
-                             time_runs, write_json)
+from compare_pytorch import (FIXTURES, ROOT, THREADS, best_fma_peak, build_timm_model, peak_rss_mb,  # noqa: E402
+                             peak_share, run_vitforge, time_runs, write_json)
 
 # name, weights, batch, heads to pass to vitforge (None: inferred), how timm builds it
 MODELS = [
@@ -115,9 +115,12 @@ def main():
         summary["models"].append({"model": name, "weights": weights, "batch": batch, "rounds": rounds})
     summary["load_end"] = os.getloadavg()
 
+    peak = summary["fma_peak_best_gflops"] = best_fma_peak(summary["models"])
     print()
     print(f"CPU training step (forward + backward + AdamW), {THREADS} threads, median of {args.runs} steps after "
           f"{args.warmup} warm-up per measurement, {args.rounds} alternating rounds")
+    if peak:
+        print(f"% FMA peak: of {peak:.1f} GFLOP/s, the best all-core FMA peak measured in this run")
     print(f"{'model':10} {'batch':>5} {'engine':18} {'vitforge img/s':>15} {'PyTorch img/s':>14} {'ratio (median)':>15}"
           f" {'GFLOP/s':>8} {'% FMA peak':>10}  ratios per round")
     for entry in summary["models"]:
@@ -128,7 +131,7 @@ def main():
             key, ratio_key = "vitforge" + (f":{g}" if g else ""), "ratio" + (f":{g}" if g else "")
             v = statistics.median(batch / r[key]["median_s"] for r in entry["rounds"])
             gflops = statistics.median(r[key]["gflops"] or 0 for r in entry["rounds"])
-            share = statistics.median(r[key].get("fma_peak_share") or 0 for r in entry["rounds"])
+            share = peak_share(gflops, peak) or 0
             ratios = [r[ratio_key] for r in entry["rounds"]]
             entry["ratio_median"][key] = statistics.median(ratios)
             print(f"{entry['model']:10} {batch:>5} {key:18} {v:15.1f} {p:14.1f} {statistics.median(ratios):15.2f}"
