@@ -74,7 +74,7 @@ struct EvalCommand: ParsableCommand {
             let images = try fit.apply(loaded)
             let subset = fit.apply(subsetGiven)
             if let warning { DeviceSelection.printWarning(warning) }
-            if let note = fit.note { print(note) }
+            fit.announce()
             let backend = try common.makeBackend()
             let vit = try VisionTransformer(weights: weights, backend: backend)
 

@@ -1,4 +1,5 @@
 import ViTForgeData
+import ViTForgeDevice
 import ViTForgeFormats
 import ViTForgeModel
 
@@ -12,6 +13,10 @@ struct ClassFit {
     var names: [String]
     /// One line saying the data is a subset of the model's classes; nil when it is not.
     var note: String?
+    /// One line when the data's classes cannot be matched to the model's by name and are fewer than its outputs
+    /// (a plain timm ImageNet file on a 10-class folder): label k is scored as output k, which is right only for a
+    /// head trained on these classes in this order; nil otherwise.
+    var warning: String?
 
     /// Checks `dataset`'s classes against `config`'s names (`model` names the model in messages). A class the
     /// model does not know is an error naming its folder; without names on the model, the data may not have
@@ -31,6 +36,14 @@ struct ClassFit {
                 throw DataFileError(file: dataset.name, .invalidRequest(
                     "\(dataset.classCount) classes, but the model \(model) has \(config.classes) outputs"))
             }
+            if config.classIds == nil && dataset.classCount < config.classes {
+                let why = config.classNames == nil ? "the model names no classes" : "the data's classes have no names"
+                warning = "\(dataset.name)'s \(dataset.classCount) classes cannot be matched to the \(config.classes) "
+                    + "outputs of \(model) by name (\(why)): "
+                    + "label k is scored as output k, which is right only if its head was trained on these classes in "
+                    + "this order (`vitforge train --init \(model) --data \(data)` fine-tunes a new "
+                    + "\(dataset.classCount)-way head)"
+            }
         case let .unknown(missing):
             throw DataFileError(file: ImageFolder.join(dataset.name, missing[0]), .invalidRequest(
                 "class \"\(missing[0])\" is not one of the model \(model)'s classes "
@@ -44,6 +57,12 @@ struct ClassFit {
                     + "(\(Self.list(presentNames))): scored as that subset, predictions over all \(config.classes)"
             }
         }
+    }
+
+    /// Prints the note (standard output) and the warning (standard error), where there are any.
+    func announce() {
+        if let note { print(note) }
+        if let warning { DeviceSelection.printWarning(warning) }
     }
 
     /// `dataset` with the model's class ids as labels.

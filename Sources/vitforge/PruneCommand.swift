@@ -151,7 +151,7 @@ struct PruneCommand: ParsableCommand {
                                     model: options.model, config: config)
                 let fit = try ClassFit(splits.training, data: options.data, model: options.model, config: config)
                 splits = try fit.apply(splits)
-                if let note = fit.note { print(note) }
+                fit.announce()
                 let isIDX = try PreprocessOptions.isIDX(options.data)
                 let progress = ProgressPrinter()
                 func phase(_ name: String, epochs: Int, learningRate: Double, checkpoint: String) -> TrainingPhase {

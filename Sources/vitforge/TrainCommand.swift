@@ -154,7 +154,7 @@ struct TrainCommand: ParsableCommand {
                 if classList == nil {
                     let fit = try ClassFit(splits.training, data: data, model: initModel ?? "being trained", config: config)
                     splits = try fit.apply(splits)
-                    if let note = fit.note { print(note) }
+                    fit.announce()
                 } else if splits.training.classCount > config.classes {
                     throw ValidationError("\(data) has \(splits.training.classCount) classes; the model has \(config.classes) outputs")
                 }

@@ -123,6 +123,15 @@ struct ClassJourneyTests {
         #expect((report["per_class"] as? [String: Double]).map { Set($0.keys) } == ["0", "2"])
         // Predictions still range over all three classes: each row of the confusion has three columns.
         #expect((report["confusion"] as? [[Int]])?.allSatisfy { $0.count == 3 } == true)
+        #expect(!scored.stderr.contains("label k is scored as output k"), "\(scored.stderr)")
+
+        // The plain 10-class file names no classes: the folder's 3 are scored as outputs 0-2, with one warning line.
+        let unnamed = try vitforge(["eval"] + ["--model", fixture("fm-vit-c.safetensors"), "--heads", "2"]
+                                   + ["--data", subset, "--device", "cpu"])
+        #expect(unnamed.status == 0, "\(unnamed.stderr)")
+        let warnings = unnamed.stderrLines.filter { $0.contains("label k is scored as output k") }
+        #expect(warnings.count == 1 && warnings[0].hasPrefix("warning: ") && warnings[0].contains("10 outputs"),
+                "\(unnamed.stderr)")
     }
 
     @Test("train --arch builds for the folder's classes and 3 channels; predict without names prints indices; a file that is not an image is one line naming it")
