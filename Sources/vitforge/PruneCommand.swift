@@ -103,7 +103,11 @@ struct PruneCommand: ParsableCommand {
             case .methodSetting(let flag, let value, _): parts = ["\(flag) \(value) (default)"]
             }
         }
-        if options.roundTo != .multiple(1) { parts.append("--round-to \(options.roundTo.defaultValueDescription)") }
+        // Given and not the default of every method; for a method with a default of its own (vulcan), given.
+        let methodRounding = PruningMethods.named(options.method)?.defaultRounding ?? .multiple(1)
+        if let roundTo = options.roundTo, roundTo != .multiple(1) || methodRounding != .multiple(1) {
+            parts.append("--round-to \(roundTo.defaultValueDescription)")
+        }
         return parts.joined(separator: " ")
     }
 

@@ -48,15 +48,17 @@ struct PruneOptions: ParsableArguments {
     var latencyBatch = 1
 
     @Option(help: ArgumentHelp(
-        "K: keep counts in multiples of K (e.g. 8, for GEMM-friendly widths; 1, the default, keeps them as asked). "
+        "K: keep counts in multiples of K (e.g. 8, for GEMM-friendly widths; 1, the default, keeps them as asked; "
+            + "vulcan's default is 8, its paper's). "
             + "table: each MLP width and per-head q/k and v width goes to the width of --latency-table T that is "
             + "fastest per kept channel, never above the count the method asked for and never below 1: among the "
             + "measured widths w with count − max(8, count/8) < w ≤ count, the lowest latency(w)/w, and of those "
             + "within 2% of it the largest. Head counts and the residual width stay as asked. The rounding is the "
-            + "budget's, for every method that picks counts (magnitude, taylor, random, obs, vbp, slim; not cpd or "
-            + "vulcan); a --target-* bisection rounds every shape it tries, and --target-latency still times each.",
+            + "budget's, for every method; a --target-* bisection rounds every shape it tries, and --target-latency "
+            + "still times each. vulcan rounds down (multiples of K at or below its count, at least K), so its "
+            + "real pruning stays ≥ R; cpd lands every cut on a rounded width (w − step rounded down).",
         valueName: "K|table"))
-    var roundTo = RoundTo.multiple(1)
+    var roundTo: RoundTo?
 
     @Option(help: ArgumentHelp("The layer latency table for --round-to table, made on this device for this model's "
                                + "shape by `vitforge bench --model M --batch B --latency-table T`.", valueName: "T"))
@@ -166,8 +168,12 @@ struct PruneOptions: ParsableArguments {
         if noBudgetGiven, case .keepMLP(let fraction)? = PruningMethods.named(method)?.defaultBudget {
             keepMLP = fraction
         }
-        var rounding = WidthRounding.multiple(1)
-        if case .multiple(let k) = roundTo { rounding = .multiple(k) }
+        let rounding: WidthRounding?
+        switch roundTo {
+        case .multiple(let k)?: rounding = .multiple(k)
+        case .table?: rounding = .multiple(1)  // until `budget(for:on:)` reads the table
+        case nil: rounding = nil  // the method's default
+        }
         return Budget(keepMLP: keepMLP, keepHeads: keepHeads, keepResidual: keepResidual, target: target,
                       rounding: rounding)
     }

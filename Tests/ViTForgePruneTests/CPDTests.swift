@@ -194,8 +194,9 @@ struct CPDTests {
         }
     }
 
-    static func pipeline(checkpoint: String, resume: Bool = false) -> PruningPipeline {
-        PruningPipeline(method: CPD(options: options), budget: Budget(target: .macs(0.55)), batchSize: 8,
+    static func pipeline(checkpoint: String, resume: Bool = false, rounding: WidthRounding? = nil) -> PruningPipeline {
+        PruningPipeline(method: CPD(options: options), budget: Budget(target: .macs(0.55), rounding: rounding),
+                        batchSize: 8,
                         methodTraining: phase(checkpoint: checkpoint, resume: resume), latencyBatches: [2],
                         seed: 11)
     }
@@ -229,6 +230,114 @@ struct CPDTests {
         #expect(!resumed.stopped)
         #expect(resumed.weights == full.weights, "resumed run differs from the uninterrupted one")
         #expect(resumed.report?.pruningSteps == steps)
+    }
+
+    /// Where one cut of `step` takes a space of `width` (the cut's size) from `left`, written out per rounding
+    /// from the rule's words: --round-to 1 is CPD's own step (`min(step, left − floor)` removed).
+    static func cutWidth(_ left: Int, step: Int, floor: Int, width: Int, kind: SpaceKind,
+                          rounding: WidthRounding) -> Int {
+        switch rounding {
+        case .multiple(1): return left - min(step, left - floor)
+        case .multiple(let k): return width <= k ? width : max(floor, max(k, (left - step) / k * k))
+        case .table(let loaded):
+            return max(floor, WidthRounding.fastestWidth(asked: max(1, left - step)) {
+                loaded.table.milliseconds(kind, width: $0)
+            })
+        }
+    }
+
+    @Test("--round-to: each block a cut removes lands its space on the rounded width (K, a table); 1 is CPD's step")
+    func roundedCuts() throws {
+        let config = try LatencyTableTests.fmVitB.get()  // 4 blocks of 4 heads × 32/32, MLP 256, width 128
+        let options = CPD.Options(pruneInterval: 5, mlpStep: 32, residualStep: 4)
+        let floors = CPD.Schedule.floors(config, options: options)
+        let table = try LatencyTableTests.syntheticTable(config) { $0 % 12 == 0 ? 1 : 1.5 }
+        let tabled = WidthRounding.table(LoadedLatencyTable(table: table, path: "t.json", hash: "h"))
+        var generator = SeededGenerator(seed: 0xC0D)
+        // The residual dearer than the rest, so that the cuts reach the blocks' spaces many times.
+        var scores: [SpaceKind: [Double]] = [.residual: (0 ..< 128).map { _ in 10 + abs(generator.uniform()) }]
+        for (b, block) in config.blocks.enumerated() {
+            scores[.mlpHidden(block: b)] = (0 ..< block.mlpHidden).map { _ in abs(generator.uniform()) }
+            scores[.qkDims(block: b)] = (0 ..< block.heads * 32).map { _ in abs(generator.uniform()) * 8 }
+            scores[.vDims(block: b)] = (0 ..< block.heads * 32).map { _ in abs(generator.uniform()) * 8 }
+        }
+        var offEights = 0
+        for rounding in [WidthRounding.multiple(1), .multiple(8), tabled] {
+            var selection = CPD.Selection(config: config, scores: scores, options: options, floors: floors,
+                                          rounding: rounding)
+            var before = config
+            for cut in 0 ..< 60 {
+                guard let removed = selection.cheapest() else { break }
+                let after = try selection.plan().prunedConfig(of: config)
+                func expect(_ old: Int, _ new: Int, step: Int, floor: Int, width: Int, _ kind: SpaceKind) {
+                    guard new != old else { return }
+                    let wanted = Self.cutWidth(old, step: step, floor: floor, width: width, kind: kind,
+                                              rounding: rounding)
+                    #expect(new == wanted, "\(rounding.summary) cut \(cut) (\(removed)) \(kind): \(old) → \(new)")
+                    if case .table = rounding, new % 8 != 0, new != floor { offEights += 1 }
+                }
+                expect(before.residualWidth, after.residualWidth, step: 4, floor: floors.residual, width: 128, .residual)
+                for b in config.blocks.indices {
+                    expect(before.blocks[b].mlpHidden, after.blocks[b].mlpHidden, step: 32, floor: floors.mlp[b],
+                           width: 256, .mlpHidden(block: b))
+                    for (kind, old, new) in [(SpaceKind.qkDims(block: b), before.blocks[b].qkDims, after.blocks[b].qkDims),
+                                             (.vDims(block: b), before.blocks[b].vDims, after.blocks[b].vDims)] {
+                        for (o, n) in zip(old, new) { expect(o, n, step: 1, floor: 1, width: 32, kind) }
+                    }
+                }
+                #expect(after != before, "cut \(cut) changed nothing")
+                before = after
+            }
+            #expect(before.cost().macs < config.cost().macs * 17 / 20, "\(rounding.summary): the cuts went far enough")
+        }
+        #expect(offEights > 0, "the made-up table should land some space off the multiples of 8")
+        // The smallest model follows the rounding: 8 dims a head with --round-to 8, 1 without.
+        let eights = try CPD.Schedule.smallest(config, options: options, rounding: .multiple(8))
+        let ones = try CPD.Schedule.smallest(config, options: options)
+        #expect(eights.blocks.allSatisfy { $0.qkDims == [8, 8, 8, 8] && $0.vDims == [8, 8, 8, 8] && $0.mlpHidden == 32 })
+        #expect(ones.blocks.allSatisfy { $0.qkDims == [1, 1, 1, 1] && $0.vDims == [1, 1, 1, 1] && $0.mlpHidden == 32 })
+        #expect(eights.residualWidth == 8 && ones.residualWidth == 8)
+    }
+
+    @Test("--round-to table through the pipeline: the target is reached and every width is one the table's cuts land on")
+    func tableRoundedRun() throws {
+        var generator = SeededGenerator(seed: 0xC9E)
+        let original = try randomWeights(Self.config, generator: &generator)
+        // Multiples of 3 cost 1 per channel, any other width 1.5.
+        let table = try LatencyTableTests.syntheticTable(Self.config) { $0 % 3 == 0 ? 1 : 1.5 }
+        let rounding = WidthRounding.table(LoadedLatencyTable(table: table, path: "t.json", hash: "h"))
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let outcome = try Self.pipeline(checkpoint: folder.path("c"), rounding: rounding).run(
+            original: original, originalPath: "original", prunedPath: "pruned", data: MethodPlatformTests.data(),
+            backend: CPUBackend(), command: "test", version: "test", hooks: .init(log: { _ in }))
+        let report = try #require(outcome.report)
+        #expect(report.macsFraction <= 0.55 && !(report.pruningSteps ?? []).isEmpty)
+        #expect(report.latencyTable?.path == "t.json")
+        // Each width is on the chain of cuts from the original width (or the original).
+        let floors = CPD.Schedule.floors(Self.config, options: Self.options)
+        func chain(_ width: Int, step: Int, floor: Int, _ kind: SpaceKind) -> Set<Int> {
+            var widths: Set<Int> = [width], current = width
+            while true {
+                let next = Self.cutWidth(current, step: step, floor: floor, width: current, kind: kind,
+                                          rounding: rounding)
+                guard next < current else { return widths }
+                widths.insert(next)
+                current = next
+            }
+        }
+        let pruned = outcome.weights.config
+        var moved = false
+        for (b, block) in Self.config.blocks.enumerated() {
+            let mlp = chain(block.mlpHidden, step: 2, floor: floors.mlp[b], .mlpHidden(block: b))
+            let qk = chain(block.qkDims[0], step: 1, floor: 1, .qkDims(block: b))
+            let v = chain(block.vDims[0], step: 1, floor: 1, .vDims(block: b))
+            #expect(mlp.contains(pruned.blocks[b].mlpHidden), "block \(b) MLP \(pruned.blocks[b].mlpHidden) ∉ \(mlp)")
+            #expect(pruned.blocks[b].qkDims.allSatisfy(qk.contains) && pruned.blocks[b].vDims.allSatisfy(v.contains),
+                    "block \(b): \(pruned.blocks[b].qkDims)/\(pruned.blocks[b].vDims) ∉ \(qk)/\(v)")
+            moved = moved || pruned.blocks[b].mlpHidden != block.mlpHidden
+        }
+        #expect(moved)
     }
 
     @Test("an unreachable target is refused before any training; keep fractions are refused")

@@ -38,7 +38,8 @@ struct VulcanTests {
         // Rounding: down to a multiple of 8, at least 8, at most the width; widths ≤ 8 stay whole.
         for (x, width, expected) in [(37.9, 64, 32), (3.0, 64, 8), (70.0, 64, 64), (5.0, 7, 7), (-3.0, 48, 8),
                                      (47.99, 48, 40), (48.0, 48, 48)] {
-            #expect(VulcanBudget.roundDown8(x, width: width) == expected, "roundDown8(\(x), \(width))")
+            #expect(VulcanBudget.roundDown(x, width: width, kind: .mlpHidden(block: 0)) == expected,
+                    "roundDown(\(x), \(width))")
         }
 
         // Attention dims: r_l = R·L/(Σ 1/e_j)/e_l, split by the other product's share, ⌊d(1 − r)⌋ rounded.
@@ -76,7 +77,10 @@ struct VulcanTests {
         let z = scores.map(VulcanBudget.zScores)
         let all = z.flatMap { $0 }.sorted()
         let threshold = all[Int(ratio * Double(all.count)) - 1]
-        let expected = z.map { layer in VulcanBudget.roundDown8(Double(layer.filter { $0 > threshold }.count), width: layer.count) }
+        let expected = z.map { layer in
+            VulcanBudget.roundDown(Double(layer.filter { $0 > threshold }.count), width: layer.count,
+                                   kind: .mlpHidden(block: 0))
+        }
         #expect(VulcanBudget.mlpWidths(scores: scores, ratio: ratio) == expected)
         #expect(VulcanBudget.mlpWidths(scores: scores, ratio: 0) == [40, 40, 24])
         for layer in z {
@@ -112,6 +116,63 @@ struct VulcanTests {
         #expect(throws: PruneError.self) {
             try vulcan.solveRatio(Budget(target: .macs(0.01)), config: config, widthsAt: widthsAt)
         }
+    }
+
+    @Test("--round-to table / K: each width is the table's (or K's) rounding down of R's count; by default 8's")
+    func roundingChoices() throws {
+        // fm-vit-b: 4 blocks of 4 heads × 32/32, MLP 256, width 128.
+        let config = try LatencyTableTests.fmVitB.get()
+        var generator = SeededGenerator(seed: 0x5C1)
+        let scores = config.blocks.map { block in (0 ..< block.mlpHidden).map { _ in generator.uniform() } }
+        let qk = config.blocks.map { _ in 20 + 10 * abs(generator.uniform()) }
+        let vo = config.blocks.map { _ in 20 + 10 * abs(generator.uniform()) }
+        // Multiples of 12 cost 1 per channel, every other width 1.5: the table's rule picks multiples of 12.
+        let table = try LatencyTableTests.syntheticTable(config) { $0 % 12 == 0 ? 1 : 1.5 }
+        let tabled = WidthRounding.table(LoadedLatencyTable(table: table, path: "t.json", hash: "h"))
+        func widths(_ ratio: Double, _ rounding: WidthRounding? = nil) -> [VulcanBudget.BlockWidths] {
+            rounding.map { Vulcan.widths(config: config, mlpScores: scores, qkRanks: qk, voRanks: vo, ratio: ratio,
+                                         rounding: $0) }
+                ?? Vulcan.widths(config: config, mlpScores: scores, qkRanks: qk, voRanks: vo, ratio: ratio)
+        }
+        var movedOffEights = false
+        for ratio in [0.3, 0.45, 0.6] {
+            // The counts R gives, unrounded (--round-to 1), against which every rounding is checked.
+            let counts = widths(ratio, .multiple(1))
+            let byTable = widths(ratio, tabled), bySixteen = widths(ratio, .multiple(16)), byDefault = widths(ratio)
+            #expect(byDefault == widths(ratio, .multiple(8)))
+            for (b, count) in counts.enumerated() {
+                let fields: [(Int, Int, Int, Int, Int, SpaceKind)] = [
+                    (count.mlpHidden, byTable[b].mlpHidden, bySixteen[b].mlpHidden, byDefault[b].mlpHidden,
+                     config.blocks[b].mlpHidden, .mlpHidden(block: b)),
+                    (count.qkDim, byTable[b].qkDim, bySixteen[b].qkDim, byDefault[b].qkDim, config.blocks[b].qkDim,
+                     .qkDims(block: b)),
+                    (count.vDim, byTable[b].vDim, bySixteen[b].vDim, byDefault[b].vDim, config.blocks[b].vDim,
+                     .vDims(block: b)),
+                ]
+                for (asked, table16, sixteen, eight, size, kind) in fields {
+                    let fastest = WidthRounding.fastestWidth(asked: asked) { table.milliseconds(kind, width: $0) }
+                    #expect(table16 == fastest && fastest <= asked, "R \(ratio) \(kind): \(asked) → \(table16)")
+                    #expect(sixteen == min(size, max(16, asked / 16 * 16)), "R \(ratio) \(kind): \(sixteen)")
+                    #expect(eight == min(size, max(8, asked / 8 * 8)), "R \(ratio) \(kind): \(eight)")
+                    movedOffEights = movedOffEights || (table16 % 8 != 0 && table16 != asked)
+                }
+            }
+        }
+        #expect(movedOffEights, "the made-up table should give some width that is no multiple of 8")
+
+        // A target is met on the rounded widths: at most the target, close to it.
+        let vulcan = Vulcan(options: .init(pruneRatio: nil))
+        for rounding in [tabled, .multiple(16), .multiple(1)] {
+            let widthsAt = { (ratio: Double) in widths(ratio, rounding) }
+            let ratio = try vulcan.solveRatio(Budget(target: .macs(0.5), rounding: rounding), config: config,
+                                              widthsAt: widthsAt)
+            let kept = Double(Vulcan.prunedConfig(config, widths: widthsAt(ratio)).cost().macs)
+                / Double(config.cost().macs)
+            #expect(kept <= 0.5 && kept > 0.45, "\(rounding.summary): R \(ratio) keeps \(kept)")
+        }
+        // vulcan no longer refuses a table; its default rounding is the paper's.
+        #expect(vulcan.problem(with: Budget(target: .macs(0.5), rounding: tabled), epochs: 0) == nil)
+        #expect(Vulcan.defaultRounding == .multiple(8) && Budget().requestedRounding == nil)
     }
 
     @Test("k-means is reproducible by seed, fills every cluster and recovers separated groups")

@@ -61,4 +61,64 @@ struct RoundToTableTests {
         let alone = try vitforge(["prune", "--model", model, "--round-to", "table", "--out", folder.path("x")])
         #expect(alone.status != 0 && alone.stderr.contains("--round-to table and --latency-table T go together"))
     }
+
+    @Test("vulcan and cpd: --round-to table gives the table's widths (vulcan: of the counts --round-to 1 keeps)",
+          .enabled(if: PruneCommandTests.fashionMNISTPresent, "Debian package dataset-fashion-mnist is not installed"))
+    func vulcanAndCPD() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let model = fixture("fm-vit-b.safetensors")
+        let config = try ViTWeights.load(path: model, heads: 4).config
+        let made = try Self.twelvesTable(config)
+        let table = folder.path("table.json")
+        try made.jsonData().write(to: URL(fileURLWithPath: table))
+        func widths(_ report: String) throws -> [[String: Any]] {
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report)))
+                as? [String: Any])
+            return try #require((json["pruned"] as? [String: Any])?["per_block"] as? [[String: Any]])
+        }
+        func field(_ block: [String: Any], _ name: String) -> Int {
+            (block[name] as? Int) ?? (block[name] as? [Int])?.first ?? -1
+        }
+        // Vulcan without post-training: the same counts from the same statistics, rounded two ways.
+        let vulcan = ["prune", "--model", model, "--heads", "4", "--method", "vulcan", "--classes", "7",
+                      "--prune-ratio", "0.45", "--calib-images", "200", "--latency-batches", "2", "--device", "cpu"]
+        var runs: [String: [[String: Any]]] = [:]
+        for rounding in [["--round-to", "1"], ["--round-to", "table", "--latency-table", table]] {
+            let report = folder.path("vulcan-\(rounding[1]).json")
+            let result = try vitforge(vulcan + rounding + ["--out", folder.path("v.safetensors"), "--report", report])
+            #expect(result.status == 0, "\(result.stderr)")
+            runs[rounding[1]] = try widths(report)
+        }
+        let counts = try #require(runs["1"]), tabled = try #require(runs["table"])
+        var offEights = false
+        for b in 0 ..< config.depth {
+            for (name, kind) in [("mlp_hidden", SpaceKind.mlpHidden(block: b)), ("qk_dim", .qkDims(block: b)),
+                                 ("v_dim", .vDims(block: b))] {
+                let asked = field(counts[b], name), got = field(tabled[b], name)
+                let expected = WidthRounding.fastestWidth(asked: asked) { made.milliseconds(kind, width: $0) }
+                #expect(got == expected, "block \(b) \(name): \(asked) → \(got), expected \(expected)")
+                offEights = offEights || got % 8 != 0
+            }
+        }
+        #expect(offEights, "\(tabled)")
+
+        // CPD: every MLP width a cut lands on is one the table picks (multiples of 12 from 256 in steps of 32),
+        // or its floor of 32.
+        let report = folder.path("cpd.json")
+        let result = try vitforge([
+            "prune", "--model", model, "--heads", "4", "--method", "cpd", "--target-macs", "0.65", "--epochs", "1",
+            "--prune-interval", "10", "--classes", "7", "--batch-size", "97", "--latency-batches", "2",
+            "--round-to", "table", "--latency-table", table, "--out", folder.path("c.safetensors"), "--report", report,
+            "--device", "cpu",
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        let mlp = try widths(report).map { field($0, "mlp_hidden") }
+        #expect(mlp.allSatisfy { [256, 216, 180, 144, 108, 72, 36, 32].contains($0) } && mlp.contains { $0 != 256 },
+                "\(mlp)")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any]
+        #expect((json?["macs_fraction"] as? Double ?? 1) <= 0.65)
+        #expect((json?["budget_asked"] as? String)?.contains("--round-to table") == true)
+        #expect((json?["latency_table"] as? [String: Any])?["path"] as? String == table)
+    }
 }

@@ -33,18 +33,25 @@ public struct Budget: Equatable, Sendable {
     public var keepFractions: [SpaceFamily: Double]
     public var target: Target?
     /// How kept counts are rounded (`--round-to`): multiples of K for GEMM-friendly widths, or a latency table's
-    /// fastest widths.
-    public var rounding: WidthRounding
+    /// fastest widths; nil: the method's own default (`PruningMethod.defaultRounding`: as asked, but Vulcan's
+    /// multiples of 8).
+    public var requestedRounding: WidthRounding?
+
+    /// The rounding of a method whose default keeps counts as asked (every method but Vulcan).
+    public var rounding: WidthRounding {
+        get { requestedRounding ?? .multiple(1) }
+        set { requestedRounding = newValue }
+    }
 
     public init(keepMLP: Double? = nil, keepHeads: Double? = nil, keepResidual: Double? = nil,
-                target: Target? = nil, rounding: WidthRounding = .multiple(1)) {
+                target: Target? = nil, rounding: WidthRounding? = nil) {
         var fractions: [SpaceFamily: Double] = [:]
         fractions[.mlpHidden] = keepMLP
         fractions[.heads] = keepHeads
         fractions[.residual] = keepResidual
         keepFractions = fractions
         self.target = target
-        self.rounding = rounding
+        requestedRounding = rounding
     }
 
     public func validate() throws {
@@ -61,7 +68,7 @@ public struct Budget: Equatable, Sendable {
             if batch < 1 { throw PruneError.invalidBudget("latency batch \(batch) must be at least 1") }
         case nil: break
         }
-        try rounding.validate()
+        try requestedRounding?.validate()
     }
 
     /// The budget as asked for, in one line: `MACs 30%`, `latency 12 ms at batch 64`, `mlpHidden kept 50%`.

@@ -1,5 +1,6 @@
 /// How a kept count is rounded before the channels are chosen (`--round-to`), the same for every method that
-/// selects counts (magnitude, taylor, random, obs, vbp, slim).
+/// selects counts (magnitude, taylor, random, obs, vbp, slim: `rounded`) and for the two whose widths must not
+/// exceed what they computed (vulcan's budget, cpd's cuts: `roundedDown`).
 public enum WidthRounding: Equatable, Sendable {
     /// `--round-to K`: the nearest multiple of K, at least K (and 1), at most all. K = 1 keeps the count as asked.
     case multiple(Int)
@@ -29,6 +30,20 @@ public enum WidthRounding: Equatable, Sendable {
         case .table(let loaded):
             let asked = min(size, max(1, count))
             return Self.fastestWidth(asked: asked, latency: { loaded.table.milliseconds(kind, width: $0) })
+        }
+    }
+
+    /// The count rounded never up past what the rule allows, for a method whose own rule rounds down (Vulcan keeps
+    /// "real pruning ≥ R"; CPD's cuts must remove channels): a multiple of K at or below `count`, but at least K
+    /// (a space of at most K stays whole); a table's width (which never exceeds the count asked). With
+    /// `.multiple(8)` this is Vulcan's rule `max(8, 8·⌊count/8⌋)`, at most `size`.
+    public func roundedDown(_ count: Int, size: Int, kind: SpaceKind) -> Int {
+        switch self {
+        case .multiple(let k):
+            guard size > k else { return max(1, size) }
+            return min(size, max(k, k * (max(0, count) / k)))
+        case .table:
+            return rounded(count, size: size, kind: kind)
         }
     }
 

@@ -22,6 +22,9 @@ public protocol PruningMethod {
     static var defaultBudget: DefaultBudget { get }
     /// How the method uses a shared setting, for `prune --help` (e.g. CPD's validation split picks the epoch).
     static var settingNotes: [SharedSetting: String] { get }
+    /// The rounding of a run given no `--round-to` (`Budget.requestedRounding` nil): counts as asked, but Vulcan's
+    /// multiples of 8 (its paper's rule).
+    static var defaultRounding: WidthRounding { get }
     /// The budget and epochs this method cannot serve, as one line (checked before any work).
     func problem(with budget: Budget, epochs: Int) -> String?
     /// Fails early (before any data pass) when `budget` cannot be met on a model of `config`.
@@ -64,6 +67,8 @@ extension PruningMethod {
     public static var defaultBudget: DefaultBudget { .keepMLP(Budget.defaultKeepMLP) }
 
     public static var settingNotes: [SharedSetting: String] { [:] }
+
+    public static var defaultRounding: WidthRounding { .multiple(1) }
 
     public func checkReach(_ budget: Budget, config: ViTConfig) throws {}
 

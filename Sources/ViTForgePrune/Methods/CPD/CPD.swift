@@ -19,6 +19,11 @@ import ViTForgeTrain
 /// One cut per interval is CPD; when the run is too short for that to reach the target by `finishFraction` of its
 /// steps, a cut removes several blocks (each the least important left), just enough to stay on a straight line from
 /// the current cost to the target at that point: a long run prunes exactly as CPD does.
+///
+/// `--round-to K` / `table`: every cut lands the width of the space it cuts on a rounded width (a step goes from w
+/// to the rounding of w − step, downwards: `WidthRounding.roundedDown`), so wherever the pruning stops each width is
+/// a multiple of K or a width the table's rule picked (or the space's floor, or never cut). `--round-to 1`, the
+/// default, cuts exactly CPD's steps.
 public struct CPD: PruningMethod {
     public static let name = "cpd"
     public static let summary = "CPD: while training (with --distill), every N steps remove the least important "
@@ -55,7 +60,6 @@ public struct CPD: PruningMethod {
 
     public func problem(with budget: Budget, epochs: Int) -> String? {
         if epochs < 1 { return "cpd prunes while it trains: give --epochs N (≥ 1)" }
-        if case .table = budget.rounding { return "cpd removes fixed steps while it trains: --round-to table does not apply" }
         if budget.target == nil || !budget.keepFractions.isEmpty {
             return "cpd prunes toward one target: give --target-macs, --target-params or --target-latency (and no --keep-*)"
         }
@@ -69,13 +73,15 @@ public struct CPD: PruningMethod {
     }
 
     public func checkReach(_ budget: Budget, config: ViTConfig) throws {
-        let smallest = try Schedule.smallest(config, options: options)
+        let smallest = try Schedule.smallest(config, options: options, rounding: budget.rounding)
         let cost = smallest.cost(), original = config.cost()
         switch budget.target {
         case .macs(let r)? where Double(cost.macs) / Double(original.macs) > r,
              .params(let r)? where Double(cost.parameters) / Double(original.parameters) > r:
-            throw PruneError.invalidBudget("target \(r) is out of reach for cpd: its smallest model (MLP \(options.mlpStep) "
-                + "neurons, residual \(smallest.residualWidth), 1 q/k and v dim per head) keeps "
+            throw PruneError.invalidBudget("target \(r) is out of reach for cpd: its smallest model (MLP "
+                + "\(BlockConfig.widths(smallest.blocks.map(\.mlpHidden))) neurons, residual \(smallest.residualWidth), "
+                + "q/k \(BlockConfig.widths(smallest.blocks.flatMap(\.qkDims))) and v "
+                + "\(BlockConfig.widths(smallest.blocks.flatMap(\.vDims))) dims per head) keeps "
                 + "\(Formatting.percent(Double(cost.macs) / Double(original.macs))) of the MACs and "
                 + "\(Formatting.percent(Double(cost.parameters) / Double(original.parameters))) of the parameters")
         default: break
@@ -162,15 +168,40 @@ extension CPD {
              original.blocks.map { min($0.mlpHidden, options.mlpStep) })
         }
 
-        static func smallest(_ config: ViTConfig, options: Options) throws -> ViTConfig {
+        /// The width a cut of `step` channels leaves of `left` in a space of `kind` (`size` wide before this cut):
+        /// `left − step` rounded down, never below `floor`. The cut removes `left` minus it (none when it is not
+        /// below `left`: the rounding's smallest width is reached).
+        static func next(_ left: Int, step: Int, floor: Int, size: Int, kind: SpaceKind,
+                         rounding: WidthRounding) -> Int {
+            max(floor, rounding.roundedDown(left - step, size: size, kind: kind))
+        }
+
+        /// The narrowest `width` cuts of `step` can reach.
+        static func narrowest(_ width: Int, step: Int, floor: Int, kind: SpaceKind, rounding: WidthRounding) -> Int {
+            var current = width
+            while true {
+                let cut = next(current, step: step, floor: floor, size: current, kind: kind, rounding: rounding)
+                guard cut < current else { return current }
+                current = cut
+            }
+        }
+
+        static func smallest(_ config: ViTConfig, options: Options, rounding: WidthRounding = .multiple(1)) throws
+            -> ViTConfig {
             let floors = floors(config, options: options)
             var smallest = config
-            smallest.residualWidth = floors.residual
+            smallest.residualWidth = narrowest(config.residualWidth, step: residualStep(config, options: options),
+                                               floor: floors.residual, kind: .residual, rounding: rounding)
             for b in config.blocks.indices {
                 let block = config.blocks[b]
-                smallest.blocks[b] = BlockConfig(qkDims: block.qkDims.map { min($0, 1) },
-                                                 vDims: block.vDims.map { min($0, 1) },
-                                                 mlpHidden: floors.mlp[b], attentionScale: block.attentionScale)
+                func dims(_ widths: [Int], _ kind: SpaceKind) -> [Int] {
+                    widths.map { narrowest($0, step: 1, floor: 1, kind: kind, rounding: rounding) }
+                }
+                smallest.blocks[b] = BlockConfig(
+                    qkDims: dims(block.qkDims, .qkDims(block: b)), vDims: dims(block.vDims, .vDims(block: b)),
+                    mlpHidden: narrowest(block.mlpHidden, step: options.mlpStep, floor: floors.mlp[b],
+                                         kind: .mlpHidden(block: b), rounding: rounding),
+                    attentionScale: block.attentionScale)
             }
             return smallest
         }
@@ -255,7 +286,7 @@ extension CPD {
             }
             let waypoint = goal + (value - goal) * Double(cutsLeft - 1) / Double(cutsLeft)
             var selection = Selection(config: current, scores: scores.normalized(), options: options,
-                                      floors: Schedule.floors(original, options: options))
+                                      floors: Schedule.floors(original, options: options), rounding: budget.rounding)
             var removed: [String] = []
             var plan = KeepPlan(keepingAllOf: current)
             var pruned = current
@@ -349,20 +380,24 @@ extension CPD {
     }
 
     /// The greedy choice inside one cut: candidate blocks per space, each the sum of its lowest channel scores,
-    /// the cheapest removed, repeatedly (scores of removed channels leave the race).
+    /// the cheapest removed, repeatedly (scores of removed channels leave the race). A block takes a space from its
+    /// width w to `Schedule.next` (w − step, rounded down by `rounding`).
     struct Selection {
         let config: ViTConfig
         var scores: [SpaceKind: [Double]]
         let options: Options
         let floors: (residual: Int, mlp: [Int])
+        let rounding: WidthRounding
         /// Channels removed so far in this cut, per space (group indices of `config`).
         var removed: [SpaceKind: Set<Int>] = [:]
 
-        init(config: ViTConfig, scores: [SpaceKind: [Double]], options: Options, floors: (residual: Int, mlp: [Int])) {
+        init(config: ViTConfig, scores: [SpaceKind: [Double]], options: Options, floors: (residual: Int, mlp: [Int]),
+             rounding: WidthRounding = .multiple(1)) {
             self.config = config
             self.scores = scores
             self.options = options
             self.floors = floors
+            self.rounding = rounding
         }
 
         /// The cheapest candidate's channels, per space.
@@ -377,26 +412,32 @@ extension CPD {
                 let values = scores[kind] ?? []
                 result.append((kind, indices, indices.reduce(0) { $0 + values[$1] }))
             }
+            func count(_ left: Int, step: Int, floor: Int, size: Int, kind: SpaceKind) -> Int {
+                left - Schedule.next(left, step: step, floor: floor, size: size, kind: kind, rounding: rounding)
+            }
             let residualLeft = config.residualWidth - (removed[.residual]?.count ?? 0)
-            let residualCount = min(Schedule.residualStep(config, options: options), residualLeft - floors.residual)
+            let residualCount = count(residualLeft, step: Schedule.residualStep(config, options: options),
+                                      floor: floors.residual, size: config.residualWidth, kind: .residual)
             if residualCount > 0 {
                 add(.residual, lowest(.residual, among: Array(0 ..< config.residualWidth), count: residualCount))
             }
             for (b, block) in config.blocks.enumerated() {
                 let mlp = SpaceKind.mlpHidden(block: b)
-                let mlpCount = min(options.mlpStep, block.mlpHidden - (removed[mlp]?.count ?? 0) - floors.mlp[b])
+                let mlpCount = count(block.mlpHidden - (removed[mlp]?.count ?? 0), step: options.mlpStep,
+                                     floor: floors.mlp[b], size: block.mlpHidden, kind: mlp)
                 if mlpCount > 0 { add(mlp, lowest(mlp, among: Array(0 ..< block.mlpHidden), count: mlpCount)) }
                 guard block.heads > 0 else { continue }
                 let layout = QKVLayout(block)
                 for (kind, widths, offsets) in [(SpaceKind.qkDims(block: b), layout.qkDims, layout.qkOffsets),
                                                 (SpaceKind.vDims(block: b), layout.vDims, layout.vOffsets)] {
-                    // One dim from every head, or none: heads keep at least one of each.
+                    // One dim (or down to the rounded width) from every head, or none: heads keep at least one.
                     let perHead = (0 ..< block.heads).map { h -> [Int] in
                         let dims = Array(offsets[h] ..< offsets[h] + widths[h])
-                        let left = dims.filter { !(removed[kind]?.contains($0) ?? false) }
-                        return left.count > 1 ? lowest(kind, among: dims, count: 1) : []
+                        let left = dims.filter { !(removed[kind]?.contains($0) ?? false) }.count
+                        let cut = count(left, step: 1, floor: 1, size: widths[h], kind: kind)
+                        return cut > 0 ? lowest(kind, among: dims, count: cut) : []
                     }
-                    if perHead.allSatisfy({ $0.count == 1 }) { add(kind, perHead.flatMap { $0 }) }
+                    if perHead.allSatisfy({ !$0.isEmpty }) { add(kind, perHead.flatMap { $0 }) }
                 }
             }
             return result

@@ -20,6 +20,9 @@ public struct Vulcan: PruningMethod {
     public static let settingNotes: [SharedSetting: String] = [.validationFraction: "the cut, default 0.1"]
     public static let defaultBudget = DefaultBudget.methodSetting(flag: "--prune-ratio", value: Options.defaultPruneRatio,
                                                                   meaning: "removes its default share")
+    /// The paper's multiples of 8; `--round-to K` rounds down to multiples of K instead, `--round-to table` to the
+    /// table's fastest widths (never above the count R gives: real pruning stays ≥ R).
+    public static let defaultRounding = VulcanBudget.paperRounding
 
     public struct Options: Equatable, Sendable {
         /// The subset (the data set's class ids), for the restricted accuracies and `--trim-head`; empty: the
@@ -66,7 +69,6 @@ public struct Vulcan: PruningMethod {
             return "vulcan's budget is --prune-ratio R (the share removed) or --target-params/--target-macs, not --keep-*"
         }
         if case .latency? = budget.target { return "vulcan solves params or MACs targets, not latency" }
-        if case .table = budget.rounding { return "vulcan rounds its widths down to multiples of 8: --round-to table does not apply" }
         if let ratio = options.pruneRatio, budget.target == nil, !(0 ..< 1).contains(ratio) {
             return "--prune-ratio \(ratio) must be in [0, 1) (the share removed)"
         }
@@ -87,13 +89,13 @@ public struct Vulcan: PruningMethod {
 
     // MARK: 1. Score and budget
 
-    /// The widths of every block at ratio R (§3.b steps 1–2).
+    /// The widths of every block at ratio R (§3.b steps 1–2), rounded down by `rounding`.
     public static func widths(config: ViTConfig, mlpScores: [[Double]], qkRanks: [Double], voRanks: [Double],
-                              ratio: Double) -> [VulcanBudget.BlockWidths] {
-        let mlp = VulcanBudget.mlpWidths(scores: mlpScores, ratio: ratio)
+                              ratio: Double, rounding: WidthRounding = defaultRounding) -> [VulcanBudget.BlockWidths] {
+        let mlp = VulcanBudget.mlpWidths(scores: mlpScores, ratio: ratio, rounding: rounding)
         let attention = VulcanBudget.attentionDims(qkRanks: qkRanks, voRanks: voRanks,
                                                    qkDims: config.blocks.map(\.qkDim), vDims: config.blocks.map(\.vDim),
-                                                   ratio: ratio)
+                                                   ratio: ratio, rounding: rounding)
         return zip(mlp, attention).map { VulcanBudget.BlockWidths(mlpHidden: $0, qkDim: $1.qk, vDim: $1.v) }
     }
 
@@ -107,8 +109,10 @@ public struct Vulcan: PruningMethod {
         return result
     }
 
-    /// R from a params/MACs target by bisection (cost falls as R grows; the widths round down, so the result keeps
-    /// at most the target).
+    /// R from a params/MACs target by bisection on the rounded widths (`widthsAt` rounds): the upper end always
+    /// keeps at most the target, so the result does too, whatever the rounding (a table's widths need not fall
+    /// monotonically with R; the bisection then settles on one R that keeps at most the target, not the largest
+    /// such cost).
     func solveRatio(_ budget: Budget, config: ViTConfig, widthsAt: (Double) -> [VulcanBudget.BlockWidths]) throws -> Double {
         guard let target = budget.target else { return options.pruneRatio ?? Options.defaultPruneRatio }
         let full = config.cost()
@@ -125,7 +129,7 @@ public struct Vulcan: PruningMethod {
         var low = 0.0, high = 0.999
         guard kept(high) <= fraction else {
             throw PruneError.invalidBudget("vulcan cannot go below \(Formatting.percent(kept(high))) of the "
-                                           + "original at the minimum widths (8)")
+                                           + "original at the smallest widths its rounding allows")
         }
         for _ in 0 ..< 40 {
             let middle = (low + high) / 2
@@ -162,14 +166,16 @@ public struct Vulcan: PruningMethod {
             limit: context.calibrationLimit, batchSize: context.batchSize)
         let scores = statistics.mean
         let ranks = try VulcanBudget.effectiveRanks(VulcanSurgery.doubles(original), config: config)
+        let rounding = context.budget.requestedRounding ?? Self.defaultRounding
         let widthsAt = { (ratio: Double) in
-            Self.widths(config: config, mlpScores: scores, qkRanks: ranks.qk, voRanks: ranks.vo, ratio: ratio)
+            Self.widths(config: config, mlpScores: scores, qkRanks: ranks.qk, voRanks: ranks.vo, ratio: ratio,
+                        rounding: rounding)
         }
         let ratio = try solveRatio(context.budget, config: config, widthsAt: widthsAt)
         let widths = widthsAt(ratio)
         let clusters = Self.clusters(original, widths: widths, scores: scores, seed: context.seed,
                                      iterations: options.kmeansIterations)
-        context.log("vulcan: R = \(Formatting.fixed(ratio, decimals: 3)); widths (mlp/qk/v) "
+        context.log("vulcan: R = \(Formatting.fixed(ratio, decimals: 3)), \(rounding.summary); widths (mlp/qk/v) "
                     + widths.map { "\($0.mlpHidden)/\($0.qkDim)/\($0.vDim)" }.joined(separator: " "))
         // The subset in the order given (the trimmed head's outputs follow it): the method's own, else the run's.
         let subset = options.classes.isEmpty ? context.classes ?? [] : options.classes

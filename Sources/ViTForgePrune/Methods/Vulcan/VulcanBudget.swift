@@ -7,7 +7,8 @@ import ViTForgeSupport
 /// Vulcan's budget (METHODS.md §3.b steps 1–2): from the paper's R, the share REMOVED, to a merged MLP width and
 /// q·k and v·o inner dims per block. MLP: one global threshold on per-layer z-scored activation scores. Attention
 /// (data-free): harmonic per-layer rates from the effective ranks of every head's augmented Q·Kᵀ and V·O products,
-/// split between q·k and v·o. Widths round down to multiples of 8, at least 8 (or the full width when smaller).
+/// split between q·k and v·o. Widths round down to multiples of 8, at least 8 (or the full width when smaller), or
+/// by the run's `--round-to` (`WidthRounding.roundedDown`: multiples of K, or a latency table's fastest widths).
 public enum VulcanBudget {
     /// What the budget gives each block.
     public struct BlockWidths: Equatable, Sendable, Codable {
@@ -35,23 +36,26 @@ public enum VulcanBudget {
         return exp(entropy)
     }
 
-    /// `max(8, 8·⌊x/8⌋)`, but never above `width` (a width below 8 stays whole) and never below 1.
-    public static func roundDown8(_ x: Double, width: Int) -> Int {
-        guard width > 8 else { return max(1, width) }
-        let rounded = x.isFinite ? 8 * Int((max(0, x) / 8).rounded(.down)) : 0
-        return min(width, max(8, rounded))
+    /// The paper's rounding: multiples of 8, at least 8.
+    public static let paperRounding = WidthRounding.multiple(8)
+
+    /// `x` (a count, ⌊·⌋ taken) rounded down by `rounding` in a space of `kind` with `width` groups: with the
+    /// paper's, `max(8, 8·⌊x/8⌋)`, never above `width` (a width up to 8 stays whole) and never below 1.
+    public static func roundDown(_ x: Double, width: Int, kind: SpaceKind, rounding: WidthRounding = paperRounding) -> Int {
+        let count = x.isFinite ? Int(min(max(0, x), Double(width)).rounded(.down)) : 0
+        return rounding.roundedDown(count, size: width, kind: kind)
     }
 
     /// MLP widths: scores z-scored per layer (`(a − mean)/std` over its neurons), the threshold τ = the k-th
     /// smallest of all layers' normalised scores with k = ⌊R·(all neurons)⌋; layer l keeps its neurons scoring
-    /// above τ (none removed when k = 0), rounded down to a multiple of 8 (at least 8).
-    public static func mlpWidths(scores: [[Double]], ratio: Double) -> [Int] {
+    /// above τ (none removed when k = 0), rounded down by `rounding` (the paper's: a multiple of 8, at least 8).
+    public static func mlpWidths(scores: [[Double]], ratio: Double, rounding: WidthRounding = paperRounding) -> [Int] {
         let normalised = scores.map(zScores)
         let all = normalised.flatMap { $0 }.sorted()
         let removed = min(all.count, max(0, Int((ratio * Double(all.count)).rounded(.down))))
-        return normalised.map { layer in
+        return normalised.enumerated().map { l, layer in
             let kept = removed == 0 ? layer.count : layer.filter { $0 > all[removed - 1] }.count
-            return roundDown8(Double(kept), width: layer.count)
+            return roundDown(Double(kept), width: layer.count, kind: .mlpHidden(block: l), rounding: rounding)
         }
     }
 
@@ -65,10 +69,10 @@ public enum VulcanBudget {
     }
 
     /// Per-layer attention dims from the layers' summed effective ranks: `r_l = R·L / (Σ_j 1/e_j) / e_l` with
-    /// `e_l = e_QK + e_VO`, split `r_QK = r_l·2e_VO/e_l`, `r_VO = r_l·2e_QK/e_l`, then `⌊d(1 − r)⌋` rounded down to a
-    /// multiple of 8. A layer whose ranks are 0 (no heads, zero weights) keeps its dims.
+    /// `e_l = e_QK + e_VO`, split `r_QK = r_l·2e_VO/e_l`, `r_VO = r_l·2e_QK/e_l`, then `⌊d(1 − r)⌋` rounded down by
+    /// `rounding` (the paper's: a multiple of 8). A layer whose ranks are 0 (no heads, zero weights) keeps its dims.
     public static func attentionDims(qkRanks: [Double], voRanks: [Double], qkDims: [Int], vDims: [Int],
-                                     ratio: Double) -> [(qk: Int, v: Int)] {
+                                     ratio: Double, rounding: WidthRounding = paperRounding) -> [(qk: Int, v: Int)] {
         let totals = zip(qkRanks, voRanks).map { $0 + $1 }
         let harmonic = totals.reduce(0) { $0 + ($1 > 0 ? 1 / $1 : 0) }
         let layers = Double(totals.count)
@@ -77,8 +81,10 @@ public enum VulcanBudget {
             guard e > 0, harmonic > 0 else { return (qkDims[l], vDims[l]) }
             let rate = ratio * layers / harmonic / e
             let qkRate = rate * 2 * voRanks[l] / e, voRate = rate * 2 * qkRanks[l] / e
-            return (roundDown8((Double(qkDims[l]) * (1 - qkRate)).rounded(.down), width: qkDims[l]),
-                    roundDown8((Double(vDims[l]) * (1 - voRate)).rounded(.down), width: vDims[l]))
+            return (roundDown((Double(qkDims[l]) * (1 - qkRate)).rounded(.down), width: qkDims[l],
+                              kind: .qkDims(block: l), rounding: rounding),
+                    roundDown((Double(vDims[l]) * (1 - voRate)).rounded(.down), width: vDims[l],
+                              kind: .vDims(block: l), rounding: rounding))
         }
     }
 
