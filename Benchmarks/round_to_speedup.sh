@@ -6,6 +6,9 @@
 # times (`--from-search`). OpenBLAS picks its own kernels (`env -u OPENBLAS_CORETYPE`).
 #
 # Usage: bash Benchmarks/round_to_speedup.sh
+# vulcan derives a model for a class subset (`--classes 7`, no post-training); cpd cuts while it trains (one epoch on
+# class 7, a cut every 10 steps): only the widths they reach are timed.
+#
 #   env: METHODS (default "magnitude vbp slim"), TARGET (MACs kept, default 0.65: MLP-only methods reach it on
 #        fm-vit-b), BATCH (default 64), ROUNDS (default 3), VITFORGE (a binary copy), WORK (default out/round-to),
 #        OUT (rows, default Benchmarks/results/round-to-speedup-fm-vit-b.json)
@@ -40,6 +43,8 @@ for method in $methods; do
     fi
     extra=(--from-search "$search")
   fi
+  [ "$method" = vulcan ] && extra=(--classes 7)
+  [ "$method" = cpd ] && extra=(--classes 7 --epochs 1 --prune-interval 10 --batch-size 97)
   for rounding in 1 8 table; do
     name="fm-vit-b-$method-r$rounding"
     tableArgs=(); [ "$rounding" = table ] && tableArgs=(--latency-table "$table")
