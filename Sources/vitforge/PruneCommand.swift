@@ -145,6 +145,9 @@ struct PruneCommand: ParsableCommand {
                 let config = original.config
                 // Before the data: a latency table for another shape or device is refused first.
                 let budget = try options.budget(for: config, on: backend)
+                if let problem = method.problem(with: budget, epochs: options.epochs) {
+                    throw PruneError.invalidBudget(problem)
+                }
                 var dataOptions = preprocess.datasetOptions(for: config)
                 dataOptions.classes = dataClasses
                 dataOptions.seed = common.seed

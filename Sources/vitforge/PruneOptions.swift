@@ -40,7 +40,12 @@ struct PruneOptions: ParsableArguments {
     var targetMacs: Double?
 
     @Option(help: ArgumentHelp("Prune until one batch of --latency-batch images takes this long on this device "
-                               + "(milliseconds, median of 7 runs; solved by bisection on the method's ratio).",
+                               + "(milliseconds, median of 7 runs; solved by bisection on the method's ratio, every "
+                               + "shape tried timed). With --latency-table T the bisection predicts each shape from "
+                               + "the table instead and times only the shape it settles on; a shape measured more "
+                               + "than 5% off the target recalibrates the prediction on what was measured and "
+                               + "solves again (at most 4 times), then every shape is timed as without a table. The "
+                               + "report's latency_solve gives the prediction, the measurement and the shapes timed.",
                                valueName: "ms"))
     var targetLatency: Double?
 
@@ -54,14 +59,17 @@ struct PruneOptions: ParsableArguments {
             + "fastest per kept channel, never above the count the method asked for and never below 1: among the "
             + "measured widths w with count − max(8, count/8) < w ≤ count, the lowest latency(w)/w, and of those "
             + "within 2% of it the largest. Head counts and the residual width stay as asked. The rounding is the "
-            + "budget's, for every method; a --target-* bisection rounds every shape it tries, and --target-latency "
-            + "still times each. vulcan rounds down (multiples of K at or below its count, at least K), so its "
-            + "real pruning stays ≥ R; cpd lands every cut on a rounded width (w − step rounded down).",
+            + "budget's, for every method; a --target-* bisection rounds every shape it tries. vulcan rounds down "
+            + "(multiples of K at or below its count, at least K), so its real pruning stays ≥ R; cpd lands every "
+            + "cut on a rounded width (w − step rounded down).",
         valueName: "K|table"))
     var roundTo: RoundTo?
 
-    @Option(help: ArgumentHelp("The layer latency table for --round-to table, made on this device for this model's "
-                               + "shape by `vitforge bench --model M --batch B --latency-table T`.", valueName: "T"))
+    @Option(help: ArgumentHelp("The layer latency table for --round-to table and for solving --target-latency (the "
+                               + "same file serves both), made on this device (CPU, GEMM library, threads) for this "
+                               + "model's shape by `vitforge bench --model M --batch B --latency-table T`; to solve a "
+                               + "target, B must be --latency-batch. A table made elsewhere is refused.",
+                               valueName: "T"))
     var latencyTable: String?
 
     @Option(help: "global: one ranking over all blocks (widths differ per block); block: the same fraction per block.")
@@ -178,12 +186,15 @@ struct PruneOptions: ParsableArguments {
                       rounding: rounding)
     }
 
-    /// The budget with the latency table read, checked against the model and device (`--round-to table`).
+    /// The budget with the latency table read, checked against the model, the device and, for a latency target,
+    /// the batch (`--round-to table`, `--target-latency` with `--latency-table`).
     func budget(for config: ViTConfig, on backend: Backend) throws -> Budget {
         var budget = self.budget
-        if roundTo == .table, let latencyTable {
-            budget.rounding = .table(try LayerLatencyTable.load(path: latencyTable, for: config,
-                                                                on: .init(current: backend)))
+        if let latencyTable {
+            let loaded = try LayerLatencyTable.load(path: latencyTable, for: config, on: .init(current: backend))
+            if roundTo == .table { budget.rounding = .table(loaded) }
+            if targetLatency != nil { budget.latencyTable = loaded }
+            try budget.validate()
         }
         return budget
     }
@@ -210,8 +221,11 @@ struct PruneOptions: ParsableArguments {
             throw ValidationError("--target-latency \(targetLatency): milliseconds, must be positive")
         }
         do { try budget.validate() } catch { throw ValidationError("\(error)") }
-        if (roundTo == .table) != (latencyTable != nil) {
+        if roundTo == .table && latencyTable == nil {
             throw ValidationError("--round-to table and --latency-table T go together")
+        }
+        if latencyTable != nil && roundTo != .table && targetLatency == nil {
+            throw ValidationError("--latency-table T is read by --round-to table and --target-latency: give one of them")
         }
         if epochs < 0 || finetuneEpochs < 0 { throw ValidationError("--epochs and --finetune-epochs must be ≥ 0") }
         if distill && epochs == 0 && finetuneEpochs == 0 {

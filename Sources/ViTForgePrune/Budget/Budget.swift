@@ -42,6 +42,9 @@ public struct Budget: Equatable, Sendable {
         get { requestedRounding ?? .multiple(1) }
         set { requestedRounding = newValue }
     }
+    /// `--latency-table T` with `--target-latency`: the table the latency target is solved from (predicted shape by
+    /// shape, the chosen one measured; `solveLatency`). Nil: every shape tried is measured.
+    public var latencyTable: LoadedLatencyTable?
 
     public init(keepMLP: Double? = nil, keepHeads: Double? = nil, keepResidual: Double? = nil,
                 target: Target? = nil, rounding: WidthRounding? = nil) {
@@ -69,6 +72,17 @@ public struct Budget: Equatable, Sendable {
         case nil: break
         }
         try requestedRounding?.validate()
+        if let latencyTable {
+            guard case let .latency(_, batch)? = target else {
+                throw LatencyTableError(latencyTable.path, "solves a --target-latency only")
+            }
+            // The table's linear layers are timed at its batch's rows: another batch is another set of GEMMs.
+            if latencyTable.table.batch != batch {
+                throw LatencyTableError(latencyTable.path, "measured at batch \(latencyTable.table.batch), the "
+                                        + "target is at --latency-batch \(batch); make one at that batch with "
+                                        + "`vitforge bench --model M --batch \(batch) --latency-table T`")
+            }
+        }
     }
 
     /// The budget as asked for, in one line: `MACs 30%`, `latency 12 ms at batch 64`, `mlpHidden kept 50%`.
@@ -89,8 +103,8 @@ public struct Budget: Equatable, Sendable {
     /// keep more as a fraction grows). Without a target the given fractions are used as they are; with one, the
     /// `nativeFamilies` share one fraction, found by bisection so that the pruned cost is as close to the target as
     /// the discrete widths allow, while fixed fractions of other families stay. A latency target needs `latency`,
-    /// which measures a pruned configuration. `original`, when given, is what the cost is a fraction of (a
-    /// method that fixed part of the cut beforehand, as ViT-Slim's token sets); otherwise `config`.
+    /// which measures a pruned configuration (`solveLatency`). `original`, when given, is what the cost is a
+    /// fraction of (a method that fixed part of the cut beforehand, as ViT-Slim's token sets); otherwise `config`.
     public func solve(config: ViTConfig, nativeFamilies: [SpaceFamily], latency: LatencyMeter? = nil,
                       original: ViTConfig? = nil,
                       planFor: ([SpaceFamily: Double]) throws -> KeepPlan) throws -> (KeepPlan, BudgetOutcome) {
@@ -103,72 +117,57 @@ public struct Budget: Equatable, Sendable {
         if let clash = nativeFamilies.first(where: { keepFractions[$0] != nil }) {
             throw PruneError.invalidBudget("a target and a keep fraction for \(clash.rawValue) at once")
         }
-        let originalCost = original.cost()
-        if case .latency = target, latency == nil {
-            throw PruneError.invalidBudget("a latency target needs a device to measure on")
-        }
-        // What the target measures, increasing with the ratio: a cost fraction, or milliseconds.
-        func fraction(_ plan: KeepPlan) throws -> Double {
-            let pruned = try plan.prunedConfig(of: config)
-            let cost = pruned.cost()
-            switch target {
-            case .params: return Double(cost.parameters) / Double(originalCost.parameters)
-            case .macs: return Double(cost.macs) / Double(originalCost.macs)
-            case .latency: return try latency?.milliseconds(pruned) ?? 0
-            }
-        }
-        let goal: Double
-        switch target {
-        case .params(let r), .macs(let r): goal = r
-        case .latency(let milliseconds, _): goal = milliseconds
-        }
         func planAt(_ ratio: Double) throws -> KeepPlan {
             var fractions = keepFractions
             for family in nativeFamilies { fractions[family] = ratio }
             return try planFor(fractions)
         }
-        var low = 0.0, high = 1.0
-        // A latency bisection times a model per halving: a pass of its own for progress and Ctrl-C.
-        let halvings: Int
-        if case .latency = target { halvings = 14 } else { halvings = 40 }
-        var pass: PassProgress?
-        if case .latency = target { pass = PassMonitor.begin("latency search", total: halvings + 1, unit: "shapes") }
-        var best = (ratio: 1.0, plan: try planAt(1), error: Double.infinity, achieved: 0.0)
-        best.achieved = try fraction(best.plan)
-        best.error = abs(best.achieved - goal)
-        try pass?.advance(1)
-        // 40 halvings reach 1e-12, far below one channel's share of any real model. A measured latency is noisy
-        // (±5% on a shared machine) and each measurement costs forwards: 14 halvings resolve the ratio to 1e-4, and
-        // configurations measured once are not measured again.
-        for _ in 0..<halvings {
-            let middle = (low + high) / 2
-            let plan = try planAt(middle)
-            let achieved = try fraction(plan)
-            try pass?.advance(1)
-            if abs(achieved - goal) < best.error { best = (middle, plan, abs(achieved - goal), achieved) }
-            if achieved < goal { low = middle } else { high = middle }
+        let originalCost = original.cost()
+        let goal: Double
+        switch target {
+        case .params(let r), .macs(let r): goal = r
+        case let .latency(milliseconds, batch):
+            guard let latency else { throw PruneError.invalidBudget("a latency target needs a device to measure on") }
+            return try solveLatency(milliseconds, batch: batch, config: config, original: original,
+                                    nativeFamilies: nativeFamilies, meter: latency, planAt: planAt)
+        }
+        // 40 halvings reach 1e-12, far below one channel's share of any real model.
+        let best = try Self.bisect(goal: goal, halvings: 40, planAt: planAt) { plan in
+            let cost = try plan.prunedConfig(of: config).cost()
+            if case .params = target { return Double(cost.parameters) / Double(originalCost.parameters) }
+            return Double(cost.macs) / Double(originalCost.macs)
         }
         // A cost target the native families cannot reach even at their smallest widths is an error, not a model
         // cut to one neuron per block (e.g. 25% of the MACs by MLP pruning alone, when attention is 39% of them).
-        pass?.end()
-        // A latency target under the smallest cut's time (the bisection ends there when the goal is below it) is
-        // the same error, with the time that cut takes; 10% over covers the timing noise of a shared machine.
-        if case let .latency(milliseconds, batch) = target, best.achieved > goal * 1.1 {
-            let families = nativeFamilies.map(\.rawValue).joined(separator: ", ")
-            throw PruneError.invalidBudget("target latency \(milliseconds) ms at batch "
-                + "\(batch) is out of reach by pruning \(families): the smallest model this method cuts takes "
-                + "\(Formatting.fixed(best.achieved, decimals: 2)) ms on this device; ask for at least that")
-        }
-        if case .latency = target {} else if best.achieved - goal > 0.01 {
+        if best.achieved - goal > 0.01 {
             let families = nativeFamilies.map(\.rawValue).joined(separator: ", ")
             throw PruneError.invalidBudget("target \(goal) is out of reach by pruning \(families) alone: the smallest "
                 + "model this method cuts keeps \((best.achieved * 1000).rounded() / 10)%; prune other families too "
                 + "(--keep-heads, --keep-residual) where the method can")
         }
-        var outcome = BudgetOutcome(original: original, pruned: try best.plan.prunedConfig(of: config),
+        let outcome = BudgetOutcome(original: original, pruned: try best.plan.prunedConfig(of: config),
                                     nativeRatio: best.ratio, target: target)
-        if case .latency = target { outcome.measuredLatencyMilliseconds = best.achieved }
         return (best.plan, outcome)
+    }
+
+    /// Bisection on the native ratio for a `value` that grows with it: the ratio 1, then `halvings` halvings of
+    /// [0, 1]; the ratio whose value came nearest `goal`. `step` runs after each value (a pass's progress).
+    static func bisect(goal: Double, halvings: Int, planAt: (Double) throws -> KeepPlan,
+                       step: () throws -> Void = {}, value: (KeepPlan) throws -> Double)
+        throws -> (ratio: Double, plan: KeepPlan, achieved: Double) {
+        var low = 0.0, high = 1.0
+        let plan = try planAt(1)
+        var best = (ratio: 1.0, plan: plan, achieved: try value(plan))
+        try step()
+        for _ in 0..<halvings {
+            let middle = (low + high) / 2
+            let plan = try planAt(middle)
+            let achieved = try value(plan)
+            try step()
+            if abs(achieved - goal) < abs(best.achieved - goal) { best = (middle, plan, achieved) }
+            if achieved < goal { low = middle } else { high = middle }
+        }
+        return best
     }
 }
 
@@ -184,6 +183,8 @@ public struct BudgetOutcome: Equatable, Sendable {
     public var macs: Int
     /// For a latency target: the pruned shape's latency as measured while solving.
     public var measuredLatencyMilliseconds: Double?
+    /// For a latency target solved by `Budget.solve`: how it was met (table prediction, measurements).
+    public var latencySolve: LatencySolveRecord?
 
     public init(original: ViTConfig, plan: KeepPlan, nativeRatio: Double?, target: Budget.Target?) throws {
         self.init(original: original, pruned: try plan.prunedConfig(of: original), nativeRatio: nativeRatio,
@@ -218,7 +219,8 @@ public struct BudgetOutcome: Equatable, Sendable {
         if let nativeRatio { lines.append("native keep ratio \(nativeRatio)") }
         if case let .latency(milliseconds, batch)? = target, let measured = measuredLatencyMilliseconds {
             lines.append("latency at batch \(batch): \(Formatting.fixed(measured, decimals: 2)) ms measured while "
-                         + "solving (target \(Formatting.fixed(milliseconds, decimals: 2)) ms)")
+                         + "solving (target \(Formatting.fixed(milliseconds, decimals: 2)) ms)"
+                         + (latencySolve.map { "; " + $0.summary } ?? ""))
         }
         return lines.joined(separator: "\n")
     }

@@ -14,6 +14,13 @@ public final class LatencyMeter {
     /// solver does with latencies is checked without reading a clock on a shared machine.
     private let measure: (ViTConfig) throws -> Double
     private var measured: [(config: ViTConfig, milliseconds: Double)] = []
+    /// Shapes timed so far (a shape asked for again is not timed again): what a solve reports as its real
+    /// measurements.
+    public var measurements: Int { measured.count }
+
+    /// A measured latency within this share of the target meets it: a median of 7 forwards still moves by about
+    /// ±5% on a shared machine, so a solve that aims closer than that chases noise.
+    public static let tolerance = 0.05
 
     /// The device's meter; under `VITFORGE_FAULT_LATENCY_MS_PER_GMAC` (a fault-injection build) the cost model.
     public convenience init(backend: Backend, batch: Int, warmup: Int = 2, runs: Int = 7) {

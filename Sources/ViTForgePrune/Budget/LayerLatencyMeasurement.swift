@@ -17,11 +17,26 @@ public enum LayerLatencyMeasurement {
     /// Every width from 1 to the parent's: the rounding rule may then pick any count a method asks for.
     public static let widthsDescription = "every width from 1 to the parent's (MLP neurons, per-head q/k and v dims)"
 
+    /// The table of `config` at `batch` on `backend`. With `costModel` (under `VITFORGE_FAULT_LATENCY_MS_PER_GMAC`
+    /// in a fault-injection build, as `LatencyMeter`) no clock is read: each shape costs that many milliseconds
+    /// per 10⁹ of its MACs (`BlockCost`'s convention), so a table and the meter's cost model agree on every layer
+    /// they share, and what the table leaves out (patch embedding, head) is what they disagree on.
     public static func measure(config: ViTConfig, batch: Int, rounds: Int, backend: Backend,
-                               sampleMilliseconds: Double = 2, progress: PassProgress? = nil) throws -> LayerLatencyTable {
+                               sampleMilliseconds: Double = 2, progress: PassProgress? = nil,
+                               costModel: Double? = FaultInjection.latencyMillisecondsPerGMAC) throws
+        -> LayerLatencyTable {
         let parent = try LayerLatencyTable.ParentShape(config)
         let shapes = LayerLatencyTable.shapes(parent: parent, batch: batch) { Array(1 ... max(1, $0)) }
         let rows = batch * parent.tokens
+        if let perGMAC = costModel {
+            let tokens = parent.tokens
+            return LayerLatencyTable(
+                device: .init(current: backend), batch: batch, parent: parent, widths: widthsDescription, rounds: 1,
+                linear: shapes.linear.map { .init($0, milliseconds: perGMAC * Double(rows * $0.inWidth * $0.outWidth) / 1e9) },
+                attention: shapes.attention.map {
+                    .init($0, milliseconds: perGMAC * Double(batch * tokens * tokens * $0.heads * ($0.qkDim + $0.vDim)) / 1e9)
+                })
+        }
         // One set of buffers, as large as the largest shape reads.
         let maxIn = shapes.linear.map(\.inWidth).max() ?? 1, maxOut = shapes.linear.map(\.outWidth).max() ?? 1
         let layouts = shapes.attention.map { QKVLayout(qkDims: [Int](repeating: $0.qkDim, count: $0.heads),

@@ -218,6 +218,12 @@ public struct LayerLatencyTable: Codable, Equatable, Sendable {
 
     // MARK: What a width costs
 
+    /// The measured milliseconds of one linear layer's shape (nil: not measured).
+    public func milliseconds(_ key: LinearKey) -> Double? { linearMilliseconds[key] }
+
+    /// The measured milliseconds of one attention core's shape (nil: not measured).
+    public func milliseconds(_ key: AttentionKey) -> Double? { attentionMilliseconds[key] }
+
     /// The table's latency of the layers whose cost depends on a width of `kind` when it is `width` and every
     /// other width of the block stays the parent's (nil: not measured, or a kind the table does not cover):
     /// MLP neurons: fc1 and fc2; a head's q/k dims: qkv and the attention core; a head's v dims: qkv, the core and

@@ -177,6 +177,8 @@ public struct PruningPipeline {
         report.methodSeries = result.series
         report.compensation = compensationRecords
         if case .table(let loaded) = budget.rounding { report.latencyTable = .init(loaded) }
+        if let loaded = budget.latencyTable { report.latencyTable = .init(loaded) }
+        report.latencySolve = result.outcome.latencySolve
         return Outcome(weights: final, report: report, stopped: false)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import ViTForgeModel
 import ViTForgeTrain
 
 /// A self-contained HTML page for one or more prune reports (`vitforge report`, and what `prune --html` and the
@@ -8,6 +9,11 @@ import ViTForgeTrain
 /// model its tokens per block and the patch grid shaded by how many blocks keep each patch, latency against batch
 /// size, training and search curves, and the phases in the order they ran.
 public enum HTMLReport {
+    /// `--target-latency`'s line: the shape's measured latency and how the solve reached it.
+    static func latencySolveLine(_ solve: LatencySolveRecord) -> String {
+        "\(Formatting.fixed(solve.measuredMilliseconds, decimals: 2)) ms measured; \(solve.summary)"
+    }
+
     /// The `data-chart` names every page has (per-report charts add `-N`, 1-based, to theirs).
     public static let pageCharts = ["accuracy-macs", "latency-batch"]
     public static let perReportCharts = ["widths-heads", "widths-qk", "widths-v", "widths-mlp", "curves", "phases"]
@@ -64,9 +70,10 @@ public enum HTMLReport {
                 + "\(report.distill ? " with distillation" : ""), device \(escape(report.device)), seed \(report.seed), "
                 + "vitforge \(escape(report.version)).</p><p><code>\(escape(report.command))</code></p>"
                 + (report.latencyTable.map {
-                    "<p>Widths rounded with the latency table <code>\(escape($0.path))</code> (\(escape($0.hash))), "
+                    "<p>Latency table <code>\(escape($0.path))</code> (\(escape($0.hash))), "
                         + "measured on \(escape($0.device)) at batch \($0.batch).</p>"
                 } ?? "")
+                + (report.latencySolve.map { "<p>Latency target: \(escape(Self.latencySolveLine($0))).</p>" } ?? "")
                 + "<div class=\"charts\">\n"
             let before = report.original.perBlock, after = report.pruned.perBlock
             let quantities: [(String, String, (PruneReport.BlockWidths) -> Int)] = [

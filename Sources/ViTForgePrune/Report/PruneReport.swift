@@ -134,8 +134,11 @@ public struct PruneReport: Codable, Sendable {
     public var budgetAsked: String?
     public var data: String?
     public var classes: [Int]?
-    /// `--round-to table`: the latency table the widths were rounded with (nil: counts rounded to a multiple).
+    /// The latency table the run read: the widths were rounded with it (`--round-to table`), a `--target-latency`
+    /// was solved from it (`--latency-table` alone), or both (nil: no table).
     public var latencyTable: LatencyTableRecord?
+    /// `--target-latency`: how it was met (the table's prediction, the measured latency, the shapes timed).
+    public var latencySolve: LatencySolveRecord?
 
     /// Which latency table a run used: its file, the file's hash, and the machine and batch it was measured on.
     public struct LatencyTableRecord: Codable, Equatable, Sendable {
@@ -185,6 +188,7 @@ public struct PruneReport: Codable, Sendable {
         case budgetAsked = "budget_asked"
         case data, classes, compensation
         case latencyTable = "latency_table"
+        case latencySolve = "latency_solve"
     }
 
     public static func widths(_ config: ViTConfig) -> [BlockWidths] {

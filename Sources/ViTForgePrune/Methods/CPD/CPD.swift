@@ -60,6 +60,9 @@ public struct CPD: PruningMethod {
 
     public func problem(with budget: Budget, epochs: Int) -> String? {
         if epochs < 1 { return "cpd prunes while it trains: give --epochs N (≥ 1)" }
+        if budget.latencyTable != nil {
+            return "cpd times the model at each cut while it trains: --latency-table does not solve its --target-latency"
+        }
         if budget.target == nil || !budget.keepFractions.isEmpty {
             return "cpd prunes toward one target: give --target-macs, --target-params or --target-latency (and no --keep-*)"
         }
