@@ -43,9 +43,10 @@ struct PruneOptions: ParsableArguments {
                                + "(milliseconds, median of 7 runs; solved by bisection on the method's ratio, every "
                                + "shape tried timed). With --latency-table T the bisection predicts each shape from "
                                + "the table instead and times only the shape it settles on; a shape measured more "
-                               + "than 5% off the target recalibrates the prediction on what was measured and "
-                               + "solves again (at most 4 times), then every shape is timed as without a table. The "
-                               + "report's latency_solve gives the prediction, the measurement and the shapes timed.",
+                               + "than 10% (a shared machine's timing noise) off the target recalibrates the "
+                               + "prediction on what was measured and solves again (at most 4 times), then every "
+                               + "shape is timed as without a table. The report's latency_solve gives the "
+                               + "prediction, the measurement and the shapes timed.",
                                valueName: "ms"))
     var targetLatency: Double?
 
@@ -68,7 +69,8 @@ struct PruneOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The layer latency table for --round-to table and for solving --target-latency (the "
                                + "same file serves both), made on this device (CPU, GEMM library, threads) for this "
                                + "model's shape by `vitforge bench --model M --batch B --latency-table T`; to solve a "
-                               + "target, B must be --latency-batch. A table made elsewhere is refused.",
+                               + "target, B must be --latency-batch (every method that solves a target by bisection; "
+                               + "not cpd, which times its cuts while it trains). A table made elsewhere is refused.",
                                valueName: "T"))
     var latencyTable: String?
 

@@ -18,9 +18,10 @@ public final class LatencyMeter {
     /// measurements.
     public var measurements: Int { measured.count }
 
-    /// A measured latency within this share of the target meets it: a median of 7 forwards still moves by about
-    /// ±5% on a shared machine, so a solve that aims closer than that chases noise.
-    public static let tolerance = 0.05
+    /// A measured latency within this share of the target meets it, and one this far over the smallest cut's is
+    /// out of reach: a median of 7 forwards still moves by about ±5% on a shared machine (more under a load of 5
+    /// on 2 cores), so two measurements of one shape can differ by 10%, and a solve that aims closer chases noise.
+    public static let tolerance = 0.1
 
     /// The device's meter; under `VITFORGE_FAULT_LATENCY_MS_PER_GMAC` (a fault-injection build) the cost model.
     public convenience init(backend: Backend, batch: Int, warmup: Int = 2, runs: Int = 7) {

@@ -107,9 +107,10 @@ extension Budget {
                     chosen = next
                     break solving
                 }
-                // The table settled on the smallest cut and it is measured well over the goal: no bisection can do
-                // better (10% over covers the timing noise of a shared machine).
-                if milliseconds > goal * 1.1, shape == (try planAt(0x1p-40).prunedConfig(of: config)) {
+                // The table settled on the smallest cut and it is measured over the goal by more than the noise: no
+                // bisection can do better.
+                if milliseconds > goal * (1 + LatencyMeter.tolerance),
+                   shape == (try planAt(0x1p-40).prunedConfig(of: config)) {
                     throw outOfReach(milliseconds)
                 }
             }
@@ -135,8 +136,10 @@ extension Budget {
             // The table's shapes were measured too: the nearest of all wins.
             chosen = measured.min { abs($0.milliseconds - goal) < abs($1.milliseconds - goal) }
             // A latency target under the smallest cut's time (the bisection ends there when the goal is below
-            // it) is an error, with the time that cut takes; 10% over covers the timing noise of a shared machine.
-            if let chosen, chosen.milliseconds > goal * 1.1 { throw outOfReach(chosen.milliseconds) }
+            // it) is an error, with the time that cut takes, unless within the timing noise.
+            if let chosen, chosen.milliseconds > goal * (1 + LatencyMeter.tolerance) {
+                throw outOfReach(chosen.milliseconds)
+            }
         }
         guard let chosen else { throw PruneError.invalidBudget("a latency target solved to no shape") }
         record.predictedMilliseconds = chosen.predicted

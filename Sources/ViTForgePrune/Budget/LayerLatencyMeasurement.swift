@@ -29,12 +29,13 @@ public enum LayerLatencyMeasurement {
         let shapes = LayerLatencyTable.shapes(parent: parent, batch: batch) { Array(1 ... max(1, $0)) }
         let rows = batch * parent.tokens
         if let perGMAC = costModel {
-            let tokens = parent.tokens
+            let tokens = parent.tokens, perMAC = perGMAC / 1e9
             return LayerLatencyTable(
                 device: .init(current: backend), batch: batch, parent: parent, widths: widthsDescription, rounds: 1,
-                linear: shapes.linear.map { .init($0, milliseconds: perGMAC * Double(rows * $0.inWidth * $0.outWidth) / 1e9) },
-                attention: shapes.attention.map {
-                    .init($0, milliseconds: perGMAC * Double(batch * tokens * tokens * $0.heads * ($0.qkDim + $0.vDim)) / 1e9)
+                linear: shapes.linear.map { .init($0, milliseconds: perMAC * Double(rows * $0.inWidth * $0.outWidth)) },
+                attention: shapes.attention.map { key in
+                    let macs = batch * tokens * tokens * key.heads * (key.qkDim + key.vDim)
+                    return .init(key, milliseconds: perMAC * Double(macs))
                 })
         }
         // One set of buffers, as large as the largest shape reads.
