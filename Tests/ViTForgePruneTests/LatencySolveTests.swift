@@ -131,6 +131,13 @@ struct LatencySolveTests {
         #expect(counting.count == 1, "timed \(counting.count) shapes")
     }
 
+    @Test("a target over the largest shape the budget allows: that shape, timed once")
+    func targetOverTheLargestShape() throws {
+        let config = try LatencyTableTests.fmVitB.get()
+        let (outcome, _, timed) = try Self.solve(share: 1.3, table: try Self.macTable(config))
+        #expect(timed == 1 && outcome.latencySolve?.fallback == nil && outcome.config == config, "\(outcome.summary)")
+    }
+
     @Test("a table for another batch, or without a latency target, is refused in one line naming it")
     func mismatchedTableRefused() throws {
         let table = try Self.macTable(try LatencyTableTests.fmVitB.get(), batch: 2)

@@ -103,7 +103,10 @@ extension Budget {
                 let next = Measured(ratio: found.ratio, plan: found.plan, shape: shape, milliseconds: milliseconds,
                                     predicted: found.achieved)
                 measured.append(next)
-                if abs(milliseconds - goal) <= LatencyMeter.tolerance * goal {
+                // On the target, or under it at the largest shape the budget allows (`--round-to table` may round
+                // even the full widths down): no solve can do better.
+                let onTarget = abs(milliseconds - goal) <= LatencyMeter.tolerance * goal
+                if try onTarget || (milliseconds < goal && shape == planAt(1).prunedConfig(of: config)) {
                     chosen = next
                     break solving
                 }

@@ -60,8 +60,12 @@ public struct CPD: PruningMethod {
 
     public func problem(with budget: Budget, epochs: Int) -> String? {
         if epochs < 1 { return "cpd prunes while it trains: give --epochs N (≥ 1)" }
+        // The table may round cpd's cuts (--round-to table), but cpd times the model at each cut: it solves nothing.
         if budget.latencyTable != nil {
-            return "cpd times the model at each cut while it trains: --latency-table does not solve its --target-latency"
+            if case .table? = budget.requestedRounding {} else {
+                return "cpd times the model at each cut while it trains: --latency-table does not solve its "
+                    + "--target-latency (with --round-to table it rounds the cuts)"
+            }
         }
         if budget.target == nil || !budget.keepFractions.isEmpty {
             return "cpd prunes toward one target: give --target-macs, --target-params or --target-latency (and no --keep-*)"
