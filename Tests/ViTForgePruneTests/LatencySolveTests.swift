@@ -117,7 +117,7 @@ struct LatencySolveTests {
         #expect(abs(narrow.measuredLatencyMilliseconds! - narrowGoal) <= 0.1 * narrowGoal, "\(narrow.summary)")
     }
 
-    @Test("a target under the smallest cut: refused after timing the table's smallest shape, not a bisection")
+    @Test("a target under the smallest cut: the table's smallest shape timed over it, the measured bisection refuses")
     func outOfReachFromTheTable() throws {
         let config = try LatencyTableTests.fmVitB.get()
         let counting = CountingMeter()
@@ -128,7 +128,9 @@ struct LatencySolveTests {
                              planFor: try Self.scored([.mlpHidden]).plan)
         }
         #expect("\(error)".contains("out of reach") && "\(error)".contains("the smallest model this method cuts takes"))
-        #expect(counting.count == 1, "timed \(counting.count) shapes")
+        // The table's solve times the smallest cut once; the bisection then times its own shapes (nearly all of
+        // them new: it halves towards ratio 0, the table went straight there).
+        #expect(counting.count > Budget.tableSolves, "timed \(counting.count) shapes")
     }
 
     @Test("a target over the largest shape the budget allows: that shape, timed once")

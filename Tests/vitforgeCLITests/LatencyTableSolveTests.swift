@@ -24,8 +24,9 @@ struct LatencyTableSolveTests {
                       "--target-latency", "\(target)", "--classes", "7", "--latency-batches", "2", "--device", "cpu"]
         for rounding in [[], ["--round-to", "table"]] {
             let report = folder.path("report.json"), out = folder.path("pruned.safetensors")
+            let html = folder.path("report.html")
             let result = try vitforge(common + rounding + ["--latency-batch", "2", "--latency-table", table,
-                                                          "--out", out, "--report", report],
+                                                          "--out", out, "--report", report, "--html", html],
                                       environment: Self.environment)
             #expect(result.status == 0, "\(result.stderr)")
             let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report)))
@@ -38,6 +39,8 @@ struct LatencyTableSolveTests {
             #expect(abs(measured - target) <= 0.05 * target && predicted < measured, "\(measured) for \(target)")
             #expect((json["latency_table"] as? [String: Any])?["path"] as? String == table)
             #expect(result.stdout.contains("solved from the table \(table)"), "\(result.stdout)")
+            let page = try String(contentsOfFile: html, encoding: .utf8)
+            #expect(page.contains("<p>Latency target: ") && page.contains("1 shape measured"))
         }
 
         // Refusals: one line, nothing written.

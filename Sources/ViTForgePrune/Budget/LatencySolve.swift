@@ -110,11 +110,15 @@ extension Budget {
                     chosen = next
                     break solving
                 }
-                // The table settled on the smallest cut and it is measured over the goal by more than the noise: no
-                // bisection can do better.
+                // The table settled on the smallest cut and it is measured over the goal by more than the noise.
+                // One timing is not enough to call the target out of reach (a load spike made the smallest cut of
+                // fm-vit-b measure 8.1 ms where larger ones took 6.7): the measured bisection decides, on all its
+                // timings.
                 if milliseconds > goal * (1 + LatencyMeter.tolerance),
                    shape == (try planAt(0x1p-40).prunedConfig(of: config)) {
-                    throw outOfReach(milliseconds)
+                    record.fallback = "the table's smallest cut measured \(Formatting.fixed(milliseconds, decimals: 2)) "
+                        + "ms, over the target"
+                    break solving
                 }
             }
             if chosen == nil && record.fallback == nil {
