@@ -84,7 +84,12 @@ extension Trainer {
                 + "\(saved.state.batchesPerEpoch) batches per epoch; this run has seed \(batches.dataSeed), "
                 + "\(batches.batchesPerEpoch)")
         }
-        if let gemm = saved.gemm, let cpu = backend as? CPUBackend { try cpu.continueGemm(gemm, checkpoint: path) }
+        // A checkpoint without a GEMM record was written before the record existed, when every CPU product ran on
+        // OpenBLAS (or on an OpenCL device, whose results a CPU resume does not reproduce anyway): continue on
+        // OpenBLAS, so that such a resume stays exact now that oneDNN is the default.
+        if let cpu = backend as? CPUBackend {
+            try cpu.continueGemm(saved.gemm ?? GemmRecord(setting: GemmLibrary.openblas.rawValue), checkpoint: path)
+        }
         guard let restoredRandom = TrainingRandom(words: saved.state.random) else {
             throw TrainingError.checkpoint(file: path, "generator state is not four UInt64 words")
         }

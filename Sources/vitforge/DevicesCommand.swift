@@ -27,7 +27,8 @@ struct DevicesCommand: ParsableCommand {
             let gemm = try GemmSelection.fromEnvironment().get()
             print("cpu          CPU backend: OpenBLAS \(OpenBLAS.coreName), \(OpenBLAS.threads) threads (always available)")
             let oneDNN = GemmLibrary.oneDNNVersion.map { "oneDNN \($0) available" } ?? GemmLibrary.oneDNNProblem ?? ""
-            print("             GEMM library: \(gemm) (\(GemmSelection.variable)=openblas|onednn|auto; \(oneDNN))")
+            let why = GemmSelection.isPinnedByEnvironment ? "as \(GemmSelection.variable) sets" : "the default"
+            print("             GEMM library: \(gemm), \(why) (\(GemmSelection.variable)=openblas|onednn|auto; \(oneDNN))")
             if let warning = OpenBLAS.coreWarning { print("warning: \(warning)") }
             if let openCLProblem { print("OpenCL:      \(openCLProblem)") }
             var platform = -1

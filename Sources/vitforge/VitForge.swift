@@ -11,8 +11,9 @@ struct VitForge: ParsableCommand {
         discussion: """
             Every command takes --device (auto, cpu, opencl, opencl:P.D; default: $VITFORGE_DEVICE, else auto) \
             and --seed. `vitforge devices` lists what is available and what auto picks. The CPU backend's matrix \
-            products run on OpenBLAS unless VITFORGE_GEMM=onednn (oneDNN for all) or auto (the faster of the two per \
-            shape, measured once per machine and cached); reports and checkpoints record it.
+            products run on oneDNN where it is installed, else on OpenBLAS; VITFORGE_GEMM=openblas or onednn pins \
+            one library, auto takes the faster of the two per shape (measured once per machine and cached); reports \
+            and checkpoints record it.
             """,
         version: version,
         subcommands: [DevicesCommand.self, InfoCommand.self, InferCommand.self, GradCommand.self, EvalCommand.self,

@@ -93,6 +93,35 @@ struct ResumeTests {
         #expect(try Self.bits(resumed) == Self.bits(uninterrupted), "the resumed part ran on another GEMM library")
     }
 
+    @Test("a checkpoint without a GEMM record (older files, written on OpenBLAS) resumes on OpenBLAS",
+          .enabled(if: GemmLibrary.oneDNNProblem == nil && !GemmSelection.isPinnedByEnvironment))
+    func checkpointWithoutGemmRecordResumesOnOpenBLAS() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let uninterrupted = try Self.trainer(weightsSeed: 1, backend: CPUBackend(gemm: .pinned(.openblas)))
+        _ = try uninterrupted.run()
+        let last = folder.path("last.safetensors")
+        let first = try Self.trainer(weightsSeed: 1, checkpoints: CheckpointPolicy(lastPath: last),
+                                     backend: CPUBackend(gemm: .pinned(.openblas)))
+        first.onProgress = { progress in if progress.step == 4 { first.requestStop() } }
+        _ = try first.run()
+        // Blank the record out of the header's JSON (same length, so the file stays valid): what a checkpoint of
+        // a release before the record looks like.
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: last))
+        let record = Data(#"\"gemm\":{\"setting\":\"openblas\"},"#.utf8)
+        let range = try #require(bytes.range(of: record), "the checkpoint's header has no OpenBLAS record")
+        bytes.replaceSubrange(range, with: Data(repeating: UInt8(ascii: " "), count: record.count))
+        try bytes.write(to: URL(fileURLWithPath: last))
+        #expect(try Checkpoint.read(path: last).metadata.gemm == nil)
+
+        let backend = CPUBackend(gemm: .pinned(.onednn))  // today's default where oneDNN is installed
+        let resumed = try Self.trainer(weightsSeed: 2, checkpoints: CheckpointPolicy(lastPath: last), backend: backend)
+        try resumed.resume(from: last)
+        #expect(backend.gemm == .pinned(.openblas))
+        _ = try resumed.run()
+        #expect(try Self.bits(resumed) == Self.bits(uninterrupted), "the resumed part ran on another GEMM library")
+    }
+
     @Test("a checkpoint holds the model (loadable as a model file), both moments and the position")
     func checkpointContents() throws {
         let folder = try TemporaryFolder()

@@ -44,7 +44,7 @@ func runProcess(_ program: String, _ arguments: [String], environment extra: [St
     var environment = ProcessInfo.processInfo.environment
     environment["POCL_CACHE_DIR"] = environment["POCL_CACHE_DIR"] ?? "/tmp/pocl-cache"
     environment.removeValue(forKey: "VITFORGE_DEVICE")
-    environment.removeValue(forKey: "VITFORGE_GEMM")  // the tests' own expectations assume the default, OpenBLAS
+    environment.removeValue(forKey: "VITFORGE_GEMM")  // the tests' own expectations assume the default library
     environment.merge(extra) { _, new in new }
     process.environment = environment
     let outHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ViTForgeDevice
 import ViTForgeModel
 import ViTForgePrune
 import ViTForgeTestBasics
@@ -237,7 +238,10 @@ struct RoughEdgeTests {
         #expect(result.status == 0, "\(result.stderr)")
         let lines = result.stdout.split(separator: "\n").filter { $0.hasPrefix("device: ") }
         #expect(lines.count == 1, "\(result.stdout)")
-        #expect(lines.first?.hasPrefix("device: cpu (OpenBLAS") == true && lines.first?.hasSuffix("— CPU backend") == true)
+        // The default GEMM library: oneDNN where it is installed (CI installs it), else OpenBLAS.
+        let library = GemmLibrary.oneDNNProblem == nil ? "oneDNN" : "OpenBLAS"
+        #expect(lines.first?.hasPrefix("device: cpu (\(library), ") == true
+                && lines.first?.hasSuffix("— CPU backend") == true, "\(lines)")
     }
 
     // MARK: no silent flags

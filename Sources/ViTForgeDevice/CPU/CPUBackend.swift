@@ -28,8 +28,9 @@ public final class CPUBackend: Backend {
     public var capabilities: DeviceCapabilities { .cpu }
 
     /// `threads` defaults to the machine's online core count; values below 1 are treated as 1. `gemm` defaults to
-    /// `VITFORGE_GEMM` (OpenBLAS when unset; the command line has rejected a value it does not know, see
-    /// `DeviceSelection.makeBackend`, and a library caller gets OpenBLAS for one).
+    /// `VITFORGE_GEMM` (`GemmSelection.standard` when unset: oneDNN where installed, else OpenBLAS; the command
+    /// line has rejected a value it does not know, see `DeviceSelection.makeBackend`, and a library caller gets
+    /// OpenBLAS for one).
     /// Sets OpenBLAS's (process-wide) thread count to 1: the backend splits each GEMM over its own workers.
     public convenience init(threads: Int? = nil, gemm: GemmSelection? = nil) {
         self.init(threads: threads, parallelThreshold: 1 << 16, gemm: gemm)

@@ -85,7 +85,7 @@ final class GemmChoiceTable: @unchecked Sendable {
     }
 
     /// How much faster oneDNN must be to be chosen: its time at most this share of OpenBLAS's. Near-ties stay
-    /// with OpenBLAS (the default, whose results match runs without `auto`). 5%: the attention products, where
+    /// with OpenBLAS (whose results match earlier releases). 5%: the attention products, where
     /// oneDNN is 5–15% faster in these timings, went to OpenBLAS at 10% (Benchmarks/README.md, "GEMM libraries").
     static let margin = 0.95
 

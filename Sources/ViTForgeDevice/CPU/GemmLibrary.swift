@@ -47,8 +47,11 @@ public enum GemmLibrary: String, Sendable, CaseIterable {
 
 /// How the CPU backend picks the library of each product: one library for all (`VITFORGE_GEMM=openblas` or
 /// `onednn`), or per shape (`auto`) from a table measured once per machine and kept in a file (`GemmChoiceTable`).
-/// The default is `openblas`: results are then bit-identical to every earlier release, and do not depend on any
-/// timing. With `auto` they depend on the table, which the backend's name (in bench JSON and reports) names.
+/// The default is oneDNN where it is installed, else OpenBLAS (`standard`): one library for every product, so that
+/// results depend on no timing. oneDNN is the default because it won end to end on a quiet machine (1.07-1.13x
+/// OpenBLAS on DeiT-Tiny at batch 1 and 64, inference and training step; `auto` was no faster: Benchmarks/README.md,
+/// "The default GEMM library"). With `auto` results depend on the table, which the backend's name (in bench JSON and
+/// reports) names.
 public enum GemmSelection: Sendable, Equatable, CustomStringConvertible {
     case pinned(GemmLibrary)
     case auto
@@ -56,10 +59,14 @@ public enum GemmSelection: Sendable, Equatable, CustomStringConvertible {
     /// The environment variable that pins the selection.
     public static let variable = "VITFORGE_GEMM"
 
-    /// `VITFORGE_GEMM` (unset or empty: `openblas`); the problem on a value it does not know, or on a library
+    /// The selection when `VITFORGE_GEMM` is not set: oneDNN for every product where it can be loaded, else
+    /// OpenBLAS (a machine without `libdnnl2` runs as before, and the backend's name says which ran).
+    public static var standard: GemmSelection { .pinned(GemmLibrary.oneDNNProblem == nil ? .onednn : .openblas) }
+
+    /// `VITFORGE_GEMM` (unset or empty: `standard`); the problem on a value it does not know, or on a library
     /// this machine does not have.
     public static func fromEnvironment() -> Result<GemmSelection, GemmSelectionError> {
-        guard let text = environmentValue else { return .success(.pinned(.openblas)) }
+        guard let text = environmentValue else { return .success(standard) }
         return parse(text).flatMap { selection in
             selection.problem.map { .failure(GemmSelectionError(value: text, problem: $0)) } ?? .success(selection)
         }
