@@ -5,7 +5,9 @@ import ViTForgeDevice
 import ViTForgeSupport
 
 // The fused attention's rows: equal heads, per-head widths with q/k ≠ v, a head wider than the GPU tiles (which
-// sends it to the row kernels), and token counts that are not multiples of the 16-row tiles (50, 197, 257).
+// sends it to the row kernels), and token counts that are not multiples of the 16-row tiles (50, 197, 257). The
+// CPU forward splits the queries of the 197- and 257-token rows into 4 blocks (fewer than 16 (image, head) pairs
+// and at least 96 tokens: `attentionQueryBlocks`) and keeps the others whole.
 
 extension OpCase {
     static let attention: [OpCase] = [
@@ -14,6 +16,8 @@ extension OpCase {
         attentionRows(batch: 1, tokens: 257, qkDims: [19, 64], vDims: [33, 3], scale: 0.125),
         attentionRows(batch: 2, tokens: 37, qkDims: [131, 3], vDims: [9, 137], scale: 0.087),
         attentionRows(batch: 1, tokens: 1, qkDims: [5], vDims: [3], scale: 0.5),
+        // 18 (image, head) pairs: one query block per pair however long the sequence.
+        attentionRows(batch: 6, tokens: 23, qkDims: [7, 9, 5], vDims: [11, 4, 6], scale: 0.31),
     ].flatMap { $0 }
 
     /// A forward row and a backward row for one shape.
