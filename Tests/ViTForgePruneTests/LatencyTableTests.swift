@@ -141,6 +141,7 @@ struct LatencyTableTests {
             #expect(error.description.hasPrefix("--latency-table \(path): measured on another device (cpu (OpenBLAS, "
                                                 + "2 threads) on ")
                     && error.description.contains("this run: \(elsewhere.backend) on ")
+                    && error.description.hasSuffix("or run with VITFORGE_GEMM=openblas as when it was measured)")
                     && !error.description.contains("\n"), "\(error)")
         }
     }

@@ -325,8 +325,15 @@ public struct LayerLatencyTable: Codable, Equatable, Sendable {
                                     + shape.summary)
         }
         guard device == table.device else {
+            // Same CPU and core, another backend name: the GEMM library (or thread count) differs; a table measured
+            // before oneDNN became the default names OpenBLAS.
+            let sameMachine = device.cpu == table.device.cpu && device.blasCore == table.device.blasCore
+            let hint = sameMachine && table.device.backend.hasPrefix("cpu (OpenBLAS,")
+                ? " (measure it again with `vitforge bench --latency-table`, or run with VITFORGE_GEMM=openblas as "
+                    + "when it was measured)"
+                : " (measure it again on this device with `vitforge bench --latency-table`)"
             throw LatencyTableError(path, "measured on another device (\(table.device.summary)); this run: "
-                                    + device.summary)
+                                    + device.summary + hint)
         }
         var hasher = FNV1a64()
         hasher.combine(data)
