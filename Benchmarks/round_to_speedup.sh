@@ -13,7 +13,8 @@
 #        fm-vit-b), BATCH (default 64), ROUNDS (default 3), VITFORGE (a binary copy), WORK (default out/round-to),
 #        OUT (rows, default Benchmarks/results/round-to-speedup-NAME.json); the model: MODEL (default
 #        Tests/Fixtures/fm-vit-b.safetensors), HEADS (its head count; empty: the file says it), NAME (file names,
-#        default fm-vit-b), DATA (the folder the data-driven methods read; empty: the embedded Fashion-MNIST), e.g.
+#        default fm-vit-b), DATA (the folder the data-driven methods read; empty: the embedded Fashion-MNIST),
+#        VULCAN_ARGS / CPD_ARGS (their class subset and schedule; defaults above, for a 10-class DATA), e.g.
 #   MODEL=../shared/fixtures/deit_tiny_patch16_224.safetensors HEADS= NAME=deit-tiny DATA=/tmp/photos224 \
 #        bash Benchmarks/round_to_speedup.sh     (photos: Benchmarks/make_photo_folder.py --width 224 --height 224)
 set -euo pipefail
@@ -51,8 +52,8 @@ for method in $methods; do
     fi
     extra=(--from-search "$search")
   fi
-  [ "$method" = vulcan ] && extra=(--classes 7)
-  [ "$method" = cpd ] && extra=(--classes 7 --epochs 1 --prune-interval 10 --batch-size 97)
+  [ "$method" = vulcan ] && read -r -a extra <<< "${VULCAN_ARGS:---classes 7}"
+  [ "$method" = cpd ] && read -r -a extra <<< "${CPD_ARGS:---classes 7 --epochs 1 --prune-interval 10 --batch-size 97}"
   for rounding in 1 8 table; do
     row="$name-$method-r$rounding"
     tableArgs=(); [ "$rounding" = table ] && tableArgs=(--latency-table "$table")
