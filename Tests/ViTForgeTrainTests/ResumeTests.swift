@@ -33,6 +33,12 @@ struct ResumeTests {
         return trainer
     }
 
+    /// Runs `trainer` until it has taken `step` steps, then stops it as Ctrl-C would (writing its checkpoints).
+    static func run(_ trainer: Trainer, stoppingAfter step: Int) throws -> TrainingOutcome {
+        trainer.onProgress = { progress in if progress.step == step { trainer.requestStop() } }
+        return try trainer.run()
+    }
+
     static func bits(_ trainer: Trainer) throws -> [String: [UInt32]] {
         try trainer.model.hostWeights().namedTensors().reduce(into: [:]) { result, tensor in
             if case let .float32(values) = tensor.values { result[tensor.name] = values.map(\.bitPattern) }
@@ -50,8 +56,7 @@ struct ResumeTests {
 
         let last = folder.path("last.safetensors")
         let first = try Self.trainer(weightsSeed: 1, checkpoints: CheckpointPolicy(lastPath: last))
-        first.onProgress = { progress in if progress.step == stopAfter { first.requestStop() } }
-        let partial = try first.run()
+        let partial = try Self.run(first, stoppingAfter: stopAfter)
         #expect(partial.stopped && first.state.step == stopAfter)
 
         // Other initial weights: everything must come from the checkpoint.
@@ -81,8 +86,7 @@ struct ResumeTests {
         let last = folder.path("last.safetensors")
         let first = try Self.trainer(weightsSeed: 1, checkpoints: CheckpointPolicy(lastPath: last),
                                      backend: CPUBackend(gemm: .pinned(.onednn)))
-        first.onProgress = { progress in if progress.step == 4 { first.requestStop() } }
-        _ = try first.run()
+        _ = try Self.run(first, stoppingAfter: 4)
         #expect(try Checkpoint.read(path: last).metadata.gemm == GemmRecord(setting: "onednn"))
 
         let backend = CPUBackend(gemm: .pinned(.openblas))
@@ -103,8 +107,7 @@ struct ResumeTests {
         let last = folder.path("last.safetensors")
         let first = try Self.trainer(weightsSeed: 1, checkpoints: CheckpointPolicy(lastPath: last),
                                      backend: CPUBackend(gemm: .pinned(.openblas)))
-        first.onProgress = { progress in if progress.step == 4 { first.requestStop() } }
-        _ = try first.run()
+        _ = try Self.run(first, stoppingAfter: 4)
         // Blank the record out of the header's JSON (same length, so the file stays valid): what a checkpoint of
         // a release before the record looks like.
         var bytes = try Data(contentsOf: URL(fileURLWithPath: last))
@@ -129,8 +132,7 @@ struct ResumeTests {
         let trainer = try Self.trainer(weightsSeed: 1, checkpoints: CheckpointPolicy(
             lastPath: folder.path("last.safetensors"), bestPath: folder.path("best.safetensors"), everySteps: 5))
         try trainer.optimizer.setMask("blocks.1.mlp.fc2.weight", (0 ..< 13 * 7).map { Float($0 % 2) })
-        trainer.onProgress = { progress in if progress.step == 6 { trainer.requestStop() } }
-        _ = try trainer.run()
+        _ = try Self.run(trainer, stoppingAfter: 6)
         let checkpoint = try Checkpoint.read(path: folder.path("last.safetensors"))
         #expect(checkpoint.metadata.state.step == 6 && checkpoint.metadata.state.epoch == 1
                 && checkpoint.metadata.state.batchInEpoch == 2)
@@ -153,8 +155,7 @@ struct ResumeTests {
         defer { folder.remove() }
         let path = folder.path("last.safetensors")
         let trainer = try Self.trainer(weightsSeed: 1, checkpoints: CheckpointPolicy(lastPath: path))
-        trainer.onProgress = { progress in if progress.step == 2 { trainer.requestStop() } }
-        _ = try trainer.run()
+        _ = try Self.run(trainer, stoppingAfter: 2)
 
         var other = Self.settings
         other.learningRate = 1e-3
